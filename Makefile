@@ -1,0 +1,70 @@
+# dexcache: two commands do everything on a fresh Debian 12 machine.
+#   make run   install what is missing, build, run the proxy on conf/dexcache.yaml
+#   make test  install what is missing, build with ASan/UBSan, run unit + integration tests (+ a short fuzz)
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+CONF ?= conf/dexcache.yaml
+PYTHON ?= /usr/bin/python3
+
+DEB_PKGS := build-essential cmake pkg-config clang libclang-rt-14-dev libh2o-dev libuv1-dev \
+	libcurl4-openssl-dev libhiredis-dev libyaml-dev libmbedtls-dev zlib1g-dev libbrotli-dev \
+	libcjson-dev libcmocka-dev libsystemd-dev libssl-dev redis-server python3 python3-pytest \
+	python3-requests curl wrk nghttp2-client openssl
+
+.PHONY: all deps build build-asan build-fuzz run test unit integration fuzz clean format
+
+all: build
+
+# Installs only the packages that are missing; runs `apt-get update` once first.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDC_TESTS=OFF >/dev/null
+	cmake --build build -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDC_SANITIZE=ON >/dev/null
+	cmake --build build-asan -j $(JOBS)
+
+build-fuzz: deps
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DDC_FUZZ=ON -DDC_TESTS=OFF >/dev/null
+	cmake --build build-fuzz -j $(JOBS)
+
+run: build
+	./build/dexcache -c $(CONF)
+
+unit: build-asan
+	cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+# Integration tests drive the sanitizer build of the real binary (DEXCACHE_BIN).
+integration: build-asan
+	DEXCACHE_BIN=$(CURDIR)/build-asan/dexcache $(PYTHON) -m pytest -q -x -p no:cacheprovider tests/integration
+
+FUZZ_SECONDS ?= 20
+fuzz: build-fuzz
+	@for f in build-fuzz/fuzz_*; do \
+	  [ -x "$$f" ] || continue; \
+	  name=$$(basename $$f); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
+	  mkdir -p build-fuzz/corpus-$$name; \
+	  echo "fuzzing $$name for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 build-fuzz/corpus-$$name $$( [ -d $$corpus ] && echo $$corpus ) 2>build-fuzz/$$name.log \
+	    || { tail -40 build-fuzz/$$name.log; exit 1; }; \
+	  tail -1 build-fuzz/$$name.log; \
+	done
+
+test: unit integration fuzz
+	@echo "make test: all suites passed"
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz

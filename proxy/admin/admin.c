@@ -1,0 +1,158 @@
+#include "admin/admin.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/time.h"
+#include "http/respond.h"
+#include "upstream/upstream_state.h"
+
+#include <cjson/cJSON.h>
+#include <h2o.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct dc_admin {
+    h2o_globalconf_t gconf;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    dc_admin_source_t src;
+};
+
+typedef struct admin_handler {
+    h2o_handler_t super;
+    dc_admin_t *admin;
+} admin_handler_t;
+
+char *dc_admin_health_json(const dc_admin_source_t *src)
+{
+    dc_snapshot_t *snap = src->current_snapshot(src->ctx);
+    const char *state = src->state(src->ctx);
+    cJSON *root = cJSON_CreateObject();
+    bool degraded = false;
+    cJSON *ups = cJSON_CreateObject();
+    uint64_t now = dc_now_mono_ms();
+    for (size_t i = 0; i < snap->cfg->nupstreams; i++) {
+        dc_config_upstream_t *u = &snap->cfg->upstreams[i];
+        dc_upstream_rt_t *rt = &snap->ups[i];
+        cJSON *o = cJSON_CreateObject();
+        const char *ustate = dc_upstream_state_name(&rt->health, now);
+        if (strcmp(ustate, "down") == 0)
+            degraded = true;
+        cJSON_AddStringToObject(o, "state", ustate);
+        cJSON_AddStringToObject(o, "url", u->url);
+        cJSON_AddNumberToObject(o, "queue", 0);
+        cJSON *keys = cJSON_CreateObject();
+        cJSON_AddNumberToObject(keys, "total", (double)rt->keyring.nkeys);
+        cJSON_AddNumberToObject(keys, "usable", (double)dc_keyring_usable(&rt->keyring, now));
+        cJSON_AddItemToObject(o, "keys", keys);
+        cJSON_AddNumberToObject(o, "consecutive_failures", (double)dc_upstream_state_failures(&rt->health));
+        cJSON_AddItemToObject(ups, u->name, o);
+    }
+    if (strcmp(state, "ok") != 0)
+        cJSON_AddStringToObject(root, "status", state);
+    else
+        cJSON_AddStringToObject(root, "status", degraded ? "degraded" : "ok");
+    cJSON_AddStringToObject(root, "version", DC_VERSION);
+    cJSON_AddNumberToObject(root, "uptime_s", (double)(dc_now_wall_ms() - dc_metrics_process.start_wall_ms) / 1000.0);
+    cJSON_AddNumberToObject(root, "workers", src->nworkers(src->ctx));
+    cJSON_AddNumberToObject(root, "connections", (double)dc_metrics_sum_connections_open());
+    cJSON_AddNumberToObject(root, "requests_in_flight", (double)dc_metrics_sum_requests_active());
+    cJSON_AddNumberToObject(root, "config_generation", (double)snap->generation);
+    cJSON_AddStringToObject(root, "redis", snap->cfg->redis.enabled ? "configured" : "disabled");
+    cJSON *cache = cJSON_CreateObject();
+    cJSON_AddNumberToObject(cache, "entries", 0);
+    cJSON_AddNumberToObject(cache, "bytes", 0);
+    cJSON_AddItemToObject(root, "cache", cache);
+    cJSON_AddItemToObject(root, "upstreams", ups);
+    char *txt = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    dc_snapshot_release(snap);
+    return txt;
+}
+
+static void send_owned(h2o_req_t *req, int status, const char *ctype, char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = dc_http_reason(status);
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_send_inline(req, body, len);
+    free(body);
+}
+
+static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    dc_admin_t *a = ((admin_handler_t *)self)->admin;
+    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    bool get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+               h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    if (h2o_memis(req->path.base, plen, H2O_STRLIT("/health"))) {
+        if (!get)
+            goto not_allowed;
+        char *body = dc_admin_health_json(&a->src);
+        send_owned(req, 200, "application/json", body, strlen(body));
+        return 0;
+    }
+    if (h2o_memis(req->path.base, plen, H2O_STRLIT("/metrics"))) {
+        if (!get)
+            goto not_allowed;
+        size_t len;
+        char *body = dc_metrics_render(&len);
+        send_owned(req, 200, "text/plain; version=0.0.4", body, len);
+        return 0;
+    }
+    dc_respond_error(req, 404, "no such admin endpoint", NULL);
+    return 0;
+not_allowed:
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
+    dc_respond_error(req, 405, "method not allowed", NULL);
+    return 0;
+}
+
+static void on_admin_accept(uv_stream_t *listener, int status)
+{
+    dc_admin_t *a = listener->data;
+    if (status != 0)
+        return;
+    uv_tcp_t *conn = dc_calloc(1, sizeof(*conn));
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    h2o_accept(&a->accept_ctx, sock);
+}
+
+int dc_admin_create(uv_loop_t *loop, int fd, const dc_admin_source_t *src, dc_admin_t **out)
+{
+    dc_admin_t *a = dc_calloc(1, sizeof(*a));
+    a->src = *src;
+    h2o_config_init(&a->gconf);
+    a->gconf.server_name = h2o_iovec_init(H2O_STRLIT("dexcache-admin"));
+    h2o_hostconf_t *host = h2o_config_register_host(&a->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    admin_handler_t *h = (admin_handler_t *)h2o_create_handler(path, sizeof(*h));
+    h->super.on_req = on_admin_req;
+    h->admin = a;
+    h2o_context_init(&a->ctx, loop, &a->gconf);
+    a->accept_ctx.ctx = &a->ctx;
+    a->accept_ctx.hosts = a->gconf.hosts;
+    uv_tcp_init(loop, &a->listener);
+    a->listener.data = a;
+    if (uv_tcp_open(&a->listener, fd) != 0 || uv_listen((uv_stream_t *)&a->listener, 128, on_admin_accept) != 0) {
+        dc_log_error("admin: cannot listen");
+        return DC_EBIND;
+    }
+    *out = a;
+    return 0;
+}
+
+void dc_admin_close(dc_admin_t *a)
+{
+    if (a == NULL)
+        return;
+    uv_close((uv_handle_t *)&a->listener, NULL);
+}

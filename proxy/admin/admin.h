@@ -1,0 +1,32 @@
+/*
+ * The admin listener: GET /health (JSON) and GET /metrics (Prometheus text), served by its own h2o
+ * context on the main thread's loop, so a busy worker never delays a health check.
+ * It reads process state only through the source callbacks and the metrics module.
+ */
+#ifndef DC_ADMIN_ADMIN_H
+#define DC_ADMIN_ADMIN_H
+
+#include <uv.h>
+
+#include "server/snapshot.h"
+
+typedef struct dc_admin dc_admin_t;
+
+typedef struct dc_admin_source {
+    /* A new reference to the current snapshot (the admin releases it). */
+    dc_snapshot_t *(*current_snapshot)(void *ctx);
+    unsigned (*nworkers)(void *ctx);
+    /* "ok" or "draining" */
+    const char *(*state)(void *ctx);
+    void *ctx;
+} dc_admin_source_t;
+
+/* Serve on the listening `fd` (taken over). Returns 0 or a DC_E* code. */
+int dc_admin_create(uv_loop_t *loop, int fd, const dc_admin_source_t *src, dc_admin_t **out);
+/* Stop accepting; the object is freed when the loop closes its handles. */
+void dc_admin_close(dc_admin_t *a);
+
+/* Render /health's JSON (caller frees). Exposed for tests. */
+char *dc_admin_health_json(const dc_admin_source_t *src);
+
+#endif

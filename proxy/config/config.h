@@ -1,0 +1,219 @@
+/*
+ * The configuration snapshot: what a YAML file says, validated and resolved.
+ *
+ * A dc_config_t is immutable once dc_config_load*() returns it and is shared by every worker
+ * thread through an atomic reference count: dc_config_ref() to keep it, dc_config_release() when
+ * done (the last release frees everything inside it). Reload builds a new snapshot and swaps it
+ * (see server/); requests in flight keep the snapshot they started with.
+ *
+ * Units: every duration is in milliseconds (uint64_t, "*_ms"), every size in bytes.
+ * Key names follow ../shared/design.md "Config contract"; see conf/REFERENCE.md for every key.
+ */
+#ifndef DC_CONFIG_CONFIG_H
+#define DC_CONFIG_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DC_CONFIG_MAGIC 0x44434346u /* "DCCF" */
+
+/* A listening address: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:80", ":8080" (all IPv4), "[::]:8080". */
+typedef struct dc_config_listen {
+    char *text; /* as written, for logs */
+    char *host; /* "127.0.0.1", "::1"; never brackets */
+    uint16_t port;
+    bool ipv6;
+} dc_config_listen_t;
+
+/* One rate window: "45/1s" = 45 requests per 1000 ms. */
+typedef struct dc_config_rate {
+    uint32_t limit;
+    uint64_t window_ms;
+} dc_config_rate_t;
+
+typedef struct dc_config_upstream {
+    char *name;           /* map key under upstreams: */
+    char *url;            /* "https://api.jup.ag" or "http://127.0.0.1:18081/base"; no trailing slash */
+    char **keys;          /* API keys (after ${VAR} expansion; empty strings dropped); may be 0 */
+    size_t nkeys;
+    char *key_header;     /* header carrying the key upstream; default "x-api-key" (lowercased) */
+    dc_config_rate_t *rates; /* fleet-wide budget windows (may be 0) */
+    size_t nrates;
+    uint32_t queue_max;          /* queue: { max } default 1000 */
+    uint64_t queue_timeout_ms;   /* queue: { timeout } default 2s */
+    uint64_t connect_timeout_ms; /* default 2s */
+    uint64_t timeout_ms;         /* whole-response deadline, default 10s */
+    uint32_t retries;            /* default 2, range 0..10 */
+    uint64_t retry_backoff_ms;   /* base of exponential backoff with jitter, default 100ms */
+    uint64_t key_quarantine_ms;  /* a key answered 401/403 is set aside this long, default 60s */
+    bool http2;                  /* allow HTTP/2 to the upstream when offered (ALPN), default true */
+    bool tls_verify;             /* verify the upstream certificate, default true */
+} dc_config_upstream_t;
+
+typedef enum { DC_CLIENT_NO_CACHE_IGNORE = 0, DC_CLIENT_NO_CACHE_REVALIDATE } dc_client_no_cache_t;
+
+/* routes[].cache[]: first matching rule (prefix of the upstream path) wins. */
+typedef struct dc_config_cache_rule {
+    char *path;                  /* prefix of the upstream path, "/" = everything */
+    uint64_t ttl_ms;             /* required */
+    uint64_t stale_while_revalidate_ms;
+    uint64_t stale_if_error_ms;
+    uint64_t negative_ttl_ms;    /* for 400/404 answers; 0 = not cached */
+    bool respect_origin;         /* origin Cache-Control/Expires win when sent; default false */
+    char **key_sets;             /* params whose comma lists are sorted + deduplicated in the key */
+    size_t nkey_sets;
+    char **ignore_params;        /* params left out of the key */
+    size_t nignore_params;
+    double prefetch;             /* refresh-ahead fraction of ttl (0 = off, else 0.5..0.99) */
+    dc_client_no_cache_t client_no_cache; /* default ignore */
+    bool is_public;              /* "public: true": cache even with Authorization */
+} dc_config_cache_rule_t;
+
+/* routes[].batch */
+typedef struct dc_config_batch {
+    bool enabled;
+    char *path;
+    char *param;
+    uint32_t max;       /* default 50 */
+    uint64_t window_ms; /* default 5ms */
+} dc_config_batch_t;
+
+typedef enum { DC_LIMIT_BY_CLIENT = 0, DC_LIMIT_BY_HEADER } dc_limit_by_t;
+
+/* routes[].limit: per-client limit. */
+typedef struct dc_config_limit {
+    bool enabled;
+    dc_config_rate_t rate; /* "10/1s" */
+    uint32_t burst;        /* default = rate.limit */
+    dc_limit_by_t by;      /* "client" (IP) or "header:<name>" */
+    char *by_header;       /* lowercased header name when by == DC_LIMIT_BY_HEADER */
+} dc_config_limit_t;
+
+/* routes[].cdn: headers toward CDNs and browsers. */
+typedef struct dc_config_cdn {
+    bool enabled;
+    uint64_t max_age_ms;   /* browsers */
+    uint64_t s_maxage_ms;  /* shared caches */
+    uint64_t stale_while_revalidate_ms;
+    uint64_t stale_if_error_ms;
+    bool cdn_cache_control; /* also send CDN-Cache-Control */
+    char **tag_params;      /* query params whose values become Surrogate-Key/Cache-Tag tags */
+    size_t ntag_params;
+} dc_config_cdn_t;
+
+typedef struct dc_config_route {
+    char *prefix;                    /* "/jup"; no trailing slash (except "/" itself) */
+    char *upstream_name;
+    dc_config_upstream_t *upstream;  /* resolved, points into the same snapshot */
+    dc_config_cache_rule_t *cache;   /* 0..n rules */
+    size_t ncache;
+    char **no_cache;                 /* path prefixes never cached (denylist), checked before cache rules */
+    size_t nno_cache;
+    dc_config_batch_t batch;
+    dc_config_limit_t limit;
+    dc_config_cdn_t cdn;
+    bool forward_client_key;         /* pass the client's own key_header upstream; default false */
+    uint64_t max_body;               /* request body cap for this route; default = server.max_body */
+} dc_config_route_t;
+
+typedef struct dc_config_stream {
+    char *path;          /* client path, e.g. /jup/stream/price */
+    char *upstream_name;
+    dc_config_upstream_t *upstream;
+    char *upstream_path; /* polled path */
+    uint64_t interval_ms; /* default 1s */
+    bool on_change;
+} dc_config_stream_t;
+
+typedef struct dc_config {
+    uint32_t magic;
+    _Atomic int refcnt;
+    char *path;                 /* file it came from (or the name given to load_string) */
+
+    dc_config_listen_t *listen; /* plain HTTP/1.1 + h2c listeners */
+    size_t nlisten;
+    struct {
+        dc_config_listen_t *listen; /* TLS listeners (HTTP/1.1 + HTTP/2 via ALPN) */
+        size_t nlisten;
+        char *cert;             /* PEM certificate chain file */
+        char *key;              /* PEM private key file */
+    } tls;
+    uint32_t workers;           /* resolved: "auto" = number of online CPUs */
+
+    struct {
+        bool enabled;           /* admin: present */
+        dc_config_listen_t listen;
+        char *token;            /* bearer token for mutating endpoints; NULL or "" = none */
+    } admin;
+
+    struct {
+        char *access;           /* "stdout" | "off" | path; default "stdout" */
+        int level;              /* dc_log_level_t; default info */
+    } log;
+
+    struct {
+        uint64_t memory;        /* default 256MiB */
+        uint64_t max_object;    /* default 128MiB */
+    } cache;
+
+    struct {
+        bool enabled;           /* redis: present */
+        char *url;              /* redis://host:port/db or unix:///path */
+        char *prefix;           /* default "dexcache:" */
+    } redis;
+
+    struct {
+        uint64_t max_body;           /* request body cap, default 1MiB */
+        uint64_t max_uri;            /* default 8KiB */
+        uint64_t max_header_bytes;   /* default 16KiB */
+        uint32_t max_headers;        /* default 100 */
+        uint64_t drain_timeout_ms;   /* SIGTERM: finish in-flight requests up to this, default 10s */
+        uint64_t idle_timeout_ms;    /* client keep-alive idle timeout, default 30s */
+        char **trusted_proxies;      /* CIDRs whose X-Forwarded-For / CF-Connecting-IP are believed */
+        size_t ntrusted_proxies;
+    } server;
+
+    dc_config_upstream_t *upstreams; /* in file order */
+    size_t nupstreams;
+    dc_config_route_t *routes;       /* in file order */
+    size_t nroutes;
+    dc_config_stream_t *streams;
+    size_t nstreams;
+} dc_config_t;
+
+/* Size of the error buffer callers should pass. */
+#define DC_CONFIG_ERRLEN 1024
+
+/*
+ * Load and validate a YAML file. On success returns 0 and *out holds a snapshot with refcnt 1
+ * (the caller owns that reference). On failure returns DC_ECONFIG (or DC_EIO when the file can't
+ * be read) and writes one line into err: "FILE:LINE:COL: KEY: expected WHAT, found WHAT".
+ * Never exits, never binds anything.
+ */
+int dc_config_load_file(const char *path, dc_config_t **out, char *err, size_t errlen);
+
+/* Same from memory; `name` stands for the file name in messages. `len` bytes of `text`. */
+int dc_config_load_string(const char *name, const char *text, size_t len, dc_config_t **out, char *err,
+                          size_t errlen);
+
+dc_config_t *dc_config_ref(dc_config_t *cfg);
+void dc_config_release(dc_config_t *cfg);
+
+/* Longest-prefix route match on a request path (no query). A prefix "/jup" matches "/jup" and
+ * "/jup/..." but not "/jupiter". Returns NULL when nothing matches. Pure. */
+const dc_config_route_t *dc_config_route_match(const dc_config_t *cfg, const char *path, size_t pathlen);
+
+/* First cache rule of `route` whose path is a prefix of `upstream_path`, after the no_cache denylist.
+ * NULL = not cached. Pure. */
+const dc_config_cache_rule_t *dc_config_cache_rule_match(const dc_config_route_t *route, const char *upstream_path,
+                                                         size_t len);
+
+/* Value parsers shared with tests and other modules. Return 0 or DC_EINVAL / DC_ERANGE. */
+int dc_config_parse_duration_ms(const char *s, uint64_t *out); /* "500ms" "2s" "5m" "1h" "1d" "3" (s) "1.5s" */
+int dc_config_parse_size(const char *s, uint64_t *out);        /* "64KiB" "256MiB" "1GiB" "10KB" "10k" "123" (B) */
+int dc_config_parse_rate(const char *s, dc_config_rate_t *out); /* "45/1s" "2700/60s" "10/s" "600/m" */
+int dc_config_parse_listen(const char *s, dc_config_listen_t *out); /* fills host/port/ipv6 (heap strings) */
+
+#endif

@@ -1,0 +1,129 @@
+/*
+ * conf/REFERENCE.md, written from the directive tables. tests/unit/test_config.c compares the
+ * committed file with this output (DC_UPDATE_REFERENCE=1 rewrites it), so the reference always
+ * says exactly what the parser accepts.
+ */
+#include "config/directive.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const preamble =
+    "# dexcache configuration reference\n"
+    "\n"
+    "<!-- Generated from the directive tables in proxy/config/tables.c: do not edit by hand.\n"
+    "     Regenerate with `DC_UPDATE_REFERENCE=1 test_config`; test_config fails when they differ. -->\n"
+    "\n"
+    "The configuration is one YAML document (`dexcache -t -c FILE` checks it and exits). Unknown keys,\n"
+    "wrong types and out-of-range values are errors, reported on one line as\n"
+    "`FILE:LINE:COLUMN: KEY: expected WHAT, found WHAT`, for example\n"
+    "`conf/x.yaml:12:14: upstreams.jupiter.timeout: expected a duration (500ms, 2s, 5m, 1h), found 'soon'`.\n"
+    "YAML anchors, aliases, tags, duplicate keys and several documents in one file are refused.\n"
+    "\n"
+    "## Value syntax\n"
+    "\n"
+    "| type | syntax |\n"
+    "|---|---|\n"
+    "| duration | `500ms`, `2s`, `5m`, `1h`, `1d`, fractions such as `1.5s`; a bare number is seconds; "
+    "finer than 1ms is refused |\n"
+    "| size | `64KiB`, `256MiB`, `1GiB`, `1TiB` (binary); `10KB`, `10MB`, `1GB`, `1TB` (decimal: 10KB = 10000); "
+    "`10k` / `10K` / `M` / `G` / `T` are binary; a bare number is bytes |\n"
+    "| rate | `COUNT/WINDOW`: `45/1s`, `2700/60s`, `10/s`, `600/m` (a bare unit is one of it); COUNT >= 1 |\n"
+    "| bool | `true`, `false`, `yes`, `no`, `on`, `off` (any case) |\n"
+    "| listen address | `127.0.0.1:8080`, `[::1]:8080`, `[::]:8080`, `:8080` (every IPv4 address); IP literals "
+    "only; port 1..65535 |\n"
+    "| list | a YAML list `[a, b]`; rows typed \"... or list\" also take a single value |\n"
+    "| `${VAR}` | in every value (not in keys): `${NAME}` is the environment variable, \"\" when unset; "
+    "`${NAME:-default}` uses `default` when NAME is unset or empty; `$${` is a literal `${` |\n"
+    "\n"
+    "An empty value (`key:` with nothing after it) is an empty string for string keys and an error "
+    "elsewhere.\n"
+    "Durations are stored in milliseconds, sizes in bytes.\n";
+
+/* Markdown table cell text: '|' would end the cell, '<' would start an HTML tag. */
+static void md_text(FILE *out, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '|')
+            fputs("\\|", out);
+        else if (*s == '<')
+            fputs("&lt;", out);
+        else if (*s == '>')
+            fputs("&gt;", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+static void write_type(FILE *out, const dc__directive_t *d)
+{
+    if (d->type == DC__T_ENUM) {
+        for (size_t i = 0; d->enum_names[i] != NULL; i++)
+            fprintf(out, "%s`%s`", i > 0 ? " \\| " : "", d->enum_names[i]);
+    } else if (d->type == DC__T_CUSTOM) {
+        md_text(out, d->expect);
+    } else {
+        md_text(out, dc__directive_type_name(d));
+    }
+}
+
+static void write_default(FILE *out, const dc__directive_t *d)
+{
+    if (d->flags & DC__D_REQUIRED)
+        fputs("**required**", out);
+    else if (d->dflt_doc != NULL)
+        fprintf(out, "= `%s`", d->dflt_doc);
+    else if (d->dflt != NULL)
+        fprintf(out, "`%s`", d->dflt);
+    else if (d->type == DC__T_MAP || d->type == DC__T_MAPLIST || d->type == DC__T_NAMEDMAP ||
+             d->type == DC__T_STRLIST || d->type == DC__T_LISTENS || d->type == DC__T_RATES)
+        fputs("absent", out);
+    else
+        fputs("none", out);
+}
+
+static void write_rows(FILE *out, const dc__table_t *t, const char *prefix)
+{
+    for (size_t i = 0; i < t->nrows; i++) {
+        const dc__directive_t *d = &t->rows[i];
+        char key[256], range[64];
+        snprintf(key, sizeof(key), "%s%s", prefix, d->name);
+        dc__directive_range(d, range, sizeof(range));
+        if (d->type == DC__T_MAPLIST && d->min > 0)
+            snprintf(range, sizeof(range), ">= %llu item%s", (unsigned long long)d->min, d->min == 1 ? "" : "s");
+        fprintf(out, "| `%s` | ", key);
+        write_type(out, d);
+        fputs(" | ", out);
+        write_default(out, d);
+        fputs(" | ", out);
+        md_text(out, range);
+        fputs(" | ", out);
+        md_text(out, d->doc);
+        fputs(" |\n", out);
+        if (d->sub == NULL)
+            continue;
+        char sub[sizeof(key) + 16];
+        if (d->type == DC__T_MAPLIST)
+            snprintf(sub, sizeof(sub), "%s[].", key);
+        else if (d->type == DC__T_NAMEDMAP)
+            snprintf(sub, sizeof(sub), "%s.<name>.", key);
+        else
+            snprintf(sub, sizeof(sub), "%s.", key);
+        write_rows(out, d->sub, sub);
+    }
+}
+
+void dc__config_write_reference(FILE *out)
+{
+    const dc__table_t *root = &dc__config_root_table;
+    fputs(preamble, out);
+    fputs("\n## Keys\n", out);
+    for (size_t i = 0; i < root->nrows; i++) {
+        const dc__directive_t *d = &root->rows[i];
+        dc__table_t one = {.rows = d, .nrows = 1};
+        fprintf(out, "\n### `%s`\n\n", d->name);
+        md_text(out, d->doc);
+        fputs(".\n\n| key | type | default | range | description |\n|---|---|---|---|---|\n", out);
+        write_rows(out, &one, "");
+    }
+}

@@ -1,0 +1,586 @@
+/*
+ * The directive tables: every key dexcache accepts, with its type, default, range and doc.
+ * conf/REFERENCE.md is generated from these rows (reference.c), so the doc strings are the
+ * operator-facing documentation: one line each, stating what the key does.
+ *
+ * Row order matters: a map's keys are processed in row order (see directive.h), so rows that
+ * others depend on come first (server before routes, upstreams before routes and streams).
+ * Checks that involve several keys live in the finish/item hooks below each table.
+ */
+#include "config/directive.h"
+#include "config/values.h"
+#include "core/error.h"
+#include "core/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define FIELD(base, off, T) ((T *)((char *)(base) + (off)))
+
+#define SEC 1000ull
+#define MINUTE (60 * SEC)
+#define HOUR (60 * MINUTE)
+#define DAY (24 * HOUR)
+#define KIB 1024ull
+#define MIB (1024 * KIB)
+
+/* Row builders; extra designated fields (.flags, .check, .dflt_doc, ...) go in the trailing args. */
+#define R_STR(nm, T, f, dflt_, doc_, ...)                                                                              \
+    {.name = (nm), .type = DC__T_STRING, .offset = offsetof(T, f), .dflt = (dflt_), .doc = (doc_), __VA_ARGS__}
+#define R_BOOL(nm, T, f, dflt_, doc_)                                                                                  \
+    {.name = (nm), .type = DC__T_BOOL, .offset = offsetof(T, f), .dflt = (dflt_), .doc = (doc_)}
+#define R_NUM(kind, nm, T, f, dflt_, lo, hi, doc_, ...)                                                                \
+    {.name = (nm), .type = (kind), .offset = offsetof(T, f), .dflt = (dflt_), .min = (lo), .max = (hi), .doc = (doc_), \
+     __VA_ARGS__}
+#define R_UINT(...) R_NUM(DC__T_UINT, __VA_ARGS__)
+#define R_DUR(...) R_NUM(DC__T_DURATION, __VA_ARGS__)
+#define R_SIZE(...) R_NUM(DC__T_SIZE, __VA_ARGS__)
+#define R_LIST(nm, T, f, n, doc_, ...)                                                                                 \
+    {.name = (nm), .type = DC__T_STRLIST, .offset = offsetof(T, f), .aux = offsetof(T, n), .doc = (doc_), __VA_ARGS__}
+#define R_MAP(nm, off, present, tbl, doc_)                                                                             \
+    {.name = (nm), .type = DC__T_MAP, .offset = (off), .aux = (present), .sub = (tbl), .doc = (doc_)}
+#define TABLE(rows_, finish_) {.rows = (rows_), .nrows = sizeof(rows_) / sizeof((rows_)[0]), .finish = (finish_)}
+
+/* ---- value checks (dc__check_cb): validate and normalize a string in place ---------------------- */
+
+static int fail_found(dc__cfg_ctx_t *ctx, const dc__ynode_t *node, const char *expect)
+{
+    char found[256];
+    dc__ynode_describe(node, found, sizeof(found));
+    return dc__cfg_fail(ctx, node, NULL, "expected %s, found %s", expect, found);
+}
+
+static int check_nonempty(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    return (*v)[0] != '\0' ? 0 : fail_found(ctx, node, "a non-empty string");
+}
+
+/* An absolute path: starts with '/', no spaces, no query or fragment. */
+static bool is_abs_path(const char *s)
+{
+    if (s[0] != '/')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#')
+            return false;
+    }
+    return true;
+}
+
+static int check_abs_path(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    return is_abs_path(*v) ? 0 : fail_found(ctx, node, "a path starting with '/' (no spaces, '?' or '#')");
+}
+
+/* Route prefixes lose their trailing slashes so "/jup/" and "/jup" are the same route. */
+static int check_route_prefix(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    if (!is_abs_path(*v))
+        return fail_found(ctx, node, "a path prefix starting with '/' (no spaces, '?' or '#')");
+    size_t n = strlen(*v);
+    while (n > 1 && (*v)[n - 1] == '/')
+        (*v)[--n] = '\0';
+    return 0;
+}
+
+static int check_header_name(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    if (!dc__config_is_header_name(*v))
+        return fail_found(ctx, node, "an HTTP header name (x-api-key)");
+    for (char *p = *v; *p != '\0'; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return 0;
+}
+
+/* Upstream base URL: http or https, a host, no query or fragment; trailing slashes stripped so
+ * url + upstream path never has "//". */
+static int check_upstream_url(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    static const char *const expect = "an http:// or https:// URL (https://api.jup.ag)";
+    char *s = *v;
+    size_t skip;
+    if (strncasecmp(s, "http://", 7) == 0)
+        skip = 7;
+    else if (strncasecmp(s, "https://", 8) == 0)
+        skip = 8;
+    else
+        return fail_found(ctx, node, expect);
+    if (s[skip] == '\0' || s[skip] == '/' || s[skip] == ':')
+        return fail_found(ctx, node, expect);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#')
+            return fail_found(ctx, node, expect);
+    }
+    size_t n = strlen(s);
+    while (n > skip && s[n - 1] == '/')
+        s[--n] = '\0';
+    return 0;
+}
+
+static int check_redis_url(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    static const char *const schemes[] = {"redis://", "rediss://", "unix://"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(*v, schemes[i], n) == 0 && (*v)[n] != '\0')
+            return 0;
+    }
+    return fail_found(ctx, node, "a Redis URL (redis://host:port/db, rediss://..., unix:///path)");
+}
+
+static int check_cidr(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    char *norm;
+    if (dc__config_parse_cidr(*v, &norm) != 0)
+        return fail_found(ctx, node, "a CIDR (10.0.0.0/8, 2001:db8::/32) or an IP address");
+    free(*v);
+    *v = norm;
+    return 0;
+}
+
+/* Upstream names appear in metrics labels, Redis keys and logs: keep them boring. */
+static int check_upstream_name(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    size_t n = strlen(*v);
+    bool ok = n >= 1 && n <= 64;
+    for (const char *p = *v; ok && *p != '\0'; p++)
+        ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+    return ok ? 0 : fail_found(ctx, node, "an upstream name of 1 to 64 characters from a-z, 0-9, '_', '-'");
+}
+
+/* ---- custom scalars ------------------------------------------------------------------------------ */
+
+static int parse_workers(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const char *text, const dc__ynode_t *node,
+                         void *base)
+{
+    uint64_t n;
+    if (strcmp(text, "auto") == 0)
+        n = dc__config_online_cpus(256);
+    else if (dc__config_parse_uint(text, 256, &n) != 0 || n == 0)
+        return dc__cfg_fail_expected(ctx, d, node, false);
+    *FIELD(base, d->offset, uint32_t) = (uint32_t)n;
+    return 0;
+}
+
+/* Plain decimal only: strtod alone would also take "nan", "inf", hex and leading spaces. */
+static int parse_prefetch(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const char *text, const dc__ynode_t *node,
+                          void *base)
+{
+    bool ok = isdigit((unsigned char)text[0]) && strspn(text, "0123456789.") == strlen(text) && strlen(text) < 32;
+    double v = 0;
+    if (ok) {
+        char *end;
+        v = strtod(text, &end);
+        ok = *end == '\0' && isfinite(v) && (v == 0 || (v >= 0.5 && v <= 0.99));
+    }
+    if (!ok)
+        return dc__cfg_fail_expected(ctx, d, node, false);
+    *FIELD(base, d->offset, double) = v;
+    return 0;
+}
+
+/* limit.by: "client" or "header:<name>"; the header name goes to the field at d->aux. */
+static int parse_limit_by(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const char *text, const dc__ynode_t *node,
+                          void *base)
+{
+    if (strcmp(text, "client") == 0) {
+        *FIELD(base, d->offset, dc_limit_by_t) = DC_LIMIT_BY_CLIENT;
+        return 0;
+    }
+    if (strncmp(text, "header:", 7) != 0 || !dc__config_is_header_name(text + 7))
+        return dc__cfg_fail_expected(ctx, d, node, false);
+    char *name = dc_strdup(text + 7);
+    for (char *p = name; *p != '\0'; p++)
+        *p = (char)tolower((unsigned char)*p);
+    *FIELD(base, d->offset, dc_limit_by_t) = DC_LIMIT_BY_HEADER;
+    *FIELD(base, d->aux, char *) = name;
+    return 0;
+}
+
+static void release_string_at_aux(const dc__directive_t *d, void *base)
+{
+    free(*FIELD(base, d->aux, char *));
+}
+
+/* "upstream: jupiter": name at d->offset, resolved pointer at d->aux. Upstreams are parsed
+ * before routes and streams (row order) and their array never moves afterwards. */
+static int parse_upstream_ref(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const char *text, const dc__ynode_t *node,
+                              void *base)
+{
+    const dc_config_t *cfg = ctx->cfg;
+    *FIELD(base, d->offset, char *) = dc_strdup(text);
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        if (strcmp(cfg->upstreams[i].name, text) == 0) {
+            *FIELD(base, d->aux, dc_config_upstream_t *) = &cfg->upstreams[i];
+            return 0;
+        }
+    }
+    char names[256] = "", found[256];
+    size_t pos = 0;
+    for (size_t i = 0; i < cfg->nupstreams && pos < sizeof(names); i++)
+        pos += (size_t)snprintf(names + pos, sizeof(names) - pos, "%s%s", i > 0 ? ", " : "", cfg->upstreams[i].name);
+    dc__ynode_describe(node, found, sizeof(found));
+    if (cfg->nupstreams == 0)
+        return dc__cfg_fail(ctx, node, NULL, "expected the name of an upstream, found %s (no upstreams are defined)",
+                            found);
+    return dc__cfg_fail(ctx, node, NULL, "expected the name of an upstream (%s), found %s", names, found);
+}
+
+static void release_upstream_ref(const dc__directive_t *d, void *base)
+{
+    free(*FIELD(base, d->offset, char *));
+}
+
+/* ---- tls, admin, log, cache, redis, server (fields of dc_config_t itself) ------------------------- */
+
+typedef dc_config_t C;
+
+static int check_readable(dc__cfg_ctx_t *ctx, const dc__ynode_t *node, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    char found[256];
+    int e = errno;
+    dc__ynode_describe(node, found, sizeof(found));
+    return dc__cfg_fail(ctx, node, NULL, "expected a readable file, found %s (%s)", found, strerror(e));
+}
+
+/* tls.listen, tls.cert and tls.key go together: listeners need both files, files need a listener. */
+static int tls_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    C *cfg = base;
+    if (map == NULL)
+        return 0;
+    static const struct {
+        const char *key, *what;
+    } files[] = {{"cert", "a PEM certificate chain file"}, {"key", "a PEM private key file"}};
+    const char *values[] = {cfg->tls.cert, cfg->tls.key};
+    bool any = cfg->tls.nlisten > 0 || (values[0] != NULL && values[0][0]) || (values[1] != NULL && values[1][0]);
+    if (!any)
+        return 0;
+    for (size_t i = 0; i < 2; i++) {
+        const dc__ynode_t *node = dc__ynode_get(map, files[i].key);
+        if (values[i] != NULL && values[i][0] != '\0')
+            continue;
+        char expect[128];
+        snprintf(expect, sizeof(expect), "%s (tls.listen, tls.cert and tls.key go together)", files[i].what);
+        if (node != NULL)
+            return fail_found(ctx, node, expect);
+        return dc__cfg_fail(ctx, map, files[i].key, "expected %s, found nothing", expect);
+    }
+    if (cfg->tls.nlisten == 0)
+        return dc__cfg_fail(ctx, map, "listen",
+                            "expected at least one listen address (tls.cert and tls.key are set), found nothing");
+    for (size_t i = 0; i < 2; i++) {
+        int rc = check_readable(ctx, dc__ynode_get(map, files[i].key), values[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static const dc__directive_t tls_rows[] = {
+    {.name = "listen", .type = DC__T_LISTENS, .offset = offsetof(C, tls.listen), .aux = offsetof(C, tls.nlisten),
+     .doc = "TLS listeners (HTTP/1.1 and HTTP/2 via ALPN); needs cert and key"},
+    R_STR("cert", C, tls.cert, NULL, "PEM certificate chain file (checked readable at load)"),
+    R_STR("key", C, tls.key, NULL, "PEM private key file (checked readable at load)"),
+};
+static const dc__table_t tls_table = TABLE(tls_rows, tls_finish);
+
+static const dc__directive_t admin_rows[] = {
+    {.name = "listen", .type = DC__T_LISTEN, .offset = offsetof(C, admin.listen), .dflt = "127.0.0.1:9090",
+     .doc = "admin listener: GET /health, GET /metrics, POST /purge"},
+    R_STR("token", C, admin.token, NULL, "bearer token required by POST /purge; empty = no token"),
+};
+static const dc__table_t admin_table = TABLE(admin_rows, NULL);
+
+static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
+static const int log_level_values[] = {DC_LOG_DEBUG, DC_LOG_INFO, DC_LOG_WARN, DC_LOG_ERROR};
+static const dc__directive_t log_rows[] = {
+    R_STR("access", C, log.access, "stdout", "access log: stdout, off, or a file path (opened for append)",
+          .check = check_nonempty),
+    {.name = "level", .type = DC__T_ENUM, .offset = offsetof(C, log.level), .dflt = "info",
+     .enum_names = log_level_names, .enum_values = log_level_values, .doc = "error log level (stderr)"},
+};
+static const dc__table_t log_table = TABLE(log_rows, NULL);
+
+/* A max_object above memory could never be stored: an explicit one is an error, the default is
+ * capped so a small `memory:` alone stays valid. */
+static int cache_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    C *cfg = base;
+    if (cfg->cache.max_object <= cfg->cache.memory)
+        return 0;
+    const dc__ynode_t *node = dc__ynode_get(map, "max_object");
+    if (node == NULL) {
+        cfg->cache.max_object = cfg->cache.memory;
+        return 0;
+    }
+    char mem[32], found[256];
+    dc__config_format_size(cfg->cache.memory, mem, sizeof(mem));
+    dc__ynode_describe(node, found, sizeof(found));
+    return dc__cfg_fail(ctx, node, NULL, "expected a size of at most cache.memory (%s), found %s", mem, found);
+}
+
+static const dc__directive_t cache_rows[] = {
+    R_SIZE("memory", C, cache.memory, "256MiB", MIB, DC__UNBOUNDED, "memory budget of the in-process cache"),
+    R_SIZE("max_object", C, cache.max_object, "128MiB", 1, DC__UNBOUNDED,
+           "largest single object stored (an unset default is capped at cache.memory)"),
+};
+static const dc__table_t cache_table = TABLE(cache_rows, cache_finish);
+
+static const dc__directive_t redis_rows[] = {
+    R_STR("url", C, redis.url, NULL, "redis://host:port/db, rediss://... or unix:///path",
+          .flags = DC__D_REQUIRED, .check = check_redis_url, .expect = "a Redis URL"),
+    R_STR("prefix", C, redis.prefix, "dexcache:", "prefix of every Redis key and channel"),
+};
+static const dc__table_t redis_table = TABLE(redis_rows, NULL);
+
+static const dc__directive_t server_rows[] = {
+    R_SIZE("max_body", C, server.max_body, "1MiB", 0, DC__UNBOUNDED, "request body cap (413 above it)"),
+    R_SIZE("max_uri", C, server.max_uri, "8KiB", 256, MIB, "request target cap (414 above it)"),
+    R_SIZE("max_header_bytes", C, server.max_header_bytes, "16KiB", KIB, MIB, "total request header bytes cap"),
+    R_UINT("max_headers", C, server.max_headers, "100", 1, 10000, "request header count cap"),
+    R_DUR("drain_timeout", C, server.drain_timeout_ms, "10s", 0, HOUR,
+          "on SIGTERM, how long in-flight requests may finish"),
+    R_DUR("idle_timeout", C, server.idle_timeout_ms, "30s", SEC, HOUR, "client keep-alive idle timeout"),
+    R_LIST("trusted_proxies", C, server.trusted_proxies, server.ntrusted_proxies,
+           "CIDRs whose X-Forwarded-For / CF-Connecting-IP are believed (a bare IP = /32 or /128)",
+           .check = check_cidr),
+};
+static const dc__table_t server_table = TABLE(server_rows, NULL);
+
+/* ---- upstreams ------------------------------------------------------------------------------------ */
+
+typedef dc_config_upstream_t U;
+
+static const dc__directive_t queue_rows[] = {
+    R_UINT("max", U, queue_max, "1000", 0, 1000000, "requests waiting for budget; 0 = fail at once"),
+    R_DUR("timeout", U, queue_timeout_ms, "2s", 0, 10 * MINUTE, "longest wait for budget before a 503"),
+};
+static const dc__table_t queue_table = TABLE(queue_rows, NULL);
+
+static const dc__directive_t upstream_rows[] = {
+    R_STR("url", U, url, NULL, "base URL, http or https; a trailing slash is dropped", .flags = DC__D_REQUIRED,
+          .check = check_upstream_url, .expect = "an http:// or https:// URL"),
+    R_LIST("keys", U, keys, nkeys, "API keys rotated across requests; empty entries (unset ${VAR}) are dropped",
+           .flags = DC__D_DROP_EMPTY),
+    R_STR("key_header", U, key_header, "x-api-key", "request header that carries the key (lowercased)",
+          .check = check_header_name),
+    {.name = "rate", .type = DC__T_RATES, .offset = offsetof(U, rates), .aux = offsetof(U, nrates),
+     .doc = "fleet-wide request budget toward this upstream, one or more windows"},
+    R_MAP("queue", 0, DC__NOFIELD, &queue_table, "waiting for budget instead of failing"),
+    R_DUR("connect_timeout", U, connect_timeout_ms, "2s", 1, 5 * MINUTE, "TCP + TLS connect deadline"),
+    R_DUR("timeout", U, timeout_ms, "10s", 1, HOUR, "whole-response deadline per attempt"),
+    R_UINT("retries", U, retries, "2", 0, 10, "retries after a connect error, 429 or 5xx"),
+    R_DUR("retry_backoff", U, retry_backoff_ms, "100ms", 0, MINUTE, "base of exponential backoff with jitter"),
+    R_DUR("key_quarantine", U, key_quarantine_ms, "60s", 0, DAY, "how long a key answered 401/403 is set aside"),
+    R_BOOL("http2", U, http2, "true", "use HTTP/2 when the upstream offers it (ALPN)"),
+    R_BOOL("tls_verify", U, tls_verify, "true", "verify the upstream certificate"),
+};
+static const dc__table_t upstream_table = TABLE(upstream_rows, NULL);
+
+/* ---- routes ---------------------------------------------------------------------------------------- */
+
+typedef dc_config_cache_rule_t RULE;
+
+static const char *const client_no_cache_names[] = {"ignore", "revalidate", NULL};
+static const int client_no_cache_values[] = {DC_CLIENT_NO_CACHE_IGNORE, DC_CLIENT_NO_CACHE_REVALIDATE};
+
+static const dc__directive_t rule_rows[] = {
+    R_STR("path", RULE, path, NULL, "prefix of the upstream path this rule covers; / = everything",
+          .flags = DC__D_REQUIRED, .check = check_abs_path, .expect = "a path starting with '/'"),
+    R_DUR("ttl", RULE, ttl_ms, NULL, 1, 365 * DAY, "how long an answer is fresh", .flags = DC__D_REQUIRED),
+    R_DUR("stale_while_revalidate", RULE, stale_while_revalidate_ms, "0", 0, 365 * DAY,
+          "after ttl, serve stale while one background refresh runs"),
+    R_DUR("stale_if_error", RULE, stale_if_error_ms, "0", 0, 365 * DAY, "after ttl, serve stale when the upstream fails"),
+    R_DUR("negative_ttl", RULE, negative_ttl_ms, "0", 0, 365 * DAY, "ttl of 400/404 answers; 0 = not cached"),
+    R_BOOL("respect_origin", RULE, respect_origin, "false", "origin Cache-Control / Expires win over ttl when sent"),
+    R_LIST("key_sets", RULE, key_sets, nkey_sets, "params whose comma lists are sorted and deduplicated in the key"),
+    R_LIST("ignore_params", RULE, ignore_params, nignore_params, "params left out of the cache key"),
+    {.name = "prefetch", .type = DC__T_CUSTOM, .offset = offsetof(RULE, prefetch), .dflt = "0",
+     .parse = parse_prefetch, .expect = "0 or a fraction from 0.5 to 0.99",
+     .doc = "refresh ahead once this fraction of ttl has passed and the entry is read; 0 = off"},
+    {.name = "client_no_cache", .type = DC__T_ENUM, .offset = offsetof(RULE, client_no_cache), .dflt = "ignore",
+     .enum_names = client_no_cache_names, .enum_values = client_no_cache_values,
+     .doc = "what a client's Cache-Control: no-cache does"},
+    R_BOOL("public", RULE, is_public, "false", "cache even requests that carry Authorization"),
+};
+
+/* A rule whose path starts with an earlier rule's path can never match: first match wins. */
+static int rule_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *array, size_t i)
+{
+    const RULE *rules = array;
+    for (size_t j = 0; j < i; j++) {
+        const char *earlier = rules[j].path;
+        if (strcmp(earlier, "/") != 0 && strncmp(rules[i].path, earlier, strlen(earlier)) != 0)
+            continue;
+        char where[256], found[256];
+        const dc__ynode_t *node = dc__ynode_get(item, "path");
+        dc__ynode_path(item->parent->items[j], where, sizeof(where));
+        dc__ynode_describe(node, found, sizeof(found));
+        return dc__cfg_fail(ctx, node, NULL, "expected a path no earlier rule covers, found %s (%s has path '%s')",
+                            found, where, earlier);
+    }
+    return 0;
+}
+
+static const dc__table_t rule_table = TABLE(rule_rows, NULL);
+
+typedef dc_config_batch_t BATCH;
+static const dc__directive_t batch_rows[] = {
+    R_STR("path", BATCH, path, NULL, "upstream path whose requests are split per id and batched",
+          .flags = DC__D_REQUIRED, .check = check_abs_path, .expect = "a path starting with '/'"),
+    R_STR("param", BATCH, param, NULL, "query parameter holding the comma-separated ids", .flags = DC__D_REQUIRED,
+          .check = check_nonempty),
+    R_UINT("max", BATCH, max, "50", 1, 1000, "most ids per upstream request"),
+    R_DUR("window", BATCH, window_ms, "5ms", 0, SEC, "how long misses are gathered before one upstream request"),
+};
+static const dc__table_t batch_table = TABLE(batch_rows, NULL);
+
+typedef dc_config_limit_t LIMIT;
+static int limit_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    LIMIT *l = base;
+    if (map != NULL && dc__ynode_get(map, "burst") == NULL)
+        l->burst = l->rate.limit;
+    return 0;
+}
+
+static const dc__directive_t limit_rows[] = {
+    {.name = "rate", .type = DC__T_RATE, .flags = DC__D_REQUIRED, .offset = offsetof(LIMIT, rate),
+     .doc = "sustained rate per client"},
+    R_UINT("burst", LIMIT, burst, NULL, 1, UINT32_MAX, "requests allowed at once above the rate",
+           .dflt_doc = "rate's count"),
+    {.name = "by", .type = DC__T_CUSTOM, .offset = offsetof(LIMIT, by), .aux = offsetof(LIMIT, by_header),
+     .dflt = "client", .parse = parse_limit_by, .release = release_string_at_aux,
+     .expect = "client or header:<name>", .doc = "who is limited: client (IP) or header:<name> (for example an API key)"},
+};
+static const dc__table_t limit_table = TABLE(limit_rows, limit_finish);
+
+typedef dc_config_cdn_t CDN;
+static const dc__directive_t cdn_rows[] = {
+    R_DUR("max_age", CDN, max_age_ms, "0", 0, 365 * DAY, "Cache-Control max-age for browsers"),
+    R_DUR("s_maxage", CDN, s_maxage_ms, "0", 0, 365 * DAY, "Cache-Control s-maxage for shared caches"),
+    R_DUR("stale_while_revalidate", CDN, stale_while_revalidate_ms, "0", 0, 365 * DAY,
+          "Cache-Control stale-while-revalidate"),
+    R_DUR("stale_if_error", CDN, stale_if_error_ms, "0", 0, 365 * DAY, "Cache-Control stale-if-error"),
+    R_BOOL("cdn_cache_control", CDN, cdn_cache_control, "false", "also send CDN-Cache-Control"),
+    R_LIST("tag_params", CDN, tag_params, ntag_params, "query params whose values become Surrogate-Key / Cache-Tag"),
+};
+static const dc__table_t cdn_table = TABLE(cdn_rows, NULL);
+
+typedef dc_config_route_t ROUTE;
+static int route_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    ROUTE *r = base;
+    if (dc__ynode_get(map, "max_body") == NULL)
+        r->max_body = ctx->cfg->server.max_body; /* server is parsed before routes */
+    return 0;
+}
+
+static const dc__directive_t route_rows[] = {
+    R_STR("prefix", ROUTE, prefix, NULL, "client path prefix; removed before the request goes upstream",
+          .flags = DC__D_REQUIRED, .check = check_route_prefix, .expect = "a path prefix starting with '/'"),
+    {.name = "upstream", .type = DC__T_CUSTOM, .flags = DC__D_REQUIRED, .offset = offsetof(ROUTE, upstream_name),
+     .aux = offsetof(ROUTE, upstream), .parse = parse_upstream_ref, .release = release_upstream_ref,
+     .expect = "the name of an upstream", .doc = "name of the upstream (under upstreams:) that serves this route"},
+    {.name = "cache", .type = DC__T_MAPLIST, .offset = offsetof(ROUTE, cache), .aux = offsetof(ROUTE, ncache),
+     .elem_size = sizeof(RULE), .sub = &rule_table, .item_check = rule_item_check,
+     .doc = "cache rules; the first whose path prefixes the upstream path wins; no match = not cached"},
+    R_LIST("no_cache", ROUTE, no_cache, nno_cache, "upstream path prefixes never cached, checked before cache rules",
+           .check = check_abs_path),
+    R_MAP("batch", offsetof(ROUTE, batch), offsetof(ROUTE, batch.enabled), &batch_table,
+          "split multi-id requests into per-id entries and batch the misses"),
+    R_MAP("limit", offsetof(ROUTE, limit), offsetof(ROUTE, limit.enabled), &limit_table, "per-client rate limit"),
+    R_MAP("cdn", offsetof(ROUTE, cdn), offsetof(ROUTE, cdn.enabled), &cdn_table,
+          "caching headers sent to CDNs and browsers"),
+    R_BOOL("forward_client_key", ROUTE, forward_client_key, "false",
+           "pass the client's own key_header upstream instead of a configured key"),
+    R_SIZE("max_body", ROUTE, max_body, NULL, 0, DC__UNBOUNDED, "request body cap for this route",
+           .dflt_doc = "server.max_body"),
+};
+static const dc__table_t route_table = TABLE(route_rows, route_finish);
+
+static int route_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *array, size_t i)
+{
+    const ROUTE *routes = array;
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(routes[j].prefix, routes[i].prefix) != 0)
+            continue;
+        char found[256];
+        const dc__ynode_t *node = dc__ynode_get(item, "prefix");
+        dc__ynode_describe(node, found, sizeof(found));
+        return dc__cfg_fail(ctx, node, NULL, "expected a prefix no other route has, found %s (routes[%zu] has it)",
+                            found, j);
+    }
+    return 0;
+}
+
+/* ---- streams --------------------------------------------------------------------------------------- */
+
+typedef dc_config_stream_t STREAM;
+static const dc__directive_t stream_rows[] = {
+    R_STR("path", STREAM, path, NULL, "client path of the SSE channel (query = upstream query)",
+          .flags = DC__D_REQUIRED, .check = check_abs_path, .expect = "a path starting with '/'"),
+    {.name = "upstream", .type = DC__T_CUSTOM, .flags = DC__D_REQUIRED, .offset = offsetof(STREAM, upstream_name),
+     .aux = offsetof(STREAM, upstream), .parse = parse_upstream_ref, .release = release_upstream_ref,
+     .expect = "the name of an upstream", .doc = "upstream polled for this channel"},
+    R_STR("upstream_path", STREAM, upstream_path, NULL, "upstream path polled", .flags = DC__D_REQUIRED,
+          .check = check_abs_path, .expect = "a path starting with '/'"),
+    R_DUR("interval", STREAM, interval_ms, "1s", 10, HOUR, "poll interval, one poll per channel"),
+    R_BOOL("on_change", STREAM, on_change, "true", "push an event only when the polled body changed"),
+};
+static const dc__table_t stream_table = TABLE(stream_rows, NULL);
+
+static int stream_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *array, size_t i)
+{
+    const STREAM *streams = array;
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(streams[j].path, streams[i].path) != 0)
+            continue;
+        char found[256];
+        const dc__ynode_t *node = dc__ynode_get(item, "path");
+        dc__ynode_describe(node, found, sizeof(found));
+        return dc__cfg_fail(ctx, node, NULL, "expected a path no other stream has, found %s (streams[%zu] has it)",
+                            found, j);
+    }
+    return 0;
+}
+
+/* ---- root ------------------------------------------------------------------------------------------ */
+
+static const dc__directive_t root_rows[] = {
+    {.name = "listen", .type = DC__T_LISTENS, .offset = offsetof(C, listen), .aux = offsetof(C, nlisten),
+     .dflt = "127.0.0.1:8080", .doc = "plain HTTP/1.1 and h2c listeners"},
+    {.name = "workers", .type = DC__T_CUSTOM, .offset = offsetof(C, workers), .dflt = "auto", .parse = parse_workers,
+     .expect = "auto or an integer from 1 to 256", .doc = "worker threads; auto = online CPUs"},
+    R_MAP("tls", 0, DC__NOFIELD, &tls_table, "TLS listeners; absent = none"),
+    R_MAP("admin", 0, offsetof(C, admin.enabled), &admin_table, "admin listener; absent = none"),
+    R_MAP("log", 0, DC__NOFIELD, &log_table, "logging"),
+    R_MAP("cache", 0, DC__NOFIELD, &cache_table, "in-process cache"),
+    R_MAP("redis", 0, offsetof(C, redis.enabled), &redis_table,
+          "shared limiter state, L2 cache, fleet locks and pub/sub; absent = standalone"),
+    R_MAP("server", 0, DC__NOFIELD, &server_table, "client-facing limits and timeouts"),
+    {.name = "upstreams", .type = DC__T_NAMEDMAP, .offset = offsetof(C, upstreams), .aux = offsetof(C, nupstreams),
+     .elem_size = sizeof(U), .name_offset = offsetof(U, name), .sub = &upstream_table, .check = check_upstream_name,
+     .doc = "origins by name ([a-z0-9_-], 1 to 64 characters)"},
+    {.name = "routes", .type = DC__T_MAPLIST, .flags = DC__D_REQUIRED, .min = 1, .offset = offsetof(C, routes),
+     .aux = offsetof(C, nroutes), .elem_size = sizeof(ROUTE), .sub = &route_table, .item_check = route_item_check,
+     .expect = "a list of routes", .doc = "client path prefixes mapped to upstreams; longest prefix wins; at least one"},
+    {.name = "streams", .type = DC__T_MAPLIST, .offset = offsetof(C, streams), .aux = offsetof(C, nstreams),
+     .elem_size = sizeof(STREAM), .sub = &stream_table, .item_check = stream_item_check,
+     .doc = "server-sent event channels: one upstream poll fanned out to every subscriber"},
+};
+
+const dc__table_t dc__config_root_table = TABLE(root_rows, NULL);

@@ -1,0 +1,209 @@
+#include "core/metrics.h"
+#include "core/error.h"
+#include "core/time.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+dc_metrics_process_t dc_metrics_process;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *labels[2][DC_METRICS_MAX_IDS]; /* [kind][id]; id 0 = "other" */
+static unsigned nlabels[2] = {1, 1};
+static dc_worker_metrics_t *workers[DC_METRICS_MAX_WORKERS];
+static unsigned nworkers;
+
+/* histogram bucket upper bounds, microseconds */
+static const uint64_t latency_bounds_us[DC_METRICS_LATENCY_BUCKETS] = {
+    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000};
+
+unsigned dc_metrics_label_id(dc_metrics_kind_t kind, const char *value)
+{
+    pthread_mutex_lock(&registry_lock);
+    unsigned id = 0;
+    for (unsigned i = 1; i < nlabels[kind]; i++) {
+        if (strcmp(labels[kind][i], value) == 0) {
+            id = i;
+            goto out;
+        }
+    }
+    if (nlabels[kind] < DC_METRICS_MAX_IDS) {
+        id = nlabels[kind]++;
+        labels[kind][id] = dc_strdup(value);
+    }
+out:
+    pthread_mutex_unlock(&registry_lock);
+    return id;
+}
+
+void dc_metrics_register_worker(dc_worker_metrics_t *m)
+{
+    pthread_mutex_lock(&registry_lock);
+    DC_ASSERT(nworkers < DC_METRICS_MAX_WORKERS);
+    workers[nworkers++] = m;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void dc_metrics_observe_upstream_latency(dc_worker_metrics_t *m, unsigned id, uint64_t us)
+{
+    unsigned b = 0;
+    while (b < DC_METRICS_LATENCY_BUCKETS && us > latency_bounds_us[b])
+        b++;
+    dc_counter_add(&m->upstream_latency[id][b], 1);
+    dc_counter_add(&m->upstream_latency_sum_us[id], us);
+}
+
+uint64_t dc_metrics_sum_connections_open(void)
+{
+    uint64_t acc = 0, closed = 0;
+    pthread_mutex_lock(&registry_lock);
+    for (unsigned w = 0; w < nworkers; w++) {
+        acc += dc_counter_get(&workers[w]->connections_accepted);
+        closed += dc_counter_get(&workers[w]->connections_closed);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return acc >= closed ? acc - closed : 0;
+}
+
+uint64_t dc_metrics_sum_requests_active(void)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&registry_lock);
+    for (unsigned w = 0; w < nworkers; w++)
+        n += dc_counter_get(&workers[w]->requests_active);
+    pthread_mutex_unlock(&registry_lock);
+    return n;
+}
+
+typedef struct outbuf {
+    char *p;
+    size_t len, cap;
+} outbuf_t;
+
+static void out(outbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out(outbuf_t *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        DC_ASSERT(n >= 0);
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = b->cap * 2 + (size_t)n;
+        b->p = dc_realloc(b->p, b->cap);
+    }
+}
+
+static const char *const class_names[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+
+#define SUM(field) ({ uint64_t s_ = 0; for (unsigned w_ = 0; w_ < nworkers; w_++) s_ += dc_counter_get(&workers[w_]->field); s_; })
+
+char *dc_metrics_render(size_t *len)
+{
+    outbuf_t b = {dc_malloc(16384), 0, 16384};
+    b.p[0] = '\0';
+    pthread_mutex_lock(&registry_lock);
+
+    out(&b, "# HELP dexcache_requests_total Client requests by route prefix and status class.\n"
+            "# TYPE dexcache_requests_total counter\n");
+    for (unsigned id = 0; id < nlabels[DC_METRICS_ROUTE]; id++) {
+        for (unsigned c = 0; c < 6; c++) {
+            uint64_t v = SUM(requests[id][c]);
+            if (v == 0 && id == 0)
+                continue;
+            out(&b, "dexcache_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
+                id == 0 ? "none" : labels[DC_METRICS_ROUTE][id], class_names[c], (unsigned long long)v);
+        }
+    }
+    out(&b, "# HELP dexcache_rejected_requests_total Requests refused by the request checks, by status class.\n"
+            "# TYPE dexcache_rejected_requests_total counter\n");
+    for (unsigned c = 4; c < 6; c++)
+        out(&b, "dexcache_rejected_requests_total{code=\"%s\"} %llu\n", class_names[c],
+            (unsigned long long)SUM(rejected[c]));
+
+    out(&b, "# HELP dexcache_upstream_responses_total Upstream attempts by outcome (error = no response).\n"
+            "# TYPE dexcache_upstream_responses_total counter\n");
+    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++) {
+        const char *u = labels[DC_METRICS_UPSTREAM][id];
+        for (unsigned c = 0; c < 6; c++)
+            out(&b, "dexcache_upstream_responses_total{upstream=\"%s\",code=\"%s\"} %llu\n", u,
+                c == 0 ? "error" : class_names[c], (unsigned long long)SUM(upstream_responses[id][c]));
+    }
+    out(&b, "# HELP dexcache_upstream_requests_total Upstream attempts (each retry counts).\n"
+            "# TYPE dexcache_upstream_requests_total counter\n");
+    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++)
+        out(&b, "dexcache_upstream_requests_total{upstream=\"%s\"} %llu\n", labels[DC_METRICS_UPSTREAM][id],
+            (unsigned long long)SUM(upstream_attempts[id]));
+    out(&b, "# HELP dexcache_upstream_retries_total Retried upstream attempts.\n"
+            "# TYPE dexcache_upstream_retries_total counter\n");
+    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++)
+        out(&b, "dexcache_upstream_retries_total{upstream=\"%s\"} %llu\n", labels[DC_METRICS_UPSTREAM][id],
+            (unsigned long long)SUM(upstream_retries[id]));
+    out(&b, "# HELP dexcache_upstream_timeouts_total Upstream fetches that hit their deadline.\n"
+            "# TYPE dexcache_upstream_timeouts_total counter\n");
+    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++)
+        out(&b, "dexcache_upstream_timeouts_total{upstream=\"%s\"} %llu\n", labels[DC_METRICS_UPSTREAM][id],
+            (unsigned long long)SUM(upstream_timeouts[id]));
+
+    out(&b, "# HELP dexcache_upstream_latency_seconds Time from the start of a fetch to the response head.\n"
+            "# TYPE dexcache_upstream_latency_seconds histogram\n");
+    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++) {
+        const char *u = labels[DC_METRICS_UPSTREAM][id];
+        uint64_t cum = 0;
+        for (unsigned k = 0; k < DC_METRICS_LATENCY_BUCKETS; k++) {
+            cum += SUM(upstream_latency[id][k]);
+            out(&b, "dexcache_upstream_latency_seconds_bucket{upstream=\"%s\",le=\"%g\"} %llu\n", u,
+                (double)latency_bounds_us[k] / 1e6, (unsigned long long)cum);
+        }
+        cum += SUM(upstream_latency[id][DC_METRICS_LATENCY_BUCKETS]);
+        out(&b, "dexcache_upstream_latency_seconds_bucket{upstream=\"%s\",le=\"+Inf\"} %llu\n", u,
+            (unsigned long long)cum);
+        out(&b, "dexcache_upstream_latency_seconds_sum{upstream=\"%s\"} %.6f\n", u,
+            (double)SUM(upstream_latency_sum_us[id]) / 1e6);
+        out(&b, "dexcache_upstream_latency_seconds_count{upstream=\"%s\"} %llu\n", u, (unsigned long long)cum);
+    }
+
+    uint64_t acc = SUM(connections_accepted), closed = SUM(connections_closed);
+    out(&b,
+        "# HELP dexcache_connections_open Client connections currently open.\n"
+        "# TYPE dexcache_connections_open gauge\n"
+        "dexcache_connections_open %llu\n"
+        "# HELP dexcache_connections_total Client connections accepted.\n"
+        "# TYPE dexcache_connections_total counter\n"
+        "dexcache_connections_total %llu\n"
+        "# HELP dexcache_requests_in_flight Requests being handled now.\n"
+        "# TYPE dexcache_requests_in_flight gauge\n"
+        "dexcache_requests_in_flight %llu\n"
+        "# HELP dexcache_response_bytes_total Response body bytes sent to clients.\n"
+        "# TYPE dexcache_response_bytes_total counter\n"
+        "dexcache_response_bytes_total %llu\n",
+        (unsigned long long)(acc >= closed ? acc - closed : 0), (unsigned long long)acc,
+        (unsigned long long)SUM(requests_active), (unsigned long long)SUM(bytes_out));
+    out(&b,
+        "# HELP dexcache_config_reloads_total Successful config reloads.\n"
+        "# TYPE dexcache_config_reloads_total counter\n"
+        "dexcache_config_reloads_total %llu\n"
+        "# HELP dexcache_config_reload_failures_total Rejected config reloads.\n"
+        "# TYPE dexcache_config_reload_failures_total counter\n"
+        "dexcache_config_reload_failures_total %llu\n"
+        "# HELP dexcache_upstream_key_quarantines_total API keys set aside after 401/403.\n"
+        "# TYPE dexcache_upstream_key_quarantines_total counter\n"
+        "dexcache_upstream_key_quarantines_total %llu\n"
+        "# HELP dexcache_uptime_seconds Seconds since start.\n"
+        "# TYPE dexcache_uptime_seconds gauge\n"
+        "dexcache_uptime_seconds %.3f\n",
+        (unsigned long long)__atomic_load_n(&dc_metrics_process.reloads, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&dc_metrics_process.reload_failures, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&dc_metrics_process.key_quarantines, __ATOMIC_RELAXED),
+        (double)(dc_now_wall_ms() - dc_metrics_process.start_wall_ms) / 1000.0);
+    pthread_mutex_unlock(&registry_lock);
+    *len = b.len;
+    return b.p;
+}

@@ -1,0 +1,79 @@
+/*
+ * Metrics: per-worker counters (written only by their worker, without locks or atomic RMW), summed
+ * when /metrics is scraped. Label values (route prefixes, upstream names) are registered once per
+ * config snapshot in a process-wide append-only registry and referred to by small integer ids, so
+ * counters survive reloads.
+ */
+#ifndef DC_CORE_METRICS_H
+#define DC_CORE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DC_METRICS_MAX_IDS 128          /* per label kind; id 0 is reserved for "other" */
+#define DC_METRICS_MAX_WORKERS 256
+#define DC_METRICS_LATENCY_BUCKETS 14
+
+typedef enum { DC_METRICS_ROUTE = 0, DC_METRICS_UPSTREAM = 1 } dc_metrics_kind_t;
+
+/* status class index: 0 = other/none, 1..5 = 1xx..5xx */
+static inline unsigned dc_metrics_status_class(int status)
+{
+    return (status >= 100 && status < 600) ? (unsigned)(status / 100) : 0;
+}
+
+typedef struct dc_worker_metrics {
+    uint64_t requests[DC_METRICS_MAX_IDS][6];      /* by route id, status class (0 = no route) */
+    uint64_t upstream_responses[DC_METRICS_MAX_IDS][6]; /* by upstream, class; [0] = error (no response) */
+    uint64_t upstream_attempts[DC_METRICS_MAX_IDS];
+    uint64_t upstream_retries[DC_METRICS_MAX_IDS];
+    uint64_t upstream_timeouts[DC_METRICS_MAX_IDS];
+    uint64_t upstream_latency[DC_METRICS_MAX_IDS][DC_METRICS_LATENCY_BUCKETS + 1]; /* head latency */
+    uint64_t upstream_latency_sum_us[DC_METRICS_MAX_IDS];
+    uint64_t rejected[6];          /* requests refused by the request checks, by class */
+    uint64_t connections_accepted;
+    uint64_t connections_closed;
+    uint64_t requests_active;      /* gauge: requests currently being handled (single writer) */
+    uint64_t bytes_out;
+} dc_worker_metrics_t;
+
+/* Single-writer counter update: a relaxed load + store (no lock prefix), readable from other threads. */
+static inline void dc_counter_add(uint64_t *c, uint64_t n)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+static inline void dc_counter_sub(uint64_t *c, uint64_t n)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) - n, __ATOMIC_RELAXED);
+}
+static inline uint64_t dc_counter_get(const uint64_t *c)
+{
+    return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+/* Id for a label value (registering it on first use); 0 when the registry is full. Thread-safe. */
+unsigned dc_metrics_label_id(dc_metrics_kind_t kind, const char *value);
+
+/* Workers register their counter block once at start (the block must stay alive until exit). */
+void dc_metrics_register_worker(dc_worker_metrics_t *m);
+
+/* Record an upstream head latency (microseconds) into upstream `id`'s histogram. Owner thread only. */
+void dc_metrics_observe_upstream_latency(dc_worker_metrics_t *m, unsigned id, uint64_t us);
+
+/* Process-wide gauges/counters owned by the main thread, shown in /metrics. */
+typedef struct dc_metrics_process {
+    uint64_t start_wall_ms;
+    uint64_t reloads;
+    uint64_t reload_failures;
+    uint64_t key_quarantines;
+} dc_metrics_process_t;
+extern dc_metrics_process_t dc_metrics_process;
+
+/* Sum of one counter across workers, with an accessor. */
+uint64_t dc_metrics_sum_connections_open(void);
+uint64_t dc_metrics_sum_requests_active(void);
+
+/* Render the Prometheus text exposition into a heap buffer (caller frees). */
+char *dc_metrics_render(size_t *len);
+
+#endif

@@ -1,0 +1,94 @@
+#include "http/respond.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *dc_http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+static size_t json_escape(char *dst, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s != '\0' && o + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            dst[o++] = '\\';
+            dst[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(dst + o, cap - o, "\\u%04x", c);
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    dst[o] = '\0';
+    return o;
+}
+
+size_t dc_error_json(char *buf, size_t cap, int status, const char *message, const char *request_id)
+{
+    char msg[512], rid[160];
+    json_escape(msg, sizeof(msg), message != NULL ? message : "");
+    int n;
+    if (request_id != NULL) {
+        json_escape(rid, sizeof(rid), request_id);
+        n = snprintf(buf, cap, "{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%s\"}", msg, status, rid);
+    } else {
+        n = snprintf(buf, cap, "{\"error\":\"%s\",\"status\":%d}", msg, status);
+    }
+    if (n < 0)
+        n = 0;
+    return (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+void dc_respond_error(h2o_req_t *req, int status, const char *message, const char *request_id)
+{
+    char body[1024];
+    size_t len = dc_error_json(body, sizeof(body), status, message, request_id);
+    req->res.status = status;
+    req->res.reason = dc_http_reason(status);
+    req->res.content_length = len; /* h2o_send_inline leaves it unset, which would close keep-alive */
+    h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, H2O_STRLIT("application/json"), 1);
+    h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"), 1);
+    if (request_id != NULL)
+        h2o_set_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, request_id,
+                              strlen(request_id), 1);
+    h2o_send_inline(req, body, len);
+}

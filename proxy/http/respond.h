@@ -1,0 +1,22 @@
+/*
+ * Responses made by dexcache itself: reason phrases and the JSON error body
+ * {"error":"...","status":N,"request_id":"..."} (design: header contract).
+ */
+#ifndef DC_HTTP_RESPOND_H
+#define DC_HTTP_RESPOND_H
+
+#include <h2o.h>
+#include <stddef.h>
+
+/* Reason phrase for a status code ("OK", "Bad Gateway", ...; "Unknown" otherwise). */
+const char *dc_http_reason(int status);
+
+/* Write the JSON error body into buf (NUL-terminated); returns its length. `request_id` may be NULL.
+ * The message is JSON-escaped. Pure. */
+size_t dc_error_json(char *buf, size_t cap, int status, const char *message, const char *request_id);
+
+/* Answer `req` with the JSON error (Content-Type: application/json, Cache-Control: no-store,
+ * X-Request-Id when given). Headers already added to req->res.headers are kept. */
+void dc_respond_error(h2o_req_t *req, int status, const char *message, const char *request_id);
+
+#endif

@@ -1,0 +1,87 @@
+/* dexcache: command line, logging set-up, and the server's lifecycle. No logic lives here. */
+#include "config/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "server/server.h"
+#include "upstream/curl_uv.h"
+
+#include <curl/curl.h>
+#include <getopt.h>
+#include <h2o/version.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: dexcache [-c FILE] [-t] [-v] [-h]\n"
+                 "  -c FILE  configuration file (default: conf/dexcache.yaml)\n"
+                 "  -t       check the configuration and exit (0 = valid, 1 = invalid); binds nothing\n"
+                 "  -v       print the version and exit\n"
+                 "  -h       this help\n"
+                 "signals: SIGHUP reloads the configuration, SIGTERM drains and exits\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = "conf/dexcache.yaml";
+    int test_only = 0, opt;
+    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        case 'v':
+            printf("dexcache %s (libh2o %s, %s)\n", DC_VERSION, H2O_VERSION, curl_version());
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 1;
+    }
+
+    char err[DC_CONFIG_ERRLEN];
+    dc_config_t *cfg = NULL;
+    if (dc_config_load_file(config_path, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dexcache: %s\n", err);
+        if (test_only)
+            fprintf(stderr, "dexcache: configuration file %s test failed\n", config_path);
+        return 1;
+    }
+    if (test_only) {
+        printf("dexcache: configuration file %s test is successful\n", config_path);
+        dc_config_release(cfg);
+        return 0;
+    }
+
+    dc_log_set_level((dc_log_level_t)cfg->log.level);
+    if (dc_log_set_access(cfg->log.access ? cfg->log.access : "stdout") != 0) {
+        dc_config_release(cfg);
+        return 1;
+    }
+    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    if (dc_curl_global_init() != 0) {
+        fprintf(stderr, "dexcache: libcurl initialisation failed\n");
+        return 1;
+    }
+    dc_server_t *server = NULL;
+    if (dc_server_create(config_path, cfg, &server, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dexcache: %s\n", err);
+        return 1;
+    }
+    int rc = dc_server_run(server);
+    dc_server_destroy(server);
+    return rc;
+}

@@ -1,0 +1,307 @@
+#include "server/server.h"
+#include "admin/admin.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/time.h"
+#include "http/handler.h"
+#include "server/listener.h"
+#include "server/snapshot.h"
+#include "server/worker.h"
+#include "upstream/curl_uv.h"
+
+#include <h2o.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+struct dc_server {
+    char *config_path;
+    dc_snapshot_t *snap; /* main thread's reference to the current snapshot */
+    pthread_mutex_t snap_lock; /* guards `snap` for readers on other threads (none today) */
+    uint64_t generation;
+    h2o_globalconf_t gconf;
+    SSL_CTX *ssl_ctx;
+    dc_worker_t *workers;
+    unsigned nworkers;
+    int *plain_fds; /* [worker][addr] */
+    int *tls_fds;
+    size_t nplain, ntls;
+    int admin_fd;
+    dc_admin_t *admin;
+    uv_loop_t *loop;
+    uv_signal_t sig_hup, sig_term, sig_int;
+    uv_timer_t drain_timer;
+    uv_async_t worker_exit_async;
+    _Atomic unsigned workers_exited;
+    int draining;
+    int forced;
+};
+
+static SSL_CTX *make_ssl_ctx(const dc_config_t *cfg, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls.cert) != 1) {
+        snprintf(err, errlen, "tls.cert %s: %s", cfg->tls.cert, ERR_reason_error_string(ERR_get_error()));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls.key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "tls.key %s: %s", cfg->tls.key, ERR_reason_error_string(ERR_get_error()));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    return ctx;
+}
+
+static uint64_t max_route_body(const dc_config_t *cfg)
+{
+    uint64_t m = cfg->server.max_body;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        if (cfg->routes[i].max_body > m)
+            m = cfg->routes[i].max_body;
+    return m;
+}
+
+int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **out, char *err, size_t errlen)
+{
+    dc_server_t *s = dc_calloc(1, sizeof(*s));
+    s->config_path = dc_strdup(config_path);
+    s->admin_fd = -1;
+    pthread_mutex_init(&s->snap_lock, NULL);
+    s->nworkers = cfg->workers;
+    s->generation = 1;
+    s->snap = dc_snapshot_create(cfg, NULL, s->generation);
+
+    /* bind everything first: a port in use stops start-up here */
+    s->nplain = cfg->nlisten;
+    s->ntls = cfg->tls.nlisten;
+    s->plain_fds = dc_calloc(s->nworkers * (s->nplain ? s->nplain : 1), sizeof(int));
+    s->tls_fds = dc_calloc(s->nworkers * (s->ntls ? s->ntls : 1), sizeof(int));
+    for (unsigned w = 0; w < s->nworkers; w++) {
+        for (size_t i = 0; i < s->nplain; i++) {
+            int fd = dc_listener_open(&cfg->listen[i], true, err, errlen);
+            if (fd < 0)
+                goto fail;
+            s->plain_fds[w * s->nplain + i] = fd;
+        }
+        for (size_t i = 0; i < s->ntls; i++) {
+            int fd = dc_listener_open(&cfg->tls.listen[i], true, err, errlen);
+            if (fd < 0)
+                goto fail;
+            s->tls_fds[w * s->ntls + i] = fd;
+        }
+    }
+    if (cfg->admin.enabled) {
+        s->admin_fd = dc_listener_open(&cfg->admin.listen, false, err, errlen);
+        if (s->admin_fd < 0)
+            goto fail;
+    }
+    if (s->ntls > 0 && (s->ssl_ctx = make_ssl_ctx(cfg, err, errlen)) == NULL)
+        goto fail;
+
+    /* h2o global configuration: fixed for the process lifetime (listeners, body cap, timeouts) */
+    h2o_config_init(&s->gconf);
+    s->gconf.server_name = h2o_iovec_init(H2O_STRLIT("dexcache"));
+    s->gconf.max_request_entity_size = (size_t)max_route_body(cfg);
+    s->gconf.http1.req_timeout = cfg->server.idle_timeout_ms;
+    s->gconf.http2.idle_timeout = cfg->server.idle_timeout_ms;
+    s->gconf.http2.graceful_shutdown_timeout = cfg->server.drain_timeout_ms;
+    h2o_hostconf_t *host = h2o_config_register_host(&s->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    dc_http_handler_register(path);
+    *out = s;
+    return 0;
+fail:
+    /* fds are closed by process exit; start-up failure ends the process */
+    dc_snapshot_release(s->snap);
+    free(s->config_path);
+    free(s->plain_fds);
+    free(s->tls_fds);
+    free(s);
+    return DC_EBIND;
+}
+
+/* ---- admin source ---- */
+
+static dc_snapshot_t *admin_current_snapshot(void *ctx)
+{
+    dc_server_t *s = ctx;
+    pthread_mutex_lock(&s->snap_lock);
+    dc_snapshot_t *snap = dc_snapshot_ref(s->snap);
+    pthread_mutex_unlock(&s->snap_lock);
+    return snap;
+}
+
+static unsigned admin_nworkers(void *ctx)
+{
+    return ((dc_server_t *)ctx)->nworkers;
+}
+
+static const char *admin_state(void *ctx)
+{
+    return ((dc_server_t *)ctx)->draining ? "draining" : "ok";
+}
+
+/* ---- signals ---- */
+
+static bool listen_sets_equal(const dc_config_listen_t *a, size_t na, const dc_config_listen_t *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i].host, b[i].host) != 0 || a[i].port != b[i].port)
+            return false;
+    return true;
+}
+
+static void reload(dc_server_t *s)
+{
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s", (unsigned long long)dc_now_mono_us(),
+               s->config_path);
+    char err[DC_CONFIG_ERRLEN];
+    dc_config_t *cfg = NULL;
+    if (dc_config_load_file(s->config_path, &cfg, err, sizeof(err)) != 0) {
+        dc_log_error("reload rejected, the running config keeps serving: %s", err);
+        __atomic_fetch_add(&dc_metrics_process.reload_failures, 1, __ATOMIC_RELAXED);
+        sd_notify(0, "READY=1\nSTATUS=reload rejected; running the previous config");
+        return;
+    }
+    const dc_config_t *old = s->snap->cfg;
+    if (!listen_sets_equal(old->listen, old->nlisten, cfg->listen, cfg->nlisten) ||
+        !listen_sets_equal(old->tls.listen, old->tls.nlisten, cfg->tls.listen, cfg->tls.nlisten) ||
+        old->workers != cfg->workers)
+        dc_log_warn("reload: listen addresses and workers only change on restart; keeping the current ones");
+    if (cfg->log.access != NULL && (old->log.access == NULL || strcmp(cfg->log.access, old->log.access) != 0))
+        dc_log_set_access(cfg->log.access);
+    dc_log_set_level((dc_log_level_t)cfg->log.level);
+    dc_snapshot_t *snap = dc_snapshot_create(cfg, s->snap, ++s->generation);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        dc_worker_post_snapshot(&s->workers[i], snap);
+    pthread_mutex_lock(&s->snap_lock);
+    dc_snapshot_t *prev = s->snap;
+    s->snap = snap;
+    pthread_mutex_unlock(&s->snap_lock);
+    dc_snapshot_release(prev);
+    __atomic_fetch_add(&dc_metrics_process.reloads, 1, __ATOMIC_RELAXED);
+    dc_log_info("config reloaded from %s (generation %llu)", s->config_path, (unsigned long long)s->generation);
+    sd_notify(0, "READY=1\nSTATUS=serving");
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    dc_server_t *s = t->data;
+    dc_log_warn("drain timeout reached; stopping with requests still in flight");
+    s->forced = 1;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        dc_worker_post_stop(&s->workers[i]);
+}
+
+static void begin_drain(dc_server_t *s)
+{
+    if (s->draining)
+        return;
+    s->draining = 1;
+    sd_notify(0, "STOPPING=1\nSTATUS=draining");
+    dc_log_info("draining: no new connections, finishing requests in flight (up to %llums)",
+                (unsigned long long)s->snap->cfg->server.drain_timeout_ms);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        dc_worker_post_drain(&s->workers[i]);
+    uv_timer_start(&s->drain_timer, on_drain_timeout, s->snap->cfg->server.drain_timeout_ms, 0);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    dc_server_t *s = h->data;
+    if (signum == SIGHUP)
+        reload(s);
+    else
+        begin_drain(s);
+}
+
+static void on_worker_exit(uv_async_t *a)
+{
+    dc_server_t *s = a->data;
+    if (atomic_load(&s->workers_exited) < s->nworkers)
+        return;
+    uv_timer_stop(&s->drain_timer);
+    uv_stop(s->loop);
+}
+
+void dc_server_worker_exited(dc_server_t *s, struct dc_worker *w)
+{
+    atomic_fetch_add(&s->workers_exited, 1);
+    uv_async_send(&s->worker_exit_async);
+}
+
+int dc_server_run(dc_server_t *s)
+{
+    s->loop = uv_default_loop();
+    dc_metrics_process.start_wall_ms = dc_now_wall_ms();
+    uv_async_init(s->loop, &s->worker_exit_async, on_worker_exit);
+    s->worker_exit_async.data = s;
+    uv_timer_init(s->loop, &s->drain_timer);
+    s->drain_timer.data = s;
+    uv_signal_t *sigs[] = {&s->sig_hup, &s->sig_term, &s->sig_int};
+    int signums[] = {SIGHUP, SIGTERM, SIGINT};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(s->loop, sigs[i]);
+        sigs[i]->data = s;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    if (s->admin_fd >= 0) {
+        dc_admin_source_t src = {admin_current_snapshot, admin_nworkers, admin_state, s};
+        if (dc_admin_create(s->loop, s->admin_fd, &src, &s->admin) != 0)
+            return 1;
+    }
+
+    s->workers = dc_calloc(s->nworkers, sizeof(*s->workers));
+    for (unsigned i = 0; i < s->nworkers; i++)
+        dc_worker_init(&s->workers[i], s, i, s->snap, &s->gconf, s->ssl_ctx, s->plain_fds + i * s->nplain, s->nplain,
+                       s->tls_fds + i * s->ntls, s->ntls);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (dc_worker_start(&s->workers[i]) != 0)
+            dc_fatal("cannot start worker thread %u", i);
+
+    const dc_config_t *cfg = s->snap->cfg;
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        dc_log_info("listening on http://%s (HTTP/1.1, h2c)", cfg->listen[i].text);
+    for (size_t i = 0; i < cfg->tls.nlisten; i++)
+        dc_log_info("listening on https://%s (HTTP/1.1, HTTP/2 via ALPN)", cfg->tls.listen[i].text);
+    if (cfg->admin.enabled)
+        dc_log_info("admin on http://%s", cfg->admin.listen.text);
+    dc_log_info("dexcache %s ready: %u workers, %zu routes, %zu upstreams", DC_VERSION, s->nworkers, cfg->nroutes,
+                cfg->nupstreams);
+    sd_notifyf(0, "READY=1\nMAINPID=%lu\nSTATUS=serving", (unsigned long)getpid());
+
+    uv_run(s->loop, UV_RUN_DEFAULT);
+
+    for (unsigned i = 0; i < s->nworkers; i++)
+        dc_worker_join(&s->workers[i]);
+    dc_log_info("stopped%s", s->forced ? " (drain timeout)" : "");
+    return 0;
+}
+
+void dc_server_destroy(dc_server_t *s)
+{
+    if (s == NULL)
+        return;
+    /* workers' loops and h2o contexts are abandoned at exit: tearing down every connection
+     * handle buys nothing when the process is about to end */
+    dc_snapshot_release(s->snap);
+    free(s->config_path);
+    free(s->plain_fds);
+    free(s->tls_fds);
+    free(s->workers);
+    free(s);
+}

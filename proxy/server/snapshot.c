@@ -1,0 +1,53 @@
+#include "server/snapshot.h"
+#include "core/error.h"
+#include "core/metrics.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, uint64_t generation)
+{
+    dc_snapshot_t *s = dc_calloc(1, sizeof(*s));
+    s->magic = DC_SNAPSHOT_MAGIC;
+    atomic_init(&s->refcnt, 1);
+    s->generation = generation;
+    s->cfg = cfg;
+    s->ups = dc_calloc(cfg->nupstreams, sizeof(*s->ups));
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        dc_config_upstream_t *u = &cfg->upstreams[i];
+        dc_keyring_init(&s->ups[i].keyring, u->keys, u->nkeys, u->key_quarantine_ms);
+        s->ups[i].metrics_id = dc_metrics_label_id(DC_METRICS_UPSTREAM, u->name);
+        if (prev != NULL) {
+            for (size_t j = 0; j < prev->cfg->nupstreams; j++)
+                if (strcmp(prev->cfg->upstreams[j].name, u->name) == 0)
+                    dc_keyring_inherit(&s->ups[i].keyring, &prev->ups[j].keyring);
+        }
+    }
+    s->routes = dc_calloc(cfg->nroutes, sizeof(*s->routes));
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        s->routes[i].metrics_id = dc_metrics_label_id(DC_METRICS_ROUTE, cfg->routes[i].prefix);
+    return s;
+}
+
+dc_snapshot_t *dc_snapshot_ref(dc_snapshot_t *s)
+{
+    DC_CHECK_MAGIC(s, DC_SNAPSHOT_MAGIC);
+    atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
+    return s;
+}
+
+void dc_snapshot_release(dc_snapshot_t *s)
+{
+    if (s == NULL)
+        return;
+    DC_CHECK_MAGIC(s, DC_SNAPSHOT_MAGIC);
+    if (atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < s->cfg->nupstreams; i++)
+        dc_keyring_dispose(&s->ups[i].keyring);
+    free(s->ups);
+    free(s->routes);
+    dc_config_release(s->cfg);
+    s->magic = 0;
+    free(s);
+}

@@ -1,0 +1,189 @@
+#include "server/worker.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "server/server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A client connection's uv handle plus the worker that accepted it (h2o owns handle.data). */
+typedef struct client_conn {
+    uv_tcp_t tcp;
+    dc_worker_t *worker;
+} client_conn_t;
+
+static void on_client_closed(uv_handle_t *h)
+{
+    client_conn_t *c = (client_conn_t *)h;
+    dc_counter_add(&c->worker->metrics.connections_closed, 1);
+    free(c);
+}
+
+static void on_unaccepted_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    dc_worker_listener_t *l = listener->data;
+    dc_worker_t *w = l->worker;
+    if (status != 0 || w->draining)
+        return;
+    client_conn_t *c = dc_calloc(1, sizeof(*c));
+    c->worker = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_unaccepted_closed);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    dc_counter_add(&w->metrics.connections_accepted, 1);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_client_closed);
+    h2o_accept(l->accept_ctx, sock);
+}
+
+static void close_listeners(dc_worker_t *w)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i].open) {
+            w->listeners[i].open = false;
+            uv_close((uv_handle_t *)&w->listeners[i].handle, NULL);
+        }
+    }
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    dc_worker_t *w = t->data;
+    if (dc_counter_get(&w->metrics.requests_active) == 0) {
+        uv_timer_stop(t);
+        uv_stop(&w->loop);
+    }
+}
+
+static void on_inbox(uv_async_t *a)
+{
+    dc_worker_t *w = a->data;
+    pthread_mutex_lock(&w->inbox_lock);
+    dc_snapshot_t *snap = w->inbox_snap;
+    w->inbox_snap = NULL;
+    bool drain = w->inbox_drain, stop = w->inbox_stop;
+    pthread_mutex_unlock(&w->inbox_lock);
+
+    if (snap != NULL) {
+        dc_snapshot_t *old = w->snap;
+        w->snap = snap;
+        dc_snapshot_release(old);
+    }
+    if (stop) {
+        uv_stop(&w->loop);
+        return;
+    }
+    if (drain && !w->draining) {
+        w->draining = true;
+        close_listeners(w);
+        h2o_context_request_shutdown(&w->ctx);
+        uv_timer_start(&w->drain_timer, on_drain_tick, 0, 20);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    dc_worker_t *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "dc-worker-%u", w->id);
+    pthread_setname_np(pthread_self(), name);
+
+    w->accept_plain.ctx = &w->ctx;
+    w->accept_tls.ctx = &w->ctx;
+    if (dc_curl_loop_init(&w->curl, &w->loop) != 0)
+        dc_fatal("worker %u: cannot create the curl multi handle", w->id);
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        dc_worker_listener_t *l = &w->listeners[i];
+        uv_tcp_init(&w->loop, &l->handle);
+        l->handle.data = l;
+        if (uv_tcp_open(&l->handle, l->fd) != 0 || uv_listen((uv_stream_t *)&l->handle, 4096, on_accept) != 0)
+            dc_fatal("worker %u: cannot listen on fd %d", w->id, l->fd);
+        l->open = true;
+    }
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    dc_server_worker_exited(w->server, w);
+    return NULL;
+}
+
+void dc_worker_init(dc_worker_t *w, dc_server_t *server, unsigned id, dc_snapshot_t *snap, h2o_globalconf_t *gconf,
+                    SSL_CTX *ssl_ctx, const int *plain_fds, size_t nplain, const int *tls_fds, size_t ntls)
+{
+    memset(w, 0, sizeof(*w));
+    w->magic = DC_WORKER_MAGIC;
+    w->id = id;
+    w->server = server;
+    w->snap = dc_snapshot_ref(snap);
+    uv_loop_init(&w->loop);
+    h2o_context_init(&w->ctx, &w->loop, gconf);
+    w->accept_plain.hosts = gconf->hosts;
+    w->accept_tls.hosts = gconf->hosts;
+    w->accept_tls.ssl_ctx = ssl_ctx;
+    w->nlisteners = nplain + ntls;
+    w->listeners = dc_calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*w->listeners));
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        dc_worker_listener_t *l = &w->listeners[i];
+        l->worker = w;
+        l->fd = i < nplain ? plain_fds[i] : tls_fds[i - nplain];
+        l->accept_ctx = i < nplain ? &w->accept_plain : &w->accept_tls;
+    }
+    w->reqid_prefix = (uint32_t)random() ^ ((uint32_t)getpid() << 8) ^ (id << 24);
+    pthread_mutex_init(&w->inbox_lock, NULL);
+    uv_async_init(&w->loop, &w->inbox_async, on_inbox);
+    w->inbox_async.data = w;
+    uv_timer_init(&w->loop, &w->drain_timer);
+    w->drain_timer.data = w;
+    dc_metrics_register_worker(&w->metrics);
+}
+
+int dc_worker_start(dc_worker_t *w)
+{
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return DC_EIO;
+    return 0;
+}
+
+void dc_worker_post_snapshot(dc_worker_t *w, dc_snapshot_t *snap)
+{
+    pthread_mutex_lock(&w->inbox_lock);
+    dc_snapshot_t *stale = w->inbox_snap;
+    w->inbox_snap = dc_snapshot_ref(snap);
+    pthread_mutex_unlock(&w->inbox_lock);
+    dc_snapshot_release(stale);
+    uv_async_send(&w->inbox_async);
+}
+
+void dc_worker_post_drain(dc_worker_t *w)
+{
+    pthread_mutex_lock(&w->inbox_lock);
+    w->inbox_drain = true;
+    pthread_mutex_unlock(&w->inbox_lock);
+    uv_async_send(&w->inbox_async);
+}
+
+void dc_worker_post_stop(dc_worker_t *w)
+{
+    pthread_mutex_lock(&w->inbox_lock);
+    w->inbox_stop = true;
+    pthread_mutex_unlock(&w->inbox_lock);
+    uv_async_send(&w->inbox_async);
+}
+
+void dc_worker_join(dc_worker_t *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+size_t dc_worker_next_request_id(dc_worker_t *w, char *buf)
+{
+    /* 8 hex digits of per-worker random prefix + 12 of counter: unique per process run and sortable */
+    return (size_t)snprintf(buf, 24, "%08x%012llx", w->reqid_prefix, (unsigned long long)++w->reqid_counter);
+}

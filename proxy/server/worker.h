@@ -1,0 +1,78 @@
+/*
+ * A worker thread: its own uv loop, h2o context, listening sockets (SO_REUSEPORT), curl multi and
+ * metrics. Everything in a dc_worker_t is touched only by its own thread, except the `inbox`
+ * (mutex-protected) through which the main thread posts a new snapshot, a drain or a stop, and the
+ * metrics block (single-writer counters read by the admin endpoint).
+ */
+#ifndef DC_SERVER_WORKER_H
+#define DC_SERVER_WORKER_H
+
+#include <h2o.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "core/metrics.h"
+#include "server/snapshot.h"
+#include "upstream/curl_uv.h"
+
+#define DC_WORKER_MAGIC 0x574f524bu /* "WORK" */
+
+typedef struct dc_server dc_server_t;
+
+typedef struct dc_worker_listener {
+    uv_tcp_t handle;
+    struct dc_worker *worker;
+    h2o_accept_ctx_t *accept_ctx;
+    int fd;
+    bool open;
+} dc_worker_listener_t;
+
+typedef struct dc_worker {
+    uint32_t magic;
+    unsigned id;
+    dc_server_t *server;
+    pthread_t thread;
+    uv_loop_t loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_plain;
+    h2o_accept_ctx_t accept_tls;
+    dc_worker_listener_t *listeners;
+    size_t nlisteners;
+    dc_curl_loop_t curl;
+    dc_snapshot_t *snap; /* this worker's reference to the current snapshot */
+    dc_worker_metrics_t metrics;
+    uint32_t reqid_prefix;
+    uint64_t reqid_counter;
+    bool draining;
+    uv_timer_t drain_timer;
+
+    /* inbox, written by the main thread */
+    pthread_mutex_t inbox_lock;
+    uv_async_t inbox_async;
+    dc_snapshot_t *inbox_snap;
+    bool inbox_drain;
+    bool inbox_stop;
+} dc_worker_t;
+
+/* The worker that owns an h2o context (every request knows its context). */
+static inline dc_worker_t *dc_worker_from_ctx(h2o_context_t *ctx)
+{
+    dc_worker_t *w = (dc_worker_t *)((char *)ctx - offsetof(dc_worker_t, ctx));
+    return w;
+}
+
+/* Prepare a worker (main thread): takes a reference to `snap` and the listening fds. */
+void dc_worker_init(dc_worker_t *w, dc_server_t *server, unsigned id, dc_snapshot_t *snap, h2o_globalconf_t *gconf,
+                    SSL_CTX *ssl_ctx, const int *plain_fds, size_t nplain, const int *tls_fds, size_t ntls);
+int dc_worker_start(dc_worker_t *w);
+/* Main thread -> worker messages. */
+void dc_worker_post_snapshot(dc_worker_t *w, dc_snapshot_t *snap); /* takes a new reference */
+void dc_worker_post_drain(dc_worker_t *w);
+void dc_worker_post_stop(dc_worker_t *w);
+void dc_worker_join(dc_worker_t *w);
+
+/* A fresh request id written into buf (at least 24 bytes); returns its length. */
+size_t dc_worker_next_request_id(dc_worker_t *w, char *buf);
+
+#endif

@@ -1,0 +1,173 @@
+#include "upstream/curl_uv.h"
+#include "core/error.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+
+/* One per socket curl asks us to watch; freed in the uv close callback. */
+typedef struct sock_watch {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    dc_curl_loop_t *cl;
+} sock_watch_t;
+
+int dc_curl_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_ALL) == CURLE_OK ? 0 : DC_EIO;
+}
+
+static void drain_messages(dc_curl_loop_t *cl)
+{
+    CURLMsg *msg;
+    int pending;
+    while ((msg = curl_multi_info_read(cl->multi, &pending)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode result = msg->data.result;
+        dc_curl_xfer_t *xfer = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&xfer);
+        curl_multi_remove_handle(cl->multi, easy);
+        if (xfer != NULL) {
+            xfer->active = 0;
+            xfer->cb(xfer, result);
+        }
+    }
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    sock_watch_t *w = handle->data;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    int running;
+    dc_curl_loop_t *cl = w->cl;
+    curl_multi_socket_action(cl->multi, w->fd, flags, &running);
+    drain_messages(cl);
+}
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static int on_socket(CURL *easy, curl_socket_t s, int action, void *userp, void *socketp)
+{
+    dc_curl_loop_t *cl = userp;
+    sock_watch_t *w = socketp;
+    if (action == CURL_POLL_REMOVE) {
+        if (w != NULL) {
+            uv_poll_stop(&w->poll);
+            curl_multi_assign(cl->multi, s, NULL);
+            uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+        }
+        return 0;
+    }
+    if (w == NULL) {
+        w = dc_calloc(1, sizeof(*w));
+        w->fd = s;
+        w->cl = cl;
+        if (uv_poll_init_socket(cl->loop, &w->poll, s) != 0) {
+            free(w);
+            return -1;
+        }
+        w->poll.data = w;
+        curl_multi_assign(cl->multi, s, w);
+    }
+    int events = 0;
+    if (action & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (action & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&w->poll, events, on_poll);
+    return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    dc_curl_loop_t *cl = t->data;
+    int running;
+    curl_multi_socket_action(cl->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    drain_messages(cl);
+}
+
+static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
+{
+    dc_curl_loop_t *cl = userp;
+    if (timeout_ms < 0) {
+        uv_timer_stop(&cl->timer);
+    } else {
+        /* never act synchronously here: curl may be inside its own call stack */
+        uv_timer_start(&cl->timer, on_timer, (uint64_t)timeout_ms, 0);
+    }
+    return 0;
+}
+
+int dc_curl_loop_init(dc_curl_loop_t *cl, uv_loop_t *loop)
+{
+    cl->loop = loop;
+    cl->closing = 0;
+    cl->multi = curl_multi_init();
+    if (cl->multi == NULL)
+        return DC_EIO;
+    uv_timer_init(loop, &cl->timer);
+    cl->timer.data = cl;
+    curl_multi_setopt(cl->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(cl->multi, CURLMOPT_SOCKETDATA, cl);
+    curl_multi_setopt(cl->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+    curl_multi_setopt(cl->multi, CURLMOPT_TIMERDATA, cl);
+    curl_multi_setopt(cl->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    /* keep plenty of idle connections per worker for keep-alive reuse toward upstreams */
+    curl_multi_setopt(cl->multi, CURLMOPT_MAXCONNECTS, 256L);
+    return 0;
+}
+
+int dc_curl_loop_add(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
+{
+    DC_ASSERT(!xfer->active);
+    curl_easy_setopt(xfer->easy, CURLOPT_PRIVATE, xfer);
+    if (curl_multi_add_handle(cl->multi, xfer->easy) != CURLM_OK)
+        return DC_EIO;
+    xfer->active = 1;
+    return 0;
+}
+
+void dc_curl_loop_remove(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
+{
+    if (!xfer->active)
+        return;
+    curl_multi_remove_handle(cl->multi, xfer->easy);
+    xfer->active = 0;
+}
+
+void dc_curl_loop_unpause(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
+{
+    if (!xfer->active)
+        return;
+    curl_easy_pause(xfer->easy, CURLPAUSE_CONT);
+    /* pausing state changes may need a kick so curl re-evaluates the socket */
+    int running;
+    curl_multi_socket_action(cl->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    drain_messages(cl);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    dc_curl_loop_t *cl = h->data;
+    curl_multi_cleanup(cl->multi);
+    cl->multi = NULL;
+    if (cl->on_closed != NULL)
+        cl->on_closed(cl);
+}
+
+void dc_curl_loop_close(dc_curl_loop_t *cl, void (*on_closed)(dc_curl_loop_t *))
+{
+    cl->closing = 1;
+    cl->on_closed = on_closed;
+    uv_close((uv_handle_t *)&cl->timer, on_timer_closed);
+}

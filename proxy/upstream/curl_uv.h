@@ -1,0 +1,50 @@
+/*
+ * libcurl multi driven by one libuv loop (socket + timer callbacks, never curl_multi_perform
+ * busy loops). One dc_curl_loop_t per worker thread; it is not thread-safe and is only touched
+ * from the thread that runs its loop.
+ *
+ * Transfers are added with dc_curl_loop_add(); when one completes (success or error) its done
+ * callback runs once, after the easy handle has been removed from the multi. The easy handle
+ * stays owned by the caller.
+ */
+#ifndef DC_UPSTREAM_CURL_UV_H
+#define DC_UPSTREAM_CURL_UV_H
+
+#include <curl/curl.h>
+#include <uv.h>
+
+typedef struct dc_curl_xfer dc_curl_xfer_t;
+typedef void (*dc_curl_done_cb)(dc_curl_xfer_t *xfer, CURLcode result);
+
+/* Embed in the caller's object; set cb and data before dc_curl_loop_add(). */
+struct dc_curl_xfer {
+    CURL *easy;
+    dc_curl_done_cb cb;
+    void *data;
+    int active; /* 1 between add and done/remove */
+};
+
+typedef struct dc_curl_loop {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    int closing;
+    void (*on_closed)(struct dc_curl_loop *);
+} dc_curl_loop_t;
+
+/* Global libcurl init; call once from main before any thread starts. */
+int dc_curl_global_init(void);
+
+/* Returns 0 or DC_EIO. */
+int dc_curl_loop_init(dc_curl_loop_t *cl, uv_loop_t *loop);
+/* Start a transfer. The easy handle must have everything set; CURLOPT_PRIVATE is taken. */
+int dc_curl_loop_add(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer);
+/* Abort a transfer without calling its done callback. Must not be called from inside one of
+ * this transfer's curl callbacks (write/header/read): make those return an error instead. */
+void dc_curl_loop_remove(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer);
+/* Unpause a transfer paused by CURL_WRITEFUNC_PAUSE. May call the write callback synchronously. */
+void dc_curl_loop_unpause(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer);
+/* Close the uv handles; on_closed runs once they are gone (the multi is cleaned up by then). */
+void dc_curl_loop_close(dc_curl_loop_t *cl, void (*on_closed)(dc_curl_loop_t *));
+
+#endif

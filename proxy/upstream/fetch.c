@@ -1,0 +1,530 @@
+#include "upstream/fetch.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/time.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FETCH_MAGIC 0x46455443u /* "FETC" */
+
+typedef enum {
+    ST_ATTEMPT,  /* a curl transfer is running, no head yet */
+    ST_BACKOFF,  /* waiting before the next attempt */
+    ST_BODY,     /* head delivered, streaming the body */
+    ST_FINISHED, /* on_done called or aborted; waiting for handles to close */
+} fetch_state_t;
+
+struct dc_fetch {
+    uint32_t magic;
+    fetch_state_t state;
+    dc_curl_loop_t *cl;
+    dc_curl_xfer_t xfer;
+    uv_timer_t timer; /* deadline / idle / backoff */
+    int timer_open;
+    dc_fetch_callbacks_t cbs;
+    void *data;
+    bool aborted;
+    bool in_callback;   /* inside a curl callback: can't remove the handle now */
+    bool discard;       /* this attempt's answer is being thrown away (retry) */
+    bool paused;
+    bool head_delivered;
+
+    /* request */
+    char *method;
+    char *url;
+    char **req_headers;
+    size_t nreq_headers;
+    char *body;
+    size_t body_len;
+    dc_fetch_request_t opts; /* scalar options; pointer fields not used after start */
+    dc_keyring_t *keyring;
+    char *key_header;
+    struct curl_slist *slist;
+
+    /* attempt state */
+    unsigned attempts;
+    int key_index;
+    int last_err;
+    uint64_t started_us;
+    uint64_t deadline_ms; /* monotonic: head deadline */
+    uint64_t head_us;
+
+    /* response head */
+    int status;
+    char *reason;
+    dc_fetch_header_t *headers;
+    size_t nheaders, capheaders;
+    int64_t content_length;
+};
+
+static void start_attempt(dc_fetch_t *f);
+static void finish(dc_fetch_t *f, int err);
+
+static void reset_head(dc_fetch_t *f)
+{
+    for (size_t i = 0; i < f->nheaders; i++) {
+        free(f->headers[i].name);
+        free(f->headers[i].value);
+    }
+    f->nheaders = 0;
+    free(f->reason);
+    f->reason = NULL;
+    f->status = 0;
+    f->content_length = -1;
+}
+
+static void fetch_free(dc_fetch_t *f)
+{
+    reset_head(f);
+    free(f->headers);
+    for (size_t i = 0; i < f->nreq_headers; i++)
+        free(f->req_headers[i]);
+    free(f->req_headers);
+    free(f->method);
+    free(f->url);
+    free(f->body);
+    free(f->key_header);
+    if (f->slist)
+        curl_slist_free_all(f->slist);
+    if (f->xfer.easy)
+        curl_easy_cleanup(f->xfer.easy);
+    f->magic = 0;
+    free(f);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    fetch_free(h->data);
+}
+
+/* Release everything once no curl transfer is active. */
+static void release(dc_fetch_t *f)
+{
+    f->state = ST_FINISHED;
+    uv_timer_stop(&f->timer);
+    uv_close((uv_handle_t *)&f->timer, on_timer_closed);
+}
+
+static bool is_retryable_status(int status)
+{
+    return status == 502 || status == 503 || status == 504;
+}
+
+static bool can_retry(dc_fetch_t *f)
+{
+    return f->opts.idempotent && f->attempts <= f->opts.retries && !f->aborted;
+}
+
+/* ---- curl callbacks ---- */
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    dc_fetch_t *f = userdata;
+    size_t len = size * nitems;
+    if (f->aborted || f->discard)
+        return 0;
+    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+        /* status line: a new (possibly interim) response starts */
+        reset_head(f);
+        const char *sp = memchr(buf, ' ', len);
+        if (sp != NULL) {
+            const char *end = buf + len;
+            const char *p = sp + 1;
+            int status = 0;
+            while (p < end && isdigit((unsigned char)*p))
+                status = status * 10 + (*p++ - '0');
+            f->status = status;
+            while (p < end && *p == ' ')
+                p++;
+            const char *r = p;
+            while (p < end && *p != '\r' && *p != '\n')
+                p++;
+            f->reason = dc_strndup(r, (size_t)(p - r));
+        }
+        return len;
+    }
+    if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
+        /* end of a head */
+        long code = 0;
+        curl_easy_getinfo(f->xfer.easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code > 0)
+            f->status = (int)code;
+        if (f->status >= 100 && f->status < 200)
+            return len; /* interim response: wait for the final one */
+        bool key_rejected = (f->status == 401 || f->status == 403) && f->key_index >= 0;
+        if (key_rejected) {
+            uint64_t now = dc_now_mono_ms();
+            if (dc_keyring_quarantine(f->keyring, f->key_index, now))
+                dc_log_warn("upstream %s: key #%d answered %d; set aside for %llums", f->url, f->key_index,
+                            f->status, (unsigned long long)f->keyring->quarantine_ms);
+            if (dc_keyring_usable(f->keyring, now) > 0 && can_retry(f)) {
+                f->discard = true;
+                f->last_err = DC_EUPSTREAM;
+                return 0;
+            }
+        }
+        if (is_retryable_status(f->status) && can_retry(f)) {
+            f->discard = true;
+            f->last_err = DC_EUPSTREAM;
+            return 0; /* aborts this attempt; done handler schedules the retry */
+        }
+        f->head_us = dc_now_mono_us() - f->started_us;
+        f->head_delivered = true;
+        f->state = ST_BODY;
+        /* from now on the timer is an idle timer */
+        f->in_callback = true;
+        f->cbs.on_head(f->data, f);
+        f->in_callback = false;
+        return f->aborted ? 0 : len;
+    }
+    /* a header line "Name: value\r\n" */
+    const char *colon = memchr(buf, ':', len);
+    if (colon == NULL)
+        return len;
+    size_t nlen = (size_t)(colon - buf);
+    const char *v = colon + 1;
+    const char *end = buf + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (f->nheaders == f->capheaders) {
+        f->capheaders = f->capheaders ? f->capheaders * 2 : 16;
+        f->headers = dc_realloc(f->headers, f->capheaders * sizeof(*f->headers));
+    }
+    dc_fetch_header_t *h = &f->headers[f->nheaders++];
+    h->name = dc_strndup(buf, nlen);
+    for (size_t i = 0; i < nlen; i++)
+        h->name[i] = (char)tolower((unsigned char)h->name[i]);
+    h->name_len = nlen;
+    h->value = dc_strndup(v, (size_t)(end - v));
+    h->value_len = (size_t)(end - v);
+    if (nlen == 14 && memcmp(h->name, "content-length", 14) == 0) {
+        char *e;
+        long long cl = strtoll(h->value, &e, 10);
+        f->content_length = (e != h->value && *e == '\0' && cl >= 0) ? cl : -1;
+    }
+    return len;
+}
+
+static void arm_idle_timer(dc_fetch_t *f);
+
+static size_t on_write(char *buf, size_t size, size_t nmemb, void *userdata)
+{
+    dc_fetch_t *f = userdata;
+    size_t len = size * nmemb;
+    if (f->aborted || f->discard || !f->head_delivered)
+        return 0;
+    if (len == 0)
+        return 0;
+    f->in_callback = true;
+    int refused = f->cbs.on_body(f->data, f, buf, len);
+    f->in_callback = false;
+    if (f->aborted)
+        return 0;
+    if (refused) {
+        f->paused = true;
+        uv_timer_stop(&f->timer); /* time paused by the client does not count */
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    arm_idle_timer(f);
+    return len;
+}
+
+/* ---- timers ---- */
+
+static void on_deadline(uv_timer_t *t)
+{
+    dc_fetch_t *f = t->data;
+    if (f->state == ST_FINISHED)
+        return;
+    if (f->state == ST_BACKOFF) {
+        start_attempt(f);
+        return;
+    }
+    /* no head in time, or the body stalled */
+    dc_curl_loop_remove(f->cl, &f->xfer);
+    finish(f, DC_ETIMEDOUT);
+}
+
+static void arm_idle_timer(dc_fetch_t *f)
+{
+    uv_timer_start(&f->timer, on_deadline, f->opts.timeout_ms, 0);
+}
+
+/* ---- attempts ---- */
+
+static int map_curl_error(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+        return DC_ECONNREFUSED;
+    case CURLE_OPERATION_TIMEDOUT:
+        return DC_ETIMEDOUT;
+    default:
+        return DC_EUPSTREAM;
+    }
+}
+
+static bool is_retryable_curl(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static uint64_t backoff_delay(dc_fetch_t *f)
+{
+    /* attempt n (1-based, already made) -> base * 2^(n-1), jittered to [0.5, 1.5) */
+    uint64_t base = f->opts.retry_backoff_ms;
+    unsigned shift = f->attempts - 1 < 10 ? f->attempts - 1 : 10;
+    uint64_t d = base << shift;
+    double jitter = 0.5 + (double)(random() % 1000) / 1000.0;
+    return (uint64_t)((double)d * jitter);
+}
+
+static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
+{
+    dc_fetch_t *f = xfer->data;
+    DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    if (f->aborted) {
+        release(f);
+        return;
+    }
+    if (f->head_delivered) {
+        if (rc == CURLE_OK)
+            finish(f, 0);
+        else
+            finish(f, map_curl_error(rc));
+        return;
+    }
+    /* no head delivered: this attempt failed or is being discarded for a retry */
+    int err = f->discard ? f->last_err : map_curl_error(rc);
+    bool retry = f->discard || (is_retryable_curl(rc) && can_retry(f));
+    if (rc == CURLE_OK && !f->discard) {
+        /* a complete response without a head should not happen; treat as bad upstream */
+        retry = false;
+        err = DC_EUPSTREAM;
+    }
+    f->last_err = err;
+    if (retry) {
+        uint64_t now = dc_now_mono_ms();
+        uint64_t delay = backoff_delay(f);
+        if (now + delay >= f->deadline_ms) {
+            finish(f, err == DC_ETIMEDOUT ? DC_ETIMEDOUT : err);
+            return;
+        }
+        f->state = ST_BACKOFF;
+        uv_timer_start(&f->timer, on_deadline, delay, 0);
+        return;
+    }
+    finish(f, err);
+}
+
+static void start_attempt(dc_fetch_t *f)
+{
+    f->attempts++;
+    f->discard = false;
+    f->state = ST_ATTEMPT;
+    reset_head(f);
+    if (f->xfer.easy == NULL)
+        f->xfer.easy = curl_easy_init();
+    else
+        curl_easy_reset(f->xfer.easy);
+    CURL *e = f->xfer.easy;
+    if (f->slist)
+        curl_slist_free_all(f->slist);
+    f->slist = NULL;
+    for (size_t i = 0; i < f->nreq_headers; i++)
+        f->slist = curl_slist_append(f->slist, f->req_headers[i]);
+    f->key_index = -1;
+    if (f->keyring != NULL && f->keyring->nkeys > 0) {
+        f->key_index = dc_keyring_pick(f->keyring, dc_now_mono_ms());
+        char *line = dc_asprintf("%s: %s", f->key_header, f->keyring->keys[f->key_index]);
+        f->slist = curl_slist_append(f->slist, line);
+        free(line);
+    }
+    /* curl adds these by default; a proxy must not invent them */
+    f->slist = curl_slist_append(f->slist, "Expect:");
+
+    curl_easy_setopt(e, CURLOPT_URL, f->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->slist);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->opts.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                     f->opts.http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, f->opts.tls_verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, f->opts.tls_verify ? 2L : 0L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 60L);
+    /* pass bytes through as the origin encoded them: no automatic decoding */
+    curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    curl_easy_setopt(e, CURLOPT_HTTP_TRANSFER_DECODING, 1L);
+    if (strcmp(f->method, "GET") == 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(f->method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, f->method);
+        if (f->body != NULL || strcmp(f->method, "POST") == 0 || strcmp(f->method, "PUT") == 0 ||
+            strcmp(f->method, "PATCH") == 0) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)f->body_len);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, f->body != NULL ? f->body : "");
+        }
+    }
+    f->xfer.cb = on_xfer_done;
+    f->xfer.data = f;
+    /* head deadline: whatever is left of the fetch's budget */
+    uint64_t now = dc_now_mono_ms();
+    uint64_t left = f->deadline_ms > now ? f->deadline_ms - now : 1;
+    uv_timer_start(&f->timer, on_deadline, left, 0);
+    if (dc_curl_loop_add(f->cl, &f->xfer) != 0) {
+        f->last_err = DC_EUPSTREAM;
+        finish(f, DC_EUPSTREAM);
+    }
+}
+
+/* Report the outcome once and release. */
+static void finish(dc_fetch_t *f, int err)
+{
+    if (f->state == ST_FINISHED)
+        return;
+    f->state = ST_FINISHED;
+    uv_timer_stop(&f->timer);
+    if (!f->aborted && f->cbs.on_done != NULL)
+        f->cbs.on_done(f->data, f, err);
+    release(f);
+}
+
+dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, const dc_fetch_callbacks_t *cbs,
+                           void *data)
+{
+    dc_fetch_t *f = dc_calloc(1, sizeof(*f));
+    f->magic = FETCH_MAGIC;
+    f->cl = cl;
+    f->cbs = *cbs;
+    f->data = data;
+    f->opts = *req;
+    f->opts.method = NULL;
+    f->opts.url = NULL;
+    f->opts.headers = NULL;
+    f->opts.body = NULL;
+    f->method = dc_strdup(req->method);
+    f->url = dc_strdup(req->url);
+    if (req->headers != NULL) {
+        size_t n = 0;
+        while (req->headers[n] != NULL)
+            n++;
+        f->req_headers = dc_calloc(n ? n : 1, sizeof(char *));
+        for (size_t i = 0; i < n; i++)
+            f->req_headers[i] = dc_strdup(req->headers[i]);
+        f->nreq_headers = n;
+    }
+    if (req->body != NULL) {
+        f->body = dc_malloc(req->body_len + 1);
+        memcpy(f->body, req->body, req->body_len);
+        f->body_len = req->body_len;
+    }
+    f->keyring = req->keyring;
+    f->key_header = dc_strdup(req->key_header != NULL ? req->key_header : "x-api-key");
+    f->content_length = -1;
+    f->key_index = -1;
+    if (f->opts.timeout_ms == 0)
+        f->opts.timeout_ms = 10000;
+    f->started_us = dc_now_mono_us();
+    f->deadline_ms = dc_now_mono_ms() + f->opts.timeout_ms;
+    uv_timer_init(cl->loop, &f->timer);
+    f->timer.data = f;
+    f->timer_open = 1;
+    start_attempt(f);
+    return f;
+}
+
+void dc_fetch_resume(dc_fetch_t *f)
+{
+    DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    if (!f->paused || f->state != ST_BODY || f->aborted)
+        return;
+    f->paused = false;
+    arm_idle_timer(f);
+    dc_curl_loop_unpause(f->cl, &f->xfer);
+}
+
+void dc_fetch_abort(dc_fetch_t *f)
+{
+    DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    if (f->aborted || f->state == ST_FINISHED) {
+        f->aborted = true;
+        return;
+    }
+    f->aborted = true;
+    f->data = NULL;
+    if (f->in_callback) {
+        /* the curl callback we are in returns an error; on_xfer_done releases */
+        return;
+    }
+    if (f->xfer.active) {
+        if (f->paused) {
+            /* a paused transfer would never call back: remove it now */
+            dc_curl_loop_remove(f->cl, &f->xfer);
+            release(f);
+            return;
+        }
+        dc_curl_loop_remove(f->cl, &f->xfer);
+    }
+    release(f);
+}
+
+int dc_fetch_status(const dc_fetch_t *f)
+{
+    return f->status;
+}
+
+const char *dc_fetch_reason(const dc_fetch_t *f)
+{
+    return f->reason != NULL ? f->reason : "";
+}
+
+const dc_fetch_header_t *dc_fetch_headers(const dc_fetch_t *f, size_t *n)
+{
+    *n = f->nheaders;
+    return f->headers;
+}
+
+int64_t dc_fetch_content_length(const dc_fetch_t *f)
+{
+    return f->content_length;
+}
+
+unsigned dc_fetch_attempts(const dc_fetch_t *f)
+{
+    return f->attempts;
+}
+
+uint64_t dc_fetch_head_us(const dc_fetch_t *f)
+{
+    return f->head_us;
+}
+
+int dc_fetch_key_index(const dc_fetch_t *f)
+{
+    return f->key_index;
+}

@@ -1,0 +1,82 @@
+/*
+ * One logical upstream request: attempts with retries (exponential backoff with jitter), API-key
+ * injection and rotation, deadlines, and the response streamed to the caller with back-pressure.
+ *
+ * Lifecycle and ownership:
+ *  - dc_fetch_start() copies everything it needs (URL, body, headers) and returns a fetch that the
+ *    fetch module owns. The caller gets exactly one of: on_done (after which the fetch frees itself;
+ *    do not touch it once on_done returns), or nothing at all after dc_fetch_abort().
+ *  - on_head runs once, when the final response head of the attempt that will be used is known.
+ *    Retryable answers (connect errors, resets, 502/503/504, 401/403 with another key to try) are
+ *    retried before on_head when the request is idempotent; after on_head nothing is retried.
+ *  - on_body returns 0 when it took the bytes, or 1 to refuse them: the transfer pauses and the
+ *    same bytes are offered again after dc_fetch_resume().
+ *  - Deadlines: `timeout_ms` bounds the time to the response head across all attempts, then the
+ *    time between two body chunks (time paused by the caller does not count).
+ * Single-threaded: a fetch lives on the worker loop that started it.
+ */
+#ifndef DC_UPSTREAM_FETCH_H
+#define DC_UPSTREAM_FETCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "upstream/curl_uv.h"
+#include "upstream/keyring.h"
+
+typedef struct dc_fetch dc_fetch_t;
+
+typedef struct dc_fetch_header {
+    char *name; /* lowercased */
+    size_t name_len;
+    char *value;
+    size_t value_len;
+} dc_fetch_header_t;
+
+typedef struct dc_fetch_callbacks {
+    void (*on_head)(void *data, dc_fetch_t *f);
+    int (*on_body)(void *data, dc_fetch_t *f, const char *buf, size_t len);
+    /* err: 0, DC_ETIMEDOUT (no head in time, or body stalled), DC_ECONNREFUSED, DC_EUPSTREAM
+     * (reset, truncated, bad response, DNS/TLS failure). */
+    void (*on_done)(void *data, dc_fetch_t *f, int err);
+} dc_fetch_callbacks_t;
+
+typedef struct dc_fetch_request {
+    const char *method;         /* "GET", "POST", ... */
+    const char *url;            /* absolute URL */
+    const char *const *headers; /* "Name: value" lines, NULL-terminated; copied */
+    const char *body;           /* may be NULL; copied */
+    size_t body_len;
+    bool idempotent;            /* retries allowed */
+    uint32_t retries;
+    uint64_t retry_backoff_ms;
+    uint64_t connect_timeout_ms;
+    uint64_t timeout_ms;
+    bool http2;
+    bool tls_verify;
+    dc_keyring_t *keyring;      /* may be NULL; borrowed: must outlive the fetch */
+    const char *key_header;     /* header name for the key */
+} dc_fetch_request_t;
+
+/* Never fails for valid input (allocation failure is fatal); errors arrive through on_done. */
+dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, const dc_fetch_callbacks_t *cbs,
+                           void *data);
+void dc_fetch_resume(dc_fetch_t *f);
+/* No callback runs after this returns; resources are released asynchronously. */
+void dc_fetch_abort(dc_fetch_t *f);
+
+/* Valid from on_head until on_done returns. */
+int dc_fetch_status(const dc_fetch_t *f);
+const char *dc_fetch_reason(const dc_fetch_t *f);
+const dc_fetch_header_t *dc_fetch_headers(const dc_fetch_t *f, size_t *n);
+/* Content-Length of the response, or -1 when unknown. */
+int64_t dc_fetch_content_length(const dc_fetch_t *f);
+/* Number of attempts made so far (1 = no retry). */
+unsigned dc_fetch_attempts(const dc_fetch_t *f);
+/* Microseconds from start to the response head (0 before the head). */
+uint64_t dc_fetch_head_us(const dc_fetch_t *f);
+/* Key index used by the attempt that produced the head (-1 = none). */
+int dc_fetch_key_index(const dc_fetch_t *f);
+
+#endif

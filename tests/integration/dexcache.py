@@ -1,0 +1,171 @@
+"""Start and stop the real dexcache binary for integration tests.
+
+Every process started here is stopped by the test that started it (context manager or fixture
+finaliser). Only loopback addresses are used.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("DEXCACHE_BIN", os.path.join(ROOT, "build-asan", "dexcache"))
+
+
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def sanitizer_env():
+    env = dict(os.environ)
+    # The daemon abandons its loops at exit by design; leak checks run in the unit tests.
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1:quarantine_size_mb=16")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    return env
+
+
+class Dexcache:
+    """A dexcache process on free loopback ports, configured from a YAML string.
+
+    `config` is YAML text in which {port}, {admin_port} are substituted (use {{ }} for braces)."""
+
+    def __init__(self, config, workers=2, env=None, extra_ports=()):
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.ports = {name: free_port() for name in extra_ports}
+        self.workdir = tempfile.mkdtemp(prefix="dexcache-test-")
+        self.config_path = os.path.join(self.workdir, "dexcache.yaml")
+        self.access_log = os.path.join(self.workdir, "access.log")
+        self.stderr_path = os.path.join(self.workdir, "stderr.log")
+        self.workers = workers
+        self.env = sanitizer_env()
+        if env:
+            self.env.update(env)
+        self.proc = None
+        self.write_config(config)
+
+    def render(self, config):
+        return config.format(port=self.port, admin_port=self.admin_port, workers=self.workers,
+                             access_log=self.access_log, **self.ports)
+
+    def write_config(self, config):
+        with open(self.config_path, "w") as f:
+            f.write(self.render(config))
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    @property
+    def admin_url(self):
+        return "http://127.0.0.1:%d" % self.admin_port
+
+    def start(self, timeout=20, wait=True):
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([BIN, "-c", self.config_path], stdout=subprocess.DEVNULL,
+                                     stderr=self._stderr, env=self.env)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("dexcache exited with %s:\n%s" % (self.proc.returncode, self.stderr()))
+            try:
+                with urllib.request.urlopen(self.admin_url + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("dexcache not ready in %ss:\n%s" % (timeout, self.stderr()))
+
+    def health(self):
+        with urllib.request.urlopen(self.admin_url + "/health", timeout=5) as r:
+            return json.loads(r.read())
+
+    def metrics(self):
+        with urllib.request.urlopen(self.admin_url + "/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def metric(self, name, **labels):
+        """Value of one sample of /metrics (0 when absent)."""
+        want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+        for line in self.metrics().splitlines():
+            if line.startswith("#"):
+                continue
+            key, _, value = line.rpartition(" ")
+            if "{" in key:
+                n, _, rest = key.partition("{")
+                lab = ",".join(sorted(rest.rstrip("}").split(",")))
+            else:
+                n, lab = key, ""
+            if n == name and lab == want:
+                return float(value)
+        return 0.0
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def access_lines(self):
+        try:
+            with open(self.access_log) as f:
+                return [l.rstrip("\n") for l in f if l.strip()]
+        except OSError:
+            return []
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def reload(self, config=None):
+        if config is not None:
+            self.write_config(config)
+        self.signal(signal.SIGHUP)
+
+    def stop(self, timeout=20):
+        """SIGTERM, wait, then SIGKILL. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._stderr.close()
+        rc = self.proc.returncode
+        self.proc = None
+        err = self.stderr()
+        # a sanitizer report anywhere fails the test that owned this process
+        assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err, err
+        return rc
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def run_check(config_text):
+    """dexcache -t on a config text; returns (exit code, stderr+stdout)."""
+    d = tempfile.mkdtemp(prefix="dexcache-t-")
+    path = os.path.join(d, "c.yaml")
+    with open(path, "w") as f:
+        f.write(config_text)
+    p = subprocess.run([BIN, "-t", "-c", path], capture_output=True, env=sanitizer_env(), timeout=30)
+    return p.returncode, (p.stdout + p.stderr).decode(errors="replace"), path
