@@ -207,10 +207,20 @@ def token(i):
         return _tokens[i]
 
 
+_price_cache = {}
+
+
 def usd_price(mint, version):
-    t = KNOWN_BY_MINT.get(mint)
-    base = t[4] if t else 10 ** (hfl(SEED, "pb", mint) * 7 - 5)
-    return base * math.exp((hfl(SEED, "pv", mint, version) - 0.5) * 0.04)
+    k = (mint, version)
+    p = _price_cache.get(k)
+    if p is None:
+        t = KNOWN_BY_MINT.get(mint)
+        base = t[4] if t else 10 ** (hfl(SEED, "pb", mint) * 7 - 5)
+        p = base * math.exp((hfl(SEED, "pv", mint, version) - 0.5) * 0.04)
+        if len(_price_cache) > 100000:
+            _price_cache.clear()
+        _price_cache[k] = p
+    return p
 
 
 def price_v3_entry(mint, version):
@@ -676,7 +686,7 @@ class MeteoraDS:
         self.rendered = [jdump(pair_legacy(s, d)) for s, d in zip(self.static, self.dyn)]
         self.by_addr = {s["address"]: i for i, s in enumerate(self.static)}
         self.all = b"[" + b",".join(self.rendered) + b"]"
-        self.all_gz = gzip.compress(self.all, 6, mtime=0)
+        self.all_gz = gzip.compress(self.all, 6 if len(self.all) < (16 << 20) else 1, mtime=0)
         self._orders = {}
         self._lock = threading.Lock()
         log("meteora dataset n=%d v=%d %d bytes (gz %d) in %.2fs" % (
