@@ -46,7 +46,7 @@ unit: build-asan
 
 # Integration tests drive the sanitizer build of the real binary (DEXCACHE_BIN).
 integration: build-asan
-	DEXCACHE_BIN=$(CURDIR)/build-asan/dexcache $(PYTHON) -m pytest -q -x -p no:cacheprovider tests/integration
+	DEXCACHE_BIN=$(CURDIR)/build-asan/dexcache $(PYTHON) -m pytest -q -x -p no:cacheprovider tests/integration tests/fakeorigin
 
 FUZZ_SECONDS ?= 20
 fuzz: build-fuzz

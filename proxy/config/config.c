@@ -26,13 +26,14 @@ static void config_free(dc_config_t *cfg)
     free(cfg);
 }
 
-int dc_config_load_string(const char *name, const char *text, size_t len, dc_config_t **out, char *err,
-                          size_t errlen)
+int dc_config_load_string(const char *name, const char *text, size_t len, dc_config_t **out, char *err, size_t errlen)
 {
     dc__ynode_t *root;
     *out = NULL;
     if (err != NULL && errlen > 0)
         err[0] = '\0';
+    if (text == NULL && len == 0)
+        text = "";
     int rc = dc__ytree_parse(name, text, len, &root, err, errlen);
     if (rc != 0)
         return rc;

@@ -29,7 +29,7 @@ int dc__cfg_fail(dc__cfg_ctx_t *ctx, const dc__ynode_t *node, const char *suffix
         size_t n = strlen(path);
         snprintf(path + n, sizeof(path) - n, "%s%s", n > 0 ? "." : "", suffix);
     }
-    return dc__config_fail_at(ctx->err, ctx->errlen, ctx->file, node->line, node->col, path, "%s", msg);
+    return dc__config_fail_at(ctx->err, ctx->errlen, node->file, node->line, node->col, path, "%s", msg);
 }
 
 int dc__cfg_fail_expected(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, bool with_range)
@@ -75,8 +75,8 @@ void dc__directive_range(const dc__directive_t *d, char *buf, size_t len)
 static void append_enum_names(const dc__directive_t *d, char *buf, size_t len)
 {
     size_t pos = strlen(buf);
-    for (size_t i = 0; d->enum_names[i] != NULL; i++)
-        pos += (size_t)snprintf(buf + pos, pos < len ? len - pos : 0, "%s%s", i > 0 ? ", " : "", d->enum_names[i]);
+    for (size_t i = 0; d->enum_names[i] != NULL && pos < len; i++)
+        pos += (size_t)snprintf(buf + pos, len - pos, "%s%s", i > 0 ? ", " : "", d->enum_names[i]);
 }
 
 void dc__directive_expect(const dc__directive_t *d, bool with_range, char *buf, size_t len)
@@ -99,8 +99,8 @@ void dc__directive_expect(const dc__directive_t *d, bool with_range, char *buf, 
         [DC__T_CUSTOM] = "a value",
     };
     if (d->type == DC__T_UINT || (with_range && has_range(d))) {
-        static const char *const bare[] = {[DC__T_UINT] = "an integer", [DC__T_DURATION] = "a duration",
-                                           [DC__T_SIZE] = "a size"};
+        static const char *const bare[] = {
+            [DC__T_UINT] = "an integer", [DC__T_DURATION] = "a duration", [DC__T_SIZE] = "a size"};
         char lo[32], hi[32];
         format_bound(d, d->min, lo, sizeof(lo));
         format_bound(d, d->max, hi, sizeof(hi));

@@ -89,10 +89,10 @@ struct dc__directive {
     size_t name_offset;
     const char *const *enum_names; /* NULL-terminated */
     const int *enum_values;
-    dc__check_cb check;            /* STRING, STRLIST items, NAMEDMAP names: validate / normalize */
-    dc__parse_cb parse;            /* CUSTOM */
-    dc__release_cb release;        /* CUSTOM */
-    dc__item_cb item_check;        /* MAPLIST */
+    dc__check_cb check;     /* STRING, STRLIST items, NAMEDMAP names: validate / normalize */
+    dc__parse_cb parse;     /* CUSTOM */
+    dc__release_cb release; /* CUSTOM */
+    dc__item_cb item_check; /* MAPLIST */
 };
 
 struct dc__table {

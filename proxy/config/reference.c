@@ -72,7 +72,7 @@ static void write_default(FILE *out, const dc__directive_t *d)
     if (d->flags & DC__D_REQUIRED)
         fputs("**required**", out);
     else if (d->dflt_doc != NULL)
-        fprintf(out, "= `%s`", d->dflt_doc);
+        fprintf(out, "= %s", d->dflt_doc);
     else if (d->dflt != NULL)
         fprintf(out, "`%s`", d->dflt);
     else if (d->type == DC__T_MAP || d->type == DC__T_MAPLIST || d->type == DC__T_NAMEDMAP ||
@@ -122,8 +122,7 @@ void dc__config_write_reference(FILE *out)
         const dc__directive_t *d = &root->rows[i];
         dc__table_t one = {.rows = d, .nrows = 1};
         fprintf(out, "\n### `%s`\n\n", d->name);
-        md_text(out, d->doc);
-        fputs(".\n\n| key | type | default | range | description |\n|---|---|---|---|---|\n", out);
+        fputs("| key | type | default | range | description |\n|---|---|---|---|---|\n", out);
         write_rows(out, &one, "");
     }
 }

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define FIELD(base, off, T) ((T *)((char *)(base) + (off)))
@@ -33,20 +34,34 @@
 
 /* Row builders; extra designated fields (.flags, .check, .dflt_doc, ...) go in the trailing args. */
 #define R_STR(nm, T, f, dflt_, doc_, ...)                                                                              \
-    {.name = (nm), .type = DC__T_STRING, .offset = offsetof(T, f), .dflt = (dflt_), .doc = (doc_), __VA_ARGS__}
+    {                                                                                                                  \
+        .name = (nm), .type = DC__T_STRING, .offset = offsetof(T, f), .dflt = (dflt_), .doc = (doc_), __VA_ARGS__      \
+    }
 #define R_BOOL(nm, T, f, dflt_, doc_)                                                                                  \
-    {.name = (nm), .type = DC__T_BOOL, .offset = offsetof(T, f), .dflt = (dflt_), .doc = (doc_)}
+    {                                                                                                                  \
+        .name = (nm), .type = DC__T_BOOL, .offset = offsetof(T, f), .dflt = (dflt_), .doc = (doc_)                     \
+    }
 #define R_NUM(kind, nm, T, f, dflt_, lo, hi, doc_, ...)                                                                \
-    {.name = (nm), .type = (kind), .offset = offsetof(T, f), .dflt = (dflt_), .min = (lo), .max = (hi), .doc = (doc_), \
-     __VA_ARGS__}
+    {                                                                                                                  \
+        .name = (nm), .type = (kind), .offset = offsetof(T, f), .dflt = (dflt_), .min = (lo), .max = (hi),             \
+        .doc = (doc_), __VA_ARGS__                                                                                     \
+    }
 #define R_UINT(...) R_NUM(DC__T_UINT, __VA_ARGS__)
 #define R_DUR(...) R_NUM(DC__T_DURATION, __VA_ARGS__)
 #define R_SIZE(...) R_NUM(DC__T_SIZE, __VA_ARGS__)
 #define R_LIST(nm, T, f, n, doc_, ...)                                                                                 \
-    {.name = (nm), .type = DC__T_STRLIST, .offset = offsetof(T, f), .aux = offsetof(T, n), .doc = (doc_), __VA_ARGS__}
+    {                                                                                                                  \
+        .name = (nm), .type = DC__T_STRLIST, .offset = offsetof(T, f), .aux = offsetof(T, n), .doc = (doc_),           \
+        __VA_ARGS__                                                                                                    \
+    }
 #define R_MAP(nm, off, present, tbl, doc_)                                                                             \
-    {.name = (nm), .type = DC__T_MAP, .offset = (off), .aux = (present), .sub = (tbl), .doc = (doc_)}
-#define TABLE(rows_, finish_) {.rows = (rows_), .nrows = sizeof(rows_) / sizeof((rows_)[0]), .finish = (finish_)}
+    {                                                                                                                  \
+        .name = (nm), .type = DC__T_MAP, .offset = (off), .aux = (present), .sub = (tbl), .doc = (doc_)                \
+    }
+#define TABLE(rows_, finish_)                                                                                          \
+    {                                                                                                                  \
+        .rows = (rows_), .nrows = sizeof(rows_) / sizeof((rows_)[0]), .finish = (finish_)                              \
+    }
 
 /* ---- value checks (dc__check_cb): validate and normalize a string in place ---------------------- */
 
@@ -242,17 +257,26 @@ static void release_upstream_ref(const dc__directive_t *d, void *base)
 
 typedef dc_config_t C;
 
+/* Opened, not just access()ed: that is what the TLS setup will do. O_NONBLOCK so a FIFO named by
+ * mistake cannot hang the load. */
 static int check_readable(dc__cfg_ctx_t *ctx, const dc__ynode_t *node, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
+    const char *why = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0)
+        why = strerror(errno);
+    else if (fstat(fd, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    if (fd >= 0)
         close(fd);
+    if (why == NULL)
         return 0;
-    }
     char found[256];
-    int e = errno;
     dc__ynode_describe(node, found, sizeof(found));
-    return dc__cfg_fail(ctx, node, NULL, "expected a readable file, found %s (%s)", found, strerror(e));
+    return dc__cfg_fail(ctx, node, NULL, "expected a readable file, found %s (%s)", found, why);
 }
 
 /* tls.listen, tls.cert and tls.key go together: listeners need both files, files need a listener. */
@@ -290,7 +314,10 @@ static int tls_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
 }
 
 static const dc__directive_t tls_rows[] = {
-    {.name = "listen", .type = DC__T_LISTENS, .offset = offsetof(C, tls.listen), .aux = offsetof(C, tls.nlisten),
+    {.name = "listen",
+     .type = DC__T_LISTENS,
+     .offset = offsetof(C, tls.listen),
+     .aux = offsetof(C, tls.nlisten),
      .doc = "TLS listeners (HTTP/1.1 and HTTP/2 via ALPN); needs cert and key"},
     R_STR("cert", C, tls.cert, NULL, "PEM certificate chain file (checked readable at load)"),
     R_STR("key", C, tls.key, NULL, "PEM private key file (checked readable at load)"),
@@ -298,7 +325,10 @@ static const dc__directive_t tls_rows[] = {
 static const dc__table_t tls_table = TABLE(tls_rows, tls_finish);
 
 static const dc__directive_t admin_rows[] = {
-    {.name = "listen", .type = DC__T_LISTEN, .offset = offsetof(C, admin.listen), .dflt = "127.0.0.1:9090",
+    {.name = "listen",
+     .type = DC__T_LISTEN,
+     .offset = offsetof(C, admin.listen),
+     .dflt = "127.0.0.1:9090",
      .doc = "admin listener: GET /health, GET /metrics, POST /purge"},
     R_STR("token", C, admin.token, NULL, "bearer token required by POST /purge; empty = no token"),
 };
@@ -309,8 +339,13 @@ static const int log_level_values[] = {DC_LOG_DEBUG, DC_LOG_INFO, DC_LOG_WARN, D
 static const dc__directive_t log_rows[] = {
     R_STR("access", C, log.access, "stdout", "access log: stdout, off, or a file path (opened for append)",
           .check = check_nonempty),
-    {.name = "level", .type = DC__T_ENUM, .offset = offsetof(C, log.level), .dflt = "info",
-     .enum_names = log_level_names, .enum_values = log_level_values, .doc = "error log level (stderr)"},
+    {.name = "level",
+     .type = DC__T_ENUM,
+     .offset = offsetof(C, log.level),
+     .dflt = "info",
+     .enum_names = log_level_names,
+     .enum_values = log_level_values,
+     .doc = "error log level (stderr)"},
 };
 static const dc__table_t log_table = TABLE(log_rows, NULL);
 
@@ -340,8 +375,8 @@ static const dc__directive_t cache_rows[] = {
 static const dc__table_t cache_table = TABLE(cache_rows, cache_finish);
 
 static const dc__directive_t redis_rows[] = {
-    R_STR("url", C, redis.url, NULL, "redis://host:port/db, rediss://... or unix:///path",
-          .flags = DC__D_REQUIRED, .check = check_redis_url, .expect = "a Redis URL"),
+    R_STR("url", C, redis.url, NULL, "redis://host:port/db, rediss://... or unix:///path", .flags = DC__D_REQUIRED,
+          .check = check_redis_url, .expect = "a Redis URL"),
     R_STR("prefix", C, redis.prefix, "dexcache:", "prefix of every Redis key and channel"),
 };
 static const dc__table_t redis_table = TABLE(redis_rows, NULL);
@@ -377,7 +412,10 @@ static const dc__directive_t upstream_rows[] = {
            .flags = DC__D_DROP_EMPTY),
     R_STR("key_header", U, key_header, "x-api-key", "request header that carries the key (lowercased)",
           .check = check_header_name),
-    {.name = "rate", .type = DC__T_RATES, .offset = offsetof(U, rates), .aux = offsetof(U, nrates),
+    {.name = "rate",
+     .type = DC__T_RATES,
+     .offset = offsetof(U, rates),
+     .aux = offsetof(U, nrates),
      .doc = "fleet-wide request budget toward this upstream, one or more windows"},
     R_MAP("queue", 0, DC__NOFIELD, &queue_table, "waiting for budget instead of failing"),
     R_DUR("connect_timeout", U, connect_timeout_ms, "2s", 1, 5 * MINUTE, "TCP + TLS connect deadline"),
@@ -403,16 +441,25 @@ static const dc__directive_t rule_rows[] = {
     R_DUR("ttl", RULE, ttl_ms, NULL, 1, 365 * DAY, "how long an answer is fresh", .flags = DC__D_REQUIRED),
     R_DUR("stale_while_revalidate", RULE, stale_while_revalidate_ms, "0", 0, 365 * DAY,
           "after ttl, serve stale while one background refresh runs"),
-    R_DUR("stale_if_error", RULE, stale_if_error_ms, "0", 0, 365 * DAY, "after ttl, serve stale when the upstream fails"),
+    R_DUR("stale_if_error", RULE, stale_if_error_ms, "0", 0, 365 * DAY,
+          "after ttl, serve stale when the upstream fails"),
     R_DUR("negative_ttl", RULE, negative_ttl_ms, "0", 0, 365 * DAY, "ttl of 400/404 answers; 0 = not cached"),
     R_BOOL("respect_origin", RULE, respect_origin, "false", "origin Cache-Control / Expires win over ttl when sent"),
     R_LIST("key_sets", RULE, key_sets, nkey_sets, "params whose comma lists are sorted and deduplicated in the key"),
     R_LIST("ignore_params", RULE, ignore_params, nignore_params, "params left out of the cache key"),
-    {.name = "prefetch", .type = DC__T_CUSTOM, .offset = offsetof(RULE, prefetch), .dflt = "0",
-     .parse = parse_prefetch, .expect = "0 or a fraction from 0.5 to 0.99",
+    {.name = "prefetch",
+     .type = DC__T_CUSTOM,
+     .offset = offsetof(RULE, prefetch),
+     .dflt = "0",
+     .parse = parse_prefetch,
+     .expect = "0 or a fraction from 0.5 to 0.99",
      .doc = "refresh ahead once this fraction of ttl has passed and the entry is read; 0 = off"},
-    {.name = "client_no_cache", .type = DC__T_ENUM, .offset = offsetof(RULE, client_no_cache), .dflt = "ignore",
-     .enum_names = client_no_cache_names, .enum_values = client_no_cache_values,
+    {.name = "client_no_cache",
+     .type = DC__T_ENUM,
+     .offset = offsetof(RULE, client_no_cache),
+     .dflt = "ignore",
+     .enum_names = client_no_cache_names,
+     .enum_values = client_no_cache_values,
      .doc = "what a client's Cache-Control: no-cache does"},
     R_BOOL("public", RULE, is_public, "false", "cache even requests that carry Authorization"),
 };
@@ -458,13 +505,22 @@ static int limit_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
 }
 
 static const dc__directive_t limit_rows[] = {
-    {.name = "rate", .type = DC__T_RATE, .flags = DC__D_REQUIRED, .offset = offsetof(LIMIT, rate),
+    {.name = "rate",
+     .type = DC__T_RATE,
+     .flags = DC__D_REQUIRED,
+     .offset = offsetof(LIMIT, rate),
      .doc = "sustained rate per client"},
     R_UINT("burst", LIMIT, burst, NULL, 1, UINT32_MAX, "requests allowed at once above the rate",
-           .dflt_doc = "rate's count"),
-    {.name = "by", .type = DC__T_CUSTOM, .offset = offsetof(LIMIT, by), .aux = offsetof(LIMIT, by_header),
-     .dflt = "client", .parse = parse_limit_by, .release = release_string_at_aux,
-     .expect = "client or header:<name>", .doc = "who is limited: client (IP) or header:<name> (for example an API key)"},
+           .dflt_doc = "the rate's count"),
+    {.name = "by",
+     .type = DC__T_CUSTOM,
+     .offset = offsetof(LIMIT, by),
+     .aux = offsetof(LIMIT, by_header),
+     .dflt = "client",
+     .parse = parse_limit_by,
+     .release = release_string_at_aux,
+     .expect = "client or header:<name>",
+     .doc = "who is limited: client (IP) or header:<name> (for example an API key)"},
 };
 static const dc__table_t limit_table = TABLE(limit_rows, limit_finish);
 
@@ -492,11 +548,22 @@ static int route_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
 static const dc__directive_t route_rows[] = {
     R_STR("prefix", ROUTE, prefix, NULL, "client path prefix; removed before the request goes upstream",
           .flags = DC__D_REQUIRED, .check = check_route_prefix, .expect = "a path prefix starting with '/'"),
-    {.name = "upstream", .type = DC__T_CUSTOM, .flags = DC__D_REQUIRED, .offset = offsetof(ROUTE, upstream_name),
-     .aux = offsetof(ROUTE, upstream), .parse = parse_upstream_ref, .release = release_upstream_ref,
-     .expect = "the name of an upstream", .doc = "name of the upstream (under upstreams:) that serves this route"},
-    {.name = "cache", .type = DC__T_MAPLIST, .offset = offsetof(ROUTE, cache), .aux = offsetof(ROUTE, ncache),
-     .elem_size = sizeof(RULE), .sub = &rule_table, .item_check = rule_item_check,
+    {.name = "upstream",
+     .type = DC__T_CUSTOM,
+     .flags = DC__D_REQUIRED,
+     .offset = offsetof(ROUTE, upstream_name),
+     .aux = offsetof(ROUTE, upstream),
+     .parse = parse_upstream_ref,
+     .release = release_upstream_ref,
+     .expect = "the name of an upstream",
+     .doc = "name of the upstream (under upstreams:) that serves this route"},
+    {.name = "cache",
+     .type = DC__T_MAPLIST,
+     .offset = offsetof(ROUTE, cache),
+     .aux = offsetof(ROUTE, ncache),
+     .elem_size = sizeof(RULE),
+     .sub = &rule_table,
+     .item_check = rule_item_check,
      .doc = "cache rules; the first whose path prefixes the upstream path wins; no match = not cached"},
     R_LIST("no_cache", ROUTE, no_cache, nno_cache, "upstream path prefixes never cached, checked before cache rules",
            .check = check_abs_path),
@@ -533,9 +600,15 @@ typedef dc_config_stream_t STREAM;
 static const dc__directive_t stream_rows[] = {
     R_STR("path", STREAM, path, NULL, "client path of the SSE channel (query = upstream query)",
           .flags = DC__D_REQUIRED, .check = check_abs_path, .expect = "a path starting with '/'"),
-    {.name = "upstream", .type = DC__T_CUSTOM, .flags = DC__D_REQUIRED, .offset = offsetof(STREAM, upstream_name),
-     .aux = offsetof(STREAM, upstream), .parse = parse_upstream_ref, .release = release_upstream_ref,
-     .expect = "the name of an upstream", .doc = "upstream polled for this channel"},
+    {.name = "upstream",
+     .type = DC__T_CUSTOM,
+     .flags = DC__D_REQUIRED,
+     .offset = offsetof(STREAM, upstream_name),
+     .aux = offsetof(STREAM, upstream),
+     .parse = parse_upstream_ref,
+     .release = release_upstream_ref,
+     .expect = "the name of an upstream",
+     .doc = "upstream polled for this channel"},
     R_STR("upstream_path", STREAM, upstream_path, NULL, "upstream path polled", .flags = DC__D_REQUIRED,
           .check = check_abs_path, .expect = "a path starting with '/'"),
     R_DUR("interval", STREAM, interval_ms, "1s", 10, HOUR, "poll interval, one poll per channel"),
@@ -561,10 +634,19 @@ static int stream_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *
 /* ---- root ------------------------------------------------------------------------------------------ */
 
 static const dc__directive_t root_rows[] = {
-    {.name = "listen", .type = DC__T_LISTENS, .offset = offsetof(C, listen), .aux = offsetof(C, nlisten),
-     .dflt = "127.0.0.1:8080", .doc = "plain HTTP/1.1 and h2c listeners"},
-    {.name = "workers", .type = DC__T_CUSTOM, .offset = offsetof(C, workers), .dflt = "auto", .parse = parse_workers,
-     .expect = "auto or an integer from 1 to 256", .doc = "worker threads; auto = online CPUs"},
+    {.name = "listen",
+     .type = DC__T_LISTENS,
+     .offset = offsetof(C, listen),
+     .aux = offsetof(C, nlisten),
+     .dflt = "127.0.0.1:8080",
+     .doc = "plain HTTP/1.1 and h2c listeners"},
+    {.name = "workers",
+     .type = DC__T_CUSTOM,
+     .offset = offsetof(C, workers),
+     .dflt = "auto",
+     .parse = parse_workers,
+     .expect = "auto or an integer from 1 to 256",
+     .doc = "worker threads; auto = online CPUs"},
     R_MAP("tls", 0, DC__NOFIELD, &tls_table, "TLS listeners; absent = none"),
     R_MAP("admin", 0, offsetof(C, admin.enabled), &admin_table, "admin listener; absent = none"),
     R_MAP("log", 0, DC__NOFIELD, &log_table, "logging"),
@@ -572,14 +654,33 @@ static const dc__directive_t root_rows[] = {
     R_MAP("redis", 0, offsetof(C, redis.enabled), &redis_table,
           "shared limiter state, L2 cache, fleet locks and pub/sub; absent = standalone"),
     R_MAP("server", 0, DC__NOFIELD, &server_table, "client-facing limits and timeouts"),
-    {.name = "upstreams", .type = DC__T_NAMEDMAP, .offset = offsetof(C, upstreams), .aux = offsetof(C, nupstreams),
-     .elem_size = sizeof(U), .name_offset = offsetof(U, name), .sub = &upstream_table, .check = check_upstream_name,
+    {.name = "upstreams",
+     .type = DC__T_NAMEDMAP,
+     .offset = offsetof(C, upstreams),
+     .aux = offsetof(C, nupstreams),
+     .elem_size = sizeof(U),
+     .name_offset = offsetof(U, name),
+     .sub = &upstream_table,
+     .check = check_upstream_name,
      .doc = "origins by name ([a-z0-9_-], 1 to 64 characters)"},
-    {.name = "routes", .type = DC__T_MAPLIST, .flags = DC__D_REQUIRED, .min = 1, .offset = offsetof(C, routes),
-     .aux = offsetof(C, nroutes), .elem_size = sizeof(ROUTE), .sub = &route_table, .item_check = route_item_check,
-     .expect = "a list of routes", .doc = "client path prefixes mapped to upstreams; longest prefix wins; at least one"},
-    {.name = "streams", .type = DC__T_MAPLIST, .offset = offsetof(C, streams), .aux = offsetof(C, nstreams),
-     .elem_size = sizeof(STREAM), .sub = &stream_table, .item_check = stream_item_check,
+    {.name = "routes",
+     .type = DC__T_MAPLIST,
+     .flags = DC__D_REQUIRED,
+     .min = 1,
+     .offset = offsetof(C, routes),
+     .aux = offsetof(C, nroutes),
+     .elem_size = sizeof(ROUTE),
+     .sub = &route_table,
+     .item_check = route_item_check,
+     .expect = "a list of routes",
+     .doc = "client path prefixes mapped to upstreams; longest prefix wins; at least one"},
+    {.name = "streams",
+     .type = DC__T_MAPLIST,
+     .offset = offsetof(C, streams),
+     .aux = offsetof(C, nstreams),
+     .elem_size = sizeof(STREAM),
+     .sub = &stream_table,
+     .item_check = stream_item_check,
      .doc = "server-sent event channels: one upstream poll fanned out to every subscriber"},
 };
 

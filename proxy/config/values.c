@@ -25,12 +25,26 @@ static const unit_t duration_units[] = {
     {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"", 1000}, {NULL, 0},
 };
 static const unit_t size_units[] = {
-    {"", 1},          {"B", 1},
-    {"k", KiB},       {"K", KiB},        {"KiB", KiB},         {"KB", 1000},         {"kB", 1000},
-    {"m", KiB * KiB}, {"M", KiB * KiB},  {"MiB", KiB * KiB},   {"MB", 1000000},
-    {"g", KiB * KiB * KiB}, {"G", KiB * KiB * KiB}, {"GiB", KiB * KiB * KiB}, {"GB", 1000000000},
-    {"t", KiB * KiB * KiB * KiB}, {"T", KiB * KiB * KiB * KiB}, {"TiB", KiB * KiB * KiB * KiB},
-    {"TB", 1000000000000ull}, {NULL, 0},
+    {"", 1},
+    {"B", 1},
+    {"k", KiB},
+    {"K", KiB},
+    {"KiB", KiB},
+    {"KB", 1000},
+    {"kB", 1000},
+    {"m", KiB *KiB},
+    {"M", KiB *KiB},
+    {"MiB", KiB *KiB},
+    {"MB", 1000000},
+    {"g", KiB *KiB *KiB},
+    {"G", KiB *KiB *KiB},
+    {"GiB", KiB *KiB *KiB},
+    {"GB", 1000000000},
+    {"t", KiB *KiB *KiB *KiB},
+    {"T", KiB *KiB *KiB *KiB},
+    {"TiB", KiB *KiB *KiB *KiB},
+    {"TB", 1000000000000ull},
+    {NULL, 0},
 };
 
 /*

@@ -131,7 +131,8 @@ static int fail_node(const char *file, const dc__ynode_t *node, char *err, size_
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     dc__ynode_path(node, path, sizeof(path));
-    return dc__config_fail_at(err, errlen, file, node->line, node->col, path, "%s", msg);
+    return dc__config_fail_at(err, errlen, node->file != NULL ? node->file : file, node->line, node->col, path, "%s",
+                              msg);
 }
 
 /* ---- tree ------------------------------------------------------------------------------------ */
@@ -169,10 +170,11 @@ void dc__ytree_free(dc__ynode_t *root)
     node_free(root);
 }
 
-static dc__ynode_t *node_new(dc__ynode_type_t type, const yaml_mark_t *mark)
+static dc__ynode_t *node_new(const char *file, dc__ynode_type_t type, const yaml_mark_t *mark)
 {
     dc__ynode_t *n = dc_calloc(1, sizeof(*n));
     n->type = type;
+    n->file = file;
     n->line = (unsigned)mark->line + 1;
     n->col = (unsigned)mark->column + 1;
     return n;
@@ -258,8 +260,8 @@ static int check_props(builder_t *b, const dc__ynode_t *n, const yaml_char_t *an
                          "expected a plain value, found an anchor '&%.40s' (anchors and aliases are not supported)",
                          (const char *)anchor);
     if (tag != NULL)
-        return fail_node(b->file, n, b->err, b->errlen, "expected a plain value, found a tag '%.40s' (tags are not supported)",
-                         (const char *)tag);
+        return fail_node(b->file, n, b->err, b->errlen,
+                         "expected a plain value, found a tag '%.40s' (tags are not supported)", (const char *)tag);
     return 0;
 }
 
@@ -267,7 +269,7 @@ static int on_scalar(builder_t *b, const yaml_event_t *ev)
 {
     const char *text = (const char *)ev->data.scalar.value;
     size_t len = ev->data.scalar.length;
-    dc__ynode_t *n = node_new(DC__YNODE_SCALAR, &ev->start_mark);
+    dc__ynode_t *n = node_new(b->file, DC__YNODE_SCALAR, &ev->start_mark);
     n->raw = dc_strndup(text, len);
     n->value = n->raw;
     bool plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
@@ -298,7 +300,7 @@ static int on_scalar(builder_t *b, const yaml_event_t *ev)
 
 static int on_container(builder_t *b, const yaml_event_t *ev, dc__ynode_type_t type)
 {
-    dc__ynode_t *n = node_new(type, &ev->start_mark);
+    dc__ynode_t *n = node_new(b->file, type, &ev->start_mark);
     int rc = attach(b, n);
     if (rc != 0)
         return rc;
@@ -315,7 +317,7 @@ static int on_container(builder_t *b, const yaml_event_t *ev, dc__ynode_type_t t
 
 static int on_alias(builder_t *b, const yaml_event_t *ev)
 {
-    dc__ynode_t *n = node_new(DC__YNODE_SCALAR, &ev->start_mark);
+    dc__ynode_t *n = node_new(b->file, DC__YNODE_SCALAR, &ev->start_mark);
     n->raw = dc_strdup("");
     n->value = n->raw;
     int rc = attach(b, n);
@@ -357,9 +359,9 @@ static int syntax_error(builder_t *b, const yaml_parser_t *p, const char *text, 
     line = (unsigned)p->problem_mark.line + 1;
     col = (unsigned)p->problem_mark.column + 1;
     if (p->context != NULL)
-        return dc__config_fail_at(b->err, b->errlen, b->file, line, col, "", "YAML syntax error: %s (%s at line %u, column %u)",
-                                  problem, p->context, (unsigned)p->context_mark.line + 1,
-                                  (unsigned)p->context_mark.column + 1);
+        return dc__config_fail_at(b->err, b->errlen, b->file, line, col, "",
+                                  "YAML syntax error: %s (%s at line %u, column %u)", problem, p->context,
+                                  (unsigned)p->context_mark.line + 1, (unsigned)p->context_mark.column + 1);
     return dc__config_fail_at(b->err, b->errlen, b->file, line, col, "", "YAML syntax error: %s", problem);
 }
 

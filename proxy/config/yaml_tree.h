@@ -24,6 +24,7 @@ typedef enum { DC__YNODE_SCALAR, DC__YNODE_MAP, DC__YNODE_SEQ } dc__ynode_type_t
 typedef struct dc__ynode dc__ynode_t;
 struct dc__ynode {
     dc__ynode_type_t type;
+    const char *file;    /* name given to dc__ytree_parse (borrowed: the tree must not outlive it) */
     unsigned line, col;  /* 1-based position of the node's first character */
     dc__ynode_t *parent; /* NULL for the root */
     const char *pkey;    /* key text when parent is a map (owned by the key node) */

@@ -49,6 +49,7 @@ typedef struct dc_request {
     stream_buf_t sending; /* handed to h2o_send, valid until proceed() */
     stream_buf_t pending; /* received from upstream while a send is in flight */
     bool is_head;
+    bool client_key_forwarded;
     bool response_started;
     bool send_inflight;
     bool upstream_done;
@@ -477,9 +478,11 @@ static const char **build_upstream_headers(dc_request_t *r, h2o_req_t *req)
             via_len = h->value.len;
             continue;
         }
-        if (key_len > 0 && nlen == key_len && strncasecmp(name, key_header, key_len) == 0 &&
-            !route->forward_client_key)
-            continue; /* the client's own key never leaks upstream unless the route says so */
+        if (key_len > 0 && nlen == key_len && strncasecmp(name, key_header, key_len) == 0) {
+            if (!route->forward_client_key)
+                continue; /* the client's own key never leaks upstream unless the route says so */
+            r->client_key_forwarded = true; /* it replaces ours: never send two keys */
+        }
         if (header_is(h, H2O_STRLIT("accept")))
             has_accept = true;
         lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(name, nlen), h2o_iovec_init(H2O_STRLIT(": ")), h->value).base;
@@ -529,7 +532,7 @@ static void start_passthrough(dc_request_t *r, h2o_req_t *req)
     fr.timeout_ms = up->timeout_ms;
     fr.http2 = up->http2;
     fr.tls_verify = up->tls_verify;
-    fr.keyring = &r->up_rt->keyring;
+    fr.keyring = r->client_key_forwarded ? NULL : &r->up_rt->keyring;
     fr.key_header = up->key_header;
     static const dc_fetch_callbacks_t cbs = {on_upstream_head, on_upstream_body, on_upstream_done};
     r->fetch = dc_fetch_start(&r->worker->curl, &fr, &cbs, r);

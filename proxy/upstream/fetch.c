@@ -1,6 +1,7 @@
 #include "upstream/fetch.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/time.h"
 
 #include <ctype.h>
@@ -156,9 +157,11 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
         bool key_rejected = (f->status == 401 || f->status == 403) && f->key_index >= 0;
         if (key_rejected) {
             uint64_t now = dc_now_mono_ms();
-            if (dc_keyring_quarantine(f->keyring, f->key_index, now))
+            if (dc_keyring_quarantine(f->keyring, f->key_index, now)) {
+                __atomic_fetch_add(&dc_metrics_process.key_quarantines, 1, __ATOMIC_RELAXED);
                 dc_log_warn("upstream %s: key #%d answered %d; set aside for %llums", f->url, f->key_index,
                             f->status, (unsigned long long)f->keyring->quarantine_ms);
+            }
             if (dc_keyring_usable(f->keyring, now) > 0 && can_retry(f)) {
                 f->discard = true;
                 f->last_err = DC_EUPSTREAM;
@@ -369,7 +372,10 @@ static void start_attempt(dc_fetch_t *f)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      f->opts.http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    /* waiting to multiplex only makes sense where HTTP/2 can be negotiated (TLS + ALPN); on plain
+     * HTTP/1.1 upstreams it would queue concurrent transfers behind one connection */
+    if (f->opts.http2 && strncmp(f->url, "https:", 6) == 0)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, f->opts.tls_verify ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, f->opts.tls_verify ? 2L : 0L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);

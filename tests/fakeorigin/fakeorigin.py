@@ -76,14 +76,20 @@ def warn(*a):
 B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
+_B58_2 = [B58[i // 58] + B58[i % 58] for i in range(58 * 58)]
+
+
 def b58(b):
     n = int.from_bytes(b, "big")
     out = []
     while n:
-        n, r = divmod(n, 58)
-        out.append(B58[r])
+        n, r = divmod(n, 11316496)     # 58**4
+        hi, lo = divmod(r, 3364)
+        out.append(_B58_2[lo])
+        out.append(_B58_2[hi])
+    s = "".join(reversed(out)).lstrip("1")
     pad = len(b) - len(b.lstrip(b"\0"))
-    return "1" * pad + "".join(reversed(out))
+    return "1" * pad + s
 
 
 def hbytes(n, *parts):
@@ -591,7 +597,8 @@ _pair_static = []
 _pair_static_lock = threading.Lock()
 
 
-def pair_static(i, n):
+def pair_static(i, n=None):
+    """version-independent part of pair i (independent of the dataset size too)"""
     if i < len(_pair_static):
         return _pair_static[i]
     with _pair_static_lock:
@@ -599,7 +606,7 @@ def pair_static(i, n):
             j = len(_pair_static)
             r = rng("pairs", j)
             yi = r.choice((0, 0, 1, 1, 1, 2, 3))
-            xi = 4 + r.randrange(max(1, min(n // 3, 4000)))
+            xi = 4 + r.randrange(min(4000, 300 + j // 10))
             x, y = token(xi), token(yi)
             if x[0] == y[0]:
                 x = token(xi + 1)
