@@ -303,8 +303,8 @@ def quote_core(c, v2=False):
         labels = [x for x in DEX_LABELS if x not in ex] or DEX_LABELS
     mids = [m for m in (WSOL, USDC, USDT, KNOWN_TOKENS[3][0]) if m not in (im, om)]
     path = [im] + mids[:hops - 1] + [om]
-    din, dout = mint_meta(im)[3], mint_meta(om)[3]
-    pin, pout = usd_price(im, ver), usd_price(om, ver)
+    din = mint_meta(im)[3]
+    pin = usd_price(im, ver)
     plan = []
     cur = amount
     for h in range(hops):
@@ -2075,7 +2075,6 @@ class Listener:
     # ---------------------------------------------------------------- data
     def handle_data(self, conn, req):
         lname, prof = self.name, self.profile
-        cfg = CFG
         method = req.method
         rmethod = "GET" if method == "HEAD" else method
         path = req.path
@@ -2268,7 +2267,7 @@ class Listener:
             status, body = control(req)
         except (ValueError, KeyError, TypeError) as e:
             status, body = 400, {"error": str(e)}
-        n = simple_response(conn, status, jdump(body), keep=req.keep_alive)
+        simple_response(conn, status, jdump(body), keep=req.keep_alive)
         return req.keep_alive
 
 

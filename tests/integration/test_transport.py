@@ -112,3 +112,38 @@ routes:
         print("RSS base %.1f MiB, growth while stalled %.1f MiB, peak growth %.1f MiB" %
               (base / 1024, stalled_growth_mib, growth_mib))
         assert growth_mib < 40, growth_mib  # a 90 MB body never sits in memory
+
+
+def test_upstream_http2_when_offered(fake, origin, cert):
+    """dexcache A -> https (ALPN h2) -> dexcache B -> fake origin. B's Via entry records the protocol
+    A used toward it, so the origin sees 'Via: 1.1 dexcache, 2 dexcache'."""
+    crt, key = cert
+    conf_b = """
+listen: ["127.0.0.1:{port}"]
+workers: 1
+tls: {{ listen: ["127.0.0.1:{tls}"], cert: "%s", key: "%s" }}
+admin: {{ listen: "127.0.0.1:{admin_port}" }}
+upstreams:
+  jupiter: {{ url: "%s" }}
+routes:
+  - {{ prefix: /, upstream: jupiter }}
+""" % (crt, key, fake.url("jup"))
+    with Dexcache(conf_b, extra_ports=("tls",)) as b:
+        conf_a = """
+listen: ["127.0.0.1:{port}"]
+workers: 1
+admin: {{ listen: "127.0.0.1:{admin_port}" }}
+upstreams:
+  chained: {{ url: "https://127.0.0.1:%d", tls_verify: false }}
+  chained_h1: {{ url: "https://127.0.0.1:%d", tls_verify: false, http2: false }}
+routes:
+  - {{ prefix: /h2, upstream: chained }}
+  - {{ prefix: /h1, upstream: chained_h1 }}
+""" % (b.ports["tls"], b.ports["tls"])
+        with Dexcache(conf_a) as a:
+            r = requests.get(a.url + "/h2/echo")
+            assert r.status_code == 200
+            assert r.json()["headers"]["via"] == "1.1 dexcache, 2 dexcache"
+            r = requests.get(a.url + "/h1/echo")
+            assert r.json()["headers"]["via"] == "1.1 dexcache, 1.1 dexcache"
+            assert r.headers["via"] == "1.1 dexcache, 1.1 dexcache"
