@@ -151,7 +151,8 @@ class Dexcache:
         self.proc = None
         err = self.stderr()
         # a sanitizer report anywhere fails the test that owned this process
-        assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err, err
+        for marker in ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
+            assert marker not in err, err
         return rc
 
     def __enter__(self):
