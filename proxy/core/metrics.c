@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,19 @@ static const char *const class_names[6] = {"none", "1xx", "2xx", "3xx", "4xx", "
 
 #define SUM(field) ({ uint64_t s_ = 0; for (unsigned w_ = 0; w_ < nworkers; w_++) s_ += dc_counter_get(&workers[w_]->field); s_; })
 
+/* One counter family with an `upstream` label, read from a per-upstream array at `offset` in every
+ * worker's block. Caller holds registry_lock. */
+static void upstream_counter_family(outbuf_t *b, const char *name, const char *help, size_t offset)
+{
+    out(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++) {
+        uint64_t sum = 0;
+        for (unsigned w = 0; w < nworkers; w++)
+            sum += dc_counter_get((const uint64_t *)((const char *)workers[w] + offset) + id);
+        out(b, "%s{upstream=\"%s\"} %llu\n", name, labels[DC_METRICS_UPSTREAM][id], (unsigned long long)sum);
+    }
+}
+
 char *dc_metrics_render(size_t *len)
 {
     outbuf_t b = {dc_malloc(16384), 0, 16384};
@@ -136,21 +150,12 @@ char *dc_metrics_render(size_t *len)
             out(&b, "dexcache_upstream_responses_total{upstream=\"%s\",code=\"%s\"} %llu\n", u,
                 c == 0 ? "error" : class_names[c], (unsigned long long)SUM(upstream_responses[id][c]));
     }
-    out(&b, "# HELP dexcache_upstream_requests_total Upstream attempts (each retry counts).\n"
-            "# TYPE dexcache_upstream_requests_total counter\n");
-    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++)
-        out(&b, "dexcache_upstream_requests_total{upstream=\"%s\"} %llu\n", labels[DC_METRICS_UPSTREAM][id],
-            (unsigned long long)SUM(upstream_attempts[id]));
-    out(&b, "# HELP dexcache_upstream_retries_total Retried upstream attempts.\n"
-            "# TYPE dexcache_upstream_retries_total counter\n");
-    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++)
-        out(&b, "dexcache_upstream_retries_total{upstream=\"%s\"} %llu\n", labels[DC_METRICS_UPSTREAM][id],
-            (unsigned long long)SUM(upstream_retries[id]));
-    out(&b, "# HELP dexcache_upstream_timeouts_total Upstream fetches that hit their deadline.\n"
-            "# TYPE dexcache_upstream_timeouts_total counter\n");
-    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++)
-        out(&b, "dexcache_upstream_timeouts_total{upstream=\"%s\"} %llu\n", labels[DC_METRICS_UPSTREAM][id],
-            (unsigned long long)SUM(upstream_timeouts[id]));
+    upstream_counter_family(&b, "dexcache_upstream_requests_total", "Upstream attempts (each retry counts).",
+                            offsetof(dc_worker_metrics_t, upstream_attempts));
+    upstream_counter_family(&b, "dexcache_upstream_retries_total", "Retried upstream attempts.",
+                            offsetof(dc_worker_metrics_t, upstream_retries));
+    upstream_counter_family(&b, "dexcache_upstream_timeouts_total", "Upstream fetches that hit their deadline.",
+                            offsetof(dc_worker_metrics_t, upstream_timeouts));
 
     out(&b, "# HELP dexcache_upstream_latency_seconds Time from the start of a fetch to the response head.\n"
             "# TYPE dexcache_upstream_latency_seconds histogram\n");

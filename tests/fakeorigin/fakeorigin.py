@@ -1674,6 +1674,29 @@ class Conn:
         self.close()
 
 
+
+class _BodySink:
+    """Request body reader: counts and hashes every byte, keeps the first KEEP_BODY_MAX."""
+
+    def __init__(self):
+        self.sha = hashlib.sha256()
+        self.kept = []
+        self.kept_n = 0
+        self.n = 0
+
+    def read_exact(self, rf, left):
+        while left:
+            d = rf.read(min(left, 262144))
+            if not d:
+                return False
+            left -= len(d)
+            self.n += len(d)
+            self.sha.update(d)
+            if self.kept_n < KEEP_BODY_MAX:
+                self.kept.append(d)
+                self.kept_n += len(d)
+        return True
+
 def read_request(conn):
     rf = conn.rfile
     line = rf.readline(MAX_LINE + 1)
@@ -1733,10 +1756,7 @@ def read_request(conn):
     # body
     te = hd.get("transfer-encoding")
     cl = hd.get("content-length")
-    sha = hashlib.sha256()
-    kept = []
-    kept_n = 0
-    n = 0
+    sink = _BodySink()
     if te is not None and "chunked" in te.lower():
         if hd.get("expect", "").lower() == "100-continue":
             conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -1754,17 +1774,8 @@ def read_request(conn):
                     if not t or t in (b"\r\n", b"\n"):
                         break
                 break
-            left = size
-            while left:
-                d = rf.read(min(left, 262144))
-                if not d:
-                    return None
-                left -= len(d)
-                n += len(d)
-                sha.update(d)
-                if kept_n < KEEP_BODY_MAX:
-                    kept.append(d)
-                    kept_n += len(d)
+            if not sink.read_exact(rf, size):
+                return None
             rf.readline(MAX_LINE)
     elif cl is not None:
         try:
@@ -1775,19 +1786,11 @@ def read_request(conn):
             raise BadRequest(400, "bad content-length")
         if left and hd.get("expect", "").lower() == "100-continue":
             conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while left:
-            d = rf.read(min(left, 262144))
-            if not d:
-                return None
-            left -= len(d)
-            n += len(d)
-            sha.update(d)
-            if kept_n < KEEP_BODY_MAX:
-                kept.append(d)
-                kept_n += len(d)
-    req.body = b"".join(kept)
-    req.body_len = n
-    req.body_sha = sha.hexdigest()
+        if not sink.read_exact(rf, left):
+            return None
+    req.body = b"".join(sink.kept)
+    req.body_len = sink.n
+    req.body_sha = sink.sha.hexdigest()
     return req
 
 
