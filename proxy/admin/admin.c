@@ -3,13 +3,16 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/time.h"
+#include "cache/key.h"
 #include "http/respond.h"
 #include "upstream/upstream_state.h"
 
 #include <cjson/cJSON.h>
+#include <mbedtls/constant_time.h>
 #include <h2o.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct dc_admin {
     h2o_globalconf_t gconf;
@@ -61,8 +64,11 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
     cJSON_AddNumberToObject(root, "config_generation", (double)snap->generation);
     cJSON_AddStringToObject(root, "redis", snap->cfg->redis.enabled ? "configured" : "disabled");
     cJSON *cache = cJSON_CreateObject();
-    cJSON_AddNumberToObject(cache, "entries", 0);
-    cJSON_AddNumberToObject(cache, "bytes", 0);
+    dc_cache_stats_t st;
+    dc_cache_get_stats(src->cache, &st);
+    cJSON_AddNumberToObject(cache, "entries", (double)st.entries);
+    cJSON_AddNumberToObject(cache, "bytes", (double)st.bytes);
+    cJSON_AddNumberToObject(cache, "memory", (double)snap->cfg->cache.memory);
     cJSON_AddItemToObject(root, "cache", cache);
     cJSON_AddItemToObject(root, "upstreams", ups);
     char *txt = cJSON_PrintUnformatted(root);
@@ -80,6 +86,96 @@ static void send_owned(h2o_req_t *req, int status, const char *ctype, char *body
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     h2o_send_inline(req, body, len);
     free(body);
+}
+
+/* Bearer token check for mutating endpoints; constant time so the token can't be guessed byte by byte. */
+static bool authorized(dc_admin_t *a, h2o_req_t *req, const dc_config_t *cfg)
+{
+    const char *token = cfg->admin.token;
+    if (token == NULL || token[0] == '\0')
+        return true;
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i < 0)
+        return false;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    size_t tlen = strlen(token);
+    if (v.len != 7 + tlen || strncasecmp(v.base, "Bearer ", 7) != 0)
+        return false;
+    return mbedtls_ct_memcmp(v.base + 7, token, tlen) == 0;
+}
+
+/* Canonical cache key of a client URL ("/jup/price/v3?ids=B,A"), or NULL when no cache rule covers it. */
+static char *key_of_url(const dc_config_t *cfg, const char *url)
+{
+    size_t len = strlen(url);
+    const char *q = memchr(url, '?', len);
+    size_t pathlen = q ? (size_t)(q - url) : len;
+    const dc_config_route_t *route = dc_config_route_match(cfg, url, pathlen);
+    if (route == NULL)
+        return NULL;
+    size_t plen = strcmp(route->prefix, "/") == 0 ? 0 : strlen(route->prefix);
+    const dc_config_cache_rule_t *rule = dc_config_cache_rule_match(route, url + plen, pathlen - plen);
+    if (rule == NULL)
+        return NULL;
+    dc_cache_key_opts_t opts = {rule->key_sets, rule->nkey_sets, rule->ignore_params, rule->nignore_params};
+    size_t cap = dc_cache_key_bound(3, strlen(route->prefix), len - plen);
+    char *key = malloc(cap);
+    if (dc_cache_key_build("GET", 3, route->prefix, url + plen, len - plen, &opts, key, cap) < 0) {
+        free(key);
+        return NULL;
+    }
+    return key;
+}
+
+/*
+ * POST /purge with a JSON body naming what to remove:
+ *   {"url": "/jup/price/v3?ids=B,A"}   the entry that URL maps to (normalised like a request)
+ *   {"key": "GET /jup/price/v3?ids=A,B"} an exact cache key
+ *   {"prefix": "/jup/tokens"}           every entry whose URL starts with this
+ *   {"tag": "So111..."}                 every entry carrying this tag (route name or tag_params value)
+ * Answers {"purged": N}.
+ */
+static void handle_purge(dc_admin_t *a, h2o_req_t *req)
+{
+    dc_snapshot_t *snap = a->src.current_snapshot(a->src.ctx);
+    if (!authorized(a, req, snap->cfg)) {
+        dc_snapshot_release(snap);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
+        dc_respond_error(req, 401, "admin token required", NULL);
+        return;
+    }
+    cJSON *doc = req->entity.base ? cJSON_ParseWithLength(req->entity.base, req->entity.len) : NULL;
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(doc, "url");
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(doc, "key");
+    const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(doc, "prefix");
+    const cJSON *tag = cJSON_GetObjectItemCaseSensitive(doc, "tag");
+    long purged = -1;
+    const char *err = "expected a JSON object with one of: url, key, prefix, tag";
+    if (cJSON_IsString(url)) {
+        char *k = key_of_url(snap->cfg, url->valuestring);
+        if (k != NULL) {
+            purged = (long)dc_cache_purge_key(a->src.cache, k, strlen(k));
+            free(k);
+        } else {
+            err = "no cache rule covers this url";
+        }
+    } else if (cJSON_IsString(key)) {
+        purged = (long)dc_cache_purge_key(a->src.cache, key->valuestring, strlen(key->valuestring));
+    } else if (cJSON_IsString(prefix)) {
+        char *kp = dc_asprintf("GET %s", prefix->valuestring);
+        purged = (long)dc_cache_purge_prefix(a->src.cache, kp, strlen(kp));
+        free(kp);
+    } else if (cJSON_IsString(tag)) {
+        purged = (long)dc_cache_purge_tag(a->src.cache, tag->valuestring, strlen(tag->valuestring));
+    }
+    cJSON_Delete(doc);
+    dc_snapshot_release(snap);
+    if (purged < 0) {
+        dc_respond_error(req, 400, err, NULL);
+        return;
+    }
+    char *body = dc_asprintf("{\"purged\":%ld}", purged);
+    send_owned(req, 200, "application/json", body, strlen(body));
 }
 
 static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
@@ -101,6 +197,15 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
         size_t len;
         char *body = dc_metrics_render(&len);
         send_owned(req, 200, "text/plain; version=0.0.4", body, len);
+        return 0;
+    }
+    if (h2o_memis(req->path.base, plen, H2O_STRLIT("/purge"))) {
+        if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+            dc_respond_error(req, 405, "method not allowed", NULL);
+            return 0;
+        }
+        handle_purge(a, req);
         return 0;
     }
     dc_respond_error(req, 404, "no such admin endpoint", NULL);

@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include "cache/store.h"
 #include "server/snapshot.h"
 
 typedef struct dc_admin dc_admin_t;
@@ -18,6 +19,7 @@ typedef struct dc_admin_source {
     unsigned (*nworkers)(void *ctx);
     /* "ok" or "draining" */
     const char *(*state)(void *ctx);
+    dc_cache_t *cache;
     void *ctx;
 } dc_admin_source_t;
 

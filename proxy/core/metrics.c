@@ -15,6 +15,14 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *labels[2][DC_METRICS_MAX_IDS]; /* [kind][id]; id 0 = "other" */
 static unsigned nlabels[2] = {1, 1};
 static dc_worker_metrics_t *workers[DC_METRICS_MAX_WORKERS];
+static void (*cache_source)(void *ctx, dc_metrics_cache_view_t *out);
+static void *cache_source_ctx;
+
+void dc_metrics_set_cache_source(void (*fn)(void *ctx, dc_metrics_cache_view_t *out), void *ctx)
+{
+    cache_source = fn;
+    cache_source_ctx = ctx;
+}
 static unsigned nworkers;
 
 /* histogram bucket upper bounds, microseconds */
@@ -106,6 +114,18 @@ static const char *const class_names[6] = {"none", "1xx", "2xx", "3xx", "4xx", "
 
 #define SUM(field) ({ uint64_t s_ = 0; for (unsigned w_ = 0; w_ < nworkers; w_++) s_ += dc_counter_get(&workers[w_]->field); s_; })
 
+/* One counter family with a `route` label, from a per-route array at `offset`. Caller holds the lock. */
+static void route_counter_family(outbuf_t *b, const char *name, const char *help, size_t offset)
+{
+    out(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (unsigned id = 1; id < nlabels[DC_METRICS_ROUTE]; id++) {
+        uint64_t sum = 0;
+        for (unsigned w = 0; w < nworkers; w++)
+            sum += dc_counter_get((const uint64_t *)((const char *)workers[w] + offset) + id);
+        out(b, "%s{route=\"%s\"} %llu\n", name, labels[DC_METRICS_ROUTE][id], (unsigned long long)sum);
+    }
+}
+
 /* One counter family with an `upstream` label, read from a per-upstream array at `offset` in every
  * worker's block. Caller holds registry_lock. */
 static void upstream_counter_family(outbuf_t *b, const char *name, const char *help, size_t offset)
@@ -173,6 +193,45 @@ char *dc_metrics_render(size_t *len)
         out(&b, "dexcache_upstream_latency_seconds_sum{upstream=\"%s\"} %.6f\n", u,
             (double)SUM(upstream_latency_sum_us[id]) / 1e6);
         out(&b, "dexcache_upstream_latency_seconds_count{upstream=\"%s\"} %llu\n", u, (unsigned long long)cum);
+    }
+
+    route_counter_family(&b, "dexcache_cache_hits_total", "Answers from a fresh cached entry.",
+                         offsetof(dc_worker_metrics_t, cache_hits));
+    route_counter_family(&b, "dexcache_cache_misses_total", "Cacheable requests that went to the origin.",
+                         offsetof(dc_worker_metrics_t, cache_misses));
+    route_counter_family(&b, "dexcache_cache_stale_total", "Answers from a stale copy (revalidating or origin failing).",
+                         offsetof(dc_worker_metrics_t, cache_stale));
+    route_counter_family(&b, "dexcache_cache_collapsed_total", "Requests served by another request's fetch.",
+                         offsetof(dc_worker_metrics_t, cache_collapsed));
+    route_counter_family(&b, "dexcache_cache_stores_total", "Entries stored.",
+                         offsetof(dc_worker_metrics_t, cache_stores));
+    route_counter_family(&b, "dexcache_cache_bypass_total", "Requests not cacheable (method, rule, auth, hit-for-pass).",
+                         offsetof(dc_worker_metrics_t, cache_bypass));
+    route_counter_family(&b, "dexcache_cache_refreshes_total", "Background refreshes started (stale-while-revalidate).",
+                         offsetof(dc_worker_metrics_t, cache_refreshes));
+    if (cache_source != NULL) {
+        dc_metrics_cache_view_t cv;
+        cache_source(cache_source_ctx, &cv);
+        out(&b,
+            "# HELP dexcache_cache_entries Entries in the cache.\n# TYPE dexcache_cache_entries gauge\n"
+            "dexcache_cache_entries %llu\n"
+            "# HELP dexcache_cache_bytes Bytes charged to the cache.\n# TYPE dexcache_cache_bytes gauge\n"
+            "dexcache_cache_bytes %llu\n"
+            "# HELP dexcache_cache_memory_bytes The cache budget.\n# TYPE dexcache_cache_memory_bytes gauge\n"
+            "dexcache_cache_memory_bytes %llu\n"
+            "# HELP dexcache_cache_evictions_total Entries evicted to stay within the budget.\n"
+            "# TYPE dexcache_cache_evictions_total counter\ndexcache_cache_evictions_total %llu\n"
+            "# HELP dexcache_cache_expired_total Entries dropped after their last stale window.\n"
+            "# TYPE dexcache_cache_expired_total counter\ndexcache_cache_expired_total %llu\n"
+            "# HELP dexcache_cache_purged_total Entries removed by purge.\n"
+            "# TYPE dexcache_cache_purged_total counter\ndexcache_cache_purged_total %llu\n"
+            "# HELP dexcache_cache_too_big_total Answers too large to store (cache.max_object).\n"
+            "# TYPE dexcache_cache_too_big_total counter\ndexcache_cache_too_big_total %llu\n"
+            "# HELP dexcache_inflight_fetches Keys being fetched now (collapsing).\n"
+            "# TYPE dexcache_inflight_fetches gauge\ndexcache_inflight_fetches %llu\n",
+            (unsigned long long)cv.entries, (unsigned long long)cv.bytes, (unsigned long long)cv.memory,
+            (unsigned long long)cv.evictions, (unsigned long long)cv.expired, (unsigned long long)cv.purged,
+            (unsigned long long)cv.too_big, (unsigned long long)cv.inflight);
     }
 
     uint64_t acc = SUM(connections_accepted), closed = SUM(connections_closed);

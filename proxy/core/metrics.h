@@ -31,6 +31,14 @@ typedef struct dc_worker_metrics {
     uint64_t upstream_latency[DC_METRICS_MAX_IDS][DC_METRICS_LATENCY_BUCKETS + 1]; /* head latency */
     uint64_t upstream_latency_sum_us[DC_METRICS_MAX_IDS];
     uint64_t rejected[6];          /* requests refused by the request checks, by class */
+    /* cache, by route id */
+    uint64_t cache_hits[DC_METRICS_MAX_IDS];
+    uint64_t cache_misses[DC_METRICS_MAX_IDS];
+    uint64_t cache_stale[DC_METRICS_MAX_IDS];     /* answered with a stale copy (SWR or SIE) */
+    uint64_t cache_collapsed[DC_METRICS_MAX_IDS]; /* waiters served by another request's fetch */
+    uint64_t cache_stores[DC_METRICS_MAX_IDS];
+    uint64_t cache_bypass[DC_METRICS_MAX_IDS];    /* not cacheable, or hit-for-pass */
+    uint64_t cache_refreshes[DC_METRICS_MAX_IDS]; /* background refreshes started */
     uint64_t connections_accepted;
     uint64_t connections_closed;
     uint64_t requests_active;      /* gauge: requests currently being handled (single writer) */
@@ -72,6 +80,12 @@ extern dc_metrics_process_t dc_metrics_process;
 /* Sum of one counter across workers, with an accessor. */
 uint64_t dc_metrics_sum_connections_open(void);
 uint64_t dc_metrics_sum_requests_active(void);
+
+/* Process-wide cache gauges, provided by the owner of the cache (set once at start). */
+typedef struct dc_metrics_cache_view {
+    uint64_t entries, bytes, memory, evictions, expired, purged, inserts, too_big, inflight;
+} dc_metrics_cache_view_t;
+void dc_metrics_set_cache_source(void (*fn)(void *ctx, dc_metrics_cache_view_t *out), void *ctx);
 
 /* Render the Prometheus text exposition into a heap buffer (caller frees). */
 char *dc_metrics_render(size_t *len);

@@ -34,6 +34,8 @@ struct dc_server {
     size_t nplain, ntls;
     int admin_fd;
     dc_admin_t *admin;
+    dc_cache_t *cache;
+    dc_inflight_t *inflight;
     uv_loop_t *loop;
     uv_signal_t sig_hup, sig_term, sig_int;
     uv_timer_t drain_timer;
@@ -49,10 +51,6 @@ static void warn_unbuilt_features(const dc_config_t *cfg)
 {
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const dc_config_route_t *r = &cfg->routes[i];
-        if (r->ncache > 0)
-            dc_log_warn("routes %s: cache rules are accepted but the cache engine is not in this build yet; "
-                        "requests pass through uncached",
-                        r->prefix);
         if (r->batch.enabled)
             dc_log_warn("routes %s: batch is accepted but not in this build yet", r->prefix);
         if (r->limit.enabled)
@@ -89,6 +87,24 @@ static SSL_CTX *make_ssl_ctx(const dc_config_t *cfg, char *err, size_t errlen)
     return ctx;
 }
 
+/* ---- metrics source for the process-wide cache ---- */
+
+static void cache_view(void *ctx, dc_metrics_cache_view_t *out)
+{
+    dc_server_t *s = ctx;
+    dc_cache_stats_t st;
+    dc_cache_get_stats(s->cache, &st);
+    out->entries = st.entries;
+    out->bytes = st.bytes;
+    out->memory = s->snap->cfg->cache.memory;
+    out->evictions = st.evictions;
+    out->expired = st.expired;
+    out->purged = st.purged;
+    out->inserts = st.inserts;
+    out->too_big = st.too_big;
+    out->inflight = dc_inflight_count(s->inflight);
+}
+
 static uint64_t max_route_body(const dc_config_t *cfg)
 {
     uint64_t m = cfg->server.max_body;
@@ -108,6 +124,9 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
     s->nworkers = cfg->workers;
     s->generation = 1;
     s->snap = dc_snapshot_create(cfg, NULL, s->generation);
+    s->cache = dc_cache_create(cfg->cache.memory, cfg->cache.max_object);
+    s->inflight = dc_inflight_create(dc_worker_post);
+    dc_metrics_set_cache_source(cache_view, s);
 
     /* bind everything first: a port in use stops start-up here */
     s->nplain = cfg->nlisten;
@@ -212,6 +231,7 @@ static void reload(dc_server_t *s)
     if (cfg->log.access != NULL && (old->log.access == NULL || strcmp(cfg->log.access, old->log.access) != 0))
         dc_log_set_access(cfg->log.access);
     dc_log_set_level((dc_log_level_t)cfg->log.level);
+    dc_cache_set_limits(s->cache, cfg->cache.memory, cfg->cache.max_object, dc_now_wall_ms());
     dc_snapshot_t *snap = dc_snapshot_create(cfg, s->snap, ++s->generation);
     for (unsigned i = 0; i < s->nworkers; i++)
         dc_worker_post_snapshot(&s->workers[i], snap);
@@ -289,7 +309,7 @@ int dc_server_run(dc_server_t *s)
     signal(SIGPIPE, SIG_IGN);
 
     if (s->admin_fd >= 0) {
-        dc_admin_source_t src = {admin_current_snapshot, admin_nworkers, admin_state, s};
+        dc_admin_source_t src = {admin_current_snapshot, admin_nworkers, admin_state, s->cache, s};
         if (dc_admin_create(s->loop, s->admin_fd, &src, &s->admin) != 0)
             return 1;
     }
@@ -297,7 +317,7 @@ int dc_server_run(dc_server_t *s)
     s->workers = dc_calloc(s->nworkers, sizeof(*s->workers));
     for (unsigned i = 0; i < s->nworkers; i++)
         dc_worker_init(&s->workers[i], s, i, s->snap, &s->gconf, s->ssl_ctx, s->plain_fds + i * s->nplain, s->nplain,
-                       s->tls_fds + i * s->ntls, s->ntls);
+                       s->tls_fds + i * s->ntls, s->ntls, s->cache, s->inflight);
     for (unsigned i = 0; i < s->nworkers; i++)
         if (dc_worker_start(&s->workers[i]) != 0)
             dc_fatal("cannot start worker thread %u", i);

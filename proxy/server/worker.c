@@ -71,7 +71,16 @@ static void on_inbox(uv_async_t *a)
     dc_snapshot_t *snap = w->inbox_snap;
     w->inbox_snap = NULL;
     bool drain = w->inbox_drain, stop = w->inbox_stop;
+    dc_msg_t *msgs = w->inbox_head;
+    w->inbox_head = w->inbox_tail = NULL;
     pthread_mutex_unlock(&w->inbox_lock);
+
+    while (msgs != NULL) {
+        dc_msg_t *m = msgs;
+        msgs = m->next;
+        m->next = NULL;
+        m->run(m);
+    }
 
     if (snap != NULL) {
         dc_snapshot_t *old = w->snap;
@@ -115,9 +124,12 @@ static void *worker_main(void *arg)
 }
 
 void dc_worker_init(dc_worker_t *w, dc_server_t *server, unsigned id, dc_snapshot_t *snap, h2o_globalconf_t *gconf,
-                    SSL_CTX *ssl_ctx, const int *plain_fds, size_t nplain, const int *tls_fds, size_t ntls)
+                    SSL_CTX *ssl_ctx, const int *plain_fds, size_t nplain, const int *tls_fds, size_t ntls,
+                    dc_cache_t *cache, dc_inflight_t *inflight)
 {
     memset(w, 0, sizeof(*w));
+    w->cache = cache;
+    w->inflight = inflight;
     w->magic = DC_WORKER_MAGIC;
     w->id = id;
     w->server = server;
@@ -158,6 +170,21 @@ void dc_worker_post_snapshot(dc_worker_t *w, dc_snapshot_t *snap)
     w->inbox_snap = dc_snapshot_ref(snap);
     pthread_mutex_unlock(&w->inbox_lock);
     dc_snapshot_release(stale);
+    uv_async_send(&w->inbox_async);
+}
+
+void dc_worker_post(void *target, dc_msg_t *msg)
+{
+    dc_worker_t *w = target;
+    DC_CHECK_MAGIC(w, DC_WORKER_MAGIC);
+    msg->next = NULL;
+    pthread_mutex_lock(&w->inbox_lock);
+    if (w->inbox_tail != NULL)
+        w->inbox_tail->next = msg;
+    else
+        w->inbox_head = msg;
+    w->inbox_tail = msg;
+    pthread_mutex_unlock(&w->inbox_lock);
     uv_async_send(&w->inbox_async);
 }
 

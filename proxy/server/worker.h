@@ -12,7 +12,10 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "cache/store.h"
+#include "core/mailbox.h"
 #include "core/metrics.h"
+#include "inflight/inflight.h"
 #include "server/snapshot.h"
 #include "upstream/curl_uv.h"
 
@@ -41,6 +44,8 @@ typedef struct dc_worker {
     size_t nlisteners;
     dc_curl_loop_t curl;
     dc_snapshot_t *snap; /* this worker's reference to the current snapshot */
+    dc_cache_t *cache;       /* process-wide, owned by the server */
+    dc_inflight_t *inflight; /* process-wide, owned by the server */
     dc_worker_metrics_t metrics;
     uint32_t reqid_prefix;
     uint64_t reqid_counter;
@@ -53,6 +58,7 @@ typedef struct dc_worker {
     dc_snapshot_t *inbox_snap;
     bool inbox_drain;
     bool inbox_stop;
+    dc_msg_t *inbox_head, *inbox_tail; /* cross-thread messages (in-flight wake-ups) */
 } dc_worker_t;
 
 /* The worker that owns an h2o context (every request knows its context). */
@@ -64,13 +70,16 @@ static inline dc_worker_t *dc_worker_from_ctx(h2o_context_t *ctx)
 
 /* Prepare a worker (main thread): takes a reference to `snap` and the listening fds. */
 void dc_worker_init(dc_worker_t *w, dc_server_t *server, unsigned id, dc_snapshot_t *snap, h2o_globalconf_t *gconf,
-                    SSL_CTX *ssl_ctx, const int *plain_fds, size_t nplain, const int *tls_fds, size_t ntls);
+                    SSL_CTX *ssl_ctx, const int *plain_fds, size_t nplain, const int *tls_fds, size_t ntls,
+                    dc_cache_t *cache, dc_inflight_t *inflight);
 int dc_worker_start(dc_worker_t *w);
 /* Main thread -> worker messages. */
 void dc_worker_post_snapshot(dc_worker_t *w, dc_snapshot_t *snap); /* takes a new reference */
 void dc_worker_post_drain(dc_worker_t *w);
 void dc_worker_post_stop(dc_worker_t *w);
 void dc_worker_join(dc_worker_t *w);
+/* Queue a message to run on worker `target` (a dc_worker_t *). Callable from any thread. */
+void dc_worker_post(void *target, dc_msg_t *msg);
 
 /* A fresh request id written into buf (at least 24 bytes); returns its length. */
 size_t dc_worker_next_request_id(dc_worker_t *w, char *buf);

@@ -1021,6 +1021,18 @@ def h_echo(c):
                  "headers": r.hdict, "body_len": r.body_len, "body_sha256": r.body_sha}
 
 
+def h_respond(c):
+    """GET /respond?status=N&h=Name:value&h=...: an answer with the status and response headers the
+    test chooses (cache-policy tests: Cache-Control, Expires, Set-Cookie, Vary, ETag...). The body
+    is {"version": data_version, "key": canonical key, "_fakeSeq": seq}."""
+    try:
+        status = int(c.p.get("status", "200"))
+    except ValueError:
+        raise HttpError(400, {"error": "status must be an integer"})
+    extra = [v for (k, v) in c.plist if k == "h" and ":" in v]
+    return status, {"version": c.version, "key": c.key}, extra
+
+
 _BLOCK = [None]
 
 
@@ -1124,7 +1136,8 @@ EXACT = {
     )},
 }
 ECHO_METHODS = {m: h_echo for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-COMMON = {"/echo": Route("/echo", "echo", ECHO_METHODS), "/bytes": _r("/bytes", "bytes", GET=h_bytes)}
+COMMON = {"/echo": Route("/echo", "echo", ECHO_METHODS), "/bytes": _r("/bytes", "bytes", GET=h_bytes),
+          "/respond": _r("/respond", "echo", GET=h_respond, HEAD=h_respond)}
 R_TOP = _r("/tokens/v2/{category}/{interval}", "tokens", GET=h_top)
 R_PAIR = _r("/pair/{address}", "pair", GET=h_pair_one)
 R_POOLGROUP = _r("/pools/groups/{pair}", "pair", GET=h_pool_group)
@@ -1955,7 +1968,7 @@ def profile_429(profile):
 
 
 class Ctx:
-    __slots__ = ("req", "p", "key", "version", "seq")
+    __slots__ = ("req", "p", "plist", "key", "version", "seq")
 
 
 class Listener:
@@ -2236,8 +2249,12 @@ class Listener:
                     c = Ctx()
                     c.req, c.key, c.version, c.seq = req, key, STATE.version, seq
                     c.p = dict(params)
+                    c.plist = list(params)
                     try:
-                        status, body = h(c)
+                        res = h(c)
+                        status, body = res[0], res[1]
+                        if len(res) > 2:
+                            extra = list(extra) + list(res[2])
                     except HttpError as e:
                         status, body = e.status, e.body
                     except Exception as e:

@@ -1,0 +1,446 @@
+#include "cache/store.h"
+#include "core/error.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NSHARDS 64
+#define ENTRY_OVERHEAD 256 /* struct, table slot and allocator slack, charged per entry */
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    dc_cache_entry_t **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count;
+    dc_cache_entry_t lru; /* sentinel: lru.lru_next = most recent, lru.lru_prev = least recent */
+} shard_t;
+
+struct dc_cache {
+    shard_t shards[NSHARDS];
+    _Atomic uint64_t bytes;
+    _Atomic uint64_t memory;
+    _Atomic uint64_t max_object;
+    _Atomic uint64_t entries;
+    _Atomic uint64_t inserts, replaced, evictions, expired, purged, too_big;
+    _Atomic unsigned evict_cursor;
+};
+
+/* ---- entries ---- */
+
+dc_shared_body_t *dc_shared_body_create(dc_body_t *b)
+{
+    dc_shared_body_t *sb = dc_malloc(sizeof(*sb));
+    atomic_init(&sb->refs, 1);
+    sb->body = *b;
+    memset(b, 0, sizeof(*b));
+    return sb;
+}
+
+dc_shared_body_t *dc_shared_body_ref(dc_shared_body_t *sb)
+{
+    atomic_fetch_add_explicit(&sb->refs, 1, memory_order_relaxed);
+    return sb;
+}
+
+void dc_shared_body_release(dc_shared_body_t *sb)
+{
+    if (sb != NULL && atomic_fetch_sub_explicit(&sb->refs, 1, memory_order_acq_rel) == 1) {
+        dc_body_dispose(&sb->body);
+        free(sb);
+    }
+}
+
+dc_cache_entry_t *dc_cache_entry_create(const char *key, size_t key_len, int status, const dc_cache_hdr_t *headers,
+                                        size_t nheaders, const char *const *tags, size_t ntags, dc_shared_body_t *body)
+{
+    size_t arena = key_len + 1;
+    for (size_t i = 0; i < nheaders; i++)
+        arena += headers[i].name_len + headers[i].value_len + 2;
+    for (size_t i = 0; i < ntags; i++)
+        arena += strlen(tags[i]) + 1;
+    dc_cache_entry_t *e = dc_calloc(1, sizeof(*e));
+    e->magic = DC_CACHE_ENTRY_MAGIC;
+    atomic_init(&e->refs, 1);
+    e->arena = dc_malloc(arena);
+    e->headers = nheaders ? dc_malloc(nheaders * sizeof(*e->headers)) : NULL;
+    e->tags = ntags ? dc_malloc(ntags * sizeof(char *)) : NULL;
+    char *p = e->arena;
+    memcpy(p, key, key_len);
+    p[key_len] = '\0';
+    e->key = p;
+    e->key_len = key_len;
+    p += key_len + 1;
+    for (size_t i = 0; i < nheaders; i++) {
+        dc_cache_hdr_t *h = &e->headers[i];
+        h->token = headers[i].token;
+        memcpy(p, headers[i].name, headers[i].name_len);
+        p[headers[i].name_len] = '\0';
+        h->name = p;
+        h->name_len = headers[i].name_len;
+        p += h->name_len + 1;
+        memcpy(p, headers[i].value, headers[i].value_len);
+        p[headers[i].value_len] = '\0';
+        h->value = p;
+        h->value_len = headers[i].value_len;
+        p += h->value_len + 1;
+    }
+    e->nheaders = nheaders;
+    for (size_t i = 0; i < ntags; i++) {
+        size_t l = strlen(tags[i]);
+        memcpy(p, tags[i], l + 1);
+        ((const char **)e->tags)[i] = p;
+        p += l + 1;
+    }
+    e->ntags = ntags;
+    e->status = status;
+    e->body = body;
+    e->hash = dc_cache_hash(key, key_len);
+    const dc_cache_hdr_t *h;
+    if ((h = dc_cache_entry_header(e, "etag", 4)) != NULL)
+        e->origin_etag = h->value;
+    if ((h = dc_cache_entry_header(e, "last-modified", 13)) != NULL)
+        e->origin_last_modified = h->value;
+    e->charge = ENTRY_OVERHEAD + arena + nheaders * sizeof(*e->headers) + ntags * sizeof(char *) +
+                (body != NULL ? dc_body_allocated(&body->body) : 0);
+    return e;
+}
+
+dc_cache_entry_t *dc_cache_entry_ref(dc_cache_entry_t *e)
+{
+    DC_CHECK_MAGIC(e, DC_CACHE_ENTRY_MAGIC);
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    return e;
+}
+
+void dc_cache_entry_release(dc_cache_entry_t *e)
+{
+    if (e == NULL)
+        return;
+    DC_CHECK_MAGIC(e, DC_CACHE_ENTRY_MAGIC);
+    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    DC_ASSERT(!e->in_store);
+    dc_shared_body_release(e->body);
+    free(e->headers);
+    free((void *)e->tags);
+    free(e->arena);
+    e->magic = 0;
+    free(e);
+}
+
+const dc_cache_hdr_t *dc_cache_entry_header(const dc_cache_entry_t *e, const char *name, size_t len)
+{
+    for (size_t i = 0; i < e->nheaders; i++)
+        if (e->headers[i].name_len == len && memcmp(e->headers[i].name, name, len) == 0)
+            return &e->headers[i];
+    return NULL;
+}
+
+/* ---- hashing ---- */
+
+uint64_t dc_cache_hash(const char *key, size_t len)
+{
+    /* FNV-1a with a final avalanche (splitmix64): keys are short, this is cheap and well spread */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 0x100000001b3ull;
+    }
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return h;
+}
+
+/* ---- shard internals (lock held) ---- */
+
+static void lru_unlink(dc_cache_entry_t *e)
+{
+    e->lru_prev->lru_next = e->lru_next;
+    e->lru_next->lru_prev = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(shard_t *s, dc_cache_entry_t *e)
+{
+    e->lru_next = s->lru.lru_next;
+    e->lru_prev = &s->lru;
+    s->lru.lru_next->lru_prev = e;
+    s->lru.lru_next = e;
+}
+
+static dc_cache_entry_t **bucket_of(shard_t *s, uint64_t hash)
+{
+    /* the low bits chose the shard: use the high bits for the bucket */
+    return &s->buckets[(hash >> 20) & (s->nbuckets - 1)];
+}
+
+static void table_grow(shard_t *s)
+{
+    size_t n = s->nbuckets * 2;
+    dc_cache_entry_t **nb = dc_calloc(n, sizeof(*nb));
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        dc_cache_entry_t *e = s->buckets[i];
+        while (e != NULL) {
+            dc_cache_entry_t *next = e->hnext;
+            size_t b = (e->hash >> 20) & (n - 1);
+            e->hnext = nb[b];
+            nb[b] = e;
+            e = next;
+        }
+    }
+    free(s->buckets);
+    s->buckets = nb;
+    s->nbuckets = n;
+}
+
+static dc_cache_entry_t *table_find(shard_t *s, const char *key, size_t len, uint64_t hash)
+{
+    for (dc_cache_entry_t *e = *bucket_of(s, hash); e != NULL; e = e->hnext)
+        if (e->hash == hash && e->key_len == len && memcmp(e->key, key, len) == 0)
+            return e;
+    return NULL;
+}
+
+/* Unlink `e` from its shard; returns it so the caller drops the store's reference after unlocking. */
+static dc_cache_entry_t *detach(dc_cache_t *c, shard_t *s, dc_cache_entry_t *e)
+{
+    dc_cache_entry_t **pp = bucket_of(s, e->hash);
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    e->hnext = NULL;
+    lru_unlink(e);
+    e->in_store = false;
+    s->count--;
+    atomic_fetch_sub(&c->bytes, e->charge);
+    atomic_fetch_sub(&c->entries, 1);
+    return e;
+}
+
+/* ---- public ---- */
+
+dc_cache_t *dc_cache_create(uint64_t memory, uint64_t max_object)
+{
+    dc_cache_t *c = dc_calloc(1, sizeof(*c));
+    for (int i = 0; i < NSHARDS; i++) {
+        shard_t *s = &c->shards[i];
+        pthread_mutex_init(&s->lock, NULL);
+        s->nbuckets = 64;
+        s->buckets = dc_calloc(s->nbuckets, sizeof(*s->buckets));
+        s->lru.lru_next = s->lru.lru_prev = &s->lru;
+    }
+    atomic_init(&c->memory, memory);
+    atomic_init(&c->max_object, max_object);
+    return c;
+}
+
+void dc_cache_destroy(dc_cache_t *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < NSHARDS; i++) {
+        shard_t *s = &c->shards[i];
+        while (s->lru.lru_next != &s->lru)
+            dc_cache_entry_release(detach(c, s, s->lru.lru_next));
+        free(s->buckets);
+        pthread_mutex_destroy(&s->lock);
+    }
+    free(c);
+}
+
+uint64_t dc_cache_max_object(const dc_cache_t *c)
+{
+    return atomic_load(&((dc_cache_t *)c)->max_object);
+}
+
+/* Evict least-recently-used entries until the budget holds. Takes shard locks one at a time. */
+static void evict_to_budget(dc_cache_t *c, unsigned start_shard)
+{
+    unsigned empty_in_a_row = 0, i = start_shard;
+    while (atomic_load(&c->bytes) > atomic_load(&c->memory) && empty_in_a_row < NSHARDS) {
+        shard_t *s = &c->shards[i % NSHARDS];
+        dc_cache_entry_t *victim = NULL;
+        pthread_mutex_lock(&s->lock);
+        if (s->lru.lru_prev != &s->lru)
+            victim = detach(c, s, s->lru.lru_prev);
+        pthread_mutex_unlock(&s->lock);
+        if (victim != NULL) {
+            atomic_fetch_add(&c->evictions, 1);
+            dc_cache_entry_release(victim);
+            empty_in_a_row = 0;
+        } else {
+            empty_in_a_row++;
+            i++;
+        }
+    }
+}
+
+void dc_cache_set_limits(dc_cache_t *c, uint64_t memory, uint64_t max_object, uint64_t now_ms)
+{
+    atomic_store(&c->memory, memory);
+    atomic_store(&c->max_object, max_object);
+    evict_to_budget(c, atomic_fetch_add(&c->evict_cursor, 1));
+}
+
+dc_cache_entry_t *dc_cache_lookup(dc_cache_t *c, const char *key, size_t len, uint64_t hash, uint64_t now_ms)
+{
+    shard_t *s = &c->shards[hash % NSHARDS];
+    dc_cache_entry_t *dead = NULL, *e;
+    pthread_mutex_lock(&s->lock);
+    e = table_find(s, key, len, hash);
+    if (e != NULL) {
+        if (now_ms >= e->keep_until_ms) {
+            dead = detach(c, s, e);
+            e = NULL;
+        } else {
+            if (s->lru.lru_next != e) {
+                lru_unlink(e);
+                lru_push_front(s, e);
+            }
+            atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (dead != NULL) {
+        atomic_fetch_add(&c->expired, 1);
+        dc_cache_entry_release(dead);
+    }
+    return e;
+}
+
+int dc_cache_insert(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms)
+{
+    DC_CHECK_MAGIC(e, DC_CACHE_ENTRY_MAGIC);
+    DC_ASSERT(!e->in_store);
+    if (e->charge > atomic_load(&c->max_object) || e->charge > atomic_load(&c->memory)) {
+        atomic_fetch_add(&c->too_big, 1);
+        return DC_ETOOBIG;
+    }
+    unsigned idx = (unsigned)(e->hash % NSHARDS);
+    shard_t *s = &c->shards[idx];
+    dc_cache_entry_t *old;
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed); /* the store's reference */
+    pthread_mutex_lock(&s->lock);
+    old = table_find(s, e->key, e->key_len, e->hash);
+    if (old != NULL)
+        detach(c, s, old);
+    if (s->count + 1 > s->nbuckets)
+        table_grow(s);
+    dc_cache_entry_t **b = bucket_of(s, e->hash);
+    e->hnext = *b;
+    *b = e;
+    lru_push_front(s, e);
+    e->in_store = true;
+    e->shard = idx;
+    s->count++;
+    atomic_fetch_add(&c->bytes, e->charge);
+    atomic_fetch_add(&c->entries, 1);
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add(&c->inserts, 1);
+    if (old != NULL) {
+        atomic_fetch_add(&c->replaced, 1);
+        dc_cache_entry_release(old);
+    }
+    evict_to_budget(c, idx);
+    return 0;
+}
+
+void dc_cache_remove_entry(dc_cache_t *c, dc_cache_entry_t *e)
+{
+    shard_t *s = &c->shards[e->hash % NSHARDS];
+    dc_cache_entry_t *victim = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (e->in_store && table_find(s, e->key, e->key_len, e->hash) == e)
+        victim = detach(c, s, e);
+    pthread_mutex_unlock(&s->lock);
+    if (victim != NULL)
+        dc_cache_entry_release(victim);
+}
+
+typedef bool (*match_fn)(const dc_cache_entry_t *e, const char *arg, size_t len);
+
+static size_t purge_matching(dc_cache_t *c, match_fn match, const char *arg, size_t len)
+{
+    size_t n = 0;
+    for (int i = 0; i < NSHARDS; i++) {
+        shard_t *s = &c->shards[i];
+        dc_cache_entry_t *doomed = NULL;
+        pthread_mutex_lock(&s->lock);
+        dc_cache_entry_t *e = s->lru.lru_next;
+        while (e != &s->lru) {
+            dc_cache_entry_t *next = e->lru_next;
+            if (match(e, arg, len)) {
+                detach(c, s, e);
+                e->hnext = doomed; /* reuse the chain link for the release list */
+                doomed = e;
+                n++;
+            }
+            e = next;
+        }
+        pthread_mutex_unlock(&s->lock);
+        while (doomed != NULL) {
+            dc_cache_entry_t *next = doomed->hnext;
+            doomed->hnext = NULL;
+            dc_cache_entry_release(doomed);
+            doomed = next;
+        }
+    }
+    atomic_fetch_add(&c->purged, n);
+    return n;
+}
+
+static bool match_prefix(const dc_cache_entry_t *e, const char *arg, size_t len)
+{
+    return e->key_len >= len && memcmp(e->key, arg, len) == 0;
+}
+
+static bool match_tag(const dc_cache_entry_t *e, const char *arg, size_t len)
+{
+    for (size_t i = 0; i < e->ntags; i++)
+        if (strlen(e->tags[i]) == len && memcmp(e->tags[i], arg, len) == 0)
+            return true;
+    return false;
+}
+
+size_t dc_cache_purge_key(dc_cache_t *c, const char *key, size_t len)
+{
+    uint64_t hash = dc_cache_hash(key, len);
+    shard_t *s = &c->shards[hash % NSHARDS];
+    dc_cache_entry_t *victim = NULL;
+    pthread_mutex_lock(&s->lock);
+    dc_cache_entry_t *e = table_find(s, key, len, hash);
+    if (e != NULL)
+        victim = detach(c, s, e);
+    pthread_mutex_unlock(&s->lock);
+    if (victim == NULL)
+        return 0;
+    dc_cache_entry_release(victim);
+    atomic_fetch_add(&c->purged, 1);
+    return 1;
+}
+
+size_t dc_cache_purge_prefix(dc_cache_t *c, const char *prefix, size_t len)
+{
+    return purge_matching(c, match_prefix, prefix, len);
+}
+
+size_t dc_cache_purge_tag(dc_cache_t *c, const char *tag, size_t len)
+{
+    return purge_matching(c, match_tag, tag, len);
+}
+
+void dc_cache_get_stats(dc_cache_t *c, dc_cache_stats_t *out)
+{
+    out->entries = atomic_load(&c->entries);
+    out->bytes = atomic_load(&c->bytes);
+    out->inserts = atomic_load(&c->inserts);
+    out->replaced = atomic_load(&c->replaced);
+    out->evictions = atomic_load(&c->evictions);
+    out->expired = atomic_load(&c->expired);
+    out->purged = atomic_load(&c->purged);
+    out->too_big = atomic_load(&c->too_big);
+}

@@ -1,0 +1,135 @@
+/*
+ * The shared response cache: one per process, used by every worker thread.
+ *
+ * Sharded by key hash, one mutex per shard (held only for table/LRU updates, never while a socket
+ * is written). Memory is bounded by a global byte budget (`memory`, counting bodies, headers, keys,
+ * tags); eviction takes the least recently used entry of a shard, moving to the next shard when
+ * one is empty, so the LRU order is approximate across shards, exact within one.
+ *
+ * Entries are immutable once inserted and atomically refcounted: a lookup returns a reference the
+ * caller releases with dc_cache_entry_release(); an entry evicted or replaced while a client is
+ * still being sent its body stays alive until that last reference goes. The body is a separate
+ * refcounted object so a revalidated entry can share it with its successor.
+ */
+#ifndef DC_CACHE_STORE_H
+#define DC_CACHE_STORE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/body.h"
+
+#define DC_CACHE_ENTRY_MAGIC 0x43454e54u /* "CENT" */
+
+typedef struct dc_cache dc_cache_t;
+
+typedef struct dc_cache_hdr {
+    const void *token; /* h2o token for the name when it has one (resolved once at store time), else NULL */
+    const char *name;  /* lower-case */
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} dc_cache_hdr_t;
+
+typedef struct dc_shared_body {
+    _Atomic uint32_t refs;
+    dc_body_t body;
+} dc_shared_body_t;
+
+typedef struct dc_cache_entry {
+    uint32_t magic;
+    _Atomic uint32_t refs;
+    uint64_t hash;
+    const char *key;
+    size_t key_len;
+
+    bool is_pass;               /* hit-for-pass marker: this key was uncacheable; bypass until keep_until */
+    int status;
+    dc_cache_hdr_t *headers;    /* replayed on hits (hop-by-hop, framing, Date/Server/Via/Age excluded) */
+    size_t nheaders;
+    dc_shared_body_t *body;     /* NULL for pass markers */
+    char etag[40];              /* strong validator we give clients: "\"<32 hex of sha256>\"" */
+    size_t etag_len;
+    const char *origin_etag;    /* validators the origin gave (for revalidation); NULL when absent */
+    const char *origin_last_modified;
+    const char *const *tags;    /* Surrogate-Key/Cache-Tag values, for purge by tag */
+    size_t ntags;
+
+    uint64_t stored_at_ms;      /* wall ms */
+    uint64_t fresh_until_ms;
+    uint64_t swr_until_ms;
+    uint64_t sie_until_ms;
+    uint64_t keep_until_ms;     /* dropped from the store after this */
+    uint32_t origin_age_s;
+    bool no_stale;
+    bool negative;
+    unsigned route_metric;      /* metrics label id of the route that stored it */
+
+    /* owned by the store (guarded by the shard lock) */
+    size_t charge;
+    unsigned shard;
+    bool in_store;
+    struct dc_cache_entry *hnext, *lru_prev, *lru_next;
+    char *arena;                /* key, header strings, tags */
+} dc_cache_entry_t;
+
+typedef struct dc_cache_stats {
+    uint64_t entries;
+    uint64_t bytes;
+    uint64_t inserts;
+    uint64_t replaced;
+    uint64_t evictions;
+    uint64_t expired;
+    uint64_t purged;
+    uint64_t too_big;
+} dc_cache_stats_t;
+
+/* ---- entries ---- */
+
+/*
+ * A new entry (refcount 1, owned by the caller) holding copies of the key, headers and tags.
+ * `body` is taken over (may be NULL for a pass marker); lifetimes and flags are set by the caller
+ * through the struct fields before dc_cache_insert(); never after.
+ */
+dc_cache_entry_t *dc_cache_entry_create(const char *key, size_t key_len, int status, const dc_cache_hdr_t *headers,
+                                        size_t nheaders, const char *const *tags, size_t ntags,
+                                        dc_shared_body_t *body);
+dc_cache_entry_t *dc_cache_entry_ref(dc_cache_entry_t *e);
+void dc_cache_entry_release(dc_cache_entry_t *e);
+/* First stored header with this lower-case name, or NULL. */
+const dc_cache_hdr_t *dc_cache_entry_header(const dc_cache_entry_t *e, const char *name, size_t len);
+
+/* A shared body taking over `b` (refcount 1). */
+dc_shared_body_t *dc_shared_body_create(dc_body_t *b);
+dc_shared_body_t *dc_shared_body_ref(dc_shared_body_t *sb);
+void dc_shared_body_release(dc_shared_body_t *sb);
+
+/* ---- the store ---- */
+
+dc_cache_t *dc_cache_create(uint64_t memory, uint64_t max_object);
+void dc_cache_destroy(dc_cache_t *c);
+/* Change the budget (reload); evicts down to the new budget. */
+void dc_cache_set_limits(dc_cache_t *c, uint64_t memory, uint64_t max_object, uint64_t now_ms);
+uint64_t dc_cache_max_object(const dc_cache_t *c);
+
+uint64_t dc_cache_hash(const char *key, size_t len);
+
+/* A new reference to the entry for `key`, or NULL. Entries past keep_until are dropped here. */
+dc_cache_entry_t *dc_cache_lookup(dc_cache_t *c, const char *key, size_t len, uint64_t hash, uint64_t now_ms);
+/* Insert (the store takes its own reference; the caller keeps its own). Replaces an entry with the
+ * same key. Returns 0, or DC_ETOOBIG when the entry is larger than max_object (not stored). */
+int dc_cache_insert(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms);
+/* Remove this exact entry if it is still the one stored under its key (used to drop a stale copy
+ * without racing a newer insert). */
+void dc_cache_remove_entry(dc_cache_t *c, dc_cache_entry_t *e);
+
+/* Purges; each returns the number of entries removed. */
+size_t dc_cache_purge_key(dc_cache_t *c, const char *key, size_t len);
+size_t dc_cache_purge_prefix(dc_cache_t *c, const char *prefix, size_t len);
+size_t dc_cache_purge_tag(dc_cache_t *c, const char *tag, size_t len);
+
+void dc_cache_get_stats(dc_cache_t *c, dc_cache_stats_t *out);
+
+#endif

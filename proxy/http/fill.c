@@ -1,0 +1,447 @@
+/*
+ * A fill: the one upstream fetch for a cache key (the in-flight table makes it the only one across
+ * all workers). It belongs to the key, not to a client: the leader's client follows it while it
+ * runs, but if that client goes away the fill still completes for the waiters and the cache.
+ *
+ * At the response head the policy decides the mode:
+ *   STORE  body accumulated (up to cache.max_object), stored on success, waiters get the entry;
+ *   SHARE  not storable but shareable (5xx, 429, uncached statuses): accumulated, handed to the
+ *          waiters, never stored;
+ *   PASS   private to the leader (no-store, private, Set-Cookie, Vary, too large): waiters are told
+ *          to go to the origin themselves, the key is marked hit-for-pass for a while so later
+ *          requests do not queue behind each other, and the body streams to the leader with
+ *          back-pressure (sent chunks are dropped).
+ * An origin error, timeout, 5xx or 429 while a stale copy is inside its stale-if-error window is
+ * answered with that copy, for the leader and every waiter.
+ */
+#include "cache/key.h"
+#include "cache/policy.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/time.h"
+#include "http/request.h"
+#include "http/resphdr.h"
+
+#include <mbedtls/sha256.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FILL_MAGIC 0x46494c4cu /* "FILL" */
+/* How long a key whose answer was private stays hit-for-pass (requests skip collapsing). */
+#define PASS_MARKER_MS 10000
+
+typedef enum { FILL_HEAD_WAIT = 0, FILL_STORE, FILL_SHARE, FILL_PASS, FILL_DONE } fill_mode_t;
+
+typedef struct dc_fill {
+    uint32_t magic;
+    dc_worker_t *worker;
+    dc_snapshot_t *snap;
+    const dc_config_route_t *route;
+    const dc_config_cache_rule_t *rule;
+    dc_upstream_rt_t *up_rt;
+    char *key;
+    size_t key_len;
+    uint64_t hash;
+    dc_flight_t *flight; /* NULL once finished */
+    dc_fetch_t *fetch;
+    dc_cache_entry_t *stale;
+    dc_shared_body_t *sb;
+    dc_request_t *client;
+    fill_mode_t mode;
+    dc_policy_decision_t decision;
+    mbedtls_sha256_context sha;
+    bool sha_on;
+    bool client_revalidate;
+    char **tags;
+    size_t ntags;
+} dc_fill_t;
+
+static bool stale_usable_on_error(const dc_cache_entry_t *e, uint64_t now)
+{
+    return e != NULL && !e->is_pass && !e->no_stale && now < e->sie_until_ms;
+}
+
+static void finish_flight(dc_fill_t *fill, const dc_flight_result_t *res)
+{
+    if (fill->flight == NULL)
+        return;
+    dc_flight_t *f = fill->flight;
+    fill->flight = NULL;
+    dc_inflight_finish(fill->worker->inflight, f, res);
+}
+
+static void fill_free(dc_fill_t *fill)
+{
+    DC_ASSERT(fill->flight == NULL && fill->client == NULL);
+    if (fill->sha_on)
+        mbedtls_sha256_free(&fill->sha);
+    for (size_t i = 0; i < fill->ntags; i++)
+        free(fill->tags[i]);
+    free(fill->tags);
+    dc_shared_body_release(fill->sb);
+    dc_cache_entry_release(fill->stale);
+    dc_snapshot_release(fill->snap);
+    free(fill->key);
+    fill->magic = 0;
+    free(fill);
+}
+
+static void mark_pass(dc_fill_t *fill, uint64_t now)
+{
+    dc_cache_entry_t *m = dc_cache_entry_create(fill->key, fill->key_len, 0, NULL, 0, NULL, 0, NULL);
+    m->is_pass = true;
+    m->stored_at_ms = now;
+    m->fresh_until_ms = m->swr_until_ms = m->sie_until_ms = m->keep_until_ms = now + PASS_MARKER_MS;
+    dc_cache_insert(fill->worker->cache, m, now);
+    dc_cache_entry_release(m);
+}
+
+/* The client that followed this fill now answers with a stale copy or an error instead. */
+static void client_fallback(dc_fill_t *fill, int err, int fwd_status)
+{
+    dc_request_t *r = fill->client;
+    if (r == NULL)
+        return;
+    fill->client = NULL;
+    r->fill = NULL;
+    if (r->req == NULL)
+        return;
+    dc_request_ref(r);
+    uint64_t now = dc_now_wall_ms();
+    if (stale_usable_on_error(fill->stale, now)) {
+        char cs[96];
+        if (fwd_status != 0)
+            snprintf(cs, sizeof(cs), "dexcache; fwd=stale; fwd-status=%d", fwd_status);
+        else
+            snprintf(cs, sizeof(cs), "dexcache; fwd=stale; detail=%s", err == DC_ETIMEDOUT ? "timeout" : "error");
+        dc_serve_entry(r, fill->stale, "STALE",
+                       h2o_strdup(&r->req->pool, cs, strlen(cs)).base);
+    } else if (err == DC_ETIMEDOUT) {
+        dc_request_respond_error(r, 504, "upstream timed out");
+    } else if (err == DC_ECONNREFUSED) {
+        dc_request_respond_error(r, 502, "upstream connection refused");
+    } else {
+        dc_request_respond_error(r, 502, "upstream failed");
+    }
+    dc_request_unref(r);
+}
+
+/* Waiters get the stale copy when one is usable, else the error. */
+static void finish_with_error(dc_fill_t *fill, int err, int fwd_status)
+{
+    uint64_t now = dc_now_wall_ms();
+    dc_flight_result_t res = {0};
+    res.fwd_status = fwd_status;
+    if (stale_usable_on_error(fill->stale, now)) {
+        res.outcome = DC_FLIGHT_ENTRY;
+        res.entry = fill->stale;
+        res.stale = true;
+    } else {
+        res.outcome = DC_FLIGHT_ERROR;
+        res.status = err == DC_ETIMEDOUT ? 504 : 502;
+        res.message = err == DC_ETIMEDOUT ? "upstream timed out"
+                                          : (err == DC_ECONNREFUSED ? "upstream connection refused" : "upstream failed");
+    }
+    finish_flight(fill, &res);
+}
+
+/* Cache-Status for the leader's own response (RFC 9211): why it was forwarded and whether stored. */
+static const char *leader_cache_status(dc_fill_t *fill, int status, h2o_mem_pool_t *pool)
+{
+    const char *fwd = fill->client_revalidate ? "request" : (fill->stale != NULL ? "stale" : "miss");
+    char buf[128];
+    if (fill->mode == FILL_STORE)
+        snprintf(buf, sizeof(buf), "dexcache; fwd=%s; stored", fwd);
+    else if (fill->mode == FILL_SHARE)
+        snprintf(buf, sizeof(buf), "dexcache; fwd=%s; fwd-status=%d; detail=%s", fwd, status,
+                 dc_policy_verdict_name(fill->decision.verdict));
+    else
+        snprintf(buf, sizeof(buf), "dexcache; fwd=%s; detail=%s", fwd, dc_policy_verdict_name(fill->decision.verdict));
+    return h2o_strdup(pool, buf, strlen(buf)).base;
+}
+
+static void on_head(void *data, dc_fetch_t *f)
+{
+    dc_fill_t *fill = data;
+    DC_CHECK_MAGIC(fill, FILL_MAGIC);
+    int status = dc_fetch_status(f);
+    size_t n;
+    const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
+    uint64_t now = dc_now_wall_ms();
+
+    if ((status >= 500 || status == 429) && stale_usable_on_error(fill->stale, now)) {
+        /* stale-if-error: the failing answer is dropped, everyone gets the stale copy */
+        finish_with_error(fill, DC_EUPSTREAM, status);
+        client_fallback(fill, DC_EUPSTREAM, status);
+        fill->mode = FILL_DONE;
+        dc_fetch_abort(f); /* on_done will not run: free after the callback returns */
+        fill->fetch = NULL;
+        /* fetch callbacks are over for this fill; free it on the next tick via the abort path */
+        fill_free(fill);
+        return;
+    }
+
+    dc_policy_request_t preq = {.method_cacheable = true, .has_authorization = false, .client_no_cache = false};
+    dc_policy_response_t pres;
+    dc_resphdr_policy_view(status, hs, n, &pres);
+    dc_policy_decide(fill->rule, &preq, &pres, now, &fill->decision);
+    int64_t cl = dc_fetch_content_length(f);
+    uint64_t max_object = dc_cache_max_object(fill->worker->cache);
+    dc_policy_verdict_t v = fill->decision.verdict;
+    if (v == DC_POLICY_STORE && cl >= 0 && (uint64_t)cl > max_object) {
+        fill->mode = FILL_PASS;
+    } else if (v == DC_POLICY_STORE) {
+        fill->mode = FILL_STORE;
+        mbedtls_sha256_init(&fill->sha);
+        mbedtls_sha256_starts_ret(&fill->sha, 0);
+        fill->sha_on = true;
+    } else if (v == DC_POLICY_STATUS || v == DC_POLICY_ZERO_TTL) {
+        fill->mode = FILL_SHARE;
+    } else {
+        fill->mode = FILL_PASS;
+    }
+    if (fill->mode == FILL_PASS) {
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = status};
+        finish_flight(fill, &res);
+        mark_pass(fill, now);
+    }
+    dc_body_t body;
+    dc_body_init(&body, cl > 0 && (uint64_t)cl <= max_object ? (size_t)cl : 0);
+    fill->sb = dc_shared_body_create(&body);
+
+    if (fill->client != NULL && fill->client->req != NULL) {
+        dc_request_t *r = fill->client;
+        r->attempts = dc_fetch_attempts(f);
+        dc_serve_follow_start(r, fill, f, fill->sb, "MISS", leader_cache_status(fill, status, &r->req->pool));
+    } else if (fill->mode == FILL_PASS) {
+        /* nobody needs these bytes */
+        fill->client = NULL;
+        fill->mode = FILL_DONE;
+        dc_fetch_abort(f);
+        fill->fetch = NULL;
+        fill_free(fill);
+    }
+}
+
+static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
+{
+    dc_fill_t *fill = data;
+    DC_CHECK_MAGIC(fill, FILL_MAGIC);
+    if (fill->mode == FILL_STORE && fill->sb->body.len + len > dc_cache_max_object(fill->worker->cache)) {
+        /* larger than any entry may be: stop sharing, keep streaming to the leader */
+        fill->mode = FILL_PASS;
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = dc_fetch_status(f)};
+        finish_flight(fill, &res);
+        mark_pass(fill, dc_now_wall_ms());
+        if (fill->client == NULL) {
+            fill->mode = FILL_DONE;
+            dc_fetch_abort(f);
+            fill->fetch = NULL;
+            fill_free(fill);
+            return 0;
+        }
+    }
+    if (fill->mode == FILL_PASS && fill->client != NULL &&
+        fill->sb->body.len - fill->client->acked >= DC_STREAM_HIGH_WATER)
+        return 1; /* the leader is behind: pause the upstream until it catches up */
+    if (fill->mode == FILL_STORE)
+        mbedtls_sha256_update_ret(&fill->sha, (const unsigned char *)buf, len);
+    dc_body_append(&fill->sb->body, buf, len);
+    if (fill->client != NULL)
+        dc_serve_follow_pump(fill->client);
+    return 0;
+}
+
+static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
+{
+    size_t n, conn_len;
+    const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
+    const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
+    dc_cache_hdr_t *kept = dc_calloc(n ? n : 1, sizeof(*kept));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!dc_resphdr_store(&hs[i], conn, conn_len))
+            continue;
+        kept[k].token = h2o_lookup_token(hs[i].name, hs[i].name_len);
+        kept[k].name = hs[i].name;
+        kept[k].name_len = hs[i].name_len;
+        kept[k].value = hs[i].value;
+        kept[k].value_len = hs[i].value_len;
+        k++;
+    }
+    dc_cache_entry_t *e = dc_cache_entry_create(fill->key, fill->key_len, dc_fetch_status(f), kept, k,
+                                                (const char *const *)fill->tags, fill->ntags,
+                                                dc_shared_body_ref(fill->sb));
+    free(kept);
+    unsigned char digest[32];
+    mbedtls_sha256_finish_ret(&fill->sha, digest);
+    static const char hex[] = "0123456789abcdef";
+    e->etag[0] = '"';
+    for (int i = 0; i < 16; i++) {
+        e->etag[1 + 2 * i] = hex[digest[i] >> 4];
+        e->etag[2 + 2 * i] = hex[digest[i] & 15];
+    }
+    e->etag[33] = '"';
+    e->etag[34] = '\0';
+    e->etag_len = 34;
+    const dc_policy_decision_t *d = &fill->decision;
+    e->stored_at_ms = dc_now_wall_ms();
+    e->fresh_until_ms = d->fresh_until_ms;
+    e->swr_until_ms = d->swr_until_ms;
+    e->sie_until_ms = d->sie_until_ms;
+    e->keep_until_ms = d->keep_until_ms;
+    e->no_stale = d->no_stale;
+    e->negative = d->negative;
+    e->origin_age_s = d->origin_age_s;
+    e->route_metric = dc_snapshot_route_rt(fill->snap, fill->route)->metrics_id;
+    return e;
+}
+
+static void on_done(void *data, dc_fetch_t *f, int err)
+{
+    dc_fill_t *fill = data;
+    DC_CHECK_MAGIC(fill, FILL_MAGIC);
+    dc_request_record_upstream(fill->worker, fill->up_rt, f, err);
+    fill->fetch = NULL;
+    if (fill->client != NULL) {
+        fill->client->attempts = dc_fetch_attempts(f);
+        fill->client->upstream_us = dc_fetch_head_us(f);
+    }
+    if (fill->mode == FILL_HEAD_WAIT) {
+        /* no answer at all: connect error, timeout, reset */
+        finish_with_error(fill, err, 0);
+        client_fallback(fill, err, 0);
+        fill_free(fill);
+        return;
+    }
+    if (fill->mode == FILL_STORE || fill->mode == FILL_SHARE) {
+        if (err == 0) {
+            dc_cache_entry_t *e = build_entry(fill, f);
+            bool stored = false;
+            if (fill->mode == FILL_STORE) {
+                stored = dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
+                if (stored)
+                    dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
+            }
+            dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored,
+                                      .fwd_status = dc_fetch_status(f)};
+            finish_flight(fill, &res);
+            dc_cache_entry_release(e);
+        } else {
+            finish_with_error(fill, err, 0);
+        }
+    }
+    if (fill->client != NULL) {
+        dc_request_t *r = fill->client;
+        fill->client = NULL;
+        dc_serve_follow_end(r, err != 0);
+    }
+    fill_free(fill);
+}
+
+static char *dup_str(const char *s, size_t len)
+{
+    return dc_strndup(s, len);
+}
+
+/* Tags for purge by tag: the route prefix without its slash ("jup"), and every item of the
+ * configured cdn.tag_params in the query. */
+static void collect_tags(dc_fill_t *fill, const char *url)
+{
+    size_t cap = 4;
+    fill->tags = dc_malloc(cap * sizeof(char *));
+    const char *prefix = fill->route->prefix;
+    fill->tags[fill->ntags++] = strcmp(prefix, "/") == 0 ? dc_strdup("root") : dc_strdup(prefix + 1);
+    const char *q = strchr(url, '?');
+    if (q == NULL)
+        return;
+    q++;
+    size_t qlen = strlen(q);
+    char val[2048];
+    for (size_t i = 0; i < fill->route->cdn.ntag_params; i++) {
+        long l = dc_cache_query_param(q, qlen, fill->route->cdn.tag_params[i], val, sizeof(val));
+        if (l <= 0)
+            continue;
+        const char *p = val, *end = val + l;
+        while (p < end) {
+            const char *c = memchr(p, ',', (size_t)(end - p));
+            size_t il = c ? (size_t)(c - p) : (size_t)(end - p);
+            if (il > 0 && fill->ntags < 64) {
+                if (fill->ntags == cap) {
+                    cap *= 2;
+                    fill->tags = dc_realloc(fill->tags, cap * sizeof(char *));
+                }
+                fill->tags[fill->ntags++] = dup_str(p, il);
+            }
+            p += il + 1;
+        }
+    }
+}
+
+void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
+                   const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
+                   dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers)
+{
+    dc_fill_t *fill = dc_calloc(1, sizeof(*fill));
+    fill->magic = FILL_MAGIC;
+    fill->worker = w;
+    fill->snap = dc_snapshot_ref(snap);
+    fill->route = route;
+    fill->rule = rule;
+    fill->up_rt = dc_snapshot_upstream_rt(snap, route->upstream);
+    fill->key = dc_strndup(key, key_len);
+    fill->key_len = key_len;
+    fill->hash = hash;
+    fill->flight = flight;
+    fill->stale = stale != NULL ? dc_cache_entry_ref(stale) : NULL;
+    fill->client = client;
+    fill->client_revalidate = client != NULL && client->client_revalidate;
+    collect_tags(fill, url);
+    if (client != NULL)
+        client->fill = fill;
+
+    const dc_config_upstream_t *up = route->upstream;
+    dc_fetch_request_t fr = {0};
+    fr.method = "GET";
+    fr.url = url;
+    fr.headers = headers;
+    fr.idempotent = true;
+    fr.retries = up->retries;
+    fr.retry_backoff_ms = up->retry_backoff_ms;
+    fr.connect_timeout_ms = up->connect_timeout_ms;
+    fr.timeout_ms = up->timeout_ms;
+    fr.http2 = up->http2;
+    fr.tls_verify = up->tls_verify;
+    fr.keyring = &fill->up_rt->keyring;
+    fr.key_header = up->key_header;
+    static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
+    fill->fetch = dc_fetch_start(&w->curl, &fr, &cbs, fill);
+}
+
+void dc_fill_detach(struct dc_fill *fill, dc_request_t *r)
+{
+    DC_CHECK_MAGIC(fill, FILL_MAGIC);
+    if (fill->client != r)
+        return;
+    fill->client = NULL;
+    if (fill->mode == FILL_PASS && fill->fetch != NULL) {
+        /* a private answer nobody reads any more */
+        dc_fetch_abort(fill->fetch);
+        fill->fetch = NULL;
+        fill->mode = FILL_DONE;
+        fill_free(fill);
+    }
+    /* STORE/SHARE/HEAD_WAIT: the fill goes on for the waiters and the cache */
+}
+
+void dc_fill_client_progress(struct dc_fill *fill)
+{
+    DC_CHECK_MAGIC(fill, FILL_MAGIC);
+    if (fill->mode != FILL_PASS || fill->client == NULL)
+        return;
+    dc_body_release_before(&fill->sb->body, fill->client->acked);
+    if (fill->fetch != NULL && fill->sb->body.len - fill->client->acked < DC_STREAM_HIGH_WATER)
+        dc_fetch_resume(fill->fetch);
+}

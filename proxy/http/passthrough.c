@@ -1,0 +1,175 @@
+/*
+ * Pass-through: the request goes to the upstream as is and the answer streams back with
+ * back-pressure (the upstream transfer pauses while the client is behind), never stored.
+ * Used for uncacheable requests (non-GET, no cache rule, Authorization, hit-for-pass keys) and by
+ * waiters whose leader's answer could not be shared.
+ */
+#include "core/error.h"
+#include "core/log.h"
+#include "http/request.h"
+#include "http/resphdr.h"
+#include "http/respond.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void buf_append(dc_stream_buf_t *b, const char *p, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 16384;
+        while (cap < b->len + len)
+            cap *= 2;
+        b->p = dc_realloc(b->p, cap);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, len);
+    b->len += len;
+}
+
+/* Push what we have to h2o if no send is in flight. May complete the request: hold a reference. */
+static void pass_flush(dc_request_t *r)
+{
+    if (r->send_inflight || r->final_sent || r->req == NULL)
+        return;
+    dc_stream_buf_t tmp = r->sending;
+    r->sending = r->pending;
+    r->pending = tmp;
+    r->pending.len = 0;
+    h2o_send_state_t state = H2O_SEND_STATE_IN_PROGRESS;
+    if (r->upstream_done)
+        state = r->upstream_err != 0 ? H2O_SEND_STATE_ERROR : H2O_SEND_STATE_FINAL;
+    if (r->sending.len == 0 && state == H2O_SEND_STATE_IN_PROGRESS)
+        return;
+    if (state != H2O_SEND_STATE_IN_PROGRESS)
+        r->final_sent = true;
+    else
+        r->send_inflight = true;
+    h2o_iovec_t iov = h2o_iovec_init(r->sending.p, r->sending.len);
+    h2o_send(r->req, &iov, r->sending.len ? 1 : 0, state);
+}
+
+void dc__pass_proceed(dc_request_t *r)
+{
+    r->send_inflight = false;
+    r->sending.len = 0;
+    dc_request_ref(r);
+    pass_flush(r);
+    if (r->req != NULL && r->paused && r->fetch != NULL && r->pending.len < DC_STREAM_HIGH_WATER) {
+        r->paused = false;
+        dc_fetch_resume(r->fetch); /* may call on_body / on_done synchronously */
+    }
+    dc_request_unref(r);
+}
+
+static void on_head(void *data, dc_fetch_t *f)
+{
+    dc_request_t *r = data;
+    DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
+    h2o_req_t *req = r->req;
+    int status = dc_fetch_status(f);
+    r->upstream_us = dc_fetch_head_us(f);
+    req->res.status = status;
+    const char *reason = dc_fetch_reason(f);
+    req->res.reason = reason[0] ? h2o_strdup(&req->pool, reason, strlen(reason)).base : dc_http_reason(status);
+
+    size_t n, conn_len, via_len;
+    const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
+    const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
+    const char *via = dc_resphdr_find(hs, n, "via", &via_len);
+    for (size_t i = 0; i < n; i++)
+        if (dc_resphdr_forward(&hs[i], conn, conn_len))
+            dc_request_add_header(r, hs[i].name, hs[i].name_len, hs[i].value, hs[i].value_len);
+    char tmp[512];
+    int tl = via ? snprintf(tmp, sizeof(tmp), "%.*s, 1.1 dexcache", (int)(via_len > 400 ? 400 : via_len), via)
+                 : snprintf(tmp, sizeof(tmp), "1.1 dexcache");
+    dc_request_add_header(r, H2O_STRLIT("via"), tmp, (size_t)tl);
+    dc_request_add_header(r, H2O_STRLIT("x-cache"), r->x_cache, strlen(r->x_cache));
+    dc_request_add_header(r, H2O_STRLIT("x-request-id"), r->request_id, strlen(r->request_id));
+    tl = snprintf(tmp, sizeof(tmp), "upstream;dur=%.1f", (double)r->upstream_us / 1000.0);
+    dc_request_add_header(r, H2O_STRLIT("server-timing"), tmp, (size_t)tl);
+
+    int64_t cl = dc_fetch_content_length(f);
+    if (r->is_head)
+        req->res.content_length = cl >= 0 ? (size_t)cl : 0;
+    else
+        req->res.content_length = cl >= 0 ? (size_t)cl : SIZE_MAX;
+    if (status == 204 || status == 304)
+        req->res.content_length = SIZE_MAX;
+    r->out = DC_OUT_PASS;
+    r->generator.proceed = dc_out_proceed;
+    r->generator.stop = dc_out_stop;
+    h2o_start_response(req, &r->generator);
+}
+
+static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
+{
+    dc_request_t *r = data;
+    DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
+    if (r->is_head)
+        return 0;
+    if (r->pending.len >= DC_STREAM_HIGH_WATER && r->send_inflight) {
+        r->paused = true;
+        return 1; /* refuse: the upstream transfer pauses until proceed() */
+    }
+    buf_append(&r->pending, buf, len);
+    dc_request_ref(r);
+    pass_flush(r);
+    dc_request_unref(r);
+    return 0;
+}
+
+static void on_done(void *data, dc_fetch_t *f, int err)
+{
+    dc_request_t *r = data;
+    DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
+    dc_request_record_upstream(r->worker, r->up_rt, f, err);
+    r->attempts = dc_fetch_attempts(f);
+    r->fetch = NULL;
+    if (r->req == NULL)
+        return;
+    if (r->out == DC_OUT_NONE) {
+        /* no response head reached the client: answer with our own error */
+        if (err == DC_ETIMEDOUT)
+            dc_request_respond_error(r, 504, "upstream timed out");
+        else if (err == DC_ECONNREFUSED)
+            dc_request_respond_error(r, 502, "upstream connection refused");
+        else
+            dc_request_respond_error(r, 502, "upstream failed");
+        return;
+    }
+    r->upstream_done = true;
+    r->upstream_err = err;
+    if (err != 0)
+        dc_log_warn("upstream %s failed after the response started (%s); client connection reset, rid=%s",
+                    r->route->upstream->name, dc_strerror(err), r->request_id);
+    dc_request_ref(r);
+    pass_flush(r);
+    dc_request_unref(r);
+}
+
+void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cache_status)
+{
+    h2o_req_t *req = r->req;
+    const dc_config_upstream_t *up = r->route->upstream;
+    r->x_cache = x_cache;
+    dc_request_add_header(r, H2O_STRLIT("cache-status"), cache_status, strlen(cache_status));
+    dc_fetch_request_t fr = {0};
+    char *method = h2o_strdup(&req->pool, req->method.base, req->method.len).base;
+    fr.method = method;
+    fr.url = dc_request_upstream_url(r);
+    fr.headers = dc_request_upstream_headers(r, false);
+    fr.body = req->entity.base;
+    fr.body_len = req->entity.base ? req->entity.len : 0;
+    fr.idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    fr.retries = up->retries;
+    fr.retry_backoff_ms = up->retry_backoff_ms;
+    fr.connect_timeout_ms = up->connect_timeout_ms;
+    fr.timeout_ms = up->timeout_ms;
+    fr.http2 = up->http2;
+    fr.tls_verify = up->tls_verify;
+    fr.keyring = r->client_key_forwarded ? NULL : &r->up_rt->keyring;
+    fr.key_header = up->key_header;
+    static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
+    r->fetch = dc_fetch_start(&r->worker->curl, &fr, &cbs, r);
+}

@@ -1,0 +1,186 @@
+#include "http/request.h"
+#include "core/error.h"
+#include "core/metrics.h"
+#include "core/time.h"
+#include "http/hop.h"
+#include "http/respond.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void dc_request_ref(dc_request_t *r)
+{
+    DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
+    r->refs++;
+}
+
+void dc_request_unref(dc_request_t *r)
+{
+    DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
+    if (--r->refs > 0)
+        return;
+    DC_ASSERT(r->req == NULL && r->fetch == NULL && r->fill == NULL && !r->waiting);
+    free(r->sending.p);
+    free(r->pending.p);
+    dc_shared_body_release(r->body);
+    dc_cache_entry_release(r->entry);
+    dc_cache_entry_release(r->stale);
+    dc_snapshot_release(r->snap);
+    r->magic = 0;
+    free(r);
+}
+
+void dc_request_add_header(dc_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    h2o_req_t *req = r->req;
+    h2o_add_header_by_str(&req->pool, &req->res.headers, h2o_strdup(&req->pool, name, nlen).base, nlen, 1, NULL,
+                          h2o_strdup(&req->pool, value, vlen).base, vlen);
+}
+
+void dc_request_respond_error(dc_request_t *r, int status, const char *message)
+{
+    if (r->x_cache == NULL)
+        r->x_cache = "-";
+    dc_respond_error(r->req, status, message, r->request_id);
+}
+
+const char *dc_request_upstream_url(dc_request_t *r)
+{
+    h2o_req_t *req = r->req;
+    const dc_config_route_t *route = r->route;
+    size_t plen = strcmp(route->prefix, "/") == 0 ? 0 : strlen(route->prefix);
+    const char *rest = req->path.base + plen;
+    size_t rest_len = req->path.len - plen;
+    const char *base = route->upstream->url;
+    size_t blen = strlen(base);
+    bool need_slash = rest_len == 0 || rest[0] != '/';
+    char *url = h2o_mem_alloc_pool(&req->pool, blen + rest_len + 2);
+    memcpy(url, base, blen);
+    size_t o = blen;
+    if (need_slash)
+        url[o++] = '/';
+    memcpy(url + o, rest, rest_len);
+    url[o + rest_len] = '\0';
+    return url;
+}
+
+static bool header_is(const h2o_header_t *h, const char *name, size_t len)
+{
+    return h->name->len == len && memcmp(h->name->base, name, len) == 0;
+}
+
+static char *concat(h2o_mem_pool_t *pool, const char *a, size_t alen, const char *b, size_t blen, const char *c,
+                    size_t clen)
+{
+    return h2o_concat(pool, h2o_iovec_init(a, alen), h2o_iovec_init(b, blen), h2o_iovec_init(c, clen)).base;
+}
+
+/*
+ * "Name: value" lines toward the upstream, in the request pool, NULL-terminated. `for_cache`: the
+ * answer will be shared with other clients, so headers that would make it specific to this client
+ * are not sent (Accept-Encoding: the stored body is identity; conditional and range headers: the
+ * cache needs the full answer).
+ */
+const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
+{
+    h2o_req_t *req = r->req;
+    const dc_config_route_t *route = r->route;
+    const char *key_header = route->upstream->key_header;
+    size_t key_len = key_header ? strlen(key_header) : 0;
+    const char **lines = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * (req->headers.size + 8));
+    size_t n = 0;
+    const char *conn_value = NULL, *xff = NULL, *via = NULL;
+    size_t conn_len = 0, xff_len = 0, via_len = 0;
+    bool has_accept = false;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (header_is(h, H2O_STRLIT("connection"))) {
+            conn_value = h->value.base;
+            conn_len = h->value.len;
+        }
+    }
+    r->client_key_forwarded = false;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        const char *name = h->name->base;
+        size_t nlen = h->name->len;
+        if (dc_hop_is_hop_by_hop(name, nlen) ||
+            (conn_value != NULL && dc_hop_listed_in_connection(conn_value, conn_len, name, nlen)))
+            continue;
+        if (header_is(h, H2O_STRLIT("host")) || header_is(h, H2O_STRLIT("content-length")) ||
+            header_is(h, H2O_STRLIT("expect")) || header_is(h, H2O_STRLIT("x-forwarded-proto")) ||
+            header_is(h, H2O_STRLIT("x-request-id")) || (nlen > 0 && name[0] == ':'))
+            continue;
+        if (for_cache &&
+            (header_is(h, H2O_STRLIT("accept-encoding")) || header_is(h, H2O_STRLIT("if-none-match")) ||
+             header_is(h, H2O_STRLIT("if-modified-since")) || header_is(h, H2O_STRLIT("if-match")) ||
+             header_is(h, H2O_STRLIT("if-unmodified-since")) || header_is(h, H2O_STRLIT("range")) ||
+             header_is(h, H2O_STRLIT("if-range")) || header_is(h, H2O_STRLIT("cache-control")) ||
+             header_is(h, H2O_STRLIT("pragma"))))
+            continue;
+        if (header_is(h, H2O_STRLIT("x-forwarded-for"))) {
+            xff = h->value.base;
+            xff_len = h->value.len;
+            continue;
+        }
+        if (header_is(h, H2O_STRLIT("via"))) {
+            via = h->value.base;
+            via_len = h->value.len;
+            continue;
+        }
+        if (key_len > 0 && nlen == key_len && strncasecmp(name, key_header, key_len) == 0) {
+            if (!route->forward_client_key || for_cache)
+                continue; /* the client's own key never leaks upstream unless the route says so */
+            r->client_key_forwarded = true; /* it replaces ours: never send two keys */
+        }
+        if (header_is(h, H2O_STRLIT("accept")))
+            has_accept = true;
+        lines[n++] = concat(&req->pool, name, nlen, H2O_STRLIT(": "), h->value.base, h->value.len);
+    }
+    size_t iplen = strlen(r->client_ip);
+    if (xff != NULL)
+        lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("X-Forwarded-For: ")), h2o_iovec_init(xff, xff_len),
+                                h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(r->client_ip, iplen))
+                         .base;
+    else
+        lines[n++] = concat(&req->pool, H2O_STRLIT("X-Forwarded-For: "), r->client_ip, iplen, "", 0);
+    lines[n++] = req->scheme == &H2O_URL_SCHEME_HTTPS ? "X-Forwarded-Proto: https" : "X-Forwarded-Proto: http";
+    const char *proto = req->version >= 0x200 ? "2 dexcache" : (req->version == 0x100 ? "1.0 dexcache" : "1.1 dexcache");
+    if (via != NULL)
+        lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Via: ")), h2o_iovec_init(via, via_len),
+                                h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(proto, strlen(proto)))
+                         .base;
+    else
+        lines[n++] = concat(&req->pool, H2O_STRLIT("Via: "), proto, strlen(proto), "", 0);
+    lines[n++] = concat(&req->pool, H2O_STRLIT("X-Request-Id: "), r->request_id, strlen(r->request_id), "", 0);
+    if (!has_accept)
+        lines[n++] = "Accept:"; /* stop curl from inventing a default Accept header */
+    lines[n] = NULL;
+    return lines;
+}
+
+void dc_request_record_upstream(dc_worker_t *w, dc_upstream_rt_t *up_rt, dc_fetch_t *f, int err)
+{
+    dc_worker_metrics_t *m = &w->metrics;
+    unsigned id = up_rt->metrics_id;
+    unsigned attempts = dc_fetch_attempts(f);
+    dc_counter_add(&m->upstream_attempts[id], attempts);
+    if (attempts > 1)
+        dc_counter_add(&m->upstream_retries[id], attempts - 1);
+    int status = dc_fetch_status(f);
+    if (err == 0 || status != 0)
+        dc_counter_add(&m->upstream_responses[id][dc_metrics_status_class(status)], 1);
+    else
+        dc_counter_add(&m->upstream_responses[id][0], 1);
+    if (err == DC_ETIMEDOUT)
+        dc_counter_add(&m->upstream_timeouts[id], 1);
+    if (dc_fetch_head_us(f) > 0)
+        dc_metrics_observe_upstream_latency(m, id, dc_fetch_head_us(f));
+    uint64_t now = dc_now_mono_ms();
+    if (err != 0 || status >= 500)
+        dc_upstream_state_failure(&up_rt->health, now);
+    else
+        dc_upstream_state_success(&up_rt->health, now);
+}

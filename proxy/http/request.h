@@ -1,0 +1,135 @@
+/*
+ * Internal to http/: the per-request state shared by the request path's modules
+ * (handler.c dispatch, passthrough.c, serve.c, fill.c).
+ *
+ * A dc_request_t lives on the heap and is refcounted. The request's h2o pool holds one reference
+ * through a small link object whose dispose callback runs when the request is over (completed,
+ * failed, or the client went away): it sets `req` to NULL, detaches from whatever feeds it (fetch,
+ * fill, in-flight wait) and drops that reference. Code that calls into h2o or a fetch in ways that
+ * can complete the request synchronously (h2o_send with a final state, resuming a transfer) holds
+ * its own reference across the call and re-checks `req`. Single-threaded: a request lives on the
+ * worker that accepted it.
+ */
+#ifndef DC_HTTP_REQUEST_H
+#define DC_HTTP_REQUEST_H
+
+#include <h2o.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+
+#include "cache/store.h"
+#include "config/config.h"
+#include "inflight/inflight.h"
+#include "server/snapshot.h"
+#include "server/worker.h"
+#include "upstream/fetch.h"
+
+#define DC_REQUEST_MAGIC 0x52455155u /* "REQU" */
+/* Unsent bytes buffered per client before the upstream transfer is paused (pass-through modes). */
+#define DC_STREAM_HIGH_WATER (256 * 1024)
+
+struct dc_fill;
+
+typedef struct dc_stream_buf {
+    char *p;
+    size_t len, cap;
+} dc_stream_buf_t;
+
+typedef enum {
+    DC_OUT_NONE = 0, /* no response started */
+    DC_OUT_PASS,     /* streaming a pass-through fetch (sending/pending buffers) */
+    DC_OUT_BODY,     /* streaming from a shared body (hit, or the leader following its fill) */
+} dc_out_mode_t;
+
+typedef struct dc_request {
+    uint32_t magic;
+    unsigned refs;
+    h2o_req_t *req; /* NULL once disposed */
+    dc_worker_t *worker;
+    dc_snapshot_t *snap;
+    const dc_config_route_t *route;
+    const dc_config_cache_rule_t *rule; /* NULL = not cacheable */
+    dc_upstream_rt_t *up_rt;
+    unsigned route_metric;
+    char request_id[72];
+    char client_ip[INET6_ADDRSTRLEN];
+    uint64_t start_us;
+    const char *x_cache; /* X-Cache value, also for the access log */
+    bool is_head;
+    bool client_key_forwarded;
+    uint64_t upstream_us;
+    unsigned attempts;
+
+    /* cache */
+    char *key; /* pool memory */
+    size_t key_len;
+    uint64_t hash;
+    bool client_revalidate;   /* client no-cache + client_no_cache: revalidate */
+    dc_cache_entry_t *stale;  /* a copy to fall back on if the origin fails (owned ref) */
+
+    /* waiting on another request's fetch */
+    dc_waiter_t waiter;
+    bool waiting;
+    struct dc_wait_timer *wait_timer;
+
+    /* output */
+    dc_out_mode_t out;
+    h2o_generator_t generator;
+    bool send_inflight;
+    bool final_sent;
+    /* DC_OUT_PASS */
+    dc_fetch_t *fetch;
+    dc_stream_buf_t sending, pending;
+    bool upstream_done;
+    bool paused;
+    int upstream_err;
+    /* DC_OUT_BODY */
+    dc_shared_body_t *body; /* owned ref */
+    dc_cache_entry_t *entry; /* entry being served, owned ref (keeps header strings alive) */
+    struct dc_fill *fill;    /* the fill this leader follows (not a reference: detached on either side) */
+    size_t sent, acked;      /* bytes handed to h2o / confirmed by proceed() */
+    size_t body_end;         /* bytes of `body` to send (SIZE_MAX while the fill still runs) */
+    bool body_error;         /* the fill failed mid-body: end the response with an error */
+} dc_request_t;
+
+void dc_request_ref(dc_request_t *r);
+void dc_request_unref(dc_request_t *r);
+
+/* Add a response header, copying name and value into the request pool. */
+void dc_request_add_header(dc_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen);
+/* JSON error answer (records X-Cache "-" when nothing else was recorded). */
+void dc_request_respond_error(dc_request_t *r, int status, const char *message);
+
+/* passthrough.c: forward the request as is, stream the answer, never store. */
+void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cache_status);
+
+/* serve.c */
+/* Answer from a complete entry: 304 on a matching If-None-Match, HEAD without body. */
+void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status);
+/* Start a response whose body is still being appended to `body` by the fill this leader follows. */
+void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f, dc_shared_body_t *body,
+                           const char *x_cache, const char *cache_status);
+/* The fill appended bytes (or finished: end = final length, error = it failed). */
+void dc_serve_follow_pump(dc_request_t *r);
+void dc_serve_follow_end(dc_request_t *r, bool error);
+/* The generator callbacks for both output modes. */
+void dc_out_proceed(h2o_generator_t *gen, h2o_req_t *req);
+void dc_out_stop(h2o_generator_t *gen, h2o_req_t *req);
+
+/* fill.c: the leader's fetch that fills the cache for a key. `client` may be NULL (background
+ * refresh). Takes over `flight`; `stale` (may be NULL) is borrowed (the fill takes its own ref). */
+void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
+                   const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
+                   dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers);
+/* The leader's client is gone. */
+void dc_fill_detach(struct dc_fill *fill, dc_request_t *r);
+/* Bytes the leader has confirmed sent (lets a pass-mode fill drop them and resume). */
+void dc_fill_client_progress(struct dc_fill *fill);
+
+/* Shared with fill.c: upstream URL and request headers for this request (pool memory). */
+const char *dc_request_upstream_url(dc_request_t *r);
+const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache);
+/* Record the outcome of a fetch in metrics and upstream health. */
+void dc_request_record_upstream(dc_worker_t *w, dc_upstream_rt_t *up_rt, dc_fetch_t *f, int err);
+
+#endif

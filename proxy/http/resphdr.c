@@ -1,0 +1,110 @@
+#include "http/resphdr.h"
+#include "http/hop.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static bool is(const dc_fetch_header_t *h, const char *name)
+{
+    size_t l = strlen(name);
+    return h->name_len == l && memcmp(h->name, name, l) == 0;
+}
+
+bool dc_resphdr_forward(const dc_fetch_header_t *h, const char *conn, size_t conn_len)
+{
+    if (dc_hop_is_hop_by_hop(h->name, h->name_len))
+        return false;
+    if (conn != NULL && dc_hop_listed_in_connection(conn, conn_len, h->name, h->name_len))
+        return false;
+    return !(is(h, "content-length") || is(h, "date") || is(h, "server") || is(h, "via") || is(h, "age"));
+}
+
+bool dc_resphdr_store(const dc_fetch_header_t *h, const char *conn, size_t conn_len)
+{
+    if (!dc_resphdr_forward(h, conn, conn_len))
+        return false;
+    return !(is(h, "set-cookie") || is(h, "etag") || is(h, "x-cache") || is(h, "cache-status"));
+}
+
+const char *dc_resphdr_find(const dc_fetch_header_t *hs, size_t n, const char *name, size_t *len)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (is(&hs[i], name)) {
+            *len = hs[i].value_len;
+            return hs[i].value;
+        }
+    }
+    *len = 0;
+    return NULL;
+}
+
+static int64_t parse_delta(const char *v, size_t len)
+{
+    int64_t n = 0;
+    size_t i = 0;
+    while (i < len && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    if (i == len || v[i] < '0' || v[i] > '9')
+        return -1;
+    for (; i < len && v[i] >= '0' && v[i] <= '9'; i++) {
+        n = n * 10 + (v[i] - '0');
+        if (n > 2147483648LL)
+            n = 2147483648LL;
+    }
+    return n;
+}
+
+/* Does a Vary value name anything other than Accept-Encoding? (Vary: * is reported separately.) */
+static void scan_vary(const char *v, size_t len, bool *star, bool *other)
+{
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e == s)
+            continue;
+        if (e - s == 1 && v[s] == '*')
+            *star = true;
+        else if (!(e - s == 15 && strncasecmp(v + s, "accept-encoding", 15) == 0))
+            *other = true;
+    }
+}
+
+void dc_resphdr_policy_view(int status, const dc_fetch_header_t *hs, size_t n, dc_policy_response_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->status = status;
+    dc_cc_init(&out->cc);
+    out->expires_s = -1;
+    out->date_s = -1;
+    out->age_s = -1;
+    out->complete = true;
+    for (size_t i = 0; i < n; i++) {
+        const dc_fetch_header_t *h = &hs[i];
+        if (is(h, "cache-control")) {
+            out->has_cc = true;
+            dc_cc_parse(h->value, h->value_len, &out->cc);
+        } else if (is(h, "pragma")) {
+            if (h->value_len >= 8 && strncasecmp(h->value, "no-cache", 8) == 0)
+                out->pragma_no_cache = true;
+        } else if (is(h, "expires")) {
+            int64_t t = dc_http_date_parse(h->value, h->value_len);
+            out->expires_s = t >= 0 ? t : -2;
+        } else if (is(h, "date")) {
+            out->date_s = dc_http_date_parse(h->value, h->value_len);
+        } else if (is(h, "age")) {
+            out->age_s = parse_delta(h->value, h->value_len);
+        } else if (is(h, "set-cookie")) {
+            out->has_set_cookie = true;
+        } else if (is(h, "vary")) {
+            scan_vary(h->value, h->value_len, &out->vary_star, &out->vary_other);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+/*
+ * Answers whose body comes from dexcache's memory: a complete cache entry (hits, collapsed
+ * waiters, stale copies), or the body a leader's fill is still appending to. Bodies are sent from
+ * the entry's chunks without copying; the request holds a reference to the body (and entry) until
+ * it is disposed, so eviction under a slow client is safe.
+ */
+#include "core/error.h"
+#include "core/time.h"
+#include "http/request.h"
+#include "http/resphdr.h"
+#include "http/respond.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_SPANS 64
+
+void dc__pass_proceed(dc_request_t *r);
+
+/* Send the next part of r->body (or finish). May complete the request: callers hold a reference. */
+static void body_pump(dc_request_t *r)
+{
+    if (r->send_inflight || r->final_sent || r->req == NULL)
+        return;
+    size_t have = r->body->body.len;
+    size_t end = r->body_end != SIZE_MAX ? r->body_end : have;
+    bool complete = r->body_end != SIZE_MAX;
+    h2o_send_state_t final = r->body_error ? H2O_SEND_STATE_ERROR : H2O_SEND_STATE_FINAL;
+    if (r->is_head) {
+        if (complete) {
+            r->final_sent = true;
+            h2o_send(r->req, NULL, 0, final);
+        }
+        return;
+    }
+    if (r->sent < end) {
+        const char *bases[MAX_SPANS];
+        size_t lens[MAX_SPANS];
+        size_t n = dc_body_spans(&r->body->body, r->sent, end - r->sent, bases, lens, MAX_SPANS);
+        h2o_iovec_t iov[MAX_SPANS];
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+            iov[i] = h2o_iovec_init(bases[i], lens[i]);
+            total += lens[i];
+        }
+        r->sent += total;
+        bool last = complete && r->sent == end;
+        if (last)
+            r->final_sent = true;
+        else
+            r->send_inflight = true;
+        h2o_send(r->req, iov, n, last ? final : H2O_SEND_STATE_IN_PROGRESS);
+        return;
+    }
+    if (complete) {
+        r->final_sent = true;
+        h2o_send(r->req, NULL, 0, final);
+    }
+}
+
+void dc_out_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    dc_request_t *r = H2O_STRUCT_FROM_MEMBER(dc_request_t, generator, gen);
+    DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
+    if (r->out == DC_OUT_PASS) {
+        dc__pass_proceed(r);
+        return;
+    }
+    r->send_inflight = false;
+    r->acked = r->sent;
+    dc_request_ref(r);
+    if (r->fill != NULL)
+        dc_fill_client_progress(r->fill);
+    body_pump(r);
+    dc_request_unref(r);
+}
+
+void dc_out_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    dc_request_t *r = H2O_STRUCT_FROM_MEMBER(dc_request_t, generator, gen);
+    DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
+    if (r->fetch != NULL) {
+        dc_fetch_abort(r->fetch);
+        r->fetch = NULL;
+    }
+    if (r->fill != NULL) {
+        struct dc_fill *fill = r->fill;
+        r->fill = NULL;
+        dc_fill_detach(fill, r);
+    }
+}
+
+/* Does an If-None-Match value match our strong ETag? (weak comparison, RFC 9110 13.1.2) */
+static bool etag_matches(const char *v, size_t len, const char *etag, size_t etag_len)
+{
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        if (i < len && v[i] == '*')
+            return true;
+        if (i + 2 <= len && v[i] == 'W' && v[i + 1] == '/')
+            i += 2;
+        size_t s = i;
+        if (i < len && v[i] == '"') {
+            i++;
+            while (i < len && v[i] != '"')
+                i++;
+            if (i < len)
+                i++;
+        } else {
+            while (i < len && v[i] != ',')
+                i++;
+        }
+        if (i - s == etag_len && memcmp(v + s, etag, etag_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void add_common(dc_request_t *r, const char *x_cache, const char *cache_status, bool via)
+{
+    r->x_cache = x_cache;
+    if (via)
+        dc_request_add_header(r, H2O_STRLIT("via"), H2O_STRLIT("1.1 dexcache"));
+    dc_request_add_header(r, H2O_STRLIT("x-cache"), x_cache, strlen(x_cache));
+    dc_request_add_header(r, H2O_STRLIT("cache-status"), cache_status, strlen(cache_status));
+    dc_request_add_header(r, H2O_STRLIT("x-request-id"), r->request_id, strlen(r->request_id));
+}
+
+void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status)
+{
+    h2o_req_t *req = r->req;
+    DC_ASSERT(!e->is_pass && e->body != NULL);
+    /* the request keeps the entry (header strings) and body alive until it is disposed */
+    dc_cache_entry_t *prev = r->entry;
+    r->entry = dc_cache_entry_ref(e);
+    dc_cache_entry_release(prev);
+    dc_shared_body_release(r->body);
+    r->body = dc_shared_body_ref(e->body);
+    r->body_end = e->body->body.len;
+    r->sent = r->acked = 0;
+
+    req->res.status = e->status;
+    req->res.reason = dc_http_reason(e->status);
+    for (size_t i = 0; i < e->nheaders; i++) {
+        const dc_cache_hdr_t *h = &e->headers[i];
+        if (h->token != NULL)
+            h2o_add_header(&req->pool, &req->res.headers, h->token, NULL, h->value, h->value_len);
+        else
+            h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 0, NULL, h->value,
+                                  h->value_len);
+    }
+    if (e->etag_len > 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, e->etag, e->etag_len);
+    uint64_t now = dc_now_wall_ms();
+    uint64_t age = (now > e->stored_at_ms ? (now - e->stored_at_ms) / 1000 : 0) + e->origin_age_s;
+    char agebuf[24];
+    int al = snprintf(agebuf, sizeof(agebuf), "%llu", (unsigned long long)age);
+    dc_request_add_header(r, H2O_STRLIT("age"), agebuf, (size_t)al);
+    add_common(r, x_cache, cache_status, true);
+
+    ssize_t inm = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
+    bool not_modified = inm >= 0 && e->etag_len > 0 && e->status == 200 &&
+                        etag_matches(req->headers.entries[inm].value.base, req->headers.entries[inm].value.len,
+                                     e->etag, e->etag_len);
+    r->out = DC_OUT_BODY;
+    r->generator.proceed = dc_out_proceed;
+    r->generator.stop = dc_out_stop;
+    if (not_modified) {
+        req->res.status = 304;
+        req->res.reason = dc_http_reason(304);
+        req->res.content_length = SIZE_MAX;
+        r->body_end = 0;
+        r->is_head = true; /* no body */
+    } else if (e->status == 204) {
+        req->res.content_length = SIZE_MAX;
+    } else {
+        req->res.content_length = e->body->body.len;
+    }
+    h2o_start_response(req, &r->generator);
+    dc_request_ref(r);
+    body_pump(r);
+    dc_request_unref(r);
+}
+
+void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f, dc_shared_body_t *body,
+                           const char *x_cache, const char *cache_status)
+{
+    h2o_req_t *req = r->req;
+    int status = dc_fetch_status(f);
+    r->upstream_us = dc_fetch_head_us(f);
+    req->res.status = status;
+    const char *reason = dc_fetch_reason(f);
+    req->res.reason = reason[0] ? h2o_strdup(&req->pool, reason, strlen(reason)).base : dc_http_reason(status);
+    size_t n, conn_len, via_len;
+    const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
+    const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
+    const char *via = dc_resphdr_find(hs, n, "via", &via_len);
+    for (size_t i = 0; i < n; i++)
+        if (dc_resphdr_forward(&hs[i], conn, conn_len) && !(hs[i].name_len == 4 && memcmp(hs[i].name, "etag", 4) == 0))
+            dc_request_add_header(r, hs[i].name, hs[i].name_len, hs[i].value, hs[i].value_len);
+    char tmp[512];
+    int tl = via ? snprintf(tmp, sizeof(tmp), "%.*s, 1.1 dexcache", (int)(via_len > 400 ? 400 : via_len), via)
+                 : snprintf(tmp, sizeof(tmp), "1.1 dexcache");
+    dc_request_add_header(r, H2O_STRLIT("via"), tmp, (size_t)tl);
+    add_common(r, x_cache, cache_status, false);
+    tl = snprintf(tmp, sizeof(tmp), "upstream;dur=%.1f", (double)r->upstream_us / 1000.0);
+    dc_request_add_header(r, H2O_STRLIT("server-timing"), tmp, (size_t)tl);
+    int64_t cl = dc_fetch_content_length(f);
+    if (r->is_head)
+        req->res.content_length = cl >= 0 ? (size_t)cl : 0;
+    else
+        req->res.content_length = cl >= 0 ? (size_t)cl : SIZE_MAX;
+    if (status == 204 || status == 304)
+        req->res.content_length = SIZE_MAX;
+    r->body = dc_shared_body_ref(body);
+    r->fill = fill;
+    r->body_end = SIZE_MAX;
+    r->sent = r->acked = 0;
+    r->out = DC_OUT_BODY;
+    r->generator.proceed = dc_out_proceed;
+    r->generator.stop = dc_out_stop;
+    h2o_start_response(req, &r->generator);
+    dc_request_ref(r);
+    body_pump(r);
+    dc_request_unref(r);
+}
+
+void dc_serve_follow_pump(dc_request_t *r)
+{
+    dc_request_ref(r);
+    body_pump(r);
+    dc_request_unref(r);
+}
+
+void dc_serve_follow_end(dc_request_t *r, bool error)
+{
+    r->fill = NULL;
+    r->body_end = r->body->body.len;
+    r->body_error = error;
+    dc_request_ref(r);
+    body_pump(r);
+    dc_request_unref(r);
+}

@@ -1,0 +1,184 @@
+#include "inflight/inflight.h"
+#include "core/error.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NSHARDS 64
+#define NBUCKETS 256 /* per shard; flights are few at any moment */
+#define FLIGHT_MAGIC 0x464c4754u /* "FLGT" */
+
+enum { W_WAITING = 1, W_POSTED = 2, W_DONE = 3 };
+
+struct dc_flight {
+    uint32_t magic;
+    uint64_t hash;
+    char *key;
+    size_t key_len;
+    dc_flight_t *next;
+    dc_waiter_t *waiters;
+    size_t nwaiters;
+    unsigned shard;
+};
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    dc_flight_t *buckets[NBUCKETS];
+} shard_t;
+
+struct dc_inflight {
+    shard_t shards[NSHARDS];
+    dc_inflight_post_fn post;
+    _Atomic size_t count;
+};
+
+dc_inflight_t *dc_inflight_create(dc_inflight_post_fn post)
+{
+    dc_inflight_t *t = dc_calloc(1, sizeof(*t));
+    for (int i = 0; i < NSHARDS; i++)
+        pthread_mutex_init(&t->shards[i].lock, NULL);
+    t->post = post;
+    return t;
+}
+
+void dc_inflight_destroy(dc_inflight_t *t)
+{
+    if (t == NULL)
+        return;
+    for (int i = 0; i < NSHARDS; i++)
+        pthread_mutex_destroy(&t->shards[i].lock);
+    free(t);
+}
+
+static dc_flight_t **bucket(shard_t *s, uint64_t hash)
+{
+    return &s->buckets[(hash >> 24) % NBUCKETS];
+}
+
+dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t len, uint64_t hash, dc_waiter_t *w,
+                                    dc_flight_t **flight)
+{
+    unsigned si = (unsigned)(hash % NSHARDS);
+    shard_t *s = &t->shards[si];
+    pthread_mutex_lock(&s->lock);
+    dc_flight_t *f;
+    for (f = *bucket(s, hash); f != NULL; f = f->next)
+        if (f->hash == hash && f->key_len == len && memcmp(f->key, key, len) == 0)
+            break;
+    if (f != NULL) {
+        if (w != NULL) {
+            w->state = W_WAITING;
+            w->cancelled = false;
+            w->flight = f;
+            w->shard = si;
+            w->next = f->waiters;
+            f->waiters = w;
+            f->nwaiters++;
+        }
+        pthread_mutex_unlock(&s->lock);
+        return DC_INFLIGHT_JOINED;
+    }
+    f = dc_calloc(1, sizeof(*f));
+    f->magic = FLIGHT_MAGIC;
+    f->hash = hash;
+    f->key = dc_strndup(key, len);
+    f->key_len = len;
+    f->shard = si;
+    f->next = *bucket(s, hash);
+    *bucket(s, hash) = f;
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add(&t->count, 1);
+    *flight = f;
+    return DC_INFLIGHT_LEADER;
+}
+
+size_t dc_inflight_waiters(dc_inflight_t *t, dc_flight_t *f)
+{
+    shard_t *s = &t->shards[f->shard];
+    pthread_mutex_lock(&s->lock);
+    size_t n = f->nwaiters;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static void run_waiter_msg(dc_msg_t *m)
+{
+    dc_waiter_t *w = (dc_waiter_t *)((char *)m - offsetof(dc_waiter_t, msg));
+    w->state = W_DONE;
+    if (!w->cancelled) {
+        w->on_result(w, &w->result);
+    } else if (w->result.entry != NULL) {
+        dc_cache_entry_release(w->result.entry);
+    }
+    w->result.entry = NULL;
+    w->on_release(w);
+}
+
+void dc_inflight_finish(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result_t *res)
+{
+    DC_CHECK_MAGIC(f, FLIGHT_MAGIC);
+    shard_t *s = &t->shards[f->shard];
+    pthread_mutex_lock(&s->lock);
+    dc_flight_t **pp = bucket(s, f->hash);
+    while (*pp != f)
+        pp = &(*pp)->next;
+    *pp = f->next;
+    dc_waiter_t *list = f->waiters;
+    for (dc_waiter_t *w = list; w != NULL; w = w->next)
+        w->state = W_POSTED; /* from here on, cancel cannot take it back */
+    f->waiters = NULL;
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_sub(&t->count, 1);
+
+    while (list != NULL) {
+        dc_waiter_t *w = list;
+        list = w->next;
+        w->next = NULL;
+        w->result = *res;
+        if (res->entry != NULL)
+            dc_cache_entry_ref(res->entry);
+        w->msg.run = run_waiter_msg;
+        w->msg.next = NULL;
+        t->post(w->target, &w->msg);
+    }
+    free(f->key);
+    f->magic = 0;
+    free(f);
+}
+
+bool dc_inflight_cancel(dc_inflight_t *t, dc_waiter_t *w)
+{
+    /* w->state is only changed under the shard lock (join, finish, here) until the message runs on
+     * this same thread, so reading it under the lock is enough; w->flight is valid while WAITING
+     * because finish marks every waiter POSTED under this lock before freeing the flight */
+    shard_t *s = &t->shards[w->shard];
+    bool removed = false;
+    pthread_mutex_lock(&s->lock);
+    if (w->state == W_WAITING) {
+        dc_flight_t *f = w->flight;
+        dc_waiter_t **pp = &f->waiters;
+        while (*pp != NULL && *pp != w)
+            pp = &(*pp)->next;
+        DC_ASSERT(*pp == w);
+        *pp = w->next;
+        f->nwaiters--;
+        w->state = W_DONE;
+        w->flight = NULL;
+        removed = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (removed) {
+        w->on_release(w);
+        return true;
+    }
+    /* already posted: the message sees the flag and releases */
+    w->cancelled = true;
+    return false;
+}
+
+size_t dc_inflight_count(dc_inflight_t *t)
+{
+    return atomic_load(&t->count);
+}

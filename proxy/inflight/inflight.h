@@ -1,0 +1,92 @@
+/*
+ * The in-flight table: at most one upstream fetch per cache key across all worker threads.
+ *
+ * The first request to miss a key becomes the leader (dc_inflight_join returns LEADER and a
+ * flight); later requests for the key, on any thread, join as waiters. The leader's fetch calls
+ * dc_inflight_finish() exactly once with the outcome; every waiter then gets it on its own worker
+ * thread, through a message, in its on_result callback.
+ *
+ * Waiter lifecycle (all on the waiter's worker thread except the shard-locked hand-off):
+ *   WAITING  (in the flight's list)      -- finish -->  POSTED (message queued to its worker)
+ *   POSTED   -- message runs -->  on_result (unless cancelled), then on_release
+ *   dc_inflight_cancel(): WAITING -> removed, on_release runs now, returns true;
+ *                         POSTED  -> marked cancelled, on_release runs when the message does,
+ *                                    returns false (the result was already on its way).
+ * The waiter struct is owned by the caller, who must keep it alive until on_release.
+ */
+#ifndef DC_INFLIGHT_INFLIGHT_H
+#define DC_INFLIGHT_INFLIGHT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/store.h"
+#include "core/mailbox.h"
+
+typedef struct dc_inflight dc_inflight_t;
+typedef struct dc_flight dc_flight_t;
+typedef struct dc_waiter dc_waiter_t;
+
+typedef enum {
+    DC_FLIGHT_ENTRY = 0, /* serve `entry` (stored now, or a stale copy because the origin failed) */
+    DC_FLIGHT_PASS,      /* the answer is not shareable: go to the origin yourself */
+    DC_FLIGHT_ERROR,     /* the origin failed and nothing can be served: answer `status` */
+} dc_flight_outcome_t;
+
+typedef struct dc_flight_result {
+    dc_flight_outcome_t outcome;
+    dc_cache_entry_t *entry; /* ENTRY: a reference owned by the receiver */
+    bool stale;              /* ENTRY served stale because the origin failed */
+    bool shared_only;        /* ENTRY is the leader's answer, shared with waiters but not stored */
+    int fwd_status;          /* what the origin answered (0 = no answer), for Cache-Status */
+    int status;              /* ERROR: status to answer (502, 504) */
+    const char *message;     /* ERROR: static message */
+} dc_flight_result_t;
+
+/* Posts a message to a worker thread (provided by the server; `target` is opaque here). */
+typedef void (*dc_inflight_post_fn)(void *target, dc_msg_t *msg);
+
+struct dc_waiter {
+    /* set by the caller before dc_inflight_join */
+    void (*on_result)(dc_waiter_t *w, dc_flight_result_t *res); /* takes over res->entry */
+    void (*on_release)(dc_waiter_t *w);
+    void *target;                                               /* the waiter's worker */
+    void *data;
+    /* private */
+    dc_msg_t msg;
+    dc_waiter_t *next;
+    dc_flight_t *flight; /* valid while state is WAITING (checked under the shard lock) */
+    unsigned shard;
+    int state;
+    bool cancelled;
+    dc_flight_result_t result;
+};
+
+typedef enum { DC_INFLIGHT_LEADER = 0, DC_INFLIGHT_JOINED = 1 } dc_inflight_role_t;
+
+dc_inflight_t *dc_inflight_create(dc_inflight_post_fn post);
+void dc_inflight_destroy(dc_inflight_t *t);
+
+/*
+ * Lead or join the fetch for `key`. LEADER: *flight is set and `w` is not used; the caller must
+ * eventually call dc_inflight_finish(*flight). JOINED: `w` is queued.
+ * `w` may be NULL to only test-and-lead (background refresh): then JOINED means someone else is
+ * already fetching and nothing is queued.
+ */
+dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t len, uint64_t hash, dc_waiter_t *w,
+                                    dc_flight_t **flight);
+/* Number of waiters queued right now on a flight (for Cache-Status "collapsed" on the leader). */
+size_t dc_inflight_waiters(dc_inflight_t *t, dc_flight_t *f);
+
+/* Hand `res` to every waiter and free the flight. res->entry (may be NULL) stays the caller's:
+ * each waiter receives its own reference. Callable from any thread. */
+void dc_inflight_finish(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result_t *res);
+
+/* See the lifecycle above. Call on the waiter's worker thread. */
+bool dc_inflight_cancel(dc_inflight_t *t, dc_waiter_t *w);
+
+/* Number of keys being fetched now. */
+size_t dc_inflight_count(dc_inflight_t *t);
+
+#endif
