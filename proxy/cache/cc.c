@@ -320,7 +320,8 @@ static int64_t to_epoch(int y, int m, int d, int h, int mi, int s)
     static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (y < 1970 || d < 1 || d > mdays[m - 1] + (m == 2 && is_leap(y)) || h > 23 || mi > 59 || s > 60)
         return -1;
-    return days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60 + s;
+    int64_t t = days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60 + s;
+    return t <= DATE_MAX ? t : -1; /* 9999-12-31 23:59:60 would leave the range the formatter covers */
 }
 
 /* IMF-fixdate = day-name "," SP 2DIGIT SP month SP 4DIGIT SP time-of-day SP "GMT" */

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/time.h"
+#include "http/cdn.h"
 #include "http/request.h"
 #include "http/resphdr.h"
 
@@ -157,6 +158,8 @@ static const char *leader_cache_status(dc_fill_t *fill, int status, h2o_mem_pool
     else if (fill->mode == FILL_SHARE)
         snprintf(buf, sizeof(buf), "dexcache; fwd=%s; fwd-status=%d; detail=%s", fwd, status,
                  dc_policy_verdict_name(fill->decision.verdict));
+    else if (fill->decision.verdict == DC_POLICY_STORE)
+        snprintf(buf, sizeof(buf), "dexcache; fwd=%s; detail=too-big", fwd); /* over cache.max_object */
     else
         snprintf(buf, sizeof(buf), "dexcache; fwd=%s; detail=%s", fwd, dc_policy_verdict_name(fill->decision.verdict));
     return h2o_strdup(pool, buf, strlen(buf)).base;
@@ -214,7 +217,15 @@ static void on_head(void *data, dc_fetch_t *f)
     if (fill->client != NULL && fill->client->req != NULL) {
         dc_request_t *r = fill->client;
         r->attempts = dc_fetch_attempts(f);
-        dc_serve_follow_start(r, fill, f, fill->sb, "MISS", leader_cache_status(fill, status, &r->req->pool));
+        dc_cdn_headers_t cdn;
+        bool with_cdn = fill->route->cdn.enabled && fill->mode == FILL_STORE;
+        if (with_cdn)
+            dc_cdn_headers_build(&fill->route->cdn, fill->rule, fill->decision.negative,
+                                 (const char *const *)fill->tags, fill->ntags, &cdn);
+        dc_serve_follow_start(r, fill, f, fill->sb, "MISS", leader_cache_status(fill, status, &r->req->pool),
+                              with_cdn ? &cdn : NULL);
+        if (with_cdn)
+            dc_cdn_headers_dispose(&cdn);
     } else if (fill->mode == FILL_PASS) {
         /* nobody needs these bytes */
         fill->client = NULL;
@@ -259,11 +270,18 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
     size_t n, conn_len;
     const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
     const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
-    dc_cache_hdr_t *kept = dc_calloc(n ? n : 1, sizeof(*kept));
+    bool with_cdn = fill->route->cdn.enabled;
+    dc_cdn_headers_t cdn;
+    if (with_cdn)
+        dc_cdn_headers_build(&fill->route->cdn, fill->rule, fill->decision.negative, (const char *const *)fill->tags,
+                             fill->ntags, &cdn);
+    dc_cache_hdr_t *kept = dc_calloc(n + 4, sizeof(*kept));
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!dc_resphdr_store(&hs[i], conn, conn_len))
             continue;
+        if (with_cdn && hs[i].name_len == 13 && memcmp(hs[i].name, "cache-control", 13) == 0)
+            continue; /* replaced by the route's CDN policy */
         kept[k].token = h2o_lookup_token(hs[i].name, hs[i].name_len);
         kept[k].name = hs[i].name;
         kept[k].name_len = hs[i].name_len;
@@ -271,10 +289,26 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
         kept[k].value_len = hs[i].value_len;
         k++;
     }
+    if (with_cdn) {
+        const char *names[4] = {"cache-control", "cdn-cache-control", "surrogate-key", "cache-tag"};
+        const char *values[4] = {cdn.cache_control, cdn.cdn_cache_control, cdn.surrogate_key, cdn.cache_tag};
+        for (int i = 0; i < 4; i++) {
+            if (values[i][0] == '\0')
+                continue;
+            kept[k].name = names[i];
+            kept[k].name_len = strlen(names[i]);
+            kept[k].token = h2o_lookup_token(names[i], kept[k].name_len);
+            kept[k].value = values[i];
+            kept[k].value_len = strlen(values[i]);
+            k++;
+        }
+    }
     dc_cache_entry_t *e = dc_cache_entry_create(fill->key, fill->key_len, dc_fetch_status(f), kept, k,
                                                 (const char *const *)fill->tags, fill->ntags,
                                                 dc_shared_body_ref(fill->sb));
     free(kept);
+    if (with_cdn)
+        dc_cdn_headers_dispose(&cdn);
     unsigned char digest[32];
     mbedtls_sha256_finish_ret(&fill->sha, digest);
     static const char hex[] = "0123456789abcdef";

@@ -107,8 +107,10 @@ void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cach
 /* Answer from a complete entry: 304 on a matching If-None-Match, HEAD without body. */
 void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status);
 /* Start a response whose body is still being appended to `body` by the fill this leader follows. */
+struct dc_cdn_headers;
+/* `cdn` (may be NULL): headers toward CDNs that replace the origin's Cache-Control. */
 void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f, dc_shared_body_t *body,
-                           const char *x_cache, const char *cache_status);
+                           const char *x_cache, const char *cache_status, const struct dc_cdn_headers *cdn);
 /* The fill appended bytes (or finished: end = final length, error = it failed). */
 void dc_serve_follow_pump(dc_request_t *r);
 void dc_serve_follow_end(dc_request_t *r, bool error);

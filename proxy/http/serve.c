@@ -6,6 +6,7 @@
  */
 #include "core/error.h"
 #include "core/time.h"
+#include "http/cdn.h"
 #include "http/request.h"
 #include "http/resphdr.h"
 #include "http/respond.h"
@@ -184,8 +185,20 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
     dc_request_unref(r);
 }
 
+static void add_cdn(dc_request_t *r, const dc_cdn_headers_t *cdn)
+{
+    dc_request_add_header(r, H2O_STRLIT("cache-control"), cdn->cache_control, strlen(cdn->cache_control));
+    if (cdn->cdn_cache_control[0])
+        dc_request_add_header(r, H2O_STRLIT("cdn-cache-control"), cdn->cdn_cache_control,
+                              strlen(cdn->cdn_cache_control));
+    if (cdn->surrogate_key[0]) {
+        dc_request_add_header(r, H2O_STRLIT("surrogate-key"), cdn->surrogate_key, strlen(cdn->surrogate_key));
+        dc_request_add_header(r, H2O_STRLIT("cache-tag"), cdn->cache_tag, strlen(cdn->cache_tag));
+    }
+}
+
 void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f, dc_shared_body_t *body,
-                           const char *x_cache, const char *cache_status)
+                           const char *x_cache, const char *cache_status, const dc_cdn_headers_t *cdn)
 {
     h2o_req_t *req = r->req;
     int status = dc_fetch_status(f);
@@ -197,9 +210,15 @@ void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f,
     const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
     const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
     const char *via = dc_resphdr_find(hs, n, "via", &via_len);
-    for (size_t i = 0; i < n; i++)
-        if (dc_resphdr_forward(&hs[i], conn, conn_len) && !(hs[i].name_len == 4 && memcmp(hs[i].name, "etag", 4) == 0))
-            dc_request_add_header(r, hs[i].name, hs[i].name_len, hs[i].value, hs[i].value_len);
+    for (size_t i = 0; i < n; i++) {
+        if (!dc_resphdr_forward(&hs[i], conn, conn_len) || (hs[i].name_len == 4 && memcmp(hs[i].name, "etag", 4) == 0))
+            continue;
+        if (cdn != NULL && hs[i].name_len == 13 && memcmp(hs[i].name, "cache-control", 13) == 0)
+            continue;
+        dc_request_add_header(r, hs[i].name, hs[i].name_len, hs[i].value, hs[i].value_len);
+    }
+    if (cdn != NULL)
+        add_cdn(r, cdn);
     char tmp[512];
     int tl = via ? snprintf(tmp, sizeof(tmp), "%.*s, 1.1 dexcache", (int)(via_len > 400 ? 400 : via_len), via)
                  : snprintf(tmp, sizeof(tmp), "1.1 dexcache");

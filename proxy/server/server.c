@@ -55,8 +55,6 @@ static void warn_unbuilt_features(const dc_config_t *cfg)
             dc_log_warn("routes %s: batch is accepted but not in this build yet", r->prefix);
         if (r->limit.enabled)
             dc_log_warn("routes %s: limit is accepted but per-client limits are not in this build yet", r->prefix);
-        if (r->cdn.enabled)
-            dc_log_warn("routes %s: cdn headers are accepted but not in this build yet", r->prefix);
     }
     for (size_t i = 0; i < cfg->nupstreams; i++)
         if (cfg->upstreams[i].nrates > 0)

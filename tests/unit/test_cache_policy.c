@@ -389,6 +389,8 @@ static void test_date_truncations(void **state)
 static void test_date_leap_second(void **state)
 {
     assert_int_equal(date_of("Sat, 31 Dec 2016 23:59:60 GMT"), date_of("Sun, 01 Jan 2017 00:00:00 GMT"));
+    /* but not out of the supported range (found by the fuzzer) */
+    assert_int_equal(date_of("Fri, 31 Dec 9999 23:59:60 GMT"), -1);
 }
 
 static void test_date_format(void **state)
