@@ -460,7 +460,10 @@ static const dc__directive_t rule_rows[] = {
      .dflt = "ignore",
      .enum_names = client_no_cache_names,
      .enum_values = client_no_cache_values,
-     .doc = "what a client's Cache-Control: no-cache does"},
+     .doc = "what a client's Cache-Control: no-cache (or Pragma: no-cache, max-age=0) does. ignore: served "
+            "from cache anyway, because one client asking for a fresh copy on every call would spend the "
+            "shared upstream budget of all clients; revalidate: the request goes to the origin (collapsed "
+            "with others asking for the same key) and falls back to the cached copy if the origin fails"},
     R_BOOL("public", RULE, is_public, "false", "cache even requests that carry Authorization"),
 };
 

@@ -313,7 +313,19 @@ static void wait_for_flight(dc_request_t *r)
     r->wait_timer = wt;
 }
 
-/* Returns true when the request was handled on the cache path. */
+/* Refresh-ahead: once `prefetch` of an entry's lifetime has passed (plus a per-key jitter of up to
+ * half of what is left, taken from the key hash so refreshes of many keys do not line up), a read
+ * starts a background refresh. Pure. */
+static bool prefetch_due(const dc_config_cache_rule_t *rule, const dc_cache_entry_t *e, uint64_t now)
+{
+    if (rule->prefetch <= 0.0 || e->fresh_until_ms <= e->stored_at_ms || e->negative)
+        return false;
+    double life = (double)(e->fresh_until_ms - e->stored_at_ms);
+    double jitter = (double)(e->hash % 1024) / 1024.0 * (1.0 - rule->prefetch) * 0.5;
+    return (double)(now - e->stored_at_ms) >= life * (rule->prefetch + jitter);
+}
+
+
 static void cache_path(dc_request_t *r)
 {
     h2o_req_t *req = r->req;
@@ -339,6 +351,8 @@ static void cache_path(dc_request_t *r)
             dc_counter_add(&m->cache_hits[r->route_metric], 1);
             long long ttl = (long long)((e->fresh_until_ms - now + 999) / 1000);
             dc_serve_entry(r, e, "HIT", fmt_status(r, "dexcache; hit; ttl=%lld", ttl));
+            if (prefetch_due(r->rule, e, now))
+                start_background_refresh(r, e); /* refresh-ahead: hot keys never go stale */
             dc_cache_entry_release(e);
             return;
         }

@@ -37,6 +37,14 @@ routes:
       - {{ path: /echo, ttl: 30s, ignore_params: [nonce] }}
       - {{ path: /bytes, ttl: 60s }}
       - {{ path: /swap, ttl: 30s }}
+  - prefix: /pre
+    upstream: jupiter
+    cache:
+      - {{ path: /, ttl: 2s, prefetch: 0.5 }}
+  - prefix: /rev
+    upstream: jupiter
+    cache:
+      - {{ path: /, ttl: 30s, stale_if_error: 30s, client_no_cache: revalidate }}
   - prefix: /sie
     upstream: jupiter
     cache:
@@ -413,3 +421,37 @@ def test_cache_metrics_and_health(proxy, clean):
     assert proxy.metric("dexcache_cache_hits_total", route="/jup") >= 1
     assert proxy.metric("dexcache_cache_misses_total", route="/jup") >= 1
     assert proxy.metric("dexcache_cache_entries") >= 1
+
+
+def test_refresh_ahead_keeps_hot_key_fresh(proxy, clean):
+    path = "/pre/echo?hot=1"
+    assert get(proxy, path).headers["x-cache"] == "MISS"
+    time.sleep(1.6)  # past 0.5 of the 2 s ttl plus the largest jitter (0.25)
+    assert get(proxy, path).headers["x-cache"] == "HIT"  # served, and a refresh starts behind it
+    assert wait_for(lambda: total(clean) == 2)
+    time.sleep(0.8)  # the original entry would be stale now; the refreshed one is not
+    r = get(proxy, path)
+    assert r.headers["x-cache"] == "HIT"
+    assert total(clean) == 2
+
+
+def test_client_no_cache_ignored_by_default(proxy, clean):
+    path = "/jup/echo?nc=1"
+    get(proxy, path)
+    for h in ({"Cache-Control": "no-cache"}, {"Pragma": "no-cache"}, {"Cache-Control": "max-age=0"}):
+        assert get(proxy, path, headers=h).headers["x-cache"] == "HIT"
+    assert total(clean) == 1
+
+
+def test_client_no_cache_revalidate(proxy, clean):
+    path = "/rev/echo?nc=1"
+    get(proxy, path)
+    r = get(proxy, path, headers={"Cache-Control": "no-cache"})
+    assert r.headers["x-cache"] == "MISS"
+    assert r.headers["cache-status"] == "dexcache; fwd=request; stored"
+    assert get(proxy, path).headers["x-cache"] == "HIT"
+    assert total(clean) == 2
+    clean.add_rule({"route": "/echo*", "status": 502, "every": 1})
+    r = get(proxy, path, headers={"Cache-Control": "no-cache"})
+    assert r.status_code == 200 and r.headers["x-cache"] == "STALE"
+    assert r.headers["cache-status"] == "dexcache; fwd=stale; fwd-status=502"
