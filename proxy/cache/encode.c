@@ -1,7 +1,6 @@
 #include "cache/encode.h"
 #include "core/error.h"
 
-#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,7 +344,7 @@ static int brotli_feed(BrotliEncoderState *b, sink_t *s, const char *p, size_t n
     size_t avail_in = n;
     for (;;) {
         bool done = op == BROTLI_OPERATION_FINISH ? BrotliEncoderIsFinished(b)
-                                                   : avail_in == 0 && !BrotliEncoderHasMoreOutput(b);
+                                                  : avail_in == 0 && !BrotliEncoderHasMoreOutput(b);
         if (done)
             return 0;
         uint8_t *next_out = (uint8_t *)s->buf + s->len;
@@ -365,7 +364,8 @@ static int encode_br(const dc_body_t *in, sink_t *s)
         return DC_EIO;
     uint32_t hint = in->len < ((size_t)1 << 30) ? (uint32_t)in->len : (uint32_t)1 << 30;
     int err = 0;
-    if (!BrotliEncoderSetParameter(b, BROTLI_PARAM_QUALITY, 5) || !BrotliEncoderSetParameter(b, BROTLI_PARAM_LGWIN, 22) ||
+    if (!BrotliEncoderSetParameter(b, BROTLI_PARAM_QUALITY, 5) ||
+        !BrotliEncoderSetParameter(b, BROTLI_PARAM_LGWIN, 22) ||
         !BrotliEncoderSetParameter(b, BROTLI_PARAM_MODE, BROTLI_MODE_TEXT) ||
         !BrotliEncoderSetParameter(b, BROTLI_PARAM_SIZE_HINT, hint))
         err = DC_EIO;
@@ -410,7 +410,7 @@ static int inflate_feed(z_stream *z, sink_t *s, const char *p, size_t n, size_t 
             z->next_out = (Bytef *)s->buf + s->len;
             z->avail_out = (uInt)(SCRATCH - s->len);
             *ret = inflate(z, Z_NO_FLUSH);
-            if (*ret == Z_BUF_ERROR) { /* no progress possible: needs more input */
+            if (*ret == Z_BUF_ERROR && z->avail_in == 0) { /* no progress possible: needs more input */
                 *ret = Z_OK;
                 break;
             }

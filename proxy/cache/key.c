@@ -116,10 +116,14 @@ static inline void put_bytes(wr_t *w, const char *p, size_t n)
     w->len += n;
 }
 
-/* Decode a raw query span and write it canonically encoded. Runs of unreserved bytes (the whole
- * of a typical mint or number) are copied at once. */
-static void put_recoded(wr_t *w, const char *p, size_t n)
+/* Decode a raw query span and write it canonically encoded. A `plain` span (all unreserved, see
+ * classify()) is its own canonical form; elsewhere runs of unreserved bytes are copied at once. */
+static void put_recoded(wr_t *w, const char *p, size_t n, bool plain)
 {
+    if (plain) {
+        put_bytes(w, p, n);
+        return;
+    }
     for (size_t i = 0; i < n;) {
         size_t run = i;
         while (run < n && cclass[(unsigned char)p[run]] == 1)
@@ -380,19 +384,14 @@ static void put_param(wr_t *w, const ctx_t *c, const span_t *p, const span_t *it
     if (p->set >= 0) {
         for (const char *s = c->opts->key_sets[p->set]; *s != '\0'; s++)
             put_enc(w, (unsigned char)*s);
-    } else if (p->nplain) {
-        put_bytes(w, c->q + p->off, p->len);
     } else {
-        put_recoded(w, c->q + p->off, p->len);
+        put_recoded(w, c->q + p->off, p->len, p->nplain);
     }
     if (!p->has_eq)
         return;
     put(w, '=');
     if (p->set < 0) {
-        if (p->vplain)
-            put_bytes(w, c->q + p->voff, p->vlen);
-        else
-            put_recoded(w, c->q + p->voff, p->vlen);
+        put_recoded(w, c->q + p->voff, p->vlen, p->vplain);
         return;
     }
     const span_t *prev = NULL;
@@ -402,10 +401,7 @@ static void put_param(wr_t *w, const ctx_t *c, const span_t *p, const span_t *it
             continue; /* empty item or duplicate */
         if (prev != NULL)
             put(w, ',');
-        if (it->nplain)
-            put_bytes(w, c->q + it->off, it->len);
-        else
-            put_recoded(w, c->q + it->off, it->len);
+        put_recoded(w, c->q + it->off, it->len, it->nplain);
         prev = it;
     }
 }

@@ -33,7 +33,7 @@
 /* How long a key whose answer was private stays hit-for-pass (requests skip collapsing). */
 #define PASS_MARKER_MS 10000
 
-typedef enum { FILL_HEAD_WAIT = 0, FILL_STORE, FILL_SHARE, FILL_PASS, FILL_DONE } fill_mode_t;
+typedef enum { FILL_HEAD_WAIT = 0, FILL_STORE, FILL_SHARE, FILL_PASS, FILL_REVALIDATED, FILL_DONE } fill_mode_t;
 
 typedef struct dc_fill {
     uint32_t magic;
@@ -186,6 +186,12 @@ static void on_head(void *data, dc_fetch_t *f)
         return;
     }
 
+    if (status == 304 && fill->stale != NULL) {
+        /* our copy is still good: on_done builds its successor (no body to wait for) */
+        fill->mode = FILL_REVALIDATED;
+        return;
+    }
+
     dc_policy_request_t preq = {.method_cacheable = true, .has_authorization = false, .client_no_cache = false};
     dc_policy_response_t pres;
     dc_resphdr_policy_view(status, hs, n, &pres);
@@ -240,6 +246,8 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
 {
     dc_fill_t *fill = data;
     DC_CHECK_MAGIC(fill, FILL_MAGIC);
+    if (fill->mode == FILL_REVALIDATED)
+        return 0; /* a 304 has no body; ignore anything a broken origin sends */
     if (fill->mode == FILL_STORE && fill->sb->body.len + len > dc_cache_max_object(fill->worker->cache)) {
         /* larger than any entry may be: stop sharing, keep streaming to the leader */
         fill->mode = FILL_PASS;
@@ -263,6 +271,78 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
     if (fill->client != NULL)
         dc_serve_follow_pump(fill->client);
     return 0;
+}
+
+/* An entry the origin can revalidate is worth keeping past its windows: a 304 is cheaper than a
+ * full answer. It stays one more lifetime (at least 10 s) after it stops being usable as is. */
+static uint64_t keep_until_with_validators(const dc_cache_entry_t *e, const dc_policy_decision_t *d)
+{
+    if (e->origin_etag == NULL && e->origin_last_modified == NULL)
+        return d->keep_until_ms;
+    uint64_t life = d->fresh_until_ms > e->stored_at_ms ? d->fresh_until_ms - e->stored_at_ms : 0;
+    uint64_t extra = life > 10000 ? life : 10000;
+    return d->keep_until_ms + extra;
+}
+
+/* Headers of a revalidated entry: the stored ones, replaced by same-named ones from the 304. */
+static dc_fetch_header_t *merge_304_headers(const dc_cache_entry_t *old, const dc_fetch_header_t *hs, size_t n,
+                                            size_t *out_n)
+{
+    size_t conn_len;
+    const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
+    dc_fetch_header_t *m = dc_calloc(old->nheaders + n + 1, sizeof(*m));
+    size_t k = 0;
+    for (size_t i = 0; i < old->nheaders; i++) {
+        const dc_cache_hdr_t *h = &old->headers[i];
+        bool replaced = false;
+        for (size_t j = 0; j < n && !replaced; j++)
+            replaced = hs[j].name_len == h->name_len && memcmp(hs[j].name, h->name, h->name_len) == 0 &&
+                       dc_resphdr_store(&hs[j], conn, conn_len);
+        if (!replaced)
+            m[k++] = (dc_fetch_header_t){(char *)h->name, h->name_len, (char *)h->value, h->value_len};
+    }
+    for (size_t j = 0; j < n; j++)
+        if (dc_resphdr_store(&hs[j], conn, conn_len) &&
+            !(hs[j].name_len == 14 && memcmp(hs[j].name, "content-length", 14) == 0))
+            m[k++] = hs[j];
+    *out_n = k;
+    return m;
+}
+
+/* The successor of fill->stale after a 304: same body (shared, not copied), merged headers,
+ * lifetimes decided again from them. */
+static dc_cache_entry_t *build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *f)
+{
+    const dc_cache_entry_t *old = fill->stale;
+    size_t n, mn;
+    const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
+    dc_fetch_header_t *m = merge_304_headers(old, hs, n, &mn);
+    uint64_t now = dc_now_wall_ms();
+    dc_policy_request_t preq = {.method_cacheable = true};
+    dc_policy_response_t pres;
+    dc_resphdr_policy_view(old->status, m, mn, &pres);
+    dc_policy_decide(fill->rule, &preq, &pres, now, &fill->decision);
+    dc_cache_hdr_t *kept = dc_calloc(mn ? mn : 1, sizeof(*kept));
+    for (size_t i = 0; i < mn; i++)
+        kept[i] = (dc_cache_hdr_t){h2o_lookup_token(m[i].name, m[i].name_len), m[i].name, m[i].name_len, m[i].value,
+                                   m[i].value_len};
+    dc_cache_entry_t *e = dc_cache_entry_create(fill->key, fill->key_len, old->status, kept, mn, old->tags,
+                                                old->ntags, dc_shared_body_ref(old->body));
+    free(kept);
+    free(m);
+    memcpy(e->etag, old->etag, sizeof(e->etag));
+    e->etag_len = old->etag_len;
+    const dc_policy_decision_t *d = &fill->decision;
+    e->stored_at_ms = now;
+    e->fresh_until_ms = d->fresh_until_ms;
+    e->swr_until_ms = d->swr_until_ms;
+    e->sie_until_ms = d->sie_until_ms;
+    e->keep_until_ms = keep_until_with_validators(e, d);
+    e->no_stale = d->no_stale;
+    e->negative = d->negative;
+    e->origin_age_s = d->origin_age_s;
+    e->route_metric = old->route_metric;
+    return e;
 }
 
 static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
@@ -325,7 +405,7 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
     e->fresh_until_ms = d->fresh_until_ms;
     e->swr_until_ms = d->swr_until_ms;
     e->sie_until_ms = d->sie_until_ms;
-    e->keep_until_ms = d->keep_until_ms;
+    e->keep_until_ms = keep_until_with_validators(e, d);
     e->no_stale = d->no_stale;
     e->negative = d->negative;
     e->origin_age_s = d->origin_age_s;
@@ -347,6 +427,35 @@ static void on_done(void *data, dc_fetch_t *f, int err)
         /* no answer at all: connect error, timeout, reset */
         finish_with_error(fill, err, 0);
         client_fallback(fill, err, 0);
+        fill_free(fill);
+        return;
+    }
+    if (fill->mode == FILL_REVALIDATED) {
+        if (err != 0) {
+            finish_with_error(fill, err, 0);
+            client_fallback(fill, err, 0);
+            fill_free(fill);
+            return;
+        }
+        dc_cache_entry_t *e = build_revalidated_entry(fill, f);
+        bool stored = fill->decision.verdict == DC_POLICY_STORE &&
+                      dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
+        if (stored)
+            dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored, .fwd_status = 304};
+        finish_flight(fill, &res);
+        if (fill->client != NULL) {
+            dc_request_t *r = fill->client;
+            fill->client = NULL;
+            r->fill = NULL;
+            if (r->req != NULL) {
+                dc_request_ref(r);
+                dc_serve_entry(r, e, "HIT",
+                               stored ? "dexcache; fwd=stale; fwd-status=304; stored" : "dexcache; fwd=stale; fwd-status=304");
+                dc_request_unref(r);
+            }
+        }
+        dc_cache_entry_release(e);
         fill_free(fill);
         return;
     }
@@ -436,11 +545,23 @@ void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, co
     if (client != NULL)
         client->fill = fill;
 
+    /* revalidate what we have when the origin gave validators */
+    size_t nh = 0;
+    while (headers[nh] != NULL)
+        nh++;
+    const char **hv = dc_calloc(nh + 3, sizeof(char *));
+    memcpy(hv, headers, nh * sizeof(char *));
+    char *inm = NULL, *ims = NULL;
+    if (stale != NULL && stale->origin_etag != NULL)
+        hv[nh++] = inm = dc_asprintf("If-None-Match: %s", stale->origin_etag);
+    else if (stale != NULL && stale->origin_last_modified != NULL)
+        hv[nh++] = ims = dc_asprintf("If-Modified-Since: %s", stale->origin_last_modified);
+
     const dc_config_upstream_t *up = route->upstream;
     dc_fetch_request_t fr = {0};
     fr.method = "GET";
     fr.url = url;
-    fr.headers = headers;
+    fr.headers = hv;
     fr.idempotent = true;
     fr.retries = up->retries;
     fr.retry_backoff_ms = up->retry_backoff_ms;
@@ -451,7 +572,10 @@ void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, co
     fr.keyring = &fill->up_rt->keyring;
     fr.key_header = up->key_header;
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
-    fill->fetch = dc_fetch_start(&w->curl, &fr, &cbs, fill);
+    fill->fetch = dc_fetch_start(&w->curl, &fr, &cbs, fill); /* copies the headers */
+    free(inm);
+    free(ims);
+    free(hv);
 }
 
 void dc_fill_detach(struct dc_fill *fill, dc_request_t *r)

@@ -364,10 +364,9 @@ static void cache_path(dc_request_t *r)
             dc_cache_entry_release(e);
             return;
         }
-        if (fr == DC_STALE_SIE)
-            r->stale = e; /* kept to fall back on if the origin fails */
-        else
-            dc_cache_entry_release(e);
+        /* kept to fall back on if the origin fails (inside stale-if-error) and for its validators
+         * (revalidation with If-None-Match / If-Modified-Since) */
+        r->stale = e;
     }
     /* miss: one fetch per key across all workers */
     r->waiter.on_result = on_wait_result;

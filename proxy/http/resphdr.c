@@ -24,7 +24,8 @@ bool dc_resphdr_store(const dc_fetch_header_t *h, const char *conn, size_t conn_
 {
     if (!dc_resphdr_forward(h, conn, conn_len))
         return false;
-    return !(is(h, "set-cookie") || is(h, "etag") || is(h, "x-cache") || is(h, "cache-status"));
+    /* the origin's ETag is kept as a validator for revalidation; clients get our own (serve.c) */
+    return !(is(h, "set-cookie") || is(h, "x-cache") || is(h, "cache-status"));
 }
 
 const char *dc_resphdr_find(const dc_fetch_header_t *hs, size_t n, const char *name, size_t *len)
@@ -92,11 +93,12 @@ void dc_resphdr_policy_view(int status, const dc_fetch_header_t *hs, size_t n, d
             out->has_cc = true;
             dc_cc_parse(h->value, h->value_len, &out->cc);
         } else if (is(h, "pragma")) {
-            if (h->value_len >= 8 && strncasecmp(h->value, "no-cache", 8) == 0)
+            if (dc_hop_listed_in_connection(h->value, h->value_len, "no-cache", 8)) /* a token in a list */
                 out->pragma_no_cache = true;
         } else if (is(h, "expires")) {
+            /* RFC 9111 5.3: several Expires, or an invalid one, mean "already expired" */
             int64_t t = dc_http_date_parse(h->value, h->value_len);
-            out->expires_s = t >= 0 ? t : -2;
+            out->expires_s = (t >= 0 && out->expires_s == -1) ? t : -2;
         } else if (is(h, "date")) {
             out->date_s = dc_http_date_parse(h->value, h->value_len);
         } else if (is(h, "age")) {

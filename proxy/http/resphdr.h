@@ -2,8 +2,8 @@
  * Which upstream response headers reach clients and which are stored in cache entries (pure).
  * Dropped: hop-by-hop headers and names listed in the response's Connection header, framing and
  * per-hop headers h2o or dexcache write themselves (Content-Length, Date, Server, Via, Age), and
- * for stored entries also Set-Cookie and the origin's ETag (clients get our strong ETag) and the
- * X-Cache/Cache-Status of any cache upstream of us.
+ * for stored entries also Set-Cookie and the X-Cache/Cache-Status of any cache upstream of us. The
+ * origin's ETag is stored (as the validator for revalidation) but never replayed: clients get ours.
  */
 #ifndef DC_HTTP_RESPHDR_H
 #define DC_HTTP_RESPHDR_H

@@ -146,6 +146,8 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
     req->res.reason = dc_http_reason(e->status);
     for (size_t i = 0; i < e->nheaders; i++) {
         const dc_cache_hdr_t *h = &e->headers[i];
+        if (h->token == H2O_TOKEN_ETAG)
+            continue; /* the origin's validator; clients get our strong ETag below */
         if (h->token != NULL)
             h2o_add_header(&req->pool, &req->res.headers, h->token, NULL, h->value, h->value_len);
         else

@@ -1030,6 +1030,14 @@ def h_respond(c):
     except ValueError:
         raise HttpError(400, {"error": "status must be an integer"})
     extra = [v for (k, v) in c.plist if k == "h" and ":" in v]
+    # conditional requests: 304 when If-None-Match names the ETag (or If-Modified-Since equals the
+    # Last-Modified) this answer carries, so revalidation can be tested
+    given = {h.split(":", 1)[0].strip().lower(): h.split(":", 1)[1].strip() for h in extra}
+    inm = c.req.hdict.get("if-none-match")
+    ims = c.req.hdict.get("if-modified-since")
+    if (inm is not None and "etag" in given and given["etag"] in [t.strip() for t in inm.split(",")]) or \
+            (ims is not None and inm is None and given.get("last-modified") == ims):
+        return 304, Raw(b""), extra
     return status, {"version": c.version, "key": c.key}, extra
 
 

@@ -455,3 +455,29 @@ def test_client_no_cache_revalidate(proxy, clean):
     r = get(proxy, path, headers={"Cache-Control": "no-cache"})
     assert r.status_code == 200 and r.headers["x-cache"] == "STALE"
     assert r.headers["cache-status"] == "dexcache; fwd=stale; fwd-status=502"
+
+
+def test_revalidation_with_etag_and_last_modified(proxy, clean):
+    path = "/jup/respond?h=ETag:%22v1%22&h=Cache-Control:max-age%3D1"
+    r1 = get(proxy, path)
+    assert r1.headers["x-cache"] == "MISS"
+    assert r1.headers.get("etag") is None  # the leader's answer streams before our digest is known
+    r2 = get(proxy, path)
+    ours = r2.headers["etag"]
+    assert ours != '"v1"'  # clients get dexcache's strong ETag, never the origin's
+    time.sleep(1.1)
+    r3 = get(proxy, path)
+    assert r3.status_code == 200
+    assert r3.headers["x-cache"] == "HIT"
+    assert r3.headers["cache-status"] == "dexcache; fwd=stale; fwd-status=304; stored"
+    assert r3.content == r1.content and r3.headers["etag"] == ours
+    reqs = clean.requests(0)
+    assert len(reqs) == 2 and reqs[1]["headers"].get("if-none-match") == '"v1"' and reqs[1]["status"] == 304
+    assert get(proxy, path).headers["cache-status"].startswith("dexcache; hit")
+    lm = "Wed, 21 Oct 2015 07:28:00 GMT"
+    path = "/jup/respond?h=Last-Modified:" + lm.replace(" ", "%20").replace(",", "%2C") + "&h=Cache-Control:max-age%3D1"
+    get(proxy, path)
+    time.sleep(1.1)
+    r = get(proxy, path)
+    assert r.headers["cache-status"] == "dexcache; fwd=stale; fwd-status=304; stored"
+    assert clean.requests(0)[-1]["headers"].get("if-modified-since") == lm
