@@ -2,7 +2,7 @@
  * h2o_bare: the ceiling for dexcache's hit path. A bare libh2o (libuv flavour) responder that answers
  * every request with one fixed body held in memory; 2 worker threads, one SO_REUSEPORT listener each.
  *   gcc -O2 -DH2O_USE_LIBUV=1 bench/h2o_bare.c -lh2o -luv -lssl -lcrypto -lz -lpthread -o h2o_bare
- *   h2o_bare PORT BODY_FILE [THREADS]
+ *   h2o_bare PORT BODY_FILE [THREADS [CONTENT_ENCODING]]   (prints "READY PORT" once listening)
  */
 #include <h2o.h>
 #include <netinet/in.h>
@@ -10,11 +10,13 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 static h2o_globalconf_t gconf;
 static h2o_iovec_t body;
 static int port;
+static const char *encoding;
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -23,6 +25,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     req->res.reason = "OK";
     req->res.content_length = body.len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    if (encoding != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, encoding, strlen(encoding));
     h2o_start_response(req, &gen);
     h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
     return 0;
@@ -73,6 +77,7 @@ int main(int argc, char **argv)
         return fprintf(stderr, "usage: %s PORT BODY_FILE [THREADS]\n", argv[0]), 2;
     port = atoi(argv[1]);
     int nthreads = argc > 3 ? atoi(argv[3]) : 2;
+    encoding = argc > 4 ? argv[4] : NULL;
     FILE *f = fopen(argv[2], "rb");
     if (f == NULL)
         return perror(argv[2]), 1;

@@ -132,6 +132,8 @@ static void check_gunzip(const dc_body_t *gz, const char *want, size_t want_len)
     z.avail_out = (uInt)(want_len + 1);
     int ret = Z_OK;
     for (size_t i = 0; i < gz->nchunks; i++) {
+        if (gz->chunks[i].len == 0)
+            continue;
         assert_int_not_equal(ret, Z_STREAM_END); /* nothing after the end of the stream */
         z.next_in = (Bytef *)gz->chunks[i].data;
         z.avail_in = (uInt)gz->chunks[i].len;
@@ -214,7 +216,7 @@ static void sb_printf(sbuf_t *b, const char *fmt, ...)
             b->len += (size_t)n;
             return;
         }
-        b->cap = b->cap ? 2 * b->cap : 4096;
+        b->cap *= 2;
         b->p = realloc(b->p, b->cap);
     }
 }
@@ -226,7 +228,7 @@ static char *jupiter_json(size_t want, size_t *len)
     static const char b58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
     static const char *const conf[] = {"high", "medium", "low"};
     uint64_t s = 0x9E3779B97F4A7C15u;
-    sbuf_t b = {0};
+    sbuf_t b = {malloc(4096), 0, 4096};
     sb_printf(&b, "[");
     for (size_t k = 0; b.len < want; k++) {
         char mint[45], sym[6];
@@ -530,7 +532,7 @@ static void test_negotiate_duplicates(void **state)
     nego("gzip;q=0, gzip", GZ, DC_ENC_IDENTITY);
     nego("gzip;q=0.9, br;q=0.5, gzip;q=0.1", ALL, DC_ENC_BR);
     nego("gzip;q=0.1, br;q=0.5, gzip;q=0.9", ALL, DC_ENC_BR);
-    nego("x-gzip;q=0, gzip", ALL, DC_ENC_IDENTITY - DC_ENC_IDENTITY + DC_ENC_IDENTITY);
+    nego("x-gzip;q=0, gzip", ALL, DC_ENC_IDENTITY);
     nego("*, *;q=0", ALL, DC_ENC_IDENTITY);
 }
 
@@ -766,7 +768,7 @@ static void test_decode_gzip_max_out(void **state)
 
 static void test_decode_gzip_bomb(void **state)
 {
-    /* 1 GiB of zeros is ~1 MB of gzip; with max_out = 1 MiB the decoder stops at once */
+    /* 256 MiB of zeros is ~250 KB of gzip; with max_out = 1 MiB the decoder stops at once */
     z_stream z;
     memset(&z, 0, sizeof(z));
     assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY), Z_OK);
@@ -774,19 +776,19 @@ static void test_decode_gzip_bomb(void **state)
     dc_body_t bomb, out;
     dc_body_init(&bomb, 0);
     char buf[1 << 16];
-    for (int i = 0; i < 1024; i++) {
+    for (int i = 0; i < 256; i++) {
         z.next_in = (Bytef *)zeros;
         z.avail_in = sizeof(zeros);
         int ret;
         do {
             z.next_out = (Bytef *)buf;
             z.avail_out = sizeof(buf);
-            ret = deflate(&z, i == 1023 ? Z_FINISH : Z_NO_FLUSH);
+            ret = deflate(&z, i == 255 ? Z_FINISH : Z_NO_FLUSH);
             dc_body_append(&bomb, buf, sizeof(buf) - z.avail_out);
-        } while (z.avail_in > 0 || (i == 1023 && ret != Z_STREAM_END));
+        } while (z.avail_in > 0 || (i == 255 && ret != Z_STREAM_END));
     }
     deflateEnd(&z);
-    assert_true(bomb.len < 2 * 1024 * 1024);
+    assert_true(bomb.len < 512 * 1024);
     double t0 = now_s();
     assert_int_equal(dc_decode_gzip(&bomb, &out, 1 << 20), DC_ETOOBIG);
     double dt = now_s() - t0;
@@ -818,7 +820,7 @@ static void test_worth_it(void **state)
     assert_false(dc_encoding_worth_it(11, 10));
     assert_true(dc_encoding_worth_it(19, 17)); /* 17 <= 17.1 */
     assert_false(dc_encoding_worth_it(19, 18));
-    assert_false(dc_encoding_worth_it(1, 0) == false); /* 0 <= 0.9 */
+    assert_true(dc_encoding_worth_it(1, 0)); /* 0 <= 0.9 */
     assert_false(dc_encoding_worth_it(1, 1));
     assert_false(dc_encoding_worth_it(0, 0)); /* nothing to save */
     assert_false(dc_encoding_worth_it(0, 20));
