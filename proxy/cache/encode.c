@@ -331,7 +331,7 @@ static int encode_gzip(const dc_body_t *in, sink_t *s)
         if (in->chunks[i].len > 0)
             err = deflate_feed(&z, s, chunk_data(in, i), in->chunks[i].len, Z_NO_FLUSH);
     if (err == 0)
-        err = deflate_feed(&z, s, NULL, 0, Z_FINISH);
+        err = deflate_feed(&z, s, "", 0, Z_FINISH);
     deflateEnd(&z);
     return err;
 }
@@ -373,7 +373,7 @@ static int encode_br(const dc_body_t *in, sink_t *s)
         if (in->chunks[i].len > 0)
             err = brotli_feed(b, s, chunk_data(in, i), in->chunks[i].len, BROTLI_OPERATION_PROCESS);
     if (err == 0)
-        err = brotli_feed(b, s, NULL, 0, BROTLI_OPERATION_FINISH);
+        err = brotli_feed(b, s, "", 0, BROTLI_OPERATION_FINISH);
     BrotliEncoderDestroyInstance(b);
     return err;
 }

@@ -1,5 +1,6 @@
 /*
- * Cache key normalisation (pure, no I/O, no allocation beyond the output buffer).
+ * Cache key normalisation (pure, no I/O; working memory is on the stack up to 64 parameters and
+ * 128 set items, on the heap beyond that).
  *
  * The key of a request is   METHOD ' ' ROUTE_PREFIX PATH [ '?' CANONICAL_QUERY ]
  * e.g. "GET /jup/price/v3?ids=A%2CB" where

@@ -114,28 +114,18 @@ static const char *const class_names[6] = {"none", "1xx", "2xx", "3xx", "4xx", "
 
 #define SUM(field) ({ uint64_t s_ = 0; for (unsigned w_ = 0; w_ < nworkers; w_++) s_ += dc_counter_get(&workers[w_]->field); s_; })
 
-/* One counter family with a `route` label, from a per-route array at `offset`. Caller holds the lock. */
-static void route_counter_family(outbuf_t *b, const char *name, const char *help, size_t offset)
+/* One counter family labelled by route or upstream, read from a per-label array at `offset` in
+ * every worker's block. Caller holds registry_lock. */
+static void label_counter_family(outbuf_t *b, dc_metrics_kind_t kind, const char *name, const char *help,
+                                 size_t offset)
 {
+    const char *label = kind == DC_METRICS_ROUTE ? "route" : "upstream";
     out(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-    for (unsigned id = 1; id < nlabels[DC_METRICS_ROUTE]; id++) {
+    for (unsigned id = 1; id < nlabels[kind]; id++) {
         uint64_t sum = 0;
         for (unsigned w = 0; w < nworkers; w++)
             sum += dc_counter_get((const uint64_t *)((const char *)workers[w] + offset) + id);
-        out(b, "%s{route=\"%s\"} %llu\n", name, labels[DC_METRICS_ROUTE][id], (unsigned long long)sum);
-    }
-}
-
-/* One counter family with an `upstream` label, read from a per-upstream array at `offset` in every
- * worker's block. Caller holds registry_lock. */
-static void upstream_counter_family(outbuf_t *b, const char *name, const char *help, size_t offset)
-{
-    out(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++) {
-        uint64_t sum = 0;
-        for (unsigned w = 0; w < nworkers; w++)
-            sum += dc_counter_get((const uint64_t *)((const char *)workers[w] + offset) + id);
-        out(b, "%s{upstream=\"%s\"} %llu\n", name, labels[DC_METRICS_UPSTREAM][id], (unsigned long long)sum);
+        out(b, "%s{%s=\"%s\"} %llu\n", name, label, labels[kind][id], (unsigned long long)sum);
     }
 }
 
@@ -170,11 +160,11 @@ char *dc_metrics_render(size_t *len)
             out(&b, "dexcache_upstream_responses_total{upstream=\"%s\",code=\"%s\"} %llu\n", u,
                 c == 0 ? "error" : class_names[c], (unsigned long long)SUM(upstream_responses[id][c]));
     }
-    upstream_counter_family(&b, "dexcache_upstream_requests_total", "Upstream attempts (each retry counts).",
+    label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_requests_total", "Upstream attempts (each retry counts).",
                             offsetof(dc_worker_metrics_t, upstream_attempts));
-    upstream_counter_family(&b, "dexcache_upstream_retries_total", "Retried upstream attempts.",
+    label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_retries_total", "Retried upstream attempts.",
                             offsetof(dc_worker_metrics_t, upstream_retries));
-    upstream_counter_family(&b, "dexcache_upstream_timeouts_total", "Upstream fetches that hit their deadline.",
+    label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_timeouts_total", "Upstream fetches that hit their deadline.",
                             offsetof(dc_worker_metrics_t, upstream_timeouts));
 
     out(&b, "# HELP dexcache_upstream_latency_seconds Time from the start of a fetch to the response head.\n"
@@ -195,19 +185,19 @@ char *dc_metrics_render(size_t *len)
         out(&b, "dexcache_upstream_latency_seconds_count{upstream=\"%s\"} %llu\n", u, (unsigned long long)cum);
     }
 
-    route_counter_family(&b, "dexcache_cache_hits_total", "Answers from a fresh cached entry.",
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_hits_total", "Answers from a fresh cached entry.",
                          offsetof(dc_worker_metrics_t, cache_hits));
-    route_counter_family(&b, "dexcache_cache_misses_total", "Cacheable requests that went to the origin.",
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_misses_total", "Cacheable requests that went to the origin.",
                          offsetof(dc_worker_metrics_t, cache_misses));
-    route_counter_family(&b, "dexcache_cache_stale_total", "Answers from a stale copy (revalidating or origin failing).",
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_stale_total", "Answers from a stale copy (revalidating or origin failing).",
                          offsetof(dc_worker_metrics_t, cache_stale));
-    route_counter_family(&b, "dexcache_cache_collapsed_total", "Requests served by another request's fetch.",
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_collapsed_total", "Requests served by another request's fetch.",
                          offsetof(dc_worker_metrics_t, cache_collapsed));
-    route_counter_family(&b, "dexcache_cache_stores_total", "Entries stored.",
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_stores_total", "Entries stored.",
                          offsetof(dc_worker_metrics_t, cache_stores));
-    route_counter_family(&b, "dexcache_cache_bypass_total", "Requests not cacheable (method, rule, auth, hit-for-pass).",
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_bypass_total", "Requests not cacheable (method, rule, auth, hit-for-pass).",
                          offsetof(dc_worker_metrics_t, cache_bypass));
-    route_counter_family(&b, "dexcache_cache_refreshes_total", "Background refreshes started (stale-while-revalidate).",
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_refreshes_total", "Background refreshes started (stale-while-revalidate).",
                          offsetof(dc_worker_metrics_t, cache_refreshes));
     if (cache_source != NULL) {
         dc_metrics_cache_view_t cv;

@@ -89,6 +89,15 @@ static void fill_free(dc_fill_t *fill)
     free(fill);
 }
 
+/* Stop the transfer (from inside one of its callbacks is fine) and free the fill: nobody needs it. */
+static void abandon(dc_fill_t *fill, dc_fetch_t *f)
+{
+    fill->mode = FILL_DONE;
+    dc_fetch_abort(f); /* no callback runs after this */
+    fill->fetch = NULL;
+    fill_free(fill);
+}
+
 static void mark_pass(dc_fill_t *fill, uint64_t now)
 {
     dc_cache_entry_t *m = dc_cache_entry_create(fill->key, fill->key_len, 0, NULL, 0, NULL, 0, NULL);
@@ -178,11 +187,7 @@ static void on_head(void *data, dc_fetch_t *f)
         /* stale-if-error: the failing answer is dropped, everyone gets the stale copy */
         finish_with_error(fill, DC_EUPSTREAM, status);
         client_fallback(fill, DC_EUPSTREAM, status);
-        fill->mode = FILL_DONE;
-        dc_fetch_abort(f); /* on_done will not run: free after the callback returns */
-        fill->fetch = NULL;
-        /* fetch callbacks are over for this fill; free it on the next tick via the abort path */
-        fill_free(fill);
+        abandon(fill, f);
         return;
     }
 
@@ -233,12 +238,8 @@ static void on_head(void *data, dc_fetch_t *f)
         if (with_cdn)
             dc_cdn_headers_dispose(&cdn);
     } else if (fill->mode == FILL_PASS) {
-        /* nobody needs these bytes */
         fill->client = NULL;
-        fill->mode = FILL_DONE;
-        dc_fetch_abort(f);
-        fill->fetch = NULL;
-        fill_free(fill);
+        abandon(fill, f); /* nobody needs these bytes */
     }
 }
 
@@ -255,10 +256,7 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
         finish_flight(fill, &res);
         mark_pass(fill, dc_now_wall_ms());
         if (fill->client == NULL) {
-            fill->mode = FILL_DONE;
-            dc_fetch_abort(f);
-            fill->fetch = NULL;
-            fill_free(fill);
+            abandon(fill, f);
             return 0;
         }
     }
@@ -282,6 +280,19 @@ static uint64_t keep_until_with_validators(const dc_cache_entry_t *e, const dc_p
     uint64_t life = d->fresh_until_ms > e->stored_at_ms ? d->fresh_until_ms - e->stored_at_ms : 0;
     uint64_t extra = life > 10000 ? life : 10000;
     return d->keep_until_ms + extra;
+}
+
+/* Lifetimes and flags of a new entry, from the policy's decision. */
+static void apply_decision(dc_cache_entry_t *e, const dc_policy_decision_t *d, uint64_t now)
+{
+    e->stored_at_ms = now;
+    e->fresh_until_ms = d->fresh_until_ms;
+    e->swr_until_ms = d->swr_until_ms;
+    e->sie_until_ms = d->sie_until_ms;
+    e->keep_until_ms = keep_until_with_validators(e, d);
+    e->no_stale = d->no_stale;
+    e->negative = d->negative;
+    e->origin_age_s = d->origin_age_s;
 }
 
 /* Headers of a revalidated entry: the stored ones, replaced by same-named ones from the 304. */
@@ -332,15 +343,7 @@ static dc_cache_entry_t *build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *f)
     free(m);
     memcpy(e->etag, old->etag, sizeof(e->etag));
     e->etag_len = old->etag_len;
-    const dc_policy_decision_t *d = &fill->decision;
-    e->stored_at_ms = now;
-    e->fresh_until_ms = d->fresh_until_ms;
-    e->swr_until_ms = d->swr_until_ms;
-    e->sie_until_ms = d->sie_until_ms;
-    e->keep_until_ms = keep_until_with_validators(e, d);
-    e->no_stale = d->no_stale;
-    e->negative = d->negative;
-    e->origin_age_s = d->origin_age_s;
+    apply_decision(e, &fill->decision, now);
     e->route_metric = old->route_metric;
     return e;
 }
@@ -400,15 +403,7 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
     e->etag[33] = '"';
     e->etag[34] = '\0';
     e->etag_len = 34;
-    const dc_policy_decision_t *d = &fill->decision;
-    e->stored_at_ms = dc_now_wall_ms();
-    e->fresh_until_ms = d->fresh_until_ms;
-    e->swr_until_ms = d->swr_until_ms;
-    e->sie_until_ms = d->sie_until_ms;
-    e->keep_until_ms = keep_until_with_validators(e, d);
-    e->no_stale = d->no_stale;
-    e->negative = d->negative;
-    e->origin_age_s = d->origin_age_s;
+    apply_decision(e, &fill->decision, dc_now_wall_ms());
     e->route_metric = dc_snapshot_route_rt(fill->snap, fill->route)->metrics_id;
     return e;
 }
@@ -563,14 +558,7 @@ void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, co
     fr.url = url;
     fr.headers = hv;
     fr.idempotent = true;
-    fr.retries = up->retries;
-    fr.retry_backoff_ms = up->retry_backoff_ms;
-    fr.connect_timeout_ms = up->connect_timeout_ms;
-    fr.timeout_ms = up->timeout_ms;
-    fr.http2 = up->http2;
-    fr.tls_verify = up->tls_verify;
-    fr.keyring = &fill->up_rt->keyring;
-    fr.key_header = up->key_header;
+    dc_fetch_request_from_upstream(&fr, up, &fill->up_rt->keyring);
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
     fill->fetch = dc_fetch_start(&w->curl, &fr, &cbs, fill); /* copies the headers */
     free(inm);
@@ -584,13 +572,8 @@ void dc_fill_detach(struct dc_fill *fill, dc_request_t *r)
     if (fill->client != r)
         return;
     fill->client = NULL;
-    if (fill->mode == FILL_PASS && fill->fetch != NULL) {
-        /* a private answer nobody reads any more */
-        dc_fetch_abort(fill->fetch);
-        fill->fetch = NULL;
-        fill->mode = FILL_DONE;
-        fill_free(fill);
-    }
+    if (fill->mode == FILL_PASS && fill->fetch != NULL)
+        abandon(fill, fill->fetch); /* a private answer nobody reads any more */
     /* STORE/SHARE/HEAD_WAIT: the fill goes on for the waiters and the cache */
 }
 

@@ -74,15 +74,7 @@ static void on_pool_dispose(void *p)
     dc_request_t *r = *(dc_request_t **)p;
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
     h2o_req_t *req = r->req;
-    if (r->fetch != NULL) {
-        dc_fetch_abort(r->fetch);
-        r->fetch = NULL;
-    }
-    if (r->fill != NULL) {
-        struct dc_fill *fill = r->fill;
-        r->fill = NULL;
-        dc_fill_detach(fill, r);
-    }
+    dc_request_detach_sources(r);
     wait_timer_stop(r);
     if (r->waiting)
         dc_inflight_cancel(r->worker->inflight, &r->waiter); /* on_release drops the wait's reference */

@@ -67,35 +67,9 @@ static void on_head(void *data, dc_fetch_t *f)
     dc_request_t *r = data;
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
     h2o_req_t *req = r->req;
-    int status = dc_fetch_status(f);
-    r->upstream_us = dc_fetch_head_us(f);
-    req->res.status = status;
-    const char *reason = dc_fetch_reason(f);
-    req->res.reason = reason[0] ? h2o_strdup(&req->pool, reason, strlen(reason)).base : dc_http_reason(status);
-
-    size_t n, conn_len, via_len;
-    const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
-    const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
-    const char *via = dc_resphdr_find(hs, n, "via", &via_len);
-    for (size_t i = 0; i < n; i++)
-        if (dc_resphdr_forward(&hs[i], conn, conn_len))
-            dc_request_add_header(r, hs[i].name, hs[i].name_len, hs[i].value, hs[i].value_len);
-    char tmp[512];
-    int tl = via ? snprintf(tmp, sizeof(tmp), "%.*s, 1.1 dexcache", (int)(via_len > 400 ? 400 : via_len), via)
-                 : snprintf(tmp, sizeof(tmp), "1.1 dexcache");
-    dc_request_add_header(r, H2O_STRLIT("via"), tmp, (size_t)tl);
+    dc_request_set_upstream_head(r, f, false, false);
     dc_request_add_header(r, H2O_STRLIT("x-cache"), r->x_cache, strlen(r->x_cache));
     dc_request_add_header(r, H2O_STRLIT("x-request-id"), r->request_id, strlen(r->request_id));
-    tl = snprintf(tmp, sizeof(tmp), "upstream;dur=%.1f", (double)r->upstream_us / 1000.0);
-    dc_request_add_header(r, H2O_STRLIT("server-timing"), tmp, (size_t)tl);
-
-    int64_t cl = dc_fetch_content_length(f);
-    if (r->is_head)
-        req->res.content_length = cl >= 0 ? (size_t)cl : 0;
-    else
-        req->res.content_length = cl >= 0 ? (size_t)cl : SIZE_MAX;
-    if (status == 204 || status == 304)
-        req->res.content_length = SIZE_MAX;
     r->out = DC_OUT_PASS;
     r->generator.proceed = dc_out_proceed;
     r->generator.stop = dc_out_stop;
@@ -162,14 +136,7 @@ void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cach
     fr.body = req->entity.base;
     fr.body_len = req->entity.base ? req->entity.len : 0;
     fr.idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    fr.retries = up->retries;
-    fr.retry_backoff_ms = up->retry_backoff_ms;
-    fr.connect_timeout_ms = up->connect_timeout_ms;
-    fr.timeout_ms = up->timeout_ms;
-    fr.http2 = up->http2;
-    fr.tls_verify = up->tls_verify;
-    fr.keyring = r->client_key_forwarded ? NULL : &r->up_rt->keyring;
-    fr.key_header = up->key_header;
+    dc_fetch_request_from_upstream(&fr, up, r->client_key_forwarded ? NULL : &r->up_rt->keyring);
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
     r->fetch = dc_fetch_start(&r->worker->curl, &fr, &cbs, r);
 }

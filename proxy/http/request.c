@@ -4,6 +4,7 @@
 #include "core/time.h"
 #include "http/hop.h"
 #include "http/respond.h"
+#include "http/resphdr.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,4 +184,63 @@ void dc_request_record_upstream(dc_worker_t *w, dc_upstream_rt_t *up_rt, dc_fetc
         dc_upstream_state_failure(&up_rt->health, now);
     else
         dc_upstream_state_success(&up_rt->health, now);
+}
+
+void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, bool skip_cache_control, bool skip_etag)
+{
+    h2o_req_t *req = r->req;
+    int status = dc_fetch_status(f);
+    r->upstream_us = dc_fetch_head_us(f);
+    req->res.status = status;
+    const char *reason = dc_fetch_reason(f);
+    req->res.reason = reason[0] ? h2o_strdup(&req->pool, reason, strlen(reason)).base : dc_http_reason(status);
+    size_t n, conn_len, via_len;
+    const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
+    const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
+    const char *via = dc_resphdr_find(hs, n, "via", &via_len);
+    for (size_t i = 0; i < n; i++) {
+        const dc_fetch_header_t *h = &hs[i];
+        if (!dc_resphdr_forward(h, conn, conn_len) || (skip_etag && h->name_len == 4 && memcmp(h->name, "etag", 4) == 0) ||
+            (skip_cache_control && h->name_len == 13 && memcmp(h->name, "cache-control", 13) == 0))
+            continue;
+        dc_request_add_header(r, h->name, h->name_len, h->value, h->value_len);
+    }
+    char tmp[512];
+    int tl = via ? snprintf(tmp, sizeof(tmp), "%.*s, 1.1 dexcache", (int)(via_len > 400 ? 400 : via_len), via)
+                 : snprintf(tmp, sizeof(tmp), "1.1 dexcache");
+    dc_request_add_header(r, H2O_STRLIT("via"), tmp, (size_t)tl);
+    tl = snprintf(tmp, sizeof(tmp), "upstream;dur=%.1f", (double)r->upstream_us / 1000.0);
+    dc_request_add_header(r, H2O_STRLIT("server-timing"), tmp, (size_t)tl);
+    int64_t cl = dc_fetch_content_length(f);
+    if (r->is_head)
+        req->res.content_length = cl >= 0 ? (size_t)cl : 0;
+    else
+        req->res.content_length = cl >= 0 ? (size_t)cl : SIZE_MAX;
+    if (status == 204 || status == 304)
+        req->res.content_length = SIZE_MAX;
+}
+
+void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring)
+{
+    fr->retries = up->retries;
+    fr->retry_backoff_ms = up->retry_backoff_ms;
+    fr->connect_timeout_ms = up->connect_timeout_ms;
+    fr->timeout_ms = up->timeout_ms;
+    fr->http2 = up->http2;
+    fr->tls_verify = up->tls_verify;
+    fr->keyring = keyring;
+    fr->key_header = up->key_header;
+}
+
+void dc_request_detach_sources(dc_request_t *r)
+{
+    if (r->fetch != NULL) {
+        dc_fetch_abort(r->fetch);
+        r->fetch = NULL;
+    }
+    if (r->fill != NULL) {
+        struct dc_fill *fill = r->fill;
+        r->fill = NULL;
+        dc_fill_detach(fill, r);
+    }
 }

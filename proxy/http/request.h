@@ -128,6 +128,15 @@ void dc_fill_detach(struct dc_fill *fill, dc_request_t *r);
 /* Bytes the leader has confirmed sent (lets a pass-mode fill drop them and resume). */
 void dc_fill_client_progress(struct dc_fill *fill);
 
+/* Status, reason and the forwarded upstream headers of `f` onto r's response, plus Via and
+ * Server-Timing. `skip_cache_control`: the route's CDN policy replaces the origin's. The origin's
+ * ETag is never forwarded when `skip_etag` (our strong ETag names cached representations). */
+void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, bool skip_cache_control, bool skip_etag);
+/* Fetch options of upstream `up` (timeouts, retries, HTTP/2, TLS verification, key header). */
+void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring);
+/* Stop whatever feeds this request (pass-through fetch, fill, in-flight wait timer excluded). */
+void dc_request_detach_sources(dc_request_t *r);
+
 /* Shared with fill.c: upstream URL and request headers for this request (pool memory). */
 const char *dc_request_upstream_url(dc_request_t *r);
 const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache);

@@ -80,15 +80,7 @@ void dc_out_stop(h2o_generator_t *gen, h2o_req_t *req)
 {
     dc_request_t *r = H2O_STRUCT_FROM_MEMBER(dc_request_t, generator, gen);
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
-    if (r->fetch != NULL) {
-        dc_fetch_abort(r->fetch);
-        r->fetch = NULL;
-    }
-    if (r->fill != NULL) {
-        struct dc_fill *fill = r->fill;
-        r->fill = NULL;
-        dc_fill_detach(fill, r);
-    }
+    dc_request_detach_sources(r);
 }
 
 /* Does an If-None-Match value match our strong ETag? (weak comparison, RFC 9110 13.1.2) */
@@ -203,38 +195,10 @@ void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f,
                            const char *x_cache, const char *cache_status, const dc_cdn_headers_t *cdn)
 {
     h2o_req_t *req = r->req;
-    int status = dc_fetch_status(f);
-    r->upstream_us = dc_fetch_head_us(f);
-    req->res.status = status;
-    const char *reason = dc_fetch_reason(f);
-    req->res.reason = reason[0] ? h2o_strdup(&req->pool, reason, strlen(reason)).base : dc_http_reason(status);
-    size_t n, conn_len, via_len;
-    const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
-    const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
-    const char *via = dc_resphdr_find(hs, n, "via", &via_len);
-    for (size_t i = 0; i < n; i++) {
-        if (!dc_resphdr_forward(&hs[i], conn, conn_len) || (hs[i].name_len == 4 && memcmp(hs[i].name, "etag", 4) == 0))
-            continue;
-        if (cdn != NULL && hs[i].name_len == 13 && memcmp(hs[i].name, "cache-control", 13) == 0)
-            continue;
-        dc_request_add_header(r, hs[i].name, hs[i].name_len, hs[i].value, hs[i].value_len);
-    }
+    dc_request_set_upstream_head(r, f, cdn != NULL, true);
     if (cdn != NULL)
         add_cdn(r, cdn);
-    char tmp[512];
-    int tl = via ? snprintf(tmp, sizeof(tmp), "%.*s, 1.1 dexcache", (int)(via_len > 400 ? 400 : via_len), via)
-                 : snprintf(tmp, sizeof(tmp), "1.1 dexcache");
-    dc_request_add_header(r, H2O_STRLIT("via"), tmp, (size_t)tl);
     add_common(r, x_cache, cache_status, false);
-    tl = snprintf(tmp, sizeof(tmp), "upstream;dur=%.1f", (double)r->upstream_us / 1000.0);
-    dc_request_add_header(r, H2O_STRLIT("server-timing"), tmp, (size_t)tl);
-    int64_t cl = dc_fetch_content_length(f);
-    if (r->is_head)
-        req->res.content_length = cl >= 0 ? (size_t)cl : 0;
-    else
-        req->res.content_length = cl >= 0 ? (size_t)cl : SIZE_MAX;
-    if (status == 204 || status == 304)
-        req->res.content_length = SIZE_MAX;
     r->body = dc_shared_body_ref(body);
     r->fill = fill;
     r->body_end = SIZE_MAX;
