@@ -9,7 +9,7 @@ PYTHON ?= /usr/bin/python3
 DEB_PKGS := build-essential cmake pkg-config clang libclang-rt-14-dev libh2o-dev libuv1-dev \
 	libcurl4-openssl-dev libhiredis-dev libyaml-dev libmbedtls-dev zlib1g-dev libbrotli-dev \
 	libcjson-dev libcmocka-dev libsystemd-dev libssl-dev redis-server python3 python3-pytest \
-	python3-requests curl wrk nghttp2-client openssl
+	python3-requests python3-brotli curl wrk nghttp2-client openssl
 
 .PHONY: all deps build build-asan build-fuzz run test unit integration fuzz clean format
 

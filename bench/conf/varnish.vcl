@@ -1,5 +1,5 @@
 vcl 4.1;
-# Varnish 7 for bench/run: @@NAME@@ placeholders are filled in by the harness.
+# Varnish 7 for bench/run: placeholders in double at-signs are filled in by the harness.
 # /o/... -> the static origin (nginx serving pre-rendered files), /f/... -> the fake DEX origin.
 # Varnish's default gzip handling stays on: it asks the origin for gzip, stores the gzip body and
 # hands it to clients that accept gzip.

@@ -78,9 +78,11 @@ int dc_encode_body(dc_encoding_t enc, const dc_body_t *in, dc_body_t *out);
  * same sizing and ownership as dc_encode_body). Concatenated gzip members are decoded one after the
  * other (RFC 1952 2.2). An empty `in` decodes to an empty body.
  * Returns 0; DC_ETOOBIG as soon as the output would exceed `max_out` bytes (zip-bomb guard: at most
- * max_out bytes plus one 64 KiB scratch buffer are ever held); DC_EINVAL for anything that is not a
- * complete, valid sequence of gzip members (bad header, bad CRC or length, truncated, trailing
- * bytes, a zlib or raw deflate stream). On error `out` is empty (initialised, nothing to free).
+ * max_out bytes plus one 64 KiB scratch buffer are ever held), also when the input would later
+ * prove corrupt; DC_EINVAL for anything that is not a complete, valid sequence of gzip members (bad
+ * header, bad CRC or length, truncated, trailing bytes, a zlib or raw deflate stream). The verdict
+ * does not depend on how `in` is split into chunks. On error `out` is empty (initialised, nothing to
+ * free).
  */
 int dc_decode_gzip(const dc_body_t *in, dc_body_t *out, size_t max_out);
 

@@ -122,11 +122,48 @@ void dc_cache_entry_release(dc_cache_entry_t *e)
         return;
     DC_ASSERT(!e->in_store);
     dc_shared_body_release(e->body);
+    for (int i = 1; i < 3; i++)
+        dc_shared_body_release(e->variants[i]);
     free(e->headers);
     free((void *)e->tags);
     free(e->arena);
     e->magic = 0;
     free(e);
+}
+
+void dc_cache_entry_set_variant(dc_cache_entry_t *e, unsigned enc, dc_shared_body_t *sb)
+{
+    DC_ASSERT(!e->in_store && enc >= 1 && enc < 3);
+    if (e->variants[enc] != NULL) {
+        e->charge -= dc_body_allocated(&e->variants[enc]->body);
+        dc_shared_body_release(e->variants[enc]);
+    }
+    e->variants[enc] = sb;
+    if (sb != NULL)
+        e->charge += dc_body_allocated(&sb->body);
+}
+
+dc_cache_entry_t *dc_cache_entry_clone(const dc_cache_entry_t *e)
+{
+    dc_cache_entry_t *n = dc_cache_entry_create(e->key, e->key_len, e->status, e->headers, e->nheaders, e->tags,
+                                                e->ntags, e->body != NULL ? dc_shared_body_ref(e->body) : NULL);
+    for (int i = 1; i < 3; i++)
+        if (e->variants[i] != NULL)
+            dc_cache_entry_set_variant(n, (unsigned)i, dc_shared_body_ref(e->variants[i]));
+    memcpy(n->etag, e->etag, sizeof(n->etag));
+    n->etag_len = e->etag_len;
+    n->compressible = e->compressible;
+    n->is_pass = e->is_pass;
+    n->stored_at_ms = e->stored_at_ms;
+    n->fresh_until_ms = e->fresh_until_ms;
+    n->swr_until_ms = e->swr_until_ms;
+    n->sie_until_ms = e->sie_until_ms;
+    n->keep_until_ms = e->keep_until_ms;
+    n->origin_age_s = e->origin_age_s;
+    n->no_stale = e->no_stale;
+    n->negative = e->negative;
+    n->route_metric = e->route_metric;
+    return n;
 }
 
 const dc_cache_hdr_t *dc_cache_entry_header(const dc_cache_entry_t *e, const char *name, size_t len)
@@ -345,6 +382,39 @@ int dc_cache_insert(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms)
         atomic_fetch_add(&c->replaced, 1);
         dc_cache_entry_release(old);
     }
+    evict_to_budget(c, idx);
+    return 0;
+}
+
+int dc_cache_replace(dc_cache_t *c, dc_cache_entry_t *old, dc_cache_entry_t *successor, uint64_t now_ms)
+{
+    DC_CHECK_MAGIC(successor, DC_CACHE_ENTRY_MAGIC);
+    DC_ASSERT(!successor->in_store && successor->hash == old->hash);
+    if (successor->charge > atomic_load(&c->max_object) || successor->charge > atomic_load(&c->memory)) {
+        atomic_fetch_add(&c->too_big, 1);
+        return DC_ETOOBIG;
+    }
+    unsigned idx = (unsigned)(old->hash % NSHARDS);
+    shard_t *s = &c->shards[idx];
+    pthread_mutex_lock(&s->lock);
+    if (!old->in_store || table_find(s, old->key, old->key_len, old->hash) != old) {
+        pthread_mutex_unlock(&s->lock);
+        return DC_ENOTFOUND;
+    }
+    detach(c, s, old);
+    atomic_fetch_add_explicit(&successor->refs, 1, memory_order_relaxed); /* the store's reference */
+    dc_cache_entry_t **b = bucket_of(s, successor->hash);
+    successor->hnext = *b;
+    *b = successor;
+    lru_push_front(s, successor);
+    successor->in_store = true;
+    successor->shard = idx;
+    s->count++;
+    atomic_fetch_add(&c->bytes, successor->charge);
+    atomic_fetch_add(&c->entries, 1);
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add(&c->replaced, 1);
+    dc_cache_entry_release(old); /* the store's reference to the old one */
     evict_to_budget(c, idx);
     return 0;
 }

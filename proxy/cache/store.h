@@ -49,7 +49,9 @@ typedef struct dc_cache_entry {
     int status;
     dc_cache_hdr_t *headers;    /* replayed on hits (hop-by-hop, framing, Date/Server/Via/Age excluded) */
     size_t nheaders;
-    dc_shared_body_t *body;     /* NULL for pass markers */
+    dc_shared_body_t *body;     /* identity representation; NULL for pass markers */
+    dc_shared_body_t *variants[3]; /* [1] gzip, [2] br (dc_encoding_t order); [0] unused (= body) */
+    bool compressible;          /* worth compressing (type and size): Vary: Accept-Encoding is sent */
     char etag[40];              /* strong validator we give clients: "\"<32 hex of sha256>\"" */
     size_t etag_len;
     const char *origin_etag;    /* validators the origin gave (for revalidation); NULL when absent */
@@ -96,6 +98,11 @@ typedef struct dc_cache_stats {
 dc_cache_entry_t *dc_cache_entry_create(const char *key, size_t key_len, int status, const dc_cache_hdr_t *headers,
                                         size_t nheaders, const char *const *tags, size_t ntags,
                                         dc_shared_body_t *body);
+/* Attach a compressed representation (index 1 = gzip, 2 = br) before insertion; takes over `sb`. */
+void dc_cache_entry_set_variant(dc_cache_entry_t *e, unsigned enc, dc_shared_body_t *sb);
+/* A new entry with the same key, headers, tags, validators, ETag, lifetimes and identity body as
+ * `e` (sharing the body, not copying it), and its variants; used to publish a successor. */
+dc_cache_entry_t *dc_cache_entry_clone(const dc_cache_entry_t *e);
 dc_cache_entry_t *dc_cache_entry_ref(dc_cache_entry_t *e);
 void dc_cache_entry_release(dc_cache_entry_t *e);
 /* First stored header with this lower-case name, or NULL. */
@@ -121,6 +128,10 @@ dc_cache_entry_t *dc_cache_lookup(dc_cache_t *c, const char *key, size_t len, ui
 /* Insert (the store takes its own reference; the caller keeps its own). Replaces an entry with the
  * same key. Returns 0, or DC_ETOOBIG when the entry is larger than max_object (not stored). */
 int dc_cache_insert(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms);
+/* Insert `successor` in place of `old` only if `old` is still the entry stored under its key (so a
+ * newer answer is never overwritten by an older one's successor). Returns 0, DC_ENOTFOUND when
+ * `old` is gone, or DC_ETOOBIG. */
+int dc_cache_replace(dc_cache_t *c, dc_cache_entry_t *old, dc_cache_entry_t *successor, uint64_t now_ms);
 /* Remove this exact entry if it is still the one stored under its key (used to drop a stale copy
  * without racing a newer insert). */
 void dc_cache_remove_entry(dc_cache_t *c, dc_cache_entry_t *e);

@@ -14,7 +14,9 @@
  * An origin error, timeout, 5xx or 429 while a stale copy is inside its stale-if-error window is
  * answered with that copy, for the leader and every waiter.
  */
+#include "cache/encode.h"
 #include "cache/key.h"
+#include "cache/variants.h"
 #include "cache/policy.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -25,6 +27,7 @@
 #include "http/resphdr.h"
 
 #include <mbedtls/sha256.h>
+#include <zlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +51,10 @@ typedef struct dc_fill {
     dc_flight_t *flight; /* NULL once finished */
     dc_fetch_t *fetch;
     dc_cache_entry_t *stale;
-    dc_shared_body_t *sb;
+    dc_shared_body_t *sb;       /* the body as the origin sent it */
+    dc_shared_body_t *sb_ident; /* decoded as it arrives when the origin sent gzip (else NULL) */
+    z_stream zs;
+    bool inflating;
     dc_request_t *client;
     fill_mode_t mode;
     dc_policy_decision_t decision;
@@ -78,6 +84,9 @@ static void fill_free(dc_fill_t *fill)
     DC_ASSERT(fill->flight == NULL && fill->client == NULL);
     if (fill->sha_on)
         mbedtls_sha256_free(&fill->sha);
+    if (fill->inflating)
+        inflateEnd(&fill->zs);
+    dc_shared_body_release(fill->sb_ident);
     for (size_t i = 0; i < fill->ntags; i++)
         free(fill->tags[i]);
     free(fill->tags);
@@ -225,16 +234,52 @@ static void on_head(void *data, dc_fetch_t *f)
     dc_body_init(&body, cl > 0 && (uint64_t)cl <= max_object ? (size_t)cl : 0);
     fill->sb = dc_shared_body_create(&body);
 
+    /* We ask cacheable answers in gzip (a fraction of the bytes on the wire). A gzipped answer is
+     * inflated as it arrives: the entry keeps both, and clients that do not accept gzip follow the
+     * decoded stream. Other codings can't be turned into identity here: private to the leader. */
+    size_t ce_len;
+    const char *ce = dc_resphdr_find(hs, n, "content-encoding", &ce_len);
+    int enc = ce != NULL ? dc_encoding_parse(ce, ce_len) : DC_ENC_IDENTITY;
+    bool client_gzip = false;
+    if (fill->client != NULL && fill->client->req != NULL) {
+        h2o_req_t *creq = fill->client->req;
+        ssize_t ae = h2o_find_header(&creq->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
+        client_gzip = ae >= 0 && dc_encoding_negotiate(creq->headers.entries[ae].value.base,
+                                                       creq->headers.entries[ae].value.len,
+                                                       1u << DC_ENC_GZIP) == DC_ENC_GZIP;
+    }
+    if (enc != DC_ENC_IDENTITY && enc != DC_ENC_GZIP && fill->mode != FILL_PASS) {
+        fill->mode = FILL_PASS;
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = status};
+        finish_flight(fill, &res);
+    }
+    if (enc == DC_ENC_GZIP && (fill->mode != FILL_PASS || !client_gzip)) {
+        memset(&fill->zs, 0, sizeof(fill->zs));
+        if (inflateInit2(&fill->zs, 15 + 16) == Z_OK) {
+            fill->inflating = true;
+            dc_body_t ident;
+            dc_body_init(&ident, 0);
+            fill->sb_ident = dc_shared_body_create(&ident);
+        }
+    }
+
     if (fill->client != NULL && fill->client->req != NULL) {
         dc_request_t *r = fill->client;
         r->attempts = dc_fetch_attempts(f);
+        bool decoded = fill->inflating && !client_gzip;
+        size_t ct_len, vary_len;
+        const char *ct = dc_resphdr_find(hs, n, "content-type", &ct_len);
+        if (fill->mode == FILL_STORE && ct != NULL && dc_encoding_compressible_type(ct, ct_len) &&
+            (decoded || dc_resphdr_find(hs, n, "vary", &vary_len) == NULL))
+            dc_request_add_header(r, H2O_STRLIT("vary"), H2O_STRLIT("Accept-Encoding"));
         dc_cdn_headers_t cdn;
         bool with_cdn = fill->route->cdn.enabled && fill->mode == FILL_STORE;
         if (with_cdn)
             dc_cdn_headers_build(&fill->route->cdn, fill->rule, fill->decision.negative,
                                  (const char *const *)fill->tags, fill->ntags, &cdn);
-        dc_serve_follow_start(r, fill, f, fill->sb, "MISS", leader_cache_status(fill, status, &r->req->pool),
-                              with_cdn ? &cdn : NULL);
+        dc_serve_follow_start(r, fill, f, decoded ? fill->sb_ident : fill->sb, "MISS",
+                              leader_cache_status(fill, status, &r->req->pool), with_cdn ? &cdn : NULL,
+                              decoded ? DC_HEAD_DECODED : 0);
         if (with_cdn)
             dc_cdn_headers_dispose(&cdn);
     } else if (fill->mode == FILL_PASS) {
@@ -243,13 +288,52 @@ static void on_head(void *data, dc_fetch_t *f)
     }
 }
 
+/* The answer broke mid-body (corrupt gzip): nothing is stored, waiters get a stale copy or an
+ * error, the leader's response ends with an error. Called from inside a fetch callback. */
+static void fail_mid_body(dc_fill_t *fill, dc_fetch_t *f)
+{
+    if (fill->mode == FILL_STORE || fill->mode == FILL_SHARE)
+        finish_with_error(fill, DC_EUPSTREAM, 0);
+    if (fill->client != NULL) {
+        dc_request_t *r = fill->client;
+        fill->client = NULL;
+        dc_serve_follow_end(r, true);
+    }
+    abandon(fill, f);
+}
+
+/* Inflate `len` bytes of gzip into sb_ident. Returns false on corrupt input. */
+static bool inflate_into(dc_fill_t *fill, const char *buf, size_t len)
+{
+    char out[65536];
+    fill->zs.next_in = (Bytef *)buf;
+    fill->zs.avail_in = (uInt)len;
+    while (fill->zs.avail_in > 0) {
+        fill->zs.next_out = (Bytef *)out;
+        fill->zs.avail_out = sizeof(out);
+        int rc = inflate(&fill->zs, Z_NO_FLUSH);
+        size_t produced = sizeof(out) - fill->zs.avail_out;
+        if (produced > 0) {
+            dc_body_append(&fill->sb_ident->body, out, produced);
+            if (fill->sha_on)
+                mbedtls_sha256_update_ret(&fill->sha, (const unsigned char *)out, produced);
+        }
+        if (rc == Z_STREAM_END)
+            return fill->zs.avail_in == 0; /* trailing garbage is corrupt */
+        if (rc != Z_OK && !(rc == Z_BUF_ERROR && produced > 0))
+            return false;
+    }
+    return true;
+}
+
 static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
 {
     dc_fill_t *fill = data;
     DC_CHECK_MAGIC(fill, FILL_MAGIC);
     if (fill->mode == FILL_REVALIDATED)
         return 0; /* a 304 has no body; ignore anything a broken origin sends */
-    if (fill->mode == FILL_STORE && fill->sb->body.len + len > dc_cache_max_object(fill->worker->cache)) {
+    dc_shared_body_t *identity = fill->inflating ? fill->sb_ident : fill->sb;
+    if (fill->mode == FILL_STORE && identity->body.len + len > dc_cache_max_object(fill->worker->cache)) {
         /* larger than any entry may be: stop sharing, keep streaming to the leader */
         fill->mode = FILL_PASS;
         dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = dc_fetch_status(f)};
@@ -261,11 +345,16 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
         }
     }
     if (fill->mode == FILL_PASS && fill->client != NULL &&
-        fill->sb->body.len - fill->client->acked >= DC_STREAM_HIGH_WATER)
+        fill->client->body->body.len - fill->client->acked >= DC_STREAM_HIGH_WATER)
         return 1; /* the leader is behind: pause the upstream until it catches up */
-    if (fill->mode == FILL_STORE)
+    if (fill->mode == FILL_STORE && !fill->inflating)
         mbedtls_sha256_update_ret(&fill->sha, (const unsigned char *)buf, len);
     dc_body_append(&fill->sb->body, buf, len);
+    if (fill->inflating && !inflate_into(fill, buf, len)) {
+        dc_log_warn("upstream %s sent a corrupt gzip body for %s", fill->route->upstream->name, fill->key);
+        fail_mid_body(fill, f);
+        return 0;
+    }
     if (fill->client != NULL)
         dc_serve_follow_pump(fill->client);
     return 0;
@@ -341,6 +430,10 @@ static dc_cache_entry_t *build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *f)
                                                 old->ntags, dc_shared_body_ref(old->body));
     free(kept);
     free(m);
+    for (unsigned i = DC_ENC_GZIP; i < DC_ENC_COUNT; i++)
+        if (old->variants[i] != NULL)
+            dc_cache_entry_set_variant(e, i, dc_shared_body_ref(old->variants[i]));
+    e->compressible = old->compressible;
     memcpy(e->etag, old->etag, sizeof(e->etag));
     e->etag_len = old->etag_len;
     apply_decision(e, &fill->decision, now);
@@ -365,6 +458,9 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
             continue;
         if (with_cdn && hs[i].name_len == 13 && memcmp(hs[i].name, "cache-control", 13) == 0)
             continue; /* replaced by the route's CDN policy */
+        if ((hs[i].name_len == 16 && memcmp(hs[i].name, "content-encoding", 16) == 0) ||
+            (hs[i].name_len == 4 && memcmp(hs[i].name, "vary", 4) == 0))
+            continue; /* the entry describes the identity body; serve.c adds both per representation */
         kept[k].token = h2o_lookup_token(hs[i].name, hs[i].name_len);
         kept[k].name = hs[i].name;
         kept[k].name_len = hs[i].name_len;
@@ -386,10 +482,16 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
             k++;
         }
     }
+    dc_shared_body_t *identity = fill->inflating ? fill->sb_ident : fill->sb;
     dc_cache_entry_t *e = dc_cache_entry_create(fill->key, fill->key_len, dc_fetch_status(f), kept, k,
                                                 (const char *const *)fill->tags, fill->ntags,
-                                                dc_shared_body_ref(fill->sb));
+                                                dc_shared_body_ref(identity));
     free(kept);
+    if (fill->inflating)
+        dc_cache_entry_set_variant(e, DC_ENC_GZIP, dc_shared_body_ref(fill->sb)); /* as the origin sent it */
+    const dc_cache_hdr_t *ct = dc_cache_entry_header(e, "content-type", 12);
+    e->compressible = ct != NULL && dc_encoding_compressible_type(ct->value, ct->value_len) &&
+                      identity->body.len >= DC_VARIANTS_MIN_BYTES;
     if (with_cdn)
         dc_cdn_headers_dispose(&cdn);
     unsigned char digest[32];
@@ -454,14 +556,25 @@ static void on_done(void *data, dc_fetch_t *f, int err)
         fill_free(fill);
         return;
     }
+    if (err == 0 && fill->inflating && fill->zs.total_in > 0 && inflate(&fill->zs, Z_FINISH) != Z_STREAM_END) {
+        dc_log_warn("upstream %s sent a truncated gzip body for %s", fill->route->upstream->name, fill->key);
+        err = DC_EUPSTREAM;
+    }
     if (fill->mode == FILL_STORE || fill->mode == FILL_SHARE) {
         if (err == 0) {
             dc_cache_entry_t *e = build_entry(fill, f);
             bool stored = false;
+            unsigned want = fill->mode == FILL_STORE ? dc_variants_wanted(e) : 0;
+            if (want != 0 && e->body->body.len <= DC_VARIANTS_INLINE_MAX) {
+                dc_variants_make_inline(e, want);
+                want = 0;
+            }
             if (fill->mode == FILL_STORE) {
                 stored = dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
                 if (stored)
                     dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
+                if (stored && want != 0)
+                    dc_variants_schedule(&fill->worker->loop, fill->worker->cache, e, want);
             }
             dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored,
                                       .fwd_status = dc_fetch_status(f)};
@@ -544,8 +657,9 @@ void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, co
     size_t nh = 0;
     while (headers[nh] != NULL)
         nh++;
-    const char **hv = dc_calloc(nh + 3, sizeof(char *));
+    const char **hv = dc_calloc(nh + 4, sizeof(char *));
     memcpy(hv, headers, nh * sizeof(char *));
+    hv[nh++] = "Accept-Encoding: gzip"; /* see on_head: stored in both representations */
     char *inm = NULL, *ims = NULL;
     if (stale != NULL && stale->origin_etag != NULL)
         hv[nh++] = inm = dc_asprintf("If-None-Match: %s", stale->origin_etag);
@@ -582,7 +696,10 @@ void dc_fill_client_progress(struct dc_fill *fill)
     DC_CHECK_MAGIC(fill, FILL_MAGIC);
     if (fill->mode != FILL_PASS || fill->client == NULL)
         return;
-    dc_body_release_before(&fill->sb->body, fill->client->acked);
-    if (fill->fetch != NULL && fill->sb->body.len - fill->client->acked < DC_STREAM_HIGH_WATER)
+    dc_body_t *followed = &fill->client->body->body;
+    dc_body_release_before(followed, fill->client->acked);
+    if (fill->client->body != fill->sb)
+        dc_body_release_before(&fill->sb->body, fill->sb->body.len); /* the client follows the decoded stream */
+    if (fill->fetch != NULL && followed->len - fill->client->acked < DC_STREAM_HIGH_WATER)
         dc_fetch_resume(fill->fetch);
 }

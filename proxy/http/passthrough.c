@@ -67,7 +67,7 @@ static void on_head(void *data, dc_fetch_t *f)
     dc_request_t *r = data;
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
     h2o_req_t *req = r->req;
-    dc_request_set_upstream_head(r, f, false, false);
+    dc_request_set_upstream_head(r, f, 0);
     dc_request_add_header(r, H2O_STRLIT("x-cache"), r->x_cache, strlen(r->x_cache));
     dc_request_add_header(r, H2O_STRLIT("x-request-id"), r->request_id, strlen(r->request_id));
     r->out = DC_OUT_PASS;

@@ -186,7 +186,13 @@ void dc_request_record_upstream(dc_worker_t *w, dc_upstream_rt_t *up_rt, dc_fetc
         dc_upstream_state_success(&up_rt->health, now);
 }
 
-void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, bool skip_cache_control, bool skip_etag)
+static bool named(const dc_fetch_header_t *h, const char *name)
+{
+    size_t l = strlen(name);
+    return h->name_len == l && memcmp(h->name, name, l) == 0;
+}
+
+void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags)
 {
     h2o_req_t *req = r->req;
     int status = dc_fetch_status(f);
@@ -200,8 +206,9 @@ void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, bool skip_cach
     const char *via = dc_resphdr_find(hs, n, "via", &via_len);
     for (size_t i = 0; i < n; i++) {
         const dc_fetch_header_t *h = &hs[i];
-        if (!dc_resphdr_forward(h, conn, conn_len) || (skip_etag && h->name_len == 4 && memcmp(h->name, "etag", 4) == 0) ||
-            (skip_cache_control && h->name_len == 13 && memcmp(h->name, "cache-control", 13) == 0))
+        if (!dc_resphdr_forward(h, conn, conn_len) || ((flags & DC_HEAD_SKIP_ETAG) && named(h, "etag")) ||
+            ((flags & DC_HEAD_SKIP_CACHE_CONTROL) && named(h, "cache-control")) ||
+            ((flags & DC_HEAD_DECODED) && (named(h, "content-encoding") || named(h, "vary"))))
             continue;
         dc_request_add_header(r, h->name, h->name_len, h->value, h->value_len);
     }
@@ -211,7 +218,7 @@ void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, bool skip_cach
     dc_request_add_header(r, H2O_STRLIT("via"), tmp, (size_t)tl);
     tl = snprintf(tmp, sizeof(tmp), "upstream;dur=%.1f", (double)r->upstream_us / 1000.0);
     dc_request_add_header(r, H2O_STRLIT("server-timing"), tmp, (size_t)tl);
-    int64_t cl = dc_fetch_content_length(f);
+    int64_t cl = (flags & DC_HEAD_DECODED) ? -1 : dc_fetch_content_length(f);
     if (r->is_head)
         req->res.content_length = cl >= 0 ? (size_t)cl : 0;
     else

@@ -110,7 +110,8 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
 struct dc_cdn_headers;
 /* `cdn` (may be NULL): headers toward CDNs that replace the origin's Cache-Control. */
 void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f, dc_shared_body_t *body,
-                           const char *x_cache, const char *cache_status, const struct dc_cdn_headers *cdn);
+                           const char *x_cache, const char *cache_status, const struct dc_cdn_headers *cdn,
+                           unsigned head_flags);
 /* The fill appended bytes (or finished: end = final length, error = it failed). */
 void dc_serve_follow_pump(dc_request_t *r);
 void dc_serve_follow_end(dc_request_t *r, bool error);
@@ -129,9 +130,13 @@ void dc_fill_detach(struct dc_fill *fill, dc_request_t *r);
 void dc_fill_client_progress(struct dc_fill *fill);
 
 /* Status, reason and the forwarded upstream headers of `f` onto r's response, plus Via and
- * Server-Timing. `skip_cache_control`: the route's CDN policy replaces the origin's. The origin's
- * ETag is never forwarded when `skip_etag` (our strong ETag names cached representations). */
-void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, bool skip_cache_control, bool skip_etag);
+ * Server-Timing. Flags: */
+enum {
+    DC_HEAD_SKIP_CACHE_CONTROL = 1, /* the route's CDN policy replaces the origin's */
+    DC_HEAD_SKIP_ETAG = 2,          /* our strong ETag names cached representations */
+    DC_HEAD_DECODED = 4,            /* the body is sent decoded: no Content-Encoding/Length, no Vary from origin */
+};
+void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags);
 /* Fetch options of upstream `up` (timeouts, retries, HTTP/2, TLS verification, key header). */
 void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring);
 /* Stop whatever feeds this request (pass-through fetch, fill, in-flight wait timer excluded). */

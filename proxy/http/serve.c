@@ -6,6 +6,7 @@
  */
 #include "core/error.h"
 #include "core/time.h"
+#include "cache/encode.h"
 #include "http/cdn.h"
 #include "http/request.h"
 #include "http/resphdr.h"
@@ -129,10 +130,32 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
     dc_cache_entry_t *prev = r->entry;
     r->entry = dc_cache_entry_ref(e);
     dc_cache_entry_release(prev);
+    /* the representation the client accepts best among those the entry has */
+    unsigned mask = 0;
+    for (unsigned i = DC_ENC_GZIP; i < DC_ENC_COUNT; i++)
+        if (e->variants[i] != NULL)
+            mask |= 1u << i;
+    dc_encoding_t enc = DC_ENC_IDENTITY;
+    if (mask != 0) {
+        ssize_t ae = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
+        enc = ae >= 0 ? dc_encoding_negotiate(req->headers.entries[ae].value.base, req->headers.entries[ae].value.len,
+                                              mask)
+                      : DC_ENC_IDENTITY;
+    }
+    dc_shared_body_t *chosen = enc == DC_ENC_IDENTITY ? e->body : e->variants[enc];
     dc_shared_body_release(r->body);
-    r->body = dc_shared_body_ref(e->body);
-    r->body_end = e->body->body.len;
+    r->body = dc_shared_body_ref(chosen);
+    r->body_end = chosen->body.len;
     r->sent = r->acked = 0;
+    /* each representation has its own strong validator: "<digest>", "<digest>-gz", "<digest>-br" */
+    char etag[48];
+    size_t etag_len = e->etag_len;
+    memcpy(etag, e->etag, etag_len);
+    if (enc != DC_ENC_IDENTITY && etag_len >= 2) {
+        const char *sfx = enc == DC_ENC_GZIP ? "-gz\"" : "-br\"";
+        memcpy(etag + etag_len - 1, sfx, 4);
+        etag_len += 3;
+    }
 
     req->res.status = e->status;
     req->res.reason = dc_http_reason(e->status);
@@ -146,8 +169,15 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
             h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 0, NULL, h->value,
                                   h->value_len);
     }
-    if (e->etag_len > 0)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, e->etag, e->etag_len);
+    if (etag_len > 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, h2o_strdup(&req->pool, etag, etag_len).base,
+                       etag_len);
+    if (enc != DC_ENC_IDENTITY) {
+        const char *name = dc_encoding_name(enc);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, name, strlen(name));
+    }
+    if (e->compressible)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept-Encoding"));
     uint64_t now = dc_now_wall_ms();
     uint64_t age = (now > e->stored_at_ms ? (now - e->stored_at_ms) / 1000 : 0) + e->origin_age_s;
     char agebuf[24];
@@ -156,9 +186,9 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
     add_common(r, x_cache, cache_status, true);
 
     ssize_t inm = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
-    bool not_modified = inm >= 0 && e->etag_len > 0 && e->status == 200 &&
-                        etag_matches(req->headers.entries[inm].value.base, req->headers.entries[inm].value.len,
-                                     e->etag, e->etag_len);
+    bool not_modified = inm >= 0 && etag_len > 0 && e->status == 200 &&
+                        etag_matches(req->headers.entries[inm].value.base, req->headers.entries[inm].value.len, etag,
+                                     etag_len);
     r->out = DC_OUT_BODY;
     r->generator.proceed = dc_out_proceed;
     r->generator.stop = dc_out_stop;
@@ -171,7 +201,7 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
     } else if (e->status == 204) {
         req->res.content_length = SIZE_MAX;
     } else {
-        req->res.content_length = e->body->body.len;
+        req->res.content_length = chosen->body.len;
     }
     h2o_start_response(req, &r->generator);
     dc_request_ref(r);
@@ -192,10 +222,11 @@ static void add_cdn(dc_request_t *r, const dc_cdn_headers_t *cdn)
 }
 
 void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f, dc_shared_body_t *body,
-                           const char *x_cache, const char *cache_status, const dc_cdn_headers_t *cdn)
+                           const char *x_cache, const char *cache_status, const dc_cdn_headers_t *cdn,
+                           unsigned head_flags)
 {
     h2o_req_t *req = r->req;
-    dc_request_set_upstream_head(r, f, cdn != NULL, true);
+    dc_request_set_upstream_head(r, f, head_flags | DC_HEAD_SKIP_ETAG | (cdn != NULL ? DC_HEAD_SKIP_CACHE_CONTROL : 0));
     if (cdn != NULL)
         add_cdn(r, cdn);
     add_common(r, x_cache, cache_status, false);

@@ -20,12 +20,6 @@
 
 #define MAX_OUT (1024 * 1024)
 
-static void check(bool ok)
-{
-    if (!ok)
-        abort();
-}
-
 static char *exact_copy(const void *data, size_t size)
 {
     char *p = malloc(size ? size : 1); /* exact size: ASan sees any overread */
@@ -70,7 +64,7 @@ static char *reversed_list(const char *p, size_t n)
             end = i - 1;
         }
     }
-    check(o == n);
+    DC_ASSERT(o == n);
     return r;
 }
 
@@ -80,38 +74,38 @@ static void fuzz_negotiate(const char *buf, size_t size)
     for (unsigned mask = 0; mask < 4; mask++) {
         unsigned bits = ((mask & 1) ? 1u << DC_ENC_GZIP : 0) | ((mask & 2) ? 1u << DC_ENC_BR : 0);
         r[mask] = dc_encoding_negotiate(buf, size, bits);
-        check((unsigned)r[mask] < DC_ENC_COUNT);
-        check(r[mask] == DC_ENC_IDENTITY || (bits & (1u << r[mask])) != 0);
-        check(dc_encoding_negotiate(buf, size, bits | ~3u << 1 | 1u) == r[mask]); /* other bits: ignored */
+        DC_ASSERT((unsigned)r[mask] < DC_ENC_COUNT);
+        DC_ASSERT(r[mask] == DC_ENC_IDENTITY || (bits & (1u << r[mask])) != 0);
+        DC_ASSERT(dc_encoding_negotiate(buf, size, bits | ~3u << 1 | 1u) == r[mask]); /* other bits: ignored */
         for (int upper = 0; upper <= 1; upper++) {
             char *c = exact_copy(buf, size);
             recase(c, size, upper);
-            check(dc_encoding_negotiate(c, size, bits) == r[mask]);
+            DC_ASSERT(dc_encoding_negotiate(c, size, bits) == r[mask]);
             free(c);
         }
         char *rev = reversed_list(buf, size);
-        check(dc_encoding_negotiate(rev, size, bits) == r[mask]);
+        DC_ASSERT(dc_encoding_negotiate(rev, size, bits) == r[mask]);
         free(rev);
     }
     /* masks: 0 none, 1 gzip, 2 br, 3 both; dropping an unchosen coding keeps the choice */
-    check(r[0] == DC_ENC_IDENTITY);
+    DC_ASSERT(r[0] == DC_ENC_IDENTITY);
     if (r[3] == DC_ENC_GZIP)
-        check(r[1] == DC_ENC_GZIP);
+        DC_ASSERT(r[1] == DC_ENC_GZIP);
     if (r[3] == DC_ENC_BR)
-        check(r[2] == DC_ENC_BR);
+        DC_ASSERT(r[2] == DC_ENC_BR);
     if (r[3] == DC_ENC_IDENTITY)
-        check(r[1] == DC_ENC_IDENTITY && r[2] == DC_ENC_IDENTITY);
-    check(dc_encoding_negotiate(NULL, size, 3u << 1) == DC_ENC_IDENTITY);
+        DC_ASSERT(r[1] == DC_ENC_IDENTITY && r[2] == DC_ENC_IDENTITY);
+    DC_ASSERT(dc_encoding_negotiate(NULL, size, 3u << 1) == DC_ENC_IDENTITY);
 }
 
 static void fuzz_parse(const char *buf, size_t size)
 {
     int r = dc_encoding_parse(buf, size);
-    check(r >= -1 && r < DC_ENC_COUNT);
+    DC_ASSERT(r >= -1 && r < DC_ENC_COUNT);
     for (int upper = 0; upper <= 1; upper++) {
         char *c = exact_copy(buf, size);
         recase(c, size, upper);
-        check(dc_encoding_parse(c, size) == r);
+        DC_ASSERT(dc_encoding_parse(c, size) == r);
         free(c);
     }
     if (r >= 0) {
@@ -120,7 +114,7 @@ static void fuzz_parse(const char *buf, size_t size)
         for (size_t i = 0; i < size; i++)
             if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != ',')
                 s[n++] = buf[i];
-        check(ieq(s, n, dc_encoding_name((dc_encoding_t)r)) || (r == DC_ENC_GZIP && ieq(s, n, "x-gzip")));
+        DC_ASSERT(ieq(s, n, dc_encoding_name((dc_encoding_t)r)) || (r == DC_ENC_GZIP && ieq(s, n, "x-gzip")));
         free(s);
     }
 
@@ -129,9 +123,9 @@ static void fuzz_parse(const char *buf, size_t size)
     char *c = malloc(size + sizeof(param) - 1);
     memcpy(c, buf, size);
     memcpy(c + size, param, sizeof(param) - 1);
-    check(dc_encoding_compressible_type(c, size + sizeof(param) - 1) == t);
+    DC_ASSERT(dc_encoding_compressible_type(c, size + sizeof(param) - 1) == t);
     recase(c, size, true);
-    check(dc_encoding_compressible_type(c, size) == t);
+    DC_ASSERT(dc_encoding_compressible_type(c, size) == t);
     free(c);
 }
 
@@ -167,26 +161,26 @@ static void fuzz_decode(const uint8_t *data, size_t size)
     make_body(&one, data, size, size ? size : 1);
     make_body(&split, data, size, 1 + size % 13);
     int e1 = dc_decode_gzip(&one, &out1, MAX_OUT), e2 = dc_decode_gzip(&split, &out2, MAX_OUT);
-    check(e1 == 0 || e1 == DC_ETOOBIG || e1 == DC_EINVAL);
-    check(e1 == e2 && body_equal(&out1, &out2));
-    check(e1 == 0 ? out1.len <= MAX_OUT : out1.len == 0 && out1.nchunks == 0);
+    DC_ASSERT(e1 == 0 || e1 == DC_ETOOBIG || e1 == DC_EINVAL);
+    DC_ASSERT(e1 == e2 && body_equal(&out1, &out2));
+    DC_ASSERT(e1 == 0 ? out1.len <= MAX_OUT : out1.len == 0 && out1.nchunks == 0);
     dc_body_dispose(&out1);
     dc_body_dispose(&out2);
     dc_body_dispose(&one);
 
     /* round trip through our own encoder, with the input's chunking */
     dc_body_t gz, back;
-    check(dc_encode_body(DC_ENC_GZIP, &split, &gz) == 0);
-    check(dc_decode_gzip(&gz, &back, size) == 0);
-    check(body_equal(&split, &back));
+    DC_ASSERT(dc_encode_body(DC_ENC_GZIP, &split, &gz) == 0);
+    DC_ASSERT(dc_decode_gzip(&gz, &back, size) == 0);
+    DC_ASSERT(body_equal(&split, &back));
     dc_body_dispose(&back);
     if (size > 0) {
-        check(dc_decode_gzip(&gz, &back, size - 1) == DC_ETOOBIG);
-        check(back.len == 0 && back.nchunks == 0);
+        DC_ASSERT(dc_decode_gzip(&gz, &back, size - 1) == DC_ETOOBIG);
+        DC_ASSERT(back.len == 0 && back.nchunks == 0);
     }
     dc_body_dispose(&gz);
     if (size <= 4096) { /* a brotli encoder with a 4 MiB window is costly: keep the exec rate up */
-        check(dc_encode_body(DC_ENC_BR, &split, &gz) == 0 && gz.len > 0);
+        DC_ASSERT(dc_encode_body(DC_ENC_BR, &split, &gz) == 0 && gz.len > 0);
         dc_body_dispose(&gz);
     }
     dc_body_dispose(&split);
