@@ -68,3 +68,10 @@ format:
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# Side-by-side benchmarks against nginx proxy_cache, Varnish and a bare libh2o responder
+# (bench/README.md): about 5 minutes; BENCH_ARGS=--quick (< 1 minute) or --smoke (seconds, checks the table).
+BENCH_ARGS ?=
+.PHONY: bench
+bench: build
+	$(PYTHON) bench/run $(BENCH_ARGS)

@@ -14,7 +14,7 @@ import os
 import random
 import sys
 
-VERSION = 1
+VERSION = 2
 B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 WSOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
@@ -64,7 +64,10 @@ def price(r, target=10240):
 
 
 def pair(r, i):
+    """One pair; like the real list, most pools are dead (zero volume, fees and yields)."""
     x, y = addr(r), r.choice([WSOL, USDC, USDT])
+    if r.random() < 0.75:
+        return dead_pair(r, i, x, y)
     liq = r.uniform(0, 5e6)
     return {"address": addr(r), "name": "TOK%d-%s" % (i, "SOL" if y == WSOL else "USDC"), "mint_x": x, "mint_y": y,
             "reserve_x": addr(r), "reserve_y": addr(r), "reserve_x_amount": r.randrange(10**15),
@@ -82,6 +85,20 @@ def pair(r, i):
             "volume": {"min_30": round(r.uniform(0, 1e3), 4), "hour_1": round(r.uniform(0, 5e3), 4),
                        "hour_24": round(r.uniform(0, 9e4), 4)},
             "tags": r.choice([[], [], ["new"], ["verified"]]), "launchpad": None}
+
+
+def dead_pair(r, i, x, y):
+    zero = {"min_30": 0, "hour_1": 0, "hour_2": 0, "hour_4": 0, "hour_12": 0, "hour_24": 0}
+    return {"address": addr(r), "name": "TOK%d-%s" % (i, "SOL" if y == WSOL else "USDC"), "mint_x": x, "mint_y": y,
+            "reserve_x": addr(r), "reserve_y": addr(r), "reserve_x_amount": r.choice([0, r.randrange(10**6)]),
+            "reserve_y_amount": 0, "bin_step": r.choice([1, 5, 10, 20, 80, 100]),
+            "base_fee_percentage": r.choice(["0.01", "0.05", "0.1", "0.25", "1"]), "max_fee_percentage": "10",
+            "protocol_fee_percentage": "5", "liquidity": "0", "reward_mint_x": "11111111111111111111111111111111",
+            "reward_mint_y": "11111111111111111111111111111111", "fees_24h": 0, "today_fees": 0,
+            "trade_volume_24h": 0, "cumulative_trade_volume": "0.00", "cumulative_fee_volume": "0.00",
+            "current_price": round(r.uniform(1e-9, 1e3), 9), "apr": 0, "apy": 0, "farm_apr": 0, "farm_apy": 0,
+            "hide": False, "is_blacklisted": False, "fees": zero, "fee_tvl_ratio": zero,
+            "volume": {"min_30": 0, "hour_1": 0, "hour_24": 0}, "tags": [], "launchpad": None}
 
 
 def pair_all(seed, target):

@@ -1,0 +1,201 @@
+#include "cmocka_prelude.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cache/store.h"
+#include "core/error.h"
+#include "inflight/inflight.h"
+
+static dc_cache_entry_t *make(const char *key, size_t body_len, uint64_t keep_until)
+{
+    dc_body_t b;
+    dc_body_init(&b, body_len);
+    char buf[4096];
+    memset(buf, 'x', sizeof(buf));
+    for (size_t left = body_len; left > 0;) {
+        size_t n = left < sizeof(buf) ? left : sizeof(buf);
+        dc_body_append(&b, buf, n);
+        left -= n;
+    }
+    dc_cache_hdr_t h = {NULL, "content-type", 12, "application/json", 16};
+    const char *tags[] = {"jup", "mintA"};
+    dc_cache_entry_t *e = dc_cache_entry_create(key, strlen(key), 200, &h, 1, tags, 2, dc_shared_body_create(&b));
+    e->fresh_until_ms = e->swr_until_ms = e->sie_until_ms = e->keep_until_ms = keep_until;
+    return e;
+}
+
+static void insert(dc_cache_t *c, dc_cache_entry_t *e)
+{
+    assert_int_equal(dc_cache_insert(c, e, 0), 0);
+    dc_cache_entry_release(e);
+}
+
+static void test_lookup_and_expiry(void **state)
+{
+    dc_cache_t *c = dc_cache_create(1 << 20, 1 << 20);
+    insert(c, make("GET /a", 100, 1000));
+    dc_cache_entry_t *e = dc_cache_lookup(c, "GET /a", 6, dc_cache_hash("GET /a", 6), 999);
+    assert_non_null(e);
+    assert_int_equal(e->body->body.len, 100);
+    assert_string_equal(dc_cache_entry_header(e, "content-type", 12)->value, "application/json");
+    dc_cache_entry_release(e);
+    assert_null(dc_cache_lookup(c, "GET /b", 6, dc_cache_hash("GET /b", 6), 0));
+    /* past keep_until the entry is dropped on lookup */
+    assert_null(dc_cache_lookup(c, "GET /a", 6, dc_cache_hash("GET /a", 6), 1000));
+    dc_cache_stats_t st;
+    dc_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(st.expired, 1);
+    dc_cache_destroy(c);
+}
+
+static void test_budget_and_lru(void **state)
+{
+    dc_cache_t *c = dc_cache_create(64 * 1024, 64 * 1024);
+    char key[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "GET /k%d", i);
+        insert(c, make(key, 4000, 1000000));
+        /* keep /k0 hot: it must survive */
+        dc_cache_entry_t *hot = dc_cache_lookup(c, "GET /k0", 7, dc_cache_hash("GET /k0", 7), 0);
+        if (hot != NULL)
+            dc_cache_entry_release(hot);
+    }
+    dc_cache_stats_t st;
+    dc_cache_get_stats(c, &st);
+    assert_true(st.bytes <= 64 * 1024);
+    assert_true(st.evictions > 20);
+    assert_true(st.entries + st.evictions == 40);
+    dc_cache_entry_t *e = dc_cache_lookup(c, "GET /k39", 8, dc_cache_hash("GET /k39", 8), 0);
+    assert_non_null(e);
+    dc_cache_entry_release(e);
+    /* too big for max_object */
+    dc_cache_entry_t *big = make("GET /big", 70 * 1024, 1000000);
+    assert_int_equal(dc_cache_insert(c, big, 0), DC_ETOOBIG);
+    dc_cache_entry_release(big);
+    dc_cache_destroy(c);
+}
+
+static void test_evicted_entry_outlives_store(void **state)
+{
+    dc_cache_t *c = dc_cache_create(1 << 20, 1 << 20);
+    insert(c, make("GET /x", 1000, 100));
+    dc_cache_entry_t *reader = dc_cache_lookup(c, "GET /x", 6, dc_cache_hash("GET /x", 6), 0);
+    assert_int_equal(dc_cache_purge_key(c, "GET /x", 6), 1);
+    /* the reader's reference keeps body and headers valid (ASan would catch a use after free) */
+    assert_int_equal(reader->body->body.len, 1000);
+    assert_int_equal(reader->body->body.chunks[0].data[999], 'x');
+    dc_cache_entry_release(reader);
+    dc_cache_destroy(c);
+}
+
+static void test_replace_only_if_current(void **state)
+{
+    dc_cache_t *c = dc_cache_create(1 << 20, 1 << 20);
+    dc_cache_entry_t *v1 = make("GET /r", 10, 1000);
+    assert_int_equal(dc_cache_insert(c, v1, 0), 0);
+    dc_cache_entry_t *succ = dc_cache_entry_clone(v1);
+    assert_ptr_equal(succ->body, v1->body); /* shared, not copied */
+    assert_int_equal(dc_cache_replace(c, v1, succ, 0), 0);
+    dc_cache_entry_t *got = dc_cache_lookup(c, "GET /r", 6, v1->hash, 0);
+    assert_ptr_equal(got, succ);
+    dc_cache_entry_release(got);
+    /* v1 is no longer current: a late successor of it must not overwrite the newer entry */
+    dc_cache_entry_t *late = dc_cache_entry_clone(v1);
+    assert_int_equal(dc_cache_replace(c, v1, late, 0), DC_ENOTFOUND);
+    dc_cache_entry_release(late);
+    dc_cache_entry_release(succ);
+    dc_cache_entry_release(v1);
+    dc_cache_destroy(c);
+}
+
+static void test_purge_prefix_and_tag(void **state)
+{
+    dc_cache_t *c = dc_cache_create(1 << 20, 1 << 20);
+    insert(c, make("GET /jup/a", 10, 1000));
+    insert(c, make("GET /jup/b", 10, 1000));
+    insert(c, make("GET /met/a", 10, 1000));
+    assert_int_equal(dc_cache_purge_prefix(c, "GET /jup/", 9), 2);
+    assert_int_equal(dc_cache_purge_tag(c, "mintA", 5), 1);
+    assert_int_equal(dc_cache_purge_tag(c, "mint", 4), 0);
+    dc_cache_stats_t st;
+    dc_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 0);
+    dc_cache_destroy(c);
+}
+
+/* ---- in-flight: messages are collected instead of crossing threads ---- */
+
+static dc_msg_t *posted[16];
+static int nposted;
+static void collect(void *target, dc_msg_t *m)
+{
+    posted[nposted++] = m;
+}
+static int results, releases;
+static dc_flight_outcome_t last_outcome;
+static void on_result(dc_waiter_t *w, dc_flight_result_t *res)
+{
+    results++;
+    last_outcome = res->outcome;
+    dc_cache_entry_release(res->entry);
+}
+static void on_release(dc_waiter_t *w)
+{
+    releases++;
+}
+
+static void test_inflight_lead_join_finish_cancel(void **state)
+{
+    nposted = results = releases = 0;
+    dc_inflight_t *t = dc_inflight_create(collect);
+    uint64_t h = dc_cache_hash("k", 1);
+    dc_flight_t *f = NULL, *f2 = NULL;
+    dc_waiter_t w[3];
+    memset(w, 0, sizeof(w));
+    for (int i = 0; i < 3; i++) {
+        w[i].on_result = on_result;
+        w[i].on_release = on_release;
+    }
+    assert_int_equal(dc_inflight_join(t, "k", 1, h, &w[0], &f), DC_INFLIGHT_LEADER);
+    assert_non_null(f);
+    assert_int_equal(dc_inflight_join(t, "k", 1, h, &w[1], &f2), DC_INFLIGHT_JOINED);
+    assert_int_equal(dc_inflight_join(t, "k", 1, h, &w[2], &f2), DC_INFLIGHT_JOINED);
+    assert_int_equal(dc_inflight_join(t, "k", 1, h, NULL, &f2), DC_INFLIGHT_JOINED); /* test-and-lead */
+    assert_int_equal(dc_inflight_waiters(t, f), 2);
+    /* a waiter that gives up before the answer is released at once */
+    assert_true(dc_inflight_cancel(t, &w[2]));
+    assert_int_equal(releases, 1);
+    dc_cache_entry_t *e = make("k", 5, 1000);
+    dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
+    dc_inflight_finish(t, f, &res);
+    dc_cache_entry_release(e); /* the waiter got its own reference */
+    assert_int_equal(nposted, 1);
+    assert_int_equal(dc_inflight_count(t), 0);
+    /* cancelling after the answer was posted: the message releases without delivering */
+    assert_false(dc_inflight_cancel(t, &w[1]));
+    posted[0]->run(posted[0]);
+    assert_int_equal(results, 0);
+    assert_int_equal(releases, 2);
+    /* the key can be led again */
+    assert_int_equal(dc_inflight_join(t, "k", 1, h, &w[0], &f), DC_INFLIGHT_LEADER);
+    assert_int_equal(dc_inflight_join(t, "k", 1, h, &w[1], &f2), DC_INFLIGHT_JOINED);
+    dc_flight_result_t pass = {.outcome = DC_FLIGHT_PASS};
+    dc_inflight_finish(t, f, &pass);
+    posted[1]->run(posted[1]);
+    assert_int_equal(results, 1);
+    assert_int_equal(last_outcome, DC_FLIGHT_PASS);
+    dc_inflight_destroy(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lookup_and_expiry),       cmocka_unit_test(test_budget_and_lru),
+        cmocka_unit_test(test_evicted_entry_outlives_store), cmocka_unit_test(test_replace_only_if_current),
+        cmocka_unit_test(test_purge_prefix_and_tag),    cmocka_unit_test(test_inflight_lead_join_finish_cancel),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
