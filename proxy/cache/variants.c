@@ -4,8 +4,16 @@
 #include "core/log.h"
 #include "core/time.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+static _Atomic unsigned pending_jobs;
+
+unsigned dc_variants_pending(void)
+{
+    return atomic_load(&pending_jobs);
+}
 
 typedef struct variants_job {
     uv_work_t work;
@@ -82,6 +90,7 @@ static void job_after(uv_work_t *w, int status)
             dc_body_dispose(&j->out[enc]);
     dc_cache_entry_release(j->stored);
     free(j);
+    atomic_fetch_sub(&pending_jobs, 1);
 }
 
 void dc_variants_schedule(uv_loop_t *loop, dc_cache_t *cache, dc_cache_entry_t *stored, unsigned want)
@@ -91,7 +100,9 @@ void dc_variants_schedule(uv_loop_t *loop, dc_cache_t *cache, dc_cache_entry_t *
     j->cache = cache;
     j->stored = dc_cache_entry_ref(stored);
     j->want = want;
+    atomic_fetch_add(&pending_jobs, 1);
     if (uv_queue_work(loop, &j->work, job_work, job_after) != 0) {
+        atomic_fetch_sub(&pending_jobs, 1);
         dc_cache_entry_release(j->stored);
         free(j);
     }

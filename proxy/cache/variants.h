@@ -26,5 +26,7 @@ void dc_variants_make_inline(dc_cache_entry_t *e, unsigned want);
 /* Encode `want` on the thread pool of `loop` and publish a successor of `stored` in `cache`.
  * Takes its own reference to `stored`. */
 void dc_variants_schedule(uv_loop_t *loop, dc_cache_t *cache, dc_cache_entry_t *stored, unsigned want);
+/* Jobs scheduled and not finished yet, process-wide (draining waits for 0). */
+unsigned dc_variants_pending(void);
 
 #endif

@@ -15,6 +15,7 @@
  * answered with that copy, for the leader and every waiter.
  */
 #include "cache/encode.h"
+#include "cache/growing.h"
 #include "cache/key.h"
 #include "cache/variants.h"
 #include "cache/policy.h"
@@ -33,6 +34,9 @@
 #include <string.h>
 
 #define FILL_MAGIC 0x46494c4cu /* "FILL" */
+/* Answers at least this large (or of unknown length) are streamed to waiters as they arrive;
+ * smaller ones are handed over complete (one wake-up instead of many). */
+#define STREAM_TO_WAITERS_MIN (256 * 1024)
 /* How long a key whose answer was private stays hit-for-pass (requests skip collapsing). */
 #define PASS_MARKER_MS 10000
 
@@ -55,6 +59,9 @@ typedef struct dc_fill {
     dc_shared_body_t *sb_ident; /* decoded as it arrives when the origin sent gzip (else NULL) */
     z_stream zs;
     bool inflating;
+    dc_growing_t *growing; /* set when the identity body is streamed to waiters on other workers */
+    dc_growing_t *growing_gz; /* and the gzip body as received, when the origin sent gzip */
+    bool growing_ended;
     dc_request_t *client;
     fill_mode_t mode;
     dc_policy_decision_t decision;
@@ -64,6 +71,8 @@ typedef struct dc_fill {
     char **tags;
     size_t ntags;
 } dc_fill_t;
+
+static dc_cache_entry_t *entry_from_head(struct dc_fill *fill, dc_fetch_t *f);
 
 static bool stale_usable_on_error(const dc_cache_entry_t *e, uint64_t now)
 {
@@ -86,6 +95,14 @@ static void fill_free(dc_fill_t *fill)
         mbedtls_sha256_free(&fill->sha);
     if (fill->inflating)
         inflateEnd(&fill->zs);
+    dc_growing_t *gs[2] = {fill->growing, fill->growing_gz};
+    for (int i = 0; i < 2; i++) {
+        if (gs[i] == NULL)
+            continue;
+        if (!fill->growing_ended)
+            dc_growing_end(gs[i], true); /* followers end with an error, never hang */
+        dc_growing_release(gs[i]);
+    }
     dc_shared_body_release(fill->sb_ident);
     for (size_t i = 0; i < fill->ntags; i++)
         free(fill->tags[i]);
@@ -263,6 +280,22 @@ static void on_head(void *data, dc_fetch_t *f)
         }
     }
 
+    /* a large answer streams to the waiters (on any worker) as it arrives */
+    if (fill->mode == FILL_STORE && fill->flight != NULL && (cl < 0 || (uint64_t)cl >= STREAM_TO_WAITERS_MIN)) {
+        dc_shared_body_t *identity = fill->inflating ? fill->sb_ident : fill->sb;
+        fill->growing = dc_growing_create(identity, fill->inflating || cl < 0 ? 0 : (size_t)cl);
+        if (fill->inflating)
+            fill->growing_gz = dc_growing_create(fill->sb, cl < 0 ? 0 : (size_t)cl);
+        dc_cache_entry_t *preview = entry_from_head(fill, f);
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_STREAM,
+                                  .entry = preview,
+                                  .growing = fill->growing,
+                                  .growing_gz = fill->growing_gz,
+                                  .fwd_status = status};
+        dc_inflight_stream(fill->worker->inflight, fill->flight, &res);
+        dc_cache_entry_release(preview);
+    }
+
     if (fill->client != NULL && fill->client->req != NULL) {
         dc_request_t *r = fill->client;
         r->attempts = dc_fetch_attempts(f);
@@ -302,6 +335,15 @@ static void fail_mid_body(dc_fill_t *fill, dc_fetch_t *f)
     abandon(fill, f);
 }
 
+/* Append identity bytes: through the growing body when waiters on other workers follow it. */
+static void append_identity(dc_fill_t *fill, dc_shared_body_t *identity, const char *p, size_t len)
+{
+    if (fill->growing != NULL)
+        dc_growing_append(fill->growing, p, len);
+    else
+        dc_body_append(&identity->body, p, len);
+}
+
 /* Inflate `len` bytes of gzip into sb_ident. Returns false on corrupt input. */
 static bool inflate_into(dc_fill_t *fill, const char *buf, size_t len)
 {
@@ -314,7 +356,7 @@ static bool inflate_into(dc_fill_t *fill, const char *buf, size_t len)
         int rc = inflate(&fill->zs, Z_NO_FLUSH);
         size_t produced = sizeof(out) - fill->zs.avail_out;
         if (produced > 0) {
-            dc_body_append(&fill->sb_ident->body, out, produced);
+            append_identity(fill, fill->sb_ident, out, produced);
             if (fill->sha_on)
                 mbedtls_sha256_update_ret(&fill->sha, (const unsigned char *)out, produced);
         }
@@ -333,6 +375,13 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
     if (fill->mode == FILL_REVALIDATED)
         return 0; /* a 304 has no body; ignore anything a broken origin sends */
     dc_shared_body_t *identity = fill->inflating ? fill->sb_ident : fill->sb;
+    if (fill->mode == FILL_STORE && fill->growing != NULL &&
+        identity->body.len + len > dc_cache_max_object(fill->worker->cache)) {
+        /* followers on other workers send straight from these chunks: they can't be dropped, so an
+         * answer that outgrows what it announced fails for everyone instead of turning private */
+        fail_mid_body(fill, f);
+        return 0;
+    }
     if (fill->mode == FILL_STORE && identity->body.len + len > dc_cache_max_object(fill->worker->cache)) {
         /* larger than any entry may be: stop sharing, keep streaming to the leader */
         fill->mode = FILL_PASS;
@@ -349,7 +398,12 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
         return 1; /* the leader is behind: pause the upstream until it catches up */
     if (fill->mode == FILL_STORE && !fill->inflating)
         mbedtls_sha256_update_ret(&fill->sha, (const unsigned char *)buf, len);
-    dc_body_append(&fill->sb->body, buf, len);
+    if (fill->inflating && fill->growing_gz != NULL)
+        dc_growing_append(fill->growing_gz, buf, len); /* the gzip representation, as received */
+    else if (fill->inflating)
+        dc_body_append(&fill->sb->body, buf, len);
+    else
+        append_identity(fill, fill->sb, buf, len);
     if (fill->inflating && !inflate_into(fill, buf, len)) {
         dc_log_warn("upstream %s sent a corrupt gzip body for %s", fill->route->upstream->name, fill->key);
         fail_mid_body(fill, f);
@@ -441,7 +495,9 @@ static dc_cache_entry_t *build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *f)
     return e;
 }
 
-static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
+/* An entry from the response head: stored headers (+ CDN headers), tags, the identity body (still
+ * growing while the fill runs), lifetimes. No validator yet: the digest needs the whole body. */
+static dc_cache_entry_t *entry_from_head(dc_fill_t *fill, dc_fetch_t *f)
 {
     size_t n, conn_len;
     const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
@@ -487,13 +543,22 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
                                                 (const char *const *)fill->tags, fill->ntags,
                                                 dc_shared_body_ref(identity));
     free(kept);
-    if (fill->inflating)
-        dc_cache_entry_set_variant(e, DC_ENC_GZIP, dc_shared_body_ref(fill->sb)); /* as the origin sent it */
+    if (with_cdn)
+        dc_cdn_headers_dispose(&cdn);
     const dc_cache_hdr_t *ct = dc_cache_entry_header(e, "content-type", 12);
     e->compressible = ct != NULL && dc_encoding_compressible_type(ct->value, ct->value_len) &&
                       identity->body.len >= DC_VARIANTS_MIN_BYTES;
-    if (with_cdn)
-        dc_cdn_headers_dispose(&cdn);
+    apply_decision(e, &fill->decision, dc_now_wall_ms());
+    e->route_metric = dc_snapshot_route_rt(fill->snap, fill->route)->metrics_id;
+    return e;
+}
+
+/* The complete entry: as from the head, plus the gzip representation and our strong ETag. */
+static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
+{
+    dc_cache_entry_t *e = entry_from_head(fill, f);
+    if (fill->inflating)
+        dc_cache_entry_set_variant(e, DC_ENC_GZIP, dc_shared_body_ref(fill->sb)); /* as the origin sent it */
     unsigned char digest[32];
     mbedtls_sha256_finish_ret(&fill->sha, digest);
     static const char hex[] = "0123456789abcdef";
@@ -505,8 +570,6 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
     e->etag[33] = '"';
     e->etag[34] = '\0';
     e->etag_len = 34;
-    apply_decision(e, &fill->decision, dc_now_wall_ms());
-    e->route_metric = dc_snapshot_route_rt(fill->snap, fill->route)->metrics_id;
     return e;
 }
 
@@ -580,6 +643,12 @@ static void on_done(void *data, dc_fetch_t *f, int err)
                                       .fwd_status = dc_fetch_status(f)};
             finish_flight(fill, &res);
             dc_cache_entry_release(e);
+            if (fill->growing != NULL) {
+                dc_growing_end(fill->growing, false);
+                if (fill->growing_gz != NULL)
+                    dc_growing_end(fill->growing_gz, false);
+                fill->growing_ended = true;
+            }
         } else {
             finish_with_error(fill, err, 0);
         }

@@ -9,6 +9,7 @@
  * disposed.
  */
 #include "http/handler.h"
+#include "cache/encode.h"
 #include "cache/key.h"
 #include "cache/policy.h"
 #include "core/error.h"
@@ -229,12 +230,21 @@ static void start_background_refresh(dc_request_t *r, dc_cache_entry_t *stale)
                   headers);
 }
 
+static bool client_accepts_gzip(h2o_req_t *req)
+{
+    ssize_t ae = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
+    return ae >= 0 && dc_encoding_negotiate(req->headers.entries[ae].value.base, req->headers.entries[ae].value.len,
+                                            1u << DC_ENC_GZIP) == DC_ENC_GZIP;
+}
+
 static void on_wait_result(dc_waiter_t *w, dc_flight_result_t *res)
 {
     dc_request_t *r = w->data;
     wait_timer_stop(r);
     if (r->req == NULL) {
         dc_cache_entry_release(res->entry);
+        dc_growing_release(res->growing);
+        dc_growing_release(res->growing_gz);
         return;
     }
     dc_request_ref(r);
@@ -254,6 +264,19 @@ static void on_wait_result(dc_waiter_t *w, dc_flight_result_t *res)
         } else {
             dc_counter_add(&m->cache_hits[r->route_metric], 1);
             dc_serve_entry(r, res->entry, "HIT", "dexcache; hit; collapsed");
+        }
+        dc_cache_entry_release(res->entry);
+        break;
+    case DC_FLIGHT_STREAM:
+        /* a large answer another request is receiving: send its bytes as they arrive */
+        dc_counter_add(&m->cache_collapsed[r->route_metric], 1);
+        dc_counter_add(&m->cache_hits[r->route_metric], 1);
+        if (res->growing_gz != NULL && client_accepts_gzip(r->req)) {
+            dc_growing_release(res->growing);
+            dc_serve_stream(r, res->entry, res->growing_gz, "gzip", "HIT", "dexcache; hit; collapsed; detail=streaming");
+        } else {
+            dc_growing_release(res->growing_gz);
+            dc_serve_stream(r, res->entry, res->growing, NULL, "HIT", "dexcache; hit; collapsed; detail=streaming");
         }
         dc_cache_entry_release(res->entry);
         break;

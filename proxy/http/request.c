@@ -22,7 +22,8 @@ void dc_request_unref(dc_request_t *r)
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
     if (--r->refs > 0)
         return;
-    DC_ASSERT(r->req == NULL && r->fetch == NULL && r->fill == NULL && !r->waiting);
+    DC_ASSERT(r->req == NULL && r->fetch == NULL && r->fill == NULL && !r->waiting && !r->subscribed);
+    dc_growing_release(r->growing);
     free(r->sending.p);
     free(r->pending.p);
     dc_shared_body_release(r->body);
@@ -250,4 +251,5 @@ void dc_request_detach_sources(dc_request_t *r)
         r->fill = NULL;
         dc_fill_detach(fill, r);
     }
+    dc_serve_stream_detach(r);
 }

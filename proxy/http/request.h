@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 
+#include "cache/growing.h"
 #include "cache/store.h"
 #include "config/config.h"
 #include "inflight/inflight.h"
@@ -90,6 +91,10 @@ typedef struct dc_request {
     size_t sent, acked;      /* bytes handed to h2o / confirmed by proceed() */
     size_t body_end;         /* bytes of `body` to send (SIZE_MAX while the fill still runs) */
     bool body_error;         /* the fill failed mid-body: end the response with an error */
+    /* following a body another worker's fill is receiving (DC_OUT_BODY with growing != NULL) */
+    dc_growing_t *growing;   /* owned ref */
+    dc_growing_sub_t gsub;
+    bool subscribed;         /* holds a request reference while true (or while a wake-up is queued) */
 } dc_request_t;
 
 void dc_request_ref(dc_request_t *r);
@@ -112,6 +117,12 @@ struct dc_cdn_headers;
 void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f, dc_shared_body_t *body,
                            const char *x_cache, const char *cache_status, const struct dc_cdn_headers *cdn,
                            unsigned head_flags);
+/* Answer with `preview`'s head now and send `g`'s bytes as another worker's fill receives them.
+ * Takes over the caller's reference to `g`. */
+void dc_serve_stream(dc_request_t *r, dc_cache_entry_t *preview, dc_growing_t *g, const char *content_encoding,
+                     const char *x_cache, const char *cache_status);
+/* Stop following a growing body (client gone or response complete). */
+void dc_serve_stream_detach(dc_request_t *r);
 /* The fill appended bytes (or finished: end = final length, error = it failed). */
 void dc_serve_follow_pump(dc_request_t *r);
 void dc_serve_follow_end(dc_request_t *r, bool error);

@@ -12,6 +12,7 @@
 #include "http/resphdr.h"
 #include "http/respond.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,11 +20,47 @@
 
 void dc__pass_proceed(dc_request_t *r);
 
+/* Following another worker's fill: read what has arrived under the growing's lock, send it. */
+static void stream_pump(dc_request_t *r)
+{
+    const char *bases[MAX_SPANS];
+    size_t lens[MAX_SPANS], avail;
+    bool ended, error;
+    size_t n = dc_growing_read(r->growing, r->sent, bases, lens, MAX_SPANS, &avail, &ended, &error);
+    h2o_send_state_t final = error ? H2O_SEND_STATE_ERROR : H2O_SEND_STATE_FINAL;
+    if (r->is_head) {
+        if (ended) {
+            r->final_sent = true;
+            h2o_send(r->req, NULL, 0, final);
+        }
+        return;
+    }
+    h2o_iovec_t iov[MAX_SPANS];
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        iov[i] = h2o_iovec_init(bases[i], lens[i]);
+        total += lens[i];
+    }
+    if (total == 0 && !ended)
+        return; /* woken again when bytes arrive */
+    r->sent += total;
+    bool last = ended && r->sent == avail;
+    if (last)
+        r->final_sent = true;
+    else
+        r->send_inflight = true;
+    h2o_send(r->req, iov, n, last ? final : H2O_SEND_STATE_IN_PROGRESS);
+}
+
 /* Send the next part of r->body (or finish). May complete the request: callers hold a reference. */
 static void body_pump(dc_request_t *r)
 {
     if (r->send_inflight || r->final_sent || r->req == NULL)
         return;
+    if (r->growing != NULL) {
+        stream_pump(r);
+        return;
+    }
     size_t have = r->body->body.len;
     size_t end = r->body_end != SIZE_MAX ? r->body_end : have;
     bool complete = r->body_end != SIZE_MAX;
@@ -74,6 +111,8 @@ void dc_out_proceed(h2o_generator_t *gen, h2o_req_t *req)
     if (r->fill != NULL)
         dc_fill_client_progress(r->fill);
     body_pump(r);
+    if (r->final_sent && r->growing != NULL)
+        dc_serve_stream_detach(r);
     dc_request_unref(r);
 }
 
@@ -258,4 +297,70 @@ void dc_serve_follow_end(dc_request_t *r, bool error)
     dc_request_ref(r);
     body_pump(r);
     dc_request_unref(r);
+}
+
+static void on_growing_wake(dc_msg_t *m)
+{
+    dc_growing_sub_t *sub = (dc_growing_sub_t *)((char *)m - offsetof(dc_growing_sub_t, msg));
+    dc_request_t *r = (dc_request_t *)((char *)sub - offsetof(dc_request_t, gsub));
+    DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
+    dc_growing_woken(sub);
+    if (sub->cancelled) {
+        dc_request_unref(r); /* the subscription's reference, kept for this queued wake-up */
+        return;
+    }
+    dc_request_ref(r);
+    body_pump(r);
+    if (r->final_sent)
+        dc_serve_stream_detach(r);
+    dc_request_unref(r);
+}
+
+void dc_serve_stream_detach(dc_request_t *r)
+{
+    if (!r->subscribed)
+        return;
+    r->subscribed = false;
+    if (dc_growing_unsubscribe(r->growing, &r->gsub))
+        dc_request_unref(r); /* no wake-up queued: drop the subscription's reference now */
+}
+
+void dc_serve_stream(dc_request_t *r, dc_cache_entry_t *preview, dc_growing_t *g, const char *content_encoding,
+                     const char *x_cache, const char *cache_status)
+{
+    h2o_req_t *req = r->req;
+    dc_cache_entry_release(r->entry);
+    r->entry = dc_cache_entry_ref(preview);
+    r->growing = g;
+    req->res.status = preview->status;
+    req->res.reason = dc_http_reason(preview->status);
+    for (size_t i = 0; i < preview->nheaders; i++) {
+        const dc_cache_hdr_t *h = &preview->headers[i];
+        if (h->token == H2O_TOKEN_ETAG)
+            continue;
+        if (h->token != NULL)
+            h2o_add_header(&req->pool, &req->res.headers, h->token, NULL, h->value, h->value_len);
+        else
+            h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 0, NULL, h->value,
+                                  h->value_len);
+    }
+    if (content_encoding != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, content_encoding,
+                       strlen(content_encoding));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept-Encoding"));
+    add_common(r, x_cache, cache_status, true);
+    size_t expected = dc_growing_expected(g);
+    req->res.content_length = expected > 0 ? expected : (r->is_head ? 0 : SIZE_MAX);
+    r->sent = r->acked = 0;
+    r->body_end = SIZE_MAX;
+    r->out = DC_OUT_BODY;
+    r->generator.proceed = dc_out_proceed;
+    r->generator.stop = dc_out_stop;
+    h2o_start_response(req, &r->generator);
+    r->gsub.msg.run = on_growing_wake;
+    r->gsub.target = r->worker;
+    r->gsub.post = dc_worker_post;
+    dc_request_ref(r); /* held by the subscription */
+    r->subscribed = true;
+    dc_growing_subscribe(g, &r->gsub); /* wakes us once: bytes may already be there */
 }

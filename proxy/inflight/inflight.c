@@ -1,4 +1,5 @@
 #include "inflight/inflight.h"
+#include "cache/growing.h"
 #include "core/error.h"
 
 #include <pthread.h>
@@ -21,6 +22,8 @@ struct dc_flight {
     dc_waiter_t *waiters;
     size_t nwaiters;
     unsigned shard;
+    bool streaming;
+    dc_flight_result_t stream; /* valid while streaming: references held by the flight */
 };
 
 typedef struct shard {
@@ -57,6 +60,24 @@ static dc_flight_t **bucket(shard_t *s, uint64_t hash)
     return &s->buckets[(hash >> 24) % NBUCKETS];
 }
 
+static void run_waiter_msg(dc_msg_t *m);
+
+/* Give waiter `w` its own copy of `res` and queue it to its worker. */
+static void post_result(dc_inflight_t *t, dc_waiter_t *w, const dc_flight_result_t *res)
+{
+    w->next = NULL;
+    w->result = *res;
+    if (res->entry != NULL)
+        dc_cache_entry_ref(res->entry);
+    if (res->growing != NULL)
+        dc_growing_ref(res->growing);
+    if (res->growing_gz != NULL)
+        dc_growing_ref(res->growing_gz);
+    w->msg.run = run_waiter_msg;
+    w->msg.next = NULL;
+    t->post(w->target, &w->msg);
+}
+
 dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t len, uint64_t hash, dc_waiter_t *w,
                                     dc_flight_t **flight)
 {
@@ -67,6 +88,16 @@ dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t le
     for (f = *bucket(s, hash); f != NULL; f = f->next)
         if (f->hash == hash && f->key_len == len && memcmp(f->key, key, len) == 0)
             break;
+    if (f != NULL && f->streaming && w != NULL) {
+        /* the answer is already arriving: follow it */
+        w->state = W_POSTED;
+        w->cancelled = false;
+        w->flight = NULL;
+        w->shard = si;
+        post_result(t, w, &f->stream);
+        pthread_mutex_unlock(&s->lock);
+        return DC_INFLIGHT_JOINED;
+    }
     if (f != NULL) {
         if (w != NULL) {
             w->state = W_WAITING;
@@ -108,11 +139,15 @@ static void run_waiter_msg(dc_msg_t *m)
     dc_waiter_t *w = (dc_waiter_t *)((char *)m - offsetof(dc_waiter_t, msg));
     w->state = W_DONE;
     if (!w->cancelled) {
-        w->on_result(w, &w->result);
-    } else if (w->result.entry != NULL) {
+        w->on_result(w, &w->result); /* takes over entry and growing */
+    } else {
         dc_cache_entry_release(w->result.entry);
+        dc_growing_release(w->result.growing);
+        dc_growing_release(w->result.growing_gz);
     }
     w->result.entry = NULL;
+    w->result.growing = NULL;
+    w->result.growing_gz = NULL;
     w->on_release(w);
 }
 
@@ -135,17 +170,43 @@ void dc_inflight_finish(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result
     while (list != NULL) {
         dc_waiter_t *w = list;
         list = w->next;
-        w->next = NULL;
-        w->result = *res;
-        if (res->entry != NULL)
-            dc_cache_entry_ref(res->entry);
-        w->msg.run = run_waiter_msg;
-        w->msg.next = NULL;
-        t->post(w->target, &w->msg);
+        post_result(t, w, res);
+    }
+    if (f->streaming) {
+        dc_cache_entry_release(f->stream.entry);
+        dc_growing_release(f->stream.growing);
+        dc_growing_release(f->stream.growing_gz);
     }
     free(f->key);
     f->magic = 0;
     free(f);
+}
+
+void dc_inflight_stream(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result_t *res)
+{
+    DC_CHECK_MAGIC(f, FLIGHT_MAGIC);
+    shard_t *s = &t->shards[f->shard];
+    pthread_mutex_lock(&s->lock);
+    DC_ASSERT(!f->streaming);
+    f->streaming = true;
+    f->stream = *res;
+    if (res->entry != NULL)
+        dc_cache_entry_ref(res->entry);
+    if (res->growing != NULL)
+        dc_growing_ref(res->growing);
+    if (res->growing_gz != NULL)
+        dc_growing_ref(res->growing_gz);
+    dc_waiter_t *list = f->waiters;
+    f->waiters = NULL;
+    f->nwaiters = 0;
+    for (dc_waiter_t *w = list; w != NULL; w = w->next)
+        w->state = W_POSTED;
+    while (list != NULL) {
+        dc_waiter_t *w = list;
+        list = w->next;
+        post_result(t, w, res);
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 bool dc_inflight_cancel(dc_inflight_t *t, dc_waiter_t *w)

@@ -32,7 +32,10 @@ typedef enum {
     DC_FLIGHT_ENTRY = 0, /* serve `entry` (stored now, or a stale copy because the origin failed) */
     DC_FLIGHT_PASS,      /* the answer is not shareable: go to the origin yourself */
     DC_FLIGHT_ERROR,     /* the origin failed and nothing can be served: answer `status` */
+    DC_FLIGHT_STREAM,    /* the answer is arriving: start now with `entry`'s head, follow `growing` */
 } dc_flight_outcome_t;
+
+struct dc_growing;
 
 typedef struct dc_flight_result {
     dc_flight_outcome_t outcome;
@@ -42,6 +45,8 @@ typedef struct dc_flight_result {
     int fwd_status;          /* what the origin answered (0 = no answer), for Cache-Status */
     int status;              /* ERROR: status to answer (502, 504) */
     const char *message;     /* ERROR: static message */
+    struct dc_growing *growing; /* STREAM: the identity body being received (a reference owned by the receiver) */
+    struct dc_growing *growing_gz; /* STREAM: the gzip body as the origin sends it, or NULL */
 } dc_flight_result_t;
 
 /* Posts a message to a worker thread (provided by the server; `target` is opaque here). */
@@ -78,6 +83,11 @@ dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t le
                                     dc_flight_t **flight);
 /* Number of waiters queued right now on a flight (for Cache-Status "collapsed" on the leader). */
 size_t dc_inflight_waiters(dc_inflight_t *t, dc_flight_t *f);
+
+/* The answer will stream (a large body being received): every waiter now, and every request that
+ * joins until dc_inflight_finish, gets `res` (outcome STREAM; entry and growing are referenced per
+ * receiver, the caller keeps its own). The flight stays registered until finish. */
+void dc_inflight_stream(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result_t *res);
 
 /* Hand `res` to every waiter and free the flight. res->entry (may be NULL) stays the caller's:
  * each waiter receives its own reference. Callable from any thread. */

@@ -343,12 +343,13 @@ void dc_server_destroy(dc_server_t *s)
 {
     if (s == NULL)
         return;
-    /* workers' loops and h2o contexts are abandoned at exit: tearing down every connection
-     * handle buys nothing when the process is about to end */
+    /* Workers' loops, h2o contexts and connection handles are abandoned at exit, and so is the
+     * workers array that holds the loops: after a forced stop (drain timeout) a libuv thread-pool
+     * job may still finish and signal its loop, so that memory must stay valid until the process
+     * ends. Tearing every handle down would buy nothing when the process is about to end. */
     dc_snapshot_release(s->snap);
     free(s->config_path);
     free(s->plain_fds);
     free(s->tls_fds);
-    free(s->workers);
     free(s);
 }

@@ -1,6 +1,7 @@
 #include "server/worker.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "cache/variants.h"
 #include "server/server.h"
 
 #include <stdio.h>
@@ -58,7 +59,8 @@ static void close_listeners(dc_worker_t *w)
 static void on_drain_tick(uv_timer_t *t)
 {
     dc_worker_t *w = t->data;
-    if (dc_counter_get(&w->metrics.requests_active) == 0) {
+    /* finished requests, and no compression job still needs this loop */
+    if (dc_counter_get(&w->metrics.requests_active) == 0 && dc_variants_pending() == 0) {
         uv_timer_stop(t);
         uv_stop(&w->loop);
     }

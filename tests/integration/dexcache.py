@@ -16,6 +16,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("DEXCACHE_BIN", os.path.join(ROOT, "build-asan", "dexcache"))
 # ASan keeps up to quarantine_size_mb of freed memory resident: memory bounds in tests add it.
 SANITIZER_RSS_MIB = 16 if "asan" in BIN else 0
+# ThreadSanitizer multiplies memory use: RSS bounds are only checked without it.
+RSS_CHECKS = "tsan" not in BIN
 
 
 def free_port(host="127.0.0.1"):

@@ -481,3 +481,40 @@ def test_revalidation_with_etag_and_last_modified(proxy, clean):
     r = get(proxy, path)
     assert r.headers["cache-status"] == "dexcache; fwd=stale; fwd-status=304; stored"
     assert clean.requests(0)[-1]["headers"].get("if-modified-since") == lm
+
+
+def test_waiters_get_bytes_as_they_arrive(proxy, clean):
+    """A 24 MB answer arriving at 12 MB/s: collapsed clients (any worker) start receiving within a
+    fraction of the transfer, not after it."""
+    clean.config({"bw": 12})
+    n = 24 * 1000 * 1000
+    path = "/meteora/bytes?n=%d&stream=1" % n
+    try:
+        out = []
+
+        def one(i):
+            t0 = time.time()
+            r = requests.get(proxy.url + path, stream=True, timeout=60)
+            it = r.raw.stream(65536, decode_content=False)
+            first = next(it)
+            ttfb = time.time() - t0
+            total = len(first) + sum(len(c) for c in it)
+            out.append((ttfb, time.time() - t0, total, r.headers["x-cache"], r.headers["cache-status"]))
+
+        leader = threading.Thread(target=one, args=(0,))
+        leader.start()
+        assert wait_for(lambda: proxy.metric("dexcache_inflight_fetches") == 1)
+        time.sleep(0.3)
+        followers = [threading.Thread(target=one, args=(i,)) for i in range(1, 9)]
+        for t in followers:
+            t.start()
+        for t in [leader] + followers:
+            t.join(60)
+        assert len(out) == 9 and all(o[2] == n for o in out)
+        streamed = [o for o in out if o[4] == "dexcache; hit; collapsed; detail=streaming"]
+        assert len(streamed) == 8, out
+        for ttfb, total_t, _, _, _ in streamed:
+            assert ttfb < 1.0 and total_t > 1.0, (ttfb, total_t)
+        assert total(clean, "meteora") == 1
+    finally:
+        clean.config({"bw": 0})

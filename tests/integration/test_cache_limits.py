@@ -3,7 +3,7 @@ import time
 
 import requests
 
-from dexcache import SANITIZER_RSS_MIB, Dexcache
+from dexcache import RSS_CHECKS, SANITIZER_RSS_MIB, Dexcache
 from test_transport import rss_kib
 
 MINT_A = "So11111111111111111111111111111111111111112"
@@ -37,7 +37,7 @@ routes:
         assert d.metric("dexcache_cache_evictions_total") >= n - 110
         growth = (rss_kib(d.proc.pid) - base) / 1024
         print("RSS growth %.1f MiB for 40 MB offered to a 4 MiB cache" % growth)
-        assert growth < 4 + 12 + SANITIZER_RSS_MIB  # budget + a fixed margin (+ ASan's quarantine)
+        assert not RSS_CHECKS or growth < 4 + 12 + SANITIZER_RSS_MIB  # budget + a margin (+ ASan's quarantine)
         # the most recent entries are still there, the oldest are gone
         assert s.get(d.url + "/jup/bytes?n=%d&i=%d" % (size, n - 1)).headers["x-cache"] == "HIT"
         assert s.get(d.url + "/jup/bytes?n=%d&i=0" % size).headers["x-cache"] == "MISS"

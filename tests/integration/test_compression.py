@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from dexcache import SANITIZER_RSS_MIB, Dexcache
+from dexcache import RSS_CHECKS, SANITIZER_RSS_MIB, Dexcache
 from fake import FakeOrigin
 from test_transport import rss_kib
 
@@ -129,7 +129,8 @@ def test_large_body_variants_made_off_loop(proxy, origin):
 
 
 def test_90mb_pair_all_once_for_50_clients(proxy):
-    with FakeOrigin(args=["--lat", "fixed=0", "--pairs", "72000", "--gzip"], profiles=("meteora",)) as big:
+    with FakeOrigin(args=["--lat", "fixed=0", "--pairs", "72000", "--gzip"], profiles=("meteora",),
+                    startup_timeout=90) as big:
         conf = CONFIG % {"jup": big.url("meteora"), "meteora": big.url("meteora")}
         with Dexcache(conf) as d:
             base = rss_kib(d.proc.pid)
@@ -173,4 +174,4 @@ def test_90mb_pair_all_once_for_50_clients(proxy):
             print("90 MB /pair/all: identity %.1f MB, gzip %.1f MB, RSS growth %.0f MiB" %
                   (ident_n / 1e6, gz_n / 1e6, growth))
             # stored once (identity + gzip + br) plus bounded per-client state
-            assert growth < ident_n / 1048576 * 1.6 + 64 + SANITIZER_RSS_MIB * 4
+            assert not RSS_CHECKS or growth < ident_n / 1048576 * 1.6 + 64 + SANITIZER_RSS_MIB * 4

@@ -766,6 +766,33 @@ static void test_decode_gzip_max_out(void **state)
     free(json);
 }
 
+/* Regression (found by the fuzzer): output decoded before a corruption must give the same verdict
+ * whether or not the corrupt trailer arrived in the same chunk. */
+static void test_decode_gzip_verdict_ignores_chunking(void **state)
+{
+    size_t n = 1094048, zn; /* > 1 MiB */
+    char *zeros = calloc(1, n), *z = gzip_ref(zeros, n, NULL, &zn);
+    z[zn - 8] ^= 1; /* bad CRC32 */
+    for (int limit = 0; limit <= 1; limit++) {
+        size_t max_out = limit ? 2 * n : 1 << 20;
+        int want = limit ? DC_EINVAL : DC_ETOOBIG;
+        for (int shape = 0; shape < 3; shape++) {
+            dc_body_t in, out;
+            if (shape == 0)
+                body_appended(&in, z, zn, zn);
+            else if (shape == 1)
+                body_appended(&in, z, zn, 1000);
+            else
+                body_chunked(&in, z, zn);
+            assert_int_equal(dc_decode_gzip(&in, &out, max_out), want);
+            assert_empty_body(&out);
+            dc_body_dispose(&in);
+        }
+    }
+    free(z);
+    free(zeros);
+}
+
 static void test_decode_gzip_bomb(void **state)
 {
     /* 256 MiB of zeros is ~250 KB of gzip; with max_out = 1 MiB the decoder stops at once */
@@ -894,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_decode_gzip_multi_member),
         cmocka_unit_test(test_decode_gzip_corrupt),
         cmocka_unit_test(test_decode_gzip_max_out),
+        cmocka_unit_test(test_decode_gzip_verdict_ignores_chunking),
         cmocka_unit_test(test_decode_gzip_bomb),
         cmocka_unit_test(test_decode_gzip_empty),
         cmocka_unit_test(test_worth_it),

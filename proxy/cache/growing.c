@@ -1,0 +1,122 @@
+#include "cache/growing.h"
+#include "core/error.h"
+
+#include <stdlib.h>
+
+struct dc_growing {
+    _Atomic unsigned refs;
+    pthread_mutex_t lock;
+    dc_shared_body_t *body;
+    size_t expected;
+    bool ended, error;
+    dc_growing_sub_t *subs;
+};
+
+dc_growing_t *dc_growing_create(dc_shared_body_t *body, size_t expected)
+{
+    dc_growing_t *g = dc_calloc(1, sizeof(*g));
+    atomic_init(&g->refs, 1);
+    pthread_mutex_init(&g->lock, NULL);
+    g->body = dc_shared_body_ref(body);
+    g->expected = expected;
+    return g;
+}
+
+dc_growing_t *dc_growing_ref(dc_growing_t *g)
+{
+    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+    return g;
+}
+
+void dc_growing_release(dc_growing_t *g)
+{
+    if (g == NULL || atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    DC_ASSERT(g->subs == NULL);
+    dc_shared_body_release(g->body);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+dc_shared_body_t *dc_growing_body(dc_growing_t *g)
+{
+    return g->body;
+}
+
+size_t dc_growing_expected(dc_growing_t *g)
+{
+    return g->expected;
+}
+
+/* Lock held. Post one wake-up per subscriber unless one is already queued. */
+static void wake_all(dc_growing_t *g)
+{
+    for (dc_growing_sub_t *s = g->subs; s != NULL; s = s->next)
+        if (!atomic_exchange(&s->pending, true))
+            s->post(s->target, &s->msg);
+}
+
+void dc_growing_append(dc_growing_t *g, const char *p, size_t len)
+{
+    pthread_mutex_lock(&g->lock);
+    dc_body_append(&g->body->body, p, len);
+    wake_all(g);
+    pthread_mutex_unlock(&g->lock);
+}
+
+void dc_growing_end(dc_growing_t *g, bool error)
+{
+    pthread_mutex_lock(&g->lock);
+    g->ended = true;
+    g->error = error;
+    wake_all(g);
+    pthread_mutex_unlock(&g->lock);
+}
+
+size_t dc_growing_read(dc_growing_t *g, size_t from, const char **bases, size_t *lens, size_t max, size_t *avail,
+                       bool *ended, bool *error)
+{
+    pthread_mutex_lock(&g->lock);
+    size_t have = g->body->body.len;
+    size_t n = from < have ? dc_body_spans(&g->body->body, from, have - from, bases, lens, max) : 0;
+    *avail = have;
+    *ended = g->ended;
+    *error = g->error;
+    pthread_mutex_unlock(&g->lock);
+    return n;
+}
+
+void dc_growing_subscribe(dc_growing_t *g, dc_growing_sub_t *sub)
+{
+    pthread_mutex_lock(&g->lock);
+    atomic_store(&sub->pending, false);
+    sub->cancelled = false;
+    sub->next = g->subs;
+    g->subs = sub;
+    /* bytes may already be there: wake once so the subscriber starts sending */
+    if (!atomic_exchange(&sub->pending, true))
+        sub->post(sub->target, &sub->msg);
+    pthread_mutex_unlock(&g->lock);
+}
+
+bool dc_growing_unsubscribe(dc_growing_t *g, dc_growing_sub_t *sub)
+{
+    pthread_mutex_lock(&g->lock);
+    dc_growing_sub_t **pp = &g->subs;
+    while (*pp != NULL && *pp != sub)
+        pp = &(*pp)->next;
+    if (*pp == sub)
+        *pp = sub->next;
+    sub->next = NULL;
+    bool queued = atomic_load(&sub->pending);
+    if (queued)
+        sub->cancelled = true;
+    pthread_mutex_unlock(&g->lock);
+    return !queued;
+}
+
+void dc_growing_woken(dc_growing_sub_t *sub)
+{
+    /* cleared before reading so an append after the read posts a new wake-up */
+    atomic_store(&sub->pending, false);
+}
