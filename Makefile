@@ -9,9 +9,9 @@ PYTHON ?= /usr/bin/python3
 DEB_PKGS := build-essential cmake pkg-config clang libclang-rt-14-dev libh2o-dev libuv1-dev \
 	libcurl4-openssl-dev libhiredis-dev libyaml-dev libmbedtls-dev zlib1g-dev libbrotli-dev \
 	libcjson-dev libcmocka-dev libsystemd-dev libssl-dev redis-server python3 python3-pytest \
-	python3-requests python3-brotli curl wrk nghttp2-client openssl
+	python3-requests python3-brotli python3-matplotlib curl wrk nghttp2-client openssl nginx-light varnish
 
-.PHONY: all deps build build-asan build-fuzz run test unit integration fuzz clean format
+.PHONY: all deps build build-asan build-fuzz run test unit integration fuzz bench-smoke clean format
 
 all: build
 
@@ -60,7 +60,11 @@ fuzz: build-fuzz
 	  tail -1 build-fuzz/$$name.log; \
 	done
 
-test: unit integration fuzz
+# The bench harness must not rot: a few seconds per scenario, checks the table is complete.
+bench-smoke: build
+	$(PYTHON) bench/run --smoke
+
+test: unit integration fuzz bench-smoke
 	@echo "make test: all suites passed"
 
 format:
