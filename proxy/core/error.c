@@ -86,11 +86,14 @@ char *dc_strndup(const char *s, size_t n)
 
 char *dc_asprintf(const char *fmt, ...)
 {
+    char small[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
     va_end(ap);
     DC_ASSERT(n >= 0);
+    if ((size_t)n < sizeof(small))
+        return dc_strndup(small, (size_t)n);
     char *p = dc_malloc((size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(p, (size_t)n + 1, fmt, ap);

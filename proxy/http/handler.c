@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/fmt.h"
 #include "core/time.h"
 #include "http/reqcheck.h"
 #include "http/request.h"
@@ -51,7 +52,7 @@ static void access_log(dc_request_t *r, h2o_req_t *req)
     int n = snprintf(line, sizeof(line),
                      "time=%s client=%s method=%.*s path=\"%.*s\" status=%d bytes=%zu dur_ms=%.3f up_ms=%.3f "
                      "attempts=%u cache=%s rid=%s",
-                     ts, r->client_ip, (int)req->input.method.len, req->input.method.base, pathlen,
+                     ts, dc_request_client_ip(r), (int)req->input.method.len, req->input.method.base, pathlen,
                      req->input.path.base, req->res.status, req->bytes_sent, dur_ms,
                      (double)r->upstream_us / 1000.0, r->attempts, r->x_cache ? r->x_cache : "-",
                      r->request_id);
@@ -86,19 +87,6 @@ static void on_pool_dispose(void *p)
     access_log(r, req);
     r->req = NULL;
     dc_request_unref(r);
-}
-
-static void fill_client_ip(dc_request_t *r, h2o_req_t *req)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    strcpy(r->client_ip, "-");
-    if (len == 0)
-        return;
-    if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, r->client_ip, sizeof(r->client_ip));
-    else if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, r->client_ip, sizeof(r->client_ip));
 }
 
 static bool valid_request_id(const char *s, size_t len)
@@ -364,8 +352,13 @@ static void cache_path(dc_request_t *r)
             dc_policy_freshness(e->fresh_until_ms, e->swr_until_ms, e->sie_until_ms, e->no_stale, r->client_revalidate, now);
         if (fr == DC_FRESH) {
             dc_counter_add(&m->cache_hits[r->route_metric], 1);
-            long long ttl = (long long)((e->fresh_until_ms - now + 999) / 1000);
-            dc_serve_entry(r, e, "HIT", fmt_status(r, "dexcache; hit; ttl=%lld", ttl));
+            /* "dexcache; hit; ttl=N", hand-formatted: the hit path runs no printf */
+            static const char prefix[] = "dexcache; hit; ttl=";
+            char *cs = h2o_mem_alloc_pool(&req->pool, sizeof(prefix) + 21);
+            memcpy(cs, prefix, sizeof(prefix) - 1);
+            size_t l = sizeof(prefix) - 1 + dc_fmt_u64(cs + sizeof(prefix) - 1, (e->fresh_until_ms - now + 999) / 1000);
+            cs[l] = '\0';
+            dc_serve_entry(r, e, "HIT", cs);
             if (prefetch_due(r->rule, e, now))
                 start_background_refresh(r, e); /* refresh-ahead: hot keys never go stale */
             dc_cache_entry_release(e);
@@ -407,8 +400,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     dc_worker_t *w = dc_worker_from_ctx(req->conn->ctx);
     DC_CHECK_MAGIC(w, DC_WORKER_MAGIC);
-    dc_request_t *r = dc_calloc(1, sizeof(*r));
-    r->magic = DC_REQUEST_MAGIC;
+    dc_request_t *r = dc_request_new(w);
     r->refs = 1; /* held by the pool link below */
     dc_request_t **link = h2o_mem_alloc_shared(&req->pool, sizeof(*link), on_pool_dispose);
     *link = r;
@@ -418,7 +410,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->start_us = dc_now_mono_us();
     r->is_head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     dc_counter_add(&w->metrics.requests_active, 1);
-    fill_client_ip(r, req);
 
     ssize_t idx = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
     if (idx >= 0 && valid_request_id(req->headers.entries[idx].value.base, req->headers.entries[idx].value.len)) {

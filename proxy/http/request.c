@@ -6,10 +6,72 @@
 #include "http/respond.h"
 #include "http/resphdr.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#define FREE_LIST_MAX 256
+
+/* Per-worker free list of request states; only the owning worker thread touches it. */
+typedef struct free_list {
+    dc_request_t *head;
+    unsigned n;
+} free_list_t;
+
+static __thread free_list_t free_requests;
+
+/* Under AddressSanitizer every request gets fresh memory, so a use after the last reference is
+ * still caught; the free list is a release-build optimisation. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RECYCLE_REQUESTS 0
+#else
+#define RECYCLE_REQUESTS 1
+#endif
+
+dc_request_t *dc_request_new(dc_worker_t *w)
+{
+    dc_request_t *r = free_requests.head;
+    if (r != NULL) {
+        free_requests.head = *(dc_request_t **)r;
+        free_requests.n--;
+        memset(r, 0, sizeof(*r));
+    } else {
+        r = dc_calloc(1, sizeof(*r));
+    }
+    r->magic = DC_REQUEST_MAGIC;
+    r->worker = w;
+    return r;
+}
+
+static void request_recycle(dc_request_t *r)
+{
+    r->magic = 0;
+    if (!RECYCLE_REQUESTS || free_requests.n >= FREE_LIST_MAX) {
+        free(r);
+        return;
+    }
+    *(dc_request_t **)r = free_requests.head;
+    free_requests.head = r;
+    free_requests.n++;
+}
+
+const char *dc_request_client_ip(dc_request_t *r)
+{
+    if (r->client_ip[0] != '\0' || r->req == NULL)
+        return r->client_ip[0] ? r->client_ip : "-";
+    struct sockaddr_storage ss;
+    socklen_t len = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
+    strcpy(r->client_ip, "-");
+    if (len == 0)
+        return r->client_ip;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, r->client_ip, sizeof(r->client_ip));
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, r->client_ip, sizeof(r->client_ip));
+    return r->client_ip;
+}
 
 void dc_request_ref(dc_request_t *r)
 {
@@ -30,8 +92,7 @@ void dc_request_unref(dc_request_t *r)
     dc_cache_entry_release(r->entry);
     dc_cache_entry_release(r->stale);
     dc_snapshot_release(r->snap);
-    r->magic = 0;
-    free(r);
+    request_recycle(r);
 }
 
 void dc_request_add_header(dc_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen)
@@ -141,13 +202,14 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
             has_accept = true;
         lines[n++] = concat(&req->pool, name, nlen, H2O_STRLIT(": "), h->value.base, h->value.len);
     }
-    size_t iplen = strlen(r->client_ip);
+    const char *ip = dc_request_client_ip(r);
+    size_t iplen = strlen(ip);
     if (xff != NULL)
         lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("X-Forwarded-For: ")), h2o_iovec_init(xff, xff_len),
-                                h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(r->client_ip, iplen))
+                                h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(ip, iplen))
                          .base;
     else
-        lines[n++] = concat(&req->pool, H2O_STRLIT("X-Forwarded-For: "), r->client_ip, iplen, "", 0);
+        lines[n++] = concat(&req->pool, H2O_STRLIT("X-Forwarded-For: "), ip, iplen, "", 0);
     lines[n++] = req->scheme == &H2O_URL_SCHEME_HTTPS ? "X-Forwarded-Proto: https" : "X-Forwarded-Proto: http";
     const char *proto = req->version >= 0x200 ? "2 dexcache" : (req->version == 0x100 ? "1.0 dexcache" : "1.1 dexcache");
     if (via != NULL)

@@ -53,7 +53,7 @@ typedef struct dc_request {
     dc_upstream_rt_t *up_rt;
     unsigned route_metric;
     char request_id[72];
-    char client_ip[INET6_ADDRSTRLEN];
+    char client_ip[INET6_ADDRSTRLEN]; /* "" until dc_request_client_ip() fills it (a syscall: lazily) */
     uint64_t start_us;
     const char *x_cache; /* X-Cache value, also for the access log */
     bool is_head;
@@ -97,6 +97,10 @@ typedef struct dc_request {
     bool subscribed;         /* holds a request reference while true (or while a wake-up is queued) */
 } dc_request_t;
 
+/* The client's address as text, looked up on first use (hits with logging off never need it). */
+const char *dc_request_client_ip(dc_request_t *r);
+/* Allocate / recycle request states through a small per-worker free list (no malloc per hit). */
+dc_request_t *dc_request_new(dc_worker_t *w);
 void dc_request_ref(dc_request_t *r);
 void dc_request_unref(dc_request_t *r);
 

@@ -5,6 +5,7 @@
  * it is disposed, so eviction under a slow client is safe.
  */
 #include "core/error.h"
+#include "core/fmt.h"
 #include "core/time.h"
 #include "cache/encode.h"
 #include "http/cdn.h"
@@ -151,14 +152,19 @@ static bool etag_matches(const char *v, size_t len, const char *etag, size_t eta
     return false;
 }
 
+/* X-Cache, Cache-Status, X-Request-Id (and Via). The values are static strings, request-pool
+ * memory or r->request_id, all alive until the response is out: added without copies. */
 static void add_common(dc_request_t *r, const char *x_cache, const char *cache_status, bool via)
 {
+    h2o_req_t *req = r->req;
     r->x_cache = x_cache;
     if (via)
-        dc_request_add_header(r, H2O_STRLIT("via"), H2O_STRLIT("1.1 dexcache"));
-    dc_request_add_header(r, H2O_STRLIT("x-cache"), x_cache, strlen(x_cache));
-    dc_request_add_header(r, H2O_STRLIT("cache-status"), cache_status, strlen(cache_status));
-    dc_request_add_header(r, H2O_STRLIT("x-request-id"), r->request_id, strlen(r->request_id));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VIA, NULL, H2O_STRLIT("1.1 dexcache"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-cache"), 0, NULL, x_cache, strlen(x_cache));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("cache-status"), 0, NULL, cache_status,
+                          strlen(cache_status));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->request_id,
+                          strlen(r->request_id));
 }
 
 void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status)
@@ -219,9 +225,9 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept-Encoding"));
     uint64_t now = dc_now_wall_ms();
     uint64_t age = (now > e->stored_at_ms ? (now - e->stored_at_ms) / 1000 : 0) + e->origin_age_s;
-    char agebuf[24];
-    int al = snprintf(agebuf, sizeof(agebuf), "%llu", (unsigned long long)age);
-    dc_request_add_header(r, H2O_STRLIT("age"), agebuf, (size_t)al);
+    char *agebuf = h2o_mem_alloc_pool(&req->pool, 24);
+    size_t al = dc_fmt_u64(agebuf, age);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, agebuf, al);
     add_common(r, x_cache, cache_status, true);
 
     ssize_t inm = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
