@@ -320,13 +320,28 @@ static int deflate_feed(z_stream *z, sink_t *s, const char *p, size_t n, int flu
     return 0;
 }
 
+
+/* Smallest window (log2) covering `len` bytes, within [lo, hi]: a body never needs a window larger
+ * than itself, and the encoders' memory (and set-up time) grows with the window. */
+static int window_bits_for(size_t len, int lo, int hi)
+{
+    int b = lo;
+    while (b < hi && ((size_t)1 << b) < len)
+        b++;
+    return b;
+}
+
 static int encode_gzip(const dc_body_t *in, sink_t *s)
 {
     z_stream z;
     memset(&z, 0, sizeof(z));
     z.zalloc = z_alloc;
     z.zfree = z_free;
-    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    /* A window no larger than the body: zlib's state is (1 << (wbits + 2)) + (1 << (mem + 9)) bytes,
+     * ~256 KiB at 15/8; a 2 KiB quote needs ~10 KiB, and its setup cost follows. */
+    int wbits = window_bits_for(in->len, 9, 15);
+    int mem = wbits - 7 < 1 ? 1 : (wbits - 7 > 8 ? 8 : wbits - 7);
+    if (deflateInit2(&z, 6, Z_DEFLATED, wbits + 16, mem, Z_DEFAULT_STRATEGY) != Z_OK)
         return DC_EIO;
     int err = 0;
     for (size_t i = 0; i < in->nchunks && err == 0; i++)
@@ -367,7 +382,7 @@ static int encode_br(const dc_body_t *in, sink_t *s)
     uint32_t hint = in->len < ((size_t)1 << 30) ? (uint32_t)in->len : (uint32_t)1 << 30;
     int err = 0;
     if (!BrotliEncoderSetParameter(b, BROTLI_PARAM_QUALITY, 5) ||
-        !BrotliEncoderSetParameter(b, BROTLI_PARAM_LGWIN, 22) ||
+        !BrotliEncoderSetParameter(b, BROTLI_PARAM_LGWIN, (uint32_t)window_bits_for(in->len, 10, 22)) ||
         !BrotliEncoderSetParameter(b, BROTLI_PARAM_MODE, BROTLI_MODE_TEXT) ||
         !BrotliEncoderSetParameter(b, BROTLI_PARAM_SIZE_HINT, hint))
         err = DC_EIO;

@@ -29,10 +29,16 @@ unsigned dc_variants_wanted(const dc_cache_entry_t *e)
     if (!e->compressible || e->body == NULL || e->body->body.len < DC_VARIANTS_MIN_BYTES)
         return 0;
     unsigned want = 0;
-    for (unsigned enc = DC_ENC_GZIP; enc < DC_ENC_COUNT; enc++)
-        if (e->variants[enc] == NULL)
-            want |= 1u << enc;
+    if (e->variants[DC_ENC_GZIP] == NULL)
+        want |= 1u << DC_ENC_GZIP;
+    if (e->variants[DC_ENC_BR] == NULL && e->body->body.len >= DC_VARIANTS_BR_MIN)
+        want |= 1u << DC_ENC_BR;
     return want;
+}
+
+unsigned dc_variants_inline_part(const dc_cache_entry_t *e, unsigned want)
+{
+    return e->body->body.len <= DC_VARIANTS_INLINE_MAX ? want & (1u << DC_ENC_GZIP) : 0;
 }
 
 /* Encode one representation; true when it exists and is worth keeping. */

@@ -628,9 +628,10 @@ static void on_done(void *data, dc_fetch_t *f, int err)
             dc_cache_entry_t *e = build_entry(fill, f);
             bool stored = false;
             unsigned want = fill->mode == FILL_STORE ? dc_variants_wanted(e) : 0;
-            if (want != 0 && e->body->body.len <= DC_VARIANTS_INLINE_MAX) {
-                dc_variants_make_inline(e, want);
-                want = 0;
+            unsigned now_part = dc_variants_inline_part(e, want);
+            if (now_part != 0) {
+                dc_variants_make_inline(e, now_part);
+                want &= ~now_part;
             }
             if (fill->mode == FILL_STORE) {
                 stored = dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;

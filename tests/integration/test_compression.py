@@ -75,15 +75,13 @@ def test_small_body_variants(proxy, origin):
     assert r1.headers["vary"] == "Accept-Encoding"
     assert gzip.decompress(gz) == ident
     assert int(r1.headers["content-length"]) == len(gz) < len(ident)
-    r2, br = raw_get(path, "br;q=1.0, gzip;q=0.5")
-    assert r2.headers["content-encoding"] == "br"
-    dec = _brotli_decode(br)
-    assert dec == ident
+    # brotli is only made for bodies of 32 KiB and more: a br-preferring client gets gzip here
+    r2, gz2 = raw_get(path, "br;q=1.0, gzip;q=0.5")
+    assert r2.headers["content-encoding"] == "gzip" and gz2 == gz
     r3, plain = raw_get(path)
     assert "content-encoding" not in r3.headers and plain == ident
-    tags = {r1.headers["etag"], r2.headers["etag"], r3.headers["etag"]}
-    assert len(tags) == 3  # one strong validator per representation
-    assert r1.headers["etag"].endswith('-gz"') and r2.headers["etag"].endswith('-br"')
+    assert r1.headers["etag"] != r3.headers["etag"]  # one strong validator per representation
+    assert r1.headers["etag"].endswith('-gz"') and r3.headers["etag"] == r1.headers["etag"][:-4] + '"'
     # If-None-Match is checked against the representation being sent
     assert requests.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": r1.headers["etag"]}).status_code == 304
     assert requests.get(path, headers={"Accept-Encoding": "identity",
@@ -125,6 +123,8 @@ def test_large_body_variants_made_off_loop(proxy, origin):
     r1, gz = raw_get(path, "gzip")
     assert r1.headers["x-cache"] == "HIT" and gzip.decompress(gz) == ident
     assert wait_for(lambda: raw_get(path, "br")[0].headers.get("content-encoding") == "br")
+    r2, br = raw_get(path, "br")
+    assert _brotli_decode(br) == ident and r2.headers["etag"].endswith('-br"')
     assert origin.stats()["jup"]["total"] == 1
 
 
