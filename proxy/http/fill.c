@@ -59,6 +59,8 @@ typedef struct dc_fill {
     dc_shared_body_t *sb_ident; /* decoded as it arrives when the origin sent gzip (else NULL) */
     z_stream zs;
     bool inflating;
+    bool completed;   /* complete_body ran */
+    int complete_err;
     dc_growing_t *growing; /* set when the identity body is streamed to waiters on other workers */
     dc_growing_t *growing_gz; /* and the gzip body as received, when the origin sent gzip */
     bool growing_ended;
@@ -73,6 +75,7 @@ typedef struct dc_fill {
 } dc_fill_t;
 
 static dc_cache_entry_t *entry_from_head(struct dc_fill *fill, dc_fetch_t *f);
+static int complete_body(struct dc_fill *fill, dc_fetch_t *f);
 
 static bool stale_usable_on_error(const dc_cache_entry_t *e, uint64_t now)
 {
@@ -409,6 +412,10 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
         fail_mid_body(fill, f);
         return 0;
     }
+    int64_t cl = dc_fetch_content_length(f);
+    if ((fill->mode == FILL_STORE || fill->mode == FILL_SHARE) && !fill->completed && cl >= 0 &&
+        fill->sb->body.len == (size_t)cl)
+        fill->complete_err = complete_body(fill, f);
     if (fill->client != NULL)
         dc_serve_follow_pump(fill->client);
     return 0;
@@ -573,6 +580,50 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
     return e;
 }
 
+/* Every byte of a STORE/SHARE answer is here: store it and hand it to the waiters. Called from
+ * on_body as soon as Content-Length bytes have arrived (before the leader is sent its last bytes,
+ * so a client that saw a complete answer finds it stored), or from on_done otherwise. Returns 0 or
+ * the error that made the body unusable. */
+static int complete_body(dc_fill_t *fill, dc_fetch_t *f)
+{
+    int err = 0;
+    fill->completed = true;
+    if (fill->inflating && fill->zs.total_in > 0 && inflate(&fill->zs, Z_FINISH) != Z_STREAM_END) {
+        dc_log_warn("upstream %s sent a truncated gzip body for %s", fill->route->upstream->name, fill->key);
+        err = DC_EUPSTREAM;
+    }
+    if (err != 0) {
+        finish_with_error(fill, err, 0);
+        return err;
+    }
+    dc_cache_entry_t *e = build_entry(fill, f);
+    bool stored = false;
+    unsigned want = fill->mode == FILL_STORE ? dc_variants_wanted(e) : 0;
+    unsigned now_part = dc_variants_inline_part(e, want);
+    if (now_part != 0) {
+        dc_variants_make_inline(e, now_part);
+        want &= ~now_part;
+    }
+    if (fill->mode == FILL_STORE) {
+        stored = dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
+        if (stored)
+            dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
+        if (stored && want != 0)
+            dc_variants_schedule(&fill->worker->loop, fill->worker->cache, e, want);
+    }
+    dc_flight_result_t res = {
+        .outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored, .fwd_status = dc_fetch_status(f)};
+    finish_flight(fill, &res);
+    dc_cache_entry_release(e);
+    if (fill->growing != NULL) {
+        dc_growing_end(fill->growing, false);
+        if (fill->growing_gz != NULL)
+            dc_growing_end(fill->growing_gz, false);
+        fill->growing_ended = true;
+    }
+    return 0;
+}
+
 static void on_done(void *data, dc_fetch_t *f, int err)
 {
     dc_fill_t *fill = data;
@@ -619,40 +670,13 @@ static void on_done(void *data, dc_fetch_t *f, int err)
         fill_free(fill);
         return;
     }
-    if (err == 0 && fill->inflating && fill->zs.total_in > 0 && inflate(&fill->zs, Z_FINISH) != Z_STREAM_END) {
-        dc_log_warn("upstream %s sent a truncated gzip body for %s", fill->route->upstream->name, fill->key);
-        err = DC_EUPSTREAM;
-    }
     if (fill->mode == FILL_STORE || fill->mode == FILL_SHARE) {
-        if (err == 0) {
-            dc_cache_entry_t *e = build_entry(fill, f);
-            bool stored = false;
-            unsigned want = fill->mode == FILL_STORE ? dc_variants_wanted(e) : 0;
-            unsigned now_part = dc_variants_inline_part(e, want);
-            if (now_part != 0) {
-                dc_variants_make_inline(e, now_part);
-                want &= ~now_part;
-            }
-            if (fill->mode == FILL_STORE) {
-                stored = dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
-                if (stored)
-                    dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
-                if (stored && want != 0)
-                    dc_variants_schedule(&fill->worker->loop, fill->worker->cache, e, want);
-            }
-            dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored,
-                                      .fwd_status = dc_fetch_status(f)};
-            finish_flight(fill, &res);
-            dc_cache_entry_release(e);
-            if (fill->growing != NULL) {
-                dc_growing_end(fill->growing, false);
-                if (fill->growing_gz != NULL)
-                    dc_growing_end(fill->growing_gz, false);
-                fill->growing_ended = true;
-            }
-        } else {
+        if (fill->completed)
+            err = fill->complete_err; /* every byte had arrived: a late transport error changes nothing */
+        else if (err == 0)
+            err = complete_body(fill, f);
+        else
             finish_with_error(fill, err, 0);
-        }
     }
     if (fill->client != NULL) {
         dc_request_t *r = fill->client;
