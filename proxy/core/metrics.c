@@ -199,6 +199,8 @@ char *dc_metrics_render(size_t *len)
                          offsetof(dc_worker_metrics_t, cache_bypass));
     label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_refreshes_total", "Background refreshes started (stale-while-revalidate).",
                          offsetof(dc_worker_metrics_t, cache_refreshes));
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_limited_total", "Requests refused by the per-client limit.",
+                         offsetof(dc_worker_metrics_t, limited));
     if (cache_source != NULL) {
         dc_metrics_cache_view_t cv;
         cache_source(cache_source_ctx, &cv);

@@ -39,6 +39,7 @@ typedef struct dc_worker_metrics {
     uint64_t cache_stores[DC_METRICS_MAX_IDS];
     uint64_t cache_bypass[DC_METRICS_MAX_IDS];    /* not cacheable, or hit-for-pass */
     uint64_t cache_refreshes[DC_METRICS_MAX_IDS]; /* background refreshes started */
+    uint64_t limited[DC_METRICS_MAX_IDS];         /* answered 429 by the per-client limit */
     uint64_t connections_accepted;
     uint64_t connections_closed;
     uint64_t requests_active;      /* gauge: requests currently being handled (single writer) */

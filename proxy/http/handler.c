@@ -18,6 +18,8 @@
 #include "core/fmt.h"
 #include "core/time.h"
 #include "http/reqcheck.h"
+#include "ratelimit/clientid.h"
+#include "ratelimit/local.h"
 #include "http/request.h"
 #include "http/respond.h"
 
@@ -394,6 +396,87 @@ static void cache_path(dc_request_t *r)
     lead_fill(r, flight);
 }
 
+/* ---- per-client limit ---- */
+
+static size_t add_u64(char *p, uint64_t v)
+{
+    return dc_fmt_u64(p, v);
+}
+
+/* Seconds, rounded up (a client told "0" would retry at once). */
+static uint64_t ceil_s(uint64_t us)
+{
+    return (us + 999999) / 1000000;
+}
+
+/*
+ * The route's per-client GCRA. Adds RateLimit-Policy / RateLimit (IETF draft-10 structured fields)
+ * and X-RateLimit-* to whatever answer follows; answers 429 with Retry-After when over. Returns
+ * false when the request was answered.
+ */
+static bool apply_limit(dc_request_t *r)
+{
+    h2o_req_t *req = r->req;
+    const dc_config_route_t *route = r->route;
+    const dc_gcra_params_t *p = &dc_snapshot_route_rt(r->snap, route)->limit;
+    char client[96];
+    size_t clen = 0;
+    if (route->limit.by == DC_LIMIT_BY_HEADER) {
+        ssize_t i = h2o_find_header_by_str(&req->headers, route->limit.by_header, strlen(route->limit.by_header), -1);
+        if (i >= 0 && req->headers.entries[i].value.len > 0) {
+            h2o_iovec_t v = req->headers.entries[i].value;
+            clen = (size_t)snprintf(client, sizeof(client), "h:%.*s", (int)(v.len > 80 ? 80 : v.len), v.base);
+        }
+    }
+    if (clen == 0) {
+        ssize_t x = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-for"), -1);
+        ssize_t c = h2o_find_header_by_str(&req->headers, H2O_STRLIT("cf-connecting-ip"), -1);
+        clen = dc_client_id(dc_request_client_ip(r), x >= 0 ? req->headers.entries[x].value.base : NULL,
+                            x >= 0 ? req->headers.entries[x].value.len : 0,
+                            c >= 0 ? req->headers.entries[c].value.base : NULL,
+                            c >= 0 ? req->headers.entries[c].value.len : 0, r->snap->trusted, r->snap->ntrusted,
+                            client, sizeof(client));
+    }
+    size_t plen = strlen(route->prefix);
+    char *key = h2o_mem_alloc_pool(&req->pool, plen + 1 + clen);
+    memcpy(key, route->prefix, plen);
+    key[plen] = '|';
+    memcpy(key + plen + 1, client, clen);
+    dc_gcra_result_t res;
+    dc_limiter_check(r->worker->limiter, key, plen + 1 + clen, p, dc_now_mono_us(), &res);
+
+    uint64_t window_s = (p->window_ms + 999) / 1000;
+    char *v = h2o_mem_alloc_pool(&req->pool, 64);
+    size_t n = 0;
+    memcpy(v, "\"client\";q=", 11), n = 11;
+    n += add_u64(v + n, p->limit);
+    memcpy(v + n, ";w=", 3), n += 3;
+    n += add_u64(v + n, window_s);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit-policy"), 0, NULL, v, n);
+    v = h2o_mem_alloc_pool(&req->pool, 64);
+    memcpy(v, "\"client\";r=", 11), n = 11;
+    n += add_u64(v + n, res.remaining);
+    memcpy(v + n, ";t=", 3), n += 3;
+    n += add_u64(v + n, ceil_s(res.reset_us));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit"), 0, NULL, v, n);
+    char *lim = h2o_mem_alloc_pool(&req->pool, 24), *rem = h2o_mem_alloc_pool(&req->pool, 24),
+         *rst = h2o_mem_alloc_pool(&req->pool, 24);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-limit"), 0, NULL, lim,
+                          add_u64(lim, p->limit));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-remaining"), 0, NULL, rem,
+                          add_u64(rem, res.remaining));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-reset"), 0, NULL, rst,
+                          add_u64(rst, ceil_s(res.reset_us)));
+    if (res.allowed)
+        return true;
+    char *ra = h2o_mem_alloc_pool(&req->pool, 24);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra,
+                   add_u64(ra, ceil_s(res.retry_after_us)));
+    dc_counter_add(&r->worker->metrics.limited[r->route_metric], 1);
+    dc_request_respond_error(r, 429, "rate limit exceeded");
+    return false;
+}
+
 /* ---- entry ---- */
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -447,6 +530,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         dc_request_respond_error(r, 413, "request body too large");
         return 0;
     }
+
+    /* client limit (before anything costs a cache lookup or an upstream request) */
+    if (r->route->limit.enabled && !apply_limit(r))
+        return 0;
 
     /* cacheable? */
     size_t plen = strcmp(r->route->prefix, "/") == 0 ? 0 : strlen(r->route->prefix);

@@ -5,6 +5,7 @@
 #include "core/metrics.h"
 #include "core/time.h"
 #include "http/handler.h"
+#include "ratelimit/local.h"
 #include "server/listener.h"
 #include "server/snapshot.h"
 #include "server/worker.h"
@@ -36,6 +37,7 @@ struct dc_server {
     dc_admin_t *admin;
     dc_cache_t *cache;
     dc_inflight_t *inflight;
+    dc_limiter_t *limiter;
     uv_loop_t *loop;
     uv_signal_t sig_hup, sig_term, sig_int;
     uv_timer_t drain_timer;
@@ -53,8 +55,6 @@ static void warn_unbuilt_features(const dc_config_t *cfg)
         const dc_config_route_t *r = &cfg->routes[i];
         if (r->batch.enabled)
             dc_log_warn("routes %s: batch is accepted but not in this build yet", r->prefix);
-        if (r->limit.enabled)
-            dc_log_warn("routes %s: limit is accepted but per-client limits are not in this build yet", r->prefix);
     }
     for (size_t i = 0; i < cfg->nupstreams; i++)
         if (cfg->upstreams[i].nrates > 0)
@@ -63,7 +63,8 @@ static void warn_unbuilt_features(const dc_config_t *cfg)
     if (cfg->nstreams > 0)
         dc_log_warn("streams are accepted but SSE streams are not in this build yet");
     if (cfg->redis.enabled)
-        dc_log_warn("redis is accepted but fleet mode is not in this build yet; running standalone");
+        dc_log_warn("redis is accepted but fleet mode is not in this build yet; running standalone "
+                    "(per-client limits are enforced per instance)");
 }
 
 static SSL_CTX *make_ssl_ctx(const dc_config_t *cfg, char *err, size_t errlen)
@@ -124,6 +125,7 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
     s->snap = dc_snapshot_create(cfg, NULL, s->generation);
     s->cache = dc_cache_create(cfg->cache.memory, cfg->cache.max_object);
     s->inflight = dc_inflight_create(dc_worker_post);
+    s->limiter = dc_limiter_create();
     dc_metrics_set_cache_source(cache_view, s);
 
     /* bind everything first: a port in use stops start-up here */
@@ -315,7 +317,8 @@ int dc_server_run(dc_server_t *s)
     s->workers = dc_calloc(s->nworkers, sizeof(*s->workers));
     for (unsigned i = 0; i < s->nworkers; i++)
         dc_worker_init(&s->workers[i], s, i, s->snap, &s->gconf, s->ssl_ctx, s->plain_fds + i * s->nplain, s->nplain,
-                       s->tls_fds + i * s->ntls, s->ntls, s->cache, s->inflight);
+                       s->tls_fds + i * s->ntls, s->ntls, s->cache, s->inflight,
+                       s->limiter);
     for (unsigned i = 0; i < s->nworkers; i++)
         if (dc_worker_start(&s->workers[i]) != 0)
             dc_fatal("cannot start worker thread %u", i);

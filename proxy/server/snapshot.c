@@ -24,8 +24,16 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
         }
     }
     s->routes = dc_calloc(cfg->nroutes, sizeof(*s->routes));
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        s->routes[i].metrics_id = dc_metrics_label_id(DC_METRICS_ROUTE, cfg->routes[i].prefix);
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const dc_config_route_t *r = &cfg->routes[i];
+        s->routes[i].metrics_id = dc_metrics_label_id(DC_METRICS_ROUTE, r->prefix);
+        if (r->limit.enabled)
+            dc_gcra_params_init(&s->routes[i].limit, r->limit.rate.limit, r->limit.rate.window_ms, r->limit.burst);
+    }
+    s->trusted = dc_calloc(cfg->server.ntrusted_proxies ? cfg->server.ntrusted_proxies : 1, sizeof(*s->trusted));
+    for (size_t i = 0; i < cfg->server.ntrusted_proxies; i++)
+        if (dc_cidr_parse(cfg->server.trusted_proxies[i], &s->trusted[s->ntrusted]) == 0) /* validated by config */
+            s->ntrusted++;
     return s;
 }
 
@@ -47,6 +55,7 @@ void dc_snapshot_release(dc_snapshot_t *s)
         dc_keyring_dispose(&s->ups[i].keyring);
     free(s->ups);
     free(s->routes);
+    free(s->trusted);
     dc_config_release(s->cfg);
     s->magic = 0;
     free(s);

@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "ratelimit/clientid.h"
+#include "ratelimit/gcra.h"
 #include "upstream/keyring.h"
 #include "upstream/upstream_state.h"
 
@@ -24,6 +26,7 @@ typedef struct dc_upstream_rt {
 
 typedef struct dc_route_rt {
     unsigned metrics_id;
+    dc_gcra_params_t limit; /* valid when the route has limit: */
 } dc_route_rt_t;
 
 typedef struct dc_snapshot {
@@ -33,6 +36,8 @@ typedef struct dc_snapshot {
     dc_config_t *cfg;        /* owned reference */
     dc_upstream_rt_t *ups;   /* parallel to cfg->upstreams */
     dc_route_rt_t *routes;   /* parallel to cfg->routes */
+    dc_cidr_t *trusted;      /* server.trusted_proxies, parsed */
+    size_t ntrusted;
 } dc_snapshot_t;
 
 /* Takes over the caller's reference to cfg. `prev` (may be NULL) lends state worth keeping across

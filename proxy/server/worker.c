@@ -127,11 +127,12 @@ static void *worker_main(void *arg)
 
 void dc_worker_init(dc_worker_t *w, dc_server_t *server, unsigned id, dc_snapshot_t *snap, h2o_globalconf_t *gconf,
                     SSL_CTX *ssl_ctx, const int *plain_fds, size_t nplain, const int *tls_fds, size_t ntls,
-                    dc_cache_t *cache, dc_inflight_t *inflight)
+                    dc_cache_t *cache, dc_inflight_t *inflight, struct dc_limiter *limiter)
 {
     memset(w, 0, sizeof(*w));
     w->cache = cache;
     w->inflight = inflight;
+    w->limiter = limiter;
     w->magic = DC_WORKER_MAGIC;
     w->id = id;
     w->server = server;

@@ -46,6 +46,7 @@ typedef struct dc_worker {
     dc_snapshot_t *snap; /* this worker's reference to the current snapshot */
     dc_cache_t *cache;       /* process-wide, owned by the server */
     dc_inflight_t *inflight; /* process-wide, owned by the server */
+    struct dc_limiter *limiter; /* process-wide, owned by the server */
     dc_worker_metrics_t metrics;
     uint32_t reqid_prefix;
     uint64_t reqid_counter;
@@ -71,7 +72,7 @@ static inline dc_worker_t *dc_worker_from_ctx(h2o_context_t *ctx)
 /* Prepare a worker (main thread): takes a reference to `snap` and the listening fds. */
 void dc_worker_init(dc_worker_t *w, dc_server_t *server, unsigned id, dc_snapshot_t *snap, h2o_globalconf_t *gconf,
                     SSL_CTX *ssl_ctx, const int *plain_fds, size_t nplain, const int *tls_fds, size_t ntls,
-                    dc_cache_t *cache, dc_inflight_t *inflight);
+                    dc_cache_t *cache, dc_inflight_t *inflight, struct dc_limiter *limiter);
 int dc_worker_start(dc_worker_t *w);
 /* Main thread -> worker messages. */
 void dc_worker_post_snapshot(dc_worker_t *w, dc_snapshot_t *snap); /* takes a new reference */

@@ -1,0 +1,110 @@
+#include "ratelimit/local.h"
+#include "cache/store.h" /* dc_cache_hash */
+#include "core/error.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NSHARDS 32
+#define NBUCKETS 1024 /* per shard */
+#define SWEEP_AT 4096 /* entries per shard before idle ones are dropped */
+
+typedef struct bucket_entry {
+    struct bucket_entry *next;
+    uint64_t hash;
+    uint64_t tat_us;
+    size_t len;
+    char key[];
+} bucket_entry_t;
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    bucket_entry_t *slots[NBUCKETS];
+    size_t count;
+} shard_t;
+
+struct dc_limiter {
+    shard_t shards[NSHARDS];
+    _Atomic size_t size;
+};
+
+dc_limiter_t *dc_limiter_create(void)
+{
+    dc_limiter_t *l = dc_calloc(1, sizeof(*l));
+    for (int i = 0; i < NSHARDS; i++)
+        pthread_mutex_init(&l->shards[i].lock, NULL);
+    return l;
+}
+
+void dc_limiter_destroy(dc_limiter_t *l)
+{
+    if (l == NULL)
+        return;
+    for (int i = 0; i < NSHARDS; i++) {
+        for (int b = 0; b < NBUCKETS; b++) {
+            bucket_entry_t *e = l->shards[i].slots[b];
+            while (e != NULL) {
+                bucket_entry_t *n = e->next;
+                free(e);
+                e = n;
+            }
+        }
+        pthread_mutex_destroy(&l->shards[i].lock);
+    }
+    free(l);
+}
+
+/* Drop full (idle) buckets. Lock held. */
+static void sweep(dc_limiter_t *l, shard_t *s, uint64_t now_us)
+{
+    for (int b = 0; b < NBUCKETS; b++) {
+        bucket_entry_t **pp = &s->slots[b];
+        while (*pp != NULL) {
+            if ((*pp)->tat_us <= now_us) {
+                bucket_entry_t *dead = *pp;
+                *pp = dead->next;
+                free(dead);
+                s->count--;
+                atomic_fetch_sub(&l->size, 1);
+            } else {
+                pp = &(*pp)->next;
+            }
+        }
+    }
+}
+
+void dc_limiter_check(dc_limiter_t *l, const char *key, size_t len, const dc_gcra_params_t *p, uint64_t now_us,
+                      dc_gcra_result_t *out)
+{
+    uint64_t h = dc_cache_hash(key, len);
+    shard_t *s = &l->shards[h % NSHARDS];
+    pthread_mutex_lock(&s->lock);
+    bucket_entry_t **slot = &s->slots[(h >> 16) % NBUCKETS], *e;
+    for (e = *slot; e != NULL; e = e->next)
+        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0)
+            break;
+    dc_gcra_check(p, e != NULL ? e->tat_us : 0, now_us, out);
+    if (out->allowed) {
+        if (e == NULL) {
+            if (s->count >= SWEEP_AT)
+                sweep(l, s, now_us);
+            e = dc_malloc(sizeof(*e) + len);
+            e->hash = h;
+            e->len = len;
+            memcpy(e->key, key, len);
+            e->next = *slot;
+            *slot = e;
+            s->count++;
+            atomic_fetch_add(&l->size, 1);
+        }
+        e->tat_us = out->new_tat_us;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+size_t dc_limiter_size(dc_limiter_t *l)
+{
+    return atomic_load(&l->size);
+}
