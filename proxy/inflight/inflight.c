@@ -62,17 +62,32 @@ static dc_flight_t **bucket(shard_t *s, uint64_t hash)
 
 static void run_waiter_msg(dc_msg_t *m);
 
-/* Give waiter `w` its own copy of `res` and queue it to its worker. */
-static void post_result(dc_inflight_t *t, dc_waiter_t *w, const dc_flight_result_t *res)
+/* Take / drop one reference to everything a result points to. */
+static void result_ref(const dc_flight_result_t *res)
 {
-    w->next = NULL;
-    w->result = *res;
     if (res->entry != NULL)
         dc_cache_entry_ref(res->entry);
     if (res->growing != NULL)
         dc_growing_ref(res->growing);
     if (res->growing_gz != NULL)
         dc_growing_ref(res->growing_gz);
+}
+
+static void result_release(dc_flight_result_t *res)
+{
+    dc_cache_entry_release(res->entry);
+    dc_growing_release(res->growing);
+    dc_growing_release(res->growing_gz);
+    res->entry = NULL;
+    res->growing = res->growing_gz = NULL;
+}
+
+/* Give waiter `w` its own copy of `res` and queue it to its worker. */
+static void post_result(dc_inflight_t *t, dc_waiter_t *w, const dc_flight_result_t *res)
+{
+    w->next = NULL;
+    w->result = *res;
+    result_ref(res);
     w->msg.run = run_waiter_msg;
     w->msg.next = NULL;
     t->post(w->target, &w->msg);
@@ -141,13 +156,10 @@ static void run_waiter_msg(dc_msg_t *m)
     if (!w->cancelled) {
         w->on_result(w, &w->result); /* takes over entry and growing */
     } else {
-        dc_cache_entry_release(w->result.entry);
-        dc_growing_release(w->result.growing);
-        dc_growing_release(w->result.growing_gz);
+        result_release(&w->result);
     }
     w->result.entry = NULL;
-    w->result.growing = NULL;
-    w->result.growing_gz = NULL;
+    w->result.growing = w->result.growing_gz = NULL;
     w->on_release(w);
 }
 
@@ -172,11 +184,8 @@ void dc_inflight_finish(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result
         list = w->next;
         post_result(t, w, res);
     }
-    if (f->streaming) {
-        dc_cache_entry_release(f->stream.entry);
-        dc_growing_release(f->stream.growing);
-        dc_growing_release(f->stream.growing_gz);
-    }
+    if (f->streaming)
+        result_release(&f->stream);
     free(f->key);
     f->magic = 0;
     free(f);
@@ -190,12 +199,7 @@ void dc_inflight_stream(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result
     DC_ASSERT(!f->streaming);
     f->streaming = true;
     f->stream = *res;
-    if (res->entry != NULL)
-        dc_cache_entry_ref(res->entry);
-    if (res->growing != NULL)
-        dc_growing_ref(res->growing);
-    if (res->growing_gz != NULL)
-        dc_growing_ref(res->growing_gz);
+    result_ref(res);
     dc_waiter_t *list = f->waiters;
     f->waiters = NULL;
     f->nwaiters = 0;

@@ -27,6 +27,16 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def wait_for(cond, timeout=10, step=0.02):
+    """Poll cond() until it is true or `timeout` seconds pass; returns whether it became true."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return False
+
+
 def sanitizer_env():
     env = dict(os.environ)
     # The daemon abandons its loops at exit by design; leak checks run in the unit tests.

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from dexcache import Dexcache
+from dexcache import Dexcache, wait_for
 
 MINT_A = "So11111111111111111111111111111111111111112"
 MINT_B = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
@@ -81,14 +81,6 @@ def total(origin, profile="jup"):
 def get(proxy, path, **kw):
     return requests.get(proxy.url + path, timeout=15, **kw)
 
-
-def wait_for(cond, timeout=10, step=0.01):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_miss_then_hit_headers(proxy, clean):

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from dexcache import RSS_CHECKS, SANITIZER_RSS_MIB, Dexcache
+from dexcache import RSS_CHECKS, SANITIZER_RSS_MIB, Dexcache, wait_for
 from fake import FakeOrigin
 from test_transport import rss_kib
 
@@ -39,14 +39,6 @@ def raw_get(url, ae=None):
     data = r.raw.read(decode_content=False)
     return r, data
 
-
-def wait_for(cond, timeout=30, step=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +111,10 @@ def test_large_body_variants_made_off_loop(proxy, origin):
     r0, ident = raw_get(path)
     assert len(ident) > 1024 * 1024
     # the identity entry serves at once; gzip and br follow when the thread pool is done
-    assert wait_for(lambda: raw_get(path, "gzip")[0].headers.get("content-encoding") == "gzip")
+    assert wait_for(lambda: raw_get(path, "gzip")[0].headers.get("content-encoding") == "gzip", timeout=60)
     r1, gz = raw_get(path, "gzip")
     assert r1.headers["x-cache"] == "HIT" and gzip.decompress(gz) == ident
-    assert wait_for(lambda: raw_get(path, "br")[0].headers.get("content-encoding") == "br")
+    assert wait_for(lambda: raw_get(path, "br")[0].headers.get("content-encoding") == "br", timeout=60)
     r2, br = raw_get(path, "br")
     assert _brotli_decode(br) == ident and r2.headers["etag"].endswith('-br"')
     assert origin.stats()["jup"]["total"] == 1
