@@ -510,3 +510,25 @@ def test_waiters_get_bytes_as_they_arrive(proxy, clean):
         assert total(clean, "meteora") == 1
     finally:
         clean.config({"bw": 0})
+
+
+def test_leader_timeout_shared_by_waiters(proxy, clean):
+    """The origin never answers: the leader times out (3 s) and every collapsed waiter gets the same
+    504 at the same moment, with exactly one upstream request (a timeout is not retried)."""
+    clean.add_rule({"route": "/echo*", "timeout": True, "every": 1})
+    out = []
+
+    def one():
+        t = time.time()
+        r = get(proxy, "/jup/echo?never=1")
+        out.append((r.status_code, time.time() - t, r.json()["error"]))
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert [o[0] for o in out] == [504] * 6
+    assert all(o[2] == "upstream timed out" for o in out)
+    assert all(2.8 < o[1] < 5.0 for o in out), out
+    assert total(clean) == 1
