@@ -44,7 +44,7 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
             degraded = true;
         cJSON_AddStringToObject(o, "state", ustate);
         cJSON_AddStringToObject(o, "url", u->url);
-        cJSON_AddNumberToObject(o, "queue", 0);
+        cJSON_AddNumberToObject(o, "queue", (double)dc_budget_queued(&rt->budget));
         cJSON *keys = cJSON_CreateObject();
         cJSON_AddNumberToObject(keys, "total", (double)rt->keyring.nkeys);
         cJSON_AddNumberToObject(keys, "usable", (double)dc_keyring_usable(&rt->keyring, now));

@@ -138,7 +138,7 @@ static void mark_pass(dc_fill_t *fill, uint64_t now)
 }
 
 /* The client that followed this fill now answers with a stale copy or an error instead. */
-static void client_fallback(dc_fill_t *fill, int err, int fwd_status)
+static void client_fallback(dc_fill_t *fill, dc_fetch_t *f, int err, int fwd_status)
 {
     dc_request_t *r = fill->client;
     if (r == NULL)
@@ -157,12 +157,8 @@ static void client_fallback(dc_fill_t *fill, int err, int fwd_status)
             snprintf(cs, sizeof(cs), "dexcache; fwd=stale; detail=%s", err == DC_ETIMEDOUT ? "timeout" : "error");
         dc_serve_entry(r, fill->stale, "STALE",
                        h2o_strdup(&r->req->pool, cs, strlen(cs)).base);
-    } else if (err == DC_ETIMEDOUT) {
-        dc_request_respond_error(r, 504, "upstream timed out");
-    } else if (err == DC_ECONNREFUSED) {
-        dc_request_respond_error(r, 502, "upstream connection refused");
     } else {
-        dc_request_respond_error(r, 502, "upstream failed");
+        dc_request_respond_fetch_error(r, f, err);
     }
     dc_request_unref(r);
 }
@@ -179,9 +175,11 @@ static void finish_with_error(dc_fill_t *fill, int err, int fwd_status)
         res.stale = true;
     } else {
         res.outcome = DC_FLIGHT_ERROR;
-        res.status = err == DC_ETIMEDOUT ? 504 : 502;
-        res.message = err == DC_ETIMEDOUT ? "upstream timed out"
-                                          : (err == DC_ECONNREFUSED ? "upstream connection refused" : "upstream failed");
+        res.status = err == DC_ETIMEDOUT ? 504 : (err == DC_EAGAIN ? 503 : 502);
+        res.message = err == DC_ETIMEDOUT   ? "upstream timed out"
+                      : err == DC_EAGAIN    ? "upstream budget exhausted"
+                      : err == DC_ECONNREFUSED ? "upstream connection refused"
+                                            : "upstream failed";
     }
     finish_flight(fill, &res);
 }
@@ -215,7 +213,7 @@ static void on_head(void *data, dc_fetch_t *f)
     if ((status >= 500 || status == 429) && stale_usable_on_error(fill->stale, now)) {
         /* stale-if-error: the failing answer is dropped, everyone gets the stale copy */
         finish_with_error(fill, DC_EUPSTREAM, status);
-        client_fallback(fill, DC_EUPSTREAM, status);
+        client_fallback(fill, f, DC_EUPSTREAM, status);
         abandon(fill, f);
         return;
     }
@@ -637,14 +635,14 @@ static void on_done(void *data, dc_fetch_t *f, int err)
     if (fill->mode == FILL_HEAD_WAIT) {
         /* no answer at all: connect error, timeout, reset */
         finish_with_error(fill, err, 0);
-        client_fallback(fill, err, 0);
+        client_fallback(fill, f, err, 0);
         fill_free(fill);
         return;
     }
     if (fill->mode == FILL_REVALIDATED) {
         if (err != 0) {
             finish_with_error(fill, err, 0);
-            client_fallback(fill, err, 0);
+            client_fallback(fill, f, err, 0);
             fill_free(fill);
             return;
         }
@@ -766,7 +764,8 @@ void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, co
     fr.url = url;
     fr.headers = hv;
     fr.idempotent = true;
-    dc_fetch_request_from_upstream(&fr, up, &fill->up_rt->keyring);
+    dc_fetch_request_from_upstream(&fr, up, &fill->up_rt->keyring, &fill->up_rt->budget);
+    fr.background = client == NULL; /* refreshes take free slots only: client misses come first */
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
     fill->fetch = dc_fetch_start(&w->curl, &fr, &cbs, fill); /* copies the headers */
     free(inm);

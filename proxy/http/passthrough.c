@@ -103,13 +103,7 @@ static void on_done(void *data, dc_fetch_t *f, int err)
     if (r->req == NULL)
         return;
     if (r->out == DC_OUT_NONE) {
-        /* no response head reached the client: answer with our own error */
-        if (err == DC_ETIMEDOUT)
-            dc_request_respond_error(r, 504, "upstream timed out");
-        else if (err == DC_ECONNREFUSED)
-            dc_request_respond_error(r, 502, "upstream connection refused");
-        else
-            dc_request_respond_error(r, 502, "upstream failed");
+        dc_request_respond_fetch_error(r, f, err); /* no response head reached the client */
         return;
     }
     r->upstream_done = true;
@@ -136,7 +130,7 @@ void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cach
     fr.body = req->entity.base;
     fr.body_len = req->entity.base ? req->entity.len : 0;
     fr.idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    dc_fetch_request_from_upstream(&fr, up, r->client_key_forwarded ? NULL : &r->up_rt->keyring);
+    dc_fetch_request_from_upstream(&fr, up, r->client_key_forwarded ? NULL : &r->up_rt->keyring, &r->up_rt->budget);
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
     r->fetch = dc_fetch_start(&r->worker->curl, &fr, &cbs, r);
 }

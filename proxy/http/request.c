@@ -102,6 +102,22 @@ void dc_request_add_header(dc_request_t *r, const char *name, size_t nlen, const
                           h2o_strdup(&req->pool, value, vlen).base, vlen);
 }
 
+void dc_request_respond_fetch_error(dc_request_t *r, dc_fetch_t *f, int err)
+{
+    if (err == DC_EAGAIN) {
+        char *ra = h2o_mem_alloc_pool(&r->req->pool, 24);
+        int n = snprintf(ra, 24, "%llu", (unsigned long long)((dc_fetch_retry_after_ms(f) + 999) / 1000));
+        h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, (size_t)n);
+        dc_request_respond_error(r, 503, "upstream budget exhausted");
+    } else if (err == DC_ETIMEDOUT) {
+        dc_request_respond_error(r, 504, "upstream timed out");
+    } else if (err == DC_ECONNREFUSED) {
+        dc_request_respond_error(r, 502, "upstream connection refused");
+    } else {
+        dc_request_respond_error(r, 502, "upstream failed");
+    }
+}
+
 void dc_request_respond_error(dc_request_t *r, int status, const char *message)
 {
     if (r->x_cache == NULL)
@@ -290,8 +306,10 @@ void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags
         req->res.content_length = SIZE_MAX;
 }
 
-void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring)
+void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring,
+                                    dc_budget_t *budget)
 {
+    fr->budget = budget;
     fr->retries = up->retries;
     fr->retry_backoff_ms = up->retry_backoff_ms;
     fr->connect_timeout_ms = up->connect_timeout_ms;

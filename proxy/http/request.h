@@ -106,6 +106,9 @@ void dc_request_unref(dc_request_t *r);
 
 /* Add a response header, copying name and value into the request pool. */
 void dc_request_add_header(dc_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen);
+/* The error answer for a fetch that failed before any response head: 503 + Retry-After (budget),
+ * 504 (timeout), 502 (refused, failed). */
+void dc_request_respond_fetch_error(dc_request_t *r, dc_fetch_t *f, int err);
 /* JSON error answer (records X-Cache "-" when nothing else was recorded). */
 void dc_request_respond_error(dc_request_t *r, int status, const char *message);
 
@@ -153,7 +156,8 @@ enum {
 };
 void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags);
 /* Fetch options of upstream `up` (timeouts, retries, HTTP/2, TLS verification, key header). */
-void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring);
+void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring,
+                                    dc_budget_t *budget);
 /* Stop whatever feeds this request (pass-through fetch, fill, in-flight wait timer excluded). */
 void dc_request_detach_sources(dc_request_t *r);
 

@@ -56,10 +56,6 @@ static void warn_unbuilt_features(const dc_config_t *cfg)
         if (r->batch.enabled)
             dc_log_warn("routes %s: batch is accepted but not in this build yet", r->prefix);
     }
-    for (size_t i = 0; i < cfg->nupstreams; i++)
-        if (cfg->upstreams[i].nrates > 0)
-            dc_log_warn("upstreams %s: rate budget is accepted but not enforced in this build yet",
-                        cfg->upstreams[i].name);
     if (cfg->nstreams > 0)
         dc_log_warn("streams are accepted but SSE streams are not in this build yet");
     if (cfg->redis.enabled)

@@ -16,11 +16,14 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         dc_config_upstream_t *u = &cfg->upstreams[i];
         dc_keyring_init(&s->ups[i].keyring, u->keys, u->nkeys, u->key_quarantine_ms);
+        dc_budget_init(&s->ups[i].budget, u->rates, u->nrates, u->queue_max, u->queue_timeout_ms);
         s->ups[i].metrics_id = dc_metrics_label_id(DC_METRICS_UPSTREAM, u->name);
         if (prev != NULL) {
             for (size_t j = 0; j < prev->cfg->nupstreams; j++)
-                if (strcmp(prev->cfg->upstreams[j].name, u->name) == 0)
+                if (strcmp(prev->cfg->upstreams[j].name, u->name) == 0) {
                     dc_keyring_inherit(&s->ups[i].keyring, &prev->ups[j].keyring);
+                    dc_budget_inherit(&s->ups[i].budget, (dc_budget_t *)&prev->ups[j].budget);
+                }
         }
     }
     s->routes = dc_calloc(cfg->nroutes, sizeof(*s->routes));
@@ -51,8 +54,10 @@ void dc_snapshot_release(dc_snapshot_t *s)
     DC_CHECK_MAGIC(s, DC_SNAPSHOT_MAGIC);
     if (atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) != 1)
         return;
-    for (size_t i = 0; i < s->cfg->nupstreams; i++)
+    for (size_t i = 0; i < s->cfg->nupstreams; i++) {
         dc_keyring_dispose(&s->ups[i].keyring);
+        dc_budget_dispose(&s->ups[i].budget);
+    }
     free(s->ups);
     free(s->routes);
     free(s->trusted);

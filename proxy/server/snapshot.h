@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "ratelimit/clientid.h"
 #include "ratelimit/gcra.h"
+#include "upstream/budget.h"
 #include "upstream/keyring.h"
 #include "upstream/upstream_state.h"
 
@@ -20,6 +21,7 @@
 
 typedef struct dc_upstream_rt {
     dc_keyring_t keyring;
+    dc_budget_t budget;
     dc_upstream_state_t health;
     unsigned metrics_id;
 } dc_upstream_rt_t;

@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/time.h"
+#include "cache/policy.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 #define FETCH_MAGIC 0x46455443u /* "FETC" */
 
 typedef enum {
+    ST_QUEUED,   /* waiting for the upstream budget's slot */
+    ST_FAILING,  /* an error to report on the next loop turn (never from inside dc_fetch_start) */
     ST_ATTEMPT,  /* a curl transfer is running, no head yet */
     ST_BACKOFF,  /* waiting before the next attempt */
     ST_BODY,     /* head delivered, streaming the body */
@@ -42,6 +45,10 @@ struct dc_fetch {
     dc_fetch_request_t opts; /* scalar options; pointer fields not used after start */
     dc_keyring_t *keyring;
     char *key_header;
+    dc_budget_t *budget;
+    bool queued; /* holds a place in the budget's queue */
+    int pending_err;
+    uint64_t retry_after_ms;
     struct curl_slist *slist;
 
     /* attempt state */
@@ -61,7 +68,45 @@ struct dc_fetch {
 };
 
 static void start_attempt(dc_fetch_t *f);
+static void begin_attempt(dc_fetch_t *f);
 static void finish(dc_fetch_t *f, int err);
+static void on_deadline(uv_timer_t *t);
+
+/* Report `err` on the next loop turn. */
+static void fail_soon(dc_fetch_t *f, int err)
+{
+    f->state = ST_FAILING;
+    f->pending_err = err;
+    uv_timer_start(&f->timer, on_deadline, 0, 0);
+}
+
+/* 429: when may we come back? Retry-After (seconds or a date), else Jupiter's x-ratelimit-reset
+ * (absolute Unix seconds), else unknown (0: the budget assumes 1 s). */
+static uint64_t retry_after_us_from(const dc_fetch_t *f)
+{
+    uint64_t now_s = dc_now_wall_ms() / 1000;
+    for (size_t i = 0; i < f->nheaders; i++) {
+        const dc_fetch_header_t *h = &f->headers[i];
+        if (h->name_len == 11 && memcmp(h->name, "retry-after", 11) == 0) {
+            char *end;
+            unsigned long long v = strtoull(h->value, &end, 10);
+            if (end != h->value && *end == '\0')
+                return (uint64_t)v * 1000000;
+            int64_t t = dc_http_date_parse(h->value, h->value_len);
+            if (t > 0 && (uint64_t)t > now_s)
+                return ((uint64_t)t - now_s) * 1000000;
+        }
+    }
+    for (size_t i = 0; i < f->nheaders; i++) {
+        const dc_fetch_header_t *h = &f->headers[i];
+        if (h->name_len == 17 && memcmp(h->name, "x-ratelimit-reset", 17) == 0) {
+            unsigned long long t = strtoull(h->value, NULL, 10);
+            if (t > now_s)
+                return (uint64_t)(t - now_s) * 1000000;
+        }
+    }
+    return 0;
+}
 
 static void reset_head(dc_fetch_t *f)
 {
@@ -154,6 +199,12 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
             f->status = (int)code;
         if (f->status >= 100 && f->status < 200)
             return len; /* interim response: wait for the final one */
+        if (f->budget != NULL) {
+            if (f->status == 429)
+                dc_budget_on_429(f->budget, dc_now_mono_us(), retry_after_us_from(f));
+            else if (f->status < 500)
+                dc_budget_on_success(f->budget);
+        }
         bool key_rejected = (f->status == 401 || f->status == 403) && f->key_index >= 0;
         if (key_rejected) {
             uint64_t now = dc_now_mono_ms();
@@ -247,6 +298,16 @@ static void on_deadline(uv_timer_t *t)
         start_attempt(f);
         return;
     }
+    if (f->state == ST_QUEUED) {
+        f->queued = false;
+        dc_budget_dequeued(f->budget);
+        begin_attempt(f);
+        return;
+    }
+    if (f->state == ST_FAILING) {
+        finish(f, f->pending_err);
+        return;
+    }
     /* no head in time, or the body stalled */
     dc_curl_loop_remove(f->cl, &f->xfer);
     finish(f, DC_ETIMEDOUT);
@@ -335,7 +396,27 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
     finish(f, err);
 }
 
+/* Every attempt is an upstream request: it takes a slot of the upstream's budget first. */
 static void start_attempt(dc_fetch_t *f)
+{
+    if (f->budget != NULL) {
+        uint64_t delay_us;
+        if (dc_budget_reserve(f->budget, dc_now_mono_us(), f->opts.background, &delay_us) != 0) {
+            f->retry_after_ms = (delay_us + 999) / 1000;
+            fail_soon(f, DC_EAGAIN);
+            return;
+        }
+        if (delay_us > 0) {
+            f->state = ST_QUEUED;
+            f->queued = true;
+            uv_timer_start(&f->timer, on_deadline, (delay_us + 999) / 1000, 0);
+            return;
+        }
+    }
+    begin_attempt(f);
+}
+
+static void begin_attempt(dc_fetch_t *f)
 {
     f->attempts++;
     f->discard = false;
@@ -398,13 +479,16 @@ static void start_attempt(dc_fetch_t *f)
     }
     f->xfer.cb = on_xfer_done;
     f->xfer.data = f;
-    /* head deadline: whatever is left of the fetch's budget */
+    /* head deadline: whatever is left of the fetch's time, counted from its first real attempt
+     * (time spent queued for the budget is bounded by the queue timeout instead) */
     uint64_t now = dc_now_mono_ms();
+    if (f->deadline_ms == 0)
+        f->deadline_ms = now + f->opts.timeout_ms;
     uint64_t left = f->deadline_ms > now ? f->deadline_ms - now : 1;
     uv_timer_start(&f->timer, on_deadline, left, 0);
     if (dc_curl_loop_add(f->cl, &f->xfer) != 0) {
         f->last_err = DC_EUPSTREAM;
-        finish(f, DC_EUPSTREAM);
+        fail_soon(f, DC_EUPSTREAM);
     }
 }
 
@@ -456,7 +540,8 @@ dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, co
     if (f->opts.timeout_ms == 0)
         f->opts.timeout_ms = 10000;
     f->started_us = dc_now_mono_us();
-    f->deadline_ms = dc_now_mono_ms() + f->opts.timeout_ms;
+    f->deadline_ms = 0; /* set by the first attempt that really starts */
+    f->budget = req->budget;
     uv_timer_init(cl->loop, &f->timer);
     f->timer.data = f;
     f->timer_open = 1;
@@ -483,6 +568,10 @@ void dc_fetch_abort(dc_fetch_t *f)
     }
     f->aborted = true;
     f->data = NULL;
+    if (f->queued) {
+        f->queued = false;
+        dc_budget_dequeued(f->budget);
+    }
     if (f->in_callback) {
         /* the curl callback we are in returns an error; on_xfer_done releases */
         return;
@@ -528,6 +617,11 @@ unsigned dc_fetch_attempts(const dc_fetch_t *f)
 uint64_t dc_fetch_head_us(const dc_fetch_t *f)
 {
     return f->head_us;
+}
+
+uint64_t dc_fetch_retry_after_ms(const dc_fetch_t *f)
+{
+    return f->retry_after_ms;
 }
 
 int dc_fetch_key_index(const dc_fetch_t *f)

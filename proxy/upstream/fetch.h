@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "upstream/curl_uv.h"
+#include "upstream/budget.h"
 #include "upstream/keyring.h"
 
 typedef struct dc_fetch dc_fetch_t;
@@ -38,7 +39,8 @@ typedef struct dc_fetch_callbacks {
     void (*on_head)(void *data, dc_fetch_t *f);
     int (*on_body)(void *data, dc_fetch_t *f, const char *buf, size_t len);
     /* err: 0, DC_ETIMEDOUT (no head in time, or body stalled), DC_ECONNREFUSED, DC_EUPSTREAM
-     * (reset, truncated, bad response, DNS/TLS failure). */
+     * (reset, truncated, bad response, DNS/TLS failure), DC_EAGAIN (the upstream budget has no
+     * slot within the queue timeout, or its queue is full: see dc_fetch_retry_after_ms). */
     void (*on_done)(void *data, dc_fetch_t *f, int err);
 } dc_fetch_callbacks_t;
 
@@ -57,9 +59,12 @@ typedef struct dc_fetch_request {
     bool tls_verify;
     dc_keyring_t *keyring;      /* may be NULL; borrowed: must outlive the fetch */
     const char *key_header;     /* header name for the key */
+    dc_budget_t *budget;        /* may be NULL; borrowed: every attempt reserves a slot */
+    bool background;            /* never queue for the budget (background refreshes yield) */
 } dc_fetch_request_t;
 
-/* Never fails for valid input (allocation failure is fatal); errors arrive through on_done. */
+/* Never fails for valid input (allocation failure is fatal); errors arrive through on_done, never
+ * synchronously from inside this call. */
 dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, const dc_fetch_callbacks_t *cbs,
                            void *data);
 void dc_fetch_resume(dc_fetch_t *f);
@@ -76,6 +81,8 @@ int64_t dc_fetch_content_length(const dc_fetch_t *f);
 unsigned dc_fetch_attempts(const dc_fetch_t *f);
 /* Microseconds from start to the response head (0 before the head). */
 uint64_t dc_fetch_head_us(const dc_fetch_t *f);
+/* After DC_EAGAIN: milliseconds until the budget could take the request (for Retry-After). */
+uint64_t dc_fetch_retry_after_ms(const dc_fetch_t *f);
 /* Key index used by the attempt that produced the head (-1 = none). */
 int dc_fetch_key_index(const dc_fetch_t *f);
 

@@ -1,0 +1,489 @@
+/*
+ * dc_redis_t: URL parsing, command records, timeouts, scripts and close. The connection itself
+ * (event glue, reconnect) is in redis_conn.c; the record life cycle is described in
+ * redis_private.h.
+ */
+#include "redis/redis_private.h"
+#include "core/error.h"
+#include "core/log.h"
+
+#include <mbedtls/sha1.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- url ---- */
+
+/* Parse exactly [s, s+n) as a decimal number <= max. */
+static int parse_uint(const char *s, size_t n, long max, long *out)
+{
+    if (n == 0 || n > 10)
+        return DC_EINVAL;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return DC_EINVAL;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > max)
+        return DC_EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* redis://host[:port][/db] with host a name, IPv4 or [IPv6]; unix:///abs/path[?db=N].
+ * No credentials, no other query parameters. */
+static int parse_url(dc_redis_t *r, const char *url)
+{
+    long v;
+    r->port = 6379;
+    r->db = 0;
+    if (url == NULL)
+        return DC_EINVAL;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7, *q = strchr(p, '?');
+        size_t plen = q != NULL ? (size_t)(q - p) : strlen(p);
+        if (plen < 2 || p[0] != '/')
+            return DC_EINVAL;
+        if (q != NULL) {
+            if (strncmp(q, "?db=", 4) != 0 || parse_uint(q + 4, strlen(q + 4), 1 << 20, &v) != 0)
+                return DC_EINVAL;
+            r->db = (int)v;
+        }
+        r->path = dc_strndup(p, plen);
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0)
+        return DC_EINVAL;
+    const char *p = url + 8, *hend, *rest;
+    if (strpbrk(p, "@?#") != NULL)
+        return DC_EINVAL;
+    if (*p == '[') {
+        hend = strchr(p, ']');
+        if (hend == NULL || hend == p + 1)
+            return DC_EINVAL;
+        r->host = dc_strndup(p + 1, (size_t)(hend - p - 1));
+        rest = hend + 1;
+    } else {
+        hend = p + strcspn(p, ":/");
+        if (hend == p)
+            return DC_EINVAL;
+        r->host = dc_strndup(p, (size_t)(hend - p));
+        rest = hend;
+    }
+    if (*rest == ':') {
+        size_t n = strcspn(rest + 1, "/");
+        if (parse_uint(rest + 1, n, 65535, &v) != 0 || v == 0)
+            return DC_EINVAL;
+        r->port = (int)v;
+        rest += 1 + n;
+    }
+    if (*rest == '/') {
+        if (rest[1] != '\0') {
+            if (parse_uint(rest + 1, strlen(rest + 1), 1 << 20, &v) != 0)
+                return DC_EINVAL;
+            r->db = (int)v;
+        }
+    } else if (*rest != '\0') {
+        return DC_EINVAL;
+    }
+    return 0;
+}
+
+/* ---- command records ---- */
+
+static dc_redis_cmd_t *cmd_new(dc_redis_t *r, dc_redis_cb cb, void *data)
+{
+    dc_redis_cmd_t *c = dc_calloc(1, sizeof(*c));
+    c->magic = DC_REDIS_CMD_MAGIC;
+    c->r = r;
+    c->cb = cb;
+    c->data = data;
+    return c;
+}
+
+static void cmd_free_if_released(dc_redis_cmd_t *c)
+{
+    if (!c->done || c->in_hiredis)
+        return;
+    c->magic = 0;
+    free(c->args); /* one block: args, lens and the bytes */
+    free(c);
+}
+
+static void pend_unlink(dc_redis_t *r, dc_redis_cmd_t *c)
+{
+    if (!c->in_pending)
+        return;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        r->pend_head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        r->pend_tail = c->prev;
+    c->prev = c->next = NULL;
+    c->in_pending = false;
+}
+
+/* Run the user callback once; the record lives on while hiredis still holds it. */
+static void cmd_complete(dc_redis_cmd_t *c, int err, const redisReply *reply)
+{
+    DC_CHECK_MAGIC(c, DC_REDIS_CMD_MAGIC);
+    DC_ASSERT(!c->done);
+    pend_unlink(c->r, c);
+    c->done = true;
+    c->cb(c->data, err, reply);
+    cmd_free_if_released(c);
+}
+
+static void on_cmd_timer(uv_timer_t *t);
+
+static void arm_cmd_timer(dc_redis_t *r)
+{
+    if (r->pend_head == NULL || r->torn_down) {
+        uv_timer_stop(&r->cmd_timer);
+        return;
+    }
+    uint64_t now = uv_now(r->loop), d = r->pend_head->deadline;
+    uv_timer_start(&r->cmd_timer, on_cmd_timer, d > now ? d - now : 0, 0);
+}
+
+/* Expire every command past its deadline (oldest first: deadlines grow with submission order since
+ * the timeout is the same for all), and drop a connection that stopped answering. */
+static void on_cmd_timer(uv_timer_t *t)
+{
+    dc_redis_t *r = t->data;
+    uint64_t now = uv_now(r->loop);
+    while (r->pend_head != NULL && r->pend_head->deadline <= now) {
+        r->consecutive_timeouts++;
+        cmd_complete(r->pend_head, DC_ETIMEDOUT, NULL);
+    }
+    if (r->consecutive_timeouts >= DC_REDIS_DEAD_AFTER_TIMEOUTS && r->conn != NULL &&
+        r->conn->state == DC_REDIS_CONN_UP && !r->closing) {
+        dc_log_warn("redis: %u consecutive command timeouts, reconnecting", r->consecutive_timeouts);
+        r->consecutive_timeouts = 0;
+        dc__redis_conn_drop(r->conn);
+    }
+    arm_cmd_timer(r);
+}
+
+static void on_idle(uv_idle_t *h);
+
+/* Complete c with err on the next loop turn (keeps "never from inside the submitting call"). */
+static void defer_fail(dc_redis_t *r, dc_redis_cmd_t *c, int err)
+{
+    c->err = err;
+    c->next = NULL;
+    if (r->defer_tail != NULL)
+        r->defer_tail->next = c;
+    else
+        r->defer_head = c;
+    r->defer_tail = c;
+    uv_idle_start(&r->idle, on_idle);
+}
+
+/* Hand a formatted command (buf, len; consumed) to hiredis, or fail it fast. */
+static void submit(dc_redis_t *r, dc_redis_cmd_t *c, char *buf, int len)
+{
+    dc_redis_conn_t *conn = r->conn;
+    if (conn == NULL || conn->state != DC_REDIS_CONN_UP || conn->ac == NULL || r->inflight >= DC_REDIS_MAX_INFLIGHT ||
+        redisAsyncFormattedCommand(conn->ac, dc__redis_on_reply, c, buf, (size_t)len) != REDIS_OK) {
+        redisFreeCommand(buf);
+        defer_fail(r, c, DC_EAGAIN);
+        return;
+    }
+    redisFreeCommand(buf);
+    c->in_hiredis = true;
+    r->inflight++;
+    c->deadline = uv_now(r->loop) + r->o.command_timeout_ms;
+    c->in_pending = true;
+    c->next = NULL;
+    c->prev = r->pend_tail;
+    if (r->pend_tail != NULL)
+        r->pend_tail->next = c;
+    else
+        r->pend_head = c;
+    r->pend_tail = c;
+    if (!uv_is_active((uv_handle_t *)&r->cmd_timer))
+        arm_cmd_timer(r);
+}
+
+/* Re-send an EVALSHA that got NOSCRIPT as EVAL (from inside a reply callback: allowed by hiredis). */
+static int resend_as_eval(redisAsyncContext *ac, dc_redis_cmd_t *c)
+{
+    int argc = 3 + c->nkeys + c->nargs;
+    const char **argv = dc_malloc(sizeof(*argv) * (size_t)argc);
+    size_t *lens = dc_malloc(sizeof(*lens) * (size_t)argc);
+    char nk[16];
+    argv[0] = "EVAL";
+    lens[0] = 4;
+    argv[1] = c->script->src;
+    lens[1] = c->script->len;
+    lens[2] = (size_t)snprintf(nk, sizeof(nk), "%d", c->nkeys);
+    argv[2] = nk;
+    for (int i = 0; i < c->nkeys + c->nargs; i++) {
+        argv[3 + i] = c->args[i];
+        lens[3 + i] = c->lens[i];
+    }
+    int rc = redisAsyncCommandArgv(ac, dc__redis_on_reply, c, argc, argv, lens);
+    free(argv);
+    free(lens);
+    return rc == REDIS_OK ? 0 : DC_EIO;
+}
+
+void dc__redis_on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    dc_redis_cmd_t *c = privdata;
+    DC_CHECK_MAGIC(c, DC_REDIS_CMD_MAGIC);
+    dc_redis_t *r = c->r;
+    const redisReply *reply = reply_;
+    c->in_hiredis = false;
+    r->inflight--;
+    if (reply == NULL) {
+        /* the context is being freed: connection lost, dropped by us, or client closing */
+        dc__redis_conn_lost(ac->data);
+        if (!c->done)
+            cmd_complete(c, DC_EIO, NULL);
+        else
+            cmd_free_if_released(c);
+        return;
+    }
+    r->consecutive_timeouts = 0; /* Redis answers, even if late */
+    if (c->done) {
+        cmd_free_if_released(c);
+        return;
+    }
+    if (c->script != NULL && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        if (resend_as_eval(ac, c) == 0) {
+            c->in_hiredis = true;
+            r->inflight++;
+            return;
+        }
+        cmd_complete(c, DC_EIO, NULL);
+        return;
+    }
+    cmd_complete(c, 0, reply);
+}
+
+/* ---- internal commands sent on connect ---- */
+
+static void on_internal_reply(void *data, int err, const redisReply *reply)
+{
+    const char *what = data;
+    if (err != 0)
+        dc_log_warn("redis: %s failed: %s", what, dc_strerror(err));
+    else if (reply->type == REDIS_REPLY_ERROR)
+        dc_log_error("redis: %s failed: %s", what, reply->str);
+}
+
+void dc__redis_on_up(dc_redis_t *r)
+{
+    char *buf;
+    int len;
+    if (r->db != 0) {
+        len = redisFormatCommand(&buf, "SELECT %d", r->db);
+        DC_ASSERT(len > 0);
+        submit(r, cmd_new(r, on_internal_reply, "SELECT"), buf, len);
+    }
+    for (dc_redis_script_t *s = r->scripts; s != NULL; s = s->next) {
+        len = redisFormatCommand(&buf, "SCRIPT LOAD %b", s->src, s->len);
+        DC_ASSERT(len > 0);
+        submit(r, cmd_new(r, on_internal_reply, "SCRIPT LOAD"), buf, len);
+    }
+    if (r->state_cb != NULL)
+        r->state_cb(r->state_data, true);
+}
+
+/* ---- public API ---- */
+
+static void on_idle(uv_idle_t *h)
+{
+    dc_redis_t *r = h->data;
+    /* only the records present now: a callback that resubmits while down waits for the next turn */
+    dc_redis_cmd_t *list = r->defer_head;
+    r->defer_head = r->defer_tail = NULL;
+    while (list != NULL) {
+        dc_redis_cmd_t *c = list;
+        list = c->next;
+        c->next = NULL;
+        cmd_complete(c, c->err, NULL);
+    }
+    if (r->closing && !r->torn_down) {
+        r->torn_down = true;
+        if (r->conn != NULL)
+            dc__redis_conn_drop(r->conn); /* every command in hiredis completes with DC_EIO */
+        DC_ASSERT(r->pend_head == NULL && r->defer_head == NULL);
+        dc__redis_close_handles(r);
+        return;
+    }
+    if (r->defer_head == NULL)
+        uv_idle_stop(h);
+}
+
+int dc_redis_create(uv_loop_t *loop, const dc_redis_opts_t *opts, dc_redis_t **out)
+{
+    dc_redis_t *r = dc_calloc(1, sizeof(*r));
+    r->magic = DC_REDIS_MAGIC;
+    r->loop = loop;
+    if (parse_url(r, opts->url) != 0) {
+        free(r->host);
+        free(r->path);
+        free(r);
+        return DC_EINVAL;
+    }
+    r->o = *opts;
+    r->o.url = NULL;
+    if (r->o.connect_timeout_ms == 0)
+        r->o.connect_timeout_ms = 1000;
+    if (r->o.command_timeout_ms == 0)
+        r->o.command_timeout_ms = 500;
+    if (r->o.backoff_min_ms == 0)
+        r->o.backoff_min_ms = 50;
+    if (r->o.backoff_max_ms == 0)
+        r->o.backoff_max_ms = 2000;
+    if (r->o.backoff_max_ms < r->o.backoff_min_ms)
+        r->o.backoff_max_ms = r->o.backoff_min_ms;
+    r->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)r ^ 0x9E3779B97F4A7C15ULL;
+    if (r->rng == 0)
+        r->rng = 1;
+    uv_timer_init(loop, &r->cmd_timer);
+    uv_timer_init(loop, &r->retry_timer);
+    uv_idle_init(loop, &r->idle);
+    r->cmd_timer.data = r->retry_timer.data = r->idle.data = r;
+    dc__redis_conn_start(r);
+    *out = r;
+    return 0;
+}
+
+int dc_redis_command(dc_redis_t *r, dc_redis_cb cb, void *data, const char *fmt, ...)
+{
+    DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
+    if (r->closing)
+        return DC_EINVAL;
+    char *buf;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = redisvFormatCommand(&buf, fmt, ap);
+    va_end(ap);
+    if (len <= 0)
+        return DC_EINVAL;
+    submit(r, cmd_new(r, cb, data), buf, len);
+    return 0;
+}
+
+int dc_redis_commandargv(dc_redis_t *r, dc_redis_cb cb, void *data, int argc, const char **argv, const size_t *argvlen)
+{
+    DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
+    if (r->closing || argc <= 0)
+        return DC_EINVAL;
+    char *buf;
+    int len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
+    if (len <= 0)
+        return DC_EINVAL;
+    submit(r, cmd_new(r, cb, data), buf, len);
+    return 0;
+}
+
+dc_redis_script_t *dc_redis_script_register(dc_redis_t *r, const char *lua_source)
+{
+    DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
+    dc_redis_script_t *s = dc_calloc(1, sizeof(*s));
+    unsigned char d[20];
+    s->len = strlen(lua_source);
+    s->src = dc_strndup(lua_source, s->len);
+    DC_ASSERT(mbedtls_sha1_ret((const unsigned char *)s->src, s->len, d) == 0);
+    for (int i = 0; i < 20; i++)
+        snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
+    s->next = r->scripts;
+    r->scripts = s;
+    if (r->conn != NULL && r->conn->state == DC_REDIS_CONN_UP) {
+        char *buf;
+        int len = redisFormatCommand(&buf, "SCRIPT LOAD %b", s->src, s->len);
+        DC_ASSERT(len > 0);
+        submit(r, cmd_new(r, on_internal_reply, "SCRIPT LOAD"), buf, len);
+    }
+    return s;
+}
+
+const char *dc_redis_script_sha(const dc_redis_script_t *s)
+{
+    return s->sha;
+}
+
+int dc_redis_eval(dc_redis_t *r, dc_redis_script_t *s, dc_redis_cb cb, void *data, int nkeys, int nargs,
+                  const char **args, const size_t *lens)
+{
+    DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
+    if (r->closing || nkeys < 0 || nargs < 0)
+        return DC_EINVAL;
+    int n = nkeys + nargs;
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        bytes += lens[i];
+    dc_redis_cmd_t *c = cmd_new(r, cb, data);
+    /* one block: n pointers, n lengths, then the bytes (kept for the EVAL fallback) */
+    char *block = dc_malloc(sizeof(char *) * (size_t)n + sizeof(size_t) * (size_t)n + bytes + 1);
+    c->args = (const char **)block;
+    c->lens = (size_t *)(block + sizeof(char *) * (size_t)n);
+    char *p = block + (sizeof(char *) + sizeof(size_t)) * (size_t)n;
+    for (int i = 0; i < n; i++) {
+        memcpy(p, args[i], lens[i]);
+        c->args[i] = p;
+        c->lens[i] = lens[i];
+        p += lens[i];
+    }
+    c->script = s;
+    c->nkeys = nkeys;
+    c->nargs = nargs;
+
+    const char **argv = dc_malloc(sizeof(*argv) * (size_t)(n + 3));
+    size_t *argvlen = dc_malloc(sizeof(*argvlen) * (size_t)(n + 3));
+    char nk[16];
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = s->sha;
+    argvlen[1] = 40;
+    argvlen[2] = (size_t)snprintf(nk, sizeof(nk), "%d", nkeys);
+    argv[2] = nk;
+    for (int i = 0; i < n; i++) {
+        argv[3 + i] = c->args[i];
+        argvlen[3 + i] = c->lens[i];
+    }
+    char *buf;
+    int len = redisFormatCommandArgv(&buf, n + 3, argv, argvlen);
+    free(argv);
+    free(argvlen);
+    DC_ASSERT(len > 0);
+    submit(r, c, buf, len);
+    return 0;
+}
+
+bool dc_redis_connected(const dc_redis_t *r)
+{
+    return r->conn != NULL && r->conn->state == DC_REDIS_CONN_UP;
+}
+
+uint64_t dc_redis_reconnects(const dc_redis_t *r)
+{
+    return r->reconnects;
+}
+
+void dc_redis_set_state_cb(dc_redis_t *r, void (*cb)(void *data, bool up), void *data)
+{
+    r->state_cb = cb;
+    r->state_data = data;
+}
+
+void dc_redis_close(dc_redis_t *r, void (*on_closed)(void *data), void *data)
+{
+    DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
+    DC_ASSERT(!r->closing);
+    r->closing = true;
+    r->on_closed = on_closed;
+    r->closed_data = data;
+    uv_timer_stop(&r->retry_timer);
+    uv_idle_start(&r->idle, on_idle); /* teardown at top level, never inside a hiredis callback */
+}

@@ -1,0 +1,83 @@
+/*
+ * Redis client for one worker thread: hiredis async driven by the worker's libuv loop, with our own
+ * event glue (one uv_poll_t per connection), connect and per-command timeouts, reconnect with
+ * exponential backoff and full jitter, and Lua scripts run by EVALSHA with a transparent EVAL
+ * fallback on NOSCRIPT.
+ *
+ * Ownership and threads: a dc_redis_t belongs to the thread that runs its loop and is never shared.
+ * It owns its connection, its timers and every registered script; dc_redis_close() releases all of
+ * it after the last uv handle has closed.
+ *
+ * Completion contract: every command accepted by dc_redis_command*() / dc_redis_eval() (return 0)
+ * completes exactly once through its callback, always from the loop (never from inside the call
+ * that submitted it). A non-zero return means the callback will never run. Redis is optional for
+ * dexcache, so commands never wait for a connection: while disconnected they fail fast with
+ * DC_EAGAIN, and the number of commands in flight is bounded.
+ */
+#ifndef DC_REDIS_REDIS_H
+#define DC_REDIS_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+typedef struct dc_redis dc_redis_t;
+typedef struct dc_redis_script dc_redis_script_t;
+
+typedef struct dc_redis_opts {
+    const char *url;             /* redis://host[:port][/db] (host may be [IPv6]) or unix:///path[?db=N] */
+    uint64_t connect_timeout_ms; /* 0 = default 1000 */
+    uint64_t command_timeout_ms; /* 0 = default 500: no reply in time completes with DC_ETIMEDOUT */
+    uint64_t backoff_min_ms;     /* 0 = default 50 */
+    uint64_t backoff_max_ms;     /* 0 = default 2000; delay = uniform(0, min(max, min * 2^attempt)) */
+} dc_redis_opts_t;
+
+/* Number of consecutive command timeouts after which the connection is considered dead, dropped
+ * and reconnected. Any reply (even a late one) resets the count. */
+#define DC_REDIS_DEAD_AFTER_TIMEOUTS 3
+/* Commands in flight on one connection beyond this fail fast with DC_EAGAIN. */
+#define DC_REDIS_MAX_INFLIGHT 65536
+
+/* Reply callback. Either err == 0 and reply is the hiredis reply (owned by hiredis, valid only
+ * during the call; a Redis error reply is err 0 with reply->type == REDIS_REPLY_ERROR), or err < 0
+ * and reply == NULL: DC_ETIMEDOUT (no reply within command_timeout_ms), DC_EIO (the connection
+ * dropped or the client was closed), DC_EAGAIN (not connected right now, or too many in flight). */
+typedef void (*dc_redis_cb)(void *data, int err, const redisReply *reply);
+
+/* Parse opts->url (DC_EINVAL on a bad url), allocate and start connecting (asynchronously).
+ * The loop must outlive the client. */
+int dc_redis_create(uv_loop_t *loop, const dc_redis_opts_t *opts, dc_redis_t **out);
+
+/* Queue a command (hiredis format: %s, %b, ...). Returns 0 (cb will run once) or DC_EINVAL when
+ * the client is closing or the command cannot be formatted (cb will not run). */
+int dc_redis_command(dc_redis_t *r, dc_redis_cb cb, void *data, const char *fmt, ...);
+/* Same with an argument vector; argv/argvlen are copied before returning. */
+int dc_redis_commandargv(dc_redis_t *r, dc_redis_cb cb, void *data, int argc, const char **argv, const size_t *argvlen);
+
+/* Register a Lua script; its SHA1 is computed locally and it is SCRIPT LOADed on every (re)connect.
+ * The script is owned by r and freed by dc_redis_close(). Never returns NULL. */
+dc_redis_script_t *dc_redis_script_register(dc_redis_t *r, const char *lua_source);
+/* Hex SHA1 of the script (40 chars + NUL). */
+const char *dc_redis_script_sha(const dc_redis_script_t *s);
+/* EVALSHA s nkeys args... where args holds nkeys keys then nargs arguments (lens[i] bytes each,
+ * copied). On a NOSCRIPT error the same call is re-sent as EVAL (which also caches the script in
+ * Redis) and the caller only sees the EVAL result. Same return contract as dc_redis_command(). */
+int dc_redis_eval(dc_redis_t *r, dc_redis_script_t *s, dc_redis_cb cb, void *data, int nkeys, int nargs,
+                  const char **args, const size_t *lens);
+
+/* True while a connection is established (TCP/unix connect done and not lost since). */
+bool dc_redis_connected(const dc_redis_t *r);
+/* How many times the connection was established again after having been lost (for /metrics). */
+uint64_t dc_redis_reconnects(const dc_redis_t *r);
+/* Called from the loop on each up (connected) / down (established connection lost) transition. */
+void dc_redis_set_state_cb(dc_redis_t *r, void (*cb)(void *data, bool up), void *data);
+
+/* Start closing: on the next loop turn every pending command completes with DC_EIO, the connection
+ * is freed, and once all uv handles have closed r and its scripts are freed and on_closed (may be
+ * NULL) runs. Safe to call from inside a reply callback. r must not be used after this call. */
+void dc_redis_close(dc_redis_t *r, void (*on_closed)(void *data), void *data);
+
+#endif

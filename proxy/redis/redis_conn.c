@@ -1,0 +1,259 @@
+/*
+ * One Redis connection driven by libuv: hiredis' ev hooks mapped onto a uv_poll_t, connect
+ * timeout, loss detection and reconnect with exponential backoff and full jitter.
+ *
+ * Why not hiredis' own libuv adapter: on POLLERR libuv stops the watcher and reports a negative
+ * status, which that adapter ignores, so a dead Redis is never noticed. Here an error status makes
+ * hiredis look at the socket (and we drop the connection if it still has not seen the error).
+ */
+#include "redis/redis_private.h"
+#include "core/error.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    dc_redis_conn_t *conn = h->data;
+    dc_redis_t *r = conn->r;
+    free(conn);
+    r->live_conns--;
+    dc__redis_maybe_finish(r);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Apply a change to the event mask hiredis wants. Idempotent, as hiredis requires. */
+static void ev_update(dc_redis_conn_t *conn, int add, int del)
+{
+    if (conn->ac == NULL)
+        return;
+    int ev = (conn->events | add) & ~del;
+    if (ev == conn->events)
+        return;
+    conn->events = ev;
+    if (ev != 0)
+        uv_poll_start(&conn->poll, ev, on_poll);
+    else
+        uv_poll_stop(&conn->poll);
+}
+
+static void ev_add_read(void *p)
+{
+    ev_update(p, UV_READABLE, 0);
+}
+
+static void ev_del_read(void *p)
+{
+    ev_update(p, 0, UV_READABLE);
+}
+
+static void ev_add_write(void *p)
+{
+    ev_update(p, UV_WRITABLE, 0);
+}
+
+static void ev_del_write(void *p)
+{
+    ev_update(p, 0, UV_WRITABLE);
+}
+
+/* hiredis is about to free the context (redisFree closes the fd right after): stop watching the fd
+ * now, and free conn once the poll handle has closed. ac->data stays valid until then because
+ * hiredis may still call onDisconnect after this hook. */
+static void ev_cleanup(void *p)
+{
+    dc_redis_conn_t *conn = p;
+    if (conn->ac == NULL)
+        return;
+    conn->ac = NULL;
+    conn->events = 0;
+    uv_poll_stop(&conn->poll);
+    uv_close((uv_handle_t *)&conn->poll, on_poll_closed);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    dc_redis_conn_t *conn = h->data;
+    if (conn->ac == NULL)
+        return;
+    if (status < 0) {
+        /* libuv already stopped the watcher (POLLERR). Let hiredis read the socket error. */
+        conn->events = 0;
+        if (conn->state == DC_REDIS_CONN_CONNECTING)
+            redisAsyncHandleWrite(conn->ac);
+        else
+            redisAsyncHandleRead(conn->ac);
+        if (conn->ac != NULL) {
+            dc_log_warn("redis: socket error (%s), dropping connection", uv_strerror(status));
+            dc__redis_conn_drop(conn);
+        }
+        return;
+    }
+    if (events & UV_WRITABLE)
+        redisAsyncHandleWrite(conn->ac);
+    if ((events & UV_READABLE) && conn->ac != NULL)
+        redisAsyncHandleRead(conn->ac);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    dc_redis_conn_t *conn = ac->data;
+    dc_redis_t *r = conn->r;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this returns */
+        dc_log_debug("redis: connect failed: %s", ac->errstr ? ac->errstr : "?");
+        dc__redis_conn_lost(conn);
+        return;
+    }
+    if (r->closing || conn->state != DC_REDIS_CONN_CONNECTING)
+        return; /* teardown will drop it */
+    conn->state = DC_REDIS_CONN_UP;
+    uv_timer_stop(&r->retry_timer);
+    r->attempt = 0;
+    r->consecutive_timeouts = 0;
+    if (r->ever_up)
+        r->reconnects++;
+    r->ever_up = true;
+    dc_log_info("redis: connected");
+    dc__redis_on_up(r);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    dc__redis_conn_lost(ac->data);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    dc_redis_t *r = t->data;
+    if (r->closing)
+        return;
+    if (r->conn == NULL) {
+        dc__redis_conn_start(r);
+    } else if (r->conn->state == DC_REDIS_CONN_CONNECTING) {
+        dc_log_warn("redis: connect timed out after %llu ms", (unsigned long long)r->o.connect_timeout_ms);
+        dc__redis_conn_drop(r->conn);
+    }
+}
+
+static uint64_t next_random(dc_redis_t *r)
+{
+    /* xorshift64*: per-client state, no locking, good enough for jitter */
+    r->rng ^= r->rng >> 12;
+    r->rng ^= r->rng << 25;
+    r->rng ^= r->rng >> 27;
+    return r->rng * 0x2545F4914F6CDD1DULL;
+}
+
+void dc__redis_schedule_retry(dc_redis_t *r)
+{
+    uint64_t cap = r->o.backoff_max_ms;
+    if (r->attempt < 32 && (r->o.backoff_min_ms << r->attempt) >> r->attempt == r->o.backoff_min_ms &&
+        (r->o.backoff_min_ms << r->attempt) < cap)
+        cap = r->o.backoff_min_ms << r->attempt;
+    r->attempt++;
+    uint64_t delay = next_random(r) % (cap + 1); /* full jitter */
+    uv_timer_start(&r->retry_timer, on_retry_timer, delay, 0);
+}
+
+void dc__redis_conn_start(dc_redis_t *r)
+{
+    DC_ASSERT(r->conn == NULL && !r->closing);
+    redisAsyncContext *ac = r->path != NULL ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
+    if (ac == NULL)
+        dc_fatal("out of memory (redisAsyncConnect)");
+    if (ac->err) {
+        dc_log_debug("redis: connect failed: %s", ac->errstr);
+        redisAsyncFree(ac); /* no hooks attached yet */
+        dc__redis_schedule_retry(r);
+        return;
+    }
+    dc_redis_conn_t *conn = dc_calloc(1, sizeof(*conn));
+    conn->r = r;
+    if (uv_poll_init_socket(r->loop, &conn->poll, ac->c.fd) != 0) {
+        redisAsyncFree(ac);
+        free(conn);
+        dc__redis_schedule_retry(r);
+        return;
+    }
+    conn->poll.data = conn;
+    conn->ac = ac;
+    conn->state = DC_REDIS_CONN_CONNECTING;
+    r->live_conns++;
+    r->conn = conn;
+    ac->data = conn;
+    ac->ev.data = conn;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    ev_update(conn, UV_WRITABLE, 0); /* the first writable event completes the connect */
+    uv_timer_start(&r->retry_timer, on_retry_timer, r->o.connect_timeout_ms, 0);
+}
+
+void dc__redis_conn_lost(dc_redis_conn_t *conn)
+{
+    if (conn->state == DC_REDIS_CONN_DEAD)
+        return;
+    dc_redis_t *r = conn->r;
+    bool was_up = conn->state == DC_REDIS_CONN_UP;
+    conn->state = DC_REDIS_CONN_DEAD;
+    if (r->conn == conn)
+        r->conn = NULL;
+    if (r->closing)
+        return;
+    if (was_up)
+        dc_log_warn("redis: connection lost");
+    dc__redis_schedule_retry(r);
+    if (was_up && r->state_cb != NULL)
+        r->state_cb(r->state_data, false);
+}
+
+void dc__redis_conn_drop(dc_redis_conn_t *conn)
+{
+    dc__redis_conn_lost(conn);
+    if (conn->ac != NULL)
+        redisAsyncFree(conn->ac); /* NULL replies (-> DC_EIO), then ev_cleanup */
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    dc_redis_t *r = h->data;
+    r->open_handles--;
+    dc__redis_maybe_finish(r);
+}
+
+void dc__redis_maybe_finish(dc_redis_t *r)
+{
+    if (!r->torn_down || r->open_handles > 0 || r->live_conns > 0)
+        return;
+    while (r->scripts != NULL) {
+        dc_redis_script_t *s = r->scripts;
+        r->scripts = s->next;
+        free(s->src);
+        free(s);
+    }
+    void (*cb)(void *) = r->on_closed;
+    void *data = r->closed_data;
+    r->magic = 0;
+    free(r->host);
+    free(r->path);
+    free(r);
+    if (cb != NULL)
+        cb(data);
+}
+
+void dc__redis_close_handles(dc_redis_t *r)
+{
+    uv_timer_stop(&r->cmd_timer);
+    uv_timer_stop(&r->retry_timer);
+    uv_idle_stop(&r->idle);
+    r->open_handles = 3;
+    uv_close((uv_handle_t *)&r->cmd_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&r->retry_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&r->idle, on_handle_closed);
+}

@@ -1,0 +1,114 @@
+/*
+ * Internals shared by redis.c (client, commands, scripts) and redis_conn.c (one connection: hiredis
+ * event hooks on a uv_poll_t, connect/reconnect/backoff). Not part of the module's face.
+ *
+ * Life of a command record (cmd_t): created per accepted command; hiredis' privdata is the record.
+ * It sits in r's pending list (ordered by deadline) while waiting for Redis, or in r's deferred list
+ * when it must fail asynchronously. `done` is set when the user callback has run (reply, timeout or
+ * error); `in_hiredis` while hiredis still holds the record and will call back (with a reply or with
+ * NULL when the context is freed). The record is freed once done && !in_hiredis, so a timeout and
+ * the later hiredis callback never double-complete or touch freed memory.
+ *
+ * hiredis rules honoured here: redisAsyncFree() is only called from a uv callback (top level),
+ * never from inside a hiredis callback; a context that hiredis frees by itself (I/O error, failed
+ * connect) is detected through the ev.cleanup hook, after which conn->ac is NULL.
+ */
+#ifndef DC_REDIS_PRIVATE_H
+#define DC_REDIS_PRIVATE_H
+
+#include "redis/redis.h"
+
+#include <hiredis/async.h>
+
+#define DC_REDIS_MAGIC 0x52444953u
+#define DC_REDIS_CMD_MAGIC 0x52434d44u
+
+typedef struct dc_redis_cmd dc_redis_cmd_t;
+typedef struct dc_redis_conn dc_redis_conn_t;
+
+struct dc_redis_script {
+    dc_redis_script_t *next;
+    char sha[41];
+    char *src;
+    size_t len;
+};
+
+struct dc_redis_cmd {
+    uint32_t magic;
+    dc_redis_cmd_t *prev, *next; /* pending list or deferred list */
+    dc_redis_t *r;
+    dc_redis_cb cb;
+    void *data;
+    uint64_t deadline; /* uv_now() ms */
+    int err;           /* error to report when deferred */
+    bool done, in_hiredis, in_pending, internal;
+    /* eval fallback: copies of keys+args, and the script to EVAL on NOSCRIPT */
+    dc_redis_script_t *script;
+    int nkeys, nargs;
+    const char **args;
+    size_t *lens;
+};
+
+typedef enum { DC_REDIS_CONN_CONNECTING, DC_REDIS_CONN_UP, DC_REDIS_CONN_DEAD } dc_redis_conn_state_t;
+
+struct dc_redis_conn {
+    uv_poll_t poll;
+    dc_redis_t *r;
+    redisAsyncContext *ac; /* NULL once hiredis has freed (or is freeing) the context */
+    dc_redis_conn_state_t state;
+    int events; /* UV_READABLE | UV_WRITABLE currently requested by hiredis */
+};
+
+struct dc_redis {
+    uint32_t magic;
+    uv_loop_t *loop;
+    dc_redis_opts_t o; /* with defaults applied; o.url is not kept */
+    char *host;        /* TCP host (brackets stripped) or NULL */
+    int port;
+    char *path; /* unix socket path or NULL */
+    int db;
+
+    dc_redis_conn_t *conn;  /* connecting or up; NULL while waiting for a retry */
+    unsigned live_conns;    /* conns not yet freed (their poll may still be closing) */
+    uv_timer_t cmd_timer;   /* oldest pending command deadline */
+    uv_timer_t retry_timer; /* backoff delay, then connect timeout of the attempt */
+    uv_idle_t idle;         /* deferred completions and teardown, next loop turn */
+    int open_handles;
+
+    dc_redis_cmd_t *pend_head, *pend_tail;   /* in hiredis, not done, deadline order */
+    dc_redis_cmd_t *defer_head, *defer_tail; /* to complete with cmd->err next turn */
+    size_t inflight;                         /* records held by hiredis */
+
+    unsigned attempt; /* reconnect attempts since the last successful connect */
+    unsigned consecutive_timeouts;
+    uint64_t reconnects;
+    bool ever_up;
+    uint64_t rng;
+
+    dc_redis_script_t *scripts;
+    void (*state_cb)(void *data, bool up);
+    void *state_data;
+
+    bool closing, torn_down;
+    void (*on_closed)(void *data);
+    void *closed_data;
+};
+
+/* redis_conn.c */
+void dc__redis_conn_start(dc_redis_t *r);
+/* Mark conn lost (idempotent): detach from r, notify "down" if it was up, schedule a retry. */
+void dc__redis_conn_lost(dc_redis_conn_t *conn);
+/* Lose and free conn now; pending records complete with DC_EIO. Only from a uv callback. */
+void dc__redis_conn_drop(dc_redis_conn_t *conn);
+void dc__redis_schedule_retry(dc_redis_t *r);
+/* Free r once torn down and every handle and conn has closed; runs on_closed. */
+void dc__redis_maybe_finish(dc_redis_t *r);
+/* Stop and close r's timers and idle handle (teardown). */
+void dc__redis_close_handles(dc_redis_t *r);
+
+/* redis.c */
+/* Called when a connection becomes usable: sends SELECT and SCRIPT LOADs. */
+void dc__redis_on_up(dc_redis_t *r);
+void dc__redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+#endif

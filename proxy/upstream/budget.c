@@ -1,0 +1,111 @@
+#include "upstream/budget.h"
+#include "core/error.h"
+
+#include <string.h>
+
+#define SHARE_MIN (1.0 / 64)
+#define SHARE_STEP (1.0 / 256) /* additive increase per success */
+/* Pacing is 2% slower than the configured rate: slots are exact, but timers fire late and packets
+ * arrive with jitter, and the upstream counts arrivals. The slack keeps every sliding window at or
+ * under the limit as the upstream sees it. */
+#define PACING_SLACK 1.02
+
+void dc_budget_init(dc_budget_t *b, const dc_config_rate_t *rates, size_t nrates, uint32_t queue_max,
+                    uint64_t queue_timeout_ms)
+{
+    memset(b, 0, sizeof(*b));
+    pthread_mutex_init(&b->lock, NULL);
+    b->nwin = nrates < DC_BUDGET_MAX_WINDOWS ? nrates : DC_BUDGET_MAX_WINDOWS;
+    for (size_t i = 0; i < b->nwin; i++) {
+        uint64_t e = rates[i].window_ms * 1000 / (rates[i].limit ? rates[i].limit : 1);
+        e = (uint64_t)((double)e * PACING_SLACK);
+        b->win[i].emission_us = e ? e : 1;
+    }
+    b->share = 1.0;
+    b->queue_max = queue_max;
+    b->queue_timeout_us = queue_timeout_ms * 1000;
+}
+
+void dc_budget_dispose(dc_budget_t *b)
+{
+    pthread_mutex_destroy(&b->lock);
+}
+
+void dc_budget_inherit(dc_budget_t *b, dc_budget_t *old)
+{
+    pthread_mutex_lock(&old->lock);
+    uint64_t tat = 0;
+    for (size_t i = 0; i < old->nwin; i++)
+        if (old->win[i].tat_us > tat)
+            tat = old->win[i].tat_us;
+    for (size_t i = 0; i < b->nwin; i++)
+        b->win[i].tat_us = tat;
+    b->share = old->share;
+    b->cooldown_until_us = old->cooldown_until_us;
+    pthread_mutex_unlock(&old->lock);
+}
+
+int dc_budget_reserve(dc_budget_t *b, uint64_t now_us, bool background, uint64_t *delay_us)
+{
+    *delay_us = 0;
+    if (b->nwin == 0)
+        return 0;
+    pthread_mutex_lock(&b->lock);
+    uint64_t start = now_us > b->cooldown_until_us ? now_us : b->cooldown_until_us;
+    for (size_t i = 0; i < b->nwin; i++)
+        if (b->win[i].tat_us > start)
+            start = b->win[i].tat_us;
+    uint64_t wait = start - now_us;
+    if (wait > 0 && (background || b->queued >= b->queue_max || wait > b->queue_timeout_us)) {
+        b->rejected++;
+        pthread_mutex_unlock(&b->lock);
+        *delay_us = wait > 0 ? wait : 1;
+        return DC_EAGAIN;
+    }
+    for (size_t i = 0; i < b->nwin; i++)
+        b->win[i].tat_us = start + (uint64_t)((double)b->win[i].emission_us / b->share);
+    if (wait > 0)
+        b->queued++;
+    pthread_mutex_unlock(&b->lock);
+    *delay_us = wait;
+    return 0;
+}
+
+void dc_budget_dequeued(dc_budget_t *b)
+{
+    pthread_mutex_lock(&b->lock);
+    if (b->queued > 0)
+        b->queued--;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void dc_budget_on_429(dc_budget_t *b, uint64_t now_us, uint64_t retry_after_us)
+{
+    if (retry_after_us == 0)
+        retry_after_us = 1000000;
+    pthread_mutex_lock(&b->lock);
+    uint64_t until = now_us + retry_after_us;
+    if (until > b->cooldown_until_us) {
+        b->cooldown_until_us = until;
+        b->cooldowns++;
+    }
+    b->share = b->share / 2 < SHARE_MIN ? SHARE_MIN : b->share / 2;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void dc_budget_on_success(dc_budget_t *b)
+{
+    if (b->nwin == 0)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->share = b->share + SHARE_STEP > 1.0 ? 1.0 : b->share + SHARE_STEP;
+    pthread_mutex_unlock(&b->lock);
+}
+
+uint32_t dc_budget_queued(dc_budget_t *b)
+{
+    pthread_mutex_lock(&b->lock);
+    uint32_t q = b->queued;
+    pthread_mutex_unlock(&b->lock);
+    return q;
+}

@@ -1,0 +1,61 @@
+/*
+ * The budget toward one upstream (`rate:` windows and `queue:` of an upstream), shared by every
+ * worker thread of this process (mutex). Each upstream attempt reserves the time of its slot: one
+ * GCRA per window with no burst, so attempts are paced at the tightest window's interval and no
+ * sliding window ever sees more than its limit. A reservation in the future is a place in the
+ * queue: the fetch waits on its own timer until then (no polling). When the queue is full, or the
+ * slot is further away than the queue timeout, the reservation fails with a Retry-After.
+ *
+ * An upstream 429 pauses every reservation until the cooldown it announces ends, and halves the
+ * rate (multiplicative decrease); each success gives back a small step (additive increase).
+ * Time is injected (monotonic microseconds) so the arithmetic is unit-tested.
+ */
+#ifndef DC_UPSTREAM_BUDGET_H
+#define DC_UPSTREAM_BUDGET_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+#define DC_BUDGET_MAX_WINDOWS 4
+
+typedef struct dc_budget {
+    pthread_mutex_t lock;
+    size_t nwin;
+    struct {
+        uint64_t emission_us; /* window / limit */
+        uint64_t tat_us;      /* next free slot of this window */
+    } win[DC_BUDGET_MAX_WINDOWS];
+    double share;             /* fraction of the configured rate in force (AIMD), (0, 1] */
+    uint64_t cooldown_until_us;
+    uint32_t queue_max;
+    uint64_t queue_timeout_us;
+    uint32_t queued;          /* reservations waiting for their slot */
+    uint64_t rejected;        /* reservations refused (queue full or too far) */
+    uint64_t cooldowns;       /* 429s that paused the upstream */
+} dc_budget_t;
+
+/* nrates == 0: no budget (every reservation starts at once). */
+void dc_budget_init(dc_budget_t *b, const dc_config_rate_t *rates, size_t nrates, uint32_t queue_max,
+                    uint64_t queue_timeout_ms);
+void dc_budget_dispose(dc_budget_t *b);
+/* Keep the pacing state of `old` across a config reload. */
+void dc_budget_inherit(dc_budget_t *b, dc_budget_t *old);
+
+/*
+ * Reserve one attempt at `now`. Returns 0 with *delay_us = time to wait (0 = go now; > 0 means the
+ * caller is queued and must call dc_budget_dequeued when it starts or gives up), or DC_EAGAIN with
+ * *delay_us = how long until a retry could succeed (for Retry-After). `background` requests never
+ * wait: they only take a slot that is free now.
+ */
+int dc_budget_reserve(dc_budget_t *b, uint64_t now_us, bool background, uint64_t *delay_us);
+void dc_budget_dequeued(dc_budget_t *b);
+/* The upstream answered 429 and asked for `retry_after_us` (0 = unknown: 1 s). */
+void dc_budget_on_429(dc_budget_t *b, uint64_t now_us, uint64_t retry_after_us);
+void dc_budget_on_success(dc_budget_t *b);
+uint32_t dc_budget_queued(dc_budget_t *b);
+
+#endif

@@ -1,0 +1,97 @@
+#include "cmocka_prelude.h"
+
+#include "core/error.h"
+#include "upstream/budget.h"
+
+static void test_pacing_and_queue(void **state)
+{
+    dc_config_rate_t rates[2] = {{5, 1000}, {600, 60000}}; /* 5/s is the tighter: one slot per 200 ms */
+    dc_budget_t b;
+    dc_budget_init(&b, rates, 2, 3, 1000);
+    uint64_t now = 10000000, d;
+    assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
+    assert_int_equal(d, 0);
+    for (int i = 1; i <= 3; i++) { /* queued at 200, 400, 600 ms */
+        assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
+        assert_int_equal(d, (uint64_t)i * 204000); /* 200 ms + 2% slack */
+    }
+    assert_int_equal(dc_budget_queued(&b), 3);
+    /* the queue is full: refused, told when a slot would be free */
+    assert_int_equal(dc_budget_reserve(&b, now, false, &d), DC_EAGAIN);
+    assert_int_equal(d, 816000);
+    assert_int_equal(b.rejected, 1);
+    dc_budget_dequeued(&b);
+    dc_budget_dequeued(&b);
+    dc_budget_dequeued(&b);
+    /* background work never waits */
+    assert_int_equal(dc_budget_reserve(&b, now, true, &d), DC_EAGAIN);
+    /* the next free slot is at 816 ms (within the 1 s queue timeout), the one after at 1020 ms
+     * (beyond it: refused) */
+    assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
+    assert_int_equal(d, 816000);
+    assert_int_equal(dc_budget_reserve(&b, now, false, &d), DC_EAGAIN);
+    assert_int_equal(d, 1020000);
+    /* much later the budget is idle again */
+    assert_int_equal(dc_budget_reserve(&b, now + 5000000, true, &d), 0);
+    assert_int_equal(d, 0);
+    dc_budget_dispose(&b);
+}
+
+static void test_no_more_than_limit_in_any_window(void **state)
+{
+    dc_config_rate_t rates[1] = {{20, 1000}};
+    dc_budget_t b;
+    dc_budget_init(&b, rates, 1, 1000, 60000);
+    uint64_t starts[200], now = 1000000, d;
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
+        starts[i] = now + d;
+    }
+    for (int i = 0; i < 200; i++) {
+        int in_window = 0;
+        for (int j = i; j < 200 && starts[j] < starts[i] + 1000000; j++)
+            in_window++;
+        assert_true(in_window <= 20);
+    }
+    dc_budget_dispose(&b);
+}
+
+static void test_429_cooldown_and_aimd(void **state)
+{
+    dc_config_rate_t rates[1] = {{10, 1000}};
+    dc_budget_t b;
+    dc_budget_init(&b, rates, 1, 100, 10000);
+    uint64_t now = 1000000, d;
+    dc_budget_on_429(&b, now, 2000000);
+    assert_true(b.share == 0.5);
+    assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
+    assert_int_equal(d, 2000000); /* nobody goes before the cooldown ends */
+    assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
+    assert_int_equal(d, 2000000 + 204000); /* and at half the rate: (100 ms + 2%) / 0.5 */
+    for (int i = 0; i < 1000; i++)
+        dc_budget_on_success(&b);
+    assert_true(b.share == 1.0);
+    dc_budget_on_429(&b, now, 0); /* unknown: 1 s */
+    assert_int_equal(b.cooldown_until_us, now + 1000000 > 3000000 ? now + 1000000 : b.cooldown_until_us);
+    dc_budget_dispose(&b);
+}
+
+static void test_no_rates_no_budget(void **state)
+{
+    dc_budget_t b;
+    dc_budget_init(&b, NULL, 0, 0, 0);
+    uint64_t d = 7;
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(dc_budget_reserve(&b, 5, false, &d), 0);
+    assert_int_equal(d, 0);
+    dc_budget_dispose(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_pacing_and_queue),
+                                       cmocka_unit_test(test_no_more_than_limit_in_any_window),
+                                       cmocka_unit_test(test_429_cooldown_and_aimd),
+                                       cmocka_unit_test(test_no_rates_no_budget)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
