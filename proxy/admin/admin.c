@@ -5,6 +5,7 @@
 #include "core/time.h"
 #include "cache/key.h"
 #include "http/respond.h"
+#include "ratelimit/fleet.h"
 #include "upstream/upstream_state.h"
 
 #include <cjson/cJSON.h>
@@ -52,6 +53,9 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
         cJSON_AddNumberToObject(o, "consecutive_failures", (double)dc_upstream_state_failures(&rt->health));
         cJSON_AddItemToObject(ups, u->name, o);
     }
+    const char *redis = !snap->cfg->redis.enabled ? "disabled" : (dc_fleet_any_up() ? "up" : "down");
+    if (strcmp(redis, "down") == 0)
+        degraded = true; /* still serving: limits run on this instance's share */
     if (strcmp(state, "ok") != 0)
         cJSON_AddStringToObject(root, "status", state);
     else
@@ -62,7 +66,8 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
     cJSON_AddNumberToObject(root, "connections", (double)dc_metrics_sum_connections_open());
     cJSON_AddNumberToObject(root, "requests_in_flight", (double)dc_metrics_sum_requests_active());
     cJSON_AddNumberToObject(root, "config_generation", (double)snap->generation);
-    cJSON_AddStringToObject(root, "redis", snap->cfg->redis.enabled ? "configured" : "disabled");
+    cJSON_AddStringToObject(root, "redis", redis);
+    cJSON_AddNumberToObject(root, "instances", (double)dc_fleet_instances());
     cJSON *cache = cJSON_CreateObject();
     dc_cache_stats_t st;
     dc_cache_get_stats(src->cache, &st);

@@ -1,6 +1,7 @@
 #include "core/metrics.h"
 #include "core/error.h"
 #include "core/time.h"
+#include "ratelimit/fleet.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -242,6 +243,14 @@ char *dc_metrics_render(size_t *len)
         "dexcache_response_bytes_total %llu\n",
         (unsigned long long)(acc >= closed ? acc - closed : 0), (unsigned long long)acc,
         (unsigned long long)SUM(requests_active), (unsigned long long)SUM(bytes_out));
+    out(&b,
+        "# HELP dexcache_redis_up 1 when a Redis connection is up (fleet mode).\n"
+        "# TYPE dexcache_redis_up gauge\ndexcache_redis_up %d\n"
+        "# HELP dexcache_fleet_instances Live instances last seen in Redis.\n"
+        "# TYPE dexcache_fleet_instances gauge\ndexcache_fleet_instances %u\n"
+        "# HELP dexcache_limit_fallbacks_total Limit decisions made locally because Redis did not answer.\n"
+        "# TYPE dexcache_limit_fallbacks_total counter\ndexcache_limit_fallbacks_total %llu\n",
+        dc_fleet_any_up() ? 1 : 0, dc_fleet_instances(), (unsigned long long)dc_fleet_fallbacks());
     out(&b,
         "# HELP dexcache_config_reloads_total Successful config reloads.\n"
         "# TYPE dexcache_config_reloads_total counter\n"

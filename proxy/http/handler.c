@@ -19,6 +19,7 @@
 #include "core/time.h"
 #include "http/reqcheck.h"
 #include "ratelimit/clientid.h"
+#include "ratelimit/fleet.h"
 #include "ratelimit/local.h"
 #include "http/request.h"
 #include "http/respond.h"
@@ -409,12 +410,96 @@ static uint64_t ceil_s(uint64_t us)
     return (us + 999999) / 1000000;
 }
 
+/* Add the limit headers for `res` under `p`; answer 429 when refused. Returns false when answered. */
+static bool finish_limit(dc_request_t *r, const dc_gcra_params_t *p, const dc_gcra_result_t *res)
+{
+    h2o_req_t *req = r->req;
+    uint64_t window_s = (p->window_ms + 999) / 1000;
+    char *v = h2o_mem_alloc_pool(&req->pool, 64);
+    size_t n = 0;
+    memcpy(v, "\"client\";q=", 11), n = 11;
+    n += add_u64(v + n, p->limit);
+    memcpy(v + n, ";w=", 3), n += 3;
+    n += add_u64(v + n, window_s);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit-policy"), 0, NULL, v, n);
+    v = h2o_mem_alloc_pool(&req->pool, 64);
+    memcpy(v, "\"client\";r=", 11), n = 11;
+    n += add_u64(v + n, res->remaining);
+    memcpy(v + n, ";t=", 3), n += 3;
+    n += add_u64(v + n, ceil_s(res->reset_us));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit"), 0, NULL, v, n);
+    char *lim = h2o_mem_alloc_pool(&req->pool, 24), *rem = h2o_mem_alloc_pool(&req->pool, 24),
+         *rst = h2o_mem_alloc_pool(&req->pool, 24);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-limit"), 0, NULL, lim,
+                          add_u64(lim, p->limit));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-remaining"), 0, NULL, rem,
+                          add_u64(rem, res->remaining));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-reset"), 0, NULL, rst,
+                          add_u64(rst, ceil_s(res->reset_us)));
+    if (res->allowed)
+        return true;
+    char *ra = h2o_mem_alloc_pool(&req->pool, 24);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra,
+                   add_u64(ra, ceil_s(res->retry_after_us)));
+    dc_counter_add(&r->worker->metrics.limited[r->route_metric], 1);
+    dc_request_respond_error(r, 429, "rate limit exceeded");
+    return false;
+}
+
+/* The local decision: the whole limit without Redis, this instance's share of it when Redis is
+ * configured but not answering. */
+static void limit_locally(dc_request_t *r, const char *key, size_t len, const dc_gcra_params_t *p,
+                          dc_gcra_result_t *res)
+{
+    dc_gcra_params_t share;
+    if (r->worker->fleet != NULL) {
+        dc_fleet_local_share(p, &share);
+        dc_fleet_count_fallback();
+        p = &share;
+    }
+    dc_limiter_check(r->worker->limiter, key, len, p, dc_now_mono_us(), res);
+}
+
+static void continue_request(dc_request_t *r);
+
+typedef struct limit_wait {
+    dc_request_t *r;
+    char *key; /* request pool */
+    size_t len;
+} limit_wait_t;
+
+static void on_limit_reply(void *data, int err, const dc_gcra_result_t *res)
+{
+    limit_wait_t *lw = data;
+    dc_request_t *r = lw->r;
+    dc_gcra_result_t local;
+    if (r->req == NULL) { /* the client left while Redis was deciding */
+        dc_request_unref(r);
+        free(lw);
+        return;
+    }
+    const dc_gcra_params_t *p = &dc_snapshot_route_rt(r->snap, r->route)->limit;
+    if (err != 0) {
+        limit_locally(r, lw->key, lw->len, p, &local);
+        res = &local;
+    } else if (!res->allowed) {
+        /* refuse this client locally until its retry time: no Redis round trip per refusal */
+        dc_limiter_deny(r->worker->limiter, lw->key, lw->len, dc_now_mono_us() + res->retry_after_us);
+    }
+    if (finish_limit(r, p, res))
+        continue_request(r);
+    dc_request_unref(r);
+    free(lw);
+}
+
 /*
- * The route's per-client GCRA. Adds RateLimit-Policy / RateLimit (IETF draft-10 structured fields)
- * and X-RateLimit-* to whatever answer follows; answers 429 with Retry-After when over. Returns
- * false when the request was answered.
+ * The route's per-client GCRA, before anything costs a cache lookup or an upstream request.
+ * With Redis: decided in Redis (exact across the fleet), asynchronously; refused clients are
+ * remembered locally until their retry time; when Redis does not answer, this instance's share of
+ * the limit is applied locally. Returns true when the request continues now, false when it was
+ * answered or will continue from the Redis reply.
  */
-static bool apply_limit(dc_request_t *r)
+static bool start_limit(dc_request_t *r)
 {
     h2o_req_t *req = r->req;
     const dc_config_route_t *route = r->route;
@@ -438,43 +523,32 @@ static bool apply_limit(dc_request_t *r)
                             client, sizeof(client));
     }
     size_t plen = strlen(route->prefix);
-    char *key = h2o_mem_alloc_pool(&req->pool, plen + 1 + clen);
+    size_t klen = plen + 1 + clen;
+    char *key = h2o_mem_alloc_pool(&req->pool, klen);
     memcpy(key, route->prefix, plen);
     key[plen] = '|';
     memcpy(key + plen + 1, client, clen);
-    dc_gcra_result_t res;
-    dc_limiter_check(r->worker->limiter, key, plen + 1 + clen, p, dc_now_mono_us(), &res);
 
-    uint64_t window_s = (p->window_ms + 999) / 1000;
-    char *v = h2o_mem_alloc_pool(&req->pool, 64);
-    size_t n = 0;
-    memcpy(v, "\"client\";q=", 11), n = 11;
-    n += add_u64(v + n, p->limit);
-    memcpy(v + n, ";w=", 3), n += 3;
-    n += add_u64(v + n, window_s);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit-policy"), 0, NULL, v, n);
-    v = h2o_mem_alloc_pool(&req->pool, 64);
-    memcpy(v, "\"client\";r=", 11), n = 11;
-    n += add_u64(v + n, res.remaining);
-    memcpy(v + n, ";t=", 3), n += 3;
-    n += add_u64(v + n, ceil_s(res.reset_us));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit"), 0, NULL, v, n);
-    char *lim = h2o_mem_alloc_pool(&req->pool, 24), *rem = h2o_mem_alloc_pool(&req->pool, 24),
-         *rst = h2o_mem_alloc_pool(&req->pool, 24);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-limit"), 0, NULL, lim,
-                          add_u64(lim, p->limit));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-remaining"), 0, NULL, rem,
-                          add_u64(rem, res.remaining));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-reset"), 0, NULL, rst,
-                          add_u64(rst, ceil_s(res.reset_us)));
-    if (res.allowed)
-        return true;
-    char *ra = h2o_mem_alloc_pool(&req->pool, 24);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra,
-                   add_u64(ra, ceil_s(res.retry_after_us)));
-    dc_counter_add(&r->worker->metrics.limited[r->route_metric], 1);
-    dc_request_respond_error(r, 429, "rate limit exceeded");
-    return false;
+    dc_gcra_result_t res;
+    dc_fleet_t *fleet = r->worker->fleet;
+    if (fleet != NULL && dc_fleet_up(fleet)) {
+        uint64_t retry;
+        if (dc_limiter_denied(r->worker->limiter, key, klen, dc_now_mono_us(), &retry)) {
+            res = (dc_gcra_result_t){.allowed = false, .retry_after_us = retry, .reset_us = retry};
+            return finish_limit(r, p, &res);
+        }
+        limit_wait_t *lw = dc_malloc(sizeof(*lw));
+        lw->r = r;
+        lw->key = key;
+        lw->len = klen;
+        dc_request_ref(r); /* held until the reply */
+        if (dc_fleet_gcra(fleet, key, klen, p, on_limit_reply, lw) == 0)
+            return false;
+        dc_request_unref(r);
+        free(lw);
+    }
+    limit_locally(r, key, klen, p, &res);
+    return finish_limit(r, p, &res);
 }
 
 /* ---- entry ---- */
@@ -532,10 +606,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
 
     /* client limit (before anything costs a cache lookup or an upstream request) */
-    if (r->route->limit.enabled && !apply_limit(r))
+    if (r->route->limit.enabled && !start_limit(r))
         return 0;
+    continue_request(r);
+    return 0;
+}
 
-    /* cacheable? */
+/* After the limit: cacheable requests take the cache path, the rest pass through. */
+static void continue_request(dc_request_t *r)
+{
+    h2o_req_t *req = r->req;
+    dc_worker_t *w = r->worker;
+    size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     size_t plen = strcmp(r->route->prefix, "/") == 0 ? 0 : strlen(r->route->prefix);
     bool get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) || r->is_head;
     r->rule = get ? dc_config_cache_rule_match(r->route, req->path.base + plen, pathlen - plen) : NULL;
@@ -544,10 +626,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (r->rule == NULL) {
         dc_counter_add(&w->metrics.cache_bypass[r->route_metric], 1);
         dc_passthrough_start(r, "BYPASS", "dexcache; fwd=bypass");
-        return 0;
+        return;
     }
     cache_path(r);
-    return 0;
 }
 
 void dc_http_handler_register(h2o_pathconf_t *pathconf)

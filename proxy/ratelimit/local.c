@@ -104,6 +104,59 @@ void dc_limiter_check(dc_limiter_t *l, const char *key, size_t len, const dc_gcr
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Deny marks live in the same table under "!" + key, their TAT being the end of the refusal (so
+ * the sweep drops them once they are over). */
+static bucket_entry_t **find(shard_t *s, const char *key, size_t len, uint64_t h)
+{
+    bucket_entry_t **slot = &s->slots[(h >> 16) % NBUCKETS];
+    while (*slot != NULL && !((*slot)->hash == h && (*slot)->len == len && memcmp((*slot)->key, key, len) == 0))
+        slot = &(*slot)->next;
+    return slot;
+}
+
+void dc_limiter_deny(dc_limiter_t *l, const char *key, size_t len, uint64_t until_us)
+{
+    char mark[512];
+    if (len + 1 > sizeof(mark))
+        return;
+    mark[0] = '!';
+    memcpy(mark + 1, key, len);
+    uint64_t h = dc_cache_hash(mark, len + 1);
+    shard_t *s = &l->shards[h % NSHARDS];
+    pthread_mutex_lock(&s->lock);
+    bucket_entry_t **slot = find(s, mark, len + 1, h);
+    if (*slot == NULL) {
+        bucket_entry_t *e = dc_malloc(sizeof(*e) + len + 1);
+        e->hash = h;
+        e->len = len + 1;
+        memcpy(e->key, mark, len + 1);
+        e->next = NULL;
+        *slot = e;
+        s->count++;
+        atomic_fetch_add(&l->size, 1);
+    }
+    (*slot)->tat_us = until_us;
+    pthread_mutex_unlock(&s->lock);
+}
+
+bool dc_limiter_denied(dc_limiter_t *l, const char *key, size_t len, uint64_t now_us, uint64_t *retry_after_us)
+{
+    char mark[512];
+    if (len + 1 > sizeof(mark))
+        return false;
+    mark[0] = '!';
+    memcpy(mark + 1, key, len);
+    uint64_t h = dc_cache_hash(mark, len + 1);
+    shard_t *s = &l->shards[h % NSHARDS];
+    pthread_mutex_lock(&s->lock);
+    bucket_entry_t *e = *find(s, mark, len + 1, h);
+    bool denied = e != NULL && e->tat_us > now_us;
+    if (denied)
+        *retry_after_us = e->tat_us - now_us;
+    pthread_mutex_unlock(&s->lock);
+    return denied;
+}
+
 size_t dc_limiter_size(dc_limiter_t *l)
 {
     return atomic_load(&l->size);

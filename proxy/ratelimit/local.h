@@ -7,6 +7,7 @@
 #ifndef DC_RATELIMIT_LOCAL_H
 #define DC_RATELIMIT_LOCAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,11 @@ void dc_limiter_destroy(dc_limiter_t *l);
 /* Decide for one request of bucket `key` (e.g. route prefix + client id) and record it. */
 void dc_limiter_check(dc_limiter_t *l, const char *key, size_t len, const dc_gcra_params_t *p, uint64_t now_us,
                       dc_gcra_result_t *out);
+/* Remember that bucket `key` is over its limit until `until_us` (a Redis answer), so the next
+ * requests of that client are refused locally without a round trip. */
+void dc_limiter_deny(dc_limiter_t *l, const char *key, size_t len, uint64_t until_us);
+/* True (and *retry_after_us) when `key` was marked denied past `now_us`. */
+bool dc_limiter_denied(dc_limiter_t *l, const char *key, size_t len, uint64_t now_us, uint64_t *retry_after_us);
 /* Buckets held now (for /metrics and tests). */
 size_t dc_limiter_size(dc_limiter_t *l);
 

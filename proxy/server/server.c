@@ -59,8 +59,9 @@ static void warn_unbuilt_features(const dc_config_t *cfg)
     if (cfg->nstreams > 0)
         dc_log_warn("streams are accepted but SSE streams are not in this build yet");
     if (cfg->redis.enabled)
-        dc_log_warn("redis is accepted but fleet mode is not in this build yet; running standalone "
-                    "(per-client limits are enforced per instance)");
+        dc_log_info("redis %s: per-client limits are shared by the fleet; the upstream budget, L2 cache and "
+                    "fleet-wide collapsing are not in this build yet (they stay per instance)",
+                    cfg->redis.url);
 }
 
 static SSL_CTX *make_ssl_ctx(const dc_config_t *cfg, char *err, size_t errlen)

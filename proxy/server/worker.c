@@ -2,6 +2,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "cache/variants.h"
+#include "ratelimit/fleet.h"
 #include "server/server.h"
 
 #include <stdio.h>
@@ -112,6 +113,8 @@ static void *worker_main(void *arg)
     w->accept_tls.ctx = &w->ctx;
     if (dc_curl_loop_init(&w->curl, &w->loop) != 0)
         dc_fatal("worker %u: cannot create the curl multi handle", w->id);
+    if (w->snap->cfg->redis.enabled && dc_fleet_create(&w->loop, w->snap->cfg, w->id == 0, &w->fleet) != 0)
+        dc_log_error("worker %u: bad redis url %s: running without Redis", w->id, w->snap->cfg->redis.url);
     for (size_t i = 0; i < w->nlisteners; i++) {
         dc_worker_listener_t *l = &w->listeners[i];
         uv_tcp_init(&w->loop, &l->handle);

@@ -47,6 +47,7 @@ typedef struct dc_worker {
     dc_cache_t *cache;       /* process-wide, owned by the server */
     dc_inflight_t *inflight; /* process-wide, owned by the server */
     struct dc_limiter *limiter; /* process-wide, owned by the server */
+    struct dc_fleet *fleet;     /* this worker's Redis connection (NULL without redis:) */
     dc_worker_metrics_t metrics;
     uint32_t reqid_prefix;
     uint64_t reqid_counter;

@@ -21,3 +21,13 @@ def fake():
 def origin(fake):
     fake.reset()
     return fake
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server on a free loopback port, stopped by the test that used it."""
+    from redis_proc import RedisServer
+    r = RedisServer(str(tmp_path))
+    r.start()
+    yield r
+    r.stop()

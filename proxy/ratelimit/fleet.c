@@ -1,0 +1,181 @@
+#include "ratelimit/fleet.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "redis/redis.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* KEYS[1] bucket; ARGV[1] emission interval (us), ARGV[2] burst. Time is Redis's own (TIME), so
+ * instances with skewed clocks still share one exact bucket. Returns
+ * {allowed, remaining, retry_after_us, reset_us}. */
+static const char GCRA_LUA[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local T = tonumber(ARGV[1])\n"
+    "local tau = T * tonumber(ARGV[2])\n"
+    "local tat = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if tat < now then tat = now end\n"
+    "local new_tat = tat + T\n"
+    "local allow_at = new_tat - tau\n"
+    "if now < allow_at then return {0, 0, allow_at - now, tat - now} end\n"
+    "redis.call('SET', KEYS[1], new_tat, 'PX', math.floor((new_tat - now) / 1000) + 1)\n"
+    "return {1, math.floor((now - allow_at) / T), 0, new_tat - now}\n";
+
+/* KEYS[1] instances zset; ARGV[1] now (ms), ARGV[2] instance id. Returns live instances. */
+static const char HEARTBEAT_LUA[] =
+    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - 5000)\n"
+    "return redis.call('ZCARD', KEYS[1])\n";
+
+struct dc_fleet {
+    dc_redis_t *redis;
+    dc_redis_script_t *gcra;
+    dc_redis_script_t *heartbeat;
+    char *prefix;
+    char instance_id[96];
+    uv_timer_t hb_timer;
+    bool up;
+};
+
+static _Atomic unsigned instances = 1;
+static _Atomic int connections_up;
+static _Atomic uint64_t fallbacks;
+
+unsigned dc_fleet_instances(void)
+{
+    unsigned n = atomic_load(&instances);
+    return n > 0 ? n : 1;
+}
+
+bool dc_fleet_any_up(void)
+{
+    return atomic_load(&connections_up) > 0;
+}
+
+uint64_t dc_fleet_fallbacks(void)
+{
+    return atomic_load(&fallbacks);
+}
+
+void dc_fleet_count_fallback(void)
+{
+    atomic_fetch_add(&fallbacks, 1);
+}
+
+bool dc_fleet_up(const dc_fleet_t *f)
+{
+    return f != NULL && dc_redis_connected(f->redis);
+}
+
+static void on_state(void *data, bool up)
+{
+    dc_fleet_t *f = data;
+    if (up == f->up)
+        return;
+    f->up = up;
+    atomic_fetch_add(&connections_up, up ? 1 : -1);
+    if (up)
+        dc_log_info("redis: connected");
+    else
+        dc_log_warn("redis: connection lost; limits fall back to this instance's share until it returns");
+}
+
+static void on_heartbeat_reply(void *data, int err, const redisReply *reply)
+{
+    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        atomic_store(&instances, (unsigned)reply->integer);
+    /* on failure the last count stays: "N = live instances last seen in Redis" */
+}
+
+static void on_heartbeat_timer(uv_timer_t *t)
+{
+    dc_fleet_t *f = t->data;
+    if (!dc_redis_connected(f->redis))
+        return;
+    char key[256], now[32];
+    snprintf(key, sizeof(key), "%sinstances", f->prefix);
+    snprintf(now, sizeof(now), "%llu", (unsigned long long)dc_now_wall_ms());
+    const char *args[3] = {key, now, f->instance_id};
+    size_t lens[3] = {strlen(key), strlen(now), strlen(f->instance_id)};
+    dc_redis_eval(f->redis, f->heartbeat, on_heartbeat_reply, f, 1, 2, args, lens);
+}
+
+int dc_fleet_create(uv_loop_t *loop, const dc_config_t *cfg, bool heartbeat, dc_fleet_t **out)
+{
+    dc_fleet_t *f = dc_calloc(1, sizeof(*f));
+    dc_redis_opts_t opts = {.url = cfg->redis.url};
+    int rc = dc_redis_create(loop, &opts, &f->redis);
+    if (rc != 0) {
+        free(f);
+        return rc;
+    }
+    f->prefix = dc_strdup(cfg->redis.prefix != NULL ? cfg->redis.prefix : "dexcache:");
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(f->instance_id, sizeof(f->instance_id), "%s:%d:%08lx", host, (int)getpid(), (unsigned long)random());
+    f->gcra = dc_redis_script_register(f->redis, GCRA_LUA);
+    f->heartbeat = dc_redis_script_register(f->redis, HEARTBEAT_LUA);
+    dc_redis_set_state_cb(f->redis, on_state, f);
+    if (heartbeat) {
+        uv_timer_init(loop, &f->hb_timer);
+        f->hb_timer.data = f;
+        uv_timer_start(&f->hb_timer, on_heartbeat_timer, 100, 1000);
+    }
+    *out = f;
+    return 0;
+}
+
+typedef struct gcra_call {
+    dc_fleet_gcra_cb cb;
+    void *data;
+} gcra_call_t;
+
+static void on_gcra_reply(void *data, int err, const redisReply *reply)
+{
+    gcra_call_t *c = data;
+    dc_gcra_result_t res = {0};
+    if (err == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4))
+        err = DC_EPROTO;
+    if (err == 0) {
+        long long v[4];
+        for (int i = 0; i < 4; i++)
+            v[i] = reply->element[i]->type == REDIS_REPLY_INTEGER ? reply->element[i]->integer : 0;
+        res.allowed = v[0] == 1;
+        res.remaining = v[1] > 0 ? (uint64_t)v[1] : 0;
+        res.retry_after_us = v[2] > 0 ? (uint64_t)v[2] : 0;
+        res.reset_us = v[3] > 0 ? (uint64_t)v[3] : 0;
+    }
+    c->cb(c->data, err, &res);
+    free(c);
+}
+
+int dc_fleet_gcra(dc_fleet_t *f, const char *key, size_t len, const dc_gcra_params_t *p, dc_fleet_gcra_cb cb,
+                  void *data)
+{
+    char rkey[512], emission[24], burst[24];
+    int kl = snprintf(rkey, sizeof(rkey), "%srl:%.*s", f->prefix, (int)(len > 400 ? 400 : len), key);
+    int el = snprintf(emission, sizeof(emission), "%llu", (unsigned long long)p->emission_us);
+    int bl = snprintf(burst, sizeof(burst), "%llu", (unsigned long long)p->burst);
+    const char *args[3] = {rkey, emission, burst};
+    size_t lens[3] = {(size_t)kl, (size_t)el, (size_t)bl};
+    gcra_call_t *c = dc_malloc(sizeof(*c));
+    c->cb = cb;
+    c->data = data;
+    int rc = dc_redis_eval(f->redis, f->gcra, on_gcra_reply, c, 1, 2, args, lens);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+void dc_fleet_local_share(const dc_gcra_params_t *in, dc_gcra_params_t *out)
+{
+    unsigned n = dc_fleet_instances();
+    uint32_t limit = in->limit / n > 0 ? in->limit / n : 1;
+    uint64_t burst = in->burst / n > 0 ? in->burst / n : 1;
+    dc_gcra_params_init(out, limit, in->window_ms, (uint32_t)burst);
+}

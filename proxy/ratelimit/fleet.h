@@ -1,0 +1,40 @@
+/*
+ * Fleet coordination through Redis for one worker thread: its own Redis connection (proxy/redis),
+ * the per-client GCRA evaluated inside Redis with Redis TIME (one EVALSHA round trip per decision,
+ * exact across instances), and the instance registry: worker 0 of every instance heartbeats into
+ * a sorted set so each instance knows N, the number of live instances, which sizes the local
+ * fallback (limits / N) used whenever Redis does not answer. Redis is never required for serving.
+ */
+#ifndef DC_RATELIMIT_FLEET_H
+#define DC_RATELIMIT_FLEET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "ratelimit/gcra.h"
+
+typedef struct dc_fleet dc_fleet_t;
+
+/* Connect (asynchronously) to cfg->redis. `heartbeat`: this worker registers the instance. */
+int dc_fleet_create(uv_loop_t *loop, const dc_config_t *cfg, bool heartbeat, dc_fleet_t **out);
+bool dc_fleet_up(const dc_fleet_t *f);
+/* Live instances last seen in Redis (1 until the first heartbeat answers). Process-wide. */
+unsigned dc_fleet_instances(void);
+/* Process-wide: is at least one worker's Redis connection up? (for /health) */
+bool dc_fleet_any_up(void);
+uint64_t dc_fleet_fallbacks(void);
+
+/* Decide one request of bucket `key` in Redis. The callback always runs later, on this worker:
+ * err 0 and *res, or err < 0 (Redis unavailable: the caller falls back to its local limiter). */
+typedef void (*dc_fleet_gcra_cb)(void *data, int err, const dc_gcra_result_t *res);
+int dc_fleet_gcra(dc_fleet_t *f, const char *key, size_t len, const dc_gcra_params_t *p, dc_fleet_gcra_cb cb,
+                  void *data);
+/* Count one decision that fell back to the local limiter. */
+void dc_fleet_count_fallback(void);
+
+/* Params for the local fallback: the limit shared out over the live instances. */
+void dc_fleet_local_share(const dc_gcra_params_t *in, dc_gcra_params_t *out);
+
+#endif

@@ -1,0 +1,135 @@
+"""Fleet mode through a real redis-server with three real dexcache instances: per-client limits
+shared exactly across instances, and Redis failures (killed, paused, scripts flushed) never
+turning into client errors: limits fall back to each instance's share, and come back."""
+import threading
+import time
+
+import requests
+
+from dexcache import Dexcache, wait_for
+
+CONFIG = """
+listen: ["127.0.0.1:{port}"]
+workers: 2
+admin: {{ listen: "127.0.0.1:{admin_port}" }}
+log: {{ access: off }}
+redis: {{ url: "%(redis)s", prefix: "dctest:" }}
+upstreams:
+  jupiter: {{ url: "%(jup)s" }}
+routes:
+  - prefix: /jup
+    upstream: jupiter
+    limit: {{ rate: %(rate)s, burst: %(burst)d, by: "header:x-api-key" }}
+"""
+
+
+def fleet(fake, redis_server, n=3, rate="6/10s", burst=6):
+    conf = CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url, "rate": rate, "burst": burst}
+    ds = [Dexcache(conf).start() for _ in range(n)]
+    assert wait_for(lambda: all(d.health()["redis"] == "up" and d.health()["instances"] == n for d in ds),
+                    timeout=10), [d.health() for d in ds]
+    return ds
+
+
+def stop_all(ds):
+    for d in ds:
+        d.stop()
+
+
+def test_limit_shared_exactly_across_instances(fake, origin, redis_server):
+    ds = fleet(fake, redis_server)
+    try:
+        codes = []
+        for i in range(12):  # round-robin over the 3 instances, one client key
+            r = requests.get(ds[i % 3].url + "/jup/echo", headers={"x-api-key": "client-A"})
+            codes.append(r.status_code)
+        assert codes == [200] * 6 + [429] * 6
+        assert origin.stats()["jup"]["total"] == 6
+        # another client has its own bucket, on every instance
+        assert requests.get(ds[1].url + "/jup/echo", headers={"x-api-key": "client-B"}).status_code == 200
+        assert ds[0].metric("dexcache_limit_fallbacks_total") == 0
+    finally:
+        stop_all(ds)
+
+
+def test_redis_killed_and_back_no_client_errors(fake, origin, redis_server):
+    ds = fleet(fake, redis_server, rate="1000/1s", burst=1000)
+    stop = threading.Event()
+    bad = []
+
+    def load(d):
+        s = requests.Session()
+        while not stop.is_set():
+            try:
+                r = s.get(d.url + "/jup/echo", headers={"x-api-key": "load"}, timeout=5)
+                if r.status_code >= 500:
+                    bad.append(r.status_code)
+            except requests.RequestException as e:
+                bad.append(repr(e))
+
+    threads = [threading.Thread(target=load, args=(d,)) for d in ds]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        redis_server.kill()
+        assert wait_for(lambda: ds[0].health()["redis"] == "down", timeout=5)
+        assert ds[0].health()["status"] == "degraded"
+        time.sleep(1.0)  # serving on local shares meanwhile
+        assert sum(d.metric("dexcache_limit_fallbacks_total") for d in ds) > 0
+        redis_server.start()
+        t_back = time.time()
+        assert wait_for(lambda: all(d.health()["redis"] == "up" for d in ds), timeout=5)
+        assert time.time() - t_back < 3.0  # reconnected within backoff_max + connect
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        assert bad == []
+        assert ds[0].health()["status"] == "ok"
+    finally:
+        stop.set()
+        stop_all(ds)
+
+
+def test_local_fallback_uses_instance_share(fake, origin, redis_server):
+    ds = fleet(fake, redis_server, rate="6/10s", burst=6)
+    try:
+        redis_server.kill()
+        assert wait_for(lambda: all(d.health()["redis"] == "down" for d in ds), timeout=5)
+        # 3 instances were seen: each allows 6 / 3 = 2 on its own
+        codes = [requests.get(ds[0].url + "/jup/echo", headers={"x-api-key": "c"}).status_code for _ in range(4)]
+        assert codes == [200, 200, 429, 429]
+    finally:
+        stop_all(ds)
+
+
+def test_redis_paused_then_resumed(fake, origin, redis_server):
+    ds = fleet(fake, redis_server, n=1, rate="1000/1s", burst=1000)
+    try:
+        redis_server.pause()
+        t = time.time()
+        codes = [requests.get(ds[0].url + "/jup/echo", headers={"x-api-key": "p"}, timeout=5).status_code
+                 for _ in range(3)]
+        assert codes == [200, 200, 200]  # each waited at most the command timeout, then fell back
+        assert time.time() - t < 3.0
+        redis_server.resume()
+        assert wait_for(lambda: ds[0].health()["redis"] == "up", timeout=5)
+        before = ds[0].metric("dexcache_limit_fallbacks_total")
+        assert requests.get(ds[0].url + "/jup/echo", headers={"x-api-key": "p"}).status_code == 200
+        assert ds[0].metric("dexcache_limit_fallbacks_total") == before
+    finally:
+        redis_server.resume()
+        stop_all(ds)
+
+
+def test_script_flush_is_transparent(fake, origin, redis_server):
+    ds = fleet(fake, redis_server, n=1, rate="3/10s", burst=3)
+    try:
+        assert requests.get(ds[0].url + "/jup/echo", headers={"x-api-key": "f"}).status_code == 200
+        assert redis_server.command("SCRIPT", "FLUSH") == "+OK"
+        codes = [requests.get(ds[0].url + "/jup/echo", headers={"x-api-key": "f"}).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]  # the bucket survived, the script was reloaded
+        assert ds[0].metric("dexcache_limit_fallbacks_total") == 0
+    finally:
+        stop_all(ds)
