@@ -307,9 +307,11 @@ void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags
 }
 
 void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring,
-                                    dc_budget_t *budget)
+                                    dc_budget_t *budget, struct dc_fleet *fleet)
 {
     fr->budget = budget;
+    fr->fleet = fleet;
+    fr->upstream_name = up->name;
     fr->retries = up->retries;
     fr->retry_backoff_ms = up->retry_backoff_ms;
     fr->connect_timeout_ms = up->connect_timeout_ms;

@@ -157,7 +157,7 @@ enum {
 void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags);
 /* Fetch options of upstream `up` (timeouts, retries, HTTP/2, TLS verification, key header). */
 void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring,
-                                    dc_budget_t *budget);
+                                    dc_budget_t *budget, struct dc_fleet *fleet);
 /* Stop whatever feeds this request (pass-through fetch, fill, in-flight wait timer excluded). */
 void dc_request_detach_sources(dc_request_t *r);
 

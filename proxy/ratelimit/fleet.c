@@ -23,8 +23,30 @@ static const char GCRA_LUA[] =
     "local new_tat = tat + T\n"
     "local allow_at = new_tat - tau\n"
     "if now < allow_at then return {0, 0, allow_at - now, tat - now} end\n"
-    "redis.call('SET', KEYS[1], new_tat, 'PX', math.floor((new_tat - now) / 1000) + 1)\n"
+    "redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)\n"
     "return {1, math.floor((now - allow_at) / T), 0, new_tat - now}\n";
+
+/* The fleet-wide upstream budget. KEYS[1] hash of per-window next free slots, KEYS[2] cooldown
+ * (end of the pause after a 429, us). ARGV[1] n windows, ARGV[2..n+1] emission intervals (us,
+ * already slowed by the AIMD share), ARGV[n+2] queue timeout (us), ARGV[n+3] "1" for background.
+ * Returns {1, wait_us} (slot taken) or {0, wait_us} (refused). Values are written with %.0f:
+ * Lua's default number format would round microsecond timestamps. */
+static const char BUDGET_LUA[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local start = now\n"
+    "local cd = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "if cd > start then start = cd end\n"
+    "local n = tonumber(ARGV[1])\n"
+    "for i = 1, n do\n"
+    "  local tat = tonumber(redis.call('HGET', KEYS[1], i) or '0')\n"
+    "  if tat > start then start = tat end\n"
+    "end\n"
+    "local wait = start - now\n"
+    "if wait > 0 and (ARGV[n + 3] == '1' or wait > tonumber(ARGV[n + 2])) then return {0, wait} end\n"
+    "for i = 1, n do redis.call('HSET', KEYS[1], i, string.format('%.0f', start + tonumber(ARGV[1 + i]))) end\n"
+    "redis.call('PEXPIRE', KEYS[1], math.floor(wait / 1000) + 120000)\n"
+    "return {1, wait}\n";
 
 /* KEYS[1] instances zset; ARGV[1] now (ms), ARGV[2] instance id. Returns live instances. */
 static const char HEARTBEAT_LUA[] =
@@ -36,6 +58,8 @@ struct dc_fleet {
     dc_redis_t *redis;
     dc_redis_script_t *gcra;
     dc_redis_script_t *heartbeat;
+    dc_redis_script_t *budget;
+    dc_redis_script_t *cooldown;
     char *prefix;
     char instance_id[96];
     uv_timer_t hb_timer;
@@ -120,6 +144,7 @@ int dc_fleet_create(uv_loop_t *loop, const dc_config_t *cfg, bool heartbeat, dc_
     snprintf(f->instance_id, sizeof(f->instance_id), "%s:%d:%08lx", host, (int)getpid(), (unsigned long)random());
     f->gcra = dc_redis_script_register(f->redis, GCRA_LUA);
     f->heartbeat = dc_redis_script_register(f->redis, HEARTBEAT_LUA);
+    f->budget = dc_redis_script_register(f->redis, BUDGET_LUA);
     dc_redis_set_state_cb(f->redis, on_state, f);
     if (heartbeat) {
         uv_timer_init(loop, &f->hb_timer);
@@ -178,4 +203,79 @@ void dc_fleet_local_share(const dc_gcra_params_t *in, dc_gcra_params_t *out)
     uint32_t limit = in->limit / n > 0 ? in->limit / n : 1;
     uint64_t burst = in->burst / n > 0 ? in->burst / n : 1;
     dc_gcra_params_init(out, limit, in->window_ms, (uint32_t)burst);
+}
+
+typedef struct budget_call {
+    dc_fleet_budget_cb cb;
+    void *data;
+} budget_call_t;
+
+static void on_budget_reply(void *data, int err, const redisReply *reply)
+{
+    budget_call_t *c = data;
+    int ok = 0;
+    long long wait = 0;
+    if (err == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2))
+        err = DC_EPROTO;
+    if (err == 0) {
+        ok = reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1;
+        wait = reply->element[1]->type == REDIS_REPLY_INTEGER ? reply->element[1]->integer : 0;
+    }
+    c->cb(c->data, err, ok, wait > 0 ? (uint64_t)wait : 0);
+    free(c);
+}
+
+int dc_fleet_budget_reserve(dc_fleet_t *f, const char *upstream, const uint64_t *emission_us, size_t nwin,
+                            uint64_t queue_timeout_us, bool background, dc_fleet_budget_cb cb, void *data)
+{
+    char k1[256], k2[256], nbuf[8], em[DC_BUDGET_FLEET_MAX_WIN][24], qt[24];
+    const char *args[4 + DC_BUDGET_FLEET_MAX_WIN];
+    size_t lens[4 + DC_BUDGET_FLEET_MAX_WIN];
+    if (nwin > DC_BUDGET_FLEET_MAX_WIN)
+        nwin = DC_BUDGET_FLEET_MAX_WIN;
+    int l1 = snprintf(k1, sizeof(k1), "%sbud:%s", f->prefix, upstream);
+    int l2 = snprintf(k2, sizeof(k2), "%scd:%s", f->prefix, upstream);
+    args[0] = k1, lens[0] = (size_t)l1;
+    args[1] = k2, lens[1] = (size_t)l2;
+    args[2] = nbuf, lens[2] = (size_t)snprintf(nbuf, sizeof(nbuf), "%zu", nwin);
+    for (size_t i = 0; i < nwin; i++) {
+        args[3 + i] = em[i];
+        lens[3 + i] = (size_t)snprintf(em[i], sizeof(em[i]), "%llu", (unsigned long long)emission_us[i]);
+    }
+    args[3 + nwin] = qt;
+    lens[3 + nwin] = (size_t)snprintf(qt, sizeof(qt), "%llu", (unsigned long long)queue_timeout_us);
+    args[4 + nwin] = background ? "1" : "0";
+    lens[4 + nwin] = 1;
+    budget_call_t *c = dc_malloc(sizeof(*c));
+    c->cb = cb;
+    c->data = data;
+    int rc = dc_redis_eval(f->redis, f->budget, on_budget_reply, c, 2, (int)(3 + nwin), args, lens);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+static void on_ignore(void *data, int err, const redisReply *reply)
+{
+}
+
+void dc_fleet_cooldown(dc_fleet_t *f, const char *upstream, uint64_t retry_after_us)
+{
+    if (!dc_redis_connected(f->redis))
+        return;
+    /* the end of the pause, in Redis time like the budget script reads it */
+    char key[256], delay[24];
+    int kl = snprintf(key, sizeof(key), "%scd:%s", f->prefix, upstream);
+    int dl = snprintf(delay, sizeof(delay), "%llu", (unsigned long long)retry_after_us);
+    static const char *COOLDOWN = "local t = redis.call('TIME')\n"
+                                  "local until_us = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[1])\n"
+                                  "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+                                  "if until_us > cur then redis.call('SET', KEYS[1], string.format('%.0f', until_us),"
+                                  " 'PX', math.floor(tonumber(ARGV[1]) / 1000) + 1000) end\n"
+                                  "return 1\n";
+    if (f->cooldown == NULL)
+        f->cooldown = dc_redis_script_register(f->redis, COOLDOWN);
+    const char *args[2] = {key, delay};
+    size_t lens[2] = {(size_t)kl, (size_t)dl};
+    dc_redis_eval(f->redis, f->cooldown, on_ignore, NULL, 1, 1, args, lens);
 }

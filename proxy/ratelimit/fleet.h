@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "config/config.h"
@@ -33,6 +34,16 @@ int dc_fleet_gcra(dc_fleet_t *f, const char *key, size_t len, const dc_gcra_para
                   void *data);
 /* Count one decision that fell back to the local limiter. */
 void dc_fleet_count_fallback(void);
+
+/* Fleet-wide upstream budget (see upstream/budget.h for the local one): reserve one attempt's slot
+ * in Redis. The callback runs later: err < 0 (Redis unavailable: fall back locally), else
+ * ok = 1 with wait_us until the slot (0 = now), or ok = 0 (refused; wait_us = when one frees). */
+#define DC_BUDGET_FLEET_MAX_WIN 4
+typedef void (*dc_fleet_budget_cb)(void *data, int err, int ok, uint64_t wait_us);
+int dc_fleet_budget_reserve(dc_fleet_t *f, const char *upstream, const uint64_t *emission_us, size_t nwin,
+                            uint64_t queue_timeout_us, bool background, dc_fleet_budget_cb cb, void *data);
+/* Share an upstream 429's pause with every instance. */
+void dc_fleet_cooldown(dc_fleet_t *f, const char *upstream, uint64_t retry_after_us);
 
 /* Params for the local fallback: the limit shared out over the live instances. */
 void dc_fleet_local_share(const dc_gcra_params_t *in, dc_gcra_params_t *out);

@@ -47,6 +47,35 @@ void dc_budget_inherit(dc_budget_t *b, dc_budget_t *old)
 
 int dc_budget_reserve(dc_budget_t *b, uint64_t now_us, bool background, uint64_t *delay_us)
 {
+    return dc_budget_reserve_share(b, now_us, background, 1, delay_us);
+}
+
+size_t dc_budget_emissions(dc_budget_t *b, uint64_t *out, size_t max)
+{
+    pthread_mutex_lock(&b->lock);
+    size_t n = b->nwin < max ? b->nwin : max;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (uint64_t)((double)b->win[i].emission_us / b->share);
+    pthread_mutex_unlock(&b->lock);
+    return n;
+}
+
+bool dc_budget_enqueue(dc_budget_t *b)
+{
+    pthread_mutex_lock(&b->lock);
+    bool ok = b->queued < b->queue_max;
+    if (ok)
+        b->queued++;
+    else
+        b->rejected++;
+    pthread_mutex_unlock(&b->lock);
+    return ok;
+}
+
+int dc_budget_reserve_share(dc_budget_t *b, uint64_t now_us, bool background, unsigned share_n, uint64_t *delay_us)
+{
+    if (share_n == 0)
+        share_n = 1;
     *delay_us = 0;
     if (b->nwin == 0)
         return 0;
@@ -63,7 +92,7 @@ int dc_budget_reserve(dc_budget_t *b, uint64_t now_us, bool background, uint64_t
         return DC_EAGAIN;
     }
     for (size_t i = 0; i < b->nwin; i++)
-        b->win[i].tat_us = start + (uint64_t)((double)b->win[i].emission_us / b->share);
+        b->win[i].tat_us = start + (uint64_t)((double)b->win[i].emission_us * share_n / b->share);
     if (wait > 0)
         b->queued++;
     pthread_mutex_unlock(&b->lock);

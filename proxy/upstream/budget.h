@@ -52,6 +52,14 @@ void dc_budget_inherit(dc_budget_t *b, dc_budget_t *old);
  * wait: they only take a slot that is free now.
  */
 int dc_budget_reserve(dc_budget_t *b, uint64_t now_us, bool background, uint64_t *delay_us);
+/* The same with the rate divided by `share_n` (this instance's share while the fleet budget in
+ * Redis is unreachable: budget / live instances). */
+int dc_budget_reserve_share(dc_budget_t *b, uint64_t now_us, bool background, unsigned share_n, uint64_t *delay_us);
+/* Current emission interval of each window (slack and AIMD share applied), for the fleet script.
+ * Returns the number of windows written (at most `max`). */
+size_t dc_budget_emissions(dc_budget_t *b, uint64_t *out, size_t max);
+/* Take a place in the local queue for a slot reserved elsewhere (fleet). false when full. */
+bool dc_budget_enqueue(dc_budget_t *b);
 void dc_budget_dequeued(dc_budget_t *b);
 /* The upstream answered 429 and asked for `retry_after_us` (0 = unknown: 1 s). */
 void dc_budget_on_429(dc_budget_t *b, uint64_t now_us, uint64_t retry_after_us);

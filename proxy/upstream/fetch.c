@@ -2,6 +2,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "ratelimit/fleet.h"
 #include "core/time.h"
 #include "cache/policy.h"
 
@@ -12,6 +13,7 @@
 #define FETCH_MAGIC 0x46455443u /* "FETC" */
 
 typedef enum {
+    ST_RESERVING, /* asking Redis for a fleet-wide slot */
     ST_QUEUED,   /* waiting for the upstream budget's slot */
     ST_FAILING,  /* an error to report on the next loop turn (never from inside dc_fetch_start) */
     ST_ATTEMPT,  /* a curl transfer is running, no head yet */
@@ -46,6 +48,8 @@ struct dc_fetch {
     dc_keyring_t *keyring;
     char *key_header;
     dc_budget_t *budget;
+    struct dc_fleet *fleet;
+    char *upstream_name;
     bool queued; /* holds a place in the budget's queue */
     int pending_err;
     uint64_t retry_after_ms;
@@ -132,6 +136,7 @@ static void fetch_free(dc_fetch_t *f)
     free(f->url);
     free(f->body);
     free(f->key_header);
+    free(f->upstream_name);
     if (f->slist)
         curl_slist_free_all(f->slist);
     if (f->xfer.easy)
@@ -200,8 +205,12 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
         if (f->status >= 100 && f->status < 200)
             return len; /* interim response: wait for the final one */
         if (f->budget != NULL) {
-            if (f->status == 429)
-                dc_budget_on_429(f->budget, dc_now_mono_us(), retry_after_us_from(f));
+            if (f->status == 429) {
+                uint64_t ra = retry_after_us_from(f);
+                dc_budget_on_429(f->budget, dc_now_mono_us(), ra);
+                if (f->fleet != NULL && f->upstream_name != NULL)
+                    dc_fleet_cooldown(f->fleet, f->upstream_name, ra ? ra : 1000000); /* every instance pauses */
+            }
             else if (f->status < 500)
                 dc_budget_on_success(f->budget);
         }
@@ -396,12 +405,62 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
     finish(f, err);
 }
 
+/* A fleet-wide slot from Redis: refused, queued until it, or now. Redis unavailable: this
+ * instance's share of the budget, locally. */
+static void reserve_locally(dc_fetch_t *f, unsigned share_n);
+
+static void on_fleet_reserved(void *data, int err, int ok, uint64_t wait_us)
+{
+    dc_fetch_t *f = data;
+    DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    if (f->aborted) {
+        release(f);
+        return;
+    }
+    if (err != 0) {
+        reserve_locally(f, dc_fleet_instances());
+        return;
+    }
+    if (!ok) {
+        f->retry_after_ms = (wait_us + 999) / 1000;
+        finish(f, DC_EAGAIN);
+        return;
+    }
+    if (wait_us == 0) {
+        begin_attempt(f);
+        return;
+    }
+    if (!dc_budget_enqueue(f->budget)) {
+        f->retry_after_ms = (wait_us + 999) / 1000;
+        finish(f, DC_EAGAIN);
+        return;
+    }
+    f->state = ST_QUEUED;
+    f->queued = true;
+    uv_timer_start(&f->timer, on_deadline, (wait_us + 999) / 1000, 0);
+}
+
 /* Every attempt is an upstream request: it takes a slot of the upstream's budget first. */
 static void start_attempt(dc_fetch_t *f)
 {
+    if (f->budget != NULL && f->budget->nwin > 0 && f->fleet != NULL && dc_fleet_up(f->fleet)) {
+        uint64_t em[DC_BUDGET_FLEET_MAX_WIN];
+        size_t n = dc_budget_emissions(f->budget, em, DC_BUDGET_FLEET_MAX_WIN);
+        f->state = ST_RESERVING;
+        if (dc_fleet_budget_reserve(f->fleet, f->upstream_name, em, n, f->budget->queue_timeout_us,
+                                    f->opts.background, on_fleet_reserved, f) == 0)
+            return;
+        reserve_locally(f, dc_fleet_instances());
+        return;
+    }
+    reserve_locally(f, 1);
+}
+
+static void reserve_locally(dc_fetch_t *f, unsigned share_n)
+{
     if (f->budget != NULL) {
         uint64_t delay_us;
-        if (dc_budget_reserve(f->budget, dc_now_mono_us(), f->opts.background, &delay_us) != 0) {
+        if (dc_budget_reserve_share(f->budget, dc_now_mono_us(), f->opts.background, share_n, &delay_us) != 0) {
             f->retry_after_ms = (delay_us + 999) / 1000;
             fail_soon(f, DC_EAGAIN);
             return;
@@ -542,6 +601,8 @@ dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, co
     f->started_us = dc_now_mono_us();
     f->deadline_ms = 0; /* set by the first attempt that really starts */
     f->budget = req->budget;
+    f->fleet = req->fleet;
+    f->upstream_name = req->upstream_name != NULL ? dc_strdup(req->upstream_name) : NULL;
     uv_timer_init(cl->loop, &f->timer);
     f->timer.data = f;
     f->timer_open = 1;
@@ -568,6 +629,8 @@ void dc_fetch_abort(dc_fetch_t *f)
     }
     f->aborted = true;
     f->data = NULL;
+    if (f->state == ST_RESERVING)
+        return; /* the Redis reply releases it (it must not point to freed memory) */
     if (f->queued) {
         f->queued = false;
         dc_budget_dequeued(f->budget);

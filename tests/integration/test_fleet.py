@@ -133,3 +133,65 @@ def test_script_flush_is_transparent(fake, origin, redis_server):
         assert ds[0].metric("dexcache_limit_fallbacks_total") == 0
     finally:
         stop_all(ds)
+
+
+BUDGET_CONFIG = """
+listen: ["127.0.0.1:{port}"]
+workers: 2
+admin: {{ listen: "127.0.0.1:{admin_port}" }}
+log: {{ access: off }}
+redis: {{ url: "%(redis)s", prefix: "dcbud:" }}
+upstreams:
+  jupiter:
+    url: "%(jup)s"
+    rate: [10/1s, 300/60s]
+    queue: {{ max: 100, timeout: 10s }}
+    retries: 0
+routes:
+  - {{ prefix: /jup, upstream: jupiter }}
+"""
+
+
+def budget_fleet(fake, redis_server, n=3):
+    conf = BUDGET_CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
+    ds = [Dexcache(conf).start() for _ in range(n)]
+    assert wait_for(lambda: all(d.health()["redis"] == "up" for d in ds), timeout=10)
+    return ds
+
+
+def test_upstream_budget_shared_by_the_fleet(fake, origin, redis_server):
+    ds = budget_fleet(fake, redis_server)
+    try:
+        out = []
+
+        def one(i):
+            r = requests.post(ds[i % 3].url + "/jup/echo", data=b"x", timeout=30)
+            out.append(r.status_code)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert out == [200] * 30  # queued, then served
+        times = sorted(r["t_ms"] for r in origin.requests(0))
+        assert len(times) == 30
+        worst = max(sum(1 for u in times[i:] if u < t + 1000) for i, t in enumerate(times))
+        assert worst <= 10, worst  # the budget holds across 3 instances, as the origin counts
+        assert sum(d.metric("dexcache_limit_fallbacks_total") for d in ds) == 0
+    finally:
+        stop_all(ds)
+
+
+def test_upstream_429_pauses_every_instance(fake, origin, redis_server):
+    ds = budget_fleet(fake, redis_server)
+    try:
+        origin.add_rule({"route": "/echo*", "burst429": True, "retry_after": 1, "next": 1})
+        assert requests.get(ds[0].url + "/jup/echo?a=1").status_code == 429
+        t = time.time()
+        assert requests.get(ds[1].url + "/jup/echo?a=2").status_code == 200
+        assert requests.get(ds[2].url + "/jup/echo?a=3").status_code == 200
+        assert time.time() - t > 0.85  # the other instances waited for the shared cooldown
+        assert origin.stats()["jup"]["total"] == 3
+    finally:
+        stop_all(ds)
