@@ -248,9 +248,12 @@ char *dc_metrics_render(size_t *len)
         "# TYPE dexcache_redis_up gauge\ndexcache_redis_up %d\n"
         "# HELP dexcache_fleet_instances Live instances last seen in Redis.\n"
         "# TYPE dexcache_fleet_instances gauge\ndexcache_fleet_instances %u\n"
+        "# HELP dexcache_l2_hits_total Entries found in the fleet's L2 cache on an L1 miss.\n"
+        "# TYPE dexcache_l2_hits_total counter\ndexcache_l2_hits_total %llu\n"
         "# HELP dexcache_limit_fallbacks_total Limit decisions made locally because Redis did not answer.\n"
         "# TYPE dexcache_limit_fallbacks_total counter\ndexcache_limit_fallbacks_total %llu\n",
-        dc_fleet_any_up() ? 1 : 0, dc_fleet_instances(), (unsigned long long)dc_fleet_fallbacks());
+        dc_fleet_any_up() ? 1 : 0, dc_fleet_instances(), (unsigned long long)dc_fleet_l2_hits(),
+        (unsigned long long)dc_fleet_fallbacks());
     out(&b,
         "# HELP dexcache_config_reloads_total Successful config reloads.\n"
         "# TYPE dexcache_config_reloads_total counter\n"

@@ -17,6 +17,8 @@
 #include "cache/encode.h"
 #include "cache/growing.h"
 #include "cache/key.h"
+#include "cache/l2codec.h"
+#include "ratelimit/fleet.h"
 #include "cache/variants.h"
 #include "cache/policy.h"
 #include "core/error.h"
@@ -125,6 +127,19 @@ static void abandon(dc_fill_t *fill, dc_fetch_t *f)
     dc_fetch_abort(f); /* no callback runs after this */
     fill->fetch = NULL;
     fill_free(fill);
+}
+
+/* Share a stored entry with the fleet (L2). */
+static void write_l2(dc_fill_t *fill, const dc_cache_entry_t *e)
+{
+    dc_fleet_t *fleet = fill->worker->fleet;
+    uint64_t now = dc_now_wall_ms();
+    if (fleet == NULL || !dc_fleet_up(fleet) || e->body->body.len > DC_FLEET_L2_MAX || e->keep_until_ms <= now)
+        return;
+    size_t len;
+    char *buf = dc_l2_encode(e, &len);
+    dc_fleet_l2_set(fleet, e->key, e->key_len, buf, len, e->keep_until_ms - now);
+    free(buf);
 }
 
 static void mark_pass(dc_fill_t *fill, uint64_t now)
@@ -604,8 +619,10 @@ static int complete_body(dc_fill_t *fill, dc_fetch_t *f)
     }
     if (fill->mode == FILL_STORE) {
         stored = dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
-        if (stored)
+        if (stored) {
             dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
+            write_l2(fill, e);
+        }
         if (stored && want != 0)
             dc_variants_schedule(&fill->worker->loop, fill->worker->cache, e, want);
     }
@@ -649,8 +666,10 @@ static void on_done(void *data, dc_fetch_t *f, int err)
         dc_cache_entry_t *e = build_revalidated_entry(fill, f);
         bool stored = fill->decision.verdict == DC_POLICY_STORE &&
                       dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
-        if (stored)
+        if (stored) {
             dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
+            write_l2(fill, e);
+        }
         dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored, .fwd_status = 304};
         finish_flight(fill, &res);
         if (fill->client != NULL) {

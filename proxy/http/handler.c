@@ -11,6 +11,7 @@
 #include "http/handler.h"
 #include "cache/encode.h"
 #include "cache/key.h"
+#include "cache/l2codec.h"
 #include "cache/policy.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -332,6 +333,34 @@ static bool prefetch_due(const dc_config_cache_rule_t *rule, const dc_cache_entr
 }
 
 
+static void cache_lookup(dc_request_t *r, bool may_ask_l2);
+
+/* An L2 answer: a usable entry joins L1 and the lookup runs again; anything else (absent,
+ * corrupt, unknown version, expired, Redis error) is a miss. */
+static void on_l2_reply(void *data, int err, const char *value, size_t len)
+{
+    dc_request_t *r = data;
+    if (r->req != NULL) {
+        if (err == 0 && value != NULL) {
+            int derr;
+            dc_cache_entry_t *e = dc_l2_decode(r->key, r->key_len, value, len, &derr);
+            uint64_t now = dc_now_wall_ms();
+            if (e != NULL && e->keep_until_ms > now) {
+                for (size_t i = 0; i < e->nheaders; i++)
+                    e->headers[i].token = h2o_lookup_token(e->headers[i].name, e->headers[i].name_len);
+                e->route_metric = r->route_metric;
+                if (dc_cache_insert(r->worker->cache, e, now) == 0)
+                    r->from_l2 = true;
+            } else if (e == NULL) {
+                dc_log_warn("l2: unusable entry for %s (%s): treated as a miss", r->key, dc_strerror(derr));
+            }
+            dc_cache_entry_release(e);
+        }
+        cache_lookup(r, false);
+    }
+    dc_request_unref(r);
+}
+
 static void cache_path(dc_request_t *r)
 {
     h2o_req_t *req = r->req;
@@ -342,8 +371,21 @@ static void cache_path(dc_request_t *r)
         return;
     }
     r->client_revalidate = r->rule->client_no_cache == DC_CLIENT_NO_CACHE_REVALIDATE && client_asks_no_cache(req);
+    cache_lookup(r, true);
+}
+
+static void cache_lookup(dc_request_t *r, bool may_ask_l2)
+{
+    h2o_req_t *req = r->req;
+    dc_worker_metrics_t *m = &r->worker->metrics;
     uint64_t now = dc_now_wall_ms();
     dc_cache_entry_t *e = dc_cache_lookup(r->worker->cache, r->key, r->key_len, r->hash, now);
+    if (e == NULL && may_ask_l2 && r->worker->fleet != NULL && dc_fleet_up(r->worker->fleet)) {
+        dc_request_ref(r); /* held until the L2 reply */
+        if (dc_fleet_l2_get(r->worker->fleet, r->key, r->key_len, on_l2_reply, r) == 0)
+            return;
+        dc_request_unref(r);
+    }
     if (e != NULL && e->is_pass) {
         dc_cache_entry_release(e);
         dc_counter_add(&m->cache_bypass[r->route_metric], 1);
@@ -355,6 +397,12 @@ static void cache_path(dc_request_t *r)
             dc_policy_freshness(e->fresh_until_ms, e->swr_until_ms, e->sie_until_ms, e->no_stale, r->client_revalidate, now);
         if (fr == DC_FRESH) {
             dc_counter_add(&m->cache_hits[r->route_metric], 1);
+            if (r->from_l2) {
+                dc_serve_entry(r, e, "HIT",
+                               fmt_status(r, "dexcache; hit; ttl=%lld; detail=l2", (long long)((e->fresh_until_ms - now + 999) / 1000)));
+                dc_cache_entry_release(e);
+                return;
+            }
             /* "dexcache; hit; ttl=N", hand-formatted: the hit path runs no printf */
             static const char prefix[] = "dexcache; hit; ttl=";
             char *cs = h2o_mem_alloc_pool(&req->pool, sizeof(prefix) + 21);

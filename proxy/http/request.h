@@ -66,6 +66,7 @@ typedef struct dc_request {
     size_t key_len;
     uint64_t hash;
     bool client_revalidate;   /* client no-cache + client_no_cache: revalidate */
+    bool from_l2;             /* the entry was just read from the fleet's L2 */
     dc_cache_entry_t *stale;  /* a copy to fall back on if the origin fails (owned ref) */
 
     /* waiting on another request's fetch */

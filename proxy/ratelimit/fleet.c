@@ -279,3 +279,57 @@ void dc_fleet_cooldown(dc_fleet_t *f, const char *upstream, uint64_t retry_after
     size_t lens[2] = {(size_t)kl, (size_t)dl};
     dc_redis_eval(f->redis, f->cooldown, on_ignore, NULL, 1, 1, args, lens);
 }
+
+static _Atomic uint64_t l2_hits;
+
+uint64_t dc_fleet_l2_hits(void)
+{
+    return atomic_load(&l2_hits);
+}
+
+typedef struct l2_call {
+    dc_fleet_l2_cb cb;
+    void *data;
+} l2_call_t;
+
+static void on_l2_reply(void *data, int err, const redisReply *reply)
+{
+    l2_call_t *c = data;
+    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING) {
+        atomic_fetch_add(&l2_hits, 1);
+        c->cb(c->data, 0, reply->str, reply->len);
+    } else if (err == 0) {
+        c->cb(c->data, 0, NULL, 0);
+    } else {
+        c->cb(c->data, err, NULL, 0);
+    }
+    free(c);
+}
+
+int dc_fleet_l2_get(dc_fleet_t *f, const char *key, size_t len, dc_fleet_l2_cb cb, void *data)
+{
+    char *rkey = dc_asprintf("%sl2:%.*s", f->prefix, (int)len, key);
+    const char *argv[2] = {"GET", rkey};
+    size_t lens[2] = {3, strlen(rkey)};
+    l2_call_t *c = dc_malloc(sizeof(*c));
+    c->cb = cb;
+    c->data = data;
+    int rc = dc_redis_commandargv(f->redis, on_l2_reply, c, 2, argv, lens);
+    free(rkey);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+void dc_fleet_l2_set(dc_fleet_t *f, const char *key, size_t len, const char *value, size_t vlen, uint64_t ttl_ms)
+{
+    if (!dc_redis_connected(f->redis) || vlen > DC_FLEET_L2_MAX || ttl_ms == 0)
+        return;
+    char *rkey = dc_asprintf("%sl2:%.*s", f->prefix, (int)len, key);
+    char px[24];
+    int pl = snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl_ms);
+    const char *argv[5] = {"SET", rkey, value, "PX", px};
+    size_t lens[5] = {3, strlen(rkey), vlen, 2, (size_t)pl};
+    dc_redis_commandargv(f->redis, on_ignore, NULL, 5, argv, lens);
+    free(rkey);
+}

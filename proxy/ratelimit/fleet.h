@@ -45,6 +45,15 @@ int dc_fleet_budget_reserve(dc_fleet_t *f, const char *upstream, const uint64_t 
 /* Share an upstream 429's pause with every instance. */
 void dc_fleet_cooldown(dc_fleet_t *f, const char *upstream, uint64_t retry_after_us);
 
+/* L2 cache in Redis (values in cache/l2codec.h format, key prefix "l2:"). get: the callback runs
+ * later with err 0 and the value (NULL/0 when absent; valid only during the call) or err < 0.
+ * set: fire and forget, with an expiry. */
+#define DC_FLEET_L2_MAX (8 * 1024 * 1024)
+typedef void (*dc_fleet_l2_cb)(void *data, int err, const char *value, size_t len);
+int dc_fleet_l2_get(dc_fleet_t *f, const char *key, size_t len, dc_fleet_l2_cb cb, void *data);
+void dc_fleet_l2_set(dc_fleet_t *f, const char *key, size_t len, const char *value, size_t vlen, uint64_t ttl_ms);
+uint64_t dc_fleet_l2_hits(void);
+
 /* Params for the local fallback: the limit shared out over the live instances. */
 void dc_fleet_local_share(const dc_gcra_params_t *in, dc_gcra_params_t *out);
 

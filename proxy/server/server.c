@@ -59,8 +59,8 @@ static void warn_unbuilt_features(const dc_config_t *cfg)
     if (cfg->nstreams > 0)
         dc_log_warn("streams are accepted but SSE streams are not in this build yet");
     if (cfg->redis.enabled)
-        dc_log_info("redis %s: per-client limits and upstream budgets are shared by the fleet; the L2 cache "
-                    "and fleet-wide collapsing are not in this build yet (they stay per instance)",
+        dc_log_info("redis %s: per-client limits, upstream budgets and the L2 cache are shared by the fleet; "
+                    "fleet-wide collapsing and purge are not in this build yet (they stay per instance)",
                     cfg->redis.url);
 }
 

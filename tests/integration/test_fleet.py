@@ -195,3 +195,54 @@ def test_upstream_429_pauses_every_instance(fake, origin, redis_server):
         assert origin.stats()["jup"]["total"] == 3
     finally:
         stop_all(ds)
+
+
+L2_CONFIG = """
+listen: ["127.0.0.1:{port}"]
+workers: 2
+admin: {{ listen: "127.0.0.1:{admin_port}" }}
+log: {{ access: off }}
+redis: {{ url: "%(redis)s", prefix: "dcl2:" }}
+upstreams:
+  jupiter: {{ url: "%(jup)s" }}
+routes:
+  - {{ prefix: /jup, upstream: jupiter, cache: [ {{ path: /, ttl: 30s }} ] }}
+"""
+
+
+def test_l2_shares_entries_between_instances(fake, origin, redis_server):
+    conf = L2_CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
+    a, b = Dexcache(conf).start(), Dexcache(conf).start()
+    try:
+        assert wait_for(lambda: a.health()["redis"] == "up" and b.health()["redis"] == "up")
+        r1 = requests.get(a.url + "/jup/echo?l2=1")
+        assert r1.headers["x-cache"] == "MISS"
+        assert wait_for(lambda: redis_server.command("EXISTS", "dcl2:l2:GET /jup/echo?l2=1") == ":1")
+        r2 = requests.get(b.url + "/jup/echo?l2=1")
+        assert r2.headers["x-cache"] == "HIT"
+        assert r2.headers["cache-status"].endswith("; detail=l2")
+        assert r2.content == r1.content
+        assert requests.get(b.url + "/jup/echo?l2=1").headers["cache-status"] == "dexcache; hit; ttl=30"
+        assert origin.stats()["jup"]["total"] == 1
+        assert b.metric("dexcache_l2_hits_total") == 1
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_corrupt_l2_entry_is_a_miss(fake, origin, redis_server):
+    conf = L2_CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
+    d = Dexcache(conf).start()
+    try:
+        assert wait_for(lambda: d.health()["redis"] == "up")
+        for i, junk in enumerate(["garbage", "DCL2\x01" + "x" * 40, "DCL2\x09" + "y" * 80]):
+            assert redis_server.command("SET", "dcl2:l2:GET /jup/echo?c=%d" % i, junk) == "+OK"
+            r = requests.get(d.url + "/jup/echo?c=%d" % i)
+            assert r.status_code == 200 and r.headers["x-cache"] == "MISS"
+            assert r.json()["query"] in ("c=%d" % i, "?c=%d" % i)
+        assert origin.stats()["jup"]["total"] == 3
+        assert "l2: unusable entry" in d.stderr()
+        # the good answer replaced the junk: another instance would hit now
+        assert wait_for(lambda: redis_server.command("GETRANGE", "dcl2:l2:GET /jup/echo?c=0", "0", "3") == "$4")
+    finally:
+        d.stop()
