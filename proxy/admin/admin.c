@@ -53,8 +53,8 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
         cJSON_AddNumberToObject(o, "consecutive_failures", (double)dc_upstream_state_failures(&rt->health));
         cJSON_AddItemToObject(ups, u->name, o);
     }
-    const char *redis = !snap->cfg->redis.enabled ? "disabled" : (dc_fleet_any_up() ? "up" : "down");
-    if (strcmp(redis, "down") == 0)
+    const char *redis = !snap->cfg->redis.enabled ? "disabled" : dc_fleet_state();
+    if (strcmp(redis, "down") == 0 || strcmp(redis, "partial") == 0)
         degraded = true; /* still serving: limits run on this instance's share */
     if (strcmp(state, "ok") != 0)
         cJSON_AddStringToObject(root, "status", state);

@@ -62,6 +62,7 @@ typedef struct dc_fill {
     z_stream zs;
     bool inflating;
     bool completed;   /* complete_body ran */
+    bool fleet_lock;  /* this fill holds the fleet-wide lock of its key (other instances follow) */
     int complete_err;
     dc_growing_t *growing; /* set when the identity body is streamed to waiters on other workers */
     dc_growing_t *growing_gz; /* and the gzip body as received, when the origin sent gzip */
@@ -84,8 +85,19 @@ static bool stale_usable_on_error(const dc_cache_entry_t *e, uint64_t now)
     return e != NULL && !e->is_pass && !e->no_stale && now < e->sie_until_ms;
 }
 
+/* Let other instances go: they find the entry in L2 (written before this), or fetch themselves. */
+static void release_fleet_lock(dc_fill_t *fill)
+{
+    if (!fill->fleet_lock)
+        return;
+    fill->fleet_lock = false;
+    if (fill->worker->fleet != NULL)
+        dc_fleet_unlock(fill->worker->fleet, fill->key, fill->key_len);
+}
+
 static void finish_flight(dc_fill_t *fill, const dc_flight_result_t *res)
 {
+    release_fleet_lock(fill);
     if (fill->flight == NULL)
         return;
     dc_flight_t *f = fill->flight;
@@ -96,6 +108,7 @@ static void finish_flight(dc_fill_t *fill, const dc_flight_result_t *res)
 static void fill_free(dc_fill_t *fill)
 {
     DC_ASSERT(fill->flight == NULL && fill->client == NULL);
+    release_fleet_lock(fill);
     if (fill->sha_on)
         mbedtls_sha256_free(&fill->sha);
     if (fill->inflating)
@@ -744,7 +757,8 @@ static void collect_tags(dc_fill_t *fill, const char *url)
 
 void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
                    const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
-                   dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers)
+                   dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers,
+                   bool holds_fleet_lock)
 {
     dc_fill_t *fill = dc_calloc(1, sizeof(*fill));
     fill->magic = FILL_MAGIC;
@@ -757,6 +771,7 @@ void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, co
     fill->key_len = key_len;
     fill->hash = hash;
     fill->flight = flight;
+    fill->fleet_lock = holds_fleet_lock;
     fill->stale = stale != NULL ? dc_cache_entry_ref(stale) : NULL;
     fill->client = client;
     fill->client_revalidate = client != NULL && client->client_revalidate;

@@ -200,13 +200,137 @@ static char *fmt_status(dc_request_t *r, const char *fmt, long long v)
     return h2o_strdup(&r->req->pool, buf, (size_t)n).base;
 }
 
+/*
+ * Cross-instance collapsing. This instance's leader for a key first takes the fleet lock; if
+ * another instance holds it, it follows: it polls (one round trip: the L2 value and whether the lock
+ * still exists) until the entry appears in L2 (then it and its local waiters are served from it),
+ * the lock vanishes without an entry (the other leader died, or its answer was not shareable: take
+ * the lock and fetch), or its deadline passes (fetch anyway).
+ */
+typedef struct fleet_wait {
+    uv_timer_t timer;
+    dc_request_t *r; /* a reference; r->req may become NULL if the client leaves */
+    dc_flight_t *flight;
+    char *url;
+    char **headers;
+    uint64_t deadline_ms;
+    uint64_t interval_ms;
+} fleet_wait_t;
+
+static void fleet_wait_done(fleet_wait_t *fw)
+{
+    for (char **h = fw->headers; *h != NULL; h++)
+        free(*h);
+    free(fw->headers);
+    free(fw->url);
+    dc_request_unref(fw->r);
+    uv_close((uv_handle_t *)&fw->timer, (uv_close_cb)free);
+}
+
+static void fleet_wait_fetch(fleet_wait_t *fw, bool lock)
+{
+    dc_request_t *r = fw->r;
+    dc_fill_start(r->req != NULL ? r : NULL, r->worker, r->snap, r->route, r->rule, r->key, r->key_len, r->hash,
+                  fw->flight, r->stale, fw->url, (const char *const *)fw->headers, lock);
+    fleet_wait_done(fw);
+}
+
+static void fleet_poll(uv_timer_t *t);
+
+static void on_fleet_lock(void *data, int err, bool got)
+{
+    fleet_wait_t *fw = data;
+    if (err != 0 || got) {
+        fleet_wait_fetch(fw, got);
+        return;
+    }
+    uv_timer_start(&fw->timer, fleet_poll, fw->interval_ms, 0);
+}
+
+static void on_fleet_peek(void *data, int err, const char *value, size_t len, bool locked)
+{
+    fleet_wait_t *fw = data;
+    dc_request_t *r = fw->r;
+    if (err != 0) {
+        fleet_wait_fetch(fw, false);
+        return;
+    }
+    if (value != NULL) {
+        int derr;
+        dc_cache_entry_t *e = dc_l2_decode(r->key, r->key_len, value, len, &derr);
+        uint64_t now = dc_now_wall_ms();
+        if (e != NULL && e->keep_until_ms > now) {
+            for (size_t i = 0; i < e->nheaders; i++)
+                e->headers[i].token = h2o_lookup_token(e->headers[i].name, e->headers[i].name_len);
+            e->route_metric = r->route_metric;
+            dc_cache_insert(r->worker->cache, e, now);
+            dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
+            dc_inflight_finish(r->worker->inflight, fw->flight, &res); /* local waiters */
+            if (r->req != NULL) {
+                dc_counter_add(&r->worker->metrics.cache_collapsed[r->route_metric], 1);
+                dc_counter_add(&r->worker->metrics.cache_hits[r->route_metric], 1);
+                dc_serve_entry(r, e, "HIT", "dexcache; hit; collapsed; detail=fleet");
+            }
+            dc_cache_entry_release(e);
+            fleet_wait_done(fw);
+            return;
+        }
+        dc_cache_entry_release(e);
+    }
+    if (!locked) {
+        /* the other leader is gone without a shareable answer: take over */
+        uint64_t now_ms = dc_now_mono_ms();
+        uint64_t ttl = (fw->deadline_ms > now_ms ? fw->deadline_ms - now_ms : 0) + 2000;
+        if (dc_fleet_lock(r->worker->fleet, r->key, r->key_len, ttl, on_fleet_lock, fw) != 0)
+            fleet_wait_fetch(fw, false);
+        return;
+    }
+    if (dc_now_mono_ms() >= fw->deadline_ms) {
+        fleet_wait_fetch(fw, false);
+        return;
+    }
+    fw->interval_ms = fw->interval_ms * 3 / 2 > 200 ? 200 : fw->interval_ms * 3 / 2;
+    uv_timer_start(&fw->timer, fleet_poll, fw->interval_ms, 0);
+}
+
+static void fleet_poll(uv_timer_t *t)
+{
+    fleet_wait_t *fw = (fleet_wait_t *)t;
+    dc_request_t *r = fw->r;
+    if (r->worker->fleet == NULL || !dc_fleet_up(r->worker->fleet) ||
+        dc_fleet_peek(r->worker->fleet, r->key, r->key_len, on_fleet_peek, fw) != 0)
+        fleet_wait_fetch(fw, false);
+}
+
 static void lead_fill(dc_request_t *r, dc_flight_t *flight)
 {
     dc_counter_add(&r->worker->metrics.cache_misses[r->route_metric], 1);
     const char *url = dc_request_upstream_url(r);
     const char **headers = dc_request_upstream_headers(r, true);
-    dc_fill_start(r, r->worker, r->snap, r->route, r->rule, r->key, r->key_len, r->hash, flight, r->stale, url,
-                  headers);
+    dc_fleet_t *fleet = r->worker->fleet;
+    if (fleet == NULL || !dc_fleet_up(fleet)) {
+        dc_fill_start(r, r->worker, r->snap, r->route, r->rule, r->key, r->key_len, r->hash, flight, r->stale, url,
+                      headers, false);
+        return;
+    }
+    const dc_config_upstream_t *up = r->route->upstream;
+    fleet_wait_t *fw = dc_calloc(1, sizeof(*fw));
+    uv_timer_init(&r->worker->loop, &fw->timer);
+    dc_request_ref(r);
+    fw->r = r;
+    fw->flight = flight;
+    fw->url = dc_strdup(url);
+    size_t n = 0;
+    while (headers[n] != NULL)
+        n++;
+    fw->headers = dc_calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        fw->headers[i] = dc_strdup(headers[i]);
+    uint64_t wait_ms = up->connect_timeout_ms + up->timeout_ms + 2000;
+    fw->deadline_ms = dc_now_mono_ms() + wait_ms;
+    fw->interval_ms = 20;
+    if (dc_fleet_lock(fleet, r->key, r->key_len, wait_ms, on_fleet_lock, fw) != 0)
+        fleet_wait_fetch(fw, false);
 }
 
 /* Stale-while-revalidate: one background refresh per key, only if nobody is fetching it already. */
@@ -219,7 +343,7 @@ static void start_background_refresh(dc_request_t *r, dc_cache_entry_t *stale)
     const char *url = dc_request_upstream_url(r);
     const char **headers = dc_request_upstream_headers(r, true);
     dc_fill_start(NULL, r->worker, r->snap, r->route, r->rule, r->key, r->key_len, r->hash, flight, stale, url,
-                  headers);
+                  headers, false);
 }
 
 static bool client_accepts_gzip(h2o_req_t *req)

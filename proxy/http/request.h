@@ -142,7 +142,8 @@ void dc_out_stop(h2o_generator_t *gen, h2o_req_t *req);
  * refresh). Takes over `flight`; `stale` (may be NULL) is borrowed (the fill takes its own ref). */
 void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
                    const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
-                   dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers);
+                   dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers,
+                   bool holds_fleet_lock);
 /* The leader's client is gone. */
 void dc_fill_detach(struct dc_fill *fill, dc_request_t *r);
 /* Bytes the leader has confirmed sent (lets a pass-mode fill drop them and resume). */

@@ -60,6 +60,8 @@ struct dc_fleet {
     dc_redis_script_t *heartbeat;
     dc_redis_script_t *budget;
     dc_redis_script_t *cooldown;
+    dc_redis_script_t *unlock;
+    dc_redis_script_t *peek;
     char *prefix;
     char instance_id[96];
     uv_timer_t hb_timer;
@@ -68,7 +70,9 @@ struct dc_fleet {
 
 static _Atomic unsigned instances = 1;
 static _Atomic int connections_up;
+static _Atomic int connections_total;
 static _Atomic uint64_t fallbacks;
+static _Atomic uint64_t l2_hits;
 
 unsigned dc_fleet_instances(void)
 {
@@ -79,6 +83,12 @@ unsigned dc_fleet_instances(void)
 bool dc_fleet_any_up(void)
 {
     return atomic_load(&connections_up) > 0;
+}
+
+const char *dc_fleet_state(void)
+{
+    int up = atomic_load(&connections_up), total = atomic_load(&connections_total);
+    return up <= 0 ? "down" : (up >= total ? "up" : "partial");
 }
 
 uint64_t dc_fleet_fallbacks(void)
@@ -145,7 +155,11 @@ int dc_fleet_create(uv_loop_t *loop, const dc_config_t *cfg, bool heartbeat, dc_
     f->gcra = dc_redis_script_register(f->redis, GCRA_LUA);
     f->heartbeat = dc_redis_script_register(f->redis, HEARTBEAT_LUA);
     f->budget = dc_redis_script_register(f->redis, BUDGET_LUA);
+    f->unlock = dc_redis_script_register(f->redis, "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                                   "return redis.call('DEL', KEYS[1]) end return 0\n");
+    f->peek = dc_redis_script_register(f->redis, "return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2])}\n");
     dc_redis_set_state_cb(f->redis, on_state, f);
+    atomic_fetch_add(&connections_total, 1);
     if (heartbeat) {
         uv_timer_init(loop, &f->hb_timer);
         f->hb_timer.data = f;
@@ -280,8 +294,6 @@ void dc_fleet_cooldown(dc_fleet_t *f, const char *upstream, uint64_t retry_after
     dc_redis_eval(f->redis, f->cooldown, on_ignore, NULL, 1, 1, args, lens);
 }
 
-static _Atomic uint64_t l2_hits;
-
 uint64_t dc_fleet_l2_hits(void)
 {
     return atomic_load(&l2_hits);
@@ -332,4 +344,87 @@ void dc_fleet_l2_set(dc_fleet_t *f, const char *key, size_t len, const char *val
     size_t lens[5] = {3, strlen(rkey), vlen, 2, (size_t)pl};
     dc_redis_commandargv(f->redis, on_ignore, NULL, 5, argv, lens);
     free(rkey);
+}
+
+typedef struct lock_call {
+    dc_fleet_lock_cb cb;
+    void *data;
+} lock_call_t;
+
+static void on_lock_reply(void *data, int err, const redisReply *reply)
+{
+    lock_call_t *c = data;
+    bool got = err == 0 && reply != NULL && reply->type == REDIS_REPLY_STATUS;
+    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_ERROR)
+        err = DC_EPROTO;
+    c->cb(c->data, err, got);
+    free(c);
+}
+
+int dc_fleet_lock(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms, dc_fleet_lock_cb cb, void *data)
+{
+    char *rkey = dc_asprintf("%slk:%.*s", f->prefix, (int)len, key);
+    char px[24];
+    int pl = snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl_ms);
+    const char *argv[6] = {"SET", rkey, f->instance_id, "NX", "PX", px};
+    size_t lens[6] = {3, strlen(rkey), strlen(f->instance_id), 2, 2, (size_t)pl};
+    lock_call_t *c = dc_malloc(sizeof(*c));
+    c->cb = cb;
+    c->data = data;
+    int rc = dc_redis_commandargv(f->redis, on_lock_reply, c, 6, argv, lens);
+    free(rkey);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+void dc_fleet_unlock(dc_fleet_t *f, const char *key, size_t len)
+{
+    char *rkey = dc_asprintf("%slk:%.*s", f->prefix, (int)len, key);
+    const char *args[2] = {rkey, f->instance_id};
+    size_t lens[2] = {strlen(rkey), strlen(f->instance_id)};
+    dc_redis_eval(f->redis, f->unlock, on_ignore, NULL, 1, 1, args, lens);
+    free(rkey);
+}
+
+typedef struct peek_call {
+    dc_fleet_peek_cb cb;
+    void *data;
+} peek_call_t;
+
+static void on_peek_reply(void *data, int err, const redisReply *reply)
+{
+    peek_call_t *c = data;
+    if (err == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2))
+        err = DC_EPROTO;
+    if (err != 0) {
+        c->cb(c->data, err, NULL, 0, false);
+    } else {
+        const redisReply *v = reply->element[0], *l = reply->element[1];
+        bool locked = l->type == REDIS_REPLY_INTEGER && l->integer == 1;
+        if (v->type == REDIS_REPLY_STRING) {
+            atomic_fetch_add(&l2_hits, 1);
+            c->cb(c->data, 0, v->str, v->len, locked);
+        } else {
+            c->cb(c->data, 0, NULL, 0, locked);
+        }
+    }
+    free(c);
+}
+
+int dc_fleet_peek(dc_fleet_t *f, const char *key, size_t len, dc_fleet_peek_cb cb, void *data)
+{
+    char *k1 = dc_asprintf("%sl2:%.*s", f->prefix, (int)len, key);
+    char *k2 = dc_asprintf("%slk:%.*s", f->prefix, (int)len, key);
+    const char *args[2] = {k1, k2};
+    size_t lens[2] = {strlen(k1), strlen(k2)};
+    peek_call_t *c = dc_malloc(sizeof(*c));
+    c->cb = cb;
+    c->data = data;
+    int rc = dc_redis_eval(f->redis, f->peek, on_peek_reply, c, 2, 0, args, lens);
+    free(k1);
+    free(k2);
+    if (rc != 0)
+        free(c);
+    return rc;
 }

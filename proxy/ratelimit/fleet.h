@@ -23,8 +23,10 @@ int dc_fleet_create(uv_loop_t *loop, const dc_config_t *cfg, bool heartbeat, dc_
 bool dc_fleet_up(const dc_fleet_t *f);
 /* Live instances last seen in Redis (1 until the first heartbeat answers). Process-wide. */
 unsigned dc_fleet_instances(void);
-/* Process-wide: is at least one worker's Redis connection up? (for /health) */
+/* Process-wide: is at least one worker's Redis connection up? */
 bool dc_fleet_any_up(void);
+/* "up" (every worker connected), "partial" (some) or "down" (none), for /health. */
+const char *dc_fleet_state(void);
 uint64_t dc_fleet_fallbacks(void);
 
 /* Decide one request of bucket `key` in Redis. The callback always runs later, on this worker:
@@ -53,6 +55,15 @@ typedef void (*dc_fleet_l2_cb)(void *data, int err, const char *value, size_t le
 int dc_fleet_l2_get(dc_fleet_t *f, const char *key, size_t len, dc_fleet_l2_cb cb, void *data);
 void dc_fleet_l2_set(dc_fleet_t *f, const char *key, size_t len, const char *value, size_t vlen, uint64_t ttl_ms);
 uint64_t dc_fleet_l2_hits(void);
+
+/* Cross-instance collapsing. lock: SET lk:<key> <instance id> NX PX ttl; the callback gets
+ * err < 0 (Redis unavailable), or got = true/false. unlock: delete it only if it is still ours.
+ * peek: one round trip returning the L2 value (NULL when absent) and whether the lock exists. */
+typedef void (*dc_fleet_lock_cb)(void *data, int err, bool got);
+int dc_fleet_lock(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms, dc_fleet_lock_cb cb, void *data);
+void dc_fleet_unlock(dc_fleet_t *f, const char *key, size_t len);
+typedef void (*dc_fleet_peek_cb)(void *data, int err, const char *value, size_t vlen, bool locked);
+int dc_fleet_peek(dc_fleet_t *f, const char *key, size_t len, dc_fleet_peek_cb cb, void *data);
 
 /* Params for the local fallback: the limit shared out over the live instances. */
 void dc_fleet_local_share(const dc_gcra_params_t *in, dc_gcra_params_t *out);

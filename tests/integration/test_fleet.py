@@ -246,3 +246,69 @@ def test_corrupt_l2_entry_is_a_miss(fake, origin, redis_server):
         assert wait_for(lambda: redis_server.command("GETRANGE", "dcl2:l2:GET /jup/echo?c=0", "0", "3") == "$4")
     finally:
         d.stop()
+
+
+def test_300_cold_requests_over_3_instances_one_upstream_request(fake, origin, redis_server):
+    conf = L2_CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
+    ds = [Dexcache(conf).start() for _ in range(3)]
+    try:
+        assert wait_for(lambda: all(d.health()["redis"] == "up" for d in ds))
+        origin.gate("/price/v3")
+        out = []
+        lock = threading.Lock()
+
+        def one(i):
+            r = requests.get(ds[i % 3].url + "/jup/price/v3?ids=So11111111111111111111111111111111111111112",
+                             timeout=30)
+            with lock:
+                out.append((r.status_code, r.content, r.headers["cache-status"]))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(300)]
+        for t in threads:
+            t.start()
+        try:
+            assert wait_for(lambda: sum(d.metric("dexcache_requests_in_flight") for d in ds) == 300, timeout=30)
+            assert origin.held() == 1
+        finally:
+            origin.release()
+        for t in threads:
+            t.join(30)
+        assert len(out) == 300 and all(o[0] == 200 for o in out)
+        assert len({o[1] for o in out}) == 1
+        assert origin.stats()["jup"]["total"] == 1
+        fleet_followers = sum(1 for o in out if o[2] == "dexcache; hit; collapsed; detail=fleet")
+        assert fleet_followers == 2  # one local leader on each other instance
+    finally:
+        for d in ds:
+            d.stop()
+
+
+def test_fleet_leader_dies_another_takes_over(fake, origin, redis_server):
+    conf = L2_CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
+    a, b = Dexcache(conf).start(), Dexcache(conf).start()
+    try:
+        assert wait_for(lambda: a.health()["redis"] == "up" and b.health()["redis"] == "up")
+        origin.gate("/echo")
+        def doomed():
+            try:
+                requests.get(a.url + "/jup/echo?die=1", timeout=30)
+            except requests.RequestException:
+                pass  # expected: its instance is killed
+
+        ta = threading.Thread(target=doomed, daemon=True)
+        ta.start()
+        assert wait_for(lambda: origin.held() == 1)
+        out = []
+        tb = threading.Thread(target=lambda: out.append(requests.get(b.url + "/jup/echo?die=1", timeout=30)))
+        tb.start()
+        time.sleep(0.3)  # b follows a's lock
+        a.proc.kill()  # the leader dies holding the lock; its lock expires
+        a.proc.wait(5)
+        origin.release()
+        tb.join(30)
+        assert out[0].status_code == 200
+        assert origin.stats()["jup"]["total"] == 2  # a's (lost) and b's own after the lock expired
+    finally:
+        origin.release()
+        a.stop()
+        b.stop()
