@@ -640,7 +640,7 @@ typedef struct limit_wait {
     size_t len;
 } limit_wait_t;
 
-static void on_limit_reply(void *data, int err, const dc_gcra_result_t *res)
+static void on_limit_reply(void *data, int err, const dc_gcra_result_t *res, unsigned granted)
 {
     limit_wait_t *lw = data;
     dc_request_t *r = lw->r;
@@ -657,6 +657,10 @@ static void on_limit_reply(void *data, int err, const dc_gcra_result_t *res)
     } else if (!res->allowed) {
         /* refuse this client locally until its retry time: no Redis round trip per refusal */
         dc_limiter_deny(r->worker->limiter, lw->key, lw->len, dc_now_mono_us() + res->retry_after_us);
+    } else if (granted > 1) {
+        /* a lease: the next granted-1 requests of this client are decided here, for up to a second */
+        dc_limiter_lease_put(r->worker->limiter, lw->key, lw->len, granted - 1, dc_now_mono_us() + 1000000,
+                             res->remaining);
     }
     if (finish_limit(r, p, res))
         continue_request(r);
@@ -704,9 +708,15 @@ static bool start_limit(dc_request_t *r)
     dc_gcra_result_t res;
     dc_fleet_t *fleet = r->worker->fleet;
     if (fleet != NULL && dc_fleet_up(fleet)) {
-        uint64_t retry;
-        if (dc_limiter_denied(r->worker->limiter, key, klen, dc_now_mono_us(), &retry)) {
+        uint64_t retry, hint;
+        uint64_t now_us = dc_now_mono_us();
+        if (dc_limiter_denied(r->worker->limiter, key, klen, now_us, &retry)) {
             res = (dc_gcra_result_t){.allowed = false, .retry_after_us = retry, .reset_us = retry};
+            return finish_limit(r, p, &res);
+        }
+        if (dc_limiter_lease_take(r->worker->limiter, key, klen, now_us, &hint)) {
+            uint64_t used = p->burst > hint ? p->burst - hint : 0;
+            res = (dc_gcra_result_t){.allowed = true, .remaining = hint, .reset_us = used * p->emission_us};
             return finish_limit(r, p, &res);
         }
         limit_wait_t *lw = dc_malloc(sizeof(*lw));

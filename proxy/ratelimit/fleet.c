@@ -10,21 +10,26 @@
 #include <string.h>
 #include <unistd.h>
 
-/* KEYS[1] bucket; ARGV[1] emission interval (us), ARGV[2] burst. Time is Redis's own (TIME), so
- * instances with skewed clocks still share one exact bucket. Returns
- * {allowed, remaining, retry_after_us, reset_us}. */
+/* KEYS[1] bucket; ARGV[1] emission interval (us), ARGV[2] burst, ARGV[3] lease (tokens wanted).
+ * Time is Redis's own (TIME), so instances with skewed clocks share one exact bucket. Grants the
+ * lease only when at least twice that many tokens are free (far from the limit), else exactly one:
+ * at the boundary every decision is made here. Returns {allowed, granted, remaining,
+ * retry_after_us, reset_us}; TATs are written with %.0f (Lua would round them). */
 static const char GCRA_LUA[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "local T = tonumber(ARGV[1])\n"
     "local tau = T * tonumber(ARGV[2])\n"
+    "local lease = tonumber(ARGV[3])\n"
     "local tat = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "if tat < now then tat = now end\n"
-    "local new_tat = tat + T\n"
-    "local allow_at = new_tat - tau\n"
-    "if now < allow_at then return {0, 0, allow_at - now, tat - now} end\n"
+    "local avail = math.floor((now + tau - tat) / T)\n"
+    "if avail < 1 then return {0, 0, 0, tat + T - tau - now, tat - now} end\n"
+    "local grant = 1\n"
+    "if lease > 1 and avail >= 2 * lease then grant = lease end\n"
+    "local new_tat = tat + grant * T\n"
     "redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)\n"
-    "return {1, math.floor((now - allow_at) / T), 0, new_tat - now}\n";
+    "return {1, grant, avail - grant, 0, new_tat - now}\n";
 
 /* The fleet-wide upstream budget. KEYS[1] hash of per-window next free slots, KEYS[2] cooldown
  * (end of the pause after a 429, us). ARGV[1] n windows, ARGV[2..n+1] emission intervals (us,
@@ -178,34 +183,43 @@ static void on_gcra_reply(void *data, int err, const redisReply *reply)
 {
     gcra_call_t *c = data;
     dc_gcra_result_t res = {0};
-    if (err == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4))
+    if (err == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 5))
         err = DC_EPROTO;
+    unsigned granted = 0;
     if (err == 0) {
-        long long v[4];
-        for (int i = 0; i < 4; i++)
+        long long v[5];
+        for (int i = 0; i < 5; i++)
             v[i] = reply->element[i]->type == REDIS_REPLY_INTEGER ? reply->element[i]->integer : 0;
         res.allowed = v[0] == 1;
-        res.remaining = v[1] > 0 ? (uint64_t)v[1] : 0;
-        res.retry_after_us = v[2] > 0 ? (uint64_t)v[2] : 0;
-        res.reset_us = v[3] > 0 ? (uint64_t)v[3] : 0;
+        granted = v[1] > 0 ? (unsigned)v[1] : 0;
+        res.remaining = v[2] > 0 ? (uint64_t)v[2] : 0;
+        res.retry_after_us = v[3] > 0 ? (uint64_t)v[3] : 0;
+        res.reset_us = v[4] > 0 ? (uint64_t)v[4] : 0;
     }
-    c->cb(c->data, err, &res);
+    c->cb(c->data, err, &res, granted);
     free(c);
+}
+
+unsigned dc_fleet_lease_size(const dc_gcra_params_t *p)
+{
+    uint64_t l = p->burst / (16 * (uint64_t)dc_fleet_instances());
+    return l < 1 ? 1 : (l > 256 ? 256 : (unsigned)l);
 }
 
 int dc_fleet_gcra(dc_fleet_t *f, const char *key, size_t len, const dc_gcra_params_t *p, dc_fleet_gcra_cb cb,
                   void *data)
 {
-    char rkey[512], emission[24], burst[24];
+    char rkey[512], emission[24], burst[24], lease[16];
     int kl = snprintf(rkey, sizeof(rkey), "%srl:%.*s", f->prefix, (int)(len > 400 ? 400 : len), key);
     int el = snprintf(emission, sizeof(emission), "%llu", (unsigned long long)p->emission_us);
     int bl = snprintf(burst, sizeof(burst), "%llu", (unsigned long long)p->burst);
-    const char *args[3] = {rkey, emission, burst};
-    size_t lens[3] = {(size_t)kl, (size_t)el, (size_t)bl};
+    int ll = snprintf(lease, sizeof(lease), "%u", dc_fleet_lease_size(p));
+    const char *args[4] = {rkey, emission, burst, lease};
+    size_t lens[4] = {(size_t)kl, (size_t)el, (size_t)bl, (size_t)ll};
     gcra_call_t *c = dc_malloc(sizeof(*c));
     c->cb = cb;
     c->data = data;
-    int rc = dc_redis_eval(f->redis, f->gcra, on_gcra_reply, c, 1, 2, args, lens);
+    int rc = dc_redis_eval(f->redis, f->gcra, on_gcra_reply, c, 1, 3, args, lens);
     if (rc != 0)
         free(c);
     return rc;

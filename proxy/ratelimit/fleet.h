@@ -30,8 +30,12 @@ const char *dc_fleet_state(void);
 uint64_t dc_fleet_fallbacks(void);
 
 /* Decide one request of bucket `key` in Redis. The callback always runs later, on this worker:
- * err 0 and *res, or err < 0 (Redis unavailable: the caller falls back to its local limiter). */
-typedef void (*dc_fleet_gcra_cb)(void *data, int err, const dc_gcra_result_t *res);
+ * err 0 and *res, or err < 0 (Redis unavailable: the caller falls back to its local limiter).
+ * `granted` tokens were taken (>= 1 when allowed): more than one is a lease this instance may
+ * spend locally (granted only far from the limit, so decisions near it stay exact). */
+typedef void (*dc_fleet_gcra_cb)(void *data, int err, const dc_gcra_result_t *res, unsigned granted);
+/* Tokens asked per round trip for these params: burst / (16 x live instances), 1..256. */
+unsigned dc_fleet_lease_size(const dc_gcra_params_t *p);
 int dc_fleet_gcra(dc_fleet_t *f, const char *key, size_t len, const dc_gcra_params_t *p, dc_fleet_gcra_cb cb,
                   void *data);
 /* Count one decision that fell back to the local limiter. */

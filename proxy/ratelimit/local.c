@@ -14,7 +14,9 @@
 typedef struct bucket_entry {
     struct bucket_entry *next;
     uint64_t hash;
-    uint64_t tat_us;
+    uint64_t tat_us; /* for lease entries ("~" + key): when the lease expires */
+    uint32_t lease;
+    uint64_t hint;
     size_t len;
     char key[];
 } bucket_entry_t;
@@ -90,7 +92,7 @@ void dc_limiter_check(dc_limiter_t *l, const char *key, size_t len, const dc_gcr
         if (e == NULL) {
             if (s->count >= SWEEP_AT)
                 sweep(l, s, now_us);
-            e = dc_malloc(sizeof(*e) + len);
+            e = dc_calloc(1, sizeof(*e) + len);
             e->hash = h;
             e->len = len;
             memcpy(e->key, key, len);
@@ -126,11 +128,10 @@ void dc_limiter_deny(dc_limiter_t *l, const char *key, size_t len, uint64_t unti
     pthread_mutex_lock(&s->lock);
     bucket_entry_t **slot = find(s, mark, len + 1, h);
     if (*slot == NULL) {
-        bucket_entry_t *e = dc_malloc(sizeof(*e) + len + 1);
+        bucket_entry_t *e = dc_calloc(1, sizeof(*e) + len + 1);
         e->hash = h;
         e->len = len + 1;
         memcpy(e->key, mark, len + 1);
-        e->next = NULL;
         *slot = e;
         s->count++;
         atomic_fetch_add(&l->size, 1);
@@ -155,6 +156,53 @@ bool dc_limiter_denied(dc_limiter_t *l, const char *key, size_t len, uint64_t no
         *retry_after_us = e->tat_us - now_us;
     pthread_mutex_unlock(&s->lock);
     return denied;
+}
+
+void dc_limiter_lease_put(dc_limiter_t *l, const char *key, size_t len, uint32_t n, uint64_t until_us,
+                          uint64_t remaining_hint)
+{
+    char mark[512];
+    if (len + 1 > sizeof(mark))
+        return;
+    mark[0] = '~';
+    memcpy(mark + 1, key, len);
+    uint64_t h = dc_cache_hash(mark, len + 1);
+    shard_t *s = &l->shards[h % NSHARDS];
+    pthread_mutex_lock(&s->lock);
+    bucket_entry_t **slot = find(s, mark, len + 1, h);
+    if (*slot == NULL) {
+        bucket_entry_t *e = dc_calloc(1, sizeof(*e) + len + 1);
+        e->hash = h;
+        e->len = len + 1;
+        memcpy(e->key, mark, len + 1);
+        *slot = e;
+        s->count++;
+        atomic_fetch_add(&l->size, 1);
+    }
+    (*slot)->lease = n;
+    (*slot)->tat_us = until_us;
+    (*slot)->hint = remaining_hint;
+    pthread_mutex_unlock(&s->lock);
+}
+
+bool dc_limiter_lease_take(dc_limiter_t *l, const char *key, size_t len, uint64_t now_us, uint64_t *remaining_hint)
+{
+    char mark[512];
+    if (len + 1 > sizeof(mark))
+        return false;
+    mark[0] = '~';
+    memcpy(mark + 1, key, len);
+    uint64_t h = dc_cache_hash(mark, len + 1);
+    shard_t *s = &l->shards[h % NSHARDS];
+    pthread_mutex_lock(&s->lock);
+    bucket_entry_t *e = *find(s, mark, len + 1, h);
+    bool ok = e != NULL && e->lease > 0 && e->tat_us > now_us;
+    if (ok) {
+        e->lease--;
+        *remaining_hint = e->hint > 0 ? --e->hint : 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ok;
 }
 
 size_t dc_limiter_size(dc_limiter_t *l)
