@@ -207,6 +207,8 @@ static char *fmt_status(dc_request_t *r, const char *fmt, long long v)
  * the lock vanishes without an entry (the other leader died, or its answer was not shareable: take
  * the lock and fetch), or its deadline passes (fetch anyway).
  */
+static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size_t len);
+
 typedef struct fleet_wait {
     uv_timer_t timer;
     dc_request_t *r; /* a reference; r->req may become NULL if the client leaves */
@@ -255,27 +257,18 @@ static void on_fleet_peek(void *data, int err, const char *value, size_t len, bo
         fleet_wait_fetch(fw, false);
         return;
     }
-    if (value != NULL) {
-        int derr;
-        dc_cache_entry_t *e = dc_l2_decode(r->key, r->key_len, value, len, &derr);
-        uint64_t now = dc_now_wall_ms();
-        if (e != NULL && e->keep_until_ms > now) {
-            for (size_t i = 0; i < e->nheaders; i++)
-                e->headers[i].token = h2o_lookup_token(e->headers[i].name, e->headers[i].name_len);
-            e->route_metric = r->route_metric;
-            dc_cache_insert(r->worker->cache, e, now);
-            dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
-            dc_inflight_finish(r->worker->inflight, fw->flight, &res); /* local waiters */
-            if (r->req != NULL) {
-                dc_counter_add(&r->worker->metrics.cache_collapsed[r->route_metric], 1);
-                dc_counter_add(&r->worker->metrics.cache_hits[r->route_metric], 1);
-                dc_serve_entry(r, e, "HIT", "dexcache; hit; collapsed; detail=fleet");
-            }
-            dc_cache_entry_release(e);
-            fleet_wait_done(fw);
-            return;
+    dc_cache_entry_t *e = value != NULL ? adopt_l2_value(r, value, len) : NULL;
+    if (e != NULL) {
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
+        dc_inflight_finish(r->worker->inflight, fw->flight, &res); /* local waiters */
+        if (r->req != NULL) {
+            dc_counter_add(&r->worker->metrics.cache_collapsed[r->route_metric], 1);
+            dc_counter_add(&r->worker->metrics.cache_hits[r->route_metric], 1);
+            dc_serve_entry(r, e, "HIT", "dexcache; hit; collapsed; detail=fleet");
         }
         dc_cache_entry_release(e);
+        fleet_wait_done(fw);
+        return;
     }
     if (!locked) {
         /* the other leader is gone without a shareable answer: take over */
@@ -459,6 +452,29 @@ static bool prefetch_due(const dc_config_cache_rule_t *rule, const dc_cache_entr
 
 static void cache_lookup(dc_request_t *r, bool may_ask_l2);
 
+/* A value read from L2 for r's key: decoded, given its h2o header tokens and put in L1. Returns
+ * the entry (a reference for the caller) or NULL when it is unusable (corrupt, unknown version,
+ * past its keep time), which callers treat as a miss. */
+static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size_t len)
+{
+    int derr;
+    dc_cache_entry_t *e = dc_l2_decode(r->key, r->key_len, value, len, &derr);
+    uint64_t now = dc_now_wall_ms();
+    if (e == NULL) {
+        dc_log_warn("l2: unusable entry for %s (%s): treated as a miss", r->key, dc_strerror(derr));
+        return NULL;
+    }
+    if (e->keep_until_ms <= now) {
+        dc_cache_entry_release(e);
+        return NULL;
+    }
+    for (size_t i = 0; i < e->nheaders; i++)
+        e->headers[i].token = h2o_lookup_token(e->headers[i].name, e->headers[i].name_len);
+    e->route_metric = r->route_metric;
+    dc_cache_insert(r->worker->cache, e, now);
+    return e;
+}
+
 /* An L2 answer: a usable entry joins L1 and the lookup runs again; anything else (absent,
  * corrupt, unknown version, expired, Redis error) is a miss. */
 static void on_l2_reply(void *data, int err, const char *value, size_t len)
@@ -466,18 +482,8 @@ static void on_l2_reply(void *data, int err, const char *value, size_t len)
     dc_request_t *r = data;
     if (r->req != NULL) {
         if (err == 0 && value != NULL) {
-            int derr;
-            dc_cache_entry_t *e = dc_l2_decode(r->key, r->key_len, value, len, &derr);
-            uint64_t now = dc_now_wall_ms();
-            if (e != NULL && e->keep_until_ms > now) {
-                for (size_t i = 0; i < e->nheaders; i++)
-                    e->headers[i].token = h2o_lookup_token(e->headers[i].name, e->headers[i].name_len);
-                e->route_metric = r->route_metric;
-                if (dc_cache_insert(r->worker->cache, e, now) == 0)
-                    r->from_l2 = true;
-            } else if (e == NULL) {
-                dc_log_warn("l2: unusable entry for %s (%s): treated as a miss", r->key, dc_strerror(derr));
-            }
+            dc_cache_entry_t *e = adopt_l2_value(r, value, len);
+            r->from_l2 = e != NULL;
             dc_cache_entry_release(e);
         }
         cache_lookup(r, false);

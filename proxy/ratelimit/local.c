@@ -116,18 +116,22 @@ static bucket_entry_t **find(shard_t *s, const char *key, size_t len, uint64_t h
     return slot;
 }
 
-void dc_limiter_deny(dc_limiter_t *l, const char *key, size_t len, uint64_t until_us)
+/* Side entries ("!" + key: deny marks; "~" + key: leases) live in the same table. Finds (and
+ * with `create`, makes) the entry for tag + key; returns it with its shard locked (NULL: not found
+ * or the key is too long; then the shard is not locked). */
+static bucket_entry_t *side_entry(dc_limiter_t *l, char tag, const char *key, size_t len, bool create,
+                                  shard_t **locked)
 {
     char mark[512];
     if (len + 1 > sizeof(mark))
-        return;
-    mark[0] = '!';
+        return NULL;
+    mark[0] = tag;
     memcpy(mark + 1, key, len);
     uint64_t h = dc_cache_hash(mark, len + 1);
     shard_t *s = &l->shards[h % NSHARDS];
     pthread_mutex_lock(&s->lock);
     bucket_entry_t **slot = find(s, mark, len + 1, h);
-    if (*slot == NULL) {
+    if (*slot == NULL && create) {
         bucket_entry_t *e = dc_calloc(1, sizeof(*e) + len + 1);
         e->hash = h;
         e->len = len + 1;
@@ -136,22 +140,31 @@ void dc_limiter_deny(dc_limiter_t *l, const char *key, size_t len, uint64_t unti
         s->count++;
         atomic_fetch_add(&l->size, 1);
     }
-    (*slot)->tat_us = until_us;
+    if (*slot == NULL) {
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+    }
+    *locked = s;
+    return *slot;
+}
+
+void dc_limiter_deny(dc_limiter_t *l, const char *key, size_t len, uint64_t until_us)
+{
+    shard_t *s;
+    bucket_entry_t *e = side_entry(l, '!', key, len, true, &s);
+    if (e == NULL)
+        return;
+    e->tat_us = until_us;
     pthread_mutex_unlock(&s->lock);
 }
 
 bool dc_limiter_denied(dc_limiter_t *l, const char *key, size_t len, uint64_t now_us, uint64_t *retry_after_us)
 {
-    char mark[512];
-    if (len + 1 > sizeof(mark))
+    shard_t *s;
+    bucket_entry_t *e = side_entry(l, '!', key, len, false, &s);
+    if (e == NULL)
         return false;
-    mark[0] = '!';
-    memcpy(mark + 1, key, len);
-    uint64_t h = dc_cache_hash(mark, len + 1);
-    shard_t *s = &l->shards[h % NSHARDS];
-    pthread_mutex_lock(&s->lock);
-    bucket_entry_t *e = *find(s, mark, len + 1, h);
-    bool denied = e != NULL && e->tat_us > now_us;
+    bool denied = e->tat_us > now_us;
     if (denied)
         *retry_after_us = e->tat_us - now_us;
     pthread_mutex_unlock(&s->lock);
@@ -161,42 +174,23 @@ bool dc_limiter_denied(dc_limiter_t *l, const char *key, size_t len, uint64_t no
 void dc_limiter_lease_put(dc_limiter_t *l, const char *key, size_t len, uint32_t n, uint64_t until_us,
                           uint64_t remaining_hint)
 {
-    char mark[512];
-    if (len + 1 > sizeof(mark))
+    shard_t *s;
+    bucket_entry_t *e = side_entry(l, '~', key, len, true, &s);
+    if (e == NULL)
         return;
-    mark[0] = '~';
-    memcpy(mark + 1, key, len);
-    uint64_t h = dc_cache_hash(mark, len + 1);
-    shard_t *s = &l->shards[h % NSHARDS];
-    pthread_mutex_lock(&s->lock);
-    bucket_entry_t **slot = find(s, mark, len + 1, h);
-    if (*slot == NULL) {
-        bucket_entry_t *e = dc_calloc(1, sizeof(*e) + len + 1);
-        e->hash = h;
-        e->len = len + 1;
-        memcpy(e->key, mark, len + 1);
-        *slot = e;
-        s->count++;
-        atomic_fetch_add(&l->size, 1);
-    }
-    (*slot)->lease = n;
-    (*slot)->tat_us = until_us;
-    (*slot)->hint = remaining_hint;
+    e->lease = n;
+    e->tat_us = until_us;
+    e->hint = remaining_hint;
     pthread_mutex_unlock(&s->lock);
 }
 
 bool dc_limiter_lease_take(dc_limiter_t *l, const char *key, size_t len, uint64_t now_us, uint64_t *remaining_hint)
 {
-    char mark[512];
-    if (len + 1 > sizeof(mark))
+    shard_t *s;
+    bucket_entry_t *e = side_entry(l, '~', key, len, false, &s);
+    if (e == NULL)
         return false;
-    mark[0] = '~';
-    memcpy(mark + 1, key, len);
-    uint64_t h = dc_cache_hash(mark, len + 1);
-    shard_t *s = &l->shards[h % NSHARDS];
-    pthread_mutex_lock(&s->lock);
-    bucket_entry_t *e = *find(s, mark, len + 1, h);
-    bool ok = e != NULL && e->lease > 0 && e->tat_us > now_us;
+    bool ok = e->lease > 0 && e->tat_us > now_us;
     if (ok) {
         e->lease--;
         *remaining_hint = e->hint > 0 ? --e->hint : 0;
