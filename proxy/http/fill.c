@@ -716,11 +716,6 @@ static void on_done(void *data, dc_fetch_t *f, int err)
     fill_free(fill);
 }
 
-static char *dup_str(const char *s, size_t len)
-{
-    return dc_strndup(s, len);
-}
-
 /* Tags for purge by tag: the route prefix without its slash ("jup"), and every item of the
  * configured cdn.tag_params in the query. */
 static void collect_tags(dc_fill_t *fill, const char *url)
@@ -748,7 +743,7 @@ static void collect_tags(dc_fill_t *fill, const char *url)
                     cap *= 2;
                     fill->tags = dc_realloc(fill->tags, cap * sizeof(char *));
                 }
-                fill->tags[fill->ntags++] = dup_str(p, il);
+                fill->tags[fill->ntags++] = dc_strndup(p, il);
             }
             p += il + 1;
         }

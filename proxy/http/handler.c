@@ -577,9 +577,11 @@ static void cache_lookup(dc_request_t *r, bool may_ask_l2)
 
 /* ---- per-client limit ---- */
 
-static size_t add_u64(char *p, uint64_t v)
+/* A response header whose value is a decimal number (request-pool memory, no printf). */
+static void add_number_header(h2o_req_t *req, const char *name, size_t nlen, uint64_t v)
 {
-    return dc_fmt_u64(p, v);
+    char *buf = h2o_mem_alloc_pool(&req->pool, 24);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, nlen, 1, NULL, buf, dc_fmt_u64(buf, v));
 }
 
 /* Seconds, rounded up (a client told "0" would retry at once). */
@@ -596,29 +598,22 @@ static bool finish_limit(dc_request_t *r, const dc_gcra_params_t *p, const dc_gc
     char *v = h2o_mem_alloc_pool(&req->pool, 64);
     size_t n = 0;
     memcpy(v, "\"client\";q=", 11), n = 11;
-    n += add_u64(v + n, p->limit);
+    n += dc_fmt_u64(v + n, p->limit);
     memcpy(v + n, ";w=", 3), n += 3;
-    n += add_u64(v + n, window_s);
+    n += dc_fmt_u64(v + n, window_s);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit-policy"), 0, NULL, v, n);
     v = h2o_mem_alloc_pool(&req->pool, 64);
     memcpy(v, "\"client\";r=", 11), n = 11;
-    n += add_u64(v + n, res->remaining);
+    n += dc_fmt_u64(v + n, res->remaining);
     memcpy(v + n, ";t=", 3), n += 3;
-    n += add_u64(v + n, ceil_s(res->reset_us));
+    n += dc_fmt_u64(v + n, ceil_s(res->reset_us));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit"), 0, NULL, v, n);
-    char *lim = h2o_mem_alloc_pool(&req->pool, 24), *rem = h2o_mem_alloc_pool(&req->pool, 24),
-         *rst = h2o_mem_alloc_pool(&req->pool, 24);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-limit"), 0, NULL, lim,
-                          add_u64(lim, p->limit));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-remaining"), 0, NULL, rem,
-                          add_u64(rem, res->remaining));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-ratelimit-reset"), 0, NULL, rst,
-                          add_u64(rst, ceil_s(res->reset_us)));
+    add_number_header(req, H2O_STRLIT("x-ratelimit-limit"), p->limit);
+    add_number_header(req, H2O_STRLIT("x-ratelimit-remaining"), res->remaining);
+    add_number_header(req, H2O_STRLIT("x-ratelimit-reset"), ceil_s(res->reset_us));
     if (res->allowed)
         return true;
-    char *ra = h2o_mem_alloc_pool(&req->pool, 24);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra,
-                   add_u64(ra, ceil_s(res->retry_after_us)));
+    add_number_header(req, H2O_STRLIT("retry-after"), ceil_s(res->retry_after_us));
     dc_counter_add(&r->worker->metrics.limited[r->route_metric], 1);
     dc_request_respond_error(r, 429, "rate limit exceeded");
     return false;

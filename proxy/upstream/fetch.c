@@ -28,7 +28,6 @@ struct dc_fetch {
     dc_curl_loop_t *cl;
     dc_curl_xfer_t xfer;
     uv_timer_t timer; /* deadline / idle / backoff */
-    int timer_open;
     dc_fetch_callbacks_t cbs;
     void *data;
     bool aborted;
@@ -605,7 +604,6 @@ dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, co
     f->upstream_name = req->upstream_name != NULL ? dc_strdup(req->upstream_name) : NULL;
     uv_timer_init(cl->loop, &f->timer);
     f->timer.data = f;
-    f->timer_open = 1;
     start_attempt(f);
     return f;
 }
