@@ -2378,11 +2378,26 @@ def _list(v):
     return list(v)
 
 
+def settle_inflight(max_wait=0.1):
+    """A request's status is counted just after its response is sent: a client that has read its
+    response may ask for stats before that. Wait (briefly) until every request in flight is one a
+    gate holds, so what a client has received is always counted."""
+    deadline = time.time() + max_wait
+    while time.time() < deadline:
+        with STATE.lock:
+            busy = sum(st.inflight_now for st in STATE.stats.values()) - STATE.held
+        if busy <= 0:
+            return
+        time.sleep(0.002)
+
+
 def control(req):
     path, m = req.path, req.method
     if path == "/__fake/stats" and m == "GET":
+        settle_inflight()
         return 200, stats_snapshot()
     if path == "/__fake/requests" and m == "GET":
+        settle_inflight()
         since = 0
         for part in req.raw_query.split("&"):
             k, _, v = part.partition("=")
