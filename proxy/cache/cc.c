@@ -5,6 +5,7 @@
  * Both are pure, bounded by the given length (never read v[len], never need a NUL), locale-free
  * and allocation-free; both are fuzzed (tests/fuzz/fuzz_cache_control.c).
  */
+#include "core/httptok.h"
 #include "cache/policy.h"
 
 #include <string.h>
@@ -17,18 +18,6 @@
 
 /* ---- Cache-Control ---------------------------------------------------------------------------- */
 
-static bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* tchar (RFC 9110 5.6.2). */
-static bool is_tchar(char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
 
 /* ASCII case-insensitive compare of n bytes; strncasecmp would follow the locale. */
 static bool ascii_ieq(const char *a, const char *b, size_t n)
@@ -165,23 +154,23 @@ void dc_cc_parse(const char *v, size_t len, dc_cc_t *cc)
         return; /* v may be NULL then, and NULL + 0 is undefined */
     const char *p = v, *end = v + len;
     while (p < end) {
-        while (p < end && (is_ows(*p) || *p == ','))
+        while (p < end && (dc_http_is_ows(*p) || *p == ','))
             p++;
         if (p == end)
             break;
         const char *name = p;
-        while (p < end && is_tchar(*p))
+        while (p < end && dc_http_is_tchar(*p))
             p++;
         size_t nlen = (size_t)(p - name);
         const char *val = NULL;
         size_t vlen = 0;
         bool bad = false;
 
-        while (p < end && is_ows(*p))
+        while (p < end && dc_http_is_ows(*p))
             p++;
         if (p < end && *p == '=') {
             p++;
-            while (p < end && is_ows(*p))
+            while (p < end && dc_http_is_ows(*p))
                 p++;
             if (p < end && *p == '"') {
                 val = ++p;
@@ -195,12 +184,12 @@ void dc_cc_parse(const char *v, size_t len, dc_cc_t *cc)
                 }
             } else {
                 val = p;
-                while (p < end && is_tchar(*p))
+                while (p < end && dc_http_is_tchar(*p))
                     p++;
                 vlen = (size_t)(p - val);
                 bad = vlen == 0;
             }
-            while (p < end && is_ows(*p))
+            while (p < end && dc_http_is_ows(*p))
                 p++;
         }
         if (p < end && *p != ',') {
@@ -370,9 +359,9 @@ int64_t dc_http_date_parse(const char *v, size_t len)
     if (len == 0)
         return -1;
     cursor_t c = {v, v + len};
-    while (c.p < c.end && is_ows(*c.p))
+    while (c.p < c.end && dc_http_is_ows(*c.p))
         c.p++;
-    while (c.end > c.p && is_ows(c.end[-1]))
+    while (c.end > c.p && dc_http_is_ows(c.end[-1]))
         c.end--;
     int64_t t = parse_imf(c);
     if (t < 0)

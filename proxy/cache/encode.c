@@ -1,3 +1,4 @@
+#include "core/httptok.h"
 #include "cache/encode.h"
 #include "core/error.h"
 
@@ -22,17 +23,6 @@ const char *dc_encoding_name(dc_encoding_t e)
 
 /* ---- header values ---------------------------------------------------------------------------- */
 
-static bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-static bool is_tchar(char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
 
 static char lower(char c)
 {
@@ -57,21 +47,21 @@ static bool iends(const char *p, size_t n, const char *lit)
 
 static const char *skip_ows(const char *p, const char *e)
 {
-    while (p < e && is_ows(*p))
+    while (p < e && dc_http_is_ows(*p))
         p++;
     return p;
 }
 
 static const char *trim_ows_end(const char *p, const char *e)
 {
-    while (e > p && is_ows(e[-1]))
+    while (e > p && dc_http_is_ows(e[-1]))
         e--;
     return e;
 }
 
 static const char *skip_token(const char *p, const char *e)
 {
-    while (p < e && is_tchar(*p))
+    while (p < e && dc_http_is_tchar(*p))
         p++;
     return p;
 }

@@ -21,20 +21,31 @@
 
 void dc__pass_proceed(dc_request_t *r);
 
-/* Following another worker's fill: read what has arrived under the growing's lock, send it. */
-static void stream_pump(dc_request_t *r)
+/* Send the next part of the body (or finish). The bytes come from r->body (a complete entry, or
+ * the fill this leader follows on its own thread) or, when following another worker's fill, from
+ * r->growing under its lock. May complete the request: callers hold a reference. */
+static void body_pump(dc_request_t *r)
 {
+    if (r->send_inflight || r->final_sent || r->req == NULL)
+        return;
     const char *bases[MAX_SPANS];
-    size_t lens[MAX_SPANS], avail;
-    bool ended, error;
-    size_t n = dc_growing_read(r->growing, r->sent, bases, lens, MAX_SPANS, &avail, &ended, &error);
+    size_t lens[MAX_SPANS], n, end;
+    bool complete, error;
+    if (r->growing != NULL) {
+        n = dc_growing_read(r->growing, r->sent, bases, lens, MAX_SPANS, &end, &complete, &error);
+    } else {
+        complete = r->body_end != SIZE_MAX;
+        end = complete ? r->body_end : r->body->body.len;
+        error = r->body_error;
+        n = r->sent < end ? dc_body_spans(&r->body->body, r->sent, end - r->sent, bases, lens, MAX_SPANS) : 0;
+    }
     h2o_send_state_t final = error ? H2O_SEND_STATE_ERROR : H2O_SEND_STATE_FINAL;
-    if (r->is_head) {
-        if (ended) {
+    if (r->is_head || n == 0) {
+        if (complete) {
             r->final_sent = true;
             h2o_send(r->req, NULL, 0, final);
         }
-        return;
+        return; /* otherwise woken again when bytes arrive */
     }
     h2o_iovec_t iov[MAX_SPANS];
     size_t total = 0;
@@ -42,60 +53,13 @@ static void stream_pump(dc_request_t *r)
         iov[i] = h2o_iovec_init(bases[i], lens[i]);
         total += lens[i];
     }
-    if (total == 0 && !ended)
-        return; /* woken again when bytes arrive */
     r->sent += total;
-    bool last = ended && r->sent == avail;
+    bool last = complete && r->sent == end;
     if (last)
         r->final_sent = true;
     else
         r->send_inflight = true;
     h2o_send(r->req, iov, n, last ? final : H2O_SEND_STATE_IN_PROGRESS);
-}
-
-/* Send the next part of r->body (or finish). May complete the request: callers hold a reference. */
-static void body_pump(dc_request_t *r)
-{
-    if (r->send_inflight || r->final_sent || r->req == NULL)
-        return;
-    if (r->growing != NULL) {
-        stream_pump(r);
-        return;
-    }
-    size_t have = r->body->body.len;
-    size_t end = r->body_end != SIZE_MAX ? r->body_end : have;
-    bool complete = r->body_end != SIZE_MAX;
-    h2o_send_state_t final = r->body_error ? H2O_SEND_STATE_ERROR : H2O_SEND_STATE_FINAL;
-    if (r->is_head) {
-        if (complete) {
-            r->final_sent = true;
-            h2o_send(r->req, NULL, 0, final);
-        }
-        return;
-    }
-    if (r->sent < end) {
-        const char *bases[MAX_SPANS];
-        size_t lens[MAX_SPANS];
-        size_t n = dc_body_spans(&r->body->body, r->sent, end - r->sent, bases, lens, MAX_SPANS);
-        h2o_iovec_t iov[MAX_SPANS];
-        size_t total = 0;
-        for (size_t i = 0; i < n; i++) {
-            iov[i] = h2o_iovec_init(bases[i], lens[i]);
-            total += lens[i];
-        }
-        r->sent += total;
-        bool last = complete && r->sent == end;
-        if (last)
-            r->final_sent = true;
-        else
-            r->send_inflight = true;
-        h2o_send(r->req, iov, n, last ? final : H2O_SEND_STATE_IN_PROGRESS);
-        return;
-    }
-    if (complete) {
-        r->final_sent = true;
-        h2o_send(r->req, NULL, 0, final);
-    }
 }
 
 void dc_out_proceed(h2o_generator_t *gen, h2o_req_t *req)
