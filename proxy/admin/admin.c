@@ -6,6 +6,7 @@
 #include "cache/key.h"
 #include "http/respond.h"
 #include "ratelimit/fleet.h"
+#include "redis/bus.h"
 #include "upstream/upstream_state.h"
 
 #include <cjson/cJSON.h>
@@ -138,7 +139,8 @@ static char *key_of_url(const dc_config_t *cfg, const char *url)
  *   {"key": "GET /jup/price/v3?ids=A,B"} an exact cache key
  *   {"prefix": "/jup/tokens"}           every entry whose URL starts with this
  *   {"tag": "So111..."}                 every entry carrying this tag (route name or tag_params value)
- * Answers {"purged": N}.
+ * Answers {"purged": N, "fleet": true|false}: N entries removed here; fleet = the purge was also
+ * sent to every other instance (Redis configured; delivered when Redis is reachable).
  */
 static void handle_purge(dc_admin_t *a, h2o_req_t *req)
 {
@@ -154,24 +156,36 @@ static void handle_purge(dc_admin_t *a, h2o_req_t *req)
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(doc, "key");
     const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(doc, "prefix");
     const cJSON *tag = cJSON_GetObjectItemCaseSensitive(doc, "tag");
-    long purged = -1;
     const char *err = "expected a JSON object with one of: url, key, prefix, tag";
+    dc_purge_kind_t kind = DC_PURGE_KEY;
+    char *arg = NULL;
     if (cJSON_IsString(url)) {
-        char *k = key_of_url(snap->cfg, url->valuestring);
-        if (k != NULL) {
-            purged = (long)dc_cache_purge_key(a->src.cache, k, strlen(k));
-            free(k);
-        } else {
+        arg = key_of_url(snap->cfg, url->valuestring);
+        if (arg == NULL)
             err = "no cache rule covers this url";
-        }
     } else if (cJSON_IsString(key)) {
-        purged = (long)dc_cache_purge_key(a->src.cache, key->valuestring, strlen(key->valuestring));
+        arg = dc_strdup(key->valuestring);
     } else if (cJSON_IsString(prefix)) {
-        char *kp = dc_asprintf("GET %s", prefix->valuestring);
-        purged = (long)dc_cache_purge_prefix(a->src.cache, kp, strlen(kp));
-        free(kp);
+        kind = DC_PURGE_PREFIX;
+        arg = dc_asprintf("GET %s", prefix->valuestring);
     } else if (cJSON_IsString(tag)) {
-        purged = (long)dc_cache_purge_tag(a->src.cache, tag->valuestring, strlen(tag->valuestring));
+        kind = DC_PURGE_TAG;
+        arg = dc_strdup(tag->valuestring);
+    }
+    long purged = -1;
+    bool fleet = false;
+    if (arg != NULL) {
+        /* here now, then every other instance through the bus, stamped with this moment so a copy
+         * stored after it (anywhere) survives and one stored before it (in L2 too) does not */
+        uint64_t at = dc_now_wall_ms();
+        size_t len = strlen(arg);
+        purged = (long)dc_cache_purge(a->src.cache, kind, arg, len, at);
+        char *body = dc_malloc(len + 1);
+        body[0] = (char)kind;
+        memcpy(body + 1, arg, len);
+        fleet = dc_bus_post(DC_BUS_PURGE, at, body, len + 1);
+        free(body);
+        free(arg);
     }
     cJSON_Delete(doc);
     dc_snapshot_release(snap);
@@ -179,7 +193,7 @@ static void handle_purge(dc_admin_t *a, h2o_req_t *req)
         dc_respond_error(req, 400, err, NULL);
         return;
     }
-    char *body = dc_asprintf("{\"purged\":%ld}", purged);
+    char *body = dc_asprintf("{\"purged\":%ld,\"fleet\":%s}", purged, fleet ? "true" : "false");
     send_owned(req, 200, "application/json", body, strlen(body));
 }
 

@@ -1,4 +1,5 @@
 #include "cache/store.h"
+#include "cache/purgelog.h"
 #include "core/error.h"
 
 #include <pthread.h>
@@ -24,6 +25,7 @@ struct dc_cache {
     _Atomic uint64_t entries;
     _Atomic uint64_t inserts, replaced, evictions, expired, purged, too_big;
     _Atomic unsigned evict_cursor;
+    dc_purgelog_t purges;
 };
 
 /* ---- entries ---- */
@@ -272,6 +274,7 @@ dc_cache_t *dc_cache_create(uint64_t memory, uint64_t max_object)
     }
     atomic_init(&c->memory, memory);
     atomic_init(&c->max_object, max_object);
+    dc_purgelog_init(&c->purges);
     return c;
 }
 
@@ -286,6 +289,7 @@ void dc_cache_destroy(dc_cache_t *c)
         free(s->buckets);
         pthread_mutex_destroy(&s->lock);
     }
+    dc_purgelog_dispose(&c->purges);
     free(c);
 }
 
@@ -431,76 +435,67 @@ void dc_cache_remove_entry(dc_cache_t *c, dc_cache_entry_t *e)
         dc_cache_entry_release(victim);
 }
 
-typedef bool (*match_fn)(const dc_cache_entry_t *e, const char *arg, size_t len);
-
-static size_t purge_matching(dc_cache_t *c, match_fn match, const char *arg, size_t len)
+static bool purge_covers(const dc_cache_entry_t *e, dc_purge_kind_t kind, const char *arg, size_t len,
+                         uint64_t at_ms)
 {
-    size_t n = 0;
-    for (int i = 0; i < NSHARDS; i++) {
-        shard_t *s = &c->shards[i];
-        dc_cache_entry_t *doomed = NULL;
-        pthread_mutex_lock(&s->lock);
-        dc_cache_entry_t *e = s->lru.lru_next;
-        while (e != &s->lru) {
-            dc_cache_entry_t *next = e->lru_next;
-            if (match(e, arg, len)) {
-                detach(c, s, e);
-                e->hnext = doomed; /* reuse the chain link for the release list */
-                doomed = e;
-                n++;
-            }
-            e = next;
-        }
-        pthread_mutex_unlock(&s->lock);
-        while (doomed != NULL) {
-            dc_cache_entry_t *next = doomed->hnext;
-            doomed->hnext = NULL;
-            dc_cache_entry_release(doomed);
-            doomed = next;
-        }
-    }
-    atomic_fetch_add(&c->purged, n);
-    return n;
+    return e->stored_at_ms <= at_ms && dc_purge_matches(kind, arg, len, e->key, e->key_len, e->tags, e->ntags);
 }
 
-static bool match_prefix(const dc_cache_entry_t *e, const char *arg, size_t len)
-{
-    return e->key_len >= len && memcmp(e->key, arg, len) == 0;
-}
-
-static bool match_tag(const dc_cache_entry_t *e, const char *arg, size_t len)
-{
-    for (size_t i = 0; i < e->ntags; i++)
-        if (strlen(e->tags[i]) == len && memcmp(e->tags[i], arg, len) == 0)
-            return true;
-    return false;
-}
-
-size_t dc_cache_purge_key(dc_cache_t *c, const char *key, size_t len)
+/* One exact key: one shard, one lookup. */
+static size_t purge_one_key(dc_cache_t *c, const char *key, size_t len, uint64_t at_ms)
 {
     uint64_t hash = dc_cache_hash(key, len);
     shard_t *s = &c->shards[hash % NSHARDS];
     dc_cache_entry_t *victim = NULL;
     pthread_mutex_lock(&s->lock);
     dc_cache_entry_t *e = table_find(s, key, len, hash);
-    if (e != NULL)
+    if (e != NULL && e->stored_at_ms <= at_ms)
         victim = detach(c, s, e);
     pthread_mutex_unlock(&s->lock);
     if (victim == NULL)
         return 0;
     dc_cache_entry_release(victim);
-    atomic_fetch_add(&c->purged, 1);
     return 1;
 }
 
-size_t dc_cache_purge_prefix(dc_cache_t *c, const char *prefix, size_t len)
+size_t dc_cache_purge(dc_cache_t *c, dc_purge_kind_t kind, const char *arg, size_t len, uint64_t at_ms)
 {
-    return purge_matching(c, match_prefix, prefix, len);
+    dc_purgelog_add(&c->purges, kind, arg, len, at_ms);
+    size_t n = 0;
+    if (kind == DC_PURGE_KEY) {
+        n = purge_one_key(c, arg, len, at_ms);
+    } else {
+        for (int i = 0; i < NSHARDS; i++) {
+            shard_t *s = &c->shards[i];
+            dc_cache_entry_t *doomed = NULL;
+            pthread_mutex_lock(&s->lock);
+            dc_cache_entry_t *e = s->lru.lru_next;
+            while (e != &s->lru) {
+                dc_cache_entry_t *next = e->lru_next;
+                if (purge_covers(e, kind, arg, len, at_ms)) {
+                    detach(c, s, e);
+                    e->hnext = doomed; /* reuse the chain link for the release list */
+                    doomed = e;
+                    n++;
+                }
+                e = next;
+            }
+            pthread_mutex_unlock(&s->lock);
+            while (doomed != NULL) { /* released outside the lock */
+                dc_cache_entry_t *next = doomed->hnext;
+                doomed->hnext = NULL;
+                dc_cache_entry_release(doomed);
+                doomed = next;
+            }
+        }
+    }
+    atomic_fetch_add(&c->purged, n);
+    return n;
 }
 
-size_t dc_cache_purge_tag(dc_cache_t *c, const char *tag, size_t len)
+bool dc_cache_purged(dc_cache_t *c, const dc_cache_entry_t *e)
 {
-    return purge_matching(c, match_tag, tag, len);
+    return dc_purgelog_covers(&c->purges, e->key, e->key_len, e->tags, e->ntags, e->stored_at_ms);
 }
 
 void dc_cache_get_stats(dc_cache_t *c, dc_cache_stats_t *out)

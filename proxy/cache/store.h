@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "cache/body.h"
+#include "cache/purgelog.h"
 
 #define DC_CACHE_ENTRY_MAGIC 0x43454e54u /* "CENT" */
 
@@ -136,10 +137,13 @@ int dc_cache_replace(dc_cache_t *c, dc_cache_entry_t *old, dc_cache_entry_t *suc
  * without racing a newer insert). */
 void dc_cache_remove_entry(dc_cache_t *c, dc_cache_entry_t *e);
 
-/* Purges; each returns the number of entries removed. */
-size_t dc_cache_purge_key(dc_cache_t *c, const char *key, size_t len);
-size_t dc_cache_purge_prefix(dc_cache_t *c, const char *prefix, size_t len);
-size_t dc_cache_purge_tag(dc_cache_t *c, const char *tag, size_t len);
+/* Remove the entries matching (kind, arg) that were stored at or before `at_ms` (wall ms; a purge
+ * from another instance carries its own time, so a copy stored after it survives), and remember
+ * the purge (see cache/purgelog.h). Returns the number of entries removed. */
+size_t dc_cache_purge(dc_cache_t *c, dc_purge_kind_t kind, const char *arg, size_t len, uint64_t at_ms);
+/* Is `e` (typically just read from L2) covered by a purge remembered here? Then it must not be
+ * served or stored. */
+bool dc_cache_purged(dc_cache_t *c, const dc_cache_entry_t *e);
 
 void dc_cache_get_stats(dc_cache_t *c, dc_cache_stats_t *out);
 

@@ -2,6 +2,7 @@
 #include "core/error.h"
 #include "core/time.h"
 #include "ratelimit/fleet.h"
+#include "redis/bus.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -251,9 +252,17 @@ char *dc_metrics_render(size_t *len)
         "# HELP dexcache_l2_hits_total Entries found in the fleet's L2 cache on an L1 miss.\n"
         "# TYPE dexcache_l2_hits_total counter\ndexcache_l2_hits_total %llu\n"
         "# HELP dexcache_limit_fallbacks_total Limit decisions made locally because Redis did not answer.\n"
-        "# TYPE dexcache_limit_fallbacks_total counter\ndexcache_limit_fallbacks_total %llu\n",
+        "# TYPE dexcache_limit_fallbacks_total counter\ndexcache_limit_fallbacks_total %llu\n"
+        "# HELP dexcache_bus_up 1 while subscribed to the fleet's message bus (purges, key quarantines).\n"
+        "# TYPE dexcache_bus_up gauge\ndexcache_bus_up %d\n"
+        "# HELP dexcache_bus_messages_total Fleet bus messages by direction (dropped: queue full while Redis was away).\n"
+        "# TYPE dexcache_bus_messages_total counter\n"
+        "dexcache_bus_messages_total{direction=\"published\"} %llu\n"
+        "dexcache_bus_messages_total{direction=\"received\"} %llu\n"
+        "dexcache_bus_messages_total{direction=\"dropped\"} %llu\n",
         dc_fleet_any_up() ? 1 : 0, dc_fleet_instances(), (unsigned long long)dc_fleet_l2_hits(),
-        (unsigned long long)dc_fleet_fallbacks());
+        (unsigned long long)dc_fleet_fallbacks(), dc_bus_up() ? 1 : 0, (unsigned long long)dc_bus_published(),
+        (unsigned long long)dc_bus_received(), (unsigned long long)dc_bus_dropped());
     out(&b,
         "# HELP dexcache_config_reloads_total Successful config reloads.\n"
         "# TYPE dexcache_config_reloads_total counter\n"

@@ -468,6 +468,10 @@ static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size
         dc_cache_entry_release(e);
         return NULL;
     }
+    if (dc_cache_purged(r->worker->cache, e)) { /* stored before a purge that L2 could not see */
+        dc_cache_entry_release(e);
+        return NULL;
+    }
     for (size_t i = 0; i < e->nheaders; i++)
         e->headers[i].token = h2o_lookup_token(e->headers[i].name, e->headers[i].name_len);
     e->route_metric = r->route_metric;

@@ -279,6 +279,8 @@ static void on_internal_reply(void *data, int err, const redisReply *reply)
         dc_log_error("redis: %s failed: %s", what, reply->str);
 }
 
+static void send_subscribe(dc_redis_t *r, dc_redis_sub_t *sub);
+
 void dc__redis_on_up(dc_redis_t *r)
 {
     char *buf;
@@ -293,8 +295,63 @@ void dc__redis_on_up(dc_redis_t *r)
         DC_ASSERT(len > 0);
         submit(r, cmd_new(r, on_internal_reply, "SCRIPT LOAD"), buf, len);
     }
+    /* after SELECT (pipelined in order): once subscribed, the connection takes nothing else */
+    for (dc_redis_sub_t *sub = r->subs; sub != NULL; sub = sub->next)
+        send_subscribe(r, sub);
     if (r->state_cb != NULL)
         r->state_cb(r->state_data, true);
+}
+
+/* ---- pub/sub ---- */
+
+/* hiredis calls this for the subscribe confirmation, for every message, and once with NULL when
+ * the context is freed (connection lost or dropped). Subscription replies never time out. */
+static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+    dc_redis_sub_t *sub = privdata;
+    DC_CHECK_MAGIC(sub, DC_REDIS_SUB_MAGIC);
+    const redisReply *reply = reply_;
+    if (reply == NULL) {
+        dc__redis_conn_lost(ac->data);
+        return;
+    }
+    sub->r->consecutive_timeouts = 0;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = reply->element[0]->str;
+    if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING)
+        sub->cb(sub->data, reply->element[2]->str, reply->element[2]->len);
+    else if (strcmp(kind, "subscribe") == 0)
+        sub->cb(sub->data, NULL, 0);
+}
+
+static void send_subscribe(dc_redis_t *r, dc_redis_sub_t *sub)
+{
+    dc_redis_conn_t *conn = r->conn;
+    if (conn == NULL || conn->state != DC_REDIS_CONN_UP || conn->ac == NULL)
+        return; /* sent on the next connect */
+    char *buf;
+    int len = redisFormatCommand(&buf, "SUBSCRIBE %b", sub->channel, sub->len);
+    DC_ASSERT(len > 0);
+    if (redisAsyncFormattedCommand(conn->ac, on_sub_reply, sub, buf, (size_t)len) != REDIS_OK)
+        dc_log_warn("redis: SUBSCRIBE %s could not be sent", sub->channel);
+    redisFreeCommand(buf);
+}
+
+void dc_redis_subscribe(dc_redis_t *r, const char *channel, dc_redis_msg_cb cb, void *data)
+{
+    DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
+    DC_ASSERT(!r->closing);
+    dc_redis_sub_t *sub = dc_calloc(1, sizeof(*sub));
+    sub->magic = DC_REDIS_SUB_MAGIC;
+    sub->r = r;
+    sub->len = strlen(channel);
+    sub->channel = dc_strndup(channel, sub->len);
+    sub->cb = cb;
+    sub->data = data;
+    sub->next = r->subs;
+    r->subs = sub;
+    send_subscribe(r, sub);
 }
 
 /* ---- public API ---- */

@@ -75,6 +75,17 @@ uint64_t dc_redis_reconnects(const dc_redis_t *r);
 /* Called from the loop on each up (connected) / down (established connection lost) transition. */
 void dc_redis_set_state_cb(dc_redis_t *r, void (*cb)(void *data, bool up), void *data);
 
+/*
+ * Pub/sub. Redis lets a connection that has subscribed send nothing but (un)subscriptions, so a
+ * client used for subscribe is a subscriber only: commands go through another dc_redis_t.
+ * Subscriptions live as long as r and are sent again on every (re)connect. `cb` runs on the loop
+ * with msg != NULL for each message published on `channel`, and with msg == NULL each time the
+ * subscription is (re)established, so the owner can catch up on what it missed while it was
+ * disconnected (Redis does not keep messages for absent subscribers).
+ */
+typedef void (*dc_redis_msg_cb)(void *data, const char *msg, size_t len);
+void dc_redis_subscribe(dc_redis_t *r, const char *channel, dc_redis_msg_cb cb, void *data);
+
 /* Start closing: on the next loop turn every pending command completes with DC_EIO, the connection
  * is freed, and once all uv handles have closed r and its scripts are freed and on_closed (may be
  * NULL) runs. Safe to call from inside a reply callback. r must not be used after this call. */

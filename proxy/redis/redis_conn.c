@@ -237,6 +237,13 @@ void dc__redis_maybe_finish(dc_redis_t *r)
         free(s->src);
         free(s);
     }
+    while (r->subs != NULL) {
+        dc_redis_sub_t *sub = r->subs;
+        r->subs = sub->next;
+        sub->magic = 0;
+        free(sub->channel);
+        free(sub);
+    }
     void (*cb)(void *) = r->on_closed;
     void *data = r->closed_data;
     r->magic = 0;

@@ -49,6 +49,20 @@ struct dc_redis_cmd {
     size_t *lens;
 };
 
+/* A subscription: hiredis keeps calling back with this record for every message on the channel
+ * until the context is freed (then once with NULL). Owned by r, freed by dc_redis_close. */
+typedef struct dc_redis_sub {
+    uint32_t magic;
+    struct dc_redis_sub *next;
+    dc_redis_t *r;
+    char *channel;
+    size_t len;
+    dc_redis_msg_cb cb;
+    void *data;
+} dc_redis_sub_t;
+
+#define DC_REDIS_SUB_MAGIC 0x52535542u
+
 typedef enum { DC_REDIS_CONN_CONNECTING, DC_REDIS_CONN_UP, DC_REDIS_CONN_DEAD } dc_redis_conn_state_t;
 
 struct dc_redis_conn {
@@ -86,6 +100,7 @@ struct dc_redis {
     uint64_t rng;
 
     dc_redis_script_t *scripts;
+    dc_redis_sub_t *subs;
     void (*state_cb)(void *data, bool up);
     void *state_data;
 

@@ -6,6 +6,7 @@
 #include "core/time.h"
 #include "http/handler.h"
 #include "ratelimit/local.h"
+#include "redis/bus.h"
 #include "server/listener.h"
 #include "server/snapshot.h"
 #include "server/worker.h"
@@ -35,6 +36,7 @@ struct dc_server {
     size_t nplain, ntls;
     int admin_fd;
     dc_admin_t *admin;
+    dc_bus_t *bus;
     dc_cache_t *cache;
     dc_inflight_t *inflight;
     dc_limiter_t *limiter;
@@ -58,10 +60,6 @@ static void warn_unbuilt_features(const dc_config_t *cfg)
     }
     if (cfg->nstreams > 0)
         dc_log_warn("streams are accepted but SSE streams are not in this build yet");
-    if (cfg->redis.enabled)
-        dc_log_info("redis %s: per-client limits, upstream budgets and the L2 cache are shared by the fleet; "
-                    "fleet-wide collapsing and purge are not in this build yet (they stay per instance)",
-                    cfg->redis.url);
 }
 
 static SSL_CTX *make_ssl_ctx(const dc_config_t *cfg, char *err, size_t errlen)
@@ -195,6 +193,54 @@ static const char *admin_state(void *ctx)
     return ((dc_server_t *)ctx)->draining ? "draining" : "ok";
 }
 
+/* ---- the fleet's bus: what other instances ask every instance to apply ---- */
+
+static void apply_fleet_purge(dc_server_t *s, const dc_bus_msg_t *m)
+{
+    char kind = m->len > 0 ? m->body[0] : 0;
+    if (kind != DC_PURGE_KEY && kind != DC_PURGE_PREFIX && kind != DC_PURGE_TAG) {
+        dc_log_warn("bus: unknown purge kind");
+        return;
+    }
+    size_t n = dc_cache_purge(s->cache, (dc_purge_kind_t)kind, m->body + 1, m->len - 1, m->at_ms);
+    if (!m->replay || n > 0)
+        dc_log_info("fleet purge (%s) %c %.*s: %zu entries", m->replay ? "caught up" : "live", kind,
+                    (int)(m->len - 1), m->body + 1, n);
+}
+
+static void apply_fleet_quarantine(dc_server_t *s, const dc_bus_msg_t *m)
+{
+    const char *tab = memchr(m->body, '\t', m->len);
+    if (tab == NULL)
+        return;
+    const dc_config_t *cfg = s->snap->cfg;
+    size_t nlen = (size_t)(tab - m->body);
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        if (strlen(cfg->upstreams[i].name) != nlen || memcmp(cfg->upstreams[i].name, m->body, nlen) != 0)
+            continue;
+        dc_keyring_t *kr = &s->snap->ups[i].keyring;
+        int idx = dc_keyring_find_id(kr, tab + 1, m->len - nlen - 1);
+        uint64_t wall = dc_now_wall_ms(), end = m->at_ms + kr->quarantine_ms, now = dc_now_mono_ms();
+        if (idx < 0 || end <= wall)
+            return;
+        if (dc_keyring_quarantine_until(kr, idx, now, now + (end - wall))) {
+            __atomic_fetch_add(&dc_metrics_process.key_quarantines, 1, __ATOMIC_RELAXED);
+            dc_log_warn("upstream %s: key #%d (id %s) set aside for %llums: rejected at another instance",
+                        cfg->upstreams[i].name, idx, kr->ids[idx], (unsigned long long)(end - wall));
+        }
+        return;
+    }
+}
+
+static void on_bus_message(void *data, const dc_bus_msg_t *m)
+{
+    dc_server_t *s = data;
+    if (m->type == DC_BUS_PURGE)
+        apply_fleet_purge(s, m);
+    else if (m->type == DC_BUS_QUARANTINE)
+        apply_fleet_quarantine(s, m);
+}
+
 /* ---- signals ---- */
 
 static bool listen_sets_equal(const dc_config_listen_t *a, size_t na, const dc_config_listen_t *b, size_t nb)
@@ -279,6 +325,10 @@ static void on_worker_exit(uv_async_t *a)
     if (atomic_load(&s->workers_exited) < s->nworkers)
         return;
     uv_timer_stop(&s->drain_timer);
+    if (s->bus != NULL) {
+        dc_bus_close(s->bus);
+        s->bus = NULL;
+    }
     uv_stop(s->loop);
 }
 
@@ -308,6 +358,13 @@ int dc_server_run(dc_server_t *s)
     if (s->admin_fd >= 0) {
         dc_admin_source_t src = {admin_current_snapshot, admin_nworkers, admin_state, s->cache, s};
         if (dc_admin_create(s->loop, s->admin_fd, &src, &s->admin) != 0)
+            return 1;
+    }
+
+    if (s->snap->cfg->redis.enabled) {
+        const dc_config_t *c = s->snap->cfg;
+        if (dc_bus_create(s->loop, c->redis.url, c->redis.prefix != NULL ? c->redis.prefix : "dexcache:",
+                          on_bus_message, s, &s->bus) != 0)
             return 1;
     }
 

@@ -1,4 +1,5 @@
 #include "upstream/fetch.h"
+#include "redis/bus.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -218,8 +219,14 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
             uint64_t now = dc_now_mono_ms();
             if (dc_keyring_quarantine(f->keyring, f->key_index, now)) {
                 __atomic_fetch_add(&dc_metrics_process.key_quarantines, 1, __ATOMIC_RELAXED);
-                dc_log_warn("upstream %s: key #%d answered %d; set aside for %llums", f->url, f->key_index,
-                            f->status, (unsigned long long)f->keyring->quarantine_ms);
+                dc_log_warn("upstream %s: key #%d (id %s) answered %d; set aside for %llums", f->url, f->key_index,
+                            f->keyring->ids[f->key_index], f->status, (unsigned long long)f->keyring->quarantine_ms);
+                if (f->upstream_name != NULL) { /* every instance sets it aside */
+                    char body[256];
+                    int n = snprintf(body, sizeof(body), "%s\t%s", f->upstream_name, f->keyring->ids[f->key_index]);
+                    if (n > 0 && (size_t)n < sizeof(body))
+                        dc_bus_post(DC_BUS_QUARANTINE, dc_now_wall_ms(), body, (size_t)n);
+                }
             }
             if (dc_keyring_usable(f->keyring, now) > 0 && can_retry(f)) {
                 f->discard = true;

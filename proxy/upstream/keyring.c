@@ -1,6 +1,8 @@
 #include "upstream/keyring.h"
 #include "core/error.h"
 
+#include <mbedtls/sha256.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,14 +13,22 @@ void dc_keyring_init(dc_keyring_t *kr, char *const *keys, size_t nkeys, uint64_t
     kr->quarantine_ms = quarantine_ms;
     atomic_init(&kr->next, 0);
     kr->quarantined_until = nkeys ? dc_calloc(nkeys, sizeof(*kr->quarantined_until)) : NULL;
-    for (size_t i = 0; i < nkeys; i++)
+    kr->ids = nkeys ? dc_calloc(nkeys, sizeof(*kr->ids)) : NULL;
+    for (size_t i = 0; i < nkeys; i++) {
         atomic_init(&kr->quarantined_until[i], 0);
+        unsigned char d[32];
+        DC_ASSERT(mbedtls_sha256_ret((const unsigned char *)keys[i], strlen(keys[i]), d, 0) == 0);
+        for (int j = 0; j < DC_KEYRING_ID_LEN / 2; j++)
+            snprintf(kr->ids[i] + 2 * j, 3, "%02x", d[j]);
+    }
 }
 
 void dc_keyring_dispose(dc_keyring_t *kr)
 {
     free((void *)kr->quarantined_until);
     kr->quarantined_until = NULL;
+    free(kr->ids);
+    kr->ids = NULL;
     kr->nkeys = 0;
 }
 
@@ -58,6 +68,28 @@ int dc_keyring_quarantine(dc_keyring_t *kr, int idx, uint64_t now_ms)
     uint64_t until = now_ms + kr->quarantine_ms;
     uint64_t prev = atomic_exchange_explicit(&kr->quarantined_until[idx], until, memory_order_relaxed);
     return prev <= now_ms;
+}
+
+int dc_keyring_quarantine_until(dc_keyring_t *kr, int idx, uint64_t now_ms, uint64_t until_ms)
+{
+    if (idx < 0 || (size_t)idx >= kr->nkeys)
+        return 0;
+    uint64_t prev = atomic_load_explicit(&kr->quarantined_until[idx], memory_order_relaxed);
+    while (prev < until_ms &&
+           !atomic_compare_exchange_weak_explicit(&kr->quarantined_until[idx], &prev, until_ms, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+    return prev <= now_ms && until_ms > now_ms;
+}
+
+int dc_keyring_find_id(const dc_keyring_t *kr, const char *id, size_t len)
+{
+    if (len != DC_KEYRING_ID_LEN)
+        return -1;
+    for (size_t i = 0; i < kr->nkeys; i++)
+        if (memcmp(kr->ids[i], id, len) == 0)
+            return (int)i;
+    return -1;
 }
 
 void dc_keyring_inherit(dc_keyring_t *kr, const dc_keyring_t *old)

@@ -11,12 +11,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A key's public id: safe to log, to put in Redis key names and to send to other instances. */
+#define DC_KEYRING_ID_LEN 16
+
 typedef struct dc_keyring {
     size_t nkeys;
     char *const *keys;                  /* borrowed */
     _Atomic uint64_t *quarantined_until; /* per key, monotonic ms; 0 = usable */
     _Atomic uint64_t next;              /* round-robin cursor */
     uint64_t quarantine_ms;
+    char (*ids)[DC_KEYRING_ID_LEN + 1]; /* per key: first hex digits of SHA-256(key), never the key */
 } dc_keyring_t;
 
 /* Initialise over `keys` (may be 0 keys). Free the inside with dc_keyring_dispose(). */
@@ -31,6 +35,11 @@ int dc_keyring_pick(dc_keyring_t *kr, uint64_t now_ms);
 size_t dc_keyring_usable(const dc_keyring_t *kr, uint64_t now_ms);
 /* Set key `idx` aside until now + quarantine. Returns 1 if it was usable before (first report). */
 int dc_keyring_quarantine(dc_keyring_t *kr, int idx, uint64_t now_ms);
+/* Set key `idx` aside until `until_ms` (monotonic) unless it already is for longer: a quarantine
+ * reported by another instance. Returns 1 if it was usable before. */
+int dc_keyring_quarantine_until(dc_keyring_t *kr, int idx, uint64_t now_ms, uint64_t until_ms);
+/* Index of the key whose id is `id`, or -1. */
+int dc_keyring_find_id(const dc_keyring_t *kr, const char *id, size_t len);
 /* Copy quarantine state for keys with equal strings from `old` (used across config reloads). */
 void dc_keyring_inherit(dc_keyring_t *kr, const dc_keyring_t *old);
 

@@ -358,13 +358,13 @@ def test_purge_by_url_key_prefix_tag(proxy, clean):
                          headers={"Authorization": "Bearer wrong"}).status_code == 401
     r = requests.post(proxy.admin_url + "/purge", json={"url": "/jup/price/v3?ids=%s%%2C%s" % (MINT_A, MINT_B)},
                       headers=auth)
-    assert r.json() == {"purged": 1}
+    assert r.json() == {"purged": 1, "fleet": False}
     assert get(proxy, p1).headers["x-cache"] == "MISS"
     r = requests.post(proxy.admin_url + "/purge", json={"key": "GET /jup/echo?z=1"}, headers=auth)
-    assert r.json() == {"purged": 1}
+    assert r.json() == {"purged": 1, "fleet": False}
     assert get(proxy, p2).headers["x-cache"] == "MISS"
     r = requests.post(proxy.admin_url + "/purge", json={"tag": MINT_A}, headers=auth)
-    assert r.json() == {"purged": 1}  # the price entry carries its ids as tags
+    assert r.json() == {"purged": 1, "fleet": False}  # the price entry carries its ids as tags
     assert get(proxy, p1).headers["x-cache"] == "MISS"
     # the client can see its last byte a moment before the fill stores the entry
     assert wait_for(lambda: proxy.health()["cache"]["entries"] == 2)

@@ -83,7 +83,7 @@ static void test_evicted_entry_outlives_store(void **state)
     dc_cache_t *c = dc_cache_create(1 << 20, 1 << 20);
     insert(c, make("GET /x", 1000, 100));
     dc_cache_entry_t *reader = dc_cache_lookup(c, "GET /x", 6, dc_cache_hash("GET /x", 6), 0);
-    assert_int_equal(dc_cache_purge_key(c, "GET /x", 6), 1);
+    assert_int_equal(dc_cache_purge(c, DC_PURGE_KEY, "GET /x", 6, 10), 1);
     /* the reader's reference keeps body and headers valid (ASan would catch a use after free) */
     assert_int_equal(reader->body->body.len, 1000);
     assert_int_equal(reader->body->body.chunks[0].data[999], 'x');
@@ -117,13 +117,76 @@ static void test_purge_prefix_and_tag(void **state)
     insert(c, make("GET /jup/a", 10, 1000));
     insert(c, make("GET /jup/b", 10, 1000));
     insert(c, make("GET /met/a", 10, 1000));
-    assert_int_equal(dc_cache_purge_prefix(c, "GET /jup/", 9), 2);
-    assert_int_equal(dc_cache_purge_tag(c, "mintA", 5), 1);
-    assert_int_equal(dc_cache_purge_tag(c, "mint", 4), 0);
+    assert_int_equal(dc_cache_purge(c, DC_PURGE_PREFIX, "GET /jup/", 9, 10), 2);
+    assert_int_equal(dc_cache_purge(c, DC_PURGE_TAG, "mintA", 5, 10), 1);
+    assert_int_equal(dc_cache_purge(c, DC_PURGE_TAG, "mint", 4, 10), 0);
     dc_cache_stats_t st;
     dc_cache_get_stats(c, &st);
     assert_int_equal(st.entries, 0);
     dc_cache_destroy(c);
+}
+
+static dc_cache_entry_t *make_at(const char *key, uint64_t stored_at)
+{
+    dc_cache_entry_t *e = make(key, 10, 100000);
+    e->stored_at_ms = stored_at;
+    return e;
+}
+
+/* A purge carries its time: copies stored after it survive (a late or repeated purge from another
+ * instance is harmless), copies stored before it are removed here and refused when they come back
+ * from L2. */
+static void test_purge_at_time_and_l2_refusal(void **state)
+{
+    dc_cache_t *c = dc_cache_create(1 << 20, 1 << 20);
+    insert(c, make_at("GET /jup/old", 100));
+    insert(c, make_at("GET /jup/new", 300));
+    assert_int_equal(dc_cache_purge(c, DC_PURGE_PREFIX, "GET /jup/", 9, 200), 1);
+    dc_cache_entry_t *e = dc_cache_lookup(c, "GET /jup/new", 12, dc_cache_hash("GET /jup/new", 12), 0);
+    assert_non_null(e);
+    dc_cache_entry_release(e);
+    assert_null(dc_cache_lookup(c, "GET /jup/old", 12, dc_cache_hash("GET /jup/old", 12), 0));
+    assert_int_equal(dc_cache_purge(c, DC_PURGE_KEY, "GET /jup/new", 12, 250), 0); /* stored after */
+    assert_int_equal(dc_cache_purge(c, DC_PURGE_PREFIX, "GET /jup/", 9, 200), 0);  /* again: nothing */
+
+    dc_cache_entry_t *l2_old = make_at("GET /jup/x", 150), *l2_new = make_at("GET /jup/x", 201);
+    dc_cache_entry_t *other = make_at("GET /met/x", 10), *tagged = make_at("GET /met/y", 350);
+    assert_true(dc_cache_purged(c, l2_old));
+    assert_false(dc_cache_purged(c, l2_new));
+    assert_false(dc_cache_purged(c, other));
+    assert_false(dc_cache_purged(c, tagged));
+    dc_cache_purge(c, DC_PURGE_TAG, "mintA", 5, 400);
+    assert_true(dc_cache_purged(c, tagged));
+    assert_true(dc_cache_purged(c, other));
+    dc_cache_entry_release(l2_old);
+    dc_cache_entry_release(l2_new);
+    dc_cache_entry_release(other);
+    dc_cache_entry_release(tagged);
+    dc_cache_destroy(c);
+}
+
+/* The log is bounded: the same purge is kept once, and when old purges must go their time
+ * becomes a floor under which every copy counts as purged. */
+static void test_purgelog_bounded(void **state)
+{
+    dc_purgelog_t pl;
+    dc_purgelog_init(&pl);
+    for (int i = 0; i < 10; i++)
+        dc_purgelog_add(&pl, DC_PURGE_KEY, "GET /a", 6, 100 + (uint64_t)i);
+    assert_int_equal(pl.count, 1);
+    assert_true(dc_purgelog_covers(&pl, "GET /a", 6, NULL, 0, 109));
+    assert_false(dc_purgelog_covers(&pl, "GET /a", 6, NULL, 0, 110));
+    char k[32];
+    for (int i = 0; i < DC_PURGELOG_MAX + 5; i++) {
+        int n = snprintf(k, sizeof(k), "GET /k%d", i);
+        dc_purgelog_add(&pl, DC_PURGE_KEY, k, (size_t)n, 1000 + (uint64_t)i);
+    }
+    assert_int_equal(pl.count, DC_PURGELOG_MAX);
+    assert_int_equal(pl.floor_ms, 1004); /* "GET /a" (109) and /k0../k4 (1000..1004) had to go */
+    assert_true(dc_purgelog_covers(&pl, "GET /zzz", 8, NULL, 0, 1004));
+    assert_false(dc_purgelog_covers(&pl, "GET /zzz", 8, NULL, 0, 1005));
+    assert_true(dc_purgelog_covers(&pl, "GET /k900", 9, NULL, 0, 1005));
+    dc_purgelog_dispose(&pl);
 }
 
 /* ---- in-flight: messages are collected instead of crossing threads ---- */
@@ -195,7 +258,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lookup_and_expiry),       cmocka_unit_test(test_budget_and_lru),
         cmocka_unit_test(test_evicted_entry_outlives_store), cmocka_unit_test(test_replace_only_if_current),
-        cmocka_unit_test(test_purge_prefix_and_tag),    cmocka_unit_test(test_inflight_lead_join_finish_cancel),
+        cmocka_unit_test(test_purge_prefix_and_tag),
+        cmocka_unit_test(test_purge_at_time_and_l2_refusal),
+        cmocka_unit_test(test_purgelog_bounded),    cmocka_unit_test(test_inflight_lead_join_finish_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

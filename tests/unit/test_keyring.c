@@ -1,6 +1,8 @@
 #include "cmocka_prelude.h"
 
 #include "upstream/keyring.h"
+
+#include <string.h>
 #include "upstream/upstream_state.h"
 
 static char *keys3[] = {"k0", "k1", "k2"};
@@ -34,6 +36,30 @@ static void test_quarantine(void **state)
     for (int i = 0; i < 9; i++)
         seen1 += dc_keyring_pick(&kr, 61001) == 1;
     assert_int_equal(seen1, 3);
+    dc_keyring_dispose(&kr);
+}
+
+/* Ids are stable, distinct, hex, and never the key; a quarantine reported by another instance
+ * only ever extends the local one. */
+static void test_ids_and_remote_quarantine(void **state)
+{
+    dc_keyring_t kr;
+    dc_keyring_init(&kr, keys3, 3, 60000);
+    assert_int_equal(strlen(kr.ids[1]), DC_KEYRING_ID_LEN);
+    assert_int_equal(dc_keyring_find_id(&kr, kr.ids[1], DC_KEYRING_ID_LEN), 1);
+    assert_int_equal(dc_keyring_find_id(&kr, "0000000000000000", 16), -1);
+    assert_int_equal(dc_keyring_find_id(&kr, kr.ids[1], 15), -1);
+    assert_string_not_equal(kr.ids[0], kr.ids[1]);
+    for (const char *p = kr.ids[2]; *p; p++)
+        assert_true((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'));
+
+    assert_int_equal(dc_keyring_quarantine_until(&kr, 1, 1000, 5000), 1);
+    assert_int_equal(dc_keyring_quarantine_until(&kr, 1, 1000, 3000), 0); /* shorter: kept at 5000 */
+    assert_int_equal(dc_keyring_usable(&kr, 4999), 2);
+    assert_int_equal(dc_keyring_usable(&kr, 5000), 3);
+    assert_int_equal(dc_keyring_quarantine_until(&kr, 0, 1000, 900), 0); /* already over */
+    assert_int_equal(dc_keyring_usable(&kr, 1000), 2);
+    assert_int_equal(dc_keyring_quarantine_until(&kr, 7, 1000, 9000), 0);
     dc_keyring_dispose(&kr);
 }
 
@@ -86,7 +112,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_robin),         cmocka_unit_test(test_quarantine),
         cmocka_unit_test(test_all_quarantined),     cmocka_unit_test(test_no_keys_and_inherit),
-        cmocka_unit_test(test_upstream_state),
+        cmocka_unit_test(test_upstream_state),      cmocka_unit_test(test_ids_and_remote_quarantine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

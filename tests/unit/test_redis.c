@@ -526,6 +526,74 @@ static void test_kill_and_restart(void **state)
                   (unsigned long long)drop_ms, (unsigned long long)eagain_ms, (unsigned long long)reconnect_ms);
 }
 
+typedef struct subs {
+    int subscribed; /* (re)subscribe notices */
+    int n;
+    char last[64];
+} subs_t;
+
+static void on_msg(void *data, const char *msg, size_t len)
+{
+    subs_t *s = data;
+    assert_false(g_in_submit);
+    if (msg == NULL) {
+        s->subscribed++;
+        return;
+    }
+    s->n++;
+    size_t l = len < sizeof(s->last) - 1 ? len : sizeof(s->last) - 1;
+    memcpy(s->last, msg, l);
+    s->last[l] = '\0';
+}
+
+/* A subscriber client gets every message published by another client, is told each time its
+ * subscription is (re)established, and subscribes again by itself after Redis restarts. */
+static void test_subscribe_survives_restart(void **state)
+{
+    fx_t *fx = *state;
+    fx->pid = server_start(fx->port);
+    dc_redis_t *sub = client(fx, 500);
+    subs_t s = {0};
+    dc_redis_subscribe(sub, "dc:bus", on_msg, &s);
+    dc_redis_t *pub = NULL;
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", fx->port);
+    dc_redis_opts_t o = {.url = url};
+    assert_int_equal(dc_redis_create(&fx->loop, &o, &pub), 0);
+    run_until(fx, &s.subscribed, 2000);
+    assert_int_equal(s.subscribed, 1);
+    while (!dc_redis_connected(pub))
+        uv_run(&fx->loop, UV_RUN_ONCE);
+
+    res_t r1 = {0};
+    SUBMIT(dc_redis_command(pub, on_res, &r1, "PUBLISH dc:bus hello"));
+    run_until(fx, &r1.done, 1000);
+    assert_int_equal(r1.integer, 1); /* one subscriber received it */
+    run_until(fx, &s.n, 1000);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.last, "hello");
+
+    server_kill(fx->pid);
+    run_for(fx, 200);
+    fx->pid = server_start(fx->port);
+    uint64_t t0 = now_ms();
+    while (s.subscribed < 2 && now_ms() - t0 < 4000)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(s.subscribed, 2);
+    while (!dc_redis_connected(pub) && now_ms() - t0 < 4000)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    res_t r2 = {0};
+    SUBMIT(dc_redis_command(pub, on_res, &r2, "PUBLISH dc:bus %s", "again"));
+    run_until(fx, &r2.done, 1000);
+    assert_int_equal(r2.integer, 1);
+    t0 = now_ms();
+    while (s.n < 2 && now_ms() - t0 < 1000)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.last, "again");
+    dc_redis_close(pub, NULL, NULL); /* freed by the loop run in teardown */
+}
+
 static void on_client_list(void *data, int err, const redisReply *reply)
 {
     int *ok = data;
@@ -684,6 +752,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eval_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket_db, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_and_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscribe_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backoff_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigstop_timeouts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),

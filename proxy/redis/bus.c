@@ -1,0 +1,383 @@
+#include "redis/bus.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "redis/redis.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RETRY_MS 250
+
+/* KEYS[1] the log, KEYS[2] the channel; ARGV[1] the wire message. */
+static const char PUBLISH_LUA[] = "redis.call('LPUSH', KEYS[1], ARGV[1])\n"
+                                  "redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)\n"
+                                  "redis.call('PEXPIRE', KEYS[1], 86400000)\n"
+                                  "return redis.call('PUBLISH', KEYS[2], ARGV[1])\n";
+
+typedef struct qmsg {
+    struct qmsg *next;
+    size_t len;
+    char wire[]; /* not NUL-terminated */
+} qmsg_t;
+
+struct dc_bus {
+    uv_loop_t *loop;
+    dc_redis_t *sub, *cmd;
+    dc_redis_script_t *publish;
+    char *log_key, *channel;
+    char sender[96];
+    size_t sender_len;
+    dc_bus_handler handler;
+    void *data;
+    uv_async_t wake;
+    uv_timer_t retry;
+    qmsg_t *inbox, **inbox_tail; /* guarded by g_lock; filled by any thread */
+    size_t inbox_len;
+    qmsg_t *outbox;              /* loop thread only: waiting for Redis */
+    size_t outbox_len;
+    bool need_replay, replaying;
+    int closing_parts; /* handles and clients still closing */
+};
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static dc_bus_t *g_bus; /* guarded by g_lock */
+static _Atomic bool g_up;
+static _Atomic uint64_t g_published, g_received, g_dropped;
+
+bool dc_bus_up(void)
+{
+    return atomic_load(&g_up);
+}
+uint64_t dc_bus_published(void)
+{
+    return atomic_load(&g_published);
+}
+uint64_t dc_bus_received(void)
+{
+    return atomic_load(&g_received);
+}
+uint64_t dc_bus_dropped(void)
+{
+    return atomic_load(&g_dropped);
+}
+
+/* Parse a decimal u64 from [*p, end) up to `stop`; advances past stop. */
+static bool take_u64(const char **p, const char *end, char stop, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *q = *p;
+    if (q == end || *q == stop)
+        return false;
+    while (q < end && *q != stop) {
+        if (*q < '0' || *q > '9' || v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*q++ - '0');
+    }
+    if (q == end)
+        return false;
+    *p = q + 1;
+    *out = v;
+    return true;
+}
+
+bool dc_bus_parse(const char *raw, size_t len, dc_bus_msg_t *m, const char **sender, size_t *sender_len)
+{
+    const char *p = raw, *end = raw + len;
+    if (len < 2 || p[1] != '|' || p[0] <= ' ' || p[0] == '|')
+        return false;
+    m->type = p[0];
+    p += 2;
+    if (!take_u64(&p, end, '|', &m->at_ms))
+        return false;
+    const char *s = memchr(p, '|', (size_t)(end - p));
+    if (s == NULL || s == p)
+        return false;
+    *sender = p;
+    *sender_len = (size_t)(s - p);
+    m->body = s + 1;
+    m->len = (size_t)(end - m->body);
+    m->replay = false;
+    return true;
+}
+
+static void deliver(dc_bus_t *b, const char *raw, size_t len, bool replay)
+{
+    dc_bus_msg_t m;
+    const char *sender;
+    size_t slen;
+    if (!dc_bus_parse(raw, len, &m, &sender, &slen)) {
+        dc_log_warn("bus: ignoring a malformed message (%zu bytes)", len);
+        return;
+    }
+    if (slen == b->sender_len && memcmp(sender, b->sender, slen) == 0)
+        return; /* ours: applied when posted */
+    m.replay = replay;
+    atomic_fetch_add(&g_received, 1);
+    b->handler(b->data, &m);
+}
+
+/* ---- sending ---- */
+
+static void flush(dc_bus_t *b);
+static void on_retry(uv_timer_t *t);
+
+static void arm_retry(dc_bus_t *b)
+{
+    if (!uv_is_active((uv_handle_t *)&b->retry))
+        uv_timer_start(&b->retry, on_retry, RETRY_MS, 0);
+}
+
+typedef struct sent {
+    dc_bus_t *b;
+    qmsg_t *m;
+} sent_t;
+
+static void on_published(void *data, int err, const redisReply *reply)
+{
+    sent_t *s = data;
+    dc_bus_t *b = s->b;
+    qmsg_t *m = s->m;
+    free(s);
+    if (err == 0 && reply->type != REDIS_REPLY_ERROR) {
+        atomic_fetch_add(&g_published, 1);
+        free(m);
+        return;
+    }
+    if (err == 0)
+        dc_log_warn("bus: publish failed: %s", reply->str);
+    if (b->closing_parts > 0) { /* closing: dropped */
+        free(m);
+        return;
+    }
+    m->next = b->outbox; /* again when Redis answers; order does not matter (idempotent) */
+    b->outbox = m;
+    b->outbox_len++;
+    arm_retry(b);
+}
+
+static void flush(dc_bus_t *b)
+{
+    while (b->outbox != NULL && dc_redis_connected(b->cmd)) {
+        qmsg_t *m = b->outbox;
+        char max[16];
+        int ml = snprintf(max, sizeof(max), "%d", DC_BUS_LOG_MAX);
+        const char *args[4] = {b->log_key, b->channel, m->wire, max};
+        size_t lens[4] = {strlen(b->log_key), strlen(b->channel), m->len, (size_t)ml};
+        sent_t *s = dc_malloc(sizeof(*s));
+        s->b = b;
+        s->m = m;
+        if (dc_redis_eval(b->cmd, b->publish, on_published, s, 2, 2, args, lens) != 0) {
+            free(s);
+            break;
+        }
+        b->outbox = m->next;
+        b->outbox_len--;
+    }
+    if (b->outbox != NULL)
+        arm_retry(b);
+}
+
+static void on_wake(uv_async_t *h)
+{
+    dc_bus_t *b = h->data;
+    pthread_mutex_lock(&g_lock);
+    qmsg_t *list = b->inbox;
+    b->inbox = NULL;
+    b->inbox_tail = &b->inbox;
+    b->inbox_len = 0;
+    pthread_mutex_unlock(&g_lock);
+    while (list != NULL) {
+        qmsg_t *m = list;
+        list = m->next;
+        if (b->outbox_len >= DC_BUS_QUEUE_MAX) { /* Redis away for long: the newest win */
+            qmsg_t *drop = b->outbox;
+            b->outbox = drop->next;
+            b->outbox_len--;
+            free(drop);
+            atomic_fetch_add(&g_dropped, 1);
+        }
+        m->next = b->outbox;
+        b->outbox = m;
+        b->outbox_len++;
+    }
+    flush(b);
+}
+
+bool dc_bus_post(char type, uint64_t at_ms, const char *body, size_t len)
+{
+    pthread_mutex_lock(&g_lock);
+    dc_bus_t *b = g_bus;
+    if (b == NULL) {
+        pthread_mutex_unlock(&g_lock);
+        return false;
+    }
+    char head[160];
+    int hl = snprintf(head, sizeof(head), "%c|%llu|%s|", type, (unsigned long long)at_ms, b->sender);
+    qmsg_t *m = dc_malloc(sizeof(*m) + (size_t)hl + len);
+    memcpy(m->wire, head, (size_t)hl);
+    memcpy(m->wire + hl, body, len);
+    m->len = (size_t)hl + len;
+    m->next = NULL;
+    if (b->inbox_len >= DC_BUS_QUEUE_MAX) {
+        free(m);
+        atomic_fetch_add(&g_dropped, 1);
+    } else {
+        *b->inbox_tail = m;
+        b->inbox_tail = &m->next;
+        b->inbox_len++;
+        uv_async_send(&b->wake);
+    }
+    pthread_mutex_unlock(&g_lock);
+    return true;
+}
+
+/* ---- receiving and catching up ---- */
+
+static void try_replay(dc_bus_t *b);
+
+static void on_log(void *data, int err, const redisReply *reply)
+{
+    dc_bus_t *b = data;
+    b->replaying = false;
+    if (b->closing_parts > 0)
+        return;
+    if (err != 0 || reply->type != REDIS_REPLY_ARRAY) {
+        arm_retry(b);
+        return;
+    }
+    b->need_replay = false;
+    for (size_t i = reply->elements; i-- > 0;) /* oldest first */
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+            deliver(b, reply->element[i]->str, reply->element[i]->len, true);
+}
+
+static void try_replay(dc_bus_t *b)
+{
+    if (!b->need_replay || b->replaying || !dc_redis_connected(b->cmd))
+        return;
+    b->replaying = dc_redis_command(b->cmd, on_log, b, "LRANGE %s 0 -1", b->log_key) == 0;
+}
+
+static void on_message(void *data, const char *msg, size_t len)
+{
+    dc_bus_t *b = data;
+    if (msg == NULL) { /* (re)subscribed: what was published meanwhile is only in the log */
+        atomic_store(&g_up, true);
+        b->need_replay = true;
+        try_replay(b);
+        return;
+    }
+    deliver(b, msg, len, false);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    dc_bus_t *b = t->data;
+    flush(b);
+    try_replay(b);
+}
+
+static void on_cmd_state(void *data, bool up)
+{
+    dc_bus_t *b = data;
+    if (up) {
+        flush(b);
+        try_replay(b);
+    }
+}
+
+static void on_sub_state(void *data, bool up)
+{
+    if (!up)
+        atomic_store(&g_up, false);
+}
+
+int dc_bus_create(uv_loop_t *loop, const char *url, const char *prefix, dc_bus_handler handler, void *data,
+                  dc_bus_t **out)
+{
+    dc_bus_t *b = dc_calloc(1, sizeof(*b));
+    dc_redis_opts_t opts = {.url = url};
+    int rc = dc_redis_create(loop, &opts, &b->cmd);
+    if (rc != 0) {
+        free(b);
+        return rc;
+    }
+    DC_ASSERT(dc_redis_create(loop, &opts, &b->sub) == 0); /* same url: parses */
+    b->loop = loop;
+    b->handler = handler;
+    b->data = data;
+    b->log_key = dc_asprintf("%sbus:log", prefix);
+    b->channel = dc_asprintf("%sbus", prefix);
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    for (char *p = host; *p; p++)
+        if (*p == '|')
+            *p = '_';
+    b->sender_len = (size_t)snprintf(b->sender, sizeof(b->sender), "%s:%d:%08lx", host, (int)getpid(),
+                                     (unsigned long)random());
+    b->inbox_tail = &b->inbox;
+    b->publish = dc_redis_script_register(b->cmd, PUBLISH_LUA);
+    dc_redis_set_state_cb(b->cmd, on_cmd_state, b);
+    dc_redis_set_state_cb(b->sub, on_sub_state, b);
+    dc_redis_subscribe(b->sub, b->channel, on_message, b);
+    uv_async_init(loop, &b->wake, on_wake);
+    b->wake.data = b;
+    uv_timer_init(loop, &b->retry);
+    b->retry.data = b;
+    pthread_mutex_lock(&g_lock);
+    DC_ASSERT(g_bus == NULL);
+    g_bus = b;
+    pthread_mutex_unlock(&g_lock);
+    *out = b;
+    return 0;
+}
+
+static void free_list(qmsg_t *m)
+{
+    while (m != NULL) {
+        qmsg_t *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
+static void part_closed(dc_bus_t *b)
+{
+    if (--b->closing_parts > 0)
+        return;
+    free_list(b->inbox);
+    free_list(b->outbox);
+    free(b->log_key);
+    free(b->channel);
+    free(b);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    part_closed(h->data);
+}
+
+static void on_client_closed(void *data)
+{
+    part_closed(data);
+}
+
+void dc_bus_close(dc_bus_t *b)
+{
+    pthread_mutex_lock(&g_lock);
+    if (g_bus == b)
+        g_bus = NULL;
+    pthread_mutex_unlock(&g_lock);
+    atomic_store(&g_up, false);
+    b->closing_parts = 4;
+    uv_timer_stop(&b->retry);
+    uv_close((uv_handle_t *)&b->wake, on_handle_closed);
+    uv_close((uv_handle_t *)&b->retry, on_handle_closed);
+    dc_redis_close(b->sub, on_client_closed, b);
+    dc_redis_close(b->cmd, on_client_closed, b); /* pending publishes complete (DC_EIO) first */
+}
