@@ -46,7 +46,10 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
             degraded = true;
         cJSON_AddStringToObject(o, "state", ustate);
         cJSON_AddStringToObject(o, "url", u->url);
-        cJSON_AddNumberToObject(o, "queue", (double)dc_budget_queued(&rt->budget));
+        uint32_t queued = dc_budget_queued(&rt->budget);
+        for (size_t k = 0; rt->key_budgets != NULL && k < rt->keyring.nkeys; k++)
+            queued += dc_budget_queued(&rt->key_budgets[k]);
+        cJSON_AddNumberToObject(o, "queue", (double)queued);
         cJSON *keys = cJSON_CreateObject();
         cJSON_AddNumberToObject(keys, "total", (double)rt->keyring.nkeys);
         cJSON_AddNumberToObject(keys, "usable", (double)dc_keyring_usable(&rt->keyring, now));

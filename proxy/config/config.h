@@ -33,6 +33,8 @@ typedef struct dc_config_rate {
     uint64_t window_ms;
 } dc_config_rate_t;
 
+typedef enum { DC_RATE_PER_ACCOUNT = 0, DC_RATE_PER_KEY } dc_rate_per_t;
+
 typedef struct dc_config_upstream {
     char *name;           /* map key under upstreams: */
     char *url;            /* "https://api.jup.ag" or "http://127.0.0.1:18081/base"; no trailing slash */
@@ -41,6 +43,7 @@ typedef struct dc_config_upstream {
     char *key_header;     /* header carrying the key upstream; default "x-api-key" (lowercased) */
     dc_config_rate_t *rates; /* fleet-wide budget windows (may be 0) */
     size_t nrates;
+    dc_rate_per_t rate_per;      /* what `rate` limits: the account (default) or each key */
     uint32_t queue_max;          /* queue: { max } default 1000 */
     uint64_t queue_timeout_ms;   /* queue: { timeout } default 2s */
     uint64_t connect_timeout_ms; /* default 2s */

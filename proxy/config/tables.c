@@ -405,6 +405,9 @@ static const dc__directive_t queue_rows[] = {
 };
 static const dc__table_t queue_table = TABLE(queue_rows, NULL);
 
+static const char *const rate_per_names[] = {"account", "key", NULL};
+static const int rate_per_values[] = {DC_RATE_PER_ACCOUNT, DC_RATE_PER_KEY};
+
 static const dc__directive_t upstream_rows[] = {
     R_STR("url", U, url, NULL, "base URL, http or https; a trailing slash is dropped", .flags = DC__D_REQUIRED,
           .check = check_upstream_url, .expect = "an http:// or https:// URL"),
@@ -417,6 +420,15 @@ static const dc__directive_t upstream_rows[] = {
      .offset = offsetof(U, rates),
      .aux = offsetof(U, nrates),
      .doc = "fleet-wide request budget toward this upstream, one or more windows"},
+    {.name = "rate_per",
+     .type = DC__T_ENUM,
+     .offset = offsetof(U, rate_per),
+     .dflt = "account",
+     .enum_names = rate_per_names,
+     .enum_values = rate_per_values,
+     .doc = "what `rate` limits. account: all keys share it (the provider limits the organisation, like "
+            "Jupiter); key: each of `keys` has its own budget of `rate` (the provider limits per key) and "
+            "keys are used in turn, each attempt waiting for its own key's slot"},
     R_MAP("queue", 0, DC__NOFIELD, &queue_table, "waiting for budget instead of failing"),
     R_DUR("connect_timeout", U, connect_timeout_ms, "2s", 1, 5 * MINUTE, "TCP + TLS connect deadline"),
     R_DUR("timeout", U, timeout_ms, "10s", 1, HOUR, "whole-response deadline per attempt"),

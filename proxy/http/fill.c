@@ -793,7 +793,7 @@ void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, co
     fr.url = url;
     fr.headers = hv;
     fr.idempotent = true;
-    dc_fetch_request_from_upstream(&fr, up, &fill->up_rt->keyring, &fill->up_rt->budget, w->fleet);
+    dc_fetch_request_from_upstream(&fr, up, fill->up_rt, true, w->fleet);
     fr.background = client == NULL; /* refreshes take free slots only: client misses come first */
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
     fill->fetch = dc_fetch_start(&w->curl, &fr, &cbs, fill); /* copies the headers */

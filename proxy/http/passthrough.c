@@ -130,7 +130,7 @@ void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cach
     fr.body = req->entity.base;
     fr.body_len = req->entity.base ? req->entity.len : 0;
     fr.idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    dc_fetch_request_from_upstream(&fr, up, r->client_key_forwarded ? NULL : &r->up_rt->keyring, &r->up_rt->budget,
+    dc_fetch_request_from_upstream(&fr, up, r->up_rt, !r->client_key_forwarded,
                                    r->worker->fleet);
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
     r->fetch = dc_fetch_start(&r->worker->curl, &fr, &cbs, r);

@@ -306,10 +306,12 @@ void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags
         req->res.content_length = SIZE_MAX;
 }
 
-void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring,
-                                    dc_budget_t *budget, struct dc_fleet *fleet)
+void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_upstream_rt_t *rt,
+                                    bool with_keys, struct dc_fleet *fleet)
 {
-    fr->budget = budget;
+    dc_keyring_t *keyring = with_keys ? &rt->keyring : NULL;
+    fr->budget = &rt->budget;
+    fr->key_budgets = with_keys ? rt->key_budgets : NULL;
     fr->fleet = fleet;
     fr->upstream_name = up->name;
     fr->retries = up->retries;

@@ -157,9 +157,10 @@ enum {
     DC_HEAD_DECODED = 4,            /* the body is sent decoded: no Content-Encoding/Length, no Vary from origin */
 };
 void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags);
-/* Fetch options of upstream `up` (timeouts, retries, HTTP/2, TLS verification, key header). */
-void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_keyring_t *keyring,
-                                    dc_budget_t *budget, struct dc_fleet *fleet);
+/* Fetch options of upstream `up` (timeouts, retries, HTTP/2, TLS verification, key header, budget);
+ * with_keys: our API keys are injected (false when the client's own key is forwarded). */
+void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_upstream_rt_t *rt,
+                                    bool with_keys, struct dc_fleet *fleet);
 /* Stop whatever feeds this request (pass-through fetch, fill, in-flight wait timer excluded). */
 void dc_request_detach_sources(dc_request_t *r);
 

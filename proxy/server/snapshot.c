@@ -5,6 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Pacing state of each key that is still configured carries over a reload. */
+static void inherit_key_budgets(dc_upstream_rt_t *rt, const dc_config_upstream_t *u, const dc_upstream_rt_t *old,
+                                const dc_config_upstream_t *old_u)
+{
+    if (rt->key_budgets == NULL || old->key_budgets == NULL)
+        return;
+    for (size_t k = 0; k < u->nkeys; k++)
+        for (size_t j = 0; j < old_u->nkeys; j++)
+            if (strcmp(u->keys[k], old_u->keys[j]) == 0)
+                dc_budget_inherit(&rt->key_budgets[k], &old->key_budgets[j]);
+}
+
 dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, uint64_t generation)
 {
     dc_snapshot_t *s = dc_calloc(1, sizeof(*s));
@@ -17,12 +29,18 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
         dc_config_upstream_t *u = &cfg->upstreams[i];
         dc_keyring_init(&s->ups[i].keyring, u->keys, u->nkeys, u->key_quarantine_ms);
         dc_budget_init(&s->ups[i].budget, u->rates, u->nrates, u->queue_max, u->queue_timeout_ms);
+        if (u->rate_per == DC_RATE_PER_KEY && u->nkeys > 0) {
+            s->ups[i].key_budgets = dc_calloc(u->nkeys, sizeof(dc_budget_t));
+            for (size_t k = 0; k < u->nkeys; k++)
+                dc_budget_init(&s->ups[i].key_budgets[k], u->rates, u->nrates, u->queue_max, u->queue_timeout_ms);
+        }
         s->ups[i].metrics_id = dc_metrics_label_id(DC_METRICS_UPSTREAM, u->name);
         if (prev != NULL) {
             for (size_t j = 0; j < prev->cfg->nupstreams; j++)
                 if (strcmp(prev->cfg->upstreams[j].name, u->name) == 0) {
                     dc_keyring_inherit(&s->ups[i].keyring, &prev->ups[j].keyring);
                     dc_budget_inherit(&s->ups[i].budget, (dc_budget_t *)&prev->ups[j].budget);
+                    inherit_key_budgets(&s->ups[i], u, &prev->ups[j], &prev->cfg->upstreams[j]);
                 }
         }
     }
@@ -57,6 +75,11 @@ void dc_snapshot_release(dc_snapshot_t *s)
     for (size_t i = 0; i < s->cfg->nupstreams; i++) {
         dc_keyring_dispose(&s->ups[i].keyring);
         dc_budget_dispose(&s->ups[i].budget);
+        if (s->ups[i].key_budgets != NULL) {
+            for (size_t k = 0; k < s->cfg->upstreams[i].nkeys; k++)
+                dc_budget_dispose(&s->ups[i].key_budgets[k]);
+            free(s->ups[i].key_budgets);
+        }
     }
     free(s->ups);
     free(s->routes);

@@ -22,6 +22,7 @@
 typedef struct dc_upstream_rt {
     dc_keyring_t keyring;
     dc_budget_t budget;
+    dc_budget_t *key_budgets; /* rate_per: key with keys: one budget per key (parallel to keyring.keys), else NULL */
     dc_upstream_state_t health;
     unsigned metrics_id;
 } dc_upstream_rt_t;

@@ -47,9 +47,11 @@ struct dc_fetch {
     dc_fetch_request_t opts; /* scalar options; pointer fields not used after start */
     dc_keyring_t *keyring;
     char *key_header;
-    dc_budget_t *budget;
+    dc_budget_t *budget;      /* this attempt's: the upstream's, or its key's (rate_per: key) */
+    dc_budget_t *key_budgets; /* borrowed; NULL unless rate_per: key */
     struct dc_fleet *fleet;
     char *upstream_name;
+    char *budget_name; /* names the fleet budget and cooldown: "<upstream>" or "<upstream>#<key id>" */
     bool queued; /* holds a place in the budget's queue */
     int pending_err;
     uint64_t retry_after_ms;
@@ -137,6 +139,7 @@ static void fetch_free(dc_fetch_t *f)
     free(f->body);
     free(f->key_header);
     free(f->upstream_name);
+    free(f->budget_name);
     if (f->slist)
         curl_slist_free_all(f->slist);
     if (f->xfer.easy)
@@ -208,8 +211,8 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
             if (f->status == 429) {
                 uint64_t ra = retry_after_us_from(f);
                 dc_budget_on_429(f->budget, dc_now_mono_us(), ra);
-                if (f->fleet != NULL && f->upstream_name != NULL)
-                    dc_fleet_cooldown(f->fleet, f->upstream_name, ra ? ra : 1000000); /* every instance pauses */
+                if (f->fleet != NULL && f->budget_name != NULL)
+                    dc_fleet_cooldown(f->fleet, f->budget_name, ra ? ra : 1000000); /* every instance pauses */
             }
             else if (f->status < 500)
                 dc_budget_on_success(f->budget);
@@ -449,11 +452,20 @@ static void on_fleet_reserved(void *data, int err, int ok, uint64_t wait_us)
 /* Every attempt is an upstream request: it takes a slot of the upstream's budget first. */
 static void start_attempt(dc_fetch_t *f)
 {
+    /* with a budget per key, the key is chosen first: the attempt waits for that key's slot */
+    f->key_index = -1;
+    if (f->key_budgets != NULL && f->keyring != NULL && f->keyring->nkeys > 0) {
+        f->key_index = dc_keyring_pick(f->keyring, dc_now_mono_ms());
+        f->budget = &f->key_budgets[f->key_index];
+        free(f->budget_name);
+        f->budget_name = dc_asprintf("%s#%s", f->upstream_name != NULL ? f->upstream_name : "",
+                                     f->keyring->ids[f->key_index]);
+    }
     if (f->budget != NULL && f->budget->nwin > 0 && f->fleet != NULL && dc_fleet_up(f->fleet)) {
         uint64_t em[DC_BUDGET_FLEET_MAX_WIN];
         size_t n = dc_budget_emissions(f->budget, em, DC_BUDGET_FLEET_MAX_WIN);
         f->state = ST_RESERVING;
-        if (dc_fleet_budget_reserve(f->fleet, f->upstream_name, em, n, f->budget->queue_timeout_us,
+        if (dc_fleet_budget_reserve(f->fleet, f->budget_name, em, n, f->budget->queue_timeout_us,
                                     f->opts.background, on_fleet_reserved, f) == 0)
             return;
         reserve_locally(f, dc_fleet_instances());
@@ -497,9 +509,9 @@ static void begin_attempt(dc_fetch_t *f)
     f->slist = NULL;
     for (size_t i = 0; i < f->nreq_headers; i++)
         f->slist = curl_slist_append(f->slist, f->req_headers[i]);
-    f->key_index = -1;
     if (f->keyring != NULL && f->keyring->nkeys > 0) {
-        f->key_index = dc_keyring_pick(f->keyring, dc_now_mono_ms());
+        if (f->key_index < 0) /* not chosen for a key budget */
+            f->key_index = dc_keyring_pick(f->keyring, dc_now_mono_ms());
         char *line = dc_asprintf("%s: %s", f->key_header, f->keyring->keys[f->key_index]);
         f->slist = curl_slist_append(f->slist, line);
         free(line);
@@ -609,6 +621,8 @@ dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, co
     f->budget = req->budget;
     f->fleet = req->fleet;
     f->upstream_name = req->upstream_name != NULL ? dc_strdup(req->upstream_name) : NULL;
+    f->budget_name = f->upstream_name != NULL ? dc_strdup(f->upstream_name) : NULL;
+    f->key_budgets = req->key_budgets;
     uv_timer_init(cl->loop, &f->timer);
     f->timer.data = f;
     start_attempt(f);

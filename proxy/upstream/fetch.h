@@ -60,6 +60,8 @@ typedef struct dc_fetch_request {
     dc_keyring_t *keyring;      /* may be NULL; borrowed: must outlive the fetch */
     const char *key_header;     /* header name for the key */
     dc_budget_t *budget;        /* may be NULL; borrowed: every attempt reserves a slot */
+    dc_budget_t *key_budgets;   /* may be NULL; borrowed, parallel to keyring->keys: each key's own budget
+                                 * (rate_per: key), used instead of `budget` for the key an attempt uses */
     struct dc_fleet *fleet;     /* may be NULL: with it, slots are reserved fleet-wide in Redis */
     const char *upstream_name;  /* names the fleet budget (copied) */
     bool background;            /* never queue for the budget (background refreshes yield) */
