@@ -202,15 +202,19 @@ static char *fmt_status(dc_request_t *r, const char *fmt, long long v)
 
 /*
  * Cross-instance collapsing. This instance's leader for a key first takes the fleet lock; if
- * another instance holds it, it follows: it polls (one round trip: the L2 value and whether the lock
- * still exists) until the entry appears in L2 (then it and its local waiters are served from it),
+ * another instance holds it, it follows: it looks (one round trip: the L2 value and whether the lock
+ * still exists) when the other leader announces the end of its fill, and also polls, in case the
+ * notice is lost, until the entry appears in L2 (then it and its local waiters are served from it),
  * the lock vanishes without an entry (the other leader died, or its answer was not shareable: take
  * the lock and fetch), or its deadline passes (fetch anyway).
  */
 static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size_t len);
 
 typedef struct fleet_wait {
-    uv_timer_t timer;
+    uv_timer_t timer;        /* first: the timer callback finds the struct from the handle */
+    dc_fleet_watch_t watch;  /* notices from the other leader */
+    bool busy;               /* a lock or peek round trip is in flight */
+    bool look_again;         /* a notice came while busy */
     dc_request_t *r; /* a reference; r->req may become NULL if the client leaves */
     dc_flight_t *flight;
     char *url;
@@ -221,6 +225,7 @@ typedef struct fleet_wait {
 
 static void fleet_wait_done(fleet_wait_t *fw)
 {
+    dc_fleet_unwatch(fw->r->worker->fleet, &fw->watch);
     for (char **h = fw->headers; *h != NULL; h++)
         free(*h);
     free(fw->headers);
@@ -239,6 +244,27 @@ static void fleet_wait_fetch(fleet_wait_t *fw, bool lock)
 
 static void fleet_poll(uv_timer_t *t);
 
+/* Wait for the next look: at once if a notice came meanwhile, else at the poll interval. */
+static void fleet_wait_next(fleet_wait_t *fw)
+{
+    fw->busy = false;
+    uint64_t delay = fw->look_again ? 0 : fw->interval_ms;
+    fw->look_again = false;
+    uv_timer_start(&fw->timer, fleet_poll, delay, 0);
+}
+
+static void on_fleet_notice(dc_fleet_watch_t *w)
+{
+    fleet_wait_t *fw = (fleet_wait_t *)((char *)w - offsetof(fleet_wait_t, watch));
+    dc_fleet_watch(fw->r->worker->fleet, &fw->watch); /* keep listening until done */
+    if (fw->busy) {
+        fw->look_again = true;
+        return;
+    }
+    uv_timer_stop(&fw->timer);
+    fleet_poll(&fw->timer);
+}
+
 static void on_fleet_lock(void *data, int err, bool got)
 {
     fleet_wait_t *fw = data;
@@ -246,7 +272,7 @@ static void on_fleet_lock(void *data, int err, bool got)
         fleet_wait_fetch(fw, got);
         return;
     }
-    uv_timer_start(&fw->timer, fleet_poll, fw->interval_ms, 0);
+    fleet_wait_next(fw);
 }
 
 static void on_fleet_peek(void *data, int err, const char *value, size_t len, bool locked)
@@ -282,14 +308,15 @@ static void on_fleet_peek(void *data, int err, const char *value, size_t len, bo
         fleet_wait_fetch(fw, false);
         return;
     }
-    fw->interval_ms = fw->interval_ms * 3 / 2 > 200 ? 200 : fw->interval_ms * 3 / 2;
-    uv_timer_start(&fw->timer, fleet_poll, fw->interval_ms, 0);
+    fw->interval_ms = fw->interval_ms * 3 / 2 > 250 ? 250 : fw->interval_ms * 3 / 2;
+    fleet_wait_next(fw);
 }
 
 static void fleet_poll(uv_timer_t *t)
 {
     fleet_wait_t *fw = (fleet_wait_t *)t;
     dc_request_t *r = fw->r;
+    fw->busy = true;
     if (r->worker->fleet == NULL || !dc_fleet_up(r->worker->fleet) ||
         dc_fleet_peek(r->worker->fleet, r->key, r->key_len, on_fleet_peek, fw) != 0)
         fleet_wait_fetch(fw, false);
@@ -321,7 +348,12 @@ static void lead_fill(dc_request_t *r, dc_flight_t *flight)
         fw->headers[i] = dc_strdup(headers[i]);
     uint64_t wait_ms = up->connect_timeout_ms + up->timeout_ms + 2000;
     fw->deadline_ms = dc_now_mono_ms() + wait_ms;
-    fw->interval_ms = 20;
+    fw->interval_ms = 50;
+    fw->watch.key = r->key;
+    fw->watch.len = r->key_len;
+    fw->watch.cb = on_fleet_notice;
+    dc_fleet_watch(fleet, &fw->watch); /* before the lock: a notice may come before its answer */
+    fw->busy = true;
     if (dc_fleet_lock(fleet, r->key, r->key_len, wait_ms, on_fleet_lock, fw) != 0)
         fleet_wait_fetch(fw, false);
 }

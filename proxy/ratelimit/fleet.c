@@ -69,6 +69,9 @@ struct dc_fleet {
     dc_redis_script_t *peek;
     char *prefix;
     char instance_id[96];
+    dc_redis_t *sub;    /* subscriber: fill notices */
+    char *fill_channel;
+    dc_fleet_watch_t watches; /* sentinel of the followers waiting on this worker */
     uv_timer_t hb_timer;
     bool up;
 };
@@ -144,6 +147,52 @@ static void on_heartbeat_timer(uv_timer_t *t)
     dc_redis_eval(f->redis, f->heartbeat, on_heartbeat_reply, f, 1, 2, args, lens);
 }
 
+/* A notice (key) from any instance's leader, or NULL after (re)subscribing: whatever was announced
+ * while we were not listening is unknown, so every follower looks again. */
+static void on_fill_notice(void *data, const char *key, size_t len)
+{
+    dc_fleet_t *f = data;
+    dc_fleet_watch_t fired = {.next = &fired, .prev = &fired};
+    dc_fleet_watch_t *w = f->watches.next;
+    while (w != &f->watches) { /* move the matches aside first: callbacks may unwatch others */
+        dc_fleet_watch_t *next = w->next;
+        if (key == NULL || (w->len == len && memcmp(w->key, key, len) == 0)) {
+            w->prev->next = w->next;
+            w->next->prev = w->prev;
+            w->next = &fired;
+            w->prev = fired.prev;
+            fired.prev->next = w;
+            fired.prev = w;
+        }
+        w = next;
+    }
+    while (fired.next != &fired) {
+        w = fired.next;
+        w->prev->next = w->next;
+        w->next->prev = w->prev;
+        w->next = w->prev = NULL;
+        w->cb(w);
+    }
+}
+
+void dc_fleet_watch(dc_fleet_t *f, dc_fleet_watch_t *w)
+{
+    DC_ASSERT(w->next == NULL);
+    w->next = &f->watches;
+    w->prev = f->watches.prev;
+    f->watches.prev->next = w;
+    f->watches.prev = w;
+}
+
+void dc_fleet_unwatch(dc_fleet_t *f, dc_fleet_watch_t *w)
+{
+    if (w->next == NULL)
+        return;
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+}
+
 int dc_fleet_create(uv_loop_t *loop, const dc_config_t *cfg, bool heartbeat, dc_fleet_t **out)
 {
     dc_fleet_t *f = dc_calloc(1, sizeof(*f));
@@ -154,14 +203,20 @@ int dc_fleet_create(uv_loop_t *loop, const dc_config_t *cfg, bool heartbeat, dc_
         return rc;
     }
     f->prefix = dc_strdup(cfg->redis.prefix != NULL ? cfg->redis.prefix : "dexcache:");
+    f->watches.next = f->watches.prev = &f->watches;
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);
     snprintf(f->instance_id, sizeof(f->instance_id), "%s:%d:%08lx", host, (int)getpid(), (unsigned long)random());
     f->gcra = dc_redis_script_register(f->redis, GCRA_LUA);
     f->heartbeat = dc_redis_script_register(f->redis, HEARTBEAT_LUA);
     f->budget = dc_redis_script_register(f->redis, BUDGET_LUA);
+    /* releasing the lock also tells every instance's followers to look again now */
     f->unlock = dc_redis_script_register(f->redis, "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                                                   "return redis.call('DEL', KEYS[1]) end return 0\n");
+                                                   "redis.call('DEL', KEYS[1]) "
+                                                   "return redis.call('PUBLISH', ARGV[2], ARGV[3]) end return 0\n");
+    f->fill_channel = dc_asprintf("%sfill", f->prefix);
+    if (dc_redis_create(loop, &opts, &f->sub) == 0)
+        dc_redis_subscribe(f->sub, f->fill_channel, on_fill_notice, f);
     f->peek = dc_redis_script_register(f->redis, "return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2])}\n");
     dc_redis_set_state_cb(f->redis, on_state, f);
     atomic_fetch_add(&connections_total, 1);
@@ -395,9 +450,9 @@ int dc_fleet_lock(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms, d
 void dc_fleet_unlock(dc_fleet_t *f, const char *key, size_t len)
 {
     char *rkey = dc_asprintf("%slk:%.*s", f->prefix, (int)len, key);
-    const char *args[2] = {rkey, f->instance_id};
-    size_t lens[2] = {strlen(rkey), strlen(f->instance_id)};
-    dc_redis_eval(f->redis, f->unlock, on_ignore, NULL, 1, 1, args, lens);
+    const char *args[4] = {rkey, f->instance_id, f->fill_channel, key};
+    size_t lens[4] = {strlen(rkey), strlen(f->instance_id), strlen(f->fill_channel), len};
+    dc_redis_eval(f->redis, f->unlock, on_ignore, NULL, 1, 3, args, lens);
     free(rkey);
 }
 

@@ -61,11 +61,24 @@ void dc_fleet_l2_set(dc_fleet_t *f, const char *key, size_t len, const char *val
 uint64_t dc_fleet_l2_hits(void);
 
 /* Cross-instance collapsing. lock: SET lk:<key> <instance id> NX PX ttl; the callback gets
- * err < 0 (Redis unavailable), or got = true/false. unlock: delete it only if it is still ours.
+ * err < 0 (Redis unavailable), or got = true/false. unlock: delete it only if it is still ours,
+ * and then announce the key to every instance's followers (see dc_fleet_watch).
  * peek: one round trip returning the L2 value (NULL when absent) and whether the lock exists. */
 typedef void (*dc_fleet_lock_cb)(void *data, int err, bool got);
 int dc_fleet_lock(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms, dc_fleet_lock_cb cb, void *data);
 void dc_fleet_unlock(dc_fleet_t *f, const char *key, size_t len);
+/* Followers on this worker waiting for another instance's fill: the node is the caller's, and its
+ * callback runs once (the node is then unlinked) when any instance unlocks that key (its entry is in
+ * L2 by then, or there is none), or when the notice channel was re-subscribed (notices may have
+ * been missed). Notices are a shortcut: followers keep polling with dc_fleet_peek as well. */
+typedef struct dc_fleet_watch {
+    struct dc_fleet_watch *prev, *next; /* NULL when not watching */
+    const char *key;                    /* borrowed while watching */
+    size_t len;
+    void (*cb)(struct dc_fleet_watch *w);
+} dc_fleet_watch_t;
+void dc_fleet_watch(dc_fleet_t *f, dc_fleet_watch_t *w);
+void dc_fleet_unwatch(dc_fleet_t *f, dc_fleet_watch_t *w); /* no-op when not watching */
 typedef void (*dc_fleet_peek_cb)(void *data, int err, const char *value, size_t vlen, bool locked);
 int dc_fleet_peek(dc_fleet_t *f, const char *key, size_t len, dc_fleet_peek_cb cb, void *data);
 

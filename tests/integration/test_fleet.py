@@ -312,3 +312,37 @@ def test_fleet_leader_dies_another_takes_over(fake, origin, redis_server):
         origin.release()
         a.stop()
         b.stop()
+
+
+def test_fleet_followers_are_woken_by_the_leaders_notice(fake, origin, redis_server):
+    """Followers on another instance do not wait for their next poll (up to 250 ms apart once the
+    leader has been slow): the leader's unlock publishes a notice and they look at once."""
+    conf = L2_CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
+    a, b = Dexcache(conf).start(), Dexcache(conf).start()
+    try:
+        assert wait_for(lambda: a.health()["redis"] == "up" and b.health()["redis"] == "up")
+        lags = []
+        for k in range(3):
+            origin.gate("/echo")
+            done = {}
+
+            def get(name, d):
+                requests.get(d.url + "/jup/echo?notice=%d" % k, timeout=30)
+                done[name] = time.monotonic()
+
+            ta = threading.Thread(target=get, args=("a", a))
+            ta.start()
+            assert wait_for(lambda: origin.held() == 1)
+            tb = threading.Thread(target=get, args=("b", b))
+            tb.start()
+            time.sleep(1.0)  # b follows; its polls are 250 ms apart by now
+            origin.release()
+            ta.join(30)
+            tb.join(30)
+            lags.append(done["b"] - done["a"])
+        assert origin.stats()["jup"]["total"] == 3
+        assert max(lags) < 0.1, lags
+    finally:
+        origin.release()
+        a.stop()
+        b.stop()
