@@ -7,6 +7,7 @@
 #include "http/respond.h"
 #include "ratelimit/fleet.h"
 #include "redis/bus.h"
+#include "sse/sse.h"
 #include "upstream/upstream_state.h"
 
 #include <cjson/cJSON.h>
@@ -79,6 +80,12 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
     cJSON_AddNumberToObject(cache, "bytes", (double)st.bytes);
     cJSON_AddNumberToObject(cache, "memory", (double)snap->cfg->cache.memory);
     cJSON_AddItemToObject(root, "cache", cache);
+    dc_sse_stats_t sse;
+    dc_sse_get_stats(&sse);
+    cJSON *streams = cJSON_CreateObject();
+    cJSON_AddNumberToObject(streams, "channels", (double)sse.channels);
+    cJSON_AddNumberToObject(streams, "subscribers", (double)sse.subscribers);
+    cJSON_AddItemToObject(root, "streams", streams);
     cJSON_AddItemToObject(root, "upstreams", ups);
     char *txt = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);

@@ -128,6 +128,12 @@ typedef struct dc_config_stream {
     char *upstream_path; /* polled path */
     uint64_t interval_ms; /* default 1s */
     bool on_change;
+    uint64_t heartbeat_ms; /* comment line to idle subscribers, default 15s */
+    size_t max_subscriber_buffer; /* bytes queued for one subscriber before it is dropped, default 1MiB */
+    /* Resolved at load: polls go through this route's cache (so plain GETs share them), with the
+     * route's rule for upstream_path, or poll_rule (ttl = interval / 2) when none matches. */
+    const struct dc_config_route *route;
+    dc_config_cache_rule_t poll_rule;
 } dc_config_stream_t;
 
 typedef struct dc_config {

@@ -628,12 +628,39 @@ static const dc__directive_t stream_rows[] = {
           .check = check_abs_path, .expect = "a path starting with '/'"),
     R_DUR("interval", STREAM, interval_ms, "1s", 10, HOUR, "poll interval, one poll per channel"),
     R_BOOL("on_change", STREAM, on_change, "true", "push an event only when the polled body changed"),
+    R_DUR("heartbeat", STREAM, heartbeat_ms, "15s", 100, HOUR,
+          "a comment line sent to subscribers this often, so dead HTTP/1.1 clients are found"),
+    R_SIZE("max_subscriber_buffer", STREAM, max_subscriber_buffer, "1MiB", 4096, 1024 * 1024 * 1024,
+           "bytes waiting for one slow subscriber before it is dropped (with a final event)"),
 };
-static const dc__table_t stream_table = TABLE(stream_rows, NULL);
+
+/* The poll's own cache rule, used when the route's rules do not cover upstream_path: fresh for half
+ * an interval, so each poll fetches once and polls of other workers in between share it. */
+static int stream_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    STREAM *s = base;
+    memset(&s->poll_rule, 0, sizeof(s->poll_rule));
+    s->poll_rule.ttl_ms = s->interval_ms / 2 > 0 ? s->interval_ms / 2 : 1;
+    return 0;
+}
+static const dc__table_t stream_table = TABLE(stream_rows, stream_finish);
 
 static int stream_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *array, size_t i)
 {
-    const STREAM *streams = array;
+    STREAM *streams = array;
+    /* routes are parsed before streams: the first route to this upstream carries the polls */
+    for (size_t r = 0; r < ctx->cfg->nroutes && streams[i].route == NULL; r++)
+        if (ctx->cfg->routes[r].upstream == streams[i].upstream)
+            streams[i].route = &ctx->cfg->routes[r];
+    if (streams[i].route == NULL) {
+        char found[256];
+        const dc__ynode_t *node = dc__ynode_get(item, "upstream");
+        dc__ynode_describe(node, found, sizeof(found));
+        return dc__cfg_fail(ctx, node, NULL,
+                            "expected an upstream that a route serves (streams poll through a route's cache), "
+                            "found %s",
+                            found);
+    }
     for (size_t j = 0; j < i; j++) {
         if (strcmp(streams[j].path, streams[i].path) != 0)
             continue;

@@ -3,6 +3,7 @@
 #include "core/time.h"
 #include "ratelimit/fleet.h"
 #include "redis/bus.h"
+#include "sse/sse.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -263,6 +264,21 @@ char *dc_metrics_render(size_t *len)
         dc_fleet_any_up() ? 1 : 0, dc_fleet_instances(), (unsigned long long)dc_fleet_l2_hits(),
         (unsigned long long)dc_fleet_fallbacks(), dc_bus_up() ? 1 : 0, (unsigned long long)dc_bus_published(),
         (unsigned long long)dc_bus_received(), (unsigned long long)dc_bus_dropped());
+    dc_sse_stats_t sse;
+    dc_sse_get_stats(&sse);
+    out(&b,
+        "# HELP dexcache_sse_channels Event-stream channels with subscribers (one upstream poll each).\n"
+        "# TYPE dexcache_sse_channels gauge\ndexcache_sse_channels %llu\n"
+        "# HELP dexcache_sse_subscribers Event-stream clients connected.\n"
+        "# TYPE dexcache_sse_subscribers gauge\ndexcache_sse_subscribers %llu\n"
+        "# HELP dexcache_sse_events_total Events handed to subscribers (one per subscriber).\n"
+        "# TYPE dexcache_sse_events_total counter\ndexcache_sse_events_total %llu\n"
+        "# HELP dexcache_sse_drops_total Subscribers dropped for falling behind.\n"
+        "# TYPE dexcache_sse_drops_total counter\ndexcache_sse_drops_total %llu\n"
+        "# HELP dexcache_sse_polls_total Channel polls (through the cache; upstream calls are counted apart).\n"
+        "# TYPE dexcache_sse_polls_total counter\ndexcache_sse_polls_total %llu\n",
+        (unsigned long long)sse.channels, (unsigned long long)sse.subscribers, (unsigned long long)sse.events,
+        (unsigned long long)sse.drops, (unsigned long long)sse.polls);
     out(&b,
         "# HELP dexcache_config_reloads_total Successful config reloads.\n"
         "# TYPE dexcache_config_reloads_total counter\n"

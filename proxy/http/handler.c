@@ -24,6 +24,7 @@
 #include "ratelimit/local.h"
 #include "http/request.h"
 #include "http/respond.h"
+#include "sse/sse.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -811,6 +812,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     /* route */
     size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    const dc_config_stream_t *stream = dc_sse_match(r->snap->cfg, req->path.base, pathlen);
+    if (stream != NULL) {
+        r->route = stream->route;
+        r->route_metric = dc_snapshot_route_rt(r->snap, r->route)->metrics_id;
+        if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+            dc_request_respond_error(r, 405, "event streams answer GET only");
+            return 0;
+        }
+        dc_sse_subscribe(r, stream);
+        return 0;
+    }
     r->route = dc_config_route_match(r->snap->cfg, req->path.base, pathlen);
     if (r->route == NULL) {
         dc_request_respond_error(r, 404, "no route for this path");

@@ -5,6 +5,7 @@
 #include "http/hop.h"
 #include "http/respond.h"
 #include "http/resphdr.h"
+#include "sse/sse.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -336,4 +337,6 @@ void dc_request_detach_sources(dc_request_t *r)
         dc_fill_detach(fill, r);
     }
     dc_serve_stream_detach(r);
+    if (r->sse != NULL)
+        dc_sse_detach(r->sse);
 }

@@ -40,6 +40,7 @@ typedef enum {
     DC_OUT_NONE = 0, /* no response started */
     DC_OUT_PASS,     /* streaming a pass-through fetch (sending/pending buffers) */
     DC_OUT_BODY,     /* streaming from a shared body (hit, or the leader following its fill) */
+    DC_OUT_SSE,      /* an event stream (sse/sse.h owns the subscriber) */
 } dc_out_mode_t;
 
 typedef struct dc_request {
@@ -96,6 +97,8 @@ typedef struct dc_request {
     dc_growing_t *growing;   /* owned ref */
     dc_growing_sub_t gsub;
     bool subscribed;         /* holds a request reference while true (or while a wake-up is queued) */
+    /* DC_OUT_SSE */
+    struct dc_sse_sub *sse;  /* detached when the request goes */
 } dc_request_t;
 
 /* The client's address as text, looked up on first use (hits with logging off never need it). */

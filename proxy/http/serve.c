@@ -12,6 +12,7 @@
 #include "http/request.h"
 #include "http/resphdr.h"
 #include "http/respond.h"
+#include "sse/sse.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -68,6 +69,11 @@ void dc_out_proceed(h2o_generator_t *gen, h2o_req_t *req)
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
     if (r->out == DC_OUT_PASS) {
         dc__pass_proceed(r);
+        return;
+    }
+    if (r->out == DC_OUT_SSE) {
+        if (r->sse != NULL)
+            dc_sse_proceed(r->sse);
         return;
     }
     r->send_inflight = false;

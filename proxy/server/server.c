@@ -7,6 +7,7 @@
 #include "http/handler.h"
 #include "ratelimit/local.h"
 #include "redis/bus.h"
+#include "sse/sse.h"
 #include "server/listener.h"
 #include "server/snapshot.h"
 #include "server/worker.h"
@@ -58,8 +59,6 @@ static void warn_unbuilt_features(const dc_config_t *cfg)
         if (r->batch.enabled)
             dc_log_warn("routes %s: batch is accepted but not in this build yet", r->prefix);
     }
-    if (cfg->nstreams > 0)
-        dc_log_warn("streams are accepted but SSE streams are not in this build yet");
 }
 
 static SSL_CTX *make_ssl_ctx(const dc_config_t *cfg, char *err, size_t errlen)
@@ -369,6 +368,7 @@ int dc_server_run(dc_server_t *s)
     }
 
     s->workers = dc_calloc(s->nworkers, sizeof(*s->workers));
+    dc_sse_create(s->workers, s->nworkers);
     for (unsigned i = 0; i < s->nworkers; i++)
         dc_worker_init(&s->workers[i], s, i, s->snap, &s->gconf, s->ssl_ctx, s->plain_fds + i * s->nplain, s->nplain,
                        s->tls_fds + i * s->ntls, s->ntls, s->cache, s->inflight,

@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "cache/variants.h"
 #include "ratelimit/fleet.h"
+#include "sse/sse.h"
 #include "server/server.h"
 
 #include <stdio.h>
@@ -98,6 +99,7 @@ static void on_inbox(uv_async_t *a)
         w->draining = true;
         close_listeners(w);
         h2o_context_request_shutdown(&w->ctx);
+        dc_sse_worker_drain(w); /* event streams never end by themselves */
         uv_timer_start(&w->drain_timer, on_drain_tick, 0, 20);
     }
 }

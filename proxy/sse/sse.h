@@ -1,0 +1,57 @@
+/*
+ * Live streams (streams: in the config): Server-Sent Events fed by one upstream poll per channel.
+ *
+ * A channel is one stream path plus one canonical query (GET /jup/stream/price?ids=b,a and
+ * ?ids=a,b are the same channel when the route's cache rule sorts `ids`). Channels are
+ * process-wide: the worker where the first subscriber arrived is the channel's home and runs its
+ * poll timer; subscribers on any worker get each event through their worker's inbox, from one
+ * formatted, reference-counted buffer (no copy per subscriber). A channel lives while it has
+ * subscribers; the home retires it at its next tick after the last one leaves.
+ *
+ * Polls go through the route's cache and in-flight table (dc_fill_start): a stream and plain GETs
+ * for the same key share one upstream call, and the upstream budget applies. Upstream errors
+ * become `event: error` (the stream stays open) and the poll backs off (x2 per error, up to 30 s).
+ *
+ * Each subscriber has a bounded queue (max_subscriber_buffer bytes): one that falls behind is sent
+ * a final `event: dropped` and ended, so a stalled client never grows memory. Heartbeat comments
+ * go out when a channel has been quiet for `heartbeat`. Last-Event-ID resumes from a ring of the
+ * last DC_SSE_RING events when it can, else the client gets the latest event.
+ *
+ * Threads: the registry and each channel's ring are guarded by mutexes; a channel's subscriber
+ * list for worker i is only touched on worker i; the poll state only on the home worker.
+ */
+#ifndef DC_SSE_SSE_H
+#define DC_SSE_SSE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+#define DC_SSE_RING 64
+
+typedef struct dc_sse dc_sse_t;
+typedef struct dc_sse_sub dc_sse_sub_t;
+struct dc_request;
+
+struct dc_worker;
+/* The process-wide registry (owned by the server; lives until exit) over the server's workers. */
+dc_sse_t *dc_sse_create(struct dc_worker *workers, unsigned nworkers);
+
+/* The stream whose path is exactly [path, path+len), or NULL. */
+const dc_config_stream_t *dc_sse_match(const dc_config_t *cfg, const char *path, size_t len);
+
+/* Answer r (a GET on a stream path) with an event stream. Takes over the response. */
+void dc_sse_subscribe(struct dc_request *r, const dc_config_stream_t *stream);
+/* h2o's proceed for a stream response; and the request going away (from detach_sources). */
+void dc_sse_proceed(dc_sse_sub_t *s);
+void dc_sse_detach(dc_sse_sub_t *s);
+/* Worker draining (on that worker): end each of its subscribers with a final `event: close`. */
+void dc_sse_worker_drain(struct dc_worker *w);
+
+typedef struct dc_sse_stats {
+    uint64_t channels, subscribers, events, drops, polls;
+} dc_sse_stats_t;
+void dc_sse_get_stats(dc_sse_stats_t *out);
+
+#endif
