@@ -53,6 +53,20 @@ static const char BUDGET_LUA[] =
     "redis.call('PEXPIRE', KEYS[1], math.floor(wait / 1000) + 120000)\n"
     "return {1, wait}\n";
 
+/* KEYS[1] lease; ARGV[1] instance id, ARGV[2] ttl ms. 1 = ours (taken or renewed), 0 = another's. */
+static const char SSE_LEASE_LUA[] = "local v = redis.call('GET', KEYS[1])\n"
+                                    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end\n"
+                                    "if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end\n"
+                                    "return 0\n";
+/* KEYS[1] id counter, KEYS[2] last update; ARGV[1] channel, ARGV[2] type, ARGV[3] body. Returns the
+ * event id. The last update is kept for instances that start relaying the channel later. */
+static const char SSE_PUBLISH_LUA[] = "local id = redis.call('INCR', KEYS[1])\n"
+                                      "redis.call('PEXPIRE', KEYS[1], 86400000)\n"
+                                      "local msg = id .. '|' .. ARGV[2] .. '|' .. ARGV[3]\n"
+                                      "if ARGV[2] == 'update' then redis.call('SET', KEYS[2], msg, 'PX', 86400000) end\n"
+                                      "redis.call('PUBLISH', ARGV[1], msg)\n"
+                                      "return id\n";
+
 /* KEYS[1] instances zset; ARGV[1] now (ms), ARGV[2] instance id. Returns live instances. */
 static const char HEARTBEAT_LUA[] =
     "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
@@ -67,6 +81,8 @@ struct dc_fleet {
     dc_redis_script_t *cooldown;
     dc_redis_script_t *unlock;
     dc_redis_script_t *peek;
+    dc_redis_script_t *sse_lease;
+    dc_redis_script_t *sse_publish;
     char *prefix;
     char instance_id[96];
     dc_redis_t *sub;    /* subscriber: fill notices */
@@ -215,6 +231,8 @@ int dc_fleet_create(uv_loop_t *loop, const dc_config_t *cfg, bool heartbeat, dc_
                                                    "redis.call('DEL', KEYS[1]) "
                                                    "return redis.call('PUBLISH', ARGV[2], ARGV[3]) end return 0\n");
     f->fill_channel = dc_asprintf("%sfill", f->prefix);
+    f->sse_lease = dc_redis_script_register(f->redis, SSE_LEASE_LUA);
+    f->sse_publish = dc_redis_script_register(f->redis, SSE_PUBLISH_LUA);
     if (dc_redis_create(loop, &opts, &f->sub) == 0)
         dc_redis_subscribe(f->sub, f->fill_channel, on_fill_notice, f);
     f->peek = dc_redis_script_register(f->redis, "return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2])}\n");
@@ -493,6 +511,125 @@ int dc_fleet_peek(dc_fleet_t *f, const char *key, size_t len, dc_fleet_peek_cb c
     int rc = dc_redis_eval(f->redis, f->peek, on_peek_reply, c, 2, 0, args, lens);
     free(k1);
     free(k2);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+/* ---- event streams ---- */
+
+typedef struct sse_call {
+    dc_fleet_lease_cb lease_cb;
+    dc_fleet_publish_cb publish_cb;
+    void *data;
+} sse_call_t;
+
+static void on_sse_lease_reply(void *data, int err, const redisReply *reply)
+{
+    sse_call_t *c = data;
+    if (err == 0 && reply->type != REDIS_REPLY_INTEGER)
+        err = DC_EPROTO;
+    c->lease_cb(c->data, err, err == 0 && reply->integer == 1);
+    free(c);
+}
+
+int dc_fleet_sse_lease(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms, dc_fleet_lease_cb cb, void *data)
+{
+    char *rkey = dc_asprintf("%sssel:%.*s", f->prefix, (int)len, key);
+    char ttl[24];
+    int tl = snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
+    const char *args[3] = {rkey, f->instance_id, ttl};
+    size_t lens[3] = {strlen(rkey), strlen(f->instance_id), (size_t)tl};
+    sse_call_t *c = dc_calloc(1, sizeof(*c));
+    c->lease_cb = cb;
+    c->data = data;
+    int rc = dc_redis_eval(f->redis, f->sse_lease, on_sse_lease_reply, c, 1, 2, args, lens);
+    free(rkey);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+static void on_sse_publish_reply(void *data, int err, const redisReply *reply)
+{
+    sse_call_t *c = data;
+    if (err == 0 && reply->type != REDIS_REPLY_INTEGER)
+        err = DC_EPROTO;
+    c->publish_cb(c->data, err, err == 0 ? (uint64_t)reply->integer : 0);
+    free(c);
+}
+
+int dc_fleet_sse_publish(dc_fleet_t *f, const char *key, size_t len, const char *type, const char *const *parts,
+                         const size_t *lens_in, size_t nparts, dc_fleet_publish_cb cb, void *data)
+{
+    char *idkey = dc_asprintf("%sssei:%.*s", f->prefix, (int)len, key);
+    char *lastkey = dc_asprintf("%sssev:%.*s", f->prefix, (int)len, key);
+    char *chan = dc_asprintf("%ssse:%.*s", f->prefix, (int)len, key);
+    size_t blen = 0;
+    for (size_t i = 0; i < nparts; i++)
+        blen += lens_in[i];
+    char *body = dc_malloc(blen + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < nparts; i++) {
+        memcpy(body + o, parts[i], lens_in[i]);
+        o += lens_in[i];
+    }
+    const char *args[5] = {idkey, lastkey, chan, type, body};
+    size_t lens[5] = {strlen(idkey), strlen(lastkey), strlen(chan), strlen(type), blen};
+    sse_call_t *c = dc_calloc(1, sizeof(*c));
+    c->publish_cb = cb;
+    c->data = data;
+    int rc = dc_redis_eval(f->redis, f->sse_publish, on_sse_publish_reply, c, 2, 3, args, lens);
+    free(idkey);
+    free(lastkey);
+    free(chan);
+    free(body);
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+dc_redis_sub_t *dc_fleet_sse_subscribe(dc_fleet_t *f, const char *key, size_t len,
+                                       void (*cb)(void *data, const char *msg, size_t len), void *data)
+{
+    if (f->sub == NULL)
+        return NULL;
+    char *chan = dc_asprintf("%ssse:%.*s", f->prefix, (int)len, key);
+    dc_redis_sub_t *s = dc_redis_subscribe(f->sub, chan, cb, data);
+    free(chan);
+    return s;
+}
+
+void dc_fleet_sse_unsubscribe(dc_fleet_t *f, dc_redis_sub_t *s)
+{
+    if (s != NULL && f->sub != NULL)
+        dc_redis_unsubscribe(f->sub, s);
+}
+
+typedef struct sse_last_call {
+    void (*cb)(void *data, const char *msg, size_t len);
+    void *data;
+} sse_last_call_t;
+
+static void on_sse_last_reply(void *data, int err, const redisReply *reply)
+{
+    sse_last_call_t *c = data;
+    if (err == 0 && reply->type == REDIS_REPLY_STRING)
+        c->cb(c->data, reply->str, reply->len);
+    else
+        c->cb(c->data, NULL, 0);
+    free(c);
+}
+
+int dc_fleet_sse_last(dc_fleet_t *f, const char *key, size_t len, void (*cb)(void *data, const char *msg, size_t len),
+                      void *data)
+{
+    char *lastkey = dc_asprintf("%sssev:%.*s", f->prefix, (int)len, key);
+    sse_last_call_t *c = dc_malloc(sizeof(*c));
+    c->cb = cb;
+    c->data = data;
+    int rc = dc_redis_command(f->redis, on_sse_last_reply, c, "GET %s", lastkey);
+    free(lastkey);
     if (rc != 0)
         free(c);
     return rc;

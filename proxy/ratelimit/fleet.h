@@ -82,6 +82,26 @@ void dc_fleet_unwatch(dc_fleet_t *f, dc_fleet_watch_t *w); /* no-op when not wat
 typedef void (*dc_fleet_peek_cb)(void *data, int err, const char *value, size_t vlen, bool locked);
 int dc_fleet_peek(dc_fleet_t *f, const char *key, size_t len, dc_fleet_peek_cb cb, void *data);
 
+/* Event streams (sse/sse.h) in a fleet: exactly one instance polls a channel. lease: become or
+ * stay the channel's poller for ttl_ms (leader = true), or learn that another instance is
+ * (false). publish: number the event fleet-wide (a counter in Redis, so ids stay in order across
+ * leader changes) and send "<id>|<type>|<body>" to every instance's subscription of the channel;
+ * the callback gets the id. Callbacks always run later on this worker; err < 0 = Redis
+ * unavailable (poll and number locally). */
+typedef void (*dc_fleet_lease_cb)(void *data, int err, bool leader);
+int dc_fleet_sse_lease(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms, dc_fleet_lease_cb cb, void *data);
+typedef void (*dc_fleet_publish_cb)(void *data, int err, uint64_t id);
+int dc_fleet_sse_publish(dc_fleet_t *f, const char *key, size_t len, const char *type, const char *const *parts,
+                         const size_t *lens, size_t nparts, dc_fleet_publish_cb cb, void *data);
+struct dc_redis_sub;
+struct dc_redis_sub *dc_fleet_sse_subscribe(dc_fleet_t *f, const char *key, size_t len,
+                                            void (*cb)(void *data, const char *msg, size_t len), void *data);
+void dc_fleet_sse_unsubscribe(dc_fleet_t *f, struct dc_redis_sub *s);
+/* The channel's last update as published ("<id>|update|<body>"), or msg NULL (none, or Redis
+ * unavailable): for an instance that starts relaying a channel and has nothing to show yet. */
+int dc_fleet_sse_last(dc_fleet_t *f, const char *key, size_t len, void (*cb)(void *data, const char *msg, size_t len),
+                      void *data);
+
 /* Params for the local fallback: the limit shared out over the live instances. */
 void dc_fleet_local_share(const dc_gcra_params_t *in, dc_gcra_params_t *out);
 

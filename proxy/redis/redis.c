@@ -304,6 +304,25 @@ void dc__redis_on_up(dc_redis_t *r)
 
 /* ---- pub/sub ---- */
 
+static void sub_unlink(dc_redis_t *r, dc_redis_sub_t *sub)
+{
+    for (dc_redis_sub_t **pp = &r->subs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == sub) {
+            *pp = sub->next;
+            return;
+        }
+    }
+}
+
+/* A dead subscription, once hiredis no longer holds it. */
+static void sub_free(dc_redis_sub_t *sub)
+{
+    sub_unlink(sub->r, sub);
+    sub->magic = 0;
+    free(sub->channel);
+    free(sub);
+}
+
 /* hiredis calls this for the subscribe confirmation, for every message, and once with NULL when
  * the context is freed (connection lost or dropped). Subscription replies never time out. */
 static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
@@ -312,6 +331,9 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     DC_CHECK_MAGIC(sub, DC_REDIS_SUB_MAGIC);
     const redisReply *reply = reply_;
     if (reply == NULL) {
+        sub->active = false;
+        if (sub->dead)
+            sub_free(sub);
         dc__redis_conn_lost(ac->data);
         return;
     }
@@ -319,6 +341,11 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
         return;
     const char *kind = reply->element[0]->str;
+    if (sub->dead) {
+        if (strcmp(kind, "unsubscribe") == 0) /* hiredis forgets the channel after this call */
+            sub_free(sub);
+        return;
+    }
     if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING)
         sub->cb(sub->data, reply->element[2]->str, reply->element[2]->len);
     else if (strcmp(kind, "subscribe") == 0)
@@ -328,17 +355,37 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
 static void send_subscribe(dc_redis_t *r, dc_redis_sub_t *sub)
 {
     dc_redis_conn_t *conn = r->conn;
-    if (conn == NULL || conn->state != DC_REDIS_CONN_UP || conn->ac == NULL)
+    if (sub->dead || conn == NULL || conn->state != DC_REDIS_CONN_UP || conn->ac == NULL)
         return; /* sent on the next connect */
     char *buf;
     int len = redisFormatCommand(&buf, "SUBSCRIBE %b", sub->channel, sub->len);
     DC_ASSERT(len > 0);
     if (redisAsyncFormattedCommand(conn->ac, on_sub_reply, sub, buf, (size_t)len) != REDIS_OK)
         dc_log_warn("redis: SUBSCRIBE %s could not be sent", sub->channel);
+    else
+        sub->active = true;
     redisFreeCommand(buf);
 }
 
-void dc_redis_subscribe(dc_redis_t *r, const char *channel, dc_redis_msg_cb cb, void *data)
+void dc_redis_unsubscribe(dc_redis_t *r, dc_redis_sub_t *sub)
+{
+    DC_CHECK_MAGIC(sub, DC_REDIS_SUB_MAGIC);
+    sub->dead = true;
+    dc_redis_conn_t *conn = r->conn;
+    if (!sub->active || conn == NULL || conn->state != DC_REDIS_CONN_UP || conn->ac == NULL) {
+        if (!sub->active)
+            sub_free(sub);
+        return; /* active on a dying connection: its NULL callback frees it */
+    }
+    char *buf;
+    int len = redisFormatCommand(&buf, "UNSUBSCRIBE %b", sub->channel, sub->len);
+    DC_ASSERT(len > 0);
+    /* the reply goes to the channel's callback (hiredis' subscribe bookkeeping), i.e. on_sub_reply */
+    redisAsyncFormattedCommand(conn->ac, on_sub_reply, sub, buf, (size_t)len);
+    redisFreeCommand(buf);
+}
+
+dc_redis_sub_t *dc_redis_subscribe(dc_redis_t *r, const char *channel, dc_redis_msg_cb cb, void *data)
 {
     DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
     DC_ASSERT(!r->closing);
@@ -352,6 +399,7 @@ void dc_redis_subscribe(dc_redis_t *r, const char *channel, dc_redis_msg_cb cb, 
     sub->next = r->subs;
     r->subs = sub;
     send_subscribe(r, sub);
+    return sub;
 }
 
 /* ---- public API ---- */

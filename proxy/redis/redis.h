@@ -84,7 +84,11 @@ void dc_redis_set_state_cb(dc_redis_t *r, void (*cb)(void *data, bool up), void 
  * disconnected (Redis does not keep messages for absent subscribers).
  */
 typedef void (*dc_redis_msg_cb)(void *data, const char *msg, size_t len);
-void dc_redis_subscribe(dc_redis_t *r, const char *channel, dc_redis_msg_cb cb, void *data);
+typedef struct dc_redis_sub dc_redis_sub_t;
+/* Returns the subscription's handle (owned by r), for dc_redis_unsubscribe. */
+dc_redis_sub_t *dc_redis_subscribe(dc_redis_t *r, const char *channel, dc_redis_msg_cb cb, void *data);
+/* Stop: cb never runs again after this call; the handle is freed by r. */
+void dc_redis_unsubscribe(dc_redis_t *r, dc_redis_sub_t *sub);
 
 /* Start closing: on the next loop turn every pending command completes with DC_EIO, the connection
  * is freed, and once all uv handles have closed r and its scripts are freed and on_closed (may be

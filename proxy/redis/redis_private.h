@@ -51,15 +51,17 @@ struct dc_redis_cmd {
 
 /* A subscription: hiredis keeps calling back with this record for every message on the channel
  * until the context is freed (then once with NULL). Owned by r, freed by dc_redis_close. */
-typedef struct dc_redis_sub {
+struct dc_redis_sub {
     uint32_t magic;
+    bool active; /* SUBSCRIBE sent on the current connection: hiredis will call back */
+    bool dead;   /* unsubscribed: freed at hiredis' last callback for it (or at once if inactive) */
     struct dc_redis_sub *next;
     dc_redis_t *r;
     char *channel;
     size_t len;
     dc_redis_msg_cb cb;
     void *data;
-} dc_redis_sub_t;
+};
 
 #define DC_REDIS_SUB_MAGIC 0x52535542u
 

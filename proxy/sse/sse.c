@@ -6,6 +6,8 @@
 #include "core/time.h"
 #include "http/request.h"
 #include "inflight/inflight.h"
+#include "ratelimit/fleet.h"
+#include "redis/redis.h"
 #include "server/worker.h"
 #include "sse/event.h"
 
@@ -64,6 +66,8 @@ struct dc_sse_channel {
     char last_etag[40];
     size_t last_etag_len;
     uint64_t last_event_ms;
+    dc_redis_sub_t *fsub; /* fleet: this channel's pub/sub subscription (events of whoever polls) */
+    bool leader;          /* fleet: this instance holds the channel's lease and polls */
 
     dc_sse_sub_t **subs; /* [nworkers]: list heads, each touched only by its worker */
 };
@@ -279,6 +283,82 @@ static void broadcast(dc_sse_channel_t *ch, dc_sse_event_t *ev)
 /* ---- polling (home worker) ---- */
 
 static void schedule(dc_sse_channel_t *ch);
+static void schedule_relay(dc_sse_channel_t *ch);
+
+/* An event for this instance's subscribers: updates get `id` (0 = the next local id) and join the
+ * ring; ids at or below the last one are duplicates (our own publication coming back). */
+static void emit_local(dc_sse_channel_t *ch, uint64_t id, bool update, const char *const *parts, const size_t *lens,
+                       size_t n)
+{
+    if (!update) {
+        dc_sse_event_t *ev = dc_sse_event_format(0, "error", parts, lens, n);
+        broadcast(ch, ev);
+        dc_sse_event_release(ev);
+        return;
+    }
+    pthread_mutex_lock(&ch->lock);
+    if (id == 0)
+        id = ch->last_id + 1;
+    if (id <= ch->last_id) {
+        pthread_mutex_unlock(&ch->lock);
+        return;
+    }
+    dc_sse_event_t *ev = dc_sse_event_format(id, "update", parts, lens, n);
+    ch->last_id = id;
+    if (ch->ring_n == DC_SSE_RING) {
+        dc_sse_event_release(ch->ring[ch->ring_head]);
+        ch->ring_head = (ch->ring_head + 1) % DC_SSE_RING;
+        ch->ring_n--;
+    }
+    ch->ring[(ch->ring_head + ch->ring_n) % DC_SSE_RING] = dc_sse_event_ref(ev);
+    ch->ring_n++;
+    pthread_mutex_unlock(&ch->lock);
+    broadcast(ch, ev);
+    dc_sse_event_release(ev);
+}
+
+typedef struct publish_call {
+    dc_sse_channel_t *ch; /* a reference */
+    bool update;
+    char *body;
+    size_t len;
+} publish_call_t;
+
+static void on_published(void *data, int err, uint64_t id)
+{
+    publish_call_t *c = data;
+    if (err != 0 && !c->ch->retired) { /* Redis went away: this instance's subscribers still get it */
+        const char *parts[1] = {c->body};
+        emit_local(c->ch, 0, c->update, parts, &c->len, 1);
+    }
+    channel_release(c->ch);
+    free(c->body);
+    free(c);
+}
+
+/* A poll's outcome: through the fleet when this instance is the channel's leader (every instance,
+ * this one included, gets it from its subscription, numbered fleet-wide), else locally. */
+static void emit(dc_sse_channel_t *ch, bool update, const char *const *parts, const size_t *lens, size_t n)
+{
+    dc_fleet_t *fleet = ch->home->fleet;
+    if (ch->leader && ch->fsub != NULL && fleet != NULL && dc_fleet_up(fleet)) {
+        publish_call_t *c = dc_calloc(1, sizeof(*c));
+        c->ch = channel_ref(ch);
+        c->update = update;
+        for (size_t i = 0; i < n; i++)
+            c->len += lens[i];
+        c->body = dc_malloc(c->len + 1);
+        for (size_t i = 0, o = 0; i < n; o += lens[i], i++)
+            memcpy(c->body + o, parts[i], lens[i]);
+        if (dc_fleet_sse_publish(fleet, ch->key, ch->key_len, update ? "update" : "error", parts, lens, n,
+                                 on_published, c) == 0)
+            return;
+        channel_release(ch);
+        free(c->body);
+        free(c);
+    }
+    emit_local(ch, 0, update, parts, lens, n);
+}
 
 static void publish_error(dc_sse_channel_t *ch, int status, const char *message)
 {
@@ -286,9 +366,7 @@ static void publish_error(dc_sse_channel_t *ch, int status, const char *message)
     int n = snprintf(body, sizeof(body), "{\"status\":%d,\"error\":\"%s\"}", status, message);
     const char *parts[1] = {body};
     size_t lens[1] = {(size_t)n};
-    dc_sse_event_t *ev = dc_sse_event_format(0, "error", parts, lens, 1);
-    broadcast(ch, ev);
-    dc_sse_event_release(ev);
+    emit(ch, false, parts, lens, 1);
     ch->errors++;
 }
 
@@ -304,19 +382,45 @@ static void publish_entry(dc_sse_channel_t *ch, const dc_cache_entry_t *e)
     size_t lens[256];
     const dc_body_t *b = &e->body->body;
     size_t n = dc_body_spans(b, 0, b->len, bases, lens, 256);
-    pthread_mutex_lock(&ch->lock);
-    dc_sse_event_t *ev = dc_sse_event_format(ch->last_id + 1, "update", bases, lens, n);
-    ch->last_id++;
-    if (ch->ring_n == DC_SSE_RING) {
-        dc_sse_event_release(ch->ring[ch->ring_head]);
-        ch->ring_head = (ch->ring_head + 1) % DC_SSE_RING;
-        ch->ring_n--;
+    emit(ch, true, bases, lens, n);
+}
+
+static void on_fleet_event(void *data, const char *msg, size_t len);
+
+static void on_last_event(void *data, const char *msg, size_t len)
+{
+    dc_sse_channel_t *ch = data;
+    if (msg != NULL)
+        on_fleet_event(ch, msg, len);
+    channel_release(ch);
+}
+
+/* "<id>|<type>|<body>" from the channel's leader, whichever instance it is. msg NULL: subscribed
+ * (again): catch up with the last update published. */
+static void on_fleet_event(void *data, const char *msg, size_t len)
+{
+    dc_sse_channel_t *ch = data;
+    if (ch->retired)
+        return;
+    if (msg == NULL) {
+        channel_ref(ch);
+        if (dc_fleet_sse_last(ch->home->fleet, ch->key, ch->key_len, on_last_event, ch) != 0)
+            channel_release(ch);
+        return;
     }
-    ch->ring[(ch->ring_head + ch->ring_n) % DC_SSE_RING] = dc_sse_event_ref(ev);
-    ch->ring_n++;
-    pthread_mutex_unlock(&ch->lock);
-    broadcast(ch, ev);
-    dc_sse_event_release(ev);
+    const char *bar = memchr(msg, '|', len);
+    if (bar == NULL)
+        return;
+    uint64_t id = 0;
+    for (const char *p = msg; p < bar; p++)
+        id = id * 10 + (uint64_t)(*p - '0');
+    const char *type = bar + 1, *bar2 = memchr(type, '|', len - (size_t)(type - msg));
+    if (bar2 == NULL)
+        return;
+    const char *body = bar2 + 1;
+    size_t blen = len - (size_t)(body - msg);
+    bool update = (size_t)(bar2 - type) == 6 && memcmp(type, "update", 6) == 0;
+    emit_local(ch, update ? id : 0, update, &body, &blen, 1);
 }
 
 static void on_poll_result(dc_waiter_t *w, dc_flight_result_t *res)
@@ -377,12 +481,46 @@ static bool retire_if_unused(dc_sse_channel_t *ch)
     *pp = ch->bucket_next;
     pthread_mutex_unlock(&hub->lock);
     ch->retired = true;
+    if (ch->fsub != NULL) {
+        dc_fleet_sse_unsubscribe(ch->home->fleet, ch->fsub);
+        ch->fsub = NULL;
+    }
     uv_timer_stop(&ch->timer);
     uv_close((uv_handle_t *)&ch->timer, on_timer_closed); /* the registry's reference */
     return true;
 }
 
-static void poll_now(dc_sse_channel_t *ch)
+static void poll_now(dc_sse_channel_t *ch);
+
+/* Fleet: only the lease holder polls; the others relay what it publishes and try again for the
+ * lease twice per interval, so a dead leader is replaced within about two intervals. */
+static uint64_t lease_ttl_ms(const dc_sse_channel_t *ch)
+{
+    uint64_t i = ch->stream->interval_ms;
+    return i + (i / 5 > 100 ? i / 5 : 100);
+}
+
+static void on_lease(void *data, int err, bool leader)
+{
+    dc_sse_channel_t *ch = data;
+    if (!ch->retired) {
+        if (err != 0) {
+            ch->leader = false;
+            poll_now(ch); /* Redis unavailable: poll locally */
+        } else if (leader) {
+            if (!ch->leader)
+                dc_log_info("sse: this instance polls %s", ch->key);
+            ch->leader = true;
+            poll_now(ch);
+        } else {
+            ch->leader = false;
+            schedule_relay(ch);
+        }
+    }
+    channel_release(ch);
+}
+
+static void tick(dc_sse_channel_t *ch)
 {
     if (retire_if_unused(ch))
         return;
@@ -392,6 +530,21 @@ static void poll_now(dc_sse_channel_t *ch)
         broadcast(ch, hb);
         dc_sse_event_release(hb);
     }
+    dc_fleet_t *fleet = ch->home->fleet;
+    if (fleet != NULL && dc_fleet_up(fleet)) {
+        if (ch->fsub == NULL)
+            ch->fsub = dc_fleet_sse_subscribe(fleet, ch->key, ch->key_len, on_fleet_event, ch);
+        channel_ref(ch);
+        if (dc_fleet_sse_lease(fleet, ch->key, ch->key_len, lease_ttl_ms(ch), on_lease, ch) == 0)
+            return;
+        channel_release(ch);
+    }
+    ch->leader = false;
+    poll_now(ch);
+}
+
+static void poll_now(dc_sse_channel_t *ch)
+{
     atomic_fetch_add(&st_polls, 1);
     dc_worker_t *w = ch->home;
     uint64_t now = dc_now_wall_ms();
@@ -435,7 +588,13 @@ static void poll_now(dc_sse_channel_t *ch)
 
 static void on_tick(uv_timer_t *t)
 {
-    poll_now(t->data);
+    tick(t->data);
+}
+
+static void schedule_relay(dc_sse_channel_t *ch)
+{
+    uint64_t d = ch->stream->interval_ms / 2;
+    uv_timer_start(&ch->timer, on_tick, d > 0 ? d : 1, 0);
 }
 
 static void schedule(dc_sse_channel_t *ch)
@@ -523,7 +682,7 @@ static dc_sse_channel_t *channel_get(dc_worker_t *w, dc_snapshot_t *snap, const 
     hub->buckets[hash % NBUCKETS] = ch;
     pthread_mutex_unlock(&hub->lock);
     atomic_fetch_add(&st_channels, 1);
-    poll_now(ch); /* the first subscriber should not wait an interval */
+    tick(ch); /* the first subscriber should not wait an interval */
     return ch;
 }
 

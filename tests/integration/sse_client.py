@@ -115,3 +115,72 @@ class SSEClient:
         self.sock.close()
         if self.thread is not None:
             self.thread.join(5)
+
+
+class ManySSE:
+    """Many SSE subscribers on raw sockets served by one thread (selectors): for fan-out tests
+    with hundreds or thousands of clients. Records, per client, the update ids in arrival order."""
+
+    def __init__(self, targets, path):
+        import selectors
+        self.sel = selectors.DefaultSelector()
+        self.ids = []
+        self.errors = []
+        self.lock = threading.Lock()
+        self.stop = False
+        self.socks = []
+        for i, (host, port) in enumerate(targets):
+            s = socket.create_connection((host, port), timeout=10)
+            s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n" % (path, host)).encode())
+            s.setblocking(False)
+            self.socks.append(s)
+            self.ids.append([])
+            self.sel.register(s, selectors.EVENT_READ, [i, b""])
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop:
+            for key, _ in self.sel.select(timeout=0.1):
+                i, buf = key.data
+                try:
+                    chunk = key.fileobj.recv(262144)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    self.errors.append((i, str(e)))
+                    self.sel.unregister(key.fileobj)
+                    continue
+                if not chunk:
+                    self.sel.unregister(key.fileobj)
+                    continue
+                buf += chunk
+                # ids only: "\nid: N\n" lines inside the chunked stream (chunk framing never splits
+                # the parse below because we only look at complete lines)
+                while True:
+                    p = buf.find(b"id: ")
+                    if p < 0:
+                        buf = buf[-8:] if len(buf) > 8 else buf
+                        break
+                    e = buf.find(b"\n", p)
+                    if e < 0:
+                        buf = buf[p:]
+                        break
+                    if p == 0 or buf[p - 1:p] == b"\n":
+                        with self.lock:
+                            self.ids[i].append(int(buf[p + 4:e]))
+                    buf = buf[e:]
+                key.data[1] = buf
+
+    def counts(self):
+        with self.lock:
+            return [len(x) for x in self.ids]
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
