@@ -24,6 +24,7 @@
 #include "ratelimit/local.h"
 #include "http/request.h"
 #include "http/respond.h"
+#include "http/batch.h"
 #include "sse/sse.h"
 
 #include <arpa/inet.h>
@@ -860,6 +861,11 @@ static void continue_request(dc_request_t *r)
         dc_passthrough_start(r, "BYPASS", "dexcache; fwd=bypass");
         return;
     }
+    const dc_config_batch_t *bc = &r->route->batch;
+    if (bc->enabled && !r->is_head && pathlen - plen == strlen(bc->path) &&
+        memcmp(req->path.base + plen, bc->path, pathlen - plen) == 0 &&
+        dc_batch_try(r, dc_snapshot_route_rt(r->snap, r->route)->batcher))
+        return;
     cache_path(r);
 }
 

@@ -50,17 +50,6 @@ struct dc_server {
     int forced;
 };
 
-/* Keys of the design's contract that the parser accepts before their feature has landed would
- * otherwise be silently ignored: say so once per load. Remove each line as its feature lands. */
-static void warn_unbuilt_features(const dc_config_t *cfg)
-{
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        const dc_config_route_t *r = &cfg->routes[i];
-        if (r->batch.enabled)
-            dc_log_warn("routes %s: batch is accepted but not in this build yet", r->prefix);
-    }
-}
-
 static SSL_CTX *make_ssl_ctx(const dc_config_t *cfg, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -110,7 +99,6 @@ static uint64_t max_route_body(const dc_config_t *cfg)
 int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **out, char *err, size_t errlen)
 {
     dc_server_t *s = dc_calloc(1, sizeof(*s));
-    warn_unbuilt_features(cfg);
     s->config_path = dc_strdup(config_path);
     s->admin_fd = -1;
     pthread_mutex_init(&s->snap_lock, NULL);
@@ -264,7 +252,6 @@ static void reload(dc_server_t *s)
         sd_notify(0, "READY=1\nSTATUS=reload rejected; running the previous config");
         return;
     }
-    warn_unbuilt_features(cfg);
     const dc_config_t *old = s->snap->cfg;
     if (!listen_sets_equal(old->listen, old->nlisten, cfg->listen, cfg->nlisten) ||
         !listen_sets_equal(old->tls.listen, old->tls.nlisten, cfg->tls.listen, cfg->tls.nlisten) ||

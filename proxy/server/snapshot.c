@@ -1,6 +1,7 @@
 #include "server/snapshot.h"
 #include "core/error.h"
 #include "core/metrics.h"
+#include "http/batch.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,8 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const dc_config_route_t *r = &cfg->routes[i];
         s->routes[i].metrics_id = dc_metrics_label_id(DC_METRICS_ROUTE, r->prefix);
+        if (r->batch.enabled)
+            s->routes[i].batcher = dc_batcher_create();
         if (r->limit.enabled)
             dc_gcra_params_init(&s->routes[i].limit, r->limit.rate.limit, r->limit.rate.window_ms, r->limit.burst);
     }
@@ -82,6 +85,8 @@ void dc_snapshot_release(dc_snapshot_t *s)
         }
     }
     free(s->ups);
+    for (size_t i = 0; i < s->cfg->nroutes; i++)
+        dc_batcher_destroy(s->routes[i].batcher);
     free(s->routes);
     free(s->trusted);
     dc_config_release(s->cfg);

@@ -30,6 +30,7 @@ typedef struct dc_upstream_rt {
 typedef struct dc_route_rt {
     unsigned metrics_id;
     dc_gcra_params_t limit; /* valid when the route has limit: */
+    struct dc_batcher *batcher; /* the route's batch: gatherer, NULL without batch: */
 } dc_route_rt_t;
 
 typedef struct dc_snapshot {

@@ -1,0 +1,701 @@
+#include "http/batch.h"
+#include "cache/jsonobj.h"
+#include "cache/key.h"
+#include "cache/variants.h"
+#include "cache/encode.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/time.h"
+#include "http/request.h"
+
+#include <mbedtls/sha256.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_IDS_PER_REQUEST 1000
+
+/* ---- the process-wide gatherer of ids to fetch ---- */
+
+typedef struct pending_id {
+    char *id;
+    size_t id_len;
+    char *key; /* the id's own cache key */
+    size_t key_len;
+    uint64_t hash;
+    dc_flight_t *flight;     /* led by this process: finished when the id's answer is known */
+    dc_cache_entry_t *stale; /* a copy to fall back on (owned), or NULL */
+} pending_id_t;
+
+struct dc_batcher {
+    pthread_mutex_t lock;
+    pending_id_t *ids; /* waiting for the window to close */
+    size_t n, cap;
+    bool window_open;
+};
+
+dc_batcher_t *dc_batcher_create(void)
+{
+    dc_batcher_t *b = dc_calloc(1, sizeof(*b));
+    pthread_mutex_init(&b->lock, NULL);
+    return b;
+}
+
+void dc_batcher_destroy(dc_batcher_t *b)
+{
+    if (b == NULL)
+        return;
+    DC_ASSERT(b->n == 0); /* an open window holds a snapshot reference */
+    free(b->ids);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+static void pending_dispose(pending_id_t *p)
+{
+    free(p->id);
+    free(p->key);
+    dc_cache_entry_release(p->stale);
+}
+
+/* ---- query helpers ---- */
+
+static bool unreserved(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~';
+}
+
+static size_t encode_into(char *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (unreserved((char)c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    return o;
+}
+
+/* The raw query without any `param=` (or bare `param`) item, each kept item followed by '&'. */
+static char *query_without(const char *q, size_t qlen, const char *param, size_t *out_len)
+{
+    size_t plen = strlen(param);
+    char *out = dc_malloc(qlen + 2);
+    size_t o = 0;
+    const char *p = q, *end = q + qlen;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        size_t il = amp ? (size_t)(amp - p) : (size_t)(end - p);
+        bool is_param = il >= plen && memcmp(p, param, plen) == 0 && (il == plen || p[plen] == '=');
+        if (il > 0 && !is_param) {
+            memcpy(out + o, p, il);
+            o += il;
+            out[o++] = '&';
+        }
+        p += il + 1;
+    }
+    *out_len = o;
+    return out;
+}
+
+/* "<path>?<rest>&<param>=<ids joined by ','>" (ids percent-encoded), heap. */
+static char *path_query(const char *path, const char *rest, size_t rest_len, const char *param, char *const *ids,
+                        const size_t *lens, size_t n, size_t *out_len)
+{
+    size_t cap = strlen(path) + rest_len + strlen(param) + 4;
+    for (size_t i = 0; i < n; i++)
+        cap += 3 * lens[i] + 1;
+    char *s = dc_malloc(cap);
+    size_t o = strlen(path);
+    memcpy(s, path, o);
+    s[o++] = '?';
+    memcpy(s + o, rest, rest_len);
+    o += rest_len;
+    o += encode_into(s + o, param, strlen(param));
+    s[o++] = '=';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            s[o++] = ',';
+        o += encode_into(s + o, ids[i], lens[i]);
+    }
+    s[o] = '\0';
+    *out_len = o;
+    return s;
+}
+
+/* method "GET" for an id's own key (what a request for that id alone has); "BATCH" for the
+ * upstream request of a chunk, whose flight must never be an id's flight (a one-id chunk would
+ * otherwise wait for itself). */
+static char *key_for(const char *method, const dc_config_route_t *route, const dc_config_cache_rule_t *rule,
+                     const char *pq, size_t pqlen, size_t *key_len)
+{
+    dc_cache_key_opts_t opts = {rule->key_sets, rule->nkey_sets, rule->ignore_params, rule->nignore_params};
+    size_t ml = strlen(method);
+    size_t cap = dc_cache_key_bound(ml, strlen(route->prefix), pqlen);
+    char *key = dc_malloc(cap);
+    long n = dc_cache_key_build(method, ml, route->prefix, pq, pqlen, &opts, key, cap);
+    if (n < 0) {
+        free(key);
+        return NULL;
+    }
+    *key_len = (size_t)n;
+    return key;
+}
+
+/* ---- one upstream request for up to `max` ids (on the worker that closed the window) ---- */
+
+typedef struct chunk {
+    dc_waiter_t waiter;
+    dc_worker_t *worker;
+    dc_snapshot_t *snap;
+    const dc_config_route_t *route;
+    const dc_config_cache_rule_t *rule;
+    pending_id_t *ids; /* owned */
+    size_t n;
+} chunk_t;
+
+static void finish_id_error(dc_worker_t *w, pending_id_t *p, int status, const char *message, int fwd_status)
+{
+    if (p->stale != NULL && !p->stale->no_stale && dc_now_wall_ms() < p->stale->sie_until_ms) {
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = p->stale, .stale = true,
+                                  .fwd_status = fwd_status};
+        dc_inflight_finish(w->inflight, p->flight, &res);
+        return;
+    }
+    dc_flight_result_t res = {.outcome = DC_FLIGHT_ERROR, .status = status, .message = message,
+                              .fwd_status = fwd_status};
+    dc_inflight_finish(w->inflight, p->flight, &res);
+}
+
+static void set_etag(dc_cache_entry_t *e)
+{
+    unsigned char d[32];
+    mbedtls_sha256_context sha;
+    mbedtls_sha256_init(&sha);
+    mbedtls_sha256_starts_ret(&sha, 0);
+    const dc_body_t *b = &e->body->body;
+    const char *bases[64];
+    size_t lens[64];
+    for (size_t off = 0; off < b->len;) {
+        size_t n = dc_body_spans(b, off, b->len - off, bases, lens, 64);
+        for (size_t i = 0; i < n; i++) {
+            mbedtls_sha256_update_ret(&sha, (const unsigned char *)bases[i], lens[i]);
+            off += lens[i];
+        }
+    }
+    mbedtls_sha256_finish_ret(&sha, d);
+    mbedtls_sha256_free(&sha);
+    static const char hex[] = "0123456789abcdef";
+    e->etag[0] = '"';
+    for (int i = 0; i < 16; i++) {
+        e->etag[1 + 2 * i] = hex[d[i] >> 4];
+        e->etag[2 + 2 * i] = hex[d[i] & 15];
+    }
+    e->etag[33] = '"';
+    e->etag[34] = '\0';
+    e->etag_len = 34;
+}
+
+/* An entry like `like` (headers, lifetimes) with this body. */
+static dc_cache_entry_t *entry_with_body(const dc_cache_entry_t *like, const char *key, size_t key_len,
+                                         const char *const *tags, size_t ntags, const char *body, size_t len)
+{
+    dc_body_t b;
+    dc_body_init(&b, len);
+    dc_body_append(&b, body, len);
+    dc_cache_entry_t *e = dc_cache_entry_create(key, key_len, like->status, like->headers, like->nheaders, tags,
+                                                ntags, dc_shared_body_create(&b));
+    for (size_t i = 0; i < e->nheaders; i++)
+        e->headers[i].token = like->headers[i].token;
+    e->stored_at_ms = like->stored_at_ms;
+    e->fresh_until_ms = like->fresh_until_ms;
+    e->swr_until_ms = like->swr_until_ms;
+    e->sie_until_ms = like->sie_until_ms;
+    e->keep_until_ms = like->keep_until_ms;
+    e->origin_age_s = like->origin_age_s;
+    e->no_stale = like->no_stale;
+    e->route_metric = like->route_metric;
+    const dc_cache_hdr_t *ct = dc_cache_entry_header(e, "content-type", 12);
+    e->compressible = ct != NULL && dc_encoding_compressible_type(ct->value, ct->value_len) &&
+                      len >= DC_VARIANTS_MIN_BYTES;
+    set_etag(e);
+    return e;
+}
+
+typedef struct split {
+    pending_id_t *ids;
+    size_t n;
+    const char **vals;
+    size_t *vlens;
+} split_t;
+
+static int on_member(void *data, const dc_json_member_t *m)
+{
+    split_t *s = data;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->vals[i] == NULL && s->ids[i].id_len == m->key_len && memcmp(s->ids[i].id, m->key, m->key_len) == 0) {
+            s->vals[i] = m->value;
+            s->vlens[i] = m->value_len;
+        }
+    return 0;
+}
+
+/* The upstream's answer for the chunk: one stored entry per id. */
+static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
+{
+    dc_worker_t *w = c->worker;
+    const dc_body_t *b = &all->body->body;
+    char *flat = dc_malloc(b->len + 1);
+    const char *bases[64];
+    size_t lens[64];
+    for (size_t off = 0; off < b->len;) {
+        size_t n = dc_body_spans(b, off, b->len - off, bases, lens, 64);
+        for (size_t i = 0; i < n; i++) {
+            memcpy(flat + off, bases[i], lens[i]);
+            off += lens[i];
+        }
+    }
+    split_t s = {c->ids, c->n, dc_calloc(c->n, sizeof(char *)), dc_calloc(c->n, sizeof(size_t))};
+    if (dc_json_object_members(flat, b->len, on_member, &s) != 0) {
+        dc_log_warn("batch: upstream %s answered %s with something other than a JSON object",
+                    c->route->upstream->name, c->route->batch.path);
+        for (size_t i = 0; i < c->n; i++)
+            finish_id_error(w, &c->ids[i], 502, "upstream answer is not a JSON object", all->status);
+    } else {
+        bool tag_ids = false;
+        for (size_t i = 0; i < c->route->cdn.ntag_params; i++)
+            tag_ids = tag_ids || strcmp(c->route->cdn.tag_params[i], c->route->batch.param) == 0;
+        uint64_t now = dc_now_wall_ms();
+        for (size_t i = 0; i < c->n; i++) {
+            pending_id_t *p = &c->ids[i];
+            /* {"<id>":<value>} as the upstream would answer this id alone; {} when it left it out */
+            size_t len = s.vals[i] != NULL ? p->id_len + s.vlens[i] + 5 : 2;
+            char *body = dc_malloc(len + 1);
+            if (s.vals[i] != NULL) {
+                body[0] = '{';
+                body[1] = '"';
+                memcpy(body + 2, p->id, p->id_len);
+                memcpy(body + 2 + p->id_len, "\":", 2);
+                memcpy(body + 4 + p->id_len, s.vals[i], s.vlens[i]);
+                body[len - 1] = '}';
+            } else {
+                memcpy(body, "{}", 2);
+            }
+            const char *tags[2] = {all->ntags > 0 ? all->tags[0] : "batch", p->id};
+            dc_cache_entry_t *e = entry_with_body(all, p->key, p->key_len, tags, tag_ids ? 2 : 1, body, len);
+            free(body);
+            bool stored = dc_cache_insert(w->cache, e, now) == 0;
+            if (stored)
+                dc_counter_add(&w->metrics.cache_stores[e->route_metric], 1);
+            dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored,
+                                      .fwd_status = all->status};
+            dc_inflight_finish(w->inflight, p->flight, &res);
+            dc_cache_entry_release(e);
+        }
+    }
+    free(s.vals);
+    free(s.vlens);
+    free(flat);
+}
+
+static void on_chunk_result(dc_waiter_t *wt, dc_flight_result_t *res)
+{
+    chunk_t *c = wt->data;
+    switch (res->outcome) {
+    case DC_FLIGHT_ENTRY:
+        if (res->entry->status == 200 && !res->stale) {
+            split_answer(c, res->entry);
+        } else {
+            /* an upstream error (or a stale copy of the whole list): each id falls back on its own
+             * stale copy, else gets the upstream's status */
+            int st = res->stale ? 502 : res->entry->status;
+            for (size_t i = 0; i < c->n; i++)
+                finish_id_error(c->worker, &c->ids[i], st >= 400 ? st : 502, "upstream answered an error",
+                                res->fwd_status ? res->fwd_status : res->entry->status);
+        }
+        dc_cache_entry_release(res->entry);
+        break;
+    case DC_FLIGHT_ERROR:
+        for (size_t i = 0; i < c->n; i++)
+            finish_id_error(c->worker, &c->ids[i], res->status, res->message, res->fwd_status);
+        break;
+    case DC_FLIGHT_PASS:
+        for (size_t i = 0; i < c->n; i++)
+            finish_id_error(c->worker, &c->ids[i], 502, "upstream answer not cacheable", res->fwd_status);
+        break;
+    case DC_FLIGHT_STREAM:
+        dc_cache_entry_release(res->entry);
+        dc_growing_release(res->growing);
+        if (res->growing_gz != NULL)
+            dc_growing_release(res->growing_gz);
+        for (size_t i = 0; i < c->n; i++)
+            finish_id_error(c->worker, &c->ids[i], 502, "upstream answer too large to split", 0);
+        break;
+    }
+    for (size_t i = 0; i < c->n; i++)
+        c->ids[i].flight = NULL;
+}
+
+static void on_chunk_release(dc_waiter_t *wt)
+{
+    chunk_t *c = wt->data;
+    for (size_t i = 0; i < c->n; i++) {
+        DC_ASSERT(c->ids[i].flight == NULL);
+        pending_dispose(&c->ids[i]);
+    }
+    free(c->ids);
+    dc_snapshot_release(c->snap);
+    free(c);
+}
+
+static void chunk_start(chunk_t *c)
+{
+    dc_worker_t *w = c->worker;
+    const dc_config_batch_t *bc = &c->route->batch;
+    char **ids = dc_malloc(c->n * sizeof(char *));
+    size_t *lens = dc_malloc(c->n * sizeof(size_t));
+    for (size_t i = 0; i < c->n; i++) {
+        ids[i] = c->ids[i].id;
+        lens[i] = c->ids[i].id_len;
+    }
+    /* the other parameters are the same for every id of a batcher window: see dc_batch_try */
+    size_t pql;
+    char *pq = path_query(bc->path, "", 0, bc->param, ids, lens, c->n, &pql);
+    free(ids);
+    free(lens);
+    size_t key_len;
+    char *key = key_for("BATCH", c->route, c->rule, pq, pql, &key_len);
+    char *url = dc_asprintf("%s%s", c->route->upstream->url, pq);
+    free(pq);
+    c->waiter.on_result = on_chunk_result;
+    c->waiter.on_release = on_chunk_release;
+    c->waiter.target = w;
+    c->waiter.data = c;
+    uint64_t hash = key != NULL ? dc_cache_hash(key, key_len) : 0;
+    dc_flight_t *flight;
+    if (key == NULL) {
+        for (size_t i = 0; i < c->n; i++) {
+            finish_id_error(w, &c->ids[i], 502, "batch key too long", 0);
+            c->ids[i].flight = NULL;
+        }
+        on_chunk_release(&c->waiter);
+        free(url);
+        return;
+    }
+    if (dc_inflight_join(w->inflight, key, key_len, hash, &c->waiter, &flight) == DC_INFLIGHT_LEADER) {
+        static const char *const headers[] = {"Accept: application/json", NULL};
+        dc_fill_start(NULL, w, c->snap, c->route, c->rule, key, key_len, hash, flight, NULL, url, headers, false);
+        if (dc_inflight_join(w->inflight, key, key_len, hash, &c->waiter, &flight) == DC_INFLIGHT_LEADER) {
+            dc_flight_result_t pass = {.outcome = DC_FLIGHT_PASS};
+            dc_inflight_finish(w->inflight, flight, &pass); /* never: the fill is asynchronous */
+            on_chunk_result(&c->waiter, &pass);
+            on_chunk_release(&c->waiter);
+        }
+    }
+    free(key);
+    free(url);
+}
+
+typedef struct window {
+    uv_timer_t timer;
+    dc_batcher_t *b;
+    dc_worker_t *worker;
+    dc_snapshot_t *snap;
+    const dc_config_route_t *route;
+    const dc_config_cache_rule_t *rule;
+} window_t;
+
+static void on_window_closed(uv_handle_t *h)
+{
+    window_t *win = (window_t *)h;
+    dc_snapshot_release(win->snap);
+    free(win);
+}
+
+static void on_window(uv_timer_t *t)
+{
+    window_t *win = (window_t *)t;
+    dc_batcher_t *b = win->b;
+    pthread_mutex_lock(&b->lock);
+    pending_id_t *ids = b->ids;
+    size_t n = b->n;
+    b->ids = NULL;
+    b->n = b->cap = 0;
+    b->window_open = false;
+    pthread_mutex_unlock(&b->lock);
+    size_t max = win->route->batch.max;
+    for (size_t off = 0; off < n; off += max) {
+        chunk_t *c = dc_calloc(1, sizeof(*c));
+        c->worker = win->worker;
+        c->snap = dc_snapshot_ref(win->snap);
+        c->route = win->route;
+        c->rule = win->rule;
+        c->n = n - off < max ? n - off : max;
+        c->ids = dc_malloc(c->n * sizeof(pending_id_t));
+        memcpy(c->ids, ids + off, c->n * sizeof(pending_id_t));
+        chunk_start(c);
+    }
+    free(ids);
+    uv_close((uv_handle_t *)&win->timer, on_window_closed);
+}
+
+/* Queue an id this process leads; the first id of a window arms its timer on this worker. */
+static void batcher_add(dc_batcher_t *b, dc_request_t *r, pending_id_t *p)
+{
+    pthread_mutex_lock(&b->lock);
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->ids = dc_realloc(b->ids, b->cap * sizeof(*b->ids));
+    }
+    b->ids[b->n++] = *p;
+    bool open = !b->window_open;
+    b->window_open = true;
+    pthread_mutex_unlock(&b->lock);
+    if (!open)
+        return;
+    window_t *win = dc_calloc(1, sizeof(*win));
+    win->b = b;
+    win->worker = r->worker;
+    win->snap = dc_snapshot_ref(r->snap);
+    win->route = r->route;
+    win->rule = r->rule;
+    uv_timer_init(&r->worker->loop, &win->timer);
+    uv_timer_start(&win->timer, on_window, r->route->batch.window_ms, 0);
+}
+
+/* ---- one client request ---- */
+
+typedef struct batch_req batch_req_t;
+
+typedef struct want {
+    batch_req_t *br;
+    dc_waiter_t waiter;
+    dc_cache_entry_t *entry; /* answer (owned) */
+    int status;              /* error to answer when entry is NULL */
+    const char *message;
+    bool stale;
+} want_t;
+
+struct batch_req {
+    dc_request_t *r; /* a reference */
+    want_t *wants;
+    size_t n, pending;
+    bool hit; /* every id was answered from the cache at once */
+    bool collapsed;
+};
+
+static void respond(batch_req_t *br)
+{
+    dc_request_t *r = br->r;
+    if (r->req == NULL)
+        return;
+    dc_worker_metrics_t *m = &r->worker->metrics;
+    for (size_t i = 0; i < br->n; i++) {
+        want_t *wt = &br->wants[i];
+        if (wt->entry == NULL) {
+            dc_request_respond_error(r, wt->status ? wt->status : 502, wt->message ? wt->message : "upstream failed");
+            return;
+        }
+        if (wt->entry->status != 200) { /* the upstream's own error for this id: as it said it */
+            dc_serve_entry(r, wt->entry, "MISS", "dexcache; fwd=miss; detail=batch");
+            return;
+        }
+    }
+    /* {"a":...,"b":...} in the client's order: each id's body is {"<id>":<value>} or {} */
+    size_t len = 2;
+    uint64_t stored = UINT64_MAX;
+    bool stale = false;
+    for (size_t i = 0; i < br->n; i++) {
+        len += br->wants[i].entry->body->body.len + 1;
+        if (br->wants[i].entry->stored_at_ms < stored)
+            stored = br->wants[i].entry->stored_at_ms;
+        stale = stale || br->wants[i].stale;
+    }
+    char *body = dc_malloc(len);
+    size_t o = 0;
+    body[o++] = '{';
+    for (size_t i = 0; i < br->n; i++) {
+        const dc_body_t *b = &br->wants[i].entry->body->body;
+        if (b->len <= 2)
+            continue; /* {}: the upstream has nothing for this id */
+        if (o > 1)
+            body[o++] = ',';
+        const char *bases[64];
+        size_t lens[64];
+        size_t got = 0;
+        for (size_t off = 1; off < b->len - 1;) {
+            size_t n = dc_body_spans(b, off, b->len - 1 - off, bases, lens, 64);
+            for (size_t k = 0; k < n; k++) {
+                memcpy(body + o + got, bases[k], lens[k]);
+                got += lens[k];
+                off += lens[k];
+            }
+        }
+        o += got;
+    }
+    body[o++] = '}';
+    const dc_cache_entry_t *first = br->wants[0].entry;
+    size_t plen = r->req->path.len; /* a composed answer, never stored: its key is only a name */
+    dc_cache_entry_t *e = entry_with_body(first, r->req->path.base, plen, NULL, 0, body, o);
+    free(body);
+    e->stored_at_ms = stored;
+    if (br->hit) {
+        dc_counter_add(&m->cache_hits[r->route_metric], 1);
+        dc_serve_entry(r, e, "HIT", "dexcache; hit; detail=batch");
+    } else {
+        dc_counter_add(&m->cache_misses[r->route_metric], 1);
+        dc_serve_entry(r, e, stale ? "STALE" : "MISS",
+                       stale ? "dexcache; fwd=stale; detail=batch" : "dexcache; fwd=miss; stored; detail=batch");
+    }
+    dc_cache_entry_release(e);
+}
+
+static void br_done(batch_req_t *br)
+{
+    respond(br);
+    for (size_t i = 0; i < br->n; i++)
+        dc_cache_entry_release(br->wants[i].entry);
+    free(br->wants);
+    dc_request_unref(br->r);
+    free(br);
+}
+
+static void on_want_result(dc_waiter_t *w, dc_flight_result_t *res)
+{
+    want_t *wt = w->data;
+    switch (res->outcome) {
+    case DC_FLIGHT_ENTRY:
+        wt->entry = res->entry; /* taken over */
+        wt->stale = res->stale;
+        break;
+    case DC_FLIGHT_ERROR:
+        wt->status = res->status;
+        wt->message = res->message;
+        break;
+    case DC_FLIGHT_PASS:
+        wt->status = 502;
+        wt->message = "upstream answer not cacheable";
+        break;
+    case DC_FLIGHT_STREAM:
+        dc_cache_entry_release(res->entry);
+        dc_growing_release(res->growing);
+        if (res->growing_gz != NULL)
+            dc_growing_release(res->growing_gz);
+        wt->status = 502;
+        wt->message = "upstream answer too large";
+        break;
+    }
+}
+
+static void on_want_release(dc_waiter_t *w)
+{
+    want_t *wt = w->data;
+    batch_req_t *br = wt->br;
+    if (--br->pending == 0)
+        br_done(br);
+}
+
+bool dc_batch_try(dc_request_t *r, dc_batcher_t *b)
+{
+    h2o_req_t *req = r->req;
+    const dc_config_batch_t *bc = &r->route->batch;
+    if (req->query_at == SIZE_MAX)
+        return false;
+    const char *q = req->path.base + req->query_at + 1;
+    size_t qlen = req->path.len - req->query_at - 1;
+    char *val = h2o_mem_alloc_pool(&req->pool, qlen + 1);
+    long vl = dc_cache_query_param(q, qlen, bc->param, val, qlen + 1);
+    if (vl <= 0)
+        return false;
+    size_t rest_len;
+    char *rest = query_without(q, qlen, bc->param, &rest_len);
+    if (rest_len > 0) { /* other parameters: not batched (a window mixes only plain id lists) */
+        free(rest);
+        return false;
+    }
+    free(rest);
+    /* split, drop empty items and repeats, keep the client's order */
+    char **ids = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * MAX_IDS_PER_REQUEST);
+    size_t *lens = h2o_mem_alloc_pool(&req->pool, sizeof(size_t) * MAX_IDS_PER_REQUEST);
+    size_t n = 0;
+    for (char *p = val, *end = val + vl; p < end;) {
+        char *c = memchr(p, ',', (size_t)(end - p));
+        size_t il = c ? (size_t)(c - p) : (size_t)(end - p);
+        bool dup = false;
+        for (size_t i = 0; i < n && !dup; i++)
+            dup = lens[i] == il && memcmp(ids[i], p, il) == 0;
+        if (il > 0 && !dup) {
+            if (n == bc->max || n == MAX_IDS_PER_REQUEST)
+                return false; /* more than one upstream request allows: the upstream decides */
+            ids[n] = p;
+            lens[n++] = il;
+        }
+        p += il + 1;
+    }
+    if (n == 0)
+        return false;
+
+    batch_req_t *br = dc_calloc(1, sizeof(*br));
+    br->r = r;
+    dc_request_ref(r);
+    br->n = n;
+    br->wants = dc_calloc(n, sizeof(want_t));
+    br->pending = n + 1; /* +1 until every id is set up */
+    br->hit = true;
+    dc_worker_t *w = r->worker;
+    uint64_t now = dc_now_wall_ms();
+    for (size_t i = 0; i < n; i++) {
+        want_t *wt = &br->wants[i];
+        wt->br = br;
+        size_t pql;
+        char *pq = path_query(bc->path, "", 0, bc->param, &ids[i], &lens[i], 1, &pql);
+        size_t key_len;
+        char *key = key_for("GET", r->route, r->rule, pq, pql, &key_len);
+        free(pq);
+        if (key == NULL) {
+            wt->status = 414;
+            wt->message = "id too long";
+            br->pending--;
+            continue;
+        }
+        uint64_t hash = dc_cache_hash(key, key_len);
+        dc_cache_entry_t *e = dc_cache_lookup(w->cache, key, key_len, hash, now);
+        if (e != NULL && !e->is_pass && now < e->fresh_until_ms) {
+            wt->entry = e;
+            br->pending--;
+            free(key);
+            continue;
+        }
+        if (e != NULL && e->is_pass) {
+            dc_cache_entry_release(e);
+            e = NULL;
+        }
+        br->hit = false;
+        wt->waiter.on_result = on_want_result;
+        wt->waiter.on_release = on_want_release;
+        wt->waiter.target = w;
+        wt->waiter.data = wt;
+        dc_flight_t *flight;
+        if (dc_inflight_join(w->inflight, key, key_len, hash, &wt->waiter, &flight) == DC_INFLIGHT_LEADER) {
+            pending_id_t p = {dc_strndup(ids[i], lens[i]), lens[i], key, key_len, hash, flight, e};
+            batcher_add(b, r, &p);
+            /* and wait for it like everyone else: joins the flight just registered */
+            DC_ASSERT(dc_inflight_join(w->inflight, key, key_len, hash, &wt->waiter, &flight) == DC_INFLIGHT_JOINED);
+            continue; /* key and stale now belong to the batcher */
+        }
+        br->collapsed = true;
+        dc_cache_entry_release(e);
+        free(key);
+    }
+    if (--br->pending == 0)
+        br_done(br);
+    return true;
+}
