@@ -432,7 +432,7 @@ static const dc__directive_t upstream_rows[] = {
     R_MAP("queue", 0, DC__NOFIELD, &queue_table, "waiting for budget instead of failing"),
     R_DUR("connect_timeout", U, connect_timeout_ms, "2s", 1, 5 * MINUTE, "TCP + TLS connect deadline"),
     R_DUR("timeout", U, timeout_ms, "10s", 1, HOUR, "whole-response deadline per attempt"),
-    R_UINT("retries", U, retries, "2", 0, 10, "retries after a connect error, 429 or 5xx"),
+    R_UINT("retries", U, retries, "2", 0, 10, "retries of GET/HEAD after a connect error, a reset, 502/503/504, or a 429 (after the pause it asks for)"),
     R_DUR("retry_backoff", U, retry_backoff_ms, "100ms", 0, MINUTE, "base of exponential backoff with jitter"),
     R_DUR("key_quarantine", U, key_quarantine_ms, "60s", 0, DAY, "how long a key answered 401/403 is set aside"),
     R_BOOL("http2", U, http2, "true", "use HTTP/2 when the upstream offers it (ALPN)"),

@@ -61,6 +61,7 @@ struct dc_fetch {
     unsigned attempts;
     int key_index;
     int last_err;
+    uint64_t pause_ms; /* a 429 asked to wait this long before the next attempt */
     uint64_t started_us;
     uint64_t deadline_ms; /* monotonic: head deadline */
     uint64_t head_us;
@@ -107,8 +108,9 @@ static uint64_t retry_after_us_from(const dc_fetch_t *f)
         const dc_fetch_header_t *h = &f->headers[i];
         if (h->name_len == 17 && memcmp(h->name, "x-ratelimit-reset", 17) == 0) {
             unsigned long long t = strtoull(h->value, NULL, 10);
-            if (t > now_s)
-                return (uint64_t)(t - now_s) * 1000000;
+            uint64_t now_ms = dc_now_wall_ms();
+            if (t * 1000 > now_ms)
+                return (t * 1000 - now_ms) * 1000; /* to the millisecond, not whole seconds */
         }
     }
     return 0;
@@ -207,9 +209,9 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
             f->status = (int)code;
         if (f->status >= 100 && f->status < 200)
             return len; /* interim response: wait for the final one */
+        uint64_t ra = f->status == 429 ? retry_after_us_from(f) : 0;
         if (f->budget != NULL) {
             if (f->status == 429) {
-                uint64_t ra = retry_after_us_from(f);
                 dc_budget_on_429(f->budget, dc_now_mono_us(), ra);
                 if (f->fleet != NULL && f->budget_name != NULL)
                     dc_fleet_cooldown(f->fleet, f->budget_name, ra ? ra : 1000000); /* every instance pauses */
@@ -241,6 +243,16 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
             f->discard = true;
             f->last_err = DC_EUPSTREAM;
             return 0; /* aborts this attempt; done handler schedules the retry */
+        }
+        /* a 429 is retried only after the pause it announces (every instance observes it too, see
+         * dc_fleet_cooldown), and only if that still fits before the deadline: otherwise the client
+         * gets the 429 itself */
+        uint64_t pause_ms = (ra ? ra : 1000000) / 1000;
+        if (f->status == 429 && can_retry(f) && dc_now_mono_ms() + pause_ms < f->deadline_ms) {
+            f->discard = true;
+            f->last_err = DC_EUPSTREAM;
+            f->pause_ms = pause_ms;
+            return 0;
         }
         f->head_us = dc_now_mono_us() - f->started_us;
         f->head_delivered = true;
@@ -403,6 +415,9 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
     if (retry) {
         uint64_t now = dc_now_mono_ms();
         uint64_t delay = backoff_delay(f);
+        if (f->pause_ms > delay)
+            delay = f->pause_ms;
+        f->pause_ms = 0;
         if (now + delay >= f->deadline_ms) {
             finish(f, err == DC_ETIMEDOUT ? DC_ETIMEDOUT : err);
             return;

@@ -6,7 +6,6 @@ import threading
 import time
 import urllib.parse
 
-import pytest
 import requests
 
 from dexcache import Dexcache, wait_for
@@ -72,13 +71,9 @@ OFFERED = 60       # client requests per second, round-robin over the 3 instance
 SECONDS = 10
 QUEUE_TIMEOUT = 2  # s: at 20/s the fleet queue holds ~40 slots, ~14 per instance
 QUEUE_MAX = 20     # per instance, above its ~14 so that the deadline (fleet-wide) decides
-# dexcache paces 2% under the rate (20 ms of slack per second) and sends each request at its slot's
-# time; one request delayed on its way (up to 27 ms seen on a 2-core machine running 3 ASan builds,
-# the Python fake and this test) and its 20 on-time successors put 21 requests in a 1 s window as
-# the origin timestamps them (3 runs in about 40: 21 in 978, 993 and 998 ms). The windows are
-# therefore checked with this allowance: at most 20 in any (1000 - JITTER_MS) ms, at most 21 in any
-# 1 s (still under the origin's 22, which never refuses: asserted exactly).
-JITTER_MS = 40
+# dexcache paces 35 ms per 1 s window under the rate, so one request delayed on its way to the
+# origin by up to that much (27 ms seen on a loaded 2-core machine) still leaves every 1 s window at
+# the budget as the origin counts it.
 
 
 def test_budget_holds_under_3x_overload(fake, origin, redis_server):
@@ -125,12 +120,10 @@ def test_budget_holds_under_3x_overload(fake, origin, redis_server):
         st = origin.stats()["jup"]
         times = [r["t_ms"] for r in recs]
         worst = worst_window(times, 1000)
-        worst_jitter = worst_window(times, 1000 - JITTER_MS)
         ts = sorted(times)
         span = min((b - a for a, b in zip(ts, ts[RATE:])), default=None)  # RATE + 1 requests
-        print("statuses %s, origin %d requests, worst 1 s window %d (%d in %d ms), shortest span of %d "
-              "requests %s ms, generator late %.3f s" % (statuses, len(recs), worst, worst_jitter,
-                                                         1000 - JITTER_MS, RATE + 1, span, late))  # on failure
+        print("statuses %s, origin %d requests, worst 1 s window %d, shortest span of %d requests %s ms, "
+              "generator late %.3f s" % (statuses, len(recs), worst, RATE + 1, span, late))  # on failure
         # 0 upstream 429s: the origin's own limiter (22/1s) never refused anything
         assert st["rl_rejected"] == 0, st
         assert "429" not in st["by_status"], st["by_status"]
@@ -138,11 +131,8 @@ def test_budget_holds_under_3x_overload(fake, origin, redis_server):
         seen = [int(query_of(r)["u"]) for r in recs]
         assert len(recs) == st["total"] == len(ok), (len(recs), st["total"], len(ok))
         assert sorted(seen) == ok
-        # in every sliding 1 s window the origin saw at most the budget, give or take one request
-        # delayed on its way by up to JITTER_MS (see above)
-        assert worst_jitter <= RATE, ("origin saw %d requests within %d ms (budget %d/1s): more than one "
-                                      "delayed request can explain" % (worst_jitter, 1000 - JITTER_MS, RATE))
-        assert worst <= RATE + 1 < ORIGIN_LIMIT, "origin saw %d requests in one 1 s window" % worst
+        # in every sliding 1 s window the origin saw at most the budget
+        assert worst <= RATE, "origin saw %d requests in one 1 s window (budget %d/1s)" % (worst, RATE)
         # the budget was used, not only refused: ~20/s for 10 s plus the ~2 s drained from the queue
         assert len(ok) >= 0.9 * RATE * SECONDS, statuses
         # most of the 200s were queued (waited for their slot) and then served ...
@@ -182,7 +172,7 @@ def jupiter_429s(origin, n):
 def test_jupiter_style_429_pauses_every_instance(fake, origin, redis_server):
     """429 with only x-ratelimit-reset (absolute Unix seconds): every instance pauses until then;
     the origin sees exactly one request per client request (no retry storm, nothing early)."""
-    ds = fleet(fake, redis_server, "dcfb2:", "50/1s", 100, "5s", retries=2)
+    ds = fleet(fake, redis_server, "dcfb2:", "50/1s", 100, "5s", retries=0)  # retries: the next test
     try:
         jupiter_429s(origin, 1)
         r = requests.get(ds[0].url + "/jup/echo?b=first", timeout=30)
@@ -221,9 +211,6 @@ def test_jupiter_style_429_pauses_every_instance(fake, origin, redis_server):
         stop_all(ds)
 
 
-@pytest.mark.xfail(strict=True, reason="dexcache does not retry an upstream 429 (fetch.c is_retryable_status: "
-                                       "502/503/504 only) although upstreams.<name>.retries is documented as "
-                                       "'retries after a connect error, 429 or 5xx' (conf/REFERENCE.md)")
 def test_jupiter_style_429_retries_bounded(fake, origin, redis_server):
     """retries: 2 and an origin that keeps answering 429 (x-ratelimit-reset only): the documented
     behaviour is 1 + 2 attempts, each after the fleet-wide pause, then the 429 to the client."""

@@ -13,24 +13,24 @@ static void test_pacing_and_queue(void **state)
     assert_int_equal(d, 0);
     for (int i = 1; i <= 3; i++) { /* queued at 200, 400, 600 ms */
         assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
-        assert_int_equal(d, (uint64_t)i * 204000); /* 200 ms + 2% slack */
+        assert_int_equal(d, (uint64_t)i * 207000); /* 200 ms + 3.5% slack (35 ms per 1 s window) */
     }
     assert_int_equal(dc_budget_queued(&b), 3);
     /* the queue is full: refused, told when a slot would be free */
     assert_int_equal(dc_budget_reserve(&b, now, false, &d), DC_EAGAIN);
-    assert_int_equal(d, 816000);
+    assert_int_equal(d, 828000);
     assert_int_equal(b.rejected, 1);
     dc_budget_dequeued(&b);
     dc_budget_dequeued(&b);
     dc_budget_dequeued(&b);
     /* background work never waits */
     assert_int_equal(dc_budget_reserve(&b, now, true, &d), DC_EAGAIN);
-    /* the next free slot is at 816 ms (within the 1 s queue timeout), the one after at 1020 ms
+    /* the next free slot is at 828 ms (within the 1 s queue timeout), the one after at 1035 ms
      * (beyond it: refused) */
     assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
-    assert_int_equal(d, 816000);
+    assert_int_equal(d, 828000);
     assert_int_equal(dc_budget_reserve(&b, now, false, &d), DC_EAGAIN);
-    assert_int_equal(d, 1020000);
+    assert_int_equal(d, 1035000);
     /* much later the budget is idle again */
     assert_int_equal(dc_budget_reserve(&b, now + 5000000, true, &d), 0);
     assert_int_equal(d, 0);
@@ -67,12 +67,24 @@ static void test_429_cooldown_and_aimd(void **state)
     assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
     assert_int_equal(d, 2000000); /* nobody goes before the cooldown ends */
     assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
-    assert_int_equal(d, 2000000 + 204000); /* and at half the rate: (100 ms + 2%) / 0.5 */
+    assert_int_equal(d, 2000000 + 207000); /* and at half the rate: (100 ms + 3.5%) / 0.5 */
     for (int i = 0; i < 1000; i++)
         dc_budget_on_success(&b);
     assert_true(b.share == 1.0);
     dc_budget_on_429(&b, now, 0); /* unknown: 1 s */
     assert_int_equal(b.cooldown_until_us, now + 1000000 > 3000000 ? now + 1000000 : b.cooldown_until_us);
+    dc_budget_dispose(&b);
+}
+
+/* The slack is 35 ms per window, kept between 2% and 10%. */
+static void test_slack_bounds(void **state)
+{
+    dc_config_rate_t rates[3] = {{10, 100}, {1000, 60000}, {20, 1000}};
+    dc_budget_t b;
+    dc_budget_init(&b, rates, 3, 1, 1000);
+    assert_int_equal(b.win[0].emission_us, 11000);  /* 10 ms + 10% (35% capped) */
+    assert_int_equal(b.win[1].emission_us, 61200);  /* 60 ms + 2% (0.06% raised) */
+    assert_int_equal(b.win[2].emission_us, 51750);  /* 50 ms + 3.5% */
     dc_budget_dispose(&b);
 }
 
@@ -92,6 +104,7 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_pacing_and_queue),
                                        cmocka_unit_test(test_no_more_than_limit_in_any_window),
                                        cmocka_unit_test(test_429_cooldown_and_aimd),
-                                       cmocka_unit_test(test_no_rates_no_budget)};
+                                       cmocka_unit_test(test_slack_bounds),
+        cmocka_unit_test(test_no_rates_no_budget)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
