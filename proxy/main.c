@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static void usage(FILE *out)
@@ -73,6 +74,14 @@ int main(int argc, char **argv)
         return 1;
     }
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    /* every client, upstream connection and event-stream subscriber is a descriptor: use all the
+     * process may have (like nginx's worker_rlimit_nofile; systemd sets the hard limit) */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) != 0)
+            dc_log_warn("cannot raise the open files limit to %llu", (unsigned long long)nofile.rlim_max);
+    }
     /* Codec state (zlib ~256 KiB per stream) sits above glibc's dynamic mmap threshold, so every
      * small inline compression paid mmap + munmap + page faults. Fixed thresholds keep such
      * buffers in the heap (cache chunks of 512 KiB and more are still mmapped and returned on
