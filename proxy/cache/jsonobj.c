@@ -29,6 +29,17 @@ static const char *skip_string(const char *p, const char *end)
     return NULL;
 }
 
+/* A member's key and its ':' starting at p: returns the byte after the ':', or NULL. */
+static const char *skip_key(const char *p, const char *end)
+{
+    if (p == end || *p != '"' || (p = skip_string(p, end)) == NULL)
+        return NULL;
+    p = skip_ws(p, end);
+    if (p == end || *p != ':')
+        return NULL;
+    return p + 1;
+}
+
 /* One value starting at p (not whitespace): returns the byte after it, or NULL. */
 static const char *skip_value(const char *p, const char *end)
 {
@@ -54,14 +65,8 @@ static const char *skip_value(const char *p, const char *end)
                         return p;
                     continue;
                 }
-                if (c == '{') { /* a key, then ':' */
-                    if (p == end || *p != '"' || (p = skip_string(p, end)) == NULL)
-                        return NULL;
-                    p = skip_ws(p, end);
-                    if (p == end || *p != ':')
-                        return NULL;
-                    p++;
-                }
+                if (c == '{' && (p = skip_key(p, end)) == NULL)
+                    return NULL;
                 continue;
             }
             if (c == '"') {
@@ -87,14 +92,8 @@ static const char *skip_value(const char *p, const char *end)
         char open = stack[depth - 1];
         if (c == ',') {
             p = skip_ws(p + 1, end);
-            if (open == '{') {
-                if (p == end || *p != '"' || (p = skip_string(p, end)) == NULL)
-                    return NULL;
-                p = skip_ws(p, end);
-                if (p == end || *p != ':')
-                    return NULL;
-                p++;
-            }
+            if (open == '{' && (p = skip_key(p, end)) == NULL)
+                return NULL;
             want_value = true;
         } else if ((open == '{' && c == '}') || (open == '[' && c == ']')) {
             p++;

@@ -176,6 +176,19 @@ const dc_cache_hdr_t *dc_cache_entry_header(const dc_cache_entry_t *e, const cha
     return NULL;
 }
 
+void dc_cache_entry_set_etag(dc_cache_entry_t *e, const unsigned char digest[32])
+{
+    static const char hex[] = "0123456789abcdef";
+    e->etag[0] = '"';
+    for (int i = 0; i < 16; i++) {
+        e->etag[1 + 2 * i] = hex[digest[i] >> 4];
+        e->etag[2 + 2 * i] = hex[digest[i] & 15];
+    }
+    e->etag[33] = '"';
+    e->etag[34] = '\0';
+    e->etag_len = 34;
+}
+
 /* ---- hashing ---- */
 
 uint64_t dc_cache_hash(const char *key, size_t len)

@@ -106,6 +106,8 @@ void dc_cache_entry_set_variant(dc_cache_entry_t *e, unsigned enc, dc_shared_bod
 dc_cache_entry_t *dc_cache_entry_clone(const dc_cache_entry_t *e);
 dc_cache_entry_t *dc_cache_entry_ref(dc_cache_entry_t *e);
 void dc_cache_entry_release(dc_cache_entry_t *e);
+/* Our strong validator from a SHA-256 digest of the identity body: "\"<first 16 bytes in hex>\"". */
+void dc_cache_entry_set_etag(dc_cache_entry_t *e, const unsigned char digest[32]);
 /* First stored header with this lower-case name, or NULL. */
 const dc_cache_hdr_t *dc_cache_entry_header(const dc_cache_entry_t *e, const char *name, size_t len);
 

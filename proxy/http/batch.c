@@ -193,15 +193,7 @@ static void set_etag(dc_cache_entry_t *e)
     }
     mbedtls_sha256_finish_ret(&sha, d);
     mbedtls_sha256_free(&sha);
-    static const char hex[] = "0123456789abcdef";
-    e->etag[0] = '"';
-    for (int i = 0; i < 16; i++) {
-        e->etag[1 + 2 * i] = hex[d[i] >> 4];
-        e->etag[2 + 2 * i] = hex[d[i] & 15];
-    }
-    e->etag[33] = '"';
-    e->etag[34] = '\0';
-    e->etag_len = 34;
+    dc_cache_entry_set_etag(e, d);
 }
 
 /* An entry like `like` (headers, lifetimes) with this body. */
@@ -332,10 +324,7 @@ static void on_chunk_result(dc_waiter_t *wt, dc_flight_result_t *res)
             finish_id_error(c->worker, &c->ids[i], 502, "upstream answer not cacheable", res->fwd_status);
         break;
     case DC_FLIGHT_STREAM:
-        dc_cache_entry_release(res->entry);
-        dc_growing_release(res->growing);
-        if (res->growing_gz != NULL)
-            dc_growing_release(res->growing_gz);
+        dc_flight_result_release(res);
         for (size_t i = 0; i < c->n; i++)
             finish_id_error(c->worker, &c->ids[i], 502, "upstream answer too large to split", 0);
         break;
@@ -585,10 +574,7 @@ static void on_want_result(dc_waiter_t *w, dc_flight_result_t *res)
         wt->message = "upstream answer not cacheable";
         break;
     case DC_FLIGHT_STREAM:
-        dc_cache_entry_release(res->entry);
-        dc_growing_release(res->growing);
-        if (res->growing_gz != NULL)
-            dc_growing_release(res->growing_gz);
+        dc_flight_result_release(res);
         wt->status = 502;
         wt->message = "upstream answer too large";
         break;

@@ -594,15 +594,7 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
         dc_cache_entry_set_variant(e, DC_ENC_GZIP, dc_shared_body_ref(fill->sb)); /* as the origin sent it */
     unsigned char digest[32];
     mbedtls_sha256_finish_ret(&fill->sha, digest);
-    static const char hex[] = "0123456789abcdef";
-    e->etag[0] = '"';
-    for (int i = 0; i < 16; i++) {
-        e->etag[1 + 2 * i] = hex[digest[i] >> 4];
-        e->etag[2 + 2 * i] = hex[digest[i] & 15];
-    }
-    e->etag[33] = '"';
-    e->etag[34] = '\0';
-    e->etag_len = 34;
+    dc_cache_entry_set_etag(e, digest);
     return e;
 }
 

@@ -247,3 +247,14 @@ size_t dc_inflight_count(dc_inflight_t *t)
 {
     return atomic_load(&t->count);
 }
+
+void dc_flight_result_release(dc_flight_result_t *res)
+{
+    dc_cache_entry_release(res->entry);
+    res->entry = NULL;
+    if (res->growing != NULL)
+        dc_growing_release(res->growing);
+    if (res->growing_gz != NULL)
+        dc_growing_release(res->growing_gz);
+    res->growing = res->growing_gz = NULL;
+}

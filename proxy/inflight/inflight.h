@@ -93,6 +93,8 @@ void dc_inflight_stream(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result
  * each waiter receives its own reference. Callable from any thread. */
 void dc_inflight_finish(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result_t *res);
 
+/* Drop the references a result carries (entry, growing bodies) when the receiver does not use them. */
+void dc_flight_result_release(dc_flight_result_t *res);
 /* See the lifecycle above. Call on the waiter's worker thread. */
 bool dc_inflight_cancel(dc_inflight_t *t, dc_waiter_t *w);
 

@@ -443,10 +443,7 @@ static void on_poll_result(dc_waiter_t *w, dc_flight_result_t *res)
         publish_error(ch, 502, "upstream answer not cacheable");
         break;
     case DC_FLIGHT_STREAM: /* too large for an event stream */
-        dc_cache_entry_release(res->entry);
-        dc_growing_release(res->growing);
-        if (res->growing_gz != NULL)
-            dc_growing_release(res->growing_gz);
+        dc_flight_result_release(res);
         publish_error(ch, 502, "upstream answer too large for a stream");
         break;
     }
