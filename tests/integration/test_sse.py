@@ -170,3 +170,24 @@ def test_post_on_a_stream_is_405(fake, origin):
         assert r.json()["status"] == 405
     finally:
         d.stop()
+
+
+def test_http2_client_holds_many_streams_on_one_connection(fake, origin):
+    import re
+    import subprocess
+    d = start(fake, ttl="100ms", interval="200ms")
+    try:
+        urls = ["http://127.0.0.1:%d/jup/stream/price?ids=%s&n=%d" % (d.port, MINT, i) for i in range(20)]
+        p = subprocess.Popen(["nghttp", "-nv"] + urls, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert wait_for(lambda: d.metric("dexcache_sse_subscribers") == 20, timeout=10)
+            assert d.metric("dexcache_connections_open") == 1  # all on one HTTP/2 connection
+            time.sleep(1.0)
+        finally:
+            p.terminate()
+        out = p.communicate(timeout=10)[0]
+        streams = set(re.findall(r"recv DATA frame <length=\d+, flags=0x00, stream_id=(\d+)>", out))
+        assert len(streams) == 20, streams
+        assert wait_for(lambda: d.metric("dexcache_sse_subscribers") == 0)
+    finally:
+        d.stop()
