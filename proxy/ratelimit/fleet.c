@@ -212,7 +212,8 @@ void dc_fleet_unwatch(dc_fleet_t *f, dc_fleet_watch_t *w)
 int dc_fleet_create(uv_loop_t *loop, const dc_config_t *cfg, bool heartbeat, dc_fleet_t **out)
 {
     dc_fleet_t *f = dc_calloc(1, sizeof(*f));
-    dc_redis_opts_t opts = {.url = cfg->redis.url};
+    /* reconnect attempts at most 1 s apart: back within 2 s of Redis returning */
+    dc_redis_opts_t opts = {.url = cfg->redis.url, .backoff_max_ms = 1000};
     int rc = dc_redis_create(loop, &opts, &f->redis);
     if (rc != 0) {
         free(f);

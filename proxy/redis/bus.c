@@ -300,7 +300,7 @@ int dc_bus_create(uv_loop_t *loop, const char *url, const char *prefix, dc_bus_h
                   dc_bus_t **out)
 {
     dc_bus_t *b = dc_calloc(1, sizeof(*b));
-    dc_redis_opts_t opts = {.url = url};
+    dc_redis_opts_t opts = {.url = url, .backoff_max_ms = 1000};
     int rc = dc_redis_create(loop, &opts, &b->cmd);
     if (rc != 0) {
         free(b);
