@@ -11,6 +11,7 @@
 #include "server/worker.h"
 #include "sse/event.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -66,6 +67,7 @@ struct dc_sse_channel {
     char last_etag[40];
     size_t last_etag_len;
     uint64_t last_event_ms;
+    uint64_t poll_started_ms; /* monotonic: polls are due at a fixed rate from here */
     dc_redis_sub_t *fsub; /* fleet: this channel's pub/sub subscription (events of whoever polls) */
     bool leader;          /* fleet: this instance holds the channel's lease and polls */
 
@@ -484,6 +486,10 @@ static bool retire_if_unused(dc_sse_channel_t *ch)
     }
     uv_timer_stop(&ch->timer);
     uv_close((uv_handle_t *)&ch->timer, on_timer_closed); /* the registry's reference */
+    /* thousands of subscribers leave many small freed blocks that glibc keeps: give the memory back
+     * once nobody is subscribed anywhere (measured: 138 MiB kept after 10,000 left, 17 MiB after) */
+    if (atomic_load(&st_subscribers) == 0)
+        malloc_trim(0);
     return true;
 }
 
@@ -542,6 +548,7 @@ static void tick(dc_sse_channel_t *ch)
 
 static void poll_now(dc_sse_channel_t *ch)
 {
+    ch->poll_started_ms = dc_now_mono_ms();
     atomic_fetch_add(&st_polls, 1);
     dc_worker_t *w = ch->home;
     uint64_t now = dc_now_wall_ms();
@@ -594,6 +601,8 @@ static void schedule_relay(dc_sse_channel_t *ch)
     uv_timer_start(&ch->timer, on_tick, d > 0 ? d : 1, 0);
 }
 
+/* The next poll is due `interval` after the previous one started (a rate, not a pause after the
+ * upstream answered and the fan-out ended); after errors, the backed-off delay. */
 static void schedule(dc_sse_channel_t *ch)
 {
     uint64_t d = ch->stream->interval_ms;
@@ -601,7 +610,8 @@ static void schedule(dc_sse_channel_t *ch)
         d *= 2;
     if (d > MAX_BACKOFF_MS && ch->stream->interval_ms <= MAX_BACKOFF_MS)
         d = MAX_BACKOFF_MS;
-    uv_timer_start(&ch->timer, on_tick, d, 0);
+    uint64_t now = dc_now_mono_ms(), due = ch->poll_started_ms + d;
+    uv_timer_start(&ch->timer, on_tick, due > now ? due - now : 0, 0);
 }
 
 /* ---- channels ---- */
