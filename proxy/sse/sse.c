@@ -67,7 +67,7 @@ struct dc_sse_channel {
     char last_etag[40];
     size_t last_etag_len;
     uint64_t last_event_ms;
-    uint64_t poll_started_ms; /* monotonic: polls are due at a fixed rate from here */
+    uint64_t poll_started_ms; /* the home loop's clock: polls are due at a fixed rate from here */
     dc_redis_sub_t *fsub; /* fleet: this channel's pub/sub subscription (events of whoever polls) */
     bool leader;          /* fleet: this instance holds the channel's lease and polls */
 
@@ -548,7 +548,7 @@ static void tick(dc_sse_channel_t *ch)
 
 static void poll_now(dc_sse_channel_t *ch)
 {
-    ch->poll_started_ms = dc_now_mono_ms();
+    ch->poll_started_ms = uv_now(&ch->home->loop);
     atomic_fetch_add(&st_polls, 1);
     dc_worker_t *w = ch->home;
     uint64_t now = dc_now_wall_ms();
@@ -610,7 +610,9 @@ static void schedule(dc_sse_channel_t *ch)
         d *= 2;
     if (d > MAX_BACKOFF_MS && ch->stream->interval_ms <= MAX_BACKOFF_MS)
         d = MAX_BACKOFF_MS;
-    uint64_t now = dc_now_mono_ms(), due = ch->poll_started_ms + d;
+    uv_loop_t *loop = &ch->home->loop;
+    uv_update_time(loop); /* timers count from the loop's clock: read it after the fan-out */
+    uint64_t now = uv_now(loop), due = ch->poll_started_ms + d;
     uv_timer_start(&ch->timer, on_tick, due > now ? due - now : 0, 0);
 }
 
