@@ -23,6 +23,7 @@
 #define SEND_BATCH 16    /* events handed to h2o per send */
 #define MAX_BACKOFF_MS 30000
 #define CHANNEL_MAGIC 0x53534543u
+#define FAN_SLICE 512    /* subscribers served per loop turn by a fan-out */
 
 typedef struct dc_sse_channel dc_sse_channel_t;
 
@@ -74,11 +75,19 @@ struct dc_sse_channel {
     dc_sse_sub_t **subs; /* [nworkers]: list heads, each touched only by its worker */
 };
 
+struct fan_msg;
+typedef struct fan_queue { /* one per worker, touched only by that worker */
+    struct fan_msg *head, *tail;
+    uv_idle_t idle;
+    bool ready;
+} fan_queue_t;
+
 struct dc_sse {
     pthread_mutex_t lock;
     dc_sse_channel_t *buckets[NBUCKETS];
     dc_worker_t *workers;
     unsigned nworkers;
+    fan_queue_t *fanq; /* [nworkers] */
 };
 
 static dc_sse_t *g_hub; /* set once at start, before workers run */
@@ -99,6 +108,7 @@ dc_sse_t *dc_sse_create(struct dc_worker *workers, unsigned nworkers)
     pthread_mutex_init(&h->lock, NULL);
     h->workers = workers;
     h->nworkers = nworkers;
+    h->fanq = dc_calloc(nworkers, sizeof(*h->fanq));
     g_hub = h;
     return h;
 }
@@ -238,29 +248,85 @@ void dc_sse_proceed(dc_sse_sub_t *s)
 
 /* ---- fan-out ---- */
 
+/* One event for one worker's subscribers of a channel: a message to that worker, then a job in its
+ * fan-out queue. Jobs run in order, FAN_SLICE subscribers per loop turn, so 10,000 subscribers do
+ * not hold the loop (and every other request on it) for the whole fan-out. */
 typedef struct fan_msg {
     dc_msg_t msg; /* first */
     dc_sse_channel_t *ch;
     dc_sse_event_t *ev;
     unsigned worker;
+    dc_sse_sub_t *cursor; /* next subscriber to get it (fixed up when that one leaves) */
+    struct fan_msg *qnext;
 } fan_msg_t;
 
-static void deliver_local(dc_sse_channel_t *ch, unsigned worker, dc_sse_event_t *ev)
+static void on_fan_idle(uv_idle_t *h);
+
+static void fan_run(fan_queue_t *q)
 {
-    for (dc_sse_sub_t *s = ch->subs[worker]; s != NULL;) {
-        dc_sse_sub_t *next = s->next; /* a send may end the request, never unlink others */
-        sub_deliver(s, ev);
-        s = next;
+    size_t budget = FAN_SLICE;
+    while (q->head != NULL && budget > 0) {
+        fan_msg_t *j = q->head;
+        while (j->cursor != NULL && budget > 0) {
+            dc_sse_sub_t *s = j->cursor;
+            j->cursor = s->next; /* before: delivering may end s's request */
+            sub_deliver(s, j->ev);
+            budget--;
+        }
+        if (j->cursor != NULL)
+            break;
+        q->head = j->qnext;
+        if (q->head == NULL)
+            q->tail = NULL;
+        dc_sse_event_release(j->ev);
+        channel_release(j->ch);
+        free(j);
     }
+    if (q->head != NULL)
+        uv_idle_start(&q->idle, on_fan_idle);
+    else if (q->ready)
+        uv_idle_stop(&q->idle);
+}
+
+static void on_fan_idle(uv_idle_t *h)
+{
+    fan_run(h->data);
+}
+
+/* On worker j->worker. */
+static void fan_add(fan_msg_t *j)
+{
+    fan_queue_t *q = &j->ch->hub->fanq[j->worker];
+    if (!q->ready) {
+        uv_idle_init(&j->ch->hub->workers[j->worker].loop, &q->idle);
+        q->idle.data = q;
+        q->ready = true;
+    }
+    j->cursor = j->ch->subs[j->worker];
+    j->qnext = NULL;
+    if (q->tail != NULL)
+        q->tail->qnext = j;
+    else
+        q->head = j;
+    q->tail = j;
+    if (q->head == j)
+        fan_run(q); /* nothing ahead of it: start now */
 }
 
 static void run_fan(dc_msg_t *m)
 {
-    fan_msg_t *f = (fan_msg_t *)m;
-    deliver_local(f->ch, f->worker, f->ev);
-    dc_sse_event_release(f->ev);
-    channel_release(f->ch);
-    free(f);
+    fan_add((fan_msg_t *)m);
+}
+
+
+static fan_msg_t *fan_new(dc_sse_channel_t *ch, dc_sse_event_t *ev, unsigned worker)
+{
+    fan_msg_t *f = dc_calloc(1, sizeof(*f));
+    f->msg.run = run_fan;
+    f->ch = channel_ref(ch);
+    f->ev = dc_sse_event_ref(ev);
+    f->worker = worker;
+    return f;
 }
 
 /* From the home worker: every worker's subscribers get `ev`. */
@@ -268,16 +334,11 @@ static void broadcast(dc_sse_channel_t *ch, dc_sse_event_t *ev)
 {
     dc_worker_t *workers = ch->hub->workers;
     for (unsigned i = 0; i < ch->hub->nworkers; i++) {
-        if (i == ch->home->id) {
-            deliver_local(ch, i, ev);
-            continue;
-        }
-        fan_msg_t *f = dc_malloc(sizeof(*f));
-        f->msg.run = run_fan;
-        f->ch = channel_ref(ch);
-        f->ev = dc_sse_event_ref(ev);
-        f->worker = i;
-        dc_worker_post(&workers[i], &f->msg);
+        fan_msg_t *f = fan_new(ch, ev, i);
+        if (i == ch->home->id)
+            fan_add(f);
+        else
+            dc_worker_post(&workers[i], &f->msg);
     }
     ch->last_event_ms = dc_now_mono_ms();
 }
@@ -701,6 +762,9 @@ void dc_sse_detach(dc_sse_sub_t *s)
 {
     dc_sse_channel_t *ch = s->ch;
     unsigned wid = s->r->worker->id;
+    for (fan_msg_t *j = ch->hub->fanq[wid].head; j != NULL; j = j->qnext)
+        if (j->cursor == s)
+            j->cursor = s->next;
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
