@@ -817,12 +817,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (stream != NULL) {
         r->route = stream->route;
         r->route_metric = dc_snapshot_route_rt(r->snap, r->route)->metrics_id;
+        r->up_rt = dc_snapshot_upstream_rt(r->snap, r->route->upstream);
         if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
             dc_request_respond_error(r, 405, "event streams answer GET only");
             return 0;
         }
-        dc_sse_subscribe(r, stream);
+        /* each subscription costs one token of the route's per-client limit (reconnect storms) */
+        r->stream = stream;
+        if (r->route->limit.enabled && !start_limit(r))
+            return 0;
+        continue_request(r);
         return 0;
     }
     r->route = dc_config_route_match(r->snap->cfg, req->path.base, pathlen);
@@ -849,6 +854,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 static void continue_request(dc_request_t *r)
 {
     h2o_req_t *req = r->req;
+    if (r->stream != NULL) {
+        dc_sse_subscribe(r, r->stream);
+        return;
+    }
     dc_worker_t *w = r->worker;
     size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     size_t plen = strcmp(r->route->prefix, "/") == 0 ? 0 : strlen(r->route->prefix);

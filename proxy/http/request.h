@@ -98,6 +98,7 @@ typedef struct dc_request {
     dc_growing_sub_t gsub;
     bool subscribed;         /* holds a request reference while true (or while a wake-up is queued) */
     /* DC_OUT_SSE */
+    const dc_config_stream_t *stream; /* a subscription to this stream (after the limit) */
     struct dc_sse_sub *sse;  /* detached when the request goes */
 } dc_request_t;
 

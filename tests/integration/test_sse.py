@@ -191,3 +191,34 @@ def test_http2_client_holds_many_streams_on_one_connection(fake, origin):
         assert wait_for(lambda: d.metric("dexcache_sse_subscribers") == 0)
     finally:
         d.stop()
+
+
+def test_subscriptions_count_against_the_routes_client_limit(fake, origin):
+    conf = """
+listen: ["127.0.0.1:{port}"]
+workers: 2
+admin: {{ listen: "127.0.0.1:{admin_port}" }}
+log: {{ access: off }}
+upstreams:
+  jupiter: {{ url: "%(jup)s" }}
+routes:
+  - prefix: /jup
+    upstream: jupiter
+    cache: [ {{ path: /price/v3, ttl: 1s, key_sets: [ids] }} ]
+    limit: {{ rate: 2/10s, burst: 2, by: client }}
+streams:
+  - {{ path: /jup/stream/price, upstream: jupiter, upstream_path: /price/v3, interval: 200ms }}
+""" % {"jup": fake.url("jup")}
+    d = Dexcache(conf).start()
+    subs = []
+    try:
+        subs = [sub(d, "/jup/stream/price?ids=" + MINT) for _ in range(2)]
+        assert all(s.wait(lambda c: len(c.updates()) >= 1) for s in subs)
+        assert subs[0].headers["ratelimit-policy"] == '"client";q=2;w=10'
+        r = requests.get(d.url + "/jup/stream/price?ids=" + MINT, stream=True, timeout=5)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert r.json()["status"] == 429
+    finally:
+        for s in subs:
+            s.close()
+        d.stop()
