@@ -285,8 +285,10 @@ static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
             dc_cache_entry_t *e = entry_with_body(all, p->key, p->key_len, tags, tag_ids ? 2 : 1, body, len);
             free(body);
             bool stored = dc_cache_insert(w->cache, e, now) == 0;
-            if (stored)
+            if (stored) {
                 dc_counter_add(&w->metrics.cache_stores[e->route_metric], 1);
+                dc_fill_share_l2(w, e); /* single-id requests on other instances find it */
+            }
             dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored,
                                       .fwd_status = all->status};
             dc_inflight_finish(w->inflight, p->flight, &res);
@@ -626,7 +628,9 @@ bool dc_batch_try(dc_request_t *r, dc_batcher_t *b)
         }
         p += il + 1;
     }
-    if (n == 0)
+    /* in a fleet a lone id takes the normal path: its key is the same, and that path reads L2 and
+     * collapses across instances (the batcher works per instance, on L1) */
+    if (n == 0 || (n == 1 && r->worker->fleet != NULL))
         return false;
 
     batch_req_t *br = dc_calloc(1, sizeof(*br));

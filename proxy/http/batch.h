@@ -12,7 +12,9 @@
  * its members (cache/jsonobj.h): no re-serialisation, the bytes are the upstream's.
  *
  * The client gets one JSON object with its ids in its order, as the upstream would have answered
- * its own list. Requests with more than `max` ids are not batched (the upstream decides).
+ * its own list. Requests with more than `max` ids are not batched (the upstream decides). In a
+ * fleet, per-id entries are written to L2, and a request for a single id takes the normal path
+ * (L2 read, cross-instance collapsing); the batcher itself gathers this instance's misses only.
  */
 #ifndef DC_HTTP_BATCH_H
 #define DC_HTTP_BATCH_H

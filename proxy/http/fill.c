@@ -142,10 +142,9 @@ static void abandon(dc_fill_t *fill, dc_fetch_t *f)
     fill_free(fill);
 }
 
-/* Share a stored entry with the fleet (L2). */
-static void write_l2(dc_fill_t *fill, const dc_cache_entry_t *e)
+void dc_fill_share_l2(dc_worker_t *w, const dc_cache_entry_t *e)
 {
-    dc_fleet_t *fleet = fill->worker->fleet;
+    dc_fleet_t *fleet = w->fleet;
     uint64_t now = dc_now_wall_ms();
     if (fleet == NULL || !dc_fleet_up(fleet) || e->body->body.len > DC_FLEET_L2_MAX || e->keep_until_ms <= now)
         return;
@@ -626,7 +625,7 @@ static int complete_body(dc_fill_t *fill, dc_fetch_t *f)
         stored = dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
         if (stored) {
             dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
-            write_l2(fill, e);
+            dc_fill_share_l2(fill->worker, e);
         }
         if (stored && want != 0)
             dc_variants_schedule(&fill->worker->loop, fill->worker->cache, e, want);
@@ -673,7 +672,7 @@ static void on_done(void *data, dc_fetch_t *f, int err)
                       dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
         if (stored) {
             dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
-            write_l2(fill, e);
+            dc_fill_share_l2(fill->worker, e);
         }
         dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored, .fwd_status = 304};
         finish_flight(fill, &res);

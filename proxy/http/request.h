@@ -142,6 +142,8 @@ void dc_serve_follow_end(dc_request_t *r, bool error);
 void dc_out_proceed(h2o_generator_t *gen, h2o_req_t *req);
 void dc_out_stop(h2o_generator_t *gen, h2o_req_t *req);
 
+/* fill.c: share a stored entry with the fleet (L2 in Redis; nothing without redis:). */
+void dc_fill_share_l2(dc_worker_t *w, const dc_cache_entry_t *e);
 /* fill.c: the leader's fetch that fills the cache for a key. `client` may be NULL (background
  * refresh). Takes over `flight`; `stale` (may be NULL) is borrowed (the fill takes its own ref). */
 void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,

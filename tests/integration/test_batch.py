@@ -126,3 +126,23 @@ def test_too_many_ids_are_not_batched(fake, origin):
         assert "detail=batch" not in r.headers.get("cache-status", "")
     finally:
         d.stop()
+
+
+def test_per_id_entries_are_shared_through_l2(fake, origin, redis_server):
+    conf = (CONFIG % {"jup": fake.url("jup"), "window": "5ms"}).replace(
+        "upstreams:", 'redis: {{ url: "%s", prefix: "dcbatch:" }}\nupstreams:' % redis_server.url)
+    a, b = Dexcache(conf).start(), Dexcache(conf).start()
+    try:
+        assert wait_for(lambda: a.health()["redis"] == "up" and b.health()["redis"] == "up")
+        ids = mints(2, seed=3)
+        r = requests.get(a.url + "/jup/price/v3?ids=" + ",".join(ids))
+        assert r.status_code == 200 and list(r.json()) == ids
+        key = "dcbatch:l2:GET /jup/price/v3?ids=" + ids[0]
+        assert wait_for(lambda: redis_server.command("EXISTS", key) == ":1")
+        r = requests.get(b.url + "/jup/price/v3?ids=" + ids[0])  # a single id: the normal cache path
+        assert r.headers["x-cache"] == "HIT" and r.headers["cache-status"].endswith("detail=l2")
+        assert r.json() == {ids[0]: requests.get(fake.url("jup") + "/price/v3?ids=" + ids[0]).json()[ids[0]]}
+        assert len(price_calls(origin)) == 2  # the batch, and our comparison call
+    finally:
+        a.stop()
+        b.stop()
