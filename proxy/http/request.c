@@ -298,6 +298,15 @@ void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags
     dc_request_add_header(r, H2O_STRLIT("via"), tmp, (size_t)tl);
     tl = snprintf(tmp, sizeof(tmp), "upstream;dur=%.1f", (double)r->upstream_us / 1000.0);
     dc_request_add_header(r, H2O_STRLIT("server-timing"), tmp, (size_t)tl);
+    /* a 429 that only says when in Jupiter's x-ratelimit-reset: clients get the standard header too */
+    size_t ra_len;
+    if (status == 429 && dc_resphdr_find(hs, n, "retry-after", &ra_len) == NULL) {
+        uint64_t s = dc_fetch_upstream_retry_after_s(f);
+        if (s > 0) {
+            tl = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)s);
+            dc_request_add_header(r, H2O_STRLIT("retry-after"), tmp, (size_t)tl);
+        }
+    }
     int64_t cl = (flags & DC_HEAD_DECODED) ? -1 : dc_fetch_content_length(f);
     if (r->is_head)
         req->res.content_length = cl >= 0 ? (size_t)cl : 0;

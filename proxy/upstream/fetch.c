@@ -725,3 +725,10 @@ int dc_fetch_key_index(const dc_fetch_t *f)
 {
     return f->key_index;
 }
+
+uint64_t dc_fetch_upstream_retry_after_s(const dc_fetch_t *f)
+{
+    DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    uint64_t us = retry_after_us_from(f);
+    return (us + 999999) / 1000000;
+}
