@@ -62,6 +62,7 @@ typedef struct dc_fill {
     z_stream zs;
     bool inflating;
     bool completed;   /* complete_body ran */
+    uint32_t retry_after_s; /* refused by the upstream budget: when to come back (for waiters' Retry-After) */
     bool fleet_lock;  /* this fill holds the fleet-wide lock of its key (other instances follow) */
     int complete_err;
     dc_growing_t *growing; /* set when the identity body is streamed to waiters on other workers */
@@ -203,6 +204,7 @@ static void finish_with_error(dc_fill_t *fill, int err, int fwd_status)
     } else {
         res.outcome = DC_FLIGHT_ERROR;
         res.status = err == DC_ETIMEDOUT ? 504 : (err == DC_EAGAIN ? 503 : 502);
+        res.retry_after_s = err == DC_EAGAIN ? fill->retry_after_s : 0;
         res.message = err == DC_ETIMEDOUT   ? "upstream timed out"
                       : err == DC_EAGAIN    ? "upstream budget exhausted"
                       : err == DC_ECONNREFUSED ? "upstream connection refused"
@@ -654,7 +656,9 @@ static void on_done(void *data, dc_fetch_t *f, int err)
         fill->client->upstream_us = dc_fetch_head_us(f);
     }
     if (fill->mode == FILL_HEAD_WAIT) {
-        /* no answer at all: connect error, timeout, reset */
+        /* no answer at all: connect error, timeout, reset, or no budget */
+        if (err == DC_EAGAIN)
+            fill->retry_after_s = (uint32_t)((dc_fetch_retry_after_ms(f) + 999) / 1000);
         finish_with_error(fill, err, 0);
         client_fallback(fill, f, err, 0);
         fill_free(fill);
