@@ -89,14 +89,26 @@ void dc_body_release_before(dc_body_t *b, size_t off)
     }
 }
 
+void dc_body_copy(const dc_body_t *b, size_t from, size_t len, char *out)
+{
+    const char *bases[64];
+    size_t lens[64];
+    while (len > 0) {
+        size_t n = dc_body_spans(b, from, len, bases, lens, 64);
+        DC_ASSERT(n > 0);
+        for (size_t i = 0; i < n; i++) {
+            memcpy(out, bases[i], lens[i]);
+            out += lens[i];
+            from += lens[i];
+            len -= lens[i];
+        }
+    }
+}
+
 char *dc_body_flatten(const dc_body_t *b)
 {
     char *p = dc_malloc(b->len + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < b->nchunks; i++) {
-        memcpy(p + o, b->chunks[i].data, b->chunks[i].len);
-        o += b->chunks[i].len;
-    }
-    p[o] = '\0';
+    dc_body_copy(b, 0, b->len, p);
+    p[b->len] = '\0';
     return p;
 }

@@ -38,7 +38,9 @@ size_t dc_body_spans(const dc_body_t *b, size_t from, size_t len, const char **b
  * pass-through streams). Offsets of later bytes do not change. */
 void dc_body_release_before(dc_body_t *b, size_t off);
 
-/* Copy the whole body into one new heap buffer (caller frees). */
+/* Copy bytes [from, from+len) of the body (which must hold them) to `out`. */
+void dc_body_copy(const dc_body_t *b, size_t from, size_t len, char *out);
+/* Copy the whole body into one new heap buffer, NUL-terminated (caller frees). */
 char *dc_body_flatten(const dc_body_t *b);
 
 #endif

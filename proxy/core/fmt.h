@@ -2,6 +2,7 @@
 #ifndef DC_CORE_FMT_H
 #define DC_CORE_FMT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,21 @@ static inline size_t dc_fmt_u64(char *buf, uint64_t v)
     for (size_t i = 0; i < n; i++)
         buf[i] = tmp[n - 1 - i];
     return n;
+}
+
+/* Exactly [s, s+n) as a decimal number: at least one digit, nothing else, no overflow. */
+static inline bool dc_parse_u64(const char *s, size_t n, uint64_t *out)
+{
+    if (n == 0)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return true;
 }
 
 #endif

@@ -84,41 +84,33 @@ static size_t encode_into(char *out, const char *s, size_t len)
     return o;
 }
 
-/* The raw query without any `param=` (or bare `param`) item, each kept item followed by '&'. */
-static char *query_without(const char *q, size_t qlen, const char *param, size_t *out_len)
+/* Does the raw query carry any non-empty item other than `param=...` (or a bare `param`)? */
+static bool has_other_params(const char *q, size_t qlen, const char *param)
 {
     size_t plen = strlen(param);
-    char *out = dc_malloc(qlen + 2);
-    size_t o = 0;
     const char *p = q, *end = q + qlen;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         size_t il = amp ? (size_t)(amp - p) : (size_t)(end - p);
         bool is_param = il >= plen && memcmp(p, param, plen) == 0 && (il == plen || p[plen] == '=');
-        if (il > 0 && !is_param) {
-            memcpy(out + o, p, il);
-            o += il;
-            out[o++] = '&';
-        }
+        if (il > 0 && !is_param)
+            return true;
         p += il + 1;
     }
-    *out_len = o;
-    return out;
+    return false;
 }
 
-/* "<path>?<rest>&<param>=<ids joined by ','>" (ids percent-encoded), heap. */
-static char *path_query(const char *path, const char *rest, size_t rest_len, const char *param, char *const *ids,
-                        const size_t *lens, size_t n, size_t *out_len)
+/* "<path>?<param>=<ids joined by ','>" (ids percent-encoded), heap. */
+static char *path_query(const char *path, const char *param, char *const *ids, const size_t *lens, size_t n,
+                        size_t *out_len)
 {
-    size_t cap = strlen(path) + rest_len + strlen(param) + 4;
+    size_t cap = strlen(path) + strlen(param) + 4;
     for (size_t i = 0; i < n; i++)
         cap += 3 * lens[i] + 1;
     char *s = dc_malloc(cap);
     size_t o = strlen(path);
     memcpy(s, path, o);
     s[o++] = '?';
-    memcpy(s + o, rest, rest_len);
-    o += rest_len;
     o += encode_into(s + o, param, strlen(param));
     s[o++] = '=';
     for (size_t i = 0; i < n; i++) {
@@ -175,27 +167,6 @@ static void finish_id_error(dc_worker_t *w, pending_id_t *p, int status, const c
     dc_inflight_finish(w->inflight, p->flight, &res);
 }
 
-static void set_etag(dc_cache_entry_t *e)
-{
-    unsigned char d[32];
-    mbedtls_sha256_context sha;
-    mbedtls_sha256_init(&sha);
-    mbedtls_sha256_starts_ret(&sha, 0);
-    const dc_body_t *b = &e->body->body;
-    const char *bases[64];
-    size_t lens[64];
-    for (size_t off = 0; off < b->len;) {
-        size_t n = dc_body_spans(b, off, b->len - off, bases, lens, 64);
-        for (size_t i = 0; i < n; i++) {
-            mbedtls_sha256_update_ret(&sha, (const unsigned char *)bases[i], lens[i]);
-            off += lens[i];
-        }
-    }
-    mbedtls_sha256_finish_ret(&sha, d);
-    mbedtls_sha256_free(&sha);
-    dc_cache_entry_set_etag(e, d);
-}
-
 /* An entry like `like` (headers, lifetimes) with this body. */
 static dc_cache_entry_t *entry_with_body(const dc_cache_entry_t *like, const char *key, size_t key_len,
                                          const char *const *tags, size_t ntags, const char *body, size_t len)
@@ -218,7 +189,9 @@ static dc_cache_entry_t *entry_with_body(const dc_cache_entry_t *like, const cha
     const dc_cache_hdr_t *ct = dc_cache_entry_header(e, "content-type", 12);
     e->compressible = ct != NULL && dc_encoding_compressible_type(ct->value, ct->value_len) &&
                       len >= DC_VARIANTS_MIN_BYTES;
-    set_etag(e);
+    unsigned char digest[32];
+    DC_ASSERT(mbedtls_sha256_ret((const unsigned char *)body, len, digest, 0) == 0);
+    dc_cache_entry_set_etag(e, digest);
     return e;
 }
 
@@ -245,16 +218,7 @@ static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
 {
     dc_worker_t *w = c->worker;
     const dc_body_t *b = &all->body->body;
-    char *flat = dc_malloc(b->len + 1);
-    const char *bases[64];
-    size_t lens[64];
-    for (size_t off = 0; off < b->len;) {
-        size_t n = dc_body_spans(b, off, b->len - off, bases, lens, 64);
-        for (size_t i = 0; i < n; i++) {
-            memcpy(flat + off, bases[i], lens[i]);
-            off += lens[i];
-        }
-    }
+    char *flat = dc_body_flatten(b);
     split_t s = {c->ids, c->n, dc_calloc(c->n, sizeof(char *)), dc_calloc(c->n, sizeof(size_t))};
     if (dc_json_object_members(flat, b->len, on_member, &s) != 0) {
         dc_log_warn("batch: upstream %s answered %s with something other than a JSON object",
@@ -359,7 +323,7 @@ static void chunk_start(chunk_t *c)
     }
     /* the other parameters are the same for every id of a batcher window: see dc_batch_try */
     size_t pql;
-    char *pq = path_query(bc->path, "", 0, bc->param, ids, lens, c->n, &pql);
+    char *pq = path_query(bc->path, bc->param, ids, lens, c->n, &pql);
     free(ids);
     free(lens);
     size_t key_len;
@@ -371,7 +335,6 @@ static void chunk_start(chunk_t *c)
     c->waiter.target = w;
     c->waiter.data = c;
     uint64_t hash = key != NULL ? dc_cache_hash(key, key_len) : 0;
-    dc_flight_t *flight;
     if (key == NULL) {
         for (size_t i = 0; i < c->n; i++) {
             finish_id_error(w, &c->ids[i], 502, "batch key too long", 0);
@@ -381,15 +344,10 @@ static void chunk_start(chunk_t *c)
         free(url);
         return;
     }
-    if (dc_inflight_join(w->inflight, key, key_len, hash, &c->waiter, &flight) == DC_INFLIGHT_LEADER) {
-        static const char *const headers[] = {"Accept: application/json", NULL};
-        dc_fill_start(NULL, w, c->snap, c->route, c->rule, key, key_len, hash, flight, NULL, url, headers, false);
-        if (dc_inflight_join(w->inflight, key, key_len, hash, &c->waiter, &flight) == DC_INFLIGHT_LEADER) {
-            dc_flight_result_t pass = {.outcome = DC_FLIGHT_PASS};
-            dc_inflight_finish(w->inflight, flight, &pass); /* never: the fill is asynchronous */
-            on_chunk_result(&c->waiter, &pass);
-            on_chunk_release(&c->waiter);
-        }
+    if (!dc_fill_fetch_as_waiter(w, c->snap, c->route, c->rule, key, key_len, hash, NULL, url, &c->waiter)) {
+        dc_flight_result_t pass = {.outcome = DC_FLIGHT_PASS};
+        on_chunk_result(&c->waiter, &pass);
+        on_chunk_release(&c->waiter);
     }
     free(key);
     free(url);
@@ -519,18 +477,8 @@ static void respond(batch_req_t *br)
             continue; /* {}: the upstream has nothing for this id */
         if (o > 1)
             body[o++] = ',';
-        const char *bases[64];
-        size_t lens[64];
-        size_t got = 0;
-        for (size_t off = 1; off < b->len - 1;) {
-            size_t n = dc_body_spans(b, off, b->len - 1 - off, bases, lens, 64);
-            for (size_t k = 0; k < n; k++) {
-                memcpy(body + o + got, bases[k], lens[k]);
-                got += lens[k];
-                off += lens[k];
-            }
-        }
-        o += got;
+        dc_body_copy(b, 1, b->len - 2, body + o); /* the member, without the braces */
+        o += b->len - 2;
     }
     body[o++] = '}';
     const dc_cache_entry_t *first = br->wants[0].entry;
@@ -603,13 +551,8 @@ bool dc_batch_try(dc_request_t *r, dc_batcher_t *b)
     long vl = dc_cache_query_param(q, qlen, bc->param, val, qlen + 1);
     if (vl <= 0)
         return false;
-    size_t rest_len;
-    char *rest = query_without(q, qlen, bc->param, &rest_len);
-    if (rest_len > 0) { /* other parameters: not batched (a window mixes only plain id lists) */
-        free(rest);
+    if (has_other_params(q, qlen, bc->param)) /* not batched: a window mixes only plain id lists */
         return false;
-    }
-    free(rest);
     /* split, drop empty items and repeats, keep the client's order */
     char **ids = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * MAX_IDS_PER_REQUEST);
     size_t *lens = h2o_mem_alloc_pool(&req->pool, sizeof(size_t) * MAX_IDS_PER_REQUEST);
@@ -646,7 +589,7 @@ bool dc_batch_try(dc_request_t *r, dc_batcher_t *b)
         want_t *wt = &br->wants[i];
         wt->br = br;
         size_t pql;
-        char *pq = path_query(bc->path, "", 0, bc->param, &ids[i], &lens[i], 1, &pql);
+        char *pq = path_query(bc->path, bc->param, &ids[i], &lens[i], 1, &pql);
         size_t key_len;
         char *key = key_for("GET", r->route, r->rule, pq, pql, &key_len);
         free(pq);

@@ -560,21 +560,12 @@ static void on_sse_publish_reply(void *data, int err, const redisReply *reply)
     free(c);
 }
 
-int dc_fleet_sse_publish(dc_fleet_t *f, const char *key, size_t len, const char *type, const char *const *parts,
-                         const size_t *lens_in, size_t nparts, dc_fleet_publish_cb cb, void *data)
+int dc_fleet_sse_publish(dc_fleet_t *f, const char *key, size_t len, const char *type, const char *body, size_t blen,
+                         dc_fleet_publish_cb cb, void *data)
 {
     char *idkey = dc_asprintf("%sssei:%.*s", f->prefix, (int)len, key);
     char *lastkey = dc_asprintf("%sssev:%.*s", f->prefix, (int)len, key);
     char *chan = dc_asprintf("%ssse:%.*s", f->prefix, (int)len, key);
-    size_t blen = 0;
-    for (size_t i = 0; i < nparts; i++)
-        blen += lens_in[i];
-    char *body = dc_malloc(blen + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < nparts; i++) {
-        memcpy(body + o, parts[i], lens_in[i]);
-        o += lens_in[i];
-    }
     const char *args[5] = {idkey, lastkey, chan, type, body};
     size_t lens[5] = {strlen(idkey), strlen(lastkey), strlen(chan), strlen(type), blen};
     sse_call_t *c = dc_calloc(1, sizeof(*c));
@@ -584,7 +575,6 @@ int dc_fleet_sse_publish(dc_fleet_t *f, const char *key, size_t len, const char 
     free(idkey);
     free(lastkey);
     free(chan);
-    free(body);
     if (rc != 0)
         free(c);
     return rc;

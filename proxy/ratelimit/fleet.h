@@ -91,8 +91,8 @@ int dc_fleet_peek(dc_fleet_t *f, const char *key, size_t len, dc_fleet_peek_cb c
 typedef void (*dc_fleet_lease_cb)(void *data, int err, bool leader);
 int dc_fleet_sse_lease(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms, dc_fleet_lease_cb cb, void *data);
 typedef void (*dc_fleet_publish_cb)(void *data, int err, uint64_t id);
-int dc_fleet_sse_publish(dc_fleet_t *f, const char *key, size_t len, const char *type, const char *const *parts,
-                         const size_t *lens, size_t nparts, dc_fleet_publish_cb cb, void *data);
+int dc_fleet_sse_publish(dc_fleet_t *f, const char *key, size_t len, const char *type, const char *body, size_t blen,
+                         dc_fleet_publish_cb cb, void *data);
 struct dc_redis_sub;
 struct dc_redis_sub *dc_fleet_sse_subscribe(dc_fleet_t *f, const char *key, size_t len,
                                             void (*cb)(void *data, const char *msg, size_t len), void *data);

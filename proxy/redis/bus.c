@@ -1,5 +1,6 @@
 #include "redis/bus.h"
 #include "core/error.h"
+#include "core/fmt.h"
 #include "core/log.h"
 #include "redis/redis.h"
 
@@ -68,19 +69,10 @@ uint64_t dc_bus_dropped(void)
 /* Parse a decimal u64 from [*p, end) up to `stop`; advances past stop. */
 static bool take_u64(const char **p, const char *end, char stop, uint64_t *out)
 {
-    uint64_t v = 0;
-    const char *q = *p;
-    if (q == end || *q == stop)
-        return false;
-    while (q < end && *q != stop) {
-        if (*q < '0' || *q > '9' || v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*q++ - '0');
-    }
-    if (q == end)
+    const char *q = memchr(*p, stop, (size_t)(end - *p));
+    if (q == NULL || !dc_parse_u64(*p, (size_t)(q - *p), out))
         return false;
     *p = q + 1;
-    *out = v;
     return true;
 }
 

@@ -5,6 +5,7 @@
  */
 #include "redis/redis_private.h"
 #include "core/error.h"
+#include "core/fmt.h"
 #include "core/log.h"
 
 #include <mbedtls/sha1.h>
@@ -18,17 +19,10 @@
 /* Parse exactly [s, s+n) as a decimal number <= max. */
 static int parse_uint(const char *s, size_t n, long max, long *out)
 {
-    if (n == 0 || n > 10)
+    uint64_t v;
+    if (n > 10 || !dc_parse_u64(s, n, &v) || v > (uint64_t)max)
         return DC_EINVAL;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return DC_EINVAL;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v > max)
-        return DC_EINVAL;
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 

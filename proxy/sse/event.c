@@ -1,5 +1,6 @@
 #include "sse/event.h"
 #include "core/error.h"
+#include "core/fmt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,15 +115,8 @@ bool dc_sse_parse_last_id(const char *v, size_t len, uint64_t *out)
     }
     while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
         len--;
-    if (len == 0 || len > 19)
-        return false;
-    uint64_t id = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return false;
-        id = id * 10 + (uint64_t)(v[i] - '0');
-    }
-    if (id == 0)
+    uint64_t id;
+    if (len > 19 || !dc_parse_u64(v, len, &id) || id == 0)
         return false;
     *out = id;
     return true;

@@ -2,6 +2,7 @@
 #include "cache/key.h"
 #include "cache/store.h"
 #include "core/error.h"
+#include "core/fmt.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "http/request.h"
@@ -350,11 +351,10 @@ static void schedule_relay(dc_sse_channel_t *ch);
 
 /* An event for this instance's subscribers: updates get `id` (0 = the next local id) and join the
  * ring; ids at or below the last one are duplicates (our own publication coming back). */
-static void emit_local(dc_sse_channel_t *ch, uint64_t id, bool update, const char *const *parts, const size_t *lens,
-                       size_t n)
+static void emit_local(dc_sse_channel_t *ch, uint64_t id, bool update, const char *body, size_t len)
 {
     if (!update) {
-        dc_sse_event_t *ev = dc_sse_event_format(0, "error", parts, lens, n);
+        dc_sse_event_t *ev = dc_sse_event_format(0, "error", &body, &len, 1);
         broadcast(ch, ev);
         dc_sse_event_release(ev);
         return;
@@ -366,7 +366,7 @@ static void emit_local(dc_sse_channel_t *ch, uint64_t id, bool update, const cha
         pthread_mutex_unlock(&ch->lock);
         return;
     }
-    dc_sse_event_t *ev = dc_sse_event_format(id, "update", parts, lens, n);
+    dc_sse_event_t *ev = dc_sse_event_format(id, "update", &body, &len, 1);
     ch->last_id = id;
     if (ch->ring_n == DC_SSE_RING) {
         dc_sse_event_release(ch->ring[ch->ring_head]);
@@ -383,53 +383,43 @@ static void emit_local(dc_sse_channel_t *ch, uint64_t id, bool update, const cha
 typedef struct publish_call {
     dc_sse_channel_t *ch; /* a reference */
     bool update;
-    char *body;
+    char *body; /* kept for the local fallback */
     size_t len;
 } publish_call_t;
 
 static void on_published(void *data, int err, uint64_t id)
 {
     publish_call_t *c = data;
-    if (err != 0 && !c->ch->retired) { /* Redis went away: this instance's subscribers still get it */
-        const char *parts[1] = {c->body};
-        emit_local(c->ch, 0, c->update, parts, &c->len, 1);
-    }
+    if (err != 0 && !c->ch->retired) /* Redis went away: this instance's subscribers still get it */
+        emit_local(c->ch, 0, c->update, c->body, c->len);
     channel_release(c->ch);
     free(c->body);
     free(c);
 }
 
-/* A poll's outcome: through the fleet when this instance is the channel's leader (every instance,
- * this one included, gets it from its subscription, numbered fleet-wide), else locally. */
-static void emit(dc_sse_channel_t *ch, bool update, const char *const *parts, const size_t *lens, size_t n)
+/* A poll's outcome (takes over the heap `body`): through the fleet when this instance is the
+ * channel's leader (every instance, this one included, gets it from its subscription, numbered
+ * fleet-wide), else locally. */
+static void emit(dc_sse_channel_t *ch, bool update, char *body, size_t len)
 {
     dc_fleet_t *fleet = ch->home->fleet;
     if (ch->leader && ch->fsub != NULL && fleet != NULL && dc_fleet_up(fleet)) {
-        publish_call_t *c = dc_calloc(1, sizeof(*c));
-        c->ch = channel_ref(ch);
-        c->update = update;
-        for (size_t i = 0; i < n; i++)
-            c->len += lens[i];
-        c->body = dc_malloc(c->len + 1);
-        for (size_t i = 0, o = 0; i < n; o += lens[i], i++)
-            memcpy(c->body + o, parts[i], lens[i]);
-        if (dc_fleet_sse_publish(fleet, ch->key, ch->key_len, update ? "update" : "error", parts, lens, n,
-                                 on_published, c) == 0)
+        publish_call_t *c = dc_malloc(sizeof(*c));
+        *c = (publish_call_t){channel_ref(ch), update, body, len};
+        if (dc_fleet_sse_publish(fleet, ch->key, ch->key_len, update ? "update" : "error", body, len, on_published,
+                                 c) == 0)
             return;
         channel_release(ch);
-        free(c->body);
         free(c);
     }
-    emit_local(ch, 0, update, parts, lens, n);
+    emit_local(ch, 0, update, body, len);
+    free(body);
 }
 
 static void publish_error(dc_sse_channel_t *ch, int status, const char *message)
 {
-    char body[192];
-    int n = snprintf(body, sizeof(body), "{\"status\":%d,\"error\":\"%s\"}", status, message);
-    const char *parts[1] = {body};
-    size_t lens[1] = {(size_t)n};
-    emit(ch, false, parts, lens, 1);
+    char *body = dc_asprintf("{\"status\":%d,\"error\":\"%s\"}", status, message);
+    emit(ch, false, body, strlen(body));
     ch->errors++;
 }
 
@@ -441,11 +431,7 @@ static void publish_entry(dc_sse_channel_t *ch, const dc_cache_entry_t *e)
         return;
     memcpy(ch->last_etag, e->etag, e->etag_len);
     ch->last_etag_len = e->etag_len;
-    const char *bases[256];
-    size_t lens[256];
-    const dc_body_t *b = &e->body->body;
-    size_t n = dc_body_spans(b, 0, b->len, bases, lens, 256);
-    emit(ch, true, bases, lens, n);
+    emit(ch, true, dc_body_flatten(&e->body->body), e->body->body.len);
 }
 
 static void on_fleet_event(void *data, const char *msg, size_t len);
@@ -472,18 +458,16 @@ static void on_fleet_event(void *data, const char *msg, size_t len)
         return;
     }
     const char *bar = memchr(msg, '|', len);
-    if (bar == NULL)
+    uint64_t id;
+    if (bar == NULL || !dc_parse_u64(msg, (size_t)(bar - msg), &id))
         return;
-    uint64_t id = 0;
-    for (const char *p = msg; p < bar; p++)
-        id = id * 10 + (uint64_t)(*p - '0');
     const char *type = bar + 1, *bar2 = memchr(type, '|', len - (size_t)(type - msg));
     if (bar2 == NULL)
         return;
     const char *body = bar2 + 1;
     size_t blen = len - (size_t)(body - msg);
     bool update = (size_t)(bar2 - type) == 6 && memcmp(type, "update", 6) == 0;
-    emit_local(ch, update ? id : 0, update, &body, &blen, 1);
+    emit_local(ch, update ? id : 0, update, body, blen);
 }
 
 static void on_poll_result(dc_waiter_t *w, dc_flight_result_t *res)
@@ -627,26 +611,17 @@ static void poll_now(dc_sse_channel_t *ch)
         dc_cache_entry_release(e);
         e = NULL;
     }
-    dc_flight_t *flight;
     ch->waiter.on_result = on_poll_result;
     ch->waiter.on_release = on_poll_release;
     ch->waiter.target = w;
     ch->waiter.data = ch;
-    if (dc_inflight_join(w->inflight, ch->key, ch->key_len, ch->hash, &ch->waiter, &flight) == DC_INFLIGHT_LEADER) {
-        static const char *const no_headers[] = {"Accept: application/json", NULL};
-        dc_fill_start(NULL, w, ch->snap, ch->route, ch->rule, ch->key, ch->key_len, ch->hash, flight, e, ch->url,
-                      no_headers, false);
-        /* the fill runs asynchronously: join it as a waiter like any request */
-        if (dc_inflight_join(w->inflight, ch->key, ch->key_len, ch->hash, &ch->waiter, &flight) ==
-            DC_INFLIGHT_LEADER) {
-            dc_flight_result_t pass = {.outcome = DC_FLIGHT_PASS};
-            dc_inflight_finish(w->inflight, flight, &pass);
-            dc_cache_entry_release(e);
-            schedule(ch);
-            return;
-        }
-    }
+    bool queued = dc_fill_fetch_as_waiter(w, ch->snap, ch->route, ch->rule, ch->key, ch->key_len, ch->hash, e, ch->url,
+                                          &ch->waiter);
     dc_cache_entry_release(e);
+    if (!queued) {
+        schedule(ch);
+        return;
+    }
     ch->waiting = true;
     channel_ref(ch); /* held by the wait until on_release */
 }
