@@ -2,8 +2,13 @@
  * h2o_bare: the ceiling for dexcache's hit path. A bare libh2o (libuv flavour) responder that answers
  * every request with one fixed body held in memory; 2 worker threads, one SO_REUSEPORT listener each.
  *   gcc -O2 -DH2O_USE_LIBUV=1 bench/h2o_bare.c -lh2o -luv -lssl -lcrypto -lz -lpthread -o h2o_bare
- *   h2o_bare PORT BODY_FILE [THREADS [CONTENT_ENCODING]]   (prints "READY PORT" once listening)
+ *   h2o_bare PORT BODY_FILE [THREADS [CONTENT_ENCODING|- [HEAD_FILE]]]   (prints "READY PORT" once listening)
+ * HEAD_FILE: "name: value" lines sent on every answer instead of the default content-type, so that
+ * the ceiling sends the same bytes as the server it is compared with (bench/run captures dexcache's
+ * hit head). Two values are made per answer, as dexcache does: "@id" becomes a unique 20-digit id
+ * (X-Request-Id) and "@age" the seconds since start (Age). Server: is "dexcache" when a head is given.
  */
+#include <ctype.h>
 #include <h2o.h>
 #include <malloc.h>
 #include <netinet/in.h>
@@ -19,13 +24,81 @@ static h2o_iovec_t body;
 static int port;
 static const char *encoding;
 
+/* the head sent with every answer: name (token or string), value, or a per-answer kind */
+enum { VALUE_FIXED, VALUE_ID, VALUE_AGE };
+typedef struct {
+    const h2o_token_t *token;
+    h2o_iovec_t name, value;
+    int kind;
+} head_line_t;
+static head_line_t head[64];
+static size_t nhead;
+static uint64_t start_ms;
+static __thread uint64_t id_counter;
+static __thread unsigned id_thread;
+static unsigned id_threads;
+
+static void load_head(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    if (f == NULL) {
+        perror(path);
+        exit(1);
+    }
+    while (nhead < 64 && fgets(line, sizeof(line), f) != NULL) {
+        char *colon = strchr(line, ':');
+        if (colon == NULL)
+            continue;
+        size_t nl = colon - line, vl;
+        char *v = colon + 1;
+        while (*v == ' ')
+            v++;
+        vl = strcspn(v, "\r\n");
+        for (size_t i = 0; i < nl; i++)
+            line[i] = (char)tolower((unsigned char)line[i]);
+        head_line_t *h = &head[nhead++];
+        h->name = h2o_strdup(NULL, line, nl);
+        h->value = h2o_strdup(NULL, v, vl);
+        h->token = h2o_lookup_token(h->name.base, h->name.len);
+        h->kind = h2o_memis(v, vl, H2O_STRLIT("@id")) ? VALUE_ID : h2o_memis(v, vl, H2O_STRLIT("@age")) ? VALUE_AGE : VALUE_FIXED;
+    }
+    fclose(f);
+}
+
+static void add_head(h2o_req_t *req)
+{
+    for (size_t i = 0; i < nhead; i++) {
+        const head_line_t *h = &head[i];
+        h2o_iovec_t v = h->value;
+        if (h->kind != VALUE_FIXED) {
+            char *buf = h2o_mem_alloc_pool(&req->pool, 24);
+            if (h->kind == VALUE_ID) {
+                if (id_thread == 0)
+                    id_thread = __sync_add_and_fetch(&id_threads, 1);
+                v.len = (size_t)snprintf(buf, 24, "%06u%014llu", id_thread, (unsigned long long)++id_counter);
+            } else {
+                v.len = (size_t)snprintf(buf, 24, "%llu", (unsigned long long)((h2o_now(req->conn->ctx->loop) - start_ms) / 1000));
+            }
+            v.base = buf;
+        }
+        if (h->token != NULL)
+            h2o_add_header(&req->pool, &req->res.headers, h->token, NULL, v.base, v.len);
+        else
+            h2o_add_header_by_str(&req->pool, &req->res.headers, h->name.base, h->name.len, 0, NULL, v.base, v.len);
+    }
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     static h2o_generator_t gen = {NULL, NULL};
     req->res.status = 200;
     req->res.reason = "OK";
     req->res.content_length = body.len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    if (nhead > 0)
+        add_head(req);
+    else
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     if (encoding != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, encoding, strlen(encoding));
     h2o_start_response(req, &gen);
@@ -75,10 +148,12 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 3)
-        return fprintf(stderr, "usage: %s PORT BODY_FILE [THREADS]\n", argv[0]), 2;
+        return fprintf(stderr, "usage: %s PORT BODY_FILE [THREADS [CONTENT_ENCODING|- [HEAD_FILE]]]\n", argv[0]), 2;
     port = atoi(argv[1]);
     int nthreads = argc > 3 ? atoi(argv[3]) : 2;
-    encoding = argc > 4 ? argv[4] : NULL;
+    encoding = argc > 4 && strcmp(argv[4], "-") != 0 ? argv[4] : NULL;
+    if (argc > 5)
+        load_head(argv[5]);
     FILE *f = fopen(argv[2], "rb");
     if (f == NULL)
         return perror(argv[2]), 1;
@@ -94,6 +169,11 @@ int main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     mallopt(M_TOP_PAD, 16 << 20);
     h2o_config_init(&gconf);
+    if (nhead > 0)
+        gconf.server_name = h2o_iovec_init(H2O_STRLIT("dexcache"));
+    uv_loop_t clock;
+    uv_loop_init(&clock);
+    start_ms = uv_now(&clock);
     h2o_hostconf_t *host = h2o_config_register_host(&gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_req;

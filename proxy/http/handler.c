@@ -77,11 +77,21 @@ static void wait_timer_stop(dc_request_t *r)
     r->wait_timer = NULL;
 }
 
-static void on_pool_dispose(void *p)
+/* The h2o request carries its dc_request_t in a request variable (h2o's "env"): the disposal hook
+ * below finds it there without a per-request allocation (h2o_mem_alloc_shared would malloc one). */
+#define REQUEST_VAR "dexcache.request"
+
+/* Called by h2o for every request of our path just before it clears the request's pool (loggers
+ * run in h2o_dispose_request): the h2o request is going away, whatever the state of ours. */
+static void on_req_dispose(h2o_logger_t *self, h2o_req_t *req)
 {
-    dc_request_t *r = *(dc_request_t **)p;
+    (void)self;
+    h2o_iovec_t *var = h2o_req_getenv(req, H2O_STRLIT(REQUEST_VAR), 0);
+    if (var == NULL || var->base == NULL)
+        return; /* refused by h2o before our handler saw it */
+    dc_request_t *r = (dc_request_t *)var->base;
+    var->base = NULL;
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
-    h2o_req_t *req = r->req;
     dc_request_detach_sources(r);
     wait_timer_stop(r);
     if (r->waiting)
@@ -582,10 +592,9 @@ static void cache_lookup(dc_request_t *r, bool may_ask_l2)
             memcpy(cs, prefix, sizeof(prefix) - 1);
             size_t l = sizeof(prefix) - 1 + dc_fmt_u64(cs + sizeof(prefix) - 1, (e->fresh_until_ms - now + 999) / 1000);
             cs[l] = '\0';
-            dc_serve_entry(r, e, "HIT", cs);
+            dc_serve_entry_adopt(r, e, "HIT", cs); /* our reference is now the request's */
             if (prefetch_due(r->rule, e, now))
                 start_background_refresh(r, e); /* refresh-ahead: hot keys never go stale */
-            dc_cache_entry_release(e);
             return;
         }
         if (fr == DC_STALE_SWR) {
@@ -784,9 +793,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     dc_worker_t *w = dc_worker_from_ctx(req->conn->ctx);
     DC_CHECK_MAGIC(w, DC_WORKER_MAGIC);
     dc_request_t *r = dc_request_new(w);
-    r->refs = 1; /* held by the pool link below */
-    dc_request_t **link = h2o_mem_alloc_shared(&req->pool, sizeof(*link), on_pool_dispose);
-    *link = r;
+    r->refs = 1; /* held by the h2o request until on_req_dispose */
+    h2o_req_getenv(req, H2O_STRLIT(REQUEST_VAR), 1)->base = (char *)r;
     r->req = req;
     r->worker = w;
     r->snap = dc_snapshot_ref(w->snap);
@@ -887,4 +895,6 @@ void dc_http_handler_register(h2o_pathconf_t *pathconf)
 {
     h2o_handler_t *h = h2o_create_handler(pathconf, sizeof(*h));
     h->on_req = on_req;
+    h2o_logger_t *disposal = h2o_create_logger(pathconf, sizeof(*disposal));
+    disposal->log_access = on_req_dispose;
 }

@@ -89,11 +89,19 @@ void dc_request_unref(dc_request_t *r)
     dc_growing_release(r->growing);
     free(r->sending.p);
     free(r->pending.p);
-    dc_shared_body_release(r->body);
+    dc_request_set_body(r, NULL, false);
     dc_cache_entry_release(r->entry);
     dc_cache_entry_release(r->stale);
     dc_snapshot_release(r->snap);
     request_recycle(r);
+}
+
+void dc_request_set_body(dc_request_t *r, dc_shared_body_t *body, bool borrowed)
+{
+    if (!r->body_borrowed)
+        dc_shared_body_release(r->body);
+    r->body = body;
+    r->body_borrowed = borrowed;
 }
 
 void dc_request_add_header(dc_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen)

@@ -87,7 +87,8 @@ typedef struct dc_request {
     bool paused;
     int upstream_err;
     /* DC_OUT_BODY */
-    dc_shared_body_t *body; /* owned ref */
+    dc_shared_body_t *body; /* owned ref, or borrowed from `entry` (body_borrowed) */
+    bool body_borrowed;     /* body is one of entry's representations: entry's reference keeps it */
     dc_cache_entry_t *entry; /* entry being served, owned ref (keeps header strings alive) */
     struct dc_fill *fill;    /* the fill this leader follows (not a reference: detached on either side) */
     size_t sent, acked;      /* bytes handed to h2o / confirmed by proceed() */
@@ -111,6 +112,9 @@ void dc_request_unref(dc_request_t *r);
 
 /* Add a response header, copying name and value into the request pool. */
 void dc_request_add_header(dc_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen);
+/* Replace the body the request sends: an owned reference (released here later) or, borrowed, one
+ * of r->entry's representations. Releases the previous one if it was owned. */
+void dc_request_set_body(dc_request_t *r, dc_shared_body_t *body, bool borrowed);
 /* The error answer for a fetch that failed before any response head: 503 + Retry-After (budget),
  * 504 (timeout), 502 (refused, failed). */
 void dc_request_respond_fetch_error(dc_request_t *r, dc_fetch_t *f, int err);
@@ -121,8 +125,12 @@ void dc_request_respond_error(dc_request_t *r, int status, const char *message);
 void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cache_status);
 
 /* serve.c */
-/* Answer from a complete entry: 304 on a matching If-None-Match, HEAD without body. */
+/* Answer from a complete entry: 304 on a matching If-None-Match, HEAD without body. The request
+ * takes its own reference to e (kept until it is disposed). */
 void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status);
+/* The same, taking over the caller's reference to e (the hit path: no extra reference counting on
+ * an entry every worker is serving). e stays valid while r is. */
+void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status);
 /* Start a response whose body is still being appended to `body` by the fill this leader follows. */
 struct dc_cdn_headers;
 /* `cdn` (may be NULL): headers toward CDNs that replace the origin's Cache-Control. */

@@ -139,11 +139,18 @@ static void add_common(dc_request_t *r, const char *x_cache, const char *cache_s
 
 void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status)
 {
+    dc_serve_entry_adopt(r, dc_cache_entry_ref(e), x_cache, cache_status);
+}
+
+void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status)
+{
     h2o_req_t *req = r->req;
     DC_ASSERT(!e->is_pass && e->body != NULL);
-    /* the request keeps the entry (header strings) and body alive until it is disposed */
+    /* the request keeps the entry (header strings, and the representation it sends: an entry's
+     * bodies never change once it is in the store) alive until it is disposed */
     dc_cache_entry_t *prev = r->entry;
-    r->entry = dc_cache_entry_ref(e);
+    dc_request_set_body(r, NULL, false);
+    r->entry = e;
     dc_cache_entry_release(prev);
     /* the representation the client accepts best among those the entry has */
     unsigned mask = 0;
@@ -158,13 +165,12 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
                       : DC_ENC_IDENTITY;
     }
     dc_shared_body_t *chosen = enc == DC_ENC_IDENTITY ? e->body : e->variants[enc];
-    dc_shared_body_release(r->body);
-    r->body = dc_shared_body_ref(chosen);
+    dc_request_set_body(r, chosen, true);
     r->body_end = chosen->body.len;
     r->sent = r->acked = 0;
     /* each representation has its own strong validator: "<digest>", "<digest>-gz", "<digest>-br" */
-    char etag[48];
     size_t etag_len = e->etag_len;
+    char *etag = h2o_mem_alloc_pool(&req->pool, etag_len + 4);
     memcpy(etag, e->etag, etag_len);
     if (enc != DC_ENC_IDENTITY && etag_len >= 2) {
         const char *sfx = enc == DC_ENC_GZIP ? "-gz\"" : "-br\"";
@@ -174,6 +180,8 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
 
     req->res.status = e->status;
     req->res.reason = dc_http_reason(e->status);
+    /* room for every header of the answer at once (growing the vector copies it each time) */
+    h2o_vector_reserve(&req->pool, &req->res.headers, req->res.headers.size + e->nheaders + 10);
     for (size_t i = 0; i < e->nheaders; i++) {
         const dc_cache_hdr_t *h = &e->headers[i];
         if (h->token == H2O_TOKEN_ETAG)
@@ -185,8 +193,7 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
                                   h->value_len);
     }
     if (etag_len > 0)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, h2o_strdup(&req->pool, etag, etag_len).base,
-                       etag_len);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, etag, etag_len);
     if (enc != DC_ENC_IDENTITY) {
         const char *name = dc_encoding_name(enc);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, name, strlen(name));
@@ -245,7 +252,7 @@ void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f,
     if (cdn != NULL)
         add_cdn(r, cdn);
     add_common(r, x_cache, cache_status, false);
-    r->body = dc_shared_body_ref(body);
+    dc_request_set_body(r, dc_shared_body_ref(body), false);
     r->fill = fill;
     r->body_end = SIZE_MAX;
     r->sent = r->acked = 0;
