@@ -5,6 +5,7 @@ import hashlib
 import http.client
 import json
 import socket
+import subprocess
 import threading
 import time
 
@@ -532,3 +533,41 @@ def test_leader_timeout_shared_by_waiters(proxy, clean):
     assert all(o[2] == "upstream timed out" for o in out)
     assert all(2.8 < o[1] < 5.0 for o in out), out
     assert total(clean) == 1
+
+
+def requests_total(proxy):
+    """Sum of dexcache_requests_total over every route and status class."""
+    return sum(float(line.rpartition(" ")[2]) for line in proxy.metrics().splitlines()
+               if line.startswith("dexcache_requests_total{"))
+
+
+def test_every_request_is_disposed_once(proxy, clean):
+    """Each client request, whatever its end (hit, miss, HEAD, 304, 404, HTTP/2, a client gone while
+    it waited), is accounted exactly once when h2o disposes of it, and nothing stays in flight."""
+    before = requests_total(proxy)
+    sent = 0
+    for _ in range(3):
+        assert get(proxy, "/jup/echo?a=1").status_code == 200  # a miss, then hits
+        sent += 1
+    assert requests.head(proxy.url + "/jup/echo?a=1", timeout=15).status_code == 200
+    etag = get(proxy, "/jup/echo?a=1").headers["etag"]
+    assert get(proxy, "/jup/echo?a=1", headers={"If-None-Match": etag}).status_code == 304
+    assert get(proxy, "/nowhere").status_code == 404
+    sent += 4
+    # two streams on one HTTP/2 connection (nghttp -s prints one line per stream: id, times, code, ...)
+    out = subprocess.run(["nghttp", "-ns", proxy.url + "/jup/echo?a=1", proxy.url + "/jup/echo?b=2"],
+                         capture_output=True, text=True, timeout=15).stdout
+    codes = [line.split()[4] for line in out.splitlines() if line.strip().endswith(("/jup/echo?a=1", "/jup/echo?b=2"))]
+    assert codes == ["200", "200"], out
+    sent += 2
+    clean.gate("/price/v3")
+    gone = socket.create_connection(("127.0.0.1", proxy.port))
+    gone.sendall(b"GET /jup/price/v3?ids=" + MINT_A.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert wait_for(lambda: clean.held() == 1)
+    gone.close()  # the client leaves while its request waits for the origin
+    sent += 1
+    clean.release()
+    assert wait_for(lambda: proxy.metric("dexcache_requests_in_flight") == 0, timeout=10)
+    assert wait_for(lambda: requests_total(proxy) - before == sent, timeout=10), (requests_total(proxy) - before, sent)
+    time.sleep(0.3)
+    assert requests_total(proxy) - before == sent
