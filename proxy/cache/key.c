@@ -406,6 +406,30 @@ static void put_param(wr_t *w, const ctx_t *c, const span_t *p, const span_t *it
     }
 }
 
+/* One raw query parameter: bytes [seg, end) of the query, the name up to nend, '=' at nend when
+ * has_eq. */
+typedef struct qparam {
+    size_t seg, nend, end;
+    bool has_eq;
+} qparam_t;
+
+/* The next non-empty parameter at or after *pos (parameters are split on raw '&' only); false at
+ * the end of the query. Start with *pos = 0. */
+static bool next_param(const char *q, size_t qlen, size_t *pos, qparam_t *p)
+{
+    while (*pos < qlen) {
+        const char *amp = memchr(q + *pos, '&', qlen - *pos);
+        size_t end = amp != NULL ? (size_t)(amp - q) : qlen, seg = *pos;
+        *pos = end + 1;
+        if (end == seg)
+            continue;
+        const char *eq = memchr(q + seg, '=', end - seg);
+        *p = (qparam_t){.seg = seg, .nend = eq != NULL ? (size_t)(eq - q) : end, .end = end, .has_eq = eq != NULL};
+        return true;
+    }
+    return false;
+}
+
 static void norm_query(wr_t *w, const char *q, size_t qlen, const dc_cache_key_opts_t *opts)
 {
     static const dc_cache_key_opts_t no_opts;
@@ -414,14 +438,10 @@ static void norm_query(wr_t *w, const char *q, size_t qlen, const dc_cache_key_o
     ctx_t c = {q, opts != NULL ? opts : &no_opts};
     size_t heads[HEADS_MAX], nheads = 0; /* indexes in params of the key set heads */
 
-    for (size_t i = 0; i < qlen;) {
-        const char *amp = memchr(q + i, '&', qlen - i);
-        size_t end = amp != NULL ? (size_t)(amp - q) : qlen, seg = i;
-        i = end + 1;
-        if (end == seg)
-            continue;
-        const char *eq = memchr(q + seg, '=', end - seg);
-        size_t nend = eq != NULL ? (size_t)(eq - q) : end;
+    qparam_t qp;
+    for (size_t pos = 0; next_param(q, qlen, &pos, &qp);) {
+        size_t seg = qp.seg, nend = qp.nend, end = qp.end;
+        const char *eq = qp.has_eq ? q + nend : NULL;
         bool nplain, vplain = true;
         src_t name = {q + seg, nend - seg, classify(q + seg, nend - seg, &nplain)};
         if (find_opt(name, c.opts->ignore_params, c.opts->nignore_params) >= 0)
@@ -573,27 +593,38 @@ size_t dc_cache_key_bound(size_t mlen, size_t prefix_len, size_t pqlen)
     return add_sat(add_sat(add_sat(mlen, 3), mul3_sat(prefix_len)), mul3_sat(pqlen));
 }
 
+/* Does the parameter's name decode to `name`? */
+static bool param_is(const char *q, const qparam_t *p, const char *name)
+{
+    bool plain;
+    size_t nlen = p->nend - p->seg;
+    return name_is((src_t){q + p->seg, nlen, classify(q + p->seg, nlen, &plain)}, name);
+}
+
 long dc_cache_query_param(const char *q, size_t qlen, const char *name, char *out, size_t cap)
 {
     DC_ASSERT(name != NULL);
-    for (size_t i = 0; i < qlen;) {
-        const char *amp = memchr(q + i, '&', qlen - i);
-        size_t end = amp != NULL ? (size_t)(amp - q) : qlen, seg = i;
-        i = end + 1;
-        if (end == seg)
-            continue;
-        const char *eq = memchr(q + seg, '=', end - seg);
-        size_t nend = eq != NULL ? (size_t)(eq - q) : end;
-        bool plain;
-        if (!name_is((src_t){q + seg, nend - seg, classify(q + seg, nend - seg, &plain)}, name))
+    qparam_t qp;
+    for (size_t pos = 0; next_param(q, qlen, &pos, &qp);) {
+        if (!param_is(q, &qp, name))
             continue;
         wr_t w = {out, cap, 0};
-        for (size_t j = nend + 1; j < end;) {
+        for (size_t j = qp.nend + 1; j < qp.end;) {
             unsigned b;
-            j += qtok(q + j, end - j, &b);
+            j += qtok(q + j, qp.end - j, &b);
             put(&w, (char)b);
         }
         return finish(&w);
     }
     return -1;
+}
+
+bool dc_cache_query_only(const char *q, size_t qlen, const char *name)
+{
+    DC_ASSERT(name != NULL);
+    qparam_t qp;
+    for (size_t pos = 0; next_param(q, qlen, &pos, &qp);)
+        if (!param_is(q, &qp, name))
+            return false;
+    return true;
 }

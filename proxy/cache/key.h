@@ -21,6 +21,7 @@
 #ifndef DC_CACHE_KEY_H
 #define DC_CACHE_KEY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct dc_cache_key_opts {
@@ -55,5 +56,9 @@ size_t dc_cache_key_bound(size_t mlen, size_t prefix_len, size_t pqlen);
 /* Value of parameter `name` in a raw query, percent-decoded, written to out (NUL-terminated).
  * Returns its length, -1 when absent, DC_ETOOBIG when it does not fit. First occurrence wins. */
 long dc_cache_query_param(const char *q, size_t qlen, const char *name, char *out, size_t cap);
+
+/* Is every non-empty parameter of the raw query `name` (names compared percent-decoded, as the
+ * cache key compares them)? True for an empty query. */
+bool dc_cache_query_only(const char *q, size_t qlen, const char *name);
 
 #endif

@@ -84,22 +84,6 @@ static size_t encode_into(char *out, const char *s, size_t len)
     return o;
 }
 
-/* Does the raw query carry any non-empty item other than `param=...` (or a bare `param`)? */
-static bool has_other_params(const char *q, size_t qlen, const char *param)
-{
-    size_t plen = strlen(param);
-    const char *p = q, *end = q + qlen;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        size_t il = amp ? (size_t)(amp - p) : (size_t)(end - p);
-        bool is_param = il >= plen && memcmp(p, param, plen) == 0 && (il == plen || p[plen] == '=');
-        if (il > 0 && !is_param)
-            return true;
-        p += il + 1;
-    }
-    return false;
-}
-
 /* "<path>?<param>=<ids joined by ','>" (ids percent-encoded), heap. */
 static char *path_query(const char *path, const char *param, char *const *ids, const size_t *lens, size_t n,
                         size_t *out_len)
@@ -551,7 +535,7 @@ bool dc_batch_try(dc_request_t *r, dc_batcher_t *b)
     long vl = dc_cache_query_param(q, qlen, bc->param, val, qlen + 1);
     if (vl <= 0)
         return false;
-    if (has_other_params(q, qlen, bc->param)) /* not batched: a window mixes only plain id lists */
+    if (!dc_cache_query_only(q, qlen, bc->param)) /* not batched: a window mixes only plain id lists */
         return false;
     /* split, drop empty items and repeats, keep the client's order */
     char **ids = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * MAX_IDS_PER_REQUEST);

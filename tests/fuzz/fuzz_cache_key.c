@@ -178,6 +178,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *val = malloc(n + 1); /* a decoded value is never longer than the query */
     long v = dc_cache_query_param(q, n, "ids", val, n + 1);
     CHECK(v == -1 || (v >= 0 && (size_t)v <= n && val[v] == '\0'));
+    /* a query made only of "ids" parameters has an "ids" value (unless every one of them is bare) */
+    if (dc_cache_query_only(q, n, "ids") && memchr(q, '=', n) != NULL && v == -1)
+        CHECK(0);
     free(val);
     free(q);
     return 0;

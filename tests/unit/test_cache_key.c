@@ -354,6 +354,20 @@ static void test_query_param(void **state)
     assert_int_equal(dc_cache_query_param("", 0, "a", out, sizeof(out)), -1);
 }
 
+static void test_query_only(void **state)
+{
+    (void)state;
+    const char *q1 = "ids=A,B&&ids=C&";
+    assert_true(dc_cache_query_only(q1, strlen(q1), "ids")); /* empty parameters do not count */
+    assert_true(dc_cache_query_only("", 0, "ids"));
+    assert_true(dc_cache_query_only("ids", 3, "ids")); /* a bare name */
+    assert_true(dc_cache_query_only("i%64s=A", 7, "ids")); /* names compare decoded */
+    assert_false(dc_cache_query_only("ids=A&x=1", 9, "ids"));
+    assert_false(dc_cache_query_only("idsx=A", 6, "ids"));
+    assert_false(dc_cache_query_only("id=A", 4, "ids"));
+    assert_false(dc_cache_query_only("x", 1, "ids"));
+}
+
 /* Deterministic base58-looking mint (32..44 chars). */
 static void fake_mint(unsigned seed, char *out)
 {
@@ -460,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_build_pq_forms),
         cmocka_unit_test(test_build_bound),
         cmocka_unit_test(test_query_param),
+        cmocka_unit_test(test_query_only),
         cmocka_unit_test(test_price_50_ids_any_order),
         cmocka_unit_test(test_bench),
     };
