@@ -44,7 +44,7 @@ sys.dont_write_bytecode = True
 
 import requests  # noqa: E402
 
-from dexcache import BIN, Dexcache, wait_for  # noqa: E402
+from dexcache import BIN, Dexcache, PREAMBLE, wait_for  # noqa: E402
 from fake import FakeOrigin  # noqa: E402
 from redis_proc import RedisServer  # noqa: E402
 
@@ -54,11 +54,7 @@ OFFERED = 60                       # part 1: client requests per second (3x the 
 WINDOWS = (1, 10, 60)              # part 1: sliding windows reported, seconds
 SOL = "So11111111111111111111111111111111111111112"
 
-CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+CONFIG = PREAMBLE + """
 redis: {{ url: "%(redis)s", prefix: "dcbench:" }}
 upstreams:
   budget:

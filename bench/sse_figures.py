@@ -50,7 +50,7 @@ os.environ.setdefault("DEXCACHE_BIN", os.path.join(ROOT, "build", "dexcache"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.dont_write_bytecode = True
 
-from dexcache import BIN, Dexcache, wait_for  # noqa: E402
+from dexcache import BIN, Dexcache, PREAMBLE, wait_for  # noqa: E402
 from fake import FakeOrigin  # noqa: E402
 
 SOL = "So11111111111111111111111111111111111111112"
@@ -58,11 +58,7 @@ JUP = "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN"
 STREAM_PATH = "/jup/stream/price?ids=%s,%s" % (SOL, JUP)
 INTERVAL_MS = 100
 
-CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+CONFIG = PREAMBLE + """
 upstreams:
   jupiter: {{ url: "%(jup)s" }}
 routes:

@@ -37,6 +37,15 @@ def wait_for(cond, timeout=10, step=0.02):
     return False
 
 
+# The first lines of most test configs: the listener, 2 workers, the admin listener, no access log.
+# {port} and {admin_port} are filled in by Dexcache (like every config, it goes through str.format).
+PREAMBLE = """listen: ["127.0.0.1:{port}"]
+workers: 2
+admin: {{ listen: "127.0.0.1:{admin_port}" }}
+log: {{ access: off }}
+"""
+
+
 def sanitizer_env():
     env = dict(os.environ)
     # The daemon abandons its loops at exit by design; leak checks run in the unit tests.

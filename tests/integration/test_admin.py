@@ -4,13 +4,9 @@ import re
 import pytest
 import requests
 
-from dexcache import Dexcache, free_port
+from dexcache import Dexcache, free_port, PREAMBLE
 
-CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+CONFIG = PREAMBLE + """
 upstreams:
   jupiter: {{ url: "%s", keys: ["k1", "k2"], retries: 0 }}
   dead: {{ url: "http://127.0.0.1:%d", retries: 0 }}

@@ -3,7 +3,7 @@ import time
 
 import requests
 
-from dexcache import RSS_CHECKS, SANITIZER_RSS_MIB, Dexcache
+from dexcache import Dexcache, PREAMBLE, RSS_CHECKS, SANITIZER_RSS_MIB
 from test_transport import rss_kib
 
 MINT_A = "So11111111111111111111111111111111111111112"
@@ -11,11 +11,7 @@ MINT_B = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 
 
 def test_eviction_keeps_memory_within_budget(fake, origin):
-    conf = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+    conf = PREAMBLE + """
 cache: {{ memory: 4MiB, max_object: 1MiB }}
 upstreams:
   jupiter: {{ url: "%s" }}

@@ -10,18 +10,14 @@ import time
 import pytest
 import requests
 
-from dexcache import RSS_CHECKS, SANITIZER_RSS_MIB, Dexcache, wait_for
+from dexcache import Dexcache, PREAMBLE, RSS_CHECKS, SANITIZER_RSS_MIB, wait_for
 from fake import FakeOrigin
 from test_transport import rss_kib
 
 MINTS = ["So11111111111111111111111111111111111111112", "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"] + \
         ["Mint%040d" % i for i in range(20)]
 
-CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+CONFIG = PREAMBLE + """
 cache: {{ memory: 512MiB, max_object: 256MiB }}
 upstreams:
   jupiter: {{ url: "%(jup)s" }}

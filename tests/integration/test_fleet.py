@@ -6,13 +6,9 @@ import time
 
 import requests
 
-from dexcache import Dexcache, wait_for
+from dexcache import Dexcache, PREAMBLE, wait_for
 
-CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+CONFIG = PREAMBLE + """
 redis: {{ url: "%(redis)s", prefix: "dctest:" }}
 upstreams:
   jupiter: {{ url: "%(jup)s" }}
@@ -135,11 +131,7 @@ def test_script_flush_is_transparent(fake, origin, redis_server):
         stop_all(ds)
 
 
-BUDGET_CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+BUDGET_CONFIG = PREAMBLE + """
 redis: {{ url: "%(redis)s", prefix: "dcbud:" }}
 upstreams:
   jupiter:
@@ -197,11 +189,7 @@ def test_upstream_429_pauses_every_instance(fake, origin, redis_server):
         stop_all(ds)
 
 
-L2_CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+L2_CONFIG = PREAMBLE + """
 redis: {{ url: "%(redis)s", prefix: "dcl2:" }}
 upstreams:
   jupiter: {{ url: "%(jup)s" }}

@@ -4,13 +4,9 @@ import threading
 
 import requests
 
-from dexcache import Dexcache, wait_for
+from dexcache import Dexcache, PREAMBLE, wait_for
 
-CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+CONFIG = PREAMBLE + """
 redis: {{ url: "%(redis)s", prefix: "%(prefix)s" }}
 upstreams:
   jupiter:

@@ -6,13 +6,9 @@ import time
 import pytest
 import requests
 
-from dexcache import Dexcache
+from dexcache import Dexcache, PREAMBLE
 
-CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+CONFIG = PREAMBLE + """
 server: {{ trusted_proxies: [%(trusted)s] }}
 upstreams:
   jupiter: {{ url: "%(jup)s" }}

@@ -4,13 +4,9 @@ import socket
 
 import pytest
 
-from dexcache import Dexcache
+from dexcache import Dexcache, PREAMBLE
 
-CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+CONFIG = PREAMBLE + """
 server: {{ max_body: 64KiB, max_uri: 8KiB, max_header_bytes: 16KiB, max_headers: 64 }}
 upstreams:
   jupiter: {{ url: "%s" }}

@@ -6,18 +6,14 @@ import time
 
 import requests
 
-from dexcache import Dexcache, wait_for
+from dexcache import Dexcache, PREAMBLE, wait_for
 from sse_client import SSEClient
 from test_transport import rss_kib
 
 MINT = "So11111111111111111111111111111111111111112"
 MINT2 = "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN"
 
-CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+CONFIG = PREAMBLE + """
 upstreams:
   jupiter: {{ url: "%(jup)s", retries: 0 }}
 routes:
@@ -194,11 +190,7 @@ def test_http2_client_holds_many_streams_on_one_connection(fake, origin):
 
 
 def test_subscriptions_count_against_the_routes_client_limit(fake, origin):
-    conf = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+    conf = PREAMBLE + """
 upstreams:
   jupiter: {{ url: "%(jup)s" }}
 routes:

@@ -3,16 +3,12 @@ events through pub/sub, numbered fleet-wide; every instance relays them to its o
 the polling instance dies, another takes over within about two intervals."""
 import time
 
-from dexcache import Dexcache, wait_for
+from dexcache import Dexcache, PREAMBLE, wait_for
 from sse_client import ManySSE, SSEClient
 
 MINT = "So11111111111111111111111111111111111111112"
 
-CONFIG = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+CONFIG = PREAMBLE + """
 redis: {{ url: "%(redis)s", prefix: "%(prefix)s" }}
 upstreams:
   jupiter: {{ url: "%(jup)s", retries: 0 }}

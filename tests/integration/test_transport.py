@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from dexcache import RSS_CHECKS, Dexcache
+from dexcache import Dexcache, PREAMBLE, RSS_CHECKS
 
 
 def rss_kib(pid):
@@ -60,11 +60,7 @@ routes:
 
 
 def test_90mb_body_slow_client_bounded_rss(fake, origin):
-    conf = """
-listen: ["127.0.0.1:{port}"]
-workers: 2
-admin: {{ listen: "127.0.0.1:{admin_port}" }}
-log: {{ access: off }}
+    conf = PREAMBLE + """
 upstreams:
   meteora: {{ url: "%s", timeout: 30s }}
 routes:
