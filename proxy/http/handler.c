@@ -277,9 +277,33 @@ static void on_fleet_notice(dc_fleet_watch_t *w)
     fleet_poll(&fw->timer);
 }
 
-static void on_fleet_lock(void *data, int err, bool got)
+/* Another instance's answer came from L2: it ends the wait, for us and our local waiters. */
+static void fleet_wait_serve(fleet_wait_t *fw, dc_cache_entry_t *e)
+{
+    dc_request_t *r = fw->r;
+    dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
+    dc_inflight_finish(r->worker->inflight, fw->flight, &res); /* local waiters */
+    if (r->req != NULL) {
+        dc_counter_add(&r->worker->metrics.cache_collapsed[r->route_metric], 1);
+        dc_counter_add(&r->worker->metrics.cache_hits[r->route_metric], 1);
+        dc_serve_entry(r, e, "HIT", "dexcache; hit; collapsed; detail=fleet");
+    }
+    dc_cache_entry_release(e);
+    fleet_wait_done(fw);
+}
+
+static void on_fleet_lock(void *data, int err, bool got, const char *l2, size_t l2_len)
 {
     fleet_wait_t *fw = data;
+    dc_request_t *r = fw->r;
+    dc_cache_entry_t *e = err == 0 && l2 != NULL ? adopt_l2_value(r, l2, l2_len) : NULL;
+    if (e != NULL) {
+        /* stored by another instance since our L2 miss: no fetch (the lock, if we got it, goes back) */
+        if (got)
+            dc_fleet_unlock(r->worker->fleet, r->key, r->key_len);
+        fleet_wait_serve(fw, e);
+        return;
+    }
     if (err != 0 || got) {
         fleet_wait_fetch(fw, got);
         return;
@@ -297,15 +321,7 @@ static void on_fleet_peek(void *data, int err, const char *value, size_t len, bo
     }
     dc_cache_entry_t *e = value != NULL ? adopt_l2_value(r, value, len) : NULL;
     if (e != NULL) {
-        dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
-        dc_inflight_finish(r->worker->inflight, fw->flight, &res); /* local waiters */
-        if (r->req != NULL) {
-            dc_counter_add(&r->worker->metrics.cache_collapsed[r->route_metric], 1);
-            dc_counter_add(&r->worker->metrics.cache_hits[r->route_metric], 1);
-            dc_serve_entry(r, e, "HIT", "dexcache; hit; collapsed; detail=fleet");
-        }
-        dc_cache_entry_release(e);
-        fleet_wait_done(fw);
+        fleet_wait_serve(fw, e);
         return;
     }
     if (!locked) {

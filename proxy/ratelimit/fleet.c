@@ -81,6 +81,7 @@ struct dc_fleet {
     dc_redis_script_t *cooldown;
     dc_redis_script_t *unlock;
     dc_redis_script_t *peek;
+    dc_redis_script_t *lock;
     dc_redis_script_t *sse_lease;
     dc_redis_script_t *sse_publish;
     char *prefix;
@@ -237,6 +238,9 @@ int dc_fleet_create(uv_loop_t *loop, const dc_config_t *cfg, bool heartbeat, dc_
     if (dc_redis_create(loop, &opts, &f->sub) == 0)
         dc_redis_subscribe(f->sub, f->fill_channel, on_fill_notice, f);
     f->peek = dc_redis_script_register(f->redis, "return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2])}\n");
+    f->lock = dc_redis_script_register(f->redis, "local v = redis.call('GET', KEYS[1])\n"
+                                                 "local ok = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2])\n"
+                                                 "return {v, ok and 1 or 0}\n");
     dc_redis_set_state_cb(f->redis, on_state, f);
     atomic_fetch_add(&connections_total, 1);
     if (heartbeat) {
@@ -442,25 +446,37 @@ typedef struct lock_call {
 static void on_lock_reply(void *data, int err, const redisReply *reply)
 {
     lock_call_t *c = data;
-    bool got = err == 0 && reply != NULL && reply->type == REDIS_REPLY_STATUS;
-    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_ERROR)
+    if (err == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2))
         err = DC_EPROTO;
-    c->cb(c->data, err, got);
+    if (err != 0) {
+        c->cb(c->data, err, false, NULL, 0);
+    } else {
+        const redisReply *v = reply->element[0], *got = reply->element[1];
+        bool locked = got->type == REDIS_REPLY_INTEGER && got->integer == 1;
+        if (v->type == REDIS_REPLY_STRING) {
+            atomic_fetch_add(&l2_hits, 1);
+            c->cb(c->data, 0, locked, v->str, v->len);
+        } else {
+            c->cb(c->data, 0, locked, NULL, 0);
+        }
+    }
     free(c);
 }
 
 int dc_fleet_lock(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms, dc_fleet_lock_cb cb, void *data)
 {
-    char *rkey = dc_asprintf("%slk:%.*s", f->prefix, (int)len, key);
+    char *k1 = dc_asprintf("%sl2:%.*s", f->prefix, (int)len, key);
+    char *k2 = dc_asprintf("%slk:%.*s", f->prefix, (int)len, key);
     char px[24];
     int pl = snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl_ms);
-    const char *argv[6] = {"SET", rkey, f->instance_id, "NX", "PX", px};
-    size_t lens[6] = {3, strlen(rkey), strlen(f->instance_id), 2, 2, (size_t)pl};
+    const char *args[4] = {k1, k2, f->instance_id, px};
+    size_t lens[4] = {strlen(k1), strlen(k2), strlen(f->instance_id), (size_t)pl};
     lock_call_t *c = dc_malloc(sizeof(*c));
     c->cb = cb;
     c->data = data;
-    int rc = dc_redis_commandargv(f->redis, on_lock_reply, c, 6, argv, lens);
-    free(rkey);
+    int rc = dc_redis_eval(f->redis, f->lock, on_lock_reply, c, 2, 2, args, lens);
+    free(k1);
+    free(k2);
     if (rc != 0)
         free(c);
     return rc;

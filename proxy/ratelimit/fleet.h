@@ -60,11 +60,15 @@ int dc_fleet_l2_get(dc_fleet_t *f, const char *key, size_t len, dc_fleet_l2_cb c
 void dc_fleet_l2_set(dc_fleet_t *f, const char *key, size_t len, const char *value, size_t vlen, uint64_t ttl_ms);
 uint64_t dc_fleet_l2_hits(void);
 
-/* Cross-instance collapsing. lock: SET lk:<key> <instance id> NX PX ttl; the callback gets
- * err < 0 (Redis unavailable), or got = true/false. unlock: delete it only if it is still ours,
+/* Cross-instance collapsing. lock: one round trip (a script) that reads the L2 value and takes
+ * SET lk:<key> <instance id> NX PX ttl; the callback gets err < 0 (Redis unavailable), or got =
+ * true/false and the L2 value (NULL when absent; valid during the callback only). Reading both at
+ * once closes the window in which another instance stores the answer and unlocks between this
+ * instance's L2 miss and its lock attempt (it would fetch the key a second time). A caller that
+ * uses the value and got the lock unlocks at once. unlock: delete it only if it is still ours,
  * and then announce the key to every instance's followers (see dc_fleet_watch).
  * peek: one round trip returning the L2 value (NULL when absent) and whether the lock exists. */
-typedef void (*dc_fleet_lock_cb)(void *data, int err, bool got);
+typedef void (*dc_fleet_lock_cb)(void *data, int err, bool got, const char *l2, size_t l2_len);
 int dc_fleet_lock(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms, dc_fleet_lock_cb cb, void *data);
 void dc_fleet_unlock(dc_fleet_t *f, const char *key, size_t len);
 /* Followers on this worker waiting for another instance's fill: the node is the caller's, and its

@@ -218,6 +218,48 @@ def test_l2_shares_entries_between_instances(fake, origin, redis_server):
         b.stop()
 
 
+def test_answer_stored_between_l2_miss_and_lock_is_not_fetched_again(fake, origin, redis_server):
+    """The race that made a second instance fetch a key again: its L2 read misses, then the leader
+    stores the answer and unlocks, then it takes the lock. CLIENT PAUSE WRITE lets its L2 read
+    through and holds its lock attempt behind a write of ours that puts the answer back into L2: the
+    lock round trip sees the answer and serves it, without a second origin request."""
+    conf = L2_CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
+    a, b = Dexcache(conf).start(), Dexcache(conf).start()
+    try:
+        assert wait_for(lambda: a.health()["redis"] == "up" and b.health()["redis"] == "up")
+        raced = 0
+        for attempt in range(10):
+            path = "/jup/echo?race=%d" % attempt
+            key = "dcl2:l2:GET " + path
+            assert requests.get(a.url + path).headers["x-cache"] == "MISS"
+            assert wait_for(lambda: redis_server.command("EXISTS", key) == ":1")
+            assert redis_server.command("RENAME", key, "dcl2:held") == "+OK"  # b's L2 read would miss
+            # short: b's commands wait behind the pause (500 ms without a reply is a Redis failure)
+            t0 = time.time()
+            assert redis_server.command("CLIENT", "PAUSE", "250", "WRITE") == "+OK"
+            back = threading.Thread(target=lambda: redis_server.command("RENAME", "dcl2:held", key))
+            back.start()  # queued first, behind the pause
+            time.sleep(0.03)
+            asked_in_time = time.time() - t0 < 0.15
+            r = requests.get(b.url + path, timeout=10)
+            back.join(5)
+            assert r.status_code == 200 and r.headers["x-cache"] == "HIT", (r.headers["cache-status"],
+                                                                            b.stderr()[-3000:])
+            assert origin.stats()["jup"]["total"] == attempt + 1  # never a second fetch
+            # "detail=l2": b's read came after our write, so nothing raced (a heartbeat write of b's
+            # was held by the pause, and its read queued behind it; or the machine was slow): again
+            if asked_in_time and r.headers["cache-status"] == "dexcache; hit; collapsed; detail=fleet":
+                raced += 1
+                assert wait_for(lambda: redis_server.command("EXISTS", "dcl2:lk:GET " + path) == ":0")  # given back
+                if raced == 2:
+                    break
+            time.sleep(0.3)  # the pause is over
+        assert raced == 2, "the race was set up %d times in 10 tries" % raced
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_corrupt_l2_entry_is_a_miss(fake, origin, redis_server):
     conf = L2_CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
     d = Dexcache(conf).start()
