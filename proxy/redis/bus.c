@@ -42,6 +42,9 @@ struct dc_bus {
     size_t outbox_len;
     bool need_replay, replaying;
     int closing_parts; /* handles and clients still closing */
+    /* hashes of the messages delivered lately (loop thread only), see deliver() */
+    uint64_t seen[DC_BUS_LOG_MAX + 24];
+    size_t seen_next;
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -96,6 +99,29 @@ bool dc_bus_parse(const char *raw, size_t len, dc_bus_msg_t *m, const char **sen
     return true;
 }
 
+static uint64_t fnv1a(const char *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Has this message been delivered lately? The same message can come twice: published after our
+ * subscription came back and also read from the log by the catch-up that subscription triggered,
+ * and every catch-up reads the whole log again. A message's bytes hold its sender and time, so
+ * equal bytes are the same message; the ring remembers more than the log holds. */
+static bool seen_before(dc_bus_t *b, const char *raw, size_t len)
+{
+    uint64_t h = fnv1a(raw, len);
+    size_t n = sizeof(b->seen) / sizeof(b->seen[0]);
+    for (size_t i = 0; i < n && i < b->seen_next; i++)
+        if (b->seen[i] == h)
+            return true;
+    b->seen[b->seen_next++ % n] = h;
+    return false;
+}
+
 static void deliver(dc_bus_t *b, const char *raw, size_t len, bool replay)
 {
     dc_bus_msg_t m;
@@ -107,6 +133,8 @@ static void deliver(dc_bus_t *b, const char *raw, size_t len, bool replay)
     }
     if (slen == b->sender_len && memcmp(sender, b->sender, slen) == 0)
         return; /* ours: applied when posted */
+    if (seen_before(b, raw, len))
+        return;
     m.replay = replay;
     atomic_fetch_add(&g_received, 1);
     b->handler(b->data, &m);
