@@ -544,20 +544,80 @@ static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size
     return e;
 }
 
-/* An L2 answer: a usable entry joins L1 and the lookup runs again; anything else (absent,
- * corrupt, unknown version, expired, Redis error) is a miss. */
+/* ---- one L2 read per key at a time ----
+ * Requests that miss L1 while this process is already reading the same key from L2 wait for that
+ * read (a flight keyed "l2 <key>" in the in-flight table, across workers) and then look in L1
+ * again, where the reader put what it found: N concurrent cold requests cost one GET, not N. A
+ * request that misses while the key is being fetched skips L2 and joins the fetch. */
+
+static void l2_read_finish(dc_request_t *r)
+{
+    dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS}; /* waiters only look again */
+    dc_inflight_finish(r->worker->inflight, r->l2_flight, &res);
+    r->l2_flight = NULL;
+}
+
+/* An L2 answer: a usable entry joins L1 and the lookup runs again (for the reader and for the
+ * requests that waited for it); anything else (absent, corrupt, unknown version, expired, Redis
+ * error) is a miss. Adopted even when the reader's client has gone: others wait for it. */
 static void on_l2_reply(void *data, int err, const char *value, size_t len)
 {
     dc_request_t *r = data;
-    if (r->req != NULL) {
-        if (err == 0 && value != NULL) {
-            dc_cache_entry_t *e = adopt_l2_value(r, value, len);
-            r->from_l2 = e != NULL;
-            dc_cache_entry_release(e);
-        }
-        cache_lookup(r, false);
+    if (err == 0 && value != NULL) {
+        dc_cache_entry_t *e = adopt_l2_value(r, value, len);
+        r->from_l2 = e != NULL;
+        dc_cache_entry_release(e);
     }
+    l2_read_finish(r);
+    if (r->req != NULL)
+        cache_lookup(r, false);
     dc_request_unref(r);
+}
+
+static void on_l2_wait_result(dc_waiter_t *w, dc_flight_result_t *res)
+{
+    dc_request_t *r = w->data;
+    dc_flight_result_release(res);
+    r->l2_read_done = true;
+}
+
+/* The next lookup may join another flight with the same waiter struct: it runs here, once the
+ * in-flight table is done with the waiter. */
+static void on_l2_wait_release(dc_waiter_t *w)
+{
+    dc_request_t *r = w->data;
+    r->waiting = false;
+    if (r->l2_read_done && r->req != NULL)
+        cache_lookup(r, false);
+    dc_request_unref(r);
+}
+
+static void ask_l2(dc_request_t *r)
+{
+    dc_worker_t *w = r->worker;
+    size_t klen = r->key_len + 3;
+    char *k = h2o_mem_alloc_pool(&r->req->pool, klen);
+    memcpy(k, "l2 ", 3);
+    memcpy(k + 3, r->key, r->key_len);
+    r->waiter.on_result = on_l2_wait_result;
+    r->waiter.on_release = on_l2_wait_release;
+    r->waiter.target = w;
+    r->waiter.data = r;
+    r->l2_read_done = false;
+    dc_request_ref(r); /* held by the wait until on_release */
+    r->waiting = true;
+    dc_flight_t *flight = NULL;
+    if (dc_inflight_join(w->inflight, k, klen, dc_cache_hash(k, klen), &r->waiter, &flight) == DC_INFLIGHT_JOINED)
+        return;
+    r->waiting = false;
+    dc_request_unref(r);
+    r->l2_flight = flight;
+    dc_request_ref(r); /* held until the L2 reply */
+    if (dc_fleet_l2_get(w->fleet, r->key, r->key_len, on_l2_reply, r) == 0)
+        return;
+    dc_request_unref(r);
+    l2_read_finish(r);
+    cache_lookup(r, false);
 }
 
 static void cache_path(dc_request_t *r)
@@ -579,11 +639,10 @@ static void cache_lookup(dc_request_t *r, bool may_ask_l2)
     dc_worker_metrics_t *m = &r->worker->metrics;
     uint64_t now = dc_now_wall_ms();
     dc_cache_entry_t *e = dc_cache_lookup(r->worker->cache, r->key, r->key_len, r->hash, now);
-    if (e == NULL && may_ask_l2 && r->worker->fleet != NULL && dc_fleet_up(r->worker->fleet)) {
-        dc_request_ref(r); /* held until the L2 reply */
-        if (dc_fleet_l2_get(r->worker->fleet, r->key, r->key_len, on_l2_reply, r) == 0)
-            return;
-        dc_request_unref(r);
+    if (e == NULL && may_ask_l2 && r->worker->fleet != NULL && dc_fleet_up(r->worker->fleet) &&
+        !dc_inflight_active(r->worker->inflight, r->key, r->key_len, r->hash)) {
+        ask_l2(r);
+        return;
     }
     if (e != NULL && e->is_pass) {
         dc_cache_entry_release(e);

@@ -68,6 +68,8 @@ typedef struct dc_request {
     uint64_t hash;
     bool client_revalidate;   /* client no-cache + client_no_cache: revalidate */
     bool from_l2;             /* the entry was just read from the fleet's L2 */
+    bool l2_read_done;        /* the L2 read this request waited for has ended (see ask_l2) */
+    struct dc_flight *l2_flight; /* leading the read of this key from L2 (see ask_l2) */
     dc_cache_entry_t *stale;  /* a copy to fall back on if the origin fails (owned ref) */
 
     /* waiting on another request's fetch */

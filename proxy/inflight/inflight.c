@@ -93,16 +93,32 @@ static void post_result(dc_inflight_t *t, dc_waiter_t *w, const dc_flight_result
     t->post(w->target, &w->msg);
 }
 
+/* The flight for key in shard s, or NULL. Called with s->lock held. */
+static dc_flight_t *find_flight(shard_t *s, const char *key, size_t len, uint64_t hash)
+{
+    dc_flight_t *f;
+    for (f = *bucket(s, hash); f != NULL; f = f->next)
+        if (f->hash == hash && f->key_len == len && memcmp(f->key, key, len) == 0)
+            break;
+    return f;
+}
+
+bool dc_inflight_active(dc_inflight_t *t, const char *key, size_t len, uint64_t hash)
+{
+    shard_t *s = &t->shards[hash % NSHARDS];
+    pthread_mutex_lock(&s->lock);
+    bool active = find_flight(s, key, len, hash) != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return active;
+}
+
 dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t len, uint64_t hash, dc_waiter_t *w,
                                     dc_flight_t **flight)
 {
     unsigned si = (unsigned)(hash % NSHARDS);
     shard_t *s = &t->shards[si];
     pthread_mutex_lock(&s->lock);
-    dc_flight_t *f;
-    for (f = *bucket(s, hash); f != NULL; f = f->next)
-        if (f->hash == hash && f->key_len == len && memcmp(f->key, key, len) == 0)
-            break;
+    dc_flight_t *f = find_flight(s, key, len, hash);
     if (f != NULL && f->streaming && w != NULL) {
         /* the answer is already arriving: follow it */
         w->state = W_POSTED;

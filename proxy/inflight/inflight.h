@@ -82,6 +82,8 @@ void dc_inflight_destroy(dc_inflight_t *t);
  */
 dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t len, uint64_t hash, dc_waiter_t *w,
                                     dc_flight_t **flight);
+/* Is a flight for `key` under way right now? (A hint: it may end the moment after.) */
+bool dc_inflight_active(dc_inflight_t *t, const char *key, size_t len, uint64_t hash);
 /* Number of waiters queued right now on a flight (for Cache-Status "collapsed" on the leader). */
 size_t dc_inflight_waiters(dc_inflight_t *t, dc_flight_t *f);
 

@@ -1,6 +1,7 @@
 """Fleet mode through a real redis-server with three real dexcache instances: per-client limits
 shared exactly across instances, and Redis failures (killed, paused, scripts flushed) never
 turning into client errors: limits fall back to each instance's share, and come back."""
+import socket
 import threading
 import time
 
@@ -256,6 +257,58 @@ def test_answer_stored_between_l2_miss_and_lock_is_not_fetched_again(fake, origi
             time.sleep(0.3)  # the pause is over
         assert raced == 2, "the race was set up %d times in 10 tries" % raced
     finally:
+        a.stop()
+        b.stop()
+
+
+def test_concurrent_cold_requests_read_l2_once(fake, origin, redis_server):
+    """40 requests for a key that is in L2 but not in this instance's L1, all arriving while Redis
+    holds every command (CLIENT PAUSE ALL): one GET reaches Redis, the others wait for it."""
+    conf = L2_CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
+    a, b = Dexcache(conf).start(), Dexcache(conf).start()
+    path = "/jup/echo?herd=1"
+    mon = None
+    try:
+        assert wait_for(lambda: a.health()["redis"] == "up" and b.health()["redis"] == "up")
+        assert requests.get(a.url + path).headers["x-cache"] == "MISS"
+        assert wait_for(lambda: redis_server.command("EXISTS", "dcl2:l2:GET " + path) == ":1")
+        mon = socket.create_connection(("127.0.0.1", redis_server.port))
+        mon.sendall(b"*1\r\n$7\r\nMONITOR\r\n")
+        time.sleep(0.1)
+        n = 40
+        barrier = threading.Barrier(n + 1)
+        out = []
+
+        def one():
+            barrier.wait(5)
+            out.append(requests.get(b.url + path, timeout=10))
+
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        for t in threads:
+            t.start()
+        assert redis_server.command("CLIENT", "PAUSE", "400", "ALL") == "+OK"
+        barrier.wait(5)
+        for t in threads:
+            t.join(10)
+        assert len(out) == n and all(r.status_code == 200 and r.headers["x-cache"] == "HIT" for r in out)
+        assert origin.stats()["jup"]["total"] == 1
+        time.sleep(0.2)
+        mon.settimeout(0.3)
+        seen = b""
+        try:
+            while True:
+                chunk = mon.recv(1 << 20)
+                if not chunk:
+                    break
+                seen += chunk
+        except OSError:
+            pass
+        gets = [line for line in seen.decode(errors="replace").split("\r\n")
+                if '"GET" "dcl2:l2:GET %s"' % path in line and "lua]" not in line]
+        assert len(gets) == 1, gets
+    finally:
+        if mon is not None:
+            mon.close()
         a.stop()
         b.stop()
 
