@@ -1,6 +1,7 @@
 #include "cache/store.h"
 #include "cache/purgelog.h"
 #include "core/error.h"
+#include "core/hash.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -193,18 +194,7 @@ void dc_cache_entry_set_etag(dc_cache_entry_t *e, const unsigned char digest[32]
 
 uint64_t dc_cache_hash(const char *key, size_t len)
 {
-    /* FNV-1a with a final avalanche (splitmix64): keys are short, this is cheap and well spread */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return h;
+    return dc_hash64(key, len);
 }
 
 /* ---- shard internals (lock held) ---- */

@@ -1,6 +1,7 @@
 #include "redis/bus.h"
 #include "core/error.h"
 #include "core/fmt.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "redis/redis.h"
 
@@ -99,21 +100,13 @@ bool dc_bus_parse(const char *raw, size_t len, dc_bus_msg_t *m, const char **sen
     return true;
 }
 
-static uint64_t fnv1a(const char *p, size_t len)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return h;
-}
-
 /* Has this message been delivered lately? The same message can come twice: published after our
  * subscription came back and also read from the log by the catch-up that subscription triggered,
  * and every catch-up reads the whole log again. A message's bytes hold its sender and time, so
  * equal bytes are the same message; the ring remembers more than the log holds. */
 static bool seen_before(dc_bus_t *b, const char *raw, size_t len)
 {
-    uint64_t h = fnv1a(raw, len);
+    uint64_t h = dc_hash64(raw, len);
     size_t n = sizeof(b->seen) / sizeof(b->seen[0]);
     for (size_t i = 0; i < n && i < b->seen_next; i++)
         if (b->seen[i] == h)
