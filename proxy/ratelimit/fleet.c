@@ -443,23 +443,35 @@ typedef struct lock_call {
     void *data;
 } lock_call_t;
 
+/* The lock and peek scripts answer {L2 value or nil, 0/1}: split that (counting an L2 hit), or
+ * return DC_EPROTO for anything else. *value is NULL when L2 has nothing. */
+static int l2_and_flag(int err, const redisReply *reply, const char **value, size_t *len, bool *flag)
+{
+    *value = NULL;
+    *len = 0;
+    *flag = false;
+    if (err != 0)
+        return err;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+        return DC_EPROTO;
+    const redisReply *v = reply->element[0], *f = reply->element[1];
+    *flag = f->type == REDIS_REPLY_INTEGER && f->integer == 1;
+    if (v->type == REDIS_REPLY_STRING) {
+        atomic_fetch_add(&l2_hits, 1);
+        *value = v->str;
+        *len = v->len;
+    }
+    return 0;
+}
+
 static void on_lock_reply(void *data, int err, const redisReply *reply)
 {
     lock_call_t *c = data;
-    if (err == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2))
-        err = DC_EPROTO;
-    if (err != 0) {
-        c->cb(c->data, err, false, NULL, 0);
-    } else {
-        const redisReply *v = reply->element[0], *got = reply->element[1];
-        bool locked = got->type == REDIS_REPLY_INTEGER && got->integer == 1;
-        if (v->type == REDIS_REPLY_STRING) {
-            atomic_fetch_add(&l2_hits, 1);
-            c->cb(c->data, 0, locked, v->str, v->len);
-        } else {
-            c->cb(c->data, 0, locked, NULL, 0);
-        }
-    }
+    const char *value;
+    size_t len;
+    bool got;
+    err = l2_and_flag(err, reply, &value, &len, &got);
+    c->cb(c->data, err, got, value, len);
     free(c);
 }
 
@@ -499,20 +511,11 @@ typedef struct peek_call {
 static void on_peek_reply(void *data, int err, const redisReply *reply)
 {
     peek_call_t *c = data;
-    if (err == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2))
-        err = DC_EPROTO;
-    if (err != 0) {
-        c->cb(c->data, err, NULL, 0, false);
-    } else {
-        const redisReply *v = reply->element[0], *l = reply->element[1];
-        bool locked = l->type == REDIS_REPLY_INTEGER && l->integer == 1;
-        if (v->type == REDIS_REPLY_STRING) {
-            atomic_fetch_add(&l2_hits, 1);
-            c->cb(c->data, 0, v->str, v->len, locked);
-        } else {
-            c->cb(c->data, 0, NULL, 0, locked);
-        }
-    }
+    const char *value;
+    size_t len;
+    bool locked;
+    err = l2_and_flag(err, reply, &value, &len, &locked);
+    c->cb(c->data, err, value, len, locked);
     free(c);
 }
 
