@@ -544,6 +544,26 @@ static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size
     return e;
 }
 
+/* Wait in the flight for `key` with r->waiter (the wait holds a reference to r until on_release)
+ * and return NULL, or, when nobody is on it yet, return the flight this request now leads. */
+static dc_flight_t *join_or_lead(dc_request_t *r, const char *key, size_t len, uint64_t hash,
+                                 void (*on_result)(dc_waiter_t *, dc_flight_result_t *),
+                                 void (*on_release)(dc_waiter_t *))
+{
+    r->waiter.on_result = on_result;
+    r->waiter.on_release = on_release;
+    r->waiter.target = r->worker;
+    r->waiter.data = r;
+    dc_request_ref(r); /* held by the wait until on_release */
+    r->waiting = true;
+    dc_flight_t *flight = NULL;
+    if (dc_inflight_join(r->worker->inflight, key, len, hash, &r->waiter, &flight) == DC_INFLIGHT_JOINED)
+        return NULL;
+    r->waiting = false;
+    dc_request_unref(r);
+    return flight;
+}
+
 /* ---- one L2 read per key at a time ----
  * Requests that miss L1 while this process is already reading the same key from L2 wait for that
  * read (a flight keyed "l2 <key>" in the in-flight table, across workers) and then look in L1
@@ -599,18 +619,10 @@ static void ask_l2(dc_request_t *r)
     char *k = h2o_mem_alloc_pool(&r->req->pool, klen);
     memcpy(k, "l2 ", 3);
     memcpy(k + 3, r->key, r->key_len);
-    r->waiter.on_result = on_l2_wait_result;
-    r->waiter.on_release = on_l2_wait_release;
-    r->waiter.target = w;
-    r->waiter.data = r;
     r->l2_read_done = false;
-    dc_request_ref(r); /* held by the wait until on_release */
-    r->waiting = true;
-    dc_flight_t *flight = NULL;
-    if (dc_inflight_join(w->inflight, k, klen, dc_cache_hash(k, klen), &r->waiter, &flight) == DC_INFLIGHT_JOINED)
+    dc_flight_t *flight = join_or_lead(r, k, klen, dc_cache_hash(k, klen), on_l2_wait_result, on_l2_wait_release);
+    if (flight == NULL)
         return;
-    r->waiting = false;
-    dc_request_unref(r);
     r->l2_flight = flight;
     dc_request_ref(r); /* held until the L2 reply */
     if (dc_fleet_l2_get(w->fleet, r->key, r->key_len, on_l2_reply, r) == 0)
@@ -685,20 +697,11 @@ static void cache_lookup(dc_request_t *r, bool may_ask_l2)
         r->stale = e;
     }
     /* miss: one fetch per key across all workers */
-    r->waiter.on_result = on_wait_result;
-    r->waiter.on_release = on_wait_release;
-    r->waiter.target = r->worker;
-    r->waiter.data = r;
-    dc_request_ref(r); /* held by the wait until on_release */
-    r->waiting = true;
-    dc_flight_t *flight = NULL;
-    if (dc_inflight_join(r->worker->inflight, r->key, r->key_len, r->hash, &r->waiter, &flight) ==
-        DC_INFLIGHT_JOINED) {
+    dc_flight_t *flight = join_or_lead(r, r->key, r->key_len, r->hash, on_wait_result, on_wait_release);
+    if (flight == NULL) {
         wait_for_flight(r);
         return;
     }
-    r->waiting = false;
-    dc_request_unref(r);
     lead_fill(r, flight);
 }
 
