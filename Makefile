@@ -9,9 +9,9 @@ PYTHON ?= /usr/bin/python3
 DEB_PKGS := build-essential cmake pkg-config clang libclang-rt-14-dev libh2o-dev libuv1-dev \
 	libcurl4-openssl-dev libhiredis-dev libyaml-dev libmbedtls-dev zlib1g-dev libbrotli-dev \
 	libcjson-dev libcmocka-dev libsystemd-dev libssl-dev redis-server python3 python3-pytest \
-	python3-requests python3-brotli python3-matplotlib curl wrk nghttp2-client openssl nginx-light varnish
+	python3-requests python3-brotli python3-h2 python3-matplotlib curl wrk nghttp2-client openssl nginx-light varnish
 
-.PHONY: all deps build build-asan build-fuzz run test unit integration fuzz bench-smoke clean format
+.PHONY: all deps build build-asan build-fuzz run test unit integration fuzz bench-smoke clean format soak
 
 all: build
 
@@ -46,7 +46,11 @@ unit: build-asan
 
 # Integration tests drive the sanitizer build of the real binary (DEXCACHE_BIN).
 integration: build-asan
-	DEXCACHE_BIN=$(CURDIR)/build-asan/dexcache $(PYTHON) -m pytest -q -x -p no:cacheprovider tests/integration tests/fakeorigin
+	DEXCACHE_BIN=$(CURDIR)/build-asan/dexcache $(PYTHON) -m pytest -q -x -p no:cacheprovider tests/integration tests/adversarial tests/fakeorigin
+
+# The adversarial suite at a larger scale, for minutes, printing its figures (CI runs the short mode).
+soak: build-asan
+	DEXCACHE_SOAK=1 DEXCACHE_BIN=$(CURDIR)/build-asan/dexcache $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/adversarial
 
 FUZZ_SECONDS ?= 20
 fuzz: build-fuzz

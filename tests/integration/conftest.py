@@ -1,33 +1,6 @@
 import os
 import sys
 
-import pytest
-
 sys.path.insert(0, os.path.dirname(__file__))
 
-from fake import FakeOrigin  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def fake():
-    """One fake DEX origin per test module (jup + meteora), counters reset before each test."""
-    f = FakeOrigin(args=["--lat", "fixed=0", "--keys", "k1,k2,k3"], profiles=("jup", "meteora"))
-    f.start()
-    yield f
-    f.stop()
-
-
-@pytest.fixture
-def origin(fake):
-    fake.reset()
-    return fake
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    """A real redis-server on a free loopback port, stopped by the test that used it."""
-    from redis_proc import RedisServer
-    r = RedisServer(str(tmp_path))
-    r.start()
-    yield r
-    r.stop()
+from fixtures import fake, origin, redis_server  # noqa: E402,F401
