@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "cache/body.h"
+#include "cache/policy.h"
 #include "cache/purgelog.h"
 
 #define DC_CACHE_ENTRY_MAGIC 0x43454e54u /* "CENT" */
@@ -106,6 +107,23 @@ void dc_cache_entry_set_variant(dc_cache_entry_t *e, unsigned enc, dc_shared_bod
 dc_cache_entry_t *dc_cache_entry_clone(const dc_cache_entry_t *e);
 dc_cache_entry_t *dc_cache_entry_ref(dc_cache_entry_t *e);
 void dc_cache_entry_release(dc_cache_entry_t *e);
+
+/* What may be done with a stored entry at `now_ms`, wherever it came from (L1, L2, another
+ * instance's fill): the policy decides from the lifetimes stored with it. Never DC_FRESH past
+ * its fresh_until, whatever path adopted it. */
+static inline dc_freshness_t dc_cache_entry_freshness(const dc_cache_entry_t *e, bool client_revalidate,
+                                                      uint64_t now_ms)
+{
+    return dc_policy_freshness(e->fresh_until_ms, e->swr_until_ms, e->sie_until_ms, e->no_stale, client_revalidate,
+                               now_ms);
+}
+
+/* May `e` (may be NULL) answer because the origin failed: a real entry inside stale-if-error that
+ * does not forbid stale use. The one definition for the fill, waiters and batching. */
+static inline bool dc_cache_entry_stale_usable(const dc_cache_entry_t *e, uint64_t now_ms)
+{
+    return e != NULL && !e->is_pass && !e->no_stale && now_ms < e->sie_until_ms;
+}
 /* Our strong validator from a SHA-256 digest of the identity body: "\"<first 16 bytes in hex>\"". */
 void dc_cache_entry_set_etag(dc_cache_entry_t *e, const unsigned char digest[32]);
 /* First stored header with this lower-case name, or NULL. */

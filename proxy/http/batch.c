@@ -140,7 +140,7 @@ typedef struct chunk {
 
 static void finish_id_error(dc_worker_t *w, pending_id_t *p, int status, const char *message, int fwd_status)
 {
-    if (p->stale != NULL && !p->stale->no_stale && dc_now_wall_ms() < p->stale->sie_until_ms) {
+    if (dc_cache_entry_stale_usable(p->stale, dc_now_wall_ms())) {
         dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = p->stale, .stale = true,
                                   .fwd_status = fwd_status};
         dc_inflight_finish(w->inflight, p->flight, &res);
@@ -585,7 +585,7 @@ bool dc_batch_try(dc_request_t *r, dc_batcher_t *b)
         }
         uint64_t hash = dc_cache_hash(key, key_len);
         dc_cache_entry_t *e = dc_cache_lookup(w->cache, key, key_len, hash, now);
-        if (e != NULL && !e->is_pass && now < e->fresh_until_ms) {
+        if (e != NULL && !e->is_pass && dc_cache_entry_freshness(e, false, now) == DC_FRESH) {
             wt->entry = e;
             br->pending--;
             free(key);

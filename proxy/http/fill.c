@@ -81,11 +81,6 @@ typedef struct dc_fill {
 static dc_cache_entry_t *entry_from_head(struct dc_fill *fill, dc_fetch_t *f);
 static int complete_body(struct dc_fill *fill, dc_fetch_t *f);
 
-static bool stale_usable_on_error(const dc_cache_entry_t *e, uint64_t now)
-{
-    return e != NULL && !e->is_pass && !e->no_stale && now < e->sie_until_ms;
-}
-
 /* Let other instances go: they find the entry in L2 (written before this), or fetch themselves. */
 static void release_fleet_lock(dc_fill_t *fill)
 {
@@ -177,7 +172,7 @@ static void client_fallback(dc_fill_t *fill, dc_fetch_t *f, int err, int fwd_sta
         return;
     dc_request_ref(r);
     uint64_t now = dc_now_wall_ms();
-    if (stale_usable_on_error(fill->stale, now)) {
+    if (dc_cache_entry_stale_usable(fill->stale, now)) {
         char cs[96];
         if (fwd_status != 0)
             snprintf(cs, sizeof(cs), "dexcache; fwd=stale; fwd-status=%d", fwd_status);
@@ -197,7 +192,7 @@ static void finish_with_error(dc_fill_t *fill, int err, int fwd_status)
     uint64_t now = dc_now_wall_ms();
     dc_flight_result_t res = {0};
     res.fwd_status = fwd_status;
-    if (stale_usable_on_error(fill->stale, now)) {
+    if (dc_cache_entry_stale_usable(fill->stale, now)) {
         res.outcome = DC_FLIGHT_ENTRY;
         res.entry = fill->stale;
         res.stale = true;
@@ -239,7 +234,7 @@ static void on_head(void *data, dc_fetch_t *f)
     const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
     uint64_t now = dc_now_wall_ms();
 
-    if ((status >= 500 || status == 429) && stale_usable_on_error(fill->stale, now)) {
+    if ((status >= 500 || status == 429) && dc_cache_entry_stale_usable(fill->stale, now)) {
         /* stale-if-error: the failing answer is dropped, everyone gets the stale copy */
         finish_with_error(fill, DC_EUPSTREAM, status);
         client_fallback(fill, f, DC_EUPSTREAM, status);

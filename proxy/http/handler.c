@@ -292,11 +292,32 @@ static void fleet_wait_serve(fleet_wait_t *fw, dc_cache_entry_t *e)
     fleet_wait_done(fw);
 }
 
+/* An L2 value seen while leading or following a fetch ends the wait only when it is fresh for this
+ * request: a copy past its ttl is what we are fetching to replace (it may still answer if the
+ * fetch fails: it becomes the stale fallback when we had none, or a newer one). NULL = keep going. */
+static dc_cache_entry_t *fleet_wait_adopt(fleet_wait_t *fw, const char *value, size_t len)
+{
+    dc_request_t *r = fw->r;
+    dc_cache_entry_t *e = adopt_l2_value(r, value, len);
+    if (e == NULL)
+        return NULL;
+    uint64_t now = dc_now_wall_ms();
+    if (dc_cache_entry_freshness(e, r->client_revalidate, now) == DC_FRESH)
+        return e;
+    if (dc_cache_entry_stale_usable(e, now) && (r->stale == NULL || r->stale->stored_at_ms < e->stored_at_ms)) {
+        dc_cache_entry_release(r->stale);
+        r->stale = e;
+        return NULL;
+    }
+    dc_cache_entry_release(e);
+    return NULL;
+}
+
 static void on_fleet_lock(void *data, int err, bool got, const char *l2, size_t l2_len)
 {
     fleet_wait_t *fw = data;
     dc_request_t *r = fw->r;
-    dc_cache_entry_t *e = err == 0 && l2 != NULL ? adopt_l2_value(r, l2, l2_len) : NULL;
+    dc_cache_entry_t *e = err == 0 && l2 != NULL ? fleet_wait_adopt(fw, l2, l2_len) : NULL;
     if (e != NULL) {
         /* stored by another instance since our L2 miss: no fetch (the lock, if we got it, goes back) */
         if (got)
@@ -319,7 +340,7 @@ static void on_fleet_peek(void *data, int err, const char *value, size_t len, bo
         fleet_wait_fetch(fw, false);
         return;
     }
-    dc_cache_entry_t *e = value != NULL ? adopt_l2_value(r, value, len) : NULL;
+    dc_cache_entry_t *e = value != NULL ? fleet_wait_adopt(fw, value, len) : NULL;
     if (e != NULL) {
         fleet_wait_serve(fw, e);
         return;
@@ -362,6 +383,7 @@ static void lead_fill(dc_request_t *r, dc_flight_t *flight)
         return;
     }
     const dc_config_upstream_t *up = r->route->upstream;
+    dc_request_own_key(r); /* the wait may outlive the client (lifetime rule, request.h) */
     fleet_wait_t *fw = dc_calloc(1, sizeof(*fw));
     uv_timer_init(&r->worker->loop, &fw->timer);
     dc_request_ref(r);
@@ -455,7 +477,7 @@ static void on_wait_result(dc_waiter_t *w, dc_flight_result_t *res)
         dc_passthrough_start(r, "MISS", "dexcache; fwd=miss; detail=pass");
         break;
     case DC_FLIGHT_ERROR:
-        if (r->stale != NULL && !r->stale->no_stale && dc_now_wall_ms() < r->stale->sie_until_ms) {
+        if (dc_cache_entry_stale_usable(r->stale, dc_now_wall_ms())) {
             dc_counter_add(&m->cache_stale[r->route_metric], 1);
             dc_serve_entry(r, r->stale, "STALE", "dexcache; fwd=stale; collapsed");
         } else {
@@ -624,6 +646,7 @@ static void ask_l2(dc_request_t *r)
     if (flight == NULL)
         return;
     r->l2_flight = flight;
+    dc_request_own_key(r); /* the reply may come after the client has gone (lifetime rule, request.h) */
     dc_request_ref(r); /* held until the L2 reply */
     if (dc_fleet_l2_get(w->fleet, r->key, r->key_len, on_l2_reply, r) == 0)
         return;
@@ -663,8 +686,7 @@ static void cache_lookup(dc_request_t *r, bool may_ask_l2)
         return;
     }
     if (e != NULL) {
-        dc_freshness_t fr =
-            dc_policy_freshness(e->fresh_until_ms, e->swr_until_ms, e->sie_until_ms, e->no_stale, r->client_revalidate, now);
+        dc_freshness_t fr = dc_cache_entry_freshness(e, r->client_revalidate, now);
         if (fr == DC_FRESH) {
             dc_counter_add(&m->cache_hits[r->route_metric], 1);
             if (r->from_l2) {

@@ -93,7 +93,17 @@ void dc_request_unref(dc_request_t *r)
     dc_cache_entry_release(r->entry);
     dc_cache_entry_release(r->stale);
     dc_snapshot_release(r->snap);
+    if (r->key_owned)
+        free(r->key);
     request_recycle(r);
+}
+
+void dc_request_own_key(dc_request_t *r)
+{
+    if (r->key_owned)
+        return;
+    r->key = dc_strndup(r->key, r->key_len);
+    r->key_owned = true;
 }
 
 void dc_request_set_body(dc_request_t *r, dc_shared_body_t *body, bool borrowed)

@@ -2,10 +2,16 @@
  * Internal to http/: the per-request state shared by the request path's modules
  * (handler.c dispatch, passthrough.c, serve.c, fill.c).
  *
- * A dc_request_t lives on the heap and is refcounted. The request's h2o pool holds one reference
- * through a small link object whose dispose callback runs when the request is over (completed,
- * failed, or the client went away): it sets `req` to NULL, detaches from whatever feeds it (fetch,
- * fill, in-flight wait) and drops that reference. Code that calls into h2o or a fetch in ways that
+ * A dc_request_t lives on the heap and is refcounted. The h2o request holds one reference: it
+ * carries r in a request variable, and our disposal logger (handler.c on_req_dispose, run by h2o
+ * just before it clears the request's pool, whether the request completed, failed or the client
+ * went away) sets `req` to NULL, detaches r from whatever feeds it (fetch, fill, in-flight wait)
+ * and drops that reference.
+ *
+ * The lifetime rule: nothing that may run after disposal points into the request's pool. Work that
+ * outlives the client (a fleet wait, an L2 read, a fill) owns heap copies of what it needs
+ * (dc_request_own_key() for the key; the fill copies key, URL and headers), and callbacks that can
+ * run late check `req` before touching the h2o request. Code that calls into h2o or a fetch in ways that
  * can complete the request synchronously (h2o_send with a final state, resuming a transfer) holds
  * its own reference across the call and re-checks `req`. Single-threaded: a request lives on the
  * worker that accepted it.
@@ -63,8 +69,9 @@ typedef struct dc_request {
     unsigned attempts;
 
     /* cache */
-    char *key; /* pool memory */
+    char *key; /* request-pool memory, or heap once dc_request_own_key() ran (key_owned) */
     size_t key_len;
+    bool key_owned;
     uint64_t hash;
     bool client_revalidate;   /* client no-cache + client_no_cache: revalidate */
     bool from_l2;             /* the entry was just read from the fleet's L2 */
@@ -111,6 +118,10 @@ const char *dc_request_client_ip(dc_request_t *r);
 dc_request_t *dc_request_new(dc_worker_t *w);
 void dc_request_ref(dc_request_t *r);
 void dc_request_unref(dc_request_t *r);
+/* Move r->key from the request's pool to the heap (freed with r). Call before handing the key to
+ * anything that may run after the client has gone (a fleet wait, an L2 read): the pool is cleared
+ * when h2o disposes of the request, while r lives on through its references. Idempotent. */
+void dc_request_own_key(dc_request_t *r);
 
 /* Add a response header, copying name and value into the request pool. */
 void dc_request_add_header(dc_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen);

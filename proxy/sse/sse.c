@@ -598,7 +598,7 @@ static void poll_now(dc_sse_channel_t *ch)
     dc_worker_t *w = ch->home;
     uint64_t now = dc_now_wall_ms();
     dc_cache_entry_t *e = dc_cache_lookup(w->cache, ch->key, ch->key_len, ch->hash, now);
-    if (e != NULL && !e->is_pass && now < e->fresh_until_ms) { /* shared with plain GETs */
+    if (e != NULL && !e->is_pass && dc_cache_entry_freshness(e, false, now) == DC_FRESH) { /* shared with plain GETs */
         if (e->status < 400)
             publish_entry(ch, e);
         else
