@@ -56,6 +56,11 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
         cJSON_AddNumberToObject(keys, "usable", (double)dc_keyring_usable(&rt->keyring, now));
         cJSON_AddItemToObject(o, "keys", keys);
         cJSON_AddNumberToObject(o, "consecutive_failures", (double)dc_upstream_state_failures(&rt->health));
+        cJSON *br = cJSON_CreateObject();
+        cJSON_AddStringToObject(br, "state", dc_upstream_state_breaker_name(&rt->health, dc_now_mono_ms()));
+        cJSON_AddNumberToObject(br, "opened", (double)atomic_load(&rt->health.opened_total));
+        cJSON_AddNumberToObject(br, "refused", (double)atomic_load(&rt->health.refused_total));
+        cJSON_AddItemToObject(o, "breaker", br);
         cJSON_AddItemToObject(ups, u->name, o);
     }
     const char *redis = !snap->cfg->redis.enabled ? "disabled" : dc_fleet_state();

@@ -70,6 +70,10 @@ typedef struct dc_cache_entry {
     bool no_stale;
     bool negative;
     unsigned route_metric;      /* metrics label id of the route that stored it */
+    /* Mutable, unlike the rest: refreshes of this entry that failed (the origin is failing) and the
+     * wall ms before which no new refresh starts (see dc_cache_entry_refresh_failed). */
+    _Atomic uint32_t refresh_failures;
+    _Atomic uint64_t refresh_not_before_ms;
 
     /* owned by the store (guarded by the shard lock) */
     size_t charge;
@@ -116,6 +120,26 @@ static inline dc_freshness_t dc_cache_entry_freshness(const dc_cache_entry_t *e,
 {
     return dc_policy_freshness(e->fresh_until_ms, e->swr_until_ms, e->sie_until_ms, e->no_stale, client_revalidate,
                                now_ms);
+}
+
+/* A refresh of `e` failed at now_ms: the next one waits `pause_ms` (the caller's backoff for
+ * this many failures, dc_cache_entry_refresh_failures() + 1). Meanwhile a stale `e` is served as
+ * it is (SWR and stale-if-error alike) instead of asking a failing origin again per request. */
+static inline void dc_cache_entry_refresh_failed(dc_cache_entry_t *e, uint64_t now_ms, uint64_t pause_ms)
+{
+    atomic_fetch_add_explicit(&e->refresh_failures, 1, memory_order_relaxed);
+    atomic_store_explicit(&e->refresh_not_before_ms, now_ms + pause_ms, memory_order_relaxed);
+}
+
+static inline uint32_t dc_cache_entry_refresh_failures(const dc_cache_entry_t *e)
+{
+    return atomic_load_explicit(&e->refresh_failures, memory_order_relaxed);
+}
+
+/* May a refresh of `e` start at now_ms (no failed refresh is being backed off)? */
+static inline bool dc_cache_entry_refresh_due(const dc_cache_entry_t *e, uint64_t now_ms)
+{
+    return now_ms >= atomic_load_explicit(&e->refresh_not_before_ms, memory_order_relaxed);
 }
 
 /* May `e` (may be NULL) answer because the origin failed: a real entry inside stale-if-error that

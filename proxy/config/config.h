@@ -46,6 +46,9 @@ typedef struct dc_config_upstream {
     dc_rate_per_t rate_per;      /* what `rate` limits: the account (default) or each key */
     uint32_t queue_max;          /* queue: { max } default 1000 */
     uint64_t queue_timeout_ms;   /* queue: { timeout } default 2s */
+    uint32_t breaker_failures;   /* breaker: { failures } consecutive failures that open it, default 5 */
+    uint64_t breaker_backoff_ms; /* breaker: { backoff } first pause (also per key), default 1s */
+    uint64_t breaker_max_backoff_ms; /* breaker: { max_backoff } default 30s */
     uint64_t connect_timeout_ms; /* default 2s */
     uint64_t timeout_ms;         /* whole-response deadline, default 10s */
     uint32_t retries;            /* default 2, range 0..10 */

@@ -405,6 +405,16 @@ static const dc__directive_t queue_rows[] = {
 };
 static const dc__table_t queue_table = TABLE(queue_rows, NULL);
 
+static const dc__directive_t breaker_rows[] = {
+    R_UINT("failures", U, breaker_failures, "5", 1, 1000,
+           "consecutive failed fetches (connect error, reset, timeout, 5xx) that open the breaker"),
+    R_DUR("backoff", U, breaker_backoff_ms, "1s", 1, HOUR,
+          "first pause while open; doubles (with jitter) each time a probe fails; also the first pause "
+          "before a key whose refresh failed is refreshed again"),
+    R_DUR("max_backoff", U, breaker_max_backoff_ms, "30s", 1, DAY, "longest pause, for the breaker and per key"),
+};
+static const dc__table_t breaker_table = TABLE(breaker_rows, NULL);
+
 static const char *const rate_per_names[] = {"account", "key", NULL};
 static const int rate_per_values[] = {DC_RATE_PER_ACCOUNT, DC_RATE_PER_KEY};
 
@@ -430,6 +440,8 @@ static const dc__directive_t upstream_rows[] = {
             "Jupiter); key: each of `keys` has its own budget of `rate` (the provider limits per key) and "
             "keys are used in turn, each attempt waiting for its own key's slot"},
     R_MAP("queue", 0, DC__NOFIELD, &queue_table, "waiting for budget instead of failing"),
+    R_MAP("breaker", 0, DC__NOFIELD, &breaker_table,
+          "when every fetch fails, stop sending: no request for a pause that grows, then one probe"),
     R_DUR("connect_timeout", U, connect_timeout_ms, "2s", 1, 5 * MINUTE, "TCP + TLS connect deadline"),
     R_DUR("timeout", U, timeout_ms, "10s", 1, HOUR, "whole-response deadline per attempt"),
     R_UINT("retries", U, retries, "2", 0, 10, "retries of GET/HEAD after a connect error, a reset, 502/503/504, or a 429 (after the pause it asks for)"),

@@ -22,6 +22,7 @@
     X(UPSTREAM, "upstream error")                                                                                      \
     X(PROTO, "protocol error")                                                                                         \
     X(AGAIN, "try again")                                                                                              \
+    X(UNAVAIL, "upstream unavailable (circuit breaker open)")                                                          \
     X(BIND, "cannot bind listener")                                                                                    \
     X(ABI, "plugin ABI mismatch")
 

@@ -19,6 +19,7 @@
 #include "cache/key.h"
 #include "cache/l2codec.h"
 #include "ratelimit/fleet.h"
+#include "upstream/upstream_state.h"
 #include "cache/variants.h"
 #include "cache/policy.h"
 #include "core/error.h"
@@ -186,10 +187,19 @@ static void client_fallback(dc_fill_t *fill, dc_fetch_t *f, int err, int fwd_sta
     dc_request_unref(r);
 }
 
-/* Waiters get the stale copy when one is usable, else the error. */
+/* Waiters get the stale copy when one is usable, else the error. A stale copy whose refresh
+ * failed at the origin backs off: no new refresh of it for a pause that grows with each failure
+ * (refusals by our own budget or breaker sent nothing and do not count). */
 static void finish_with_error(dc_fill_t *fill, int err, int fwd_status)
 {
     uint64_t now = dc_now_wall_ms();
+    if (fill->stale != NULL && err != DC_EAGAIN && err != DC_EUNAVAIL) {
+        const dc_config_upstream_t *up = fill->route->upstream;
+        dc_breaker_params_t bp = {up->breaker_failures, up->breaker_backoff_ms, up->breaker_max_backoff_ms, 0};
+        uint64_t pause = dc_breaker_backoff_ms(&bp, dc_cache_entry_refresh_failures(fill->stale) + 1);
+        pause = pause / 2 + pause / 2 * (fill->hash % 1024) / 1024; /* [1/2, 1): keys do not line up */
+        dc_cache_entry_refresh_failed(fill->stale, now, pause);
+    }
     dc_flight_result_t res = {0};
     res.fwd_status = fwd_status;
     if (dc_cache_entry_stale_usable(fill->stale, now)) {
@@ -198,12 +208,14 @@ static void finish_with_error(dc_fill_t *fill, int err, int fwd_status)
         res.stale = true;
     } else {
         res.outcome = DC_FLIGHT_ERROR;
-        res.status = err == DC_ETIMEDOUT ? 504 : (err == DC_EAGAIN ? 503 : 502);
-        res.retry_after_s = err == DC_EAGAIN ? fill->retry_after_s : 0;
-        res.message = err == DC_ETIMEDOUT   ? "upstream timed out"
-                      : err == DC_EAGAIN    ? "upstream budget exhausted"
+        bool later = err == DC_EAGAIN || err == DC_EUNAVAIL; /* nothing was sent: come back later */
+        res.status = err == DC_ETIMEDOUT ? 504 : (later ? 503 : 502);
+        res.retry_after_s = later ? fill->retry_after_s : 0;
+        res.message = err == DC_ETIMEDOUT      ? "upstream timed out"
+                      : err == DC_EAGAIN       ? "upstream budget exhausted"
+                      : err == DC_EUNAVAIL     ? "upstream unavailable: its circuit breaker is open"
                       : err == DC_ECONNREFUSED ? "upstream connection refused"
-                                            : "upstream failed";
+                                               : "upstream failed";
     }
     finish_flight(fill, &res);
 }
@@ -652,7 +664,7 @@ static void on_done(void *data, dc_fetch_t *f, int err)
     }
     if (fill->mode == FILL_HEAD_WAIT) {
         /* no answer at all: connect error, timeout, reset, or no budget */
-        if (err == DC_EAGAIN)
+        if (err == DC_EAGAIN || err == DC_EUNAVAIL)
             fill->retry_after_s = (uint32_t)((dc_fetch_retry_after_ms(f) + 999) / 1000);
         finish_with_error(fill, err, 0);
         client_fallback(fill, f, err, 0);

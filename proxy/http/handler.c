@@ -702,15 +702,30 @@ static void cache_lookup(dc_request_t *r, bool may_ask_l2)
             size_t l = sizeof(prefix) - 1 + dc_fmt_u64(cs + sizeof(prefix) - 1, (e->fresh_until_ms - now + 999) / 1000);
             cs[l] = '\0';
             dc_serve_entry_adopt(r, e, "HIT", cs); /* our reference is now the request's */
-            if (prefetch_due(r->rule, e, now))
+            if (prefetch_due(r->rule, e, now) && dc_cache_entry_refresh_due(e, now))
                 start_background_refresh(r, e); /* refresh-ahead: hot keys never go stale */
             return;
         }
         if (fr == DC_STALE_SWR) {
             dc_counter_add(&m->cache_stale[r->route_metric], 1);
             long long ttl = -(long long)((now - e->fresh_until_ms) / 1000);
-            dc_serve_entry(r, e, "STALE", fmt_status(r, "dexcache; hit; ttl=%lld; detail=revalidating", ttl));
-            start_background_refresh(r, e);
+            bool refresh = dc_cache_entry_refresh_due(e, now);
+            dc_serve_entry(r, e, "STALE",
+                           fmt_status(r, refresh ? "dexcache; hit; ttl=%lld; detail=revalidating"
+                                                 : "dexcache; hit; ttl=%lld; detail=origin-backoff",
+                                      ttl));
+            if (refresh)
+                start_background_refresh(r, e);
+            dc_cache_entry_release(e);
+            return;
+        }
+        if (fr == DC_STALE_SIE && !r->client_revalidate && !dc_cache_entry_refresh_due(e, now) &&
+            dc_cache_entry_stale_usable(e, now)) {
+            /* the origin failed to refresh this entry a moment ago: answer with it until the
+             * backoff ends instead of asking again for every request */
+            dc_counter_add(&m->cache_stale[r->route_metric], 1);
+            long long ttl = -(long long)((now - e->fresh_until_ms) / 1000);
+            dc_serve_entry(r, e, "STALE", fmt_status(r, "dexcache; hit; ttl=%lld; detail=origin-backoff", ttl));
             dc_cache_entry_release(e);
             return;
         }

@@ -128,6 +128,11 @@ void dc_request_respond_fetch_error(dc_request_t *r, dc_fetch_t *f, int err)
         int n = snprintf(ra, 24, "%llu", (unsigned long long)((dc_fetch_retry_after_ms(f) + 999) / 1000));
         h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, (size_t)n);
         dc_request_respond_error(r, 503, "upstream budget exhausted");
+    } else if (err == DC_EUNAVAIL) {
+        char *ra = h2o_mem_alloc_pool(&r->req->pool, 24);
+        int n = snprintf(ra, 24, "%llu", (unsigned long long)((dc_fetch_retry_after_ms(f) + 999) / 1000));
+        h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, (size_t)n);
+        dc_request_respond_error(r, 503, "upstream unavailable: its circuit breaker is open");
     } else if (err == DC_ETIMEDOUT) {
         dc_request_respond_error(r, 504, "upstream timed out");
     } else if (err == DC_ECONNREFUSED) {
@@ -277,11 +282,6 @@ void dc_request_record_upstream(dc_worker_t *w, dc_upstream_rt_t *up_rt, dc_fetc
         dc_counter_add(&m->upstream_timeouts[id], 1);
     if (dc_fetch_head_us(f) > 0)
         dc_metrics_observe_upstream_latency(m, id, dc_fetch_head_us(f));
-    uint64_t now = dc_now_mono_ms();
-    if (err != 0 || status >= 500)
-        dc_upstream_state_failure(&up_rt->health, now);
-    else
-        dc_upstream_state_success(&up_rt->health, now);
 }
 
 static bool named(const dc_fetch_header_t *h, const char *name)
@@ -350,6 +350,9 @@ void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upst
     fr->tls_verify = up->tls_verify;
     fr->keyring = keyring;
     fr->key_header = up->key_header;
+    fr->health = &rt->health;
+    fr->breaker = (dc_breaker_params_t){up->breaker_failures, up->breaker_backoff_ms, up->breaker_max_backoff_ms,
+                                        up->connect_timeout_ms + up->timeout_ms};
 }
 
 void dc_request_detach_sources(dc_request_t *r)

@@ -173,6 +173,17 @@ static bool can_retry(dc_fetch_t *f)
     return f->opts.idempotent && f->attempts <= f->opts.retries && !f->aborted;
 }
 
+/* The upstream's health and breaker learn each attempt's outcome (see upstream_state.h). */
+static void record_attempt(dc_fetch_t *f, bool failed)
+{
+    if (f->opts.health == NULL)
+        return;
+    if (failed)
+        dc_upstream_state_failure(f->opts.health, &f->opts.breaker, dc_now_mono_ms());
+    else
+        dc_upstream_state_success(f->opts.health, dc_now_mono_ms());
+}
+
 /* ---- curl callbacks ---- */
 
 static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
@@ -209,6 +220,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
             f->status = (int)code;
         if (f->status >= 100 && f->status < 200)
             return len; /* interim response: wait for the final one */
+        record_attempt(f, f->status >= 500);
         uint64_t ra = f->status == 429 ? retry_after_us_from(f) : 0;
         if (f->budget != NULL) {
             if (f->status == 429) {
@@ -340,6 +352,7 @@ static void on_deadline(uv_timer_t *t)
     }
     /* no head in time, or the body stalled */
     dc_curl_loop_remove(f->cl, &f->xfer);
+    record_attempt(f, true);
     finish(f, DC_ETIMEDOUT);
 }
 
@@ -397,12 +410,16 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         return;
     }
     if (f->head_delivered) {
-        if (rc == CURLE_OK)
+        if (rc == CURLE_OK) {
             finish(f, 0);
-        else
+        } else {
+            record_attempt(f, true); /* the body broke off */
             finish(f, map_curl_error(rc));
+        }
         return;
     }
+    if (!f->discard) /* a discarded attempt's outcome was recorded with its head */
+        record_attempt(f, true);
     /* no head delivered: this attempt failed or is being discarded for a retry */
     int err = f->discard ? f->last_err : map_curl_error(rc);
     bool retry = f->discard || (is_retryable_curl(rc) && can_retry(f));
@@ -467,6 +484,14 @@ static void on_fleet_reserved(void *data, int err, int ok, uint64_t wait_us)
 /* Every attempt is an upstream request: it takes a slot of the upstream's budget first. */
 static void start_attempt(dc_fetch_t *f)
 {
+    /* an open breaker sends nothing: not the first attempt, not a retry */
+    uint64_t retry_in_ms = 0;
+    if (f->opts.health != NULL &&
+        dc_upstream_state_admit(f->opts.health, &f->opts.breaker, dc_now_mono_ms(), &retry_in_ms) == DC_BREAKER_OPEN) {
+        f->retry_after_ms = retry_in_ms;
+        fail_soon(f, f->attempts > 0 ? f->last_err : DC_EUNAVAIL);
+        return;
+    }
     /* with a budget per key, the key is chosen first: the attempt waits for that key's slot */
     f->key_index = -1;
     if (f->key_budgets != NULL && f->keyring != NULL && f->keyring->nkeys > 0) {

@@ -25,6 +25,7 @@
 #include "upstream/curl_uv.h"
 #include "upstream/budget.h"
 #include "upstream/keyring.h"
+#include "upstream/upstream_state.h"
 
 typedef struct dc_fetch dc_fetch_t;
 
@@ -40,7 +41,8 @@ typedef struct dc_fetch_callbacks {
     int (*on_body)(void *data, dc_fetch_t *f, const char *buf, size_t len);
     /* err: 0, DC_ETIMEDOUT (no head in time, or body stalled), DC_ECONNREFUSED, DC_EUPSTREAM
      * (reset, truncated, bad response, DNS/TLS failure), DC_EAGAIN (the upstream budget has no
-     * slot within the queue timeout, or its queue is full: see dc_fetch_retry_after_ms). */
+     * slot within the queue timeout, or its queue is full: see dc_fetch_retry_after_ms), DC_EUNAVAIL
+     * (the upstream's breaker is open: nothing was sent; see dc_fetch_retry_after_ms). */
     void (*on_done)(void *data, dc_fetch_t *f, int err);
 } dc_fetch_callbacks_t;
 
@@ -65,6 +67,9 @@ typedef struct dc_fetch_request {
     struct dc_fleet *fleet;     /* may be NULL: with it, slots are reserved fleet-wide in Redis */
     const char *upstream_name;  /* names the fleet budget (copied) */
     bool background;            /* never queue for the budget (background refreshes yield) */
+    dc_upstream_state_t *health; /* may be NULL; borrowed: every attempt's outcome is recorded there and
+                                  * its breaker decides whether an attempt may go out */
+    dc_breaker_params_t breaker;
 } dc_fetch_request_t;
 
 /* Never fails for valid input (allocation failure is fatal); errors arrive through on_done, never

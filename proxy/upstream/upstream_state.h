@@ -1,24 +1,64 @@
 /*
- * Health of one upstream as seen by this process: consecutive failures and the time of the last
- * success and failure (atomics, written by any worker). "down" = 3+ consecutive failures with no
- * success since; used by /health.
+ * Health of one upstream as seen by this process, and its circuit breaker (atomics, written by
+ * any worker; time is a parameter, so the rules are unit-tested with an injected clock).
+ *
+ * Every attempt's outcome is recorded: a failure is a connect error, a reset, a timeout or a 5xx
+ * answer; anything else the origin answers is a success. "down" (for /health) = 3+ consecutive
+ * failures with no success since.
+ *
+ * The breaker (the floor of upstream resilience: a dead origin gets a trickle, not a storm):
+ *  - closed: every attempt goes out.
+ *  - `failures` consecutive failures open it for `backoff`; while open no attempt goes out
+ *    (dc_upstream_state_admit says OPEN, with the time left).
+ *  - when the pause is over it is half-open: one attempt (the probe) goes out, the others are
+ *    refused as if open. The probe's failure opens it again for twice the previous pause (up to
+ *    `max_backoff`); any success closes it. A probe that never reports (its fetch was abandoned)
+ *    is replaced after probe_timeout_ms.
  */
 #ifndef DC_UPSTREAM_UPSTREAM_STATE_H
 #define DC_UPSTREAM_UPSTREAM_STATE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+
+typedef struct dc_breaker_params {
+    uint32_t failures;   /* consecutive failures that open it */
+    uint64_t backoff_ms; /* first pause */
+    uint64_t max_backoff_ms;
+    uint64_t probe_timeout_ms; /* a probe unheard of for this long is replaced (its fetch's deadline) */
+} dc_breaker_params_t;
 
 typedef struct dc_upstream_state {
     _Atomic uint64_t consecutive_failures;
     _Atomic uint64_t last_success_ms;
     _Atomic uint64_t last_failure_ms;
+    /* breaker */
+    _Atomic uint64_t open_until_ms; /* 0 = closed */
+    _Atomic uint32_t trips;         /* openings since the last success: the pause doubles each time */
+    _Atomic uint64_t probe_at_ms;   /* half-open: when the probe went out (0 = none out) */
+    _Atomic uint64_t opened_total;  /* metrics: times the breaker opened */
+    _Atomic uint64_t refused_total; /* metrics: attempts not sent because it was open */
 } dc_upstream_state_t;
 
+typedef enum {
+    DC_BREAKER_PASS = 0, /* closed: send */
+    DC_BREAKER_PROBE,    /* half-open: send this one, it is the probe */
+    DC_BREAKER_OPEN,     /* do not send; *retry_in_ms says when to try again */
+} dc_breaker_verdict_t;
+
+/* May an attempt go out now? */
+dc_breaker_verdict_t dc_upstream_state_admit(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms,
+                                             uint64_t *retry_in_ms);
 void dc_upstream_state_success(dc_upstream_state_t *s, uint64_t now_ms);
-void dc_upstream_state_failure(dc_upstream_state_t *s, uint64_t now_ms);
+void dc_upstream_state_failure(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms);
+/* The pause after the n-th consecutive failure of something (n >= 1): backoff * 2^(n-1), capped.
+ * Also used for a key whose refresh keeps failing. */
+uint64_t dc_breaker_backoff_ms(const dc_breaker_params_t *p, uint32_t n);
 /* "up", "down" or "unknown" (never used yet). */
 const char *dc_upstream_state_name(dc_upstream_state_t *s, uint64_t now_ms);
+/* "closed", "open" or "half-open" at now_ms. */
+const char *dc_upstream_state_breaker_name(dc_upstream_state_t *s, uint64_t now_ms);
 uint64_t dc_upstream_state_failures(dc_upstream_state_t *s);
 
 #endif

@@ -92,27 +92,99 @@ static void test_no_keys_and_inherit(void **state)
     dc_keyring_dispose(&old);
 }
 
+static const dc_breaker_params_t BP = {
+    .failures = 3, .backoff_ms = 1000, .max_backoff_ms = 8000, .probe_timeout_ms = 5000};
+
 static void test_upstream_state(void **state)
 {
     dc_upstream_state_t s = {0};
     assert_string_equal(dc_upstream_state_name(&s, 0), "unknown");
     dc_upstream_state_success(&s, 10);
     assert_string_equal(dc_upstream_state_name(&s, 10), "up");
-    dc_upstream_state_failure(&s, 11);
-    dc_upstream_state_failure(&s, 12);
+    dc_upstream_state_failure(&s, &BP, 11);
+    dc_upstream_state_failure(&s, &BP, 12);
     assert_string_equal(dc_upstream_state_name(&s, 12), "up");
-    dc_upstream_state_failure(&s, 13);
+    dc_upstream_state_failure(&s, &BP, 13);
     assert_string_equal(dc_upstream_state_name(&s, 13), "down");
     dc_upstream_state_success(&s, 14);
     assert_string_equal(dc_upstream_state_name(&s, 14), "up");
 }
 
+static void test_breaker_backoff(void **state)
+{
+    assert_int_equal(dc_breaker_backoff_ms(&BP, 1), 1000);
+    assert_int_equal(dc_breaker_backoff_ms(&BP, 2), 2000);
+    assert_int_equal(dc_breaker_backoff_ms(&BP, 4), 8000);
+    assert_int_equal(dc_breaker_backoff_ms(&BP, 50), 8000); /* capped, no overflow */
+    dc_breaker_params_t odd = {.failures = 1, .backoff_ms = 3000, .max_backoff_ms = 1000};
+    assert_int_equal(dc_breaker_backoff_ms(&odd, 3), 3000); /* max below the first pause: the first pause */
+}
+
+/* closed -> open at the threshold -> half-open: one probe -> failure reopens twice as long ->
+ * probe succeeds -> closed, the pause starts over */
+static void test_breaker_cycle(void **state)
+{
+    dc_upstream_state_t s = {0};
+    uint64_t in = 0;
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 100, &in), DC_BREAKER_PASS);
+    dc_upstream_state_failure(&s, &BP, 100);
+    dc_upstream_state_failure(&s, &BP, 110);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 120, &in), DC_BREAKER_PASS);
+    assert_string_equal(dc_upstream_state_breaker_name(&s, 120), "closed");
+    dc_upstream_state_failure(&s, &BP, 120); /* third: opens for 1 s */
+    assert_string_equal(dc_upstream_state_breaker_name(&s, 121), "open");
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 121, &in), DC_BREAKER_OPEN);
+    assert_int_equal(in, 999);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 1119, &in), DC_BREAKER_OPEN);
+    /* an attempt sent before it opened reports late: no longer pause */
+    dc_upstream_state_failure(&s, &BP, 500);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 1119, &in), DC_BREAKER_OPEN);
+    assert_int_equal(in, 1);
+    /* half-open: exactly one probe */
+    assert_string_equal(dc_upstream_state_breaker_name(&s, 1120), "half-open");
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 1120, &in), DC_BREAKER_PROBE);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 1121, &in), DC_BREAKER_OPEN);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 1200, &in), DC_BREAKER_OPEN);
+    /* the probe fails: open for 2 s */
+    dc_upstream_state_failure(&s, &BP, 1300);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 3299, &in), DC_BREAKER_OPEN);
+    assert_int_equal(in, 1);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 3300, &in), DC_BREAKER_PROBE);
+    dc_upstream_state_failure(&s, &BP, 3400); /* 4 s */
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 7399, &in), DC_BREAKER_OPEN);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 7400, &in), DC_BREAKER_PROBE);
+    dc_upstream_state_success(&s, 7450);
+    assert_string_equal(dc_upstream_state_breaker_name(&s, 7450), "closed");
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 7451, &in), DC_BREAKER_PASS);
+    assert_int_equal(atomic_load(&s.opened_total), 3);
+    assert_true(atomic_load(&s.refused_total) >= 6);
+    /* after a success the next opening pauses 1 s again */
+    for (int i = 0; i < 3; i++)
+        dc_upstream_state_failure(&s, &BP, 8000);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 8999, &in), DC_BREAKER_OPEN);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 9000, &in), DC_BREAKER_PROBE);
+}
+
+/* a probe whose fetch never reports (abandoned) is replaced after probe_timeout */
+static void test_breaker_lost_probe(void **state)
+{
+    dc_upstream_state_t s = {0};
+    uint64_t in = 0;
+    for (int i = 0; i < 3; i++)
+        dc_upstream_state_failure(&s, &BP, 0);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 1000, &in), DC_BREAKER_PROBE);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 5999, &in), DC_BREAKER_OPEN);
+    assert_int_equal(dc_upstream_state_admit(&s, &BP, 6000, &in), DC_BREAKER_PROBE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_robin),         cmocka_unit_test(test_quarantine),
-        cmocka_unit_test(test_all_quarantined),     cmocka_unit_test(test_no_keys_and_inherit),
-        cmocka_unit_test(test_upstream_state),      cmocka_unit_test(test_ids_and_remote_quarantine),
+        cmocka_unit_test(test_round_robin),        cmocka_unit_test(test_quarantine),
+        cmocka_unit_test(test_all_quarantined),    cmocka_unit_test(test_no_keys_and_inherit),
+        cmocka_unit_test(test_upstream_state),     cmocka_unit_test(test_ids_and_remote_quarantine),
+        cmocka_unit_test(test_breaker_backoff),    cmocka_unit_test(test_breaker_cycle),
+        cmocka_unit_test(test_breaker_lost_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
