@@ -24,7 +24,8 @@ admin: {{ listen: "127.0.0.1:{admin_port}", token: "s3cret" }}
 log: {{ access: "{access_log}" }}
 cache: {{ memory: 256MiB, max_object: 64MiB }}
 upstreams:
-  jupiter: {{ url: "%(jup)s", keys: ["k1"], timeout: 3s, retries: 1, retry_backoff: 10ms }}
+  # tests here fail this upstream back to back on purpose: the breaker has its own (test_adv_outage)
+  jupiter: {{ url: "%(jup)s", keys: ["k1"], timeout: 3s, retries: 1, retry_backoff: 10ms, breaker: {{ failures: 1000 }} }}
   meteora: {{ url: "%(meteora)s", timeout: 30s }}
 routes:
   - prefix: /jup
@@ -217,6 +218,12 @@ def test_stale_if_error(proxy, clean):
     assert r.headers["cache-status"] == "dexcache; fwd=stale; fwd-status=503"
     clean.reset()
     clean.add_rule({"route": "/respond*", "reset_before_headers": True, "every": 1})
+    # the failed refresh backs off (0.5..1 s): the stale copy answers without asking meanwhile
+    r = get(proxy, path)
+    assert r.status_code == 200 and r.headers["x-cache"] == "STALE"
+    assert r.headers["cache-status"].endswith("; detail=origin-backoff")
+    assert clean.stats()["jup"]["total"] == 0
+    time.sleep(1.0)
     r = get(proxy, path)
     assert r.status_code == 200 and r.headers["x-cache"] == "STALE"
     assert r.headers["cache-status"] == "dexcache; fwd=stale; detail=error"

@@ -27,6 +27,7 @@ upstreams:
     timeout: 2s
     retries: 2
     retry_backoff: 20ms
+    breaker: {{ failures: 1000 }}  # tests here fail this upstream back to back on purpose (see test_adv_outage)
   jupiter_badkey:
     url: "%(jup)s"
     keys: ["bad-key", "k3"]
@@ -43,6 +44,7 @@ upstreams:
     connect_timeout: 1s
     retries: 2
     retry_backoff: 20ms
+    breaker: {{ failures: 1000 }}
 routes:
   - {{ prefix: /jup, upstream: jupiter }}
   - {{ prefix: /jupbad, upstream: jupiter_badkey }}
