@@ -220,7 +220,29 @@ static char *fmt_status(dc_request_t *r, const char *fmt, long long v)
  * the lock vanishes without an entry (the other leader died, or its answer was not shareable: take
  * the lock and fetch), or its deadline passes (fetch anyway).
  */
+static dc_cache_entry_t *adopt_l2(dc_worker_t *w, const char *key, size_t key_len, unsigned route_metric,
+                                  const char *value, size_t len);
 static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size_t len);
+
+/* Heap copies of a request's upstream header lines, for work that outlives the request. */
+static char **copy_headers(const char *const *headers)
+{
+    size_t n = 0;
+    while (headers[n] != NULL)
+        n++;
+    char **copy = dc_calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        copy[i] = dc_strdup(headers[i]);
+    return copy;
+}
+
+static void free_headers(char **headers)
+{
+    for (char **h = headers; *h != NULL; h++)
+        free(*h);
+    free(headers);
+}
+
 
 typedef struct fleet_wait {
     uv_timer_t timer;        /* first: the timer callback finds the struct from the handle */
@@ -238,9 +260,7 @@ typedef struct fleet_wait {
 static void fleet_wait_done(fleet_wait_t *fw)
 {
     dc_fleet_unwatch(fw->r->worker->fleet, &fw->watch);
-    for (char **h = fw->headers; *h != NULL; h++)
-        free(*h);
-    free(fw->headers);
+    free_headers(fw->headers);
     free(fw->url);
     dc_request_unref(fw->r);
     uv_close((uv_handle_t *)&fw->timer, (uv_close_cb)free);
@@ -390,12 +410,7 @@ static void lead_fill(dc_request_t *r, dc_flight_t *flight)
     fw->r = r;
     fw->flight = flight;
     fw->url = dc_strdup(url);
-    size_t n = 0;
-    while (headers[n] != NULL)
-        n++;
-    fw->headers = dc_calloc(n + 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++)
-        fw->headers[i] = dc_strdup(headers[i]);
+    fw->headers = copy_headers(headers);
     uint64_t wait_ms = up->connect_timeout_ms + up->timeout_ms + 2000;
     fw->deadline_ms = dc_now_mono_ms() + wait_ms;
     fw->interval_ms = 50;
@@ -408,15 +423,77 @@ static void lead_fill(dc_request_t *r, dc_flight_t *flight)
         fleet_wait_fetch(fw, false);
 }
 
-/* Stale-while-revalidate: one background refresh per key, only if nobody is fetching it already. */
+/*
+ * Background refreshes (stale-while-revalidate, refresh-ahead): one per key on this instance (the
+ * in-flight table), and in a fleet one per key across instances: the refresh first takes the fleet
+ * lock, in the round trip that also reads L2. A fresh copy there (another instance refreshed it
+ * already) is adopted instead of fetching; a lock held elsewhere means another instance is
+ * refreshing now, and this one lets it (unless requests joined this refresh meanwhile: they are
+ * served by a fetch of our own rather than stranded).
+ */
+typedef struct refresh_lock {
+    dc_worker_t *worker;
+    dc_snapshot_t *snap; /* owned reference */
+    const dc_config_route_t *route;
+    const dc_config_cache_rule_t *rule;
+    char *key; /* heap */
+    size_t key_len;
+    uint64_t hash;
+    unsigned route_metric;
+    dc_flight_t *flight;
+    dc_cache_entry_t *stale; /* owned reference */
+    char *url;
+    char **headers;
+} refresh_lock_t;
+
+static void on_refresh_lock(void *data, int err, bool got, const char *l2, size_t l2_len)
+{
+    refresh_lock_t *rl = data;
+    dc_worker_t *w = rl->worker;
+    dc_cache_entry_t *e = err == 0 && l2 != NULL ? adopt_l2(w, rl->key, rl->key_len, rl->route_metric, l2, l2_len) : NULL;
+    if (e != NULL && dc_cache_entry_freshness(e, false, dc_now_wall_ms()) == DC_FRESH) {
+        if (got)
+            dc_fleet_unlock(w->fleet, rl->key, rl->key_len);
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
+        dc_inflight_finish(w->inflight, rl->flight, &res);
+    } else if (err != 0 || got || dc_inflight_waiters(w->inflight, rl->flight) > 0) {
+        dc_counter_add(&w->metrics.cache_refreshes[rl->route_metric], 1);
+        dc_fill_start(NULL, w, rl->snap, rl->route, rl->rule, rl->key, rl->key_len, rl->hash, rl->flight, rl->stale,
+                      rl->url, (const char *const *)rl->headers, got);
+    } else {
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS}; /* nobody waits: another instance refreshes */
+        dc_inflight_finish(w->inflight, rl->flight, &res);
+    }
+    dc_cache_entry_release(e);
+    dc_cache_entry_release(rl->stale);
+    dc_snapshot_release(rl->snap);
+    free_headers(rl->headers);
+    free(rl->url);
+    free(rl->key);
+    free(rl);
+}
+
 static void start_background_refresh(dc_request_t *r, dc_cache_entry_t *stale)
 {
     dc_flight_t *flight = NULL;
     if (dc_inflight_join(r->worker->inflight, r->key, r->key_len, r->hash, NULL, &flight) != DC_INFLIGHT_LEADER)
         return;
-    dc_counter_add(&r->worker->metrics.cache_refreshes[r->route_metric], 1);
     const char *url = dc_request_upstream_url(r);
     const char **headers = dc_request_upstream_headers(r, true);
+    dc_fleet_t *fleet = r->worker->fleet;
+    if (fleet != NULL && dc_fleet_up(fleet)) {
+        const dc_config_upstream_t *up = r->route->upstream;
+        refresh_lock_t *rl = dc_calloc(1, sizeof(*rl));
+        *rl = (refresh_lock_t){r->worker, dc_snapshot_ref(r->snap), r->route, r->rule,
+                               dc_strndup(r->key, r->key_len), r->key_len, r->hash, r->route_metric, flight,
+                               dc_cache_entry_ref(stale), dc_strdup(url), copy_headers(headers)};
+        if (dc_fleet_lock(fleet, rl->key, rl->key_len, up->connect_timeout_ms + up->timeout_ms + 2000,
+                          on_refresh_lock, rl) == 0)
+            return;
+        on_refresh_lock(rl, DC_EAGAIN, false, NULL, 0); /* Redis is not answering: refresh here */
+        return;
+    }
+    dc_counter_add(&r->worker->metrics.cache_refreshes[r->route_metric], 1);
     dc_fill_start(NULL, r->worker, r->snap, r->route, r->rule, r->key, r->key_len, r->hash, flight, stale, url,
                   headers, false);
 }
@@ -539,31 +616,38 @@ static bool prefetch_due(const dc_config_cache_rule_t *rule, const dc_cache_entr
 
 static void cache_lookup(dc_request_t *r, bool may_ask_l2);
 
-/* A value read from L2 for r's key: decoded, given its h2o header tokens and put in L1. Returns
- * the entry (a reference for the caller) or NULL when it is unusable (corrupt, unknown version,
- * past its keep time), which callers treat as a miss. */
-static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size_t len)
+/* A value read from L2 for `key`: decoded, given its h2o header tokens and put in L1. Returns the
+ * entry (a reference for the caller) or NULL when it is unusable (corrupt, unknown version, past
+ * its keep time, older than a purge), which callers treat as a miss. Freshness is the caller's to
+ * judge (dc_cache_entry_freshness): adopting never makes an entry fresher than it was stored. */
+static dc_cache_entry_t *adopt_l2(dc_worker_t *w, const char *key, size_t key_len, unsigned route_metric,
+                                  const char *value, size_t len)
 {
     int derr;
-    dc_cache_entry_t *e = dc_l2_decode(r->key, r->key_len, value, len, &derr);
+    dc_cache_entry_t *e = dc_l2_decode(key, key_len, value, len, &derr);
     uint64_t now = dc_now_wall_ms();
     if (e == NULL) {
-        dc_log_warn("l2: unusable entry for %s (%s): treated as a miss", r->key, dc_strerror(derr));
+        dc_log_warn("l2: unusable entry for %.*s (%s): treated as a miss", (int)key_len, key, dc_strerror(derr));
         return NULL;
     }
     if (e->keep_until_ms <= now) {
         dc_cache_entry_release(e);
         return NULL;
     }
-    if (dc_cache_purged(r->worker->cache, e)) { /* stored before a purge that L2 could not see */
+    if (dc_cache_purged(w->cache, e)) { /* stored before a purge that L2 could not see */
         dc_cache_entry_release(e);
         return NULL;
     }
     for (size_t i = 0; i < e->nheaders; i++)
         e->headers[i].token = h2o_lookup_token(e->headers[i].name, e->headers[i].name_len);
-    e->route_metric = r->route_metric;
-    dc_cache_insert(r->worker->cache, e, now);
+    e->route_metric = route_metric;
+    dc_cache_insert(w->cache, e, now);
     return e;
+}
+
+static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size_t len)
+{
+    return adopt_l2(r->worker, r->key, r->key_len, r->route_metric, value, len);
 }
 
 /* Wait in the flight for `key` with r->waiter (the wait holds a reference to r until on_release)

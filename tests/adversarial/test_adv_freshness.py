@@ -121,3 +121,40 @@ def test_follower_does_not_take_stale_l2_copy_while_leader_fetches(fake, origin,
         origin.release()
         a.stop()
         b.stop()
+
+
+def test_fleet_revalidates_once(fake, origin, redis_server):
+    """Three instances serve a key past its ttl inside stale-while-revalidate at the same moment:
+    each answers STALE, and the fleet sends one refresh (the lock that the others find taken), not
+    one per instance; the others then adopt the refreshed copy from L2 instead of fetching."""
+    conf = CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
+    ds = [Dexcache(conf).start() for _ in range(3)]
+    path = "/jup/price/v3?ids=FLEETSWR"
+    try:
+        assert wait_for(lambda: all(d.health()["redis"] == "up" for d in ds), timeout=10)
+        assert requests.get(ds[0].url + path, timeout=10).headers["x-cache"] == "MISS"
+        for d in ds[1:]:  # every instance has it in L1 (from L2)
+            assert requests.get(d.url + path, timeout=10).headers["x-cache"] == "HIT"
+        time.sleep(1.3)  # past the ttl, inside stale-while-revalidate
+        origin.gate("/price/v3")
+        out = [requests.get(d.url + path, timeout=10) for d in ds]
+        assert [r.headers["x-cache"] for r in out] == ["STALE"] * 3
+        origin.wait_held(1)
+        time.sleep(0.5)  # the other instances' refresh attempts have found the lock taken
+        assert origin.held() == 1
+        origin.release()
+        assert wait_for(lambda: origin.stats()["jup"]["total"] == 2, timeout=5)
+        seq = None
+        for d in ds:  # each serves the refreshed answer (adopted from L2 by its next refresh attempt)
+            def fresh():
+                r = requests.get(d.url + path, timeout=10)
+                return r if r.headers["x-cache"] == "HIT" else None
+            assert wait_for(fresh, timeout=5, step=0.1)
+            r = requests.get(d.url + path, timeout=10)
+            seq = seq or r.headers["x-fake-seq"]
+            assert r.headers["x-fake-seq"] == seq
+        assert origin.stats()["jup"]["total"] == 2
+    finally:
+        origin.release()
+        for d in ds:
+            d.stop()
