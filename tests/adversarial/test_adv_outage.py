@@ -140,3 +140,30 @@ def test_failed_refresh_backs_off_per_key(fake, origin):
     finally:
         origin.clear_rules()
         d.stop()
+
+
+def test_origin_refusing_connections_gets_a_trickle(fake, origin):
+    """The origin's listener is closed (connection refused) for the whole outage: the fake cannot
+    count what never reaches it, so dexcache's own count of attempts is read; the same floor holds."""
+    d = Dexcache(CONFIG.replace("{jup}", fake.url("jup"))).start()
+    try:
+        paths = ["/jup/price/v3?ids=R%d" % i for i in range(KEYS)]
+        for p in paths:
+            assert requests.get(d.url + p, timeout=10).headers["x-cache"] == "MISS"
+        time.sleep(1.1)
+        seconds = scale(6, 30)
+        n0 = d.metric("dexcache_upstream_requests_total", upstream="jupiter")
+        origin.refuse("jup", int((seconds + 1) * 1000))
+        out, stop = [], threading.Event()
+        ts = [threading.Thread(target=load, args=(d.url, paths, seconds, out, stop)) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(seconds + 30)
+        attempts = d.metric("dexcache_upstream_requests_total", upstream="jupiter") - n0
+        print("\nrefused %d s: %d client requests, %d upstream attempts (%.2f/s)"
+              % (seconds, len(out), attempts, attempts / seconds))
+        assert len(out) > 100 and all(c == 200 and x == "STALE" for c, x, _ in out), out[:3]
+        assert attempts <= 40 + seconds, attempts
+    finally:
+        d.stop()
