@@ -25,6 +25,45 @@ struct dc_admin {
     dc_admin_source_t src;
 };
 
+/* The upstream breakers (state lives in the snapshot's upstream runtime, not in per-worker
+ * counters): appended to the metrics text. Takes over `body` (malloc'd, `*len` bytes). */
+static char *append_breaker_metrics(const dc_admin_source_t *src, char *body, size_t *len)
+{
+    dc_snapshot_t *snap = src->current_snapshot(src->ctx);
+    uint64_t now = dc_now_mono_ms();
+    static const char *const families[][2] = {
+        {"dexcache_upstream_breaker_open", "gauge"},
+        {"dexcache_upstream_breaker_opened_total", "counter"},
+        {"dexcache_upstream_breaker_refused_total", "counter"},
+    };
+    static const char *const help[] = {
+        "1 while the upstream's circuit breaker sends nothing (open), 0.5 half-open (one probe), 0 closed.",
+        "Times the upstream's circuit breaker opened.",
+        "Upstream attempts not sent because the breaker was open.",
+    };
+    for (size_t f = 0; f < 3; f++) {
+        char *part = dc_asprintf("# HELP %s %s\n# TYPE %s %s\n", families[f][0], help[f], families[f][0],
+                                 families[f][1]);
+        for (size_t i = 0; i < snap->cfg->nupstreams; i++) {
+            dc_upstream_state_t *h = &snap->ups[i].health;
+            const char *st = dc_upstream_state_breaker_name(h, now);
+            double v = f == 0 ? (strcmp(st, "open") == 0 ? 1.0 : strcmp(st, "half-open") == 0 ? 0.5 : 0.0)
+                     : f == 1 ? (double)atomic_load(&h->opened_total)
+                              : (double)atomic_load(&h->refused_total);
+            char *line = dc_asprintf("%s%s{upstream=\"%s\"} %g\n", part, families[f][0], snap->cfg->upstreams[i].name, v);
+            free(part);
+            part = line;
+        }
+        size_t pl = strlen(part);
+        body = dc_realloc(body, *len + pl + 1);
+        memcpy(body + *len, part, pl + 1);
+        *len += pl;
+        free(part);
+    }
+    dc_snapshot_release(snap);
+    return body;
+}
+
 typedef struct admin_handler {
     h2o_handler_t super;
     dc_admin_t *admin;
@@ -229,7 +268,7 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
         if (!get)
             goto not_allowed;
         size_t len;
-        char *body = dc_metrics_render(&len);
+        char *body = append_breaker_metrics(&a->src, dc_metrics_render(&len), &len);
         send_owned(req, 200, "text/plain; version=0.0.4", body, len);
         return 0;
     }

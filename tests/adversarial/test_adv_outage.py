@@ -90,6 +90,8 @@ def test_dead_origin_gets_a_trickle_and_clients_get_stale(fake, origin):
         assert second_half <= 2 + seconds // 2, second_half
         h = d.health()["upstreams"]["jupiter"]["breaker"]
         assert h["state"] in ("open", "half-open") and h["opened"] >= 1 and h["refused"] > 0, h
+        assert d.metric("dexcache_upstream_breaker_opened_total", upstream="jupiter") == h["opened"]
+        assert d.metric("dexcache_upstream_breaker_refused_total", upstream="jupiter") >= h["refused"]
 
         # a cold key while the breaker is open: refused here, nothing sent, Retry-After given
         if d.health()["upstreams"]["jupiter"]["breaker"]["state"] == "open":
