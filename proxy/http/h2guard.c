@@ -96,6 +96,10 @@ bool dc_h2guard_stall_sample(dc_h2guard_stall_t *s, bool blocked, uint64_t progr
 #define SWEEP_MS 500        /* stall sampling period */
 #define MIN_RETAIN_MS 10000 /* an entry without requests is kept at least this long */
 #define INITIAL_BUCKETS 64
+/* Response bytes a blocked connection may hold in our buffers (pass-through streams: up to
+ * DC_STREAM_HIGH_WATER each, times h2o's 100 streams) before it is closed without waiting for the
+ * stall deadline. */
+#define MAX_BLOCKED_BYTES (8u << 20)
 
 struct dc_h2conn {
     h2o_conn_t *conn; /* valid while live > 0 (h2o disposes every request before freeing it) */
@@ -431,13 +435,17 @@ static void sample_stall(dc_h2guard_t *g, dc_h2conn_t *e, uint64_t now)
         return;
     bool blocked = c->_write.buf_in_flight != NULL && c->_write.buf_in_flight->size != 0;
     uint64_t progress = e->ended;
+    size_t held = 0;
     for (dc_request_t *r = e->reqs; r != NULL; r = r->h2_next) {
         h2o_http2_stream_t *st = H2O_STRUCT_FROM_MEMBER(h2o_http2_stream_t, req, r->req);
         if (h2o_http2_stream_has_pending_data(st))
             blocked = true;
         progress += r->req->bytes_sent;
+        held += r->sending.len + r->pending.len;
     }
-    if (dc_h2guard_stall_sample(&e->stall, blocked, progress, now, g->w->snap->cfg->server.h2_stall_timeout_ms))
+    bool stalled =
+        dc_h2guard_stall_sample(&e->stall, blocked, progress, now, g->w->snap->cfg->server.h2_stall_timeout_ms);
+    if (stalled || (blocked && held > MAX_BLOCKED_BYTES))
         close_conn(g, e, CLOSE_STALLED);
 }
 

@@ -17,7 +17,8 @@
  *     its fetch only after the current read batch (a uv_check), and is dropped if the client reset
  *     it meanwhile. Hits are never deferred.
  *   - a stall deadline ("reverse" rapid reset): a connection whose responses cannot progress (zero
- *     flow-control window, output the client never reads) for h2_stall_timeout is closed.
+ *     flow-control window, output the client never reads) for h2_stall_timeout is closed, and at
+ *     once (at the next 0.5 s sample) if it holds more than 8 MiB of unsent pass-through bytes.
  *
  * State: one dc_h2guard_t per worker (its thread only), holding a small table of the HTTP/2
  * connections that have requests, keyed by the h2o_conn_t pointer and its unique id. An entry lives
