@@ -183,6 +183,9 @@ typedef struct dc_config {
         uint32_t max_headers;        /* default 100 */
         uint64_t drain_timeout_ms;   /* SIGTERM: finish in-flight requests up to this, default 10s */
         uint64_t idle_timeout_ms;    /* client keep-alive idle timeout, default 30s */
+        uint32_t h2_reset_budget;    /* HTTP/2 resets-before-answer a connection may owe, default 100 */
+        uint64_t h2_dos_delay_ms;    /* delay of upstream work once that budget is spent, default 100ms */
+        uint64_t h2_stall_timeout_ms; /* HTTP/2 connection whose output cannot progress: closed, default 30s */
         char **trusted_proxies;      /* CIDRs whose X-Forwarded-For / CF-Connecting-IP are believed */
         size_t ntrusted_proxies;
     } server;

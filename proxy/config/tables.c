@@ -389,6 +389,14 @@ static const dc__directive_t server_rows[] = {
     R_DUR("drain_timeout", C, server.drain_timeout_ms, "10s", 0, HOUR,
           "on SIGTERM, how long in-flight requests may finish"),
     R_DUR("idle_timeout", C, server.idle_timeout_ms, "30s", SEC, HOUR, "client keep-alive idle timeout"),
+    R_UINT("h2_reset_budget", C, server.h2_reset_budget, "100", 1, 1000000,
+           "HTTP/2 streams a client may reset before their answer, beyond those it let finish; past it the "
+           "connection's upstream work waits h2_dos_delay, past twice it the connection is closed "
+           "(GOAWAY ENHANCE_YOUR_CALM)"),
+    R_DUR("h2_dos_delay", C, server.h2_dos_delay_ms, "100ms", 0, 10 * SEC,
+          "how long upstream work of an HTTP/2 connection waits once its reset budget is spent"),
+    R_DUR("h2_stall_timeout", C, server.h2_stall_timeout_ms, "30s", SEC, HOUR,
+          "an HTTP/2 connection whose responses cannot progress this long (zero window, unread output) is closed"),
     R_LIST("trusted_proxies", C, server.trusted_proxies, server.ntrusted_proxies,
            "CIDRs whose X-Forwarded-For / CF-Connecting-IP are believed (a bare IP = /32 or /128)",
            .check = check_cidr),

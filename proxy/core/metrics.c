@@ -246,6 +246,20 @@ char *dc_metrics_render(size_t *len)
         (unsigned long long)(acc >= closed ? acc - closed : 0), (unsigned long long)acc,
         (unsigned long long)SUM(requests_active), (unsigned long long)SUM(bytes_out));
     out(&b,
+        "# HELP dexcache_h2_early_resets_total HTTP/2 streams the client reset before their answer.\n"
+        "# TYPE dexcache_h2_early_resets_total counter\n"
+        "dexcache_h2_early_resets_total %llu\n"
+        "# HELP dexcache_h2_abuse_closed_total HTTP/2 connections closed for abuse (GOAWAY ENHANCE_YOUR_CALM or "
+        "abort).\n"
+        "# TYPE dexcache_h2_abuse_closed_total counter\n"
+        "dexcache_h2_abuse_closed_total{reason=\"resets\"} %llu\n"
+        "dexcache_h2_abuse_closed_total{reason=\"stalled\"} %llu\n"
+        "# HELP dexcache_h2_deferred_dropped_total HTTP/2 requests reset before their deferred upstream start.\n"
+        "# TYPE dexcache_h2_deferred_dropped_total counter\n"
+        "dexcache_h2_deferred_dropped_total %llu\n",
+        (unsigned long long)SUM(h2_early_resets), (unsigned long long)SUM(h2_abuse_closed[0]),
+        (unsigned long long)SUM(h2_abuse_closed[1]), (unsigned long long)SUM(h2_deferred_dropped));
+    out(&b,
         "# HELP dexcache_redis_up 1 when a Redis connection is up (fleet mode).\n"
         "# TYPE dexcache_redis_up gauge\ndexcache_redis_up %d\n"
         "# HELP dexcache_fleet_instances Live instances last seen in Redis.\n"

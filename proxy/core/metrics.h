@@ -44,6 +44,10 @@ typedef struct dc_worker_metrics {
     uint64_t connections_closed;
     uint64_t requests_active;      /* gauge: requests currently being handled (single writer) */
     uint64_t bytes_out;
+    /* HTTP/2 abuse guard (http/h2guard.h) */
+    uint64_t h2_early_resets;     /* streams the client reset before their answer */
+    uint64_t h2_abuse_closed[2];  /* connections closed for abuse: [0] resets, [1] stalled output */
+    uint64_t h2_deferred_dropped; /* upstream starts skipped: the request was reset while deferred */
 } dc_worker_metrics_t;
 
 /* Single-writer counter update: a relaxed load + store (no lock prefix), readable from other threads. */

@@ -92,6 +92,8 @@ static void on_req_dispose(h2o_logger_t *self, h2o_req_t *req)
     dc_request_t *r = (dc_request_t *)var->base;
     var->base = NULL;
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
+    if (r->h2 != NULL)
+        dc_h2guard_detach(r); /* answered, or reset by the client before its answer */
     dc_request_detach_sources(r);
     wait_timer_stop(r);
     if (r->waiting)
@@ -739,6 +741,30 @@ static void ask_l2(dc_request_t *r)
     cache_lookup(r, false);
 }
 
+/* A miss: one fetch per key across all workers. */
+static void miss(dc_request_t *r)
+{
+    dc_flight_t *flight = join_or_lead(r, r->key, r->key_len, r->hash, on_wait_result, on_wait_release);
+    if (flight == NULL) {
+        wait_for_flight(r);
+        return;
+    }
+    lead_fill(r, flight);
+}
+
+/* Deferred upstream work (h2guard.h), run only if the client is still there. */
+static void resume_miss(dc_request_t *r, const char *a, const char *b)
+{
+    (void)a, (void)b;
+    miss(r);
+}
+
+static void resume_lookup(dc_request_t *r, const char *a, const char *b)
+{
+    (void)a, (void)b;
+    cache_lookup(r, true);
+}
+
 static void cache_path(dc_request_t *r)
 {
     h2o_req_t *req = r->req;
@@ -760,7 +786,9 @@ static void cache_lookup(dc_request_t *r, bool may_ask_l2)
     dc_cache_entry_t *e = dc_cache_lookup(r->worker->cache, r->key, r->key_len, r->hash, now);
     if (e == NULL && may_ask_l2 && r->worker->fleet != NULL && dc_fleet_up(r->worker->fleet) &&
         !dc_inflight_active(r->worker->inflight, r->key, r->key_len, r->hash)) {
-        ask_l2(r);
+        /* HTTP/2: after the read batch (a reset in it cancels the request first), looking again */
+        if (!dc_h2guard_defer(r, resume_lookup, NULL, NULL))
+            ask_l2(r);
         return;
     }
     if (e != NULL && e->is_pass) {
@@ -817,13 +845,9 @@ static void cache_lookup(dc_request_t *r, bool may_ask_l2)
          * (revalidation with If-None-Match / If-Modified-Since) */
         r->stale = e;
     }
-    /* miss: one fetch per key across all workers */
-    dc_flight_t *flight = join_or_lead(r, r->key, r->key_len, r->hash, on_wait_result, on_wait_release);
-    if (flight == NULL) {
-        wait_for_flight(r);
-        return;
-    }
-    lead_fill(r, flight);
+    /* miss: HTTP/2 requests go on after the read batch, unless a reset in it cancelled them */
+    if (!dc_h2guard_defer(r, resume_miss, NULL, NULL))
+        miss(r);
 }
 
 /* ---- per-client limit ---- */
@@ -1000,6 +1024,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->start_us = dc_now_mono_us();
     r->is_head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     dc_counter_add(&w->metrics.requests_active, 1);
+    if (req->version >= 0x200)
+        dc_h2guard_attach(r);
 
     ssize_t idx = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
     if (idx >= 0 && valid_request_id(req->headers.entries[idx].value.base, req->headers.entries[idx].value.len)) {

@@ -118,6 +118,9 @@ static void on_done(void *data, dc_fetch_t *f, int err)
 
 void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cache_status)
 {
+    /* HTTP/2: the fetch starts after the read batch, unless a reset in it cancelled the request */
+    if (dc_h2guard_defer(r, dc_passthrough_start, x_cache, cache_status))
+        return;
     h2o_req_t *req = r->req;
     const dc_config_upstream_t *up = r->route->upstream;
     r->x_cache = x_cache;

@@ -48,6 +48,7 @@ typedef struct dc_worker {
     dc_inflight_t *inflight; /* process-wide, owned by the server */
     struct dc_limiter *limiter; /* process-wide, owned by the server */
     struct dc_fleet *fleet;     /* this worker's Redis connection (NULL without redis:) */
+    struct dc_h2guard *h2guard; /* HTTP/2 abuse guard state (http/h2guard.h), created on first use */
     dc_worker_metrics_t metrics;
     uint32_t reqid_prefix;
     uint64_t reqid_counter;
