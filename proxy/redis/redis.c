@@ -454,6 +454,33 @@ static void sub_free(dc_redis_sub_t *sub)
     free(sub);
 }
 
+static bool str_is(const redisReply *e, const char *s)
+{
+    size_t n = strlen(s);
+    return e->type == REDIS_REPLY_STRING && e->len == n && memcmp(e->str, s, n) == 0;
+}
+
+dc_redis_push_t dc_redis_push_parse(const redisReply *reply, const char **msg, size_t *len)
+{
+    *msg = NULL;
+    *len = 0;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+        return DC_REDIS_PUSH_OTHER;
+    const redisReply *kind = reply->element[0];
+    if (str_is(kind, "message")) {
+        if (reply->elements != 3 || reply->element[2]->type != REDIS_REPLY_STRING)
+            return DC_REDIS_PUSH_OTHER;
+        *msg = reply->element[2]->str;
+        *len = reply->element[2]->len;
+        return DC_REDIS_PUSH_MESSAGE;
+    }
+    if (str_is(kind, "subscribe"))
+        return DC_REDIS_PUSH_SUBSCRIBE;
+    if (str_is(kind, "unsubscribe"))
+        return DC_REDIS_PUSH_UNSUBSCRIBE;
+    return DC_REDIS_PUSH_OTHER;
+}
+
 /* hiredis calls this for the subscribe confirmation, for every message, and once with NULL when
  * the context is freed (connection lost or dropped). Subscription replies never time out. */
 static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
@@ -469,17 +496,17 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         return;
     }
     sub->r->consecutive_timeouts = 0;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
-        return;
-    const char *kind = reply->element[0]->str;
+    const char *msg;
+    size_t len;
+    dc_redis_push_t kind = dc_redis_push_parse(reply, &msg, &len);
     if (sub->dead) {
-        if (strcmp(kind, "unsubscribe") == 0) /* hiredis forgets the channel after this call */
+        if (kind == DC_REDIS_PUSH_UNSUBSCRIBE) /* hiredis forgets the channel after this call */
             sub_free(sub);
         return;
     }
-    if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING)
-        sub->cb(sub->data, reply->element[2]->str, reply->element[2]->len);
-    else if (strcmp(kind, "subscribe") == 0)
+    if (kind == DC_REDIS_PUSH_MESSAGE)
+        sub->cb(sub->data, msg, len);
+    else if (kind == DC_REDIS_PUSH_SUBSCRIBE)
         sub->cb(sub->data, NULL, 0);
 }
 

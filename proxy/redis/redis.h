@@ -100,6 +100,17 @@ dc_redis_sub_t *dc_redis_subscribe(dc_redis_t *r, const char *channel, dc_redis_
 /* Stop: cb never runs again after this call; the handle is freed by r. */
 void dc_redis_unsubscribe(dc_redis_t *r, dc_redis_sub_t *sub);
 
+/* What a reply on a subscriber connection is (pure; used by the client, exposed for tests and
+ * fuzzing): MESSAGE = ["message", channel, payload] with a string payload (*msg, *len point into
+ * the reply); SUBSCRIBE / UNSUBSCRIBE = the confirmations; OTHER = anything else (ignored). */
+typedef enum {
+    DC_REDIS_PUSH_OTHER,
+    DC_REDIS_PUSH_MESSAGE,
+    DC_REDIS_PUSH_SUBSCRIBE,
+    DC_REDIS_PUSH_UNSUBSCRIBE
+} dc_redis_push_t;
+dc_redis_push_t dc_redis_push_parse(const redisReply *reply, const char **msg, size_t *len);
+
 /* Start closing: on the next loop turn every pending command completes with DC_EIO, the connection
  * is freed, and once all uv handles have closed r and its scripts are freed and on_closed (may be
  * NULL) runs. Safe to call from inside a reply callback. r must not be used after this call. */
