@@ -2,6 +2,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "ratelimit/fleet_reply.h"
 #include "redis/redis.h"
 
 #include <stdatomic.h>
@@ -146,8 +147,9 @@ static void on_state(void *data, bool up)
 
 static void on_heartbeat_reply(void *data, int err, const redisReply *reply)
 {
-    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
-        atomic_store(&instances, (unsigned)reply->integer);
+    unsigned n;
+    if (err == 0 && dc_fleet_reply_instances(reply, &n))
+        atomic_store(&instances, n);
     /* on failure the last count stays: "N = live instances last seen in Redis" */
 }
 
@@ -261,19 +263,9 @@ static void on_gcra_reply(void *data, int err, const redisReply *reply)
 {
     gcra_call_t *c = data;
     dc_gcra_result_t res = {0};
-    if (err == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 5))
-        err = DC_EPROTO;
     unsigned granted = 0;
-    if (err == 0) {
-        long long v[5];
-        for (int i = 0; i < 5; i++)
-            v[i] = reply->element[i]->type == REDIS_REPLY_INTEGER ? reply->element[i]->integer : 0;
-        res.allowed = v[0] == 1;
-        granted = v[1] > 0 ? (unsigned)v[1] : 0;
-        res.remaining = v[2] > 0 ? (uint64_t)v[2] : 0;
-        res.retry_after_us = v[3] > 0 ? (uint64_t)v[3] : 0;
-        res.reset_us = v[4] > 0 ? (uint64_t)v[4] : 0;
-    }
+    if (err == 0)
+        err = dc_fleet_reply_gcra(reply, &res, &granted);
     c->cb(c->data, err, &res, granted);
     free(c);
 }
@@ -320,14 +312,10 @@ static void on_budget_reply(void *data, int err, const redisReply *reply)
 {
     budget_call_t *c = data;
     int ok = 0;
-    long long wait = 0;
-    if (err == 0 && (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2))
-        err = DC_EPROTO;
-    if (err == 0) {
-        ok = reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1;
-        wait = reply->element[1]->type == REDIS_REPLY_INTEGER ? reply->element[1]->integer : 0;
-    }
-    c->cb(c->data, err, ok, wait > 0 ? (uint64_t)wait : 0);
+    uint64_t wait = 0;
+    if (err == 0)
+        err = dc_fleet_reply_budget(reply, &ok, &wait);
+    c->cb(c->data, err, ok, wait);
     free(c);
 }
 
@@ -399,14 +387,11 @@ typedef struct l2_call {
 static void on_l2_reply(void *data, int err, const redisReply *reply)
 {
     l2_call_t *c = data;
-    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_STRING) {
+    size_t len = 0;
+    const char *value = err == 0 ? dc_fleet_reply_string(reply, &len) : NULL;
+    if (value != NULL)
         atomic_fetch_add(&l2_hits, 1);
-        c->cb(c->data, 0, reply->str, reply->len);
-    } else if (err == 0) {
-        c->cb(c->data, 0, NULL, 0);
-    } else {
-        c->cb(c->data, err, NULL, 0);
-    }
+    c->cb(c->data, err, value, len);
     free(c);
 }
 
@@ -443,8 +428,8 @@ typedef struct lock_call {
     void *data;
 } lock_call_t;
 
-/* The lock and peek scripts answer {L2 value or nil, 0/1}: split that (counting an L2 hit), or
- * return DC_EPROTO for anything else. *value is NULL when L2 has nothing. */
+/* The lock and peek scripts answer {L2 value or nil, 0/1} (fleet_reply.h): split that, counting
+ * an L2 hit. */
 static int l2_and_flag(int err, const redisReply *reply, const char **value, size_t *len, bool *flag)
 {
     *value = NULL;
@@ -452,16 +437,10 @@ static int l2_and_flag(int err, const redisReply *reply, const char **value, siz
     *flag = false;
     if (err != 0)
         return err;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
-        return DC_EPROTO;
-    const redisReply *v = reply->element[0], *f = reply->element[1];
-    *flag = f->type == REDIS_REPLY_INTEGER && f->integer == 1;
-    if (v->type == REDIS_REPLY_STRING) {
+    err = dc_fleet_reply_l2_and_flag(reply, value, len, flag);
+    if (*value != NULL)
         atomic_fetch_add(&l2_hits, 1);
-        *value = v->str;
-        *len = v->len;
-    }
-    return 0;
+    return err;
 }
 
 static void on_lock_reply(void *data, int err, const redisReply *reply)
@@ -547,9 +526,10 @@ typedef struct sse_call {
 static void on_sse_lease_reply(void *data, int err, const redisReply *reply)
 {
     sse_call_t *c = data;
-    if (err == 0 && reply->type != REDIS_REPLY_INTEGER)
-        err = DC_EPROTO;
-    c->lease_cb(c->data, err, err == 0 && reply->integer == 1);
+    bool leader = false;
+    if (err == 0)
+        err = dc_fleet_reply_lease(reply, &leader);
+    c->lease_cb(c->data, err, leader);
     free(c);
 }
 
@@ -573,9 +553,10 @@ int dc_fleet_sse_lease(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_
 static void on_sse_publish_reply(void *data, int err, const redisReply *reply)
 {
     sse_call_t *c = data;
-    if (err == 0 && reply->type != REDIS_REPLY_INTEGER)
-        err = DC_EPROTO;
-    c->publish_cb(c->data, err, err == 0 ? (uint64_t)reply->integer : 0);
+    uint64_t id = 0;
+    if (err == 0)
+        err = dc_fleet_reply_publish(reply, &id);
+    c->publish_cb(c->data, err, id);
     free(c);
 }
 
@@ -624,10 +605,9 @@ typedef struct sse_last_call {
 static void on_sse_last_reply(void *data, int err, const redisReply *reply)
 {
     sse_last_call_t *c = data;
-    if (err == 0 && reply->type == REDIS_REPLY_STRING)
-        c->cb(c->data, reply->str, reply->len);
-    else
-        c->cb(c->data, NULL, 0);
+    size_t len = 0;
+    const char *msg = err == 0 ? dc_fleet_reply_string(reply, &len) : NULL;
+    c->cb(c->data, msg, len);
     free(c);
 }
 

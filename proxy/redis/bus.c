@@ -115,6 +115,16 @@ static bool seen_before(dc_bus_t *b, const char *raw, size_t len)
     return false;
 }
 
+bool dc_bus_log_each(const redisReply *reply, void (*fn)(void *data, const char *raw, size_t len), void *data)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+        return false;
+    for (size_t i = reply->elements; i-- > 0;) /* oldest first */
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+            fn(data, reply->element[i]->str, reply->element[i]->len);
+    return true;
+}
+
 static void deliver(dc_bus_t *b, const char *raw, size_t len, bool replay)
 {
     dc_bus_msg_t m;
@@ -252,6 +262,11 @@ bool dc_bus_post(char type, uint64_t at_ms, const char *body, size_t len)
 
 static void try_replay(dc_bus_t *b);
 
+static void deliver_replayed(void *data, const char *raw, size_t len)
+{
+    deliver(data, raw, len, true);
+}
+
 static void on_log(void *data, int err, const redisReply *reply)
 {
     dc_bus_t *b = data;
@@ -263,9 +278,7 @@ static void on_log(void *data, int err, const redisReply *reply)
         return;
     }
     b->need_replay = false;
-    for (size_t i = reply->elements; i-- > 0;) /* oldest first */
-        if (reply->element[i]->type == REDIS_REPLY_STRING)
-            deliver(b, reply->element[i]->str, reply->element[i]->len, true);
+    dc_bus_log_each(reply, deliver_replayed, b);
 }
 
 static void try_replay(dc_bus_t *b)

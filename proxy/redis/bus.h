@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <hiredis/hiredis.h>
 #include <uv.h>
 
 #define DC_BUS_LOG_MAX 1000
@@ -62,5 +63,10 @@ uint64_t dc_bus_dropped(void);
 
 /* Parse one wire message (pure). Returns false when malformed. *sender points into `raw`. */
 bool dc_bus_parse(const char *raw, size_t len, dc_bus_msg_t *m, const char **sender, size_t *sender_len);
+
+/* The catch-up log as LRANGE answers it (newest first), interpreted (pure): fn runs for each string
+ * element, oldest first (other elements are skipped; each string still has to pass dc_bus_parse).
+ * Returns false, without calling fn, when the reply is not an array. */
+bool dc_bus_log_each(const redisReply *reply, void (*fn)(void *data, const char *raw, size_t len), void *data);
 
 #endif

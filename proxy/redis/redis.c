@@ -94,7 +94,46 @@ static dc_redis_cmd_t *cmd_new(dc_redis_t *r, dc_redis_cb cb, void *data)
     c->r = r;
     c->cb = cb;
     c->data = data;
+    c->kind = DC_REDIS_CMD_USER;
     return c;
+}
+
+/* A record the client sends for itself; its callback gets the record as data. */
+static dc_redis_cmd_t *cmd_new_internal(dc_redis_t *r, dc_redis_cmd_kind_t kind, dc_redis_cb cb, const char *what)
+{
+    dc_redis_cmd_t *c = cmd_new(r, cb, NULL);
+    c->data = c;
+    c->kind = kind;
+    c->what = what;
+    c->gen = r->conn != NULL ? r->conn->gen : 0;
+    return c;
+}
+
+/* The connection exists and takes commands (setup, probes, subscriptions). */
+static bool conn_open(const dc_redis_t *r)
+{
+    const dc_redis_conn_t *conn = r->conn;
+    return conn != NULL && conn->ac != NULL && (conn->state == DC_REDIS_CONN_SETUP || conn->state == DC_REDIS_CONN_UP);
+}
+
+/* Set up, answering, and nothing overdue: what callers may rely on (dc_redis_connected). */
+static bool usable(const dc_redis_t *r)
+{
+    const dc_redis_conn_t *conn = r->conn;
+    if (conn == NULL || conn->ac == NULL || conn->state != DC_REDIS_CONN_UP || r->stalled)
+        return false;
+    /* the command timer expires overdue records, but it may not have run yet on a busy loop */
+    return r->pend_head == NULL || r->pend_head->deadline > uv_now(r->loop);
+}
+
+void dc__redis_report_state(dc_redis_t *r)
+{
+    bool up = r->conn != NULL && r->conn->state == DC_REDIS_CONN_UP && !r->stalled;
+    if (up == r->reported_up || r->closing)
+        return;
+    r->reported_up = up;
+    if (r->state_cb != NULL)
+        r->state_cb(r->state_data, up);
 }
 
 static void cmd_free_if_released(dc_redis_cmd_t *c)
@@ -134,6 +173,7 @@ static void cmd_complete(dc_redis_cmd_t *c, int err, const redisReply *reply)
 }
 
 static void on_cmd_timer(uv_timer_t *t);
+static void send_probe(dc_redis_t *r);
 
 static void arm_cmd_timer(dc_redis_t *r)
 {
@@ -155,11 +195,21 @@ static void on_cmd_timer(uv_timer_t *t)
         r->consecutive_timeouts++;
         cmd_complete(r->pend_head, DC_ETIMEDOUT, NULL);
     }
-    if (r->consecutive_timeouts >= DC_REDIS_DEAD_AFTER_TIMEOUTS && r->conn != NULL &&
-        r->conn->state == DC_REDIS_CONN_UP && !r->closing) {
+    bool up = r->conn != NULL && r->conn->state == DC_REDIS_CONN_UP && !r->closing;
+    if (up && r->consecutive_timeouts > 0 && !r->stalled) {
+        /* Redis may be frozen (SIGSTOP, swapping, a slow script): stop offering it to callers until it
+         * answers again; what is already in flight times out on its own */
+        dc_log_warn("redis: no reply within %llu ms; reported down until Redis answers",
+                    (unsigned long long)r->o.command_timeout_ms);
+        r->stalled = true;
+        dc__redis_report_state(r);
+    }
+    if (up && r->consecutive_timeouts >= DC_REDIS_DEAD_AFTER_TIMEOUTS && r->conn != NULL) {
         dc_log_warn("redis: %u consecutive command timeouts, reconnecting", r->consecutive_timeouts);
         r->consecutive_timeouts = 0;
         dc__redis_conn_drop(r->conn);
+    } else if (r->stalled && r->conn != NULL) {
+        send_probe(r);
     }
     arm_cmd_timer(r);
 }
@@ -179,11 +229,13 @@ static void defer_fail(dc_redis_t *r, dc_redis_cmd_t *c, int err)
     uv_idle_start(&r->idle, on_idle);
 }
 
-/* Hand a formatted command (buf, len; consumed) to hiredis, or fail it fast. */
+/* Hand a formatted command (buf, len; consumed) to hiredis, or fail it fast: a user command needs
+ * a usable connection, the client's own commands an open one. */
 static void submit(dc_redis_t *r, dc_redis_cmd_t *c, char *buf, int len)
 {
     dc_redis_conn_t *conn = r->conn;
-    if (conn == NULL || conn->state != DC_REDIS_CONN_UP || conn->ac == NULL || r->inflight >= DC_REDIS_MAX_INFLIGHT ||
+    bool ok = c->kind == DC_REDIS_CMD_USER ? usable(r) : conn_open(r);
+    if (!ok || r->inflight >= DC_REDIS_MAX_INFLIGHT ||
         redisAsyncFormattedCommand(conn->ac, dc__redis_on_reply, c, buf, (size_t)len) != REDIS_OK) {
         redisFreeCommand(buf);
         defer_fail(r, c, DC_EAGAIN);
@@ -246,6 +298,12 @@ void dc__redis_on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         return;
     }
     r->consecutive_timeouts = 0; /* Redis answers, even if late */
+    r->last_reply_ms = uv_now(r->loop);
+    if (r->stalled) {
+        dc_log_info("redis: answering again");
+        r->stalled = false;
+        dc__redis_report_state(r); /* before the callback below, which may send again */
+    }
     if (c->done) {
         cmd_free_if_released(c);
         return;
@@ -262,38 +320,117 @@ void dc__redis_on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     cmd_complete(c, 0, reply);
 }
 
-/* ---- internal commands sent on connect ---- */
+/* ---- commands the client sends for itself: setup, probes ---- */
 
 static void on_internal_reply(void *data, int err, const redisReply *reply)
 {
-    const char *what = data;
+    const dc_redis_cmd_t *c = data;
     if (err != 0)
-        dc_log_warn("redis: %s failed: %s", what, dc_strerror(err));
+        dc_log_warn("redis: %s failed: %s", c->what, dc_strerror(err));
     else if (reply->type == REDIS_REPLY_ERROR)
-        dc_log_error("redis: %s failed: %s", what, reply->str);
+        dc_log_error("redis: %s failed: %s", c->what, reply->str);
+}
+
+static void on_idle(uv_idle_t *h);
+
+/* Drop r's connection of generation gen on the next loop turn (callers may be inside hiredis). */
+static void request_drop(dc_redis_t *r, unsigned gen)
+{
+    r->drop_requested = true;
+    r->drop_gen = gen;
+    uv_idle_start(&r->idle, on_idle);
+}
+
+/* Every setup command answered: the connection is usable. */
+static void conn_ready(dc_redis_t *r, dc_redis_conn_t *conn)
+{
+    conn->state = DC_REDIS_CONN_UP;
+    r->attempt = 0; /* only now: a connect that leads nowhere must keep backing off */
+    r->consecutive_timeouts = 0;
+    r->last_reply_ms = uv_now(r->loop);
+    if (r->ever_up)
+        r->reconnects++;
+    r->ever_up = true;
+    dc_log_info("redis: connected");
+    dc__redis_report_state(r);
+}
+
+static void on_setup_reply(void *data, int err, const redisReply *reply)
+{
+    dc_redis_cmd_t *c = data;
+    dc_redis_t *r = c->r;
+    dc_redis_conn_t *conn = r->conn;
+    if (conn == NULL || conn->gen != c->gen || conn->state != DC_REDIS_CONN_SETUP ||
+        (r->drop_requested && r->drop_gen == conn->gen))
+        return; /* that connection is gone or already failed */
+    if (err != 0 || reply->type == REDIS_REPLY_ERROR) {
+        dc_log_warn("redis: %s failed while setting up the connection (%s), reconnecting", c->what,
+                    err != 0 ? dc_strerror(err) : reply->str);
+        request_drop(r, conn->gen);
+        return;
+    }
+    DC_ASSERT(conn->setup_left > 0);
+    if (--conn->setup_left == 0)
+        conn_ready(r, conn);
+}
+
+static void on_probe_reply(void *data, int err, const redisReply *reply)
+{
+    dc_redis_cmd_t *c = data;
+    c->r->probe_pending = false; /* a reply already cleared the stall in dc__redis_on_reply */
+}
+
+/* Check that Redis answers: one PING in flight at most. */
+static void send_probe(dc_redis_t *r)
+{
+    if (r->probe_pending || r->closing || r->conn == NULL || r->conn->state != DC_REDIS_CONN_UP)
+        return;
+    char *buf;
+    int len = redisFormatCommand(&buf, "PING");
+    DC_ASSERT(len > 0);
+    r->probe_pending = true;
+    submit(r, cmd_new_internal(r, DC_REDIS_CMD_PROBE, on_probe_reply, "PING"), buf, len);
+}
+
+/* An idle command connection is probed, so that a frozen Redis is reported without traffic.
+ * Subscriber connections are not: a PING reply could not be told from a message there. */
+static void on_keepalive(uv_timer_t *t)
+{
+    dc_redis_t *r = t->data;
+    if (r->subs == NULL && !r->stalled && uv_now(r->loop) - r->last_reply_ms >= DC_REDIS_KEEPALIVE_MS)
+        send_probe(r);
 }
 
 static void send_subscribe(dc_redis_t *r, dc_redis_sub_t *sub);
 
-void dc__redis_on_up(dc_redis_t *r)
+static void send_setup(dc_redis_t *r, dc_redis_conn_t *conn, const char *what, char *buf, int len)
 {
-    char *buf;
+    DC_ASSERT(len > 0 && buf != NULL);
+    conn->setup_left++;
+    submit(r, cmd_new_internal(r, DC_REDIS_CMD_SETUP, on_setup_reply, what), buf, len);
+}
+
+void dc__redis_on_connected(dc_redis_t *r)
+{
+    dc_redis_conn_t *conn = r->conn;
+    char *buf = NULL;
     int len;
+    conn->setup_left = 0;
     if (r->db != 0) {
         len = redisFormatCommand(&buf, "SELECT %d", r->db);
-        DC_ASSERT(len > 0);
-        submit(r, cmd_new(r, on_internal_reply, "SELECT"), buf, len);
+        send_setup(r, conn, "SELECT", buf, len);
     }
     for (dc_redis_script_t *s = r->scripts; s != NULL; s = s->next) {
         len = redisFormatCommand(&buf, "SCRIPT LOAD %b", s->src, s->len);
-        DC_ASSERT(len > 0);
-        submit(r, cmd_new(r, on_internal_reply, "SCRIPT LOAD"), buf, len);
+        send_setup(r, conn, "SCRIPT LOAD", buf, len);
     }
-    /* after SELECT (pipelined in order): once subscribed, the connection takes nothing else */
+    /* always one reply to wait for, even with nothing to select or load */
+    len = redisFormatCommand(&buf, "PING");
+    send_setup(r, conn, "PING", buf, len);
+    /* after the above (pipelined in order; hiredis gives pending regular replies before pub/sub
+     * ones): once subscribed, the connection takes nothing else */
     for (dc_redis_sub_t *sub = r->subs; sub != NULL; sub = sub->next)
         send_subscribe(r, sub);
-    if (r->state_cb != NULL)
-        r->state_cb(r->state_data, true);
 }
 
 /* ---- pub/sub ---- */
@@ -317,6 +454,33 @@ static void sub_free(dc_redis_sub_t *sub)
     free(sub);
 }
 
+static bool str_is(const redisReply *e, const char *s)
+{
+    size_t n = strlen(s);
+    return e->type == REDIS_REPLY_STRING && e->len == n && memcmp(e->str, s, n) == 0;
+}
+
+dc_redis_push_t dc_redis_push_parse(const redisReply *reply, const char **msg, size_t *len)
+{
+    *msg = NULL;
+    *len = 0;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+        return DC_REDIS_PUSH_OTHER;
+    const redisReply *kind = reply->element[0];
+    if (str_is(kind, "message")) {
+        if (reply->elements != 3 || reply->element[2]->type != REDIS_REPLY_STRING)
+            return DC_REDIS_PUSH_OTHER;
+        *msg = reply->element[2]->str;
+        *len = reply->element[2]->len;
+        return DC_REDIS_PUSH_MESSAGE;
+    }
+    if (str_is(kind, "subscribe"))
+        return DC_REDIS_PUSH_SUBSCRIBE;
+    if (str_is(kind, "unsubscribe"))
+        return DC_REDIS_PUSH_UNSUBSCRIBE;
+    return DC_REDIS_PUSH_OTHER;
+}
+
 /* hiredis calls this for the subscribe confirmation, for every message, and once with NULL when
  * the context is freed (connection lost or dropped). Subscription replies never time out. */
 static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
@@ -332,24 +496,24 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply_, void *privdata)
         return;
     }
     sub->r->consecutive_timeouts = 0;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
-        return;
-    const char *kind = reply->element[0]->str;
+    const char *msg;
+    size_t len;
+    dc_redis_push_t kind = dc_redis_push_parse(reply, &msg, &len);
     if (sub->dead) {
-        if (strcmp(kind, "unsubscribe") == 0) /* hiredis forgets the channel after this call */
+        if (kind == DC_REDIS_PUSH_UNSUBSCRIBE) /* hiredis forgets the channel after this call */
             sub_free(sub);
         return;
     }
-    if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING)
-        sub->cb(sub->data, reply->element[2]->str, reply->element[2]->len);
-    else if (strcmp(kind, "subscribe") == 0)
+    if (kind == DC_REDIS_PUSH_MESSAGE)
+        sub->cb(sub->data, msg, len);
+    else if (kind == DC_REDIS_PUSH_SUBSCRIBE)
         sub->cb(sub->data, NULL, 0);
 }
 
 static void send_subscribe(dc_redis_t *r, dc_redis_sub_t *sub)
 {
     dc_redis_conn_t *conn = r->conn;
-    if (sub->dead || conn == NULL || conn->state != DC_REDIS_CONN_UP || conn->ac == NULL)
+    if (sub->dead || !conn_open(r))
         return; /* sent on the next connect */
     char *buf;
     int len = redisFormatCommand(&buf, "SUBSCRIBE %b", sub->channel, sub->len);
@@ -366,7 +530,7 @@ void dc_redis_unsubscribe(dc_redis_t *r, dc_redis_sub_t *sub)
     DC_CHECK_MAGIC(sub, DC_REDIS_SUB_MAGIC);
     sub->dead = true;
     dc_redis_conn_t *conn = r->conn;
-    if (!sub->active || conn == NULL || conn->state != DC_REDIS_CONN_UP || conn->ac == NULL) {
+    if (!sub->active || !conn_open(r)) {
         if (!sub->active)
             sub_free(sub);
         return; /* active on a dying connection: its NULL callback frees it */
@@ -410,6 +574,11 @@ static void on_idle(uv_idle_t *h)
         c->next = NULL;
         cmd_complete(c, c->err, NULL);
     }
+    if (r->drop_requested) {
+        r->drop_requested = false;
+        if (r->conn != NULL && r->conn->gen == r->drop_gen && !r->closing)
+            dc__redis_conn_drop(r->conn); /* pending records complete with DC_EIO */
+    }
     if (r->closing && !r->torn_down) {
         r->torn_down = true;
         if (r->conn != NULL)
@@ -450,8 +619,10 @@ int dc_redis_create(uv_loop_t *loop, const dc_redis_opts_t *opts, dc_redis_t **o
         r->rng = 1;
     uv_timer_init(loop, &r->cmd_timer);
     uv_timer_init(loop, &r->retry_timer);
+    uv_timer_init(loop, &r->ka_timer);
     uv_idle_init(loop, &r->idle);
-    r->cmd_timer.data = r->retry_timer.data = r->idle.data = r;
+    r->cmd_timer.data = r->retry_timer.data = r->ka_timer.data = r->idle.data = r;
+    uv_timer_start(&r->ka_timer, on_keepalive, DC_REDIS_KEEPALIVE_MS / 4, DC_REDIS_KEEPALIVE_MS / 4);
     dc__redis_conn_start(r);
     *out = r;
     return 0;
@@ -498,11 +669,11 @@ dc_redis_script_t *dc_redis_script_register(dc_redis_t *r, const char *lua_sourc
         snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
     s->next = r->scripts;
     r->scripts = s;
-    if (r->conn != NULL && r->conn->state == DC_REDIS_CONN_UP) {
+    if (conn_open(r)) { /* else loaded by the next connection's setup */
         char *buf;
         int len = redisFormatCommand(&buf, "SCRIPT LOAD %b", s->src, s->len);
         DC_ASSERT(len > 0);
-        submit(r, cmd_new(r, on_internal_reply, "SCRIPT LOAD"), buf, len);
+        submit(r, cmd_new_internal(r, DC_REDIS_CMD_INTERNAL, on_internal_reply, "SCRIPT LOAD"), buf, len);
     }
     return s;
 }
@@ -562,7 +733,7 @@ int dc_redis_eval(dc_redis_t *r, dc_redis_script_t *s, dc_redis_cb cb, void *dat
 
 bool dc_redis_connected(const dc_redis_t *r)
 {
-    return r->conn != NULL && r->conn->state == DC_REDIS_CONN_UP;
+    return usable(r);
 }
 
 uint64_t dc_redis_reconnects(const dc_redis_t *r)

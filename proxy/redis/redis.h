@@ -36,8 +36,12 @@ typedef struct dc_redis_opts {
 } dc_redis_opts_t;
 
 /* Number of consecutive command timeouts after which the connection is considered dead, dropped
- * and reconnected. Any reply (even a late one) resets the count. */
+ * and reconnected. Any reply (even a late one) resets the count. The first timeout already makes
+ * the client report "down" (see dc_redis_connected) until Redis answers again. */
 #define DC_REDIS_DEAD_AFTER_TIMEOUTS 3
+/* A command client (one without subscriptions) that got no reply for this long sends a PING
+ * (checked every quarter of it). */
+#define DC_REDIS_KEEPALIVE_MS 1000
 /* Commands in flight on one connection beyond this fail fast with DC_EAGAIN. */
 #define DC_REDIS_MAX_INFLIGHT 65536
 
@@ -68,11 +72,17 @@ const char *dc_redis_script_sha(const dc_redis_script_t *s);
 int dc_redis_eval(dc_redis_t *r, dc_redis_script_t *s, dc_redis_cb cb, void *data, int nkeys, int nargs,
                   const char **args, const size_t *lens);
 
-/* True while a connection is established (TCP/unix connect done and not lost since). */
+/* True while Redis is known to answer: the connection is established, its setup (SELECT, SCRIPT
+ * LOADs, a PING) answered without error, no command has timed out since the last reply, and no
+ * command is past its deadline. A connect alone is not enough (a frozen Redis accepts TCP
+ * connections). Commands are accepted only while this is true; otherwise they fail fast with
+ * DC_EAGAIN. */
 bool dc_redis_connected(const dc_redis_t *r);
 /* How many times the connection was established again after having been lost (for /metrics). */
 uint64_t dc_redis_reconnects(const dc_redis_t *r);
-/* Called from the loop on each up (connected) / down (established connection lost) transition. */
+/* Called from the loop on each change of dc_redis_connected()'s answer that the client sees happen
+ * (setup answered, a command timed out, Redis answered again, connection lost); the first call is
+ * an "up". Not called once dc_redis_close() has been called. */
 void dc_redis_set_state_cb(dc_redis_t *r, void (*cb)(void *data, bool up), void *data);
 
 /*
@@ -89,6 +99,17 @@ typedef struct dc_redis_sub dc_redis_sub_t;
 dc_redis_sub_t *dc_redis_subscribe(dc_redis_t *r, const char *channel, dc_redis_msg_cb cb, void *data);
 /* Stop: cb never runs again after this call; the handle is freed by r. */
 void dc_redis_unsubscribe(dc_redis_t *r, dc_redis_sub_t *sub);
+
+/* What a reply on a subscriber connection is (pure; used by the client, exposed for tests and
+ * fuzzing): MESSAGE = ["message", channel, payload] with a string payload (*msg, *len point into
+ * the reply); SUBSCRIBE / UNSUBSCRIBE = the confirmations; OTHER = anything else (ignored). */
+typedef enum {
+    DC_REDIS_PUSH_OTHER,
+    DC_REDIS_PUSH_MESSAGE,
+    DC_REDIS_PUSH_SUBSCRIBE,
+    DC_REDIS_PUSH_UNSUBSCRIBE
+} dc_redis_push_t;
+dc_redis_push_t dc_redis_push_parse(const redisReply *reply, const char **msg, size_t *len);
 
 /* Start closing: on the next loop turn every pending command completes with DC_EIO, the connection
  * is freed, and once all uv handles have closed r and its scripts are freed and on_closed (may be

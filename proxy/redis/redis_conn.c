@@ -108,15 +108,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     if (r->closing || conn->state != DC_REDIS_CONN_CONNECTING)
         return; /* teardown will drop it */
-    conn->state = DC_REDIS_CONN_UP;
+    /* not usable yet: a frozen Redis completes the TCP handshake too; the setup replies decide */
+    conn->state = DC_REDIS_CONN_SETUP;
     uv_timer_stop(&r->retry_timer);
-    r->attempt = 0;
     r->consecutive_timeouts = 0;
-    if (r->ever_up)
-        r->reconnects++;
-    r->ever_up = true;
-    dc_log_info("redis: connected");
-    dc__redis_on_up(r);
+    dc__redis_on_connected(r);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -180,6 +176,7 @@ void dc__redis_conn_start(dc_redis_t *r)
     conn->poll.data = conn;
     conn->ac = ac;
     conn->state = DC_REDIS_CONN_CONNECTING;
+    conn->gen = ++r->gen;
     r->live_conns++;
     r->conn = conn;
     ac->data = conn;
@@ -204,13 +201,13 @@ void dc__redis_conn_lost(dc_redis_conn_t *conn)
     conn->state = DC_REDIS_CONN_DEAD;
     if (r->conn == conn)
         r->conn = NULL;
+    r->stalled = false; /* a property of the connection: the next one starts clean */
     if (r->closing)
         return;
     if (was_up)
         dc_log_warn("redis: connection lost");
     dc__redis_schedule_retry(r);
-    if (was_up && r->state_cb != NULL)
-        r->state_cb(r->state_data, false);
+    dc__redis_report_state(r);
 }
 
 void dc__redis_conn_drop(dc_redis_conn_t *conn)
@@ -258,9 +255,11 @@ void dc__redis_close_handles(dc_redis_t *r)
 {
     uv_timer_stop(&r->cmd_timer);
     uv_timer_stop(&r->retry_timer);
+    uv_timer_stop(&r->ka_timer);
     uv_idle_stop(&r->idle);
-    r->open_handles = 3;
+    r->open_handles = 4;
     uv_close((uv_handle_t *)&r->cmd_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->retry_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&r->ka_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->idle, on_handle_closed);
 }

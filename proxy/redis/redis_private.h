@@ -9,6 +9,15 @@
  * NULL when the context is freed). The record is freed once done && !in_hiredis, so a timeout and
  * the later hiredis callback never double-complete or touch freed memory.
  *
+ * Life of a connection: CONNECTING (TCP/unix connect under way) -> SETUP (connected; SELECT, the
+ * SCRIPT LOADs and a PING are pipelined and every one must answer without error within the command
+ * timeout) -> UP -> DEAD. A connect that succeeds proves nothing (a frozen Redis still completes the
+ * TCP handshake from its listen backlog): only replies do. While UP, a command that times out marks
+ * the client stalled: it reports "down" and fails new commands fast until Redis answers something
+ * (a probe PING is kept in flight); DC_REDIS_DEAD_AFTER_TIMEOUTS timeouts in a row drop the
+ * connection. An idle command client sends a probe PING every keepalive interval so that a frozen
+ * Redis is noticed without traffic. User commands are accepted only while UP and not stalled.
+ *
  * hiredis rules honoured here: redisAsyncFree() is only called from a uv callback (top level),
  * never from inside a hiredis callback; a context that hiredis frees by itself (I/O error, failed
  * connect) is detected through the ev.cleanup hook, after which conn->ac is NULL.
@@ -24,6 +33,12 @@
 #define DC_REDIS_CMD_MAGIC 0x52434d44u
 
 typedef struct dc_redis_cmd dc_redis_cmd_t;
+
+/* USER: a caller's command, accepted only while usable. INTERNAL: sent by the client itself (a
+ * SCRIPT LOAD after connect), failures logged. SETUP: part of a connection's setup, which fails as
+ * a whole when one of them fails. PROBE: a PING that checks Redis still answers. The last three are
+ * accepted while the connection is open (SETUP or UP) and their data is the record itself. */
+typedef enum { DC_REDIS_CMD_USER, DC_REDIS_CMD_INTERNAL, DC_REDIS_CMD_SETUP, DC_REDIS_CMD_PROBE } dc_redis_cmd_kind_t;
 typedef struct dc_redis_conn dc_redis_conn_t;
 
 struct dc_redis_script {
@@ -41,7 +56,10 @@ struct dc_redis_cmd {
     void *data;
     uint64_t deadline; /* uv_now() ms */
     int err;           /* error to report when deferred */
-    bool done, in_hiredis, in_pending, internal;
+    bool done, in_hiredis, in_pending;
+    dc_redis_cmd_kind_t kind;
+    unsigned gen;     /* connection generation it was sent on (SETUP records) */
+    const char *what; /* static label for logs (internal records) */
     /* eval fallback: copies of keys+args, and the script to EVAL on NOSCRIPT */
     dc_redis_script_t *script;
     int nkeys, nargs;
@@ -65,14 +83,21 @@ struct dc_redis_sub {
 
 #define DC_REDIS_SUB_MAGIC 0x52535542u
 
-typedef enum { DC_REDIS_CONN_CONNECTING, DC_REDIS_CONN_UP, DC_REDIS_CONN_DEAD } dc_redis_conn_state_t;
+typedef enum {
+    DC_REDIS_CONN_CONNECTING,
+    DC_REDIS_CONN_SETUP,
+    DC_REDIS_CONN_UP,
+    DC_REDIS_CONN_DEAD
+} dc_redis_conn_state_t;
 
 struct dc_redis_conn {
     uv_poll_t poll;
     dc_redis_t *r;
     redisAsyncContext *ac; /* NULL once hiredis has freed (or is freeing) the context */
     dc_redis_conn_state_t state;
-    int events; /* UV_READABLE | UV_WRITABLE currently requested by hiredis */
+    int events;          /* UV_READABLE | UV_WRITABLE currently requested by hiredis */
+    unsigned gen;        /* r->gen when this connection started */
+    unsigned setup_left; /* SETUP replies still awaited */
 };
 
 struct dc_redis {
@@ -88,7 +113,8 @@ struct dc_redis {
     unsigned live_conns;    /* conns not yet freed (their poll may still be closing) */
     uv_timer_t cmd_timer;   /* oldest pending command deadline */
     uv_timer_t retry_timer; /* backoff delay, then connect timeout of the attempt */
-    uv_idle_t idle;         /* deferred completions and teardown, next loop turn */
+    uv_idle_t idle;         /* deferred completions, drops and teardown, next loop turn */
+    uv_timer_t ka_timer;    /* keepalive: probe an idle command connection */
     int open_handles;
 
     dc_redis_cmd_t *pend_head, *pend_tail;   /* in hiredis, not done, deadline order */
@@ -97,6 +123,12 @@ struct dc_redis {
 
     unsigned attempt; /* reconnect attempts since the last successful connect */
     unsigned consecutive_timeouts;
+    bool stalled;        /* a command timed out on the UP connection and nothing answered since */
+    bool probe_pending;  /* a PROBE record has not completed yet */
+    bool reported_up;    /* the last state given to state_cb (false before the first "up") */
+    bool drop_requested; /* drop the connection of generation drop_gen on the next loop turn */
+    unsigned gen, drop_gen;
+    uint64_t last_reply_ms; /* uv_now() of the last reply on the command connection */
     uint64_t reconnects;
     bool ever_up;
     uint64_t rng;
@@ -124,8 +156,11 @@ void dc__redis_maybe_finish(dc_redis_t *r);
 void dc__redis_close_handles(dc_redis_t *r);
 
 /* redis.c */
-/* Called when a connection becomes usable: sends SELECT and SCRIPT LOADs. */
-void dc__redis_on_up(dc_redis_t *r);
+/* Called when the connection is established (state SETUP): sends SELECT, the SCRIPT LOADs, a PING
+ * and the subscriptions; the connection becomes UP when the setup commands have all answered. */
+void dc__redis_on_connected(dc_redis_t *r);
+/* Give state_cb the current usability if it changed since the last call. */
+void dc__redis_report_state(dc_redis_t *r);
 void dc__redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata);
 
 #endif

@@ -644,12 +644,49 @@ static void test_backoff_cap(void **state)
                   (unsigned long long)ms);
 }
 
+static void on_count_clients(void *data, int err, const redisReply *reply)
+{
+    int *n = data;
+    *n = -1;
+    if (err != 0 || reply->type != REDIS_REPLY_STRING)
+        return;
+    *n = 0;
+    for (const char *p = reply->str; (p = strstr(p, "id=")) != NULL; p += 3)
+        if (p == reply->str || p[-1] == '\n')
+            (*n)++;
+}
+
+/* CLIENT LIST through r: the number of connections Redis has (-1 on failure). */
+static int count_clients(fx_t *fx, dc_redis_t *r)
+{
+    int n = -2;
+    if (dc_redis_command(r, on_count_clients, &n, "CLIENT LIST") != 0)
+        return -1;
+    uint64_t t0 = now_ms();
+    while (n == -2 && now_ms() - t0 < 1000)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    return n;
+}
+
+/* A frozen Redis (SIGSTOP: TCP connects still succeed from the listen backlog, nothing answers) is
+ * reported down from the first command timeout until it answers again, and never up in between,
+ * even though the reconnects it triggers all "connect"; commands fail fast meanwhile; after
+ * SIGCONT the client is up again quickly and Redis holds no leftover connections of ours. */
 static void test_sigstop_timeouts(void **state)
 {
     fx_t *fx = *state;
     fx->pid = server_start(fx->port);
-    dc_redis_t *r = client(fx, 500);
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", fx->port);
+    dc_redis_opts_t o = {.url = url, .command_timeout_ms = 500, .backoff_max_ms = 1000};
+    assert_int_equal(dc_redis_create(&fx->loop, &o, &fx->r), 0);
+    dc_redis_t *r = fx->r;
+    dc_redis_set_state_cb(r, on_state, fx);
+    dc_redis_script_register(r, "return 1");
     wait_connected(fx, 2000);
+    assert_int_equal(fx->ups, 1);
+    int before = count_clients(fx, r);
+    assert_int_equal(before, 1);
 
     kill(fx->pid, SIGSTOP);
     res_t one = {0};
@@ -659,8 +696,10 @@ static void test_sigstop_timeouts(void **state)
     uint64_t first_ms = now_ms() - t0;
     assert_int_equal(one.err, DC_ETIMEDOUT);
     assert_true(first_ms >= 480 && first_ms <= 700);
+    assert_false(dc_redis_connected(r));
+    assert_int_equal(fx->downs, 1);
 
-    /* two more timeouts make three in a row: the connection is dropped and re-established */
+    /* reported down: fail fast instead of waiting for the timeout */
     tally_t more = {0};
     t0 = now_ms();
     SUBMIT(dc_redis_command(r, on_tally, &more, "PING"));
@@ -668,34 +707,90 @@ static void test_sigstop_timeouts(void **state)
     while (more.n < 2 && now_ms() - t0 < 2000)
         uv_run(&fx->loop, UV_RUN_ONCE);
     uint64_t more_ms = now_ms() - t0;
-    assert_int_equal(more.etimedout, 2);
-    assert_true(more_ms <= 700);
-    assert_true(fx->downs >= 1);
+    assert_int_equal(more.eagain, 2);
+    assert_true(more_ms < 50);
+
+    /* 4 s more of freeze: probes time out, the connection is dropped, reconnects connect (backlog)
+     * but their setup never answers: never up */
+    t0 = now_ms();
+    int up_samples = 0;
+    while (now_ms() - t0 < 4000) {
+        run_for(fx, 10);
+        up_samples += dc_redis_connected(r);
+    }
+    assert_int_equal(up_samples, 0);
+    assert_int_equal(fx->ups, 1);
+    assert_int_equal(fx->downs, 1);
+    assert_int_equal(dc_redis_reconnects(r), 0);
 
     kill(fx->pid, SIGCONT);
     t0 = now_ms();
-    res_t ok = {0};
-    while (now_ms() - t0 < 3500) {
-        res_t p = {0};
-        if (dc_redis_connected(r)) {
-            SUBMIT(dc_redis_command(r, on_res, &p, "PING"));
-            run_until(fx, &p.done, 1000);
-            if (p.err == 0) {
-                ok = p;
-                break;
-            }
-        } else {
-            run_for(fx, 10);
-        }
-    }
+    wait_connected(fx, 3000);
     uint64_t recover_ms = now_ms() - t0;
+    assert_true(recover_ms < 1500); /* backoff capped at 1 s, then one setup round trip */
+    assert_int_equal(fx->ups, 2);
+    assert_int_equal(dc_redis_reconnects(r), 1);
+    res_t ok = {0};
+    SUBMIT(dc_redis_command(r, on_res, &ok, "PING"));
+    run_until(fx, &ok.done, 1000);
     assert_int_equal(ok.err, 0);
     assert_string_equal(ok.str, "PONG");
-    assert_true(dc_redis_reconnects(r) >= 1);
-    print_message("    SIGSTOP: first timeout after %llu ms (timeout 500), next two after %llu ms; SIGCONT -> "
-                  "PONG after %llu ms; reconnects %llu\n",
-                  (unsigned long long)first_ms, (unsigned long long)more_ms, (unsigned long long)recover_ms,
-                  (unsigned long long)dc_redis_reconnects(r));
+    /* the abandoned attempts were closed: Redis drops them once it reads their EOF */
+    int after = -1;
+    t0 = now_ms();
+    while (now_ms() - t0 < 2000 && (after = count_clients(fx, r)) != before)
+        run_for(fx, 20);
+    assert_int_equal(after, before);
+    print_message("    SIGSTOP: first timeout after %llu ms (timeout 500), then fail-fast in %llu ms, never up in "
+                  "4 s of freeze; SIGCONT -> up after %llu ms; clients %d before, %d after\n",
+                  (unsigned long long)first_ms, (unsigned long long)more_ms, (unsigned long long)recover_ms, before,
+                  after);
+}
+
+/* Without any traffic, an idle client notices a frozen Redis through its keepalive probe. */
+static void test_sigstop_idle_noticed(void **state)
+{
+    fx_t *fx = *state;
+    fx->pid = server_start(fx->port);
+    dc_redis_t *r = client(fx, 300);
+    wait_connected(fx, 2000);
+    kill(fx->pid, SIGSTOP);
+    uint64_t t0 = now_ms();
+    while (dc_redis_connected(r) && now_ms() - t0 < 3000)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    uint64_t ms = now_ms() - t0;
+    assert_false(dc_redis_connected(r));
+    assert_int_equal(fx->downs, 1);
+    assert_true(ms <= DC_REDIS_KEEPALIVE_MS * 5 / 4 + 300 + 300); /* checked every quarter interval */
+    kill(fx->pid, SIGCONT);
+    wait_connected(fx, 3000);
+    assert_int_equal(fx->ups, 2);
+    print_message("    idle client: frozen Redis reported down after %llu ms (keepalive %d ms, timeout 300)\n",
+                  (unsigned long long)ms, DC_REDIS_KEEPALIVE_MS);
+}
+
+/* A connection whose setup fails (here SELECT of a db that does not exist) is never up. */
+static void test_setup_error_never_up(void **state)
+{
+    fx_t *fx = *state;
+    fx->pid = server_start(fx->port);
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/99999", fx->port);
+    dc_redis_opts_t o = {.url = url, .backoff_max_ms = 100};
+    assert_int_equal(dc_redis_create(&fx->loop, &o, &fx->r), 0);
+    dc_redis_set_state_cb(fx->r, on_state, fx);
+    int up_samples = 0;
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 1000) {
+        run_for(fx, 10);
+        up_samples += dc_redis_connected(fx->r);
+    }
+    assert_int_equal(up_samples, 0);
+    assert_int_equal(fx->ups, 0);
+    res_t res = {0};
+    SUBMIT(dc_redis_command(fx->r, on_res, &res, "PING"));
+    run_until(fx, &res.done, 1000);
+    assert_int_equal(res.err, DC_EAGAIN);
 }
 
 /* close with commands in Redis: each completes once with DC_EIO, then on_closed runs */
@@ -755,6 +850,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_subscribe_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backoff_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigstop_timeouts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigstop_idle_noticed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_setup_error_never_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_inside_callback, setup, teardown),
     };
