@@ -71,26 +71,6 @@ class H2:
         self.sock.close()
 
 
-def monitor(redis_server):
-    mon = socket.create_connection(("127.0.0.1", redis_server.port))
-    mon.sendall(b"*1\r\n$7\r\nMONITOR\r\n")
-    return mon
-
-
-def drain(mon):
-    mon.settimeout(0.3)
-    seen = b""
-    try:
-        while True:
-            chunk = mon.recv(1 << 20)
-            if not chunk:
-                break
-            seen += chunk
-    except OSError:
-        pass
-    return seen.decode(errors="replace")
-
-
 def test_reset_during_fleet_wait_keeps_its_key(fake, origin, redis_server):
     conf = CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url}
     a, b = Dexcache(conf).start(), Dexcache(conf).start()
@@ -103,7 +83,7 @@ def test_reset_during_fleet_wait_keeps_its_key(fake, origin, redis_server):
         ta = threading.Thread(target=lambda: out.__setitem__("a", requests.get(a.url + path, timeout=30)))
         ta.start()
         origin.wait_held(1)  # a leads fleet-wide and holds the lock
-        mon = monitor(redis_server)
+        mon = redis_server.monitor()
         time.sleep(0.1)
         client = H2(b.port)
         sid = client.get(path)  # b follows a: its fleet wait polls the lock and L2
@@ -123,7 +103,7 @@ def test_reset_during_fleet_wait_keeps_its_key(fake, origin, redis_server):
         r = requests.get(b.url + path, timeout=10)
         assert r.status_code == 200 and r.headers["x-cache"] == "HIT", r.headers["cache-status"]
         assert origin.stats()["jup"]["total"] == 1
-        seen = drain(mon)
+        seen = mon.drain()
         keys = set(re.findall(r'"(dclife:(?:l2|lk|fl)[^"]*)"', seen))
         assert "dclife:lk:GET " + path in keys, sorted(keys)[:10]
         bad = [k for k in keys if not k.endswith("GET " + path)]

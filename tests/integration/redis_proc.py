@@ -40,6 +40,11 @@ class RedisServer:
         except OSError:
             return None
 
+    def monitor(self):
+        """A MONITOR connection: call .drain() for the text of every command Redis ran since, and
+        .close() when done."""
+        return Monitor(self.port)
+
     def kill(self):
         if self.proc is not None:
             self.proc.kill()
@@ -65,3 +70,26 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait(5)
             self.proc = None
+
+
+class Monitor:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(b"*1\r\n$7\r\nMONITOR\r\n")
+
+    def drain(self, quiet=0.3):
+        """Everything received until `quiet` seconds pass without a byte, as text."""
+        self.sock.settimeout(quiet)
+        seen = b""
+        try:
+            while True:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                seen += chunk
+        except OSError:
+            pass
+        return seen.decode(errors="replace")
+
+    def close(self):
+        self.sock.close()

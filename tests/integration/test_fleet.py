@@ -1,7 +1,6 @@
 """Fleet mode through a real redis-server with three real dexcache instances: per-client limits
 shared exactly across instances, and Redis failures (killed, paused, scripts flushed) never
 turning into client errors: limits fall back to each instance's share, and come back."""
-import socket
 import threading
 import time
 
@@ -272,8 +271,7 @@ def test_concurrent_cold_requests_read_l2_once(fake, origin, redis_server):
         assert wait_for(lambda: a.health()["redis"] == "up" and b.health()["redis"] == "up")
         assert requests.get(a.url + path).headers["x-cache"] == "MISS"
         assert wait_for(lambda: redis_server.command("EXISTS", "dcl2:l2:GET " + path) == ":1")
-        mon = socket.create_connection(("127.0.0.1", redis_server.port))
-        mon.sendall(b"*1\r\n$7\r\nMONITOR\r\n")
+        mon = redis_server.monitor()
         time.sleep(0.1)
         n = 40
         barrier = threading.Barrier(n + 1)
@@ -293,17 +291,7 @@ def test_concurrent_cold_requests_read_l2_once(fake, origin, redis_server):
         assert len(out) == n and all(r.status_code == 200 and r.headers["x-cache"] == "HIT" for r in out)
         assert origin.stats()["jup"]["total"] == 1
         time.sleep(0.2)
-        mon.settimeout(0.3)
-        seen = b""
-        try:
-            while True:
-                chunk = mon.recv(1 << 20)
-                if not chunk:
-                    break
-                seen += chunk
-        except OSError:
-            pass
-        gets = [line for line in seen.decode(errors="replace").split("\r\n")
+        gets = [line for line in mon.drain().split("\r\n")
                 if '"GET" "dcl2:l2:GET %s"' % path in line and "lua]" not in line]
         assert len(gets) == 1, gets
     finally:
