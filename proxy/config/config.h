@@ -48,6 +48,7 @@ typedef struct dc_config_upstream {
     uint64_t queue_timeout_ms;   /* queue: { timeout } default 2s */
     uint64_t connect_timeout_ms; /* default 2s */
     uint64_t timeout_ms;         /* whole-response deadline, default 10s */
+    uint64_t idle_timeout_ms;    /* longest gap between two body bytes, default 5s */
     uint32_t retries;            /* default 2, range 0..10 */
     uint64_t retry_backoff_ms;   /* base of exponential backoff with jitter, default 100ms */
     uint64_t key_quarantine_ms;  /* a key answered 401/403 is set aside this long, default 60s */

@@ -431,7 +431,11 @@ static const dc__directive_t upstream_rows[] = {
             "keys are used in turn, each attempt waiting for its own key's slot"},
     R_MAP("queue", 0, DC__NOFIELD, &queue_table, "waiting for budget instead of failing"),
     R_DUR("connect_timeout", U, connect_timeout_ms, "2s", 1, 5 * MINUTE, "TCP + TLS connect deadline"),
-    R_DUR("timeout", U, timeout_ms, "10s", 1, HOUR, "whole-response deadline per attempt"),
+    R_DUR("timeout", U, timeout_ms, "10s", 1, HOUR,
+          "whole-response deadline (head and body, across retries); past it the client gets a 504 or the "
+          "stale copy, and nothing is stored"),
+    R_DUR("idle_timeout", U, idle_timeout_ms, "5s", 1, HOUR,
+          "longest gap between two bytes of an upstream body; past it, as for timeout"),
     R_UINT("retries", U, retries, "2", 0, 10, "retries of GET/HEAD after a connect error, a reset, 502/503/504, or a 429 (after the pause it asks for)"),
     R_DUR("retry_backoff", U, retry_backoff_ms, "100ms", 0, MINUTE, "base of exponential backoff with jitter"),
     R_DUR("key_quarantine", U, key_quarantine_ms, "60s", 0, DAY, "how long a key answered 401/403 is set aside"),

@@ -120,6 +120,8 @@ void dc_request_respond_fetch_error(dc_request_t *r, dc_fetch_t *f, int err)
         dc_request_respond_error(r, 503, "upstream budget exhausted");
     } else if (err == DC_ETIMEDOUT) {
         dc_request_respond_error(r, 504, "upstream timed out");
+    } else if (err == DC_EPROTO) {
+        dc_request_respond_error(r, 502, "upstream sent an invalid response");
     } else if (err == DC_ECONNREFUSED) {
         dc_request_respond_error(r, 502, "upstream connection refused");
     } else {
@@ -201,12 +203,11 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
             header_is(h, H2O_STRLIT("expect")) || header_is(h, H2O_STRLIT("x-forwarded-proto")) ||
             header_is(h, H2O_STRLIT("x-request-id")) || (nlen > 0 && name[0] == ':'))
             continue;
-        if (for_cache &&
-            (header_is(h, H2O_STRLIT("accept-encoding")) || header_is(h, H2O_STRLIT("if-none-match")) ||
-             header_is(h, H2O_STRLIT("if-modified-since")) || header_is(h, H2O_STRLIT("if-match")) ||
-             header_is(h, H2O_STRLIT("if-unmodified-since")) || header_is(h, H2O_STRLIT("range")) ||
-             header_is(h, H2O_STRLIT("if-range")) || header_is(h, H2O_STRLIT("cache-control")) ||
-             header_is(h, H2O_STRLIT("pragma"))))
+        if (for_cache && (header_is(h, H2O_STRLIT("accept-encoding")) || header_is(h, H2O_STRLIT("if-none-match")) ||
+                          header_is(h, H2O_STRLIT("if-modified-since")) || header_is(h, H2O_STRLIT("if-match")) ||
+                          header_is(h, H2O_STRLIT("if-unmodified-since")) || header_is(h, H2O_STRLIT("range")) ||
+                          header_is(h, H2O_STRLIT("if-range")) || header_is(h, H2O_STRLIT("cache-control")) ||
+                          header_is(h, H2O_STRLIT("pragma"))))
             continue;
         if (header_is(h, H2O_STRLIT("x-forwarded-for"))) {
             xff = h->value.base;
@@ -220,7 +221,7 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
         }
         if (key_len > 0 && nlen == key_len && strncasecmp(name, key_header, key_len) == 0) {
             if (!route->forward_client_key || for_cache)
-                continue; /* the client's own key never leaks upstream unless the route says so */
+                continue;                   /* the client's own key never leaks upstream unless the route says so */
             r->client_key_forwarded = true; /* it replaces ours: never send two keys */
         }
         if (header_is(h, H2O_STRLIT("accept")))
@@ -230,13 +231,15 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
     const char *ip = dc_request_client_ip(r);
     size_t iplen = strlen(ip);
     if (xff != NULL)
-        lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("X-Forwarded-For: ")), h2o_iovec_init(xff, xff_len),
-                                h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(ip, iplen))
-                         .base;
+        lines[n++] =
+            h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("X-Forwarded-For: ")), h2o_iovec_init(xff, xff_len),
+                       h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(ip, iplen))
+                .base;
     else
         lines[n++] = concat(&req->pool, H2O_STRLIT("X-Forwarded-For: "), ip, iplen, "", 0);
     lines[n++] = req->scheme == &H2O_URL_SCHEME_HTTPS ? "X-Forwarded-Proto: https" : "X-Forwarded-Proto: http";
-    const char *proto = req->version >= 0x200 ? "2 dexcache" : (req->version == 0x100 ? "1.0 dexcache" : "1.1 dexcache");
+    const char *proto =
+        req->version >= 0x200 ? "2 dexcache" : (req->version == 0x100 ? "1.0 dexcache" : "1.1 dexcache");
     if (via != NULL)
         lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Via: ")), h2o_iovec_init(via, via_len),
                                 h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(proto, strlen(proto)))
@@ -336,6 +339,7 @@ void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upst
     fr->retry_backoff_ms = up->retry_backoff_ms;
     fr->connect_timeout_ms = up->connect_timeout_ms;
     fr->timeout_ms = up->timeout_ms;
+    fr->idle_timeout_ms = up->idle_timeout_ms;
     fr->http2 = up->http2;
     fr->tls_verify = up->tls_verify;
     fr->keyring = keyring;
