@@ -70,6 +70,8 @@ typedef struct dc_config_cache_rule {
     size_t nkey_sets;
     char **ignore_params;        /* params left out of the key */
     size_t nignore_params;
+    char **key_headers;          /* request headers forwarded upstream and added to the key (lowercased) */
+    size_t nkey_headers;
     double prefetch;             /* refresh-ahead fraction of ttl (0 = off, else 0.5..0.99) */
     dc_client_no_cache_t client_no_cache; /* default ignore */
     bool is_public;              /* "public: true": cache even with Authorization */
@@ -119,6 +121,8 @@ typedef struct dc_config_route {
     dc_config_limit_t limit;
     dc_config_cdn_t cdn;
     bool forward_client_key;         /* pass the client's own key_header upstream; default false */
+    char **forward_headers;          /* request headers a cacheable request also forwards (lowercased) */
+    size_t nforward_headers;
     uint64_t max_body;               /* request body cap for this route; default = server.max_body */
 } dc_config_route_t;
 

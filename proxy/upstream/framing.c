@@ -1,20 +1,9 @@
 #include "upstream/framing.h"
 #include "core/error.h"
+#include "core/httptok.h"
 
 #include <string.h>
 #include <strings.h>
-
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
 
 void dc_hline_parse(const char *buf, size_t len, dc_hline_t *out)
 {
@@ -52,12 +41,12 @@ void dc_hline_parse(const char *buf, size_t len, dc_hline_t *out)
     if (colon == NULL || colon == buf)
         return;
     for (const char *p = buf; p < colon; p++)
-        if (!is_tchar((unsigned char)*p))
+        if (!dc_http_is_tchar(*p))
             return; /* obs-fold, whitespace before the colon, control bytes */
     const char *v = colon + 1, *end = buf + len;
-    while (v < end && is_ows(*v))
+    while (v < end && dc_http_is_ows(*v))
         v++;
-    while (end > v && is_ows(end[-1]))
+    while (end > v && dc_http_is_ows(end[-1]))
         end--;
     for (const char *p = v; p < end; p++)
         if (*p == '\0' || *p == '\r' || *p == '\n')
@@ -84,7 +73,7 @@ void dc_framing_fail(dc_framing_t *fr, const char *why)
 /* One comma-separated element: the next token of v[*i..len) with OWS removed; false at the end. */
 static bool next_element(const char *v, size_t len, size_t *i, const char **s, size_t *slen)
 {
-    while (*i < len && (is_ows(v[*i]) || v[*i] == ','))
+    while (*i < len && (dc_http_is_ows(v[*i]) || v[*i] == ','))
         (*i)++;
     if (*i >= len)
         return false;
@@ -92,7 +81,7 @@ static bool next_element(const char *v, size_t len, size_t *i, const char **s, s
     while (*i < len && v[*i] != ',')
         (*i)++;
     size_t end = *i;
-    while (end > start && is_ows(v[end - 1]))
+    while (end > start && dc_http_is_ows(v[end - 1]))
         end--;
     *s = v + start;
     *slen = end - start;

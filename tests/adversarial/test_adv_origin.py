@@ -45,6 +45,7 @@ routes:
 
 # keys added by these fixes (an older binary refuses this file)
 CONFIG_NEW_KEYS = PREAMBLE + """
+server: {{ trusted_proxies: ["127.0.0.1"] }}
 upstreams:
   evil: {{ url: "%(evil)s", connect_timeout: 1s, timeout: 10s, idle_timeout: 1s, retries: 0 }}
 routes:
@@ -420,9 +421,10 @@ def test_cache_path_forwards_the_allow_list(proxy, evil):
     status, headers, body = http_get(proxy, "/c" + path, headers=sent)
     assert status == 200
     seen = evil.last_headers(path)
-    for name in ("accept", "accept-language", "user-agent", "traceparent", "tracestate", "content-type"):
+    for name in ("accept", "user-agent", "traceparent", "tracestate", "content-type"):
         assert seen[name] == sent[next(k for k in sent if k.lower() == name)], name
-    assert "cookie" not in seen and "x-api-key" not in seen
+    # not in the key, so not forwarded by default (a route adds them with forward_headers/key_headers)
+    assert "cookie" not in seen and "x-api-key" not in seen and "accept-language" not in seen
 
 
 def test_pass_through_forwards_client_headers_but_not_spoofs(proxy, evil):
@@ -455,3 +457,13 @@ def test_key_headers_are_forwarded_and_vary_the_key(proxy_new, evil):
     s4, h4, b4 = http_get(proxy_new, "/k" + path)
     assert h4["x-cache"] == "MISS" and "x-tenant" not in reflected(b4)
     assert evil.count(path) == 3
+
+
+def test_x_forwarded_for_from_a_trusted_proxy_is_extended(proxy_new, evil):
+    path = "/reflect/trusted"
+    status, headers, body = http_get(proxy_new, "/i" + path,
+                                     headers={"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=6.6.6.6"})
+    assert status == 200
+    seen = evil.last_headers(path)
+    assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert seen["forwarded"] == "for=127.0.0.1;proto=http"
