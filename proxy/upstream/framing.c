@@ -27,7 +27,7 @@ void dc_hline_parse(const char *buf, size_t len, dc_hline_t *out)
             status = status * 10 + (*p++ - '0');
             digits++;
         }
-        if (digits != 3 || (p < end && *p != ' '))
+        if (digits != 3 || status < 100 || (p < end && *p != ' '))
             return; /* status stays 0: unreadable */
         out->status = status;
         while (p < end && *p == ' ')
