@@ -22,7 +22,7 @@ origin request produced it):
   short      Content-Length: 10, body "hello", then close (shorter than announced)
   badchunk   chunked, chunk size "zz"
   chunkeof   chunked, one chunk then close without the last chunk
-  drip       Content-Length: n, n bytes at `rate` bytes/s (?n=20&rate=1)
+  drip       Content-Length: n, `first` bytes at once (default 0), the rest at `rate` bytes/s (?n=20&rate=1)
   stall      Content-Length: n, `first` bytes, a pause of `pause` seconds, the rest (?n=10&first=5&pause=4)
   slowhead   waits `delay` seconds (default 1), then as ok
   reflect    200, body = JSON of every request header received (lowercased names), no Vary
@@ -277,9 +277,10 @@ class EvilOrigin:
 
     def b_drip(self, conn, req):
         n = int(req.qf("n", 20))
+        first = int(req.qf("first", 0))
         gap = 1.0 / req.qf("rate", 1)
-        conn.sendall(self._head(200, [("Content-Type", "text/plain"), ("Content-Length", n)]))
-        for _ in range(n):
+        conn.sendall(self._head(200, [("Content-Type", "text/plain"), ("Content-Length", n)]) + b"x" * first)
+        for _ in range(n - first):
             if self._stop.wait(gap):
                 return False
             conn.sendall(b"x")
