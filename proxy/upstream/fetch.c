@@ -214,7 +214,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
         if (f->status >= 100 && f->status < 200)
             return len; /* interim response: wait for the final one */
         if (dc_framing_finish(&f->framing) != 0) {
-            dc_log_warn("upstream %s: invalid response framing (%s); answered 502", f->url, f->framing.error);
+            dc_log_warn("upstream %s: invalid response framing (%s)", f->url, f->framing.error);
             f->proto_err = true;
             f->last_err = DC_EPROTO;
             return 0; /* aborts the transfer; not retried: the origin would frame it the same way */

@@ -285,6 +285,18 @@ def test_drip_is_cut_at_the_whole_response_deadline(proxy, evil):
     assert evil.count(path) == 2  # nothing was stored
 
 
+@pytest.mark.parametrize("behaviour,query", [("drip", "?n=20&rate=1"), ("slowhead", "?delay=6")])
+def test_timed_out_attempt_is_not_retried(proxy, evil, behaviour, query):
+    """retries: 2, but the deadline covers every attempt: one attempt, 504 at the deadline."""
+    path = "/%s/retry" % behaviour
+    t0 = time.monotonic()
+    status, headers, body = http_get(proxy, "/r" + path + query)
+    took = time.monotonic() - t0
+    assert status == 504 and body == error_body(504, "upstream timed out", headers)
+    assert took < 5.5, took
+    assert evil.count(path) == 1
+
+
 def test_drip_on_pass_through_is_cut_too(proxy, evil):
     path = "/drip/p"
     t0 = time.monotonic()
