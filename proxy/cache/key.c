@@ -628,3 +628,31 @@ bool dc_cache_query_only(const char *q, size_t qlen, const char *name)
             return false;
     return true;
 }
+
+size_t dc_cache_key_header_bound(size_t nlen, size_t vlen)
+{
+    return nlen + 2 + 3 * vlen;
+}
+
+size_t dc_cache_key_add_header(char *out, size_t cap, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (cap < dc_cache_key_header_bound(nlen, vlen))
+        return 0;
+    size_t o = 0;
+    out[o++] = ' ';
+    memcpy(out + o, name, nlen);
+    o += nlen;
+    out[o++] = ':';
+    for (size_t i = 0; i < vlen; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c <= 0x20 || c >= 0x7f || c == '%') {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}

@@ -50,6 +50,17 @@ long dc_cache_path_normalize(const char *p, size_t plen, char *out, size_t cap);
 long dc_cache_key_build(const char *method, size_t mlen, const char *route_prefix, const char *pq, size_t pqlen,
                         const dc_cache_key_opts_t *opts, char *out, size_t cap);
 
+/*
+ * A request header named in a cache rule's key_headers, appended to a built key as
+ *   ' ' NAME ':' VALUE
+ * (NAME lowercased as configured; VALUE with '%', space, controls and non-ASCII bytes as %XX, so
+ * neither can forge a separator). A request without the header keeps the plain key; several
+ * occurrences append one segment each. Writes into out (cap bytes, no NUL) and returns the bytes
+ * written, or 0 when cap is below dc_cache_key_header_bound().
+ */
+size_t dc_cache_key_add_header(char *out, size_t cap, const char *name, size_t nlen, const char *value, size_t vlen);
+size_t dc_cache_key_header_bound(size_t nlen, size_t vlen);
+
 /* An upper bound of dc_cache_key_build()'s output length for these inputs (plus the NUL). */
 size_t dc_cache_key_bound(size_t mlen, size_t prefix_len, size_t pqlen);
 

@@ -51,6 +51,7 @@ typedef struct dc_config_upstream {
     uint64_t breaker_max_backoff_ms; /* breaker: { max_backoff } default 30s */
     uint64_t connect_timeout_ms; /* default 2s */
     uint64_t timeout_ms;         /* whole-response deadline, default 10s */
+    uint64_t idle_timeout_ms;    /* longest gap between two body bytes, default 5s */
     uint32_t retries;            /* default 2, range 0..10 */
     uint64_t retry_backoff_ms;   /* base of exponential backoff with jitter, default 100ms */
     uint64_t key_quarantine_ms;  /* a key answered 401/403 is set aside this long, default 60s */
@@ -72,6 +73,8 @@ typedef struct dc_config_cache_rule {
     size_t nkey_sets;
     char **ignore_params;        /* params left out of the key */
     size_t nignore_params;
+    char **key_headers;          /* request headers forwarded upstream and added to the key (lowercased) */
+    size_t nkey_headers;
     double prefetch;             /* refresh-ahead fraction of ttl (0 = off, else 0.5..0.99) */
     dc_client_no_cache_t client_no_cache; /* default ignore */
     bool is_public;              /* "public: true": cache even with Authorization */
@@ -121,6 +124,8 @@ typedef struct dc_config_route {
     dc_config_limit_t limit;
     dc_config_cdn_t cdn;
     bool forward_client_key;         /* pass the client's own key_header upstream; default false */
+    char **forward_headers;          /* request headers a cacheable request also forwards (lowercased) */
+    size_t nforward_headers;
     uint64_t max_body;               /* request body cap for this route; default = server.max_body */
 } dc_config_route_t;
 

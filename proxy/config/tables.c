@@ -114,6 +114,18 @@ static int check_header_name(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const
     return 0;
 }
 
+/* A request header a route may add to what cacheable requests forward (see dc__config_is_reserved_forward_header). */
+static int check_forward_header(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    if (check_header_name(ctx, d, node, v) != 0)
+        return DC_ECONFIG;
+    if (dc__config_is_reserved_forward_header(*v))
+        return fail_found(ctx, node,
+                          "a header name dexcache does not set or decide itself (not hop-by-hop, Host, Via, "
+                          "X-Request-Id, Forwarded, X-Forwarded-*, conditionals, Range, Accept-Encoding)");
+    return 0;
+}
+
 /* Upstream base URL: http or https, a host, no query or fragment; trailing slashes stripped so
  * url + upstream path never has "//". */
 static int check_upstream_url(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
@@ -451,8 +463,13 @@ static const dc__directive_t upstream_rows[] = {
     R_MAP("breaker", 0, DC__NOFIELD, &breaker_table,
           "when every fetch fails, stop sending: no request for a pause that grows, then one probe"),
     R_DUR("connect_timeout", U, connect_timeout_ms, "2s", 1, 5 * MINUTE, "TCP + TLS connect deadline"),
-    R_DUR("timeout", U, timeout_ms, "10s", 1, HOUR, "whole-response deadline per attempt"),
-    R_UINT("retries", U, retries, "2", 0, 10, "retries of GET/HEAD after a connect error, a reset, 502/503/504, or a 429 (after the pause it asks for)"),
+    R_DUR("timeout", U, timeout_ms, "10s", 1, HOUR,
+          "whole-response deadline (head and body, across retries); past it the client gets a 504 or the "
+          "stale copy, and nothing is stored"),
+    R_DUR("idle_timeout", U, idle_timeout_ms, "5s", 1, HOUR,
+          "longest gap between two bytes of an upstream body; past it, as for timeout"),
+    R_UINT("retries", U, retries, "2", 0, 10,
+           "retries of GET/HEAD after a connect error, a reset, 502/503/504, or a 429 (after the pause it asks for)"),
     R_DUR("retry_backoff", U, retry_backoff_ms, "100ms", 0, MINUTE, "base of exponential backoff with jitter"),
     R_DUR("key_quarantine", U, key_quarantine_ms, "60s", 0, DAY, "how long a key answered 401/403 is set aside"),
     R_BOOL("http2", U, http2, "true", "use HTTP/2 when the upstream offers it (ALPN)"),
@@ -479,6 +496,10 @@ static const dc__directive_t rule_rows[] = {
     R_BOOL("respect_origin", RULE, respect_origin, "false", "origin Cache-Control / Expires win over ttl when sent"),
     R_LIST("key_sets", RULE, key_sets, nkey_sets, "params whose comma lists are sorted and deduplicated in the key"),
     R_LIST("ignore_params", RULE, ignore_params, nignore_params, "params left out of the cache key"),
+    R_LIST("key_headers", RULE, key_headers, nkey_headers,
+           "request headers that are forwarded upstream and made part of the cache key (each value its own "
+           "entry); not applied to batched requests, which forward none of the client's headers",
+           .check = check_forward_header),
     {.name = "prefetch",
      .type = DC__T_CUSTOM,
      .offset = offsetof(RULE, prefetch),
@@ -609,6 +630,13 @@ static const dc__directive_t route_rows[] = {
           "caching headers sent to CDNs and browsers"),
     R_BOOL("forward_client_key", ROUTE, forward_client_key, "false",
            "pass the client's own key_header upstream instead of a configured key"),
+    R_LIST("forward_headers", ROUTE, forward_headers, nforward_headers,
+           "request headers a cacheable request forwards besides the default Accept, Content-Type, User-Agent, "
+           "traceparent and tracestate; they are NOT in the cache key (use the cache rule's key_headers for "
+           "headers that change the answer). Pass-through requests forward the client's headers anyway, minus "
+           "hop-by-hop and spoofable forwarding headers (Forwarded, X-Forwarded-*, X-Real-IP, X-Original-URL, "
+           "...), which dexcache sets itself from what it knows",
+           .check = check_forward_header),
     R_SIZE("max_body", ROUTE, max_body, NULL, 0, DC__UNBOUNDED, "request body cap for this route",
            .dflt_doc = "server.max_body"),
 };

@@ -365,3 +365,24 @@ uint32_t dc__config_online_cpus(uint32_t max)
         return 1;
     return (uint64_t)n > max ? max : (uint32_t)n;
 }
+
+bool dc__config_is_reserved_forward_header(const char *s)
+{
+    static const char *const reserved[] = {
+        /* hop-by-hop and framing */
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "host", "content-length", "expect",
+        /* set by dexcache */
+        "via", "x-request-id", "forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip",
+        "cf-connecting-ip", "fastly-client-ip", "x-original-url", "x-original-uri", "x-rewrite-url", "x-original-host",
+        "x-host", "x-proxyuser-ip", "client-ip", "x-forwarded",
+        /* decided by a cache fill */
+        "accept-encoding", "if-none-match", "if-match", "if-modified-since", "if-unmodified-since", "if-range",
+        "range"};
+    if (strncmp(s, "x-forwarded-", 12) == 0)
+        return true;
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (strcmp(reserved[i], s) == 0)
+            return true;
+    return false;
+}

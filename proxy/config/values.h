@@ -34,6 +34,11 @@ int dc__config_parse_cidr(const char *s, char **normalized);
 
 /* An HTTP header field name (RFC 9110 token). */
 bool dc__config_is_header_name(const char *s);
+/* Names a route may not add to forward_headers / key_headers (lowercased input): hop-by-hop and
+ * framing headers, Host, the ones dexcache sets itself (Via, X-Request-Id, Forwarded,
+ * X-Forwarded-*, and the client-address headers it refuses from clients: see http/hop.h
+ * dc_hop_is_spoofable), and the conditional/range/encoding headers a cache fill decides. */
+bool dc__config_is_reserved_forward_header(const char *s);
 
 /* Shortest exact rendering: 90000 -> "90s", 3600000 -> "1h", 1500 -> "1500ms", 0 -> "0". */
 void dc__config_format_duration(uint64_t ms, char *buf, size_t len);

@@ -13,6 +13,13 @@
  *          back-pressure (sent chunks are dropped).
  * An origin error, timeout, 5xx or 429 while a stale copy is inside its stale-if-error window is
  * answered with that copy, for the leader and every waiter.
+ *
+ * Nobody sees a head before the body is known to be good or large: the leader's response starts
+ * when the whole body is in (and stored), or once HOLD_HEAD_MAX bytes have arrived; waiters on other
+ * workers start streaming at the same size. So an answer that fails before then (a body shorter or
+ * longer than announced, bad chunking, the deadline, the idle timeout) still becomes a clean
+ * 502/504 or the stale copy for everyone; a larger one that fails later is cut (the client sees the
+ * response end with an error) and is never stored.
  */
 #include "cache/encode.h"
 #include "cache/growing.h"
@@ -37,9 +44,11 @@
 #include <string.h>
 
 #define FILL_MAGIC 0x46494c4cu /* "FILL" */
-/* Answers at least this large (or of unknown length) are streamed to waiters as they arrive;
- * smaller ones are handed over complete (one wake-up instead of many). */
+/* Answers are streamed to waiters once this many bytes have arrived; smaller ones are handed over
+ * complete (one wake-up instead of many, and a failure is still a clean error answer). */
 #define STREAM_TO_WAITERS_MIN (256 * 1024)
+/* The leader's response head waits for the whole body or this many bytes (see above). */
+#define HOLD_HEAD_MAX DC_STREAM_HIGH_WATER
 /* How long a key whose answer was private stays hit-for-pass (requests skip collapsing). */
 #define PASS_MARKER_MS 10000
 
@@ -62,14 +71,16 @@ typedef struct dc_fill {
     dc_shared_body_t *sb_ident; /* decoded as it arrives when the origin sent gzip (else NULL) */
     z_stream zs;
     bool inflating;
-    bool completed;   /* complete_body ran */
+    bool completed;         /* complete_body ran */
     uint32_t retry_after_s; /* refused by the upstream budget: when to come back (for waiters' Retry-After) */
-    bool fleet_lock;  /* this fill holds the fleet-wide lock of its key (other instances follow) */
+    bool fleet_lock;        /* this fill holds the fleet-wide lock of its key (other instances follow) */
     int complete_err;
-    dc_growing_t *growing; /* set when the identity body is streamed to waiters on other workers */
+    dc_growing_t *growing;    /* set when the identity body is streamed to waiters on other workers */
     dc_growing_t *growing_gz; /* and the gzip body as received, when the origin sent gzip */
     bool growing_ended;
     dc_request_t *client;
+    bool leader_started; /* the leader's response has started (dc_serve_follow_start) */
+    bool leader_decoded; /* the leader is sent the decoded stream (it does not accept gzip) */
     fill_mode_t mode;
     dc_policy_decision_t decision;
     mbedtls_sha256_context sha;
@@ -179,8 +190,7 @@ static void client_fallback(dc_fill_t *fill, dc_fetch_t *f, int err, int fwd_sta
             snprintf(cs, sizeof(cs), "dexcache; fwd=stale; fwd-status=%d", fwd_status);
         else
             snprintf(cs, sizeof(cs), "dexcache; fwd=stale; detail=%s", err == DC_ETIMEDOUT ? "timeout" : "error");
-        dc_serve_entry(r, fill->stale, "STALE",
-                       h2o_strdup(&r->req->pool, cs, strlen(cs)).base);
+        dc_serve_entry(r, fill->stale, "STALE", h2o_strdup(&r->req->pool, cs, strlen(cs)).base);
     } else {
         dc_request_respond_fetch_error(r, f, err);
     }
@@ -215,6 +225,7 @@ static void finish_with_error(dc_fill_t *fill, int err, int fwd_status)
                       : err == DC_EAGAIN       ? "upstream budget exhausted"
                       : err == DC_EUNAVAIL     ? "upstream unavailable: its circuit breaker is open"
                       : err == DC_ECONNREFUSED ? "upstream connection refused"
+                      : err == DC_EPROTO       ? "upstream sent an invalid response"
                                                : "upstream failed";
     }
     finish_flight(fill, &res);
@@ -298,9 +309,9 @@ static void on_head(void *data, dc_fetch_t *f)
     if (fill->client != NULL && fill->client->req != NULL) {
         h2o_req_t *creq = fill->client->req;
         ssize_t ae = h2o_find_header(&creq->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
-        client_gzip = ae >= 0 && dc_encoding_negotiate(creq->headers.entries[ae].value.base,
-                                                       creq->headers.entries[ae].value.len,
-                                                       1u << DC_ENC_GZIP) == DC_ENC_GZIP;
+        client_gzip =
+            ae >= 0 && dc_encoding_negotiate(creq->headers.entries[ae].value.base, creq->headers.entries[ae].value.len,
+                                             1u << DC_ENC_GZIP) == DC_ENC_GZIP;
     }
     if (enc != DC_ENC_IDENTITY && enc != DC_ENC_GZIP && fill->mode != FILL_PASS) {
         fill->mode = FILL_PASS;
@@ -317,45 +328,78 @@ static void on_head(void *data, dc_fetch_t *f)
         }
     }
 
-    /* a large answer streams to the waiters (on any worker) as it arrives */
-    if (fill->mode == FILL_STORE && fill->flight != NULL && (cl < 0 || (uint64_t)cl >= STREAM_TO_WAITERS_MIN)) {
-        dc_shared_body_t *identity = fill->inflating ? fill->sb_ident : fill->sb;
-        fill->growing = dc_growing_create(identity, fill->inflating || cl < 0 ? 0 : (size_t)cl);
-        if (fill->inflating)
-            fill->growing_gz = dc_growing_create(fill->sb, cl < 0 ? 0 : (size_t)cl);
-        dc_cache_entry_t *preview = entry_from_head(fill, f);
-        dc_flight_result_t res = {.outcome = DC_FLIGHT_STREAM,
-                                  .entry = preview,
-                                  .growing = fill->growing,
-                                  .growing_gz = fill->growing_gz,
-                                  .fwd_status = status};
-        dc_inflight_stream(fill->worker->inflight, fill->flight, &res);
-        dc_cache_entry_release(preview);
-    }
-
     if (fill->client != NULL && fill->client->req != NULL) {
-        dc_request_t *r = fill->client;
-        r->attempts = dc_fetch_attempts(f);
-        bool decoded = fill->inflating && !client_gzip;
-        size_t ct_len, vary_len;
-        const char *ct = dc_resphdr_find(hs, n, "content-type", &ct_len);
-        if (fill->mode == FILL_STORE && ct != NULL && dc_encoding_compressible_type(ct, ct_len) &&
-            (decoded || dc_resphdr_find(hs, n, "vary", &vary_len) == NULL))
-            dc_request_add_header(r, H2O_STRLIT("vary"), H2O_STRLIT("Accept-Encoding"));
-        dc_cdn_headers_t cdn;
-        bool with_cdn = fill->route->cdn.enabled && fill->mode == FILL_STORE;
-        if (with_cdn)
-            dc_cdn_headers_build(&fill->route->cdn, fill->rule, fill->decision.negative,
-                                 (const char *const *)fill->tags, fill->ntags, &cdn);
-        dc_serve_follow_start(r, fill, f, decoded ? fill->sb_ident : fill->sb, "MISS",
-                              leader_cache_status(fill, status, &r->req->pool), with_cdn ? &cdn : NULL,
-                              decoded ? DC_HEAD_DECODED : 0);
-        if (with_cdn)
-            dc_cdn_headers_dispose(&cdn);
+        fill->client->attempts = dc_fetch_attempts(f);
+        fill->leader_decoded = fill->inflating && !client_gzip;
+        /* the response starts in start_leader(), once the body is complete or large */
     } else if (fill->mode == FILL_PASS) {
         fill->client = NULL;
         abandon(fill, f); /* nobody needs these bytes */
     }
+}
+
+/* A large answer streams to the waiters (on any worker) from now on, as it arrives. */
+static void stream_to_waiters(dc_fill_t *fill, dc_fetch_t *f)
+{
+    int64_t cl = dc_fetch_content_length(f);
+    dc_shared_body_t *identity = fill->inflating ? fill->sb_ident : fill->sb;
+    fill->growing = dc_growing_create(identity, fill->inflating || cl < 0 ? 0 : (size_t)cl);
+    if (fill->inflating)
+        fill->growing_gz = dc_growing_create(fill->sb, cl < 0 ? 0 : (size_t)cl);
+    dc_cache_entry_t *preview = entry_from_head(fill, f);
+    dc_flight_result_t res = {.outcome = DC_FLIGHT_STREAM,
+                              .entry = preview,
+                              .growing = fill->growing,
+                              .growing_gz = fill->growing_gz,
+                              .fwd_status = dc_fetch_status(f)};
+    dc_inflight_stream(fill->worker->inflight, fill->flight, &res);
+    dc_cache_entry_release(preview);
+}
+
+/* The leader's response head goes out now (see the file comment for when). */
+static void start_leader(dc_fill_t *fill, dc_fetch_t *f)
+{
+    dc_request_t *r = fill->client;
+    if (fill->leader_started || r == NULL || r->req == NULL)
+        return;
+    fill->leader_started = true;
+    int status = dc_fetch_status(f);
+    size_t n;
+    const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
+    r->attempts = dc_fetch_attempts(f);
+    bool decoded = fill->leader_decoded;
+    size_t ct_len, vary_len;
+    const char *ct = dc_resphdr_find(hs, n, "content-type", &ct_len);
+    if (fill->mode == FILL_STORE && ct != NULL && dc_encoding_compressible_type(ct, ct_len) &&
+        (decoded || dc_resphdr_find(hs, n, "vary", &vary_len) == NULL))
+        dc_request_add_header(r, H2O_STRLIT("vary"), H2O_STRLIT("Accept-Encoding"));
+    dc_cdn_headers_t cdn;
+    bool with_cdn = fill->route->cdn.enabled && fill->mode == FILL_STORE;
+    if (with_cdn)
+        dc_cdn_headers_build(&fill->route->cdn, fill->rule, fill->decision.negative, (const char *const *)fill->tags,
+                             fill->ntags, &cdn);
+    dc_serve_follow_start(r, fill, f, decoded ? fill->sb_ident : fill->sb, "MISS",
+                          leader_cache_status(fill, status, &r->req->pool), with_cdn ? &cdn : NULL,
+                          decoded ? DC_HEAD_DECODED : 0);
+    if (with_cdn)
+        dc_cdn_headers_dispose(&cdn);
+}
+
+/* The fetch is over for the leader: its response ends (err == 0), is cut (it had started), or is
+ * answered with the stale copy or an error instead (it had not). */
+static void end_leader(dc_fill_t *fill, dc_fetch_t *f, int err)
+{
+    if (fill->client == NULL)
+        return;
+    if (err == 0)
+        start_leader(fill, f);
+    if (!fill->leader_started) {
+        client_fallback(fill, f, err != 0 ? err : DC_EUPSTREAM, 0);
+        return;
+    }
+    dc_request_t *r = fill->client;
+    fill->client = NULL;
+    dc_serve_follow_end(r, err != 0);
 }
 
 /* The answer broke mid-body (corrupt gzip): nothing is stored, waiters get a stale copy or an
@@ -364,11 +408,7 @@ static void fail_mid_body(dc_fill_t *fill, dc_fetch_t *f)
 {
     if (fill->mode == FILL_STORE || fill->mode == FILL_SHARE)
         finish_with_error(fill, DC_EUPSTREAM, 0);
-    if (fill->client != NULL) {
-        dc_request_t *r = fill->client;
-        fill->client = NULL;
-        dc_serve_follow_end(r, true);
-    }
+    end_leader(fill, f, DC_EUPSTREAM);
     abandon(fill, f);
 }
 
@@ -430,7 +470,7 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
             return 0;
         }
     }
-    if (fill->mode == FILL_PASS && fill->client != NULL &&
+    if (fill->mode == FILL_PASS && fill->client != NULL && fill->leader_started &&
         fill->client->body->body.len - fill->client->acked >= DC_STREAM_HIGH_WATER)
         return 1; /* the leader is behind: pause the upstream until it catches up */
     if (fill->mode == FILL_STORE && !fill->inflating)
@@ -450,7 +490,15 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
     if ((fill->mode == FILL_STORE || fill->mode == FILL_SHARE) && !fill->completed && cl >= 0 &&
         fill->sb->body.len == (size_t)cl)
         fill->complete_err = complete_body(fill, f);
-    if (fill->client != NULL)
+    if (fill->mode == FILL_STORE && fill->flight != NULL && fill->growing == NULL && !fill->completed &&
+        identity->body.len >= STREAM_TO_WAITERS_MIN)
+        stream_to_waiters(fill, f);
+    if (fill->client != NULL && !fill->leader_started) {
+        dc_shared_body_t *followed = fill->leader_decoded ? fill->sb_ident : fill->sb;
+        if ((fill->completed && fill->complete_err == 0) || followed->body.len >= HOLD_HEAD_MAX)
+            start_leader(fill, f);
+    }
+    if (fill->client != NULL && fill->leader_started)
         dc_serve_follow_pump(fill->client);
     return 0;
 }
@@ -521,8 +569,8 @@ static dc_cache_entry_t *build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *f)
     for (size_t i = 0; i < mn; i++)
         kept[i] = (dc_cache_hdr_t){h2o_lookup_token(m[i].name, m[i].name_len), m[i].name, m[i].name_len, m[i].value,
                                    m[i].value_len};
-    dc_cache_entry_t *e = dc_cache_entry_create(fill->key, fill->key_len, old->status, kept, mn, old->tags,
-                                                old->ntags, dc_shared_body_ref(old->body));
+    dc_cache_entry_t *e = dc_cache_entry_create(fill->key, fill->key_len, old->status, kept, mn, old->tags, old->ntags,
+                                                dc_shared_body_ref(old->body));
     free(kept);
     free(m);
     for (unsigned i = DC_ENC_GZIP; i < DC_ENC_COUNT; i++)
@@ -580,9 +628,9 @@ static dc_cache_entry_t *entry_from_head(dc_fill_t *fill, dc_fetch_t *f)
         }
     }
     dc_shared_body_t *identity = fill->inflating ? fill->sb_ident : fill->sb;
-    dc_cache_entry_t *e = dc_cache_entry_create(fill->key, fill->key_len, dc_fetch_status(f), kept, k,
-                                                (const char *const *)fill->tags, fill->ntags,
-                                                dc_shared_body_ref(identity));
+    dc_cache_entry_t *e =
+        dc_cache_entry_create(fill->key, fill->key_len, dc_fetch_status(f), kept, k, (const char *const *)fill->tags,
+                              fill->ntags, dc_shared_body_ref(identity));
     free(kept);
     if (with_cdn)
         dc_cdn_headers_dispose(&cdn);
@@ -679,8 +727,8 @@ static void on_done(void *data, dc_fetch_t *f, int err)
             return;
         }
         dc_cache_entry_t *e = build_revalidated_entry(fill, f);
-        bool stored = fill->decision.verdict == DC_POLICY_STORE &&
-                      dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
+        bool stored =
+            fill->decision.verdict == DC_POLICY_STORE && dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
         if (stored) {
             dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
             dc_fill_share_l2(fill->worker, e);
@@ -694,7 +742,8 @@ static void on_done(void *data, dc_fetch_t *f, int err)
             if (r->req != NULL) {
                 dc_request_ref(r);
                 dc_serve_entry(r, e, "HIT",
-                               stored ? "dexcache; fwd=stale; fwd-status=304; stored" : "dexcache; fwd=stale; fwd-status=304");
+                               stored ? "dexcache; fwd=stale; fwd-status=304; stored"
+                                      : "dexcache; fwd=stale; fwd-status=304");
                 dc_request_unref(r);
             }
         }
@@ -710,11 +759,7 @@ static void on_done(void *data, dc_fetch_t *f, int err)
         else
             finish_with_error(fill, err, 0);
     }
-    if (fill->client != NULL) {
-        dc_request_t *r = fill->client;
-        fill->client = NULL;
-        dc_serve_follow_end(r, err != 0);
-    }
+    end_leader(fill, f, err);
     fill_free(fill);
 }
 

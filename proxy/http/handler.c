@@ -204,6 +204,7 @@ static bool build_key(dc_request_t *r)
     r->key = buf;
     r->key_len = (size_t)n;
     r->hash = dc_cache_hash(buf, (size_t)n);
+    dc_request_key_add_headers(r); /* the rule's key_headers */
     return true;
 }
 

@@ -3,6 +3,11 @@
  * back-pressure (the upstream transfer pauses while the client is behind), never stored.
  * Used for uncacheable requests (non-GET, no cache rule, Authorization, hit-for-pass keys) and by
  * waiters whose leader's answer could not be shared.
+ *
+ * The response head waits until the whole answer is in or DC_STREAM_HIGH_WATER bytes are buffered:
+ * an answer that fails before then (invalid framing, the deadline, the idle timeout) is still a
+ * clean 502/504 JSON error; a larger one that fails later is cut (the client sees an error end).
+ * The head never carries the origin's Content-Length or Transfer-Encoding: h2o frames what we send.
  */
 #include "core/error.h"
 #include "core/log.h"
@@ -62,18 +67,27 @@ void dc__pass_proceed(dc_request_t *r)
     dc_request_unref(r);
 }
 
-static void on_head(void *data, dc_fetch_t *f)
+/* The response head goes out now. `complete`: every byte of the answer is in r->pending. */
+static void pass_start(dc_request_t *r, dc_fetch_t *f, bool complete)
 {
-    dc_request_t *r = data;
-    DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
     h2o_req_t *req = r->req;
     dc_request_set_upstream_head(r, f, 0);
+    if (complete && !r->is_head && req->res.content_length == SIZE_MAX && req->res.status != 204 &&
+        req->res.status != 304)
+        req->res.content_length = r->pending.len; /* a chunked answer, complete: no need to chunk it again */
     dc_request_add_header(r, H2O_STRLIT("x-cache"), r->x_cache, strlen(r->x_cache));
     dc_request_add_header(r, H2O_STRLIT("x-request-id"), r->request_id, strlen(r->request_id));
     r->out = DC_OUT_PASS;
     r->generator.proceed = dc_out_proceed;
     r->generator.stop = dc_out_stop;
     h2o_start_response(req, &r->generator);
+}
+
+static void on_head(void *data, dc_fetch_t *f)
+{
+    dc_request_t *r = data;
+    DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
+    (void)f; /* the head is sent by pass_start, once the body is complete or large */
 }
 
 static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
@@ -87,6 +101,11 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
         return 1; /* refuse: the upstream transfer pauses until proceed() */
     }
     buf_append(&r->pending, buf, len);
+    if (r->out == DC_OUT_NONE) {
+        if (r->pending.len < DC_STREAM_HIGH_WATER)
+            return 0; /* held: see the file comment */
+        pass_start(r, f, false);
+    }
     dc_request_ref(r);
     pass_flush(r);
     dc_request_unref(r);
@@ -103,8 +122,11 @@ static void on_done(void *data, dc_fetch_t *f, int err)
     if (r->req == NULL)
         return;
     if (r->out == DC_OUT_NONE) {
-        dc_request_respond_fetch_error(r, f, err); /* no response head reached the client */
-        return;
+        if (err != 0) {
+            dc_request_respond_fetch_error(r, f, err); /* no response head reached the client */
+            return;
+        }
+        pass_start(r, f, true);
     }
     r->upstream_done = true;
     r->upstream_err = err;
@@ -133,8 +155,7 @@ void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cach
     fr.body = req->entity.base;
     fr.body_len = req->entity.base ? req->entity.len : 0;
     fr.idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    dc_fetch_request_from_upstream(&fr, up, r->up_rt, !r->client_key_forwarded,
-                                   r->worker->fleet);
+    dc_fetch_request_from_upstream(&fr, up, r->up_rt, !r->client_key_forwarded, r->worker->fleet);
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
     r->fetch = dc_fetch_start(&r->worker->curl, &fr, &cbs, r);
 }

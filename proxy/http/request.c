@@ -2,7 +2,9 @@
 #include "core/error.h"
 #include "core/metrics.h"
 #include "core/time.h"
+#include "cache/key.h"
 #include "http/hop.h"
+#include "ratelimit/clientid.h"
 #include "http/respond.h"
 #include "http/resphdr.h"
 #include "sse/sse.h"
@@ -135,6 +137,8 @@ void dc_request_respond_fetch_error(dc_request_t *r, dc_fetch_t *f, int err)
         dc_request_respond_error(r, 503, "upstream unavailable: its circuit breaker is open");
     } else if (err == DC_ETIMEDOUT) {
         dc_request_respond_error(r, 504, "upstream timed out");
+    } else if (err == DC_EPROTO) {
+        dc_request_respond_error(r, 502, "upstream sent an invalid response");
     } else if (err == DC_ECONNREFUSED) {
         dc_request_respond_error(r, 502, "upstream connection refused");
     } else {
@@ -180,11 +184,40 @@ static char *concat(h2o_mem_pool_t *pool, const char *a, size_t alen, const char
     return h2o_concat(pool, h2o_iovec_init(a, alen), h2o_iovec_init(b, blen), h2o_iovec_init(c, clen)).base;
 }
 
+static bool in_names(char *const *names, size_t n, const char *name, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strlen(names[i]) == len && strncasecmp(names[i], name, len) == 0)
+            return true;
+    return false;
+}
+
+/* Is request header `name` forwarded on the cache path? The default allow-list, the route's
+ * forward_headers, the rule's key_headers (those are in the key). */
+static bool cache_forwards(const dc_request_t *r, const char *name, size_t len)
+{
+    return dc_hop_cache_default_forward(name, len) ||
+           in_names(r->route->forward_headers, r->route->nforward_headers, name, len) ||
+           (r->rule != NULL && in_names(r->rule->key_headers, r->rule->nkey_headers, name, len));
+}
+
 /*
- * "Name: value" lines toward the upstream, in the request pool, NULL-terminated. `for_cache`: the
- * answer will be shared with other clients, so headers that would make it specific to this client
- * are not sent (Accept-Encoding: the stored body is identity; conditional and range headers: the
- * cache needs the full answer).
+ * "Name: value" lines toward the upstream, in the request pool, NULL-terminated.
+ *
+ * `for_cache`: the answer will be shared with other clients, and the cache key is the method and
+ * URL (plus the rule's key_headers): only headers that cannot make the answer differ between
+ * clients go, i.e. the default allow-list (dc_hop_cache_default_forward), the route's
+ * forward_headers and the rule's key_headers. Everything else (X-Forwarded-Host, X-Original-URL,
+ * X-HTTP-Method-Override, cookies, the client's own API key, conditionals, Accept-Encoding: the fill
+ * asks gzip itself) stays here. Otherwise (pass-through: the answer is this client's alone) the
+ * client's headers go as sent, minus hop-by-hop headers, Host and framing, and the spoofable
+ * forwarding headers (dc_hop_is_spoofable).
+ *
+ * Either way dexcache says who the client is, from what it knows: X-Forwarded-For (the peer
+ * address, appended to the client's X-Forwarded-For only when the peer is one of
+ * server.trusted_proxies), X-Forwarded-Proto, Forwarded (for, proto; and host on pass-through), and
+ * on pass-through X-Forwarded-Host (the Host the client asked for: not in the cache key, so never
+ * sent for a shared answer). Via gets our hop; X-Request-Id is ours.
  */
 const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
 {
@@ -192,7 +225,7 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
     const dc_config_route_t *route = r->route;
     const char *key_header = route->upstream->key_header;
     size_t key_len = key_header ? strlen(key_header) : 0;
-    const char **lines = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * (req->headers.size + 8));
+    const char **lines = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * (req->headers.size + 10));
     size_t n = 0;
     const char *conn_value = NULL, *xff = NULL, *via = NULL;
     size_t conn_len = 0, xff_len = 0, via_len = 0;
@@ -213,21 +246,16 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
             (conn_value != NULL && dc_hop_listed_in_connection(conn_value, conn_len, name, nlen)))
             continue;
         if (header_is(h, H2O_STRLIT("host")) || header_is(h, H2O_STRLIT("content-length")) ||
-            header_is(h, H2O_STRLIT("expect")) || header_is(h, H2O_STRLIT("x-forwarded-proto")) ||
-            header_is(h, H2O_STRLIT("x-request-id")) || (nlen > 0 && name[0] == ':'))
-            continue;
-        if (for_cache &&
-            (header_is(h, H2O_STRLIT("accept-encoding")) || header_is(h, H2O_STRLIT("if-none-match")) ||
-             header_is(h, H2O_STRLIT("if-modified-since")) || header_is(h, H2O_STRLIT("if-match")) ||
-             header_is(h, H2O_STRLIT("if-unmodified-since")) || header_is(h, H2O_STRLIT("range")) ||
-             header_is(h, H2O_STRLIT("if-range")) || header_is(h, H2O_STRLIT("cache-control")) ||
-             header_is(h, H2O_STRLIT("pragma"))))
+            header_is(h, H2O_STRLIT("expect")) || header_is(h, H2O_STRLIT("x-request-id")) ||
+            (nlen > 0 && name[0] == ':'))
             continue;
         if (header_is(h, H2O_STRLIT("x-forwarded-for"))) {
-            xff = h->value.base;
+            xff = h->value.base; /* believed only from a trusted proxy (below) */
             xff_len = h->value.len;
             continue;
         }
+        if (dc_hop_is_spoofable(name, nlen))
+            continue;
         if (header_is(h, H2O_STRLIT("via"))) {
             via = h->value.base;
             via_len = h->value.len;
@@ -235,34 +263,98 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
         }
         if (key_len > 0 && nlen == key_len && strncasecmp(name, key_header, key_len) == 0) {
             if (!route->forward_client_key || for_cache)
-                continue; /* the client's own key never leaks upstream unless the route says so */
+                continue;                   /* the client's own key never leaks upstream unless the route says so */
             r->client_key_forwarded = true; /* it replaces ours: never send two keys */
         }
+        if (for_cache && !cache_forwards(r, name, nlen))
+            continue;
         if (header_is(h, H2O_STRLIT("accept")))
             has_accept = true;
         lines[n++] = concat(&req->pool, name, nlen, H2O_STRLIT(": "), h->value.base, h->value.len);
     }
     const char *ip = dc_request_client_ip(r);
     size_t iplen = strlen(ip);
-    if (xff != NULL)
-        lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("X-Forwarded-For: ")), h2o_iovec_init(xff, xff_len),
-                                h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(ip, iplen))
-                         .base;
+    bool from_trusted = xff != NULL && r->snap != NULL && r->snap->ntrusted > 0 &&
+                        dc_cidr_match_any(r->snap->trusted, r->snap->ntrusted, ip, iplen);
+    if (from_trusted)
+        lines[n++] =
+            h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("X-Forwarded-For: ")), h2o_iovec_init(xff, xff_len),
+                       h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(ip, iplen))
+                .base;
     else
         lines[n++] = concat(&req->pool, H2O_STRLIT("X-Forwarded-For: "), ip, iplen, "", 0);
-    lines[n++] = req->scheme == &H2O_URL_SCHEME_HTTPS ? "X-Forwarded-Proto: https" : "X-Forwarded-Proto: http";
-    const char *proto = req->version >= 0x200 ? "2 dexcache" : (req->version == 0x100 ? "1.0 dexcache" : "1.1 dexcache");
-    if (via != NULL)
+    bool https = req->scheme == &H2O_URL_SCHEME_HTTPS;
+    lines[n++] = https ? "X-Forwarded-Proto: https" : "X-Forwarded-Proto: http";
+    /* RFC 7239: an IPv6 node is quoted and bracketed; the host is always quoted (it may hold ':') */
+    bool v6 = memchr(ip, ':', iplen) != NULL;
+    h2o_iovec_t fwd_for = v6 ? h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("\"[")), h2o_iovec_init(ip, iplen),
+                                          h2o_iovec_init(H2O_STRLIT("]\"")))
+                             : h2o_iovec_init(ip, iplen);
+    const char *proto = https ? ";proto=https" : ";proto=http";
+    if (for_cache) {
+        lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Forwarded: for=")), fwd_for,
+                                h2o_iovec_init(proto, strlen(proto)))
+                         .base;
+    } else {
+        h2o_iovec_t host = req->authority;
+        bool host_ok = host.len > 0 && host.len < 256 && memchr(host.base, '"', host.len) == NULL &&
+                       memchr(host.base, '\\', host.len) == NULL;
+        if (host_ok) {
+            lines[n++] = concat(&req->pool, H2O_STRLIT("X-Forwarded-Host: "), host.base, host.len, "", 0);
+            lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Forwarded: for=")), fwd_for,
+                                    h2o_iovec_init(H2O_STRLIT(";host=\"")), host, h2o_iovec_init(H2O_STRLIT("\"")),
+                                    h2o_iovec_init(proto, strlen(proto)))
+                             .base;
+        } else {
+            lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Forwarded: for=")), fwd_for,
+                                    h2o_iovec_init(proto, strlen(proto)))
+                             .base;
+        }
+    }
+    const char *hop = req->version >= 0x200 ? "2 dexcache" : (req->version == 0x100 ? "1.0 dexcache" : "1.1 dexcache");
+    if (via != NULL && !for_cache)
         lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Via: ")), h2o_iovec_init(via, via_len),
-                                h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(proto, strlen(proto)))
+                                h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(hop, strlen(hop)))
                          .base;
     else
-        lines[n++] = concat(&req->pool, H2O_STRLIT("Via: "), proto, strlen(proto), "", 0);
+        lines[n++] = concat(&req->pool, H2O_STRLIT("Via: "), hop, strlen(hop), "", 0);
     lines[n++] = concat(&req->pool, H2O_STRLIT("X-Request-Id: "), r->request_id, strlen(r->request_id), "", 0);
     if (!has_accept)
         lines[n++] = "Accept:"; /* stop curl from inventing a default Accept header */
     lines[n] = NULL;
     return lines;
+}
+
+void dc_request_key_add_headers(dc_request_t *r)
+{
+    const dc_config_cache_rule_t *rule = r->rule;
+    if (rule == NULL || rule->nkey_headers == 0)
+        return;
+    h2o_req_t *req = r->req;
+    size_t cap = r->key_len + 1;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (in_names(rule->key_headers, rule->nkey_headers, h->name->base, h->name->len))
+            cap += dc_cache_key_header_bound(h->name->len, h->value.len);
+    }
+    if (cap == r->key_len + 1)
+        return; /* none sent: the plain key */
+    char *buf = h2o_mem_alloc_pool(&req->pool, cap);
+    memcpy(buf, r->key, r->key_len);
+    size_t len = r->key_len;
+    for (size_t k = 0; k < rule->nkey_headers; k++) { /* in the rule's order, each occurrence in the request's */
+        const char *want = rule->key_headers[k];
+        size_t wl = strlen(want);
+        for (size_t i = 0; i < req->headers.size; i++) {
+            const h2o_header_t *h = &req->headers.entries[i];
+            if (h->name->len == wl && strncasecmp(h->name->base, want, wl) == 0)
+                len += dc_cache_key_add_header(buf + len, cap - len, want, wl, h->value.base, h->value.len);
+        }
+    }
+    buf[len] = '\0';
+    r->key = buf;
+    r->key_len = len;
+    r->hash = dc_cache_hash(buf, len);
 }
 
 void dc_request_record_upstream(dc_worker_t *w, dc_upstream_rt_t *up_rt, dc_fetch_t *f, int err)
@@ -346,6 +438,7 @@ void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upst
     fr->retry_backoff_ms = up->retry_backoff_ms;
     fr->connect_timeout_ms = up->connect_timeout_ms;
     fr->timeout_ms = up->timeout_ms;
+    fr->idle_timeout_ms = up->idle_timeout_ms;
     fr->http2 = up->http2;
     fr->tls_verify = up->tls_verify;
     fr->keyring = keyring;

@@ -210,6 +210,10 @@ void dc_request_detach_sources(dc_request_t *r);
 /* Shared with fill.c: upstream URL and request headers for this request (pool memory). */
 const char *dc_request_upstream_url(dc_request_t *r);
 const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache);
+/* Append the rule's key_headers (each occurrence the request has, in the rule's order) to r->key
+ * and recompute r->hash; the key is unchanged when the request sends none of them. Those headers
+ * are also the ones dc_request_upstream_headers() forwards on the cache path. */
+void dc_request_key_add_headers(dc_request_t *r);
 /* Record the outcome of a fetch in metrics and upstream health. */
 void dc_request_record_upstream(dc_worker_t *w, dc_upstream_rt_t *up_rt, dc_fetch_t *f, int err);
 

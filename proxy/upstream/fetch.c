@@ -1,4 +1,5 @@
 #include "upstream/fetch.h"
+#include "upstream/framing.h"
 #include "redis/bus.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -15,12 +16,12 @@
 
 typedef enum {
     ST_RESERVING, /* asking Redis for a fleet-wide slot */
-    ST_QUEUED,   /* waiting for the upstream budget's slot */
-    ST_FAILING,  /* an error to report on the next loop turn (never from inside dc_fetch_start) */
-    ST_ATTEMPT,  /* a curl transfer is running, no head yet */
-    ST_BACKOFF,  /* waiting before the next attempt */
-    ST_BODY,     /* head delivered, streaming the body */
-    ST_FINISHED, /* on_done called or aborted; waiting for handles to close */
+    ST_QUEUED,    /* waiting for the upstream budget's slot */
+    ST_FAILING,   /* an error to report on the next loop turn (never from inside dc_fetch_start) */
+    ST_ATTEMPT,   /* a curl transfer is running, no head yet */
+    ST_BACKOFF,   /* waiting before the next attempt */
+    ST_BODY,      /* head delivered, streaming the body */
+    ST_FINISHED,  /* on_done called or aborted; waiting for handles to close */
 } fetch_state_t;
 
 struct dc_fetch {
@@ -32,10 +33,12 @@ struct dc_fetch {
     dc_fetch_callbacks_t cbs;
     void *data;
     bool aborted;
-    bool in_callback;   /* inside a curl callback: can't remove the handle now */
-    bool discard;       /* this attempt's answer is being thrown away (retry) */
+    bool in_callback; /* inside a curl callback: can't remove the handle now */
+    bool discard;     /* this attempt's answer is being thrown away (retry) */
     bool paused;
     bool head_delivered;
+    bool head_request; /* HEAD: no body whatever the head announces */
+    bool proto_err;    /* the answer's framing is invalid (head or body): DC_EPROTO, never retried */
 
     /* request */
     char *method;
@@ -52,7 +55,7 @@ struct dc_fetch {
     struct dc_fleet *fleet;
     char *upstream_name;
     char *budget_name; /* names the fleet budget and cooldown: "<upstream>" or "<upstream>#<key id>" */
-    bool queued; /* holds a place in the budget's queue */
+    bool queued;       /* holds a place in the budget's queue */
     int pending_err;
     uint64_t retry_after_ms;
     struct curl_slist *slist;
@@ -63,8 +66,10 @@ struct dc_fetch {
     int last_err;
     uint64_t pause_ms; /* a 429 asked to wait this long before the next attempt */
     uint64_t started_us;
-    uint64_t deadline_ms; /* monotonic: head deadline */
+    uint64_t deadline_ms;  /* monotonic: whole-response deadline (pushed back by client pauses) */
+    uint64_t paused_at_ms; /* when the caller refused bytes (the pause does not count) */
     uint64_t head_us;
+    uint64_t body_bytes; /* body bytes taken by the caller */
 
     /* response head */
     int status;
@@ -72,6 +77,7 @@ struct dc_fetch {
     dc_fetch_header_t *headers;
     size_t nheaders, capheaders;
     int64_t content_length;
+    dc_framing_t framing;
 };
 
 static void start_attempt(dc_fetch_t *f);
@@ -127,6 +133,7 @@ static void reset_head(dc_fetch_t *f)
     f->reason = NULL;
     f->status = 0;
     f->content_length = -1;
+    dc_framing_init(&f->framing);
 }
 
 static void fetch_free(dc_fetch_t *f)
@@ -186,33 +193,30 @@ static void record_attempt(dc_fetch_t *f, bool failed)
 
 /* ---- curl callbacks ---- */
 
+static void arm_timer(dc_fetch_t *f);
+
 static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 {
     dc_fetch_t *f = userdata;
     size_t len = size * nitems;
     if (f->aborted || f->discard)
         return 0;
-    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
-        /* status line: a new (possibly interim) response starts */
+    if (f->head_delivered)
+        return len; /* trailers of a chunked body: not relayed */
+    dc_hline_t line;
+    dc_hline_parse(buf, len, &line);
+    if (line.kind == DC_HLINE_STATUS) {
+        /* a new (possibly interim) response starts */
         reset_head(f);
-        const char *sp = memchr(buf, ' ', len);
-        if (sp != NULL) {
-            const char *end = buf + len;
-            const char *p = sp + 1;
-            int status = 0;
-            while (p < end && isdigit((unsigned char)*p))
-                status = status * 10 + (*p++ - '0');
-            f->status = status;
-            while (p < end && *p == ' ')
-                p++;
-            const char *r = p;
-            while (p < end && *p != '\r' && *p != '\n')
-                p++;
-            f->reason = dc_strndup(r, (size_t)(p - r));
-        }
+        f->status = line.status;
+        f->reason = dc_strndup(line.value != NULL ? line.value : "", line.value_len);
         return len;
     }
-    if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
+    if (line.kind == DC_HLINE_INVALID) {
+        dc_framing_fail(&f->framing, "malformed header line");
+        return len; /* reported at the end of the head */
+    }
+    if (line.kind == DC_HLINE_END) {
         /* end of a head */
         long code = 0;
         curl_easy_getinfo(f->xfer.easy, CURLINFO_RESPONSE_CODE, &code);
@@ -220,6 +224,14 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
             f->status = (int)code;
         if (f->status >= 100 && f->status < 200)
             return len; /* interim response: wait for the final one */
+        if (dc_framing_finish(&f->framing) != 0) {
+            dc_log_warn("upstream %s: invalid response framing (%s)", f->url, f->framing.error);
+            f->proto_err = true;
+            f->last_err = DC_EPROTO;
+            return 0; /* aborts the transfer; not retried: the origin would frame it the same way (the
+                       * failure is recorded when the transfer ends) */
+        }
+        f->content_length = f->framing.chunked ? -1 : f->framing.content_length;
         record_attempt(f, f->status >= 500);
         uint64_t ra = f->status == 429 ? retry_after_us_from(f) : 0;
         if (f->budget != NULL) {
@@ -227,8 +239,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
                 dc_budget_on_429(f->budget, dc_now_mono_us(), ra);
                 if (f->fleet != NULL && f->budget_name != NULL)
                     dc_fleet_cooldown(f->fleet, f->budget_name, ra ? ra : 1000000); /* every instance pauses */
-            }
-            else if (f->status < 500)
+            } else if (f->status < 500)
                 dc_budget_on_success(f->budget);
         }
         bool key_rejected = (f->status == 401 || f->status == 403) && f->key_index >= 0;
@@ -269,43 +280,40 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
         f->head_us = dc_now_mono_us() - f->started_us;
         f->head_delivered = true;
         f->state = ST_BODY;
-        /* from now on the timer is an idle timer */
+        arm_timer(f); /* from now on: the deadline, and the idle timeout between bytes */
         f->in_callback = true;
         f->cbs.on_head(f->data, f);
         f->in_callback = false;
         return f->aborted ? 0 : len;
     }
-    /* a header line "Name: value\r\n" */
-    const char *colon = memchr(buf, ':', len);
-    if (colon == NULL)
-        return len;
-    size_t nlen = (size_t)(colon - buf);
-    const char *v = colon + 1;
-    const char *end = buf + len;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
-        end--;
+    /* a header line "Name: value" */
+    dc_framing_field(&f->framing, line.name, line.name_len, line.value, line.value_len);
     if (f->nheaders == f->capheaders) {
         f->capheaders = f->capheaders ? f->capheaders * 2 : 16;
         f->headers = dc_realloc(f->headers, f->capheaders * sizeof(*f->headers));
     }
     dc_fetch_header_t *h = &f->headers[f->nheaders++];
-    h->name = dc_strndup(buf, nlen);
+    size_t nlen = line.name_len;
+    h->name = dc_strndup(line.name, nlen);
     for (size_t i = 0; i < nlen; i++)
         h->name[i] = (char)tolower((unsigned char)h->name[i]);
     h->name_len = nlen;
-    h->value = dc_strndup(v, (size_t)(end - v));
-    h->value_len = (size_t)(end - v);
-    if (nlen == 14 && memcmp(h->name, "content-length", 14) == 0) {
-        char *e;
-        long long cl = strtoll(h->value, &e, 10);
-        f->content_length = (e != h->value && *e == '\0' && cl >= 0) ? cl : -1;
-    }
+    h->value = dc_strndup(line.value, line.value_len);
+    h->value_len = line.value_len;
     return len;
 }
 
-static void arm_idle_timer(dc_fetch_t *f);
+/* libcurl reports some framing faults only as text: a body longer than its Content-Length is cut
+ * there and the rest dropped ("Excess found"), a malformed chunk size becomes a generic receive
+ * error. Both come before the bytes they concern reach on_write. */
+static int on_debug(CURL *e, curl_infotype type, char *text, size_t size, void *userdata)
+{
+    (void)e;
+    dc_fetch_t *f = userdata;
+    if (type == CURLINFO_TEXT && dc_framing_curl_text(text, size))
+        f->proto_err = true;
+    return 0;
+}
 
 static size_t on_write(char *buf, size_t size, size_t nmemb, void *userdata)
 {
@@ -315,6 +323,11 @@ static size_t on_write(char *buf, size_t size, size_t nmemb, void *userdata)
         return 0;
     if (len == 0)
         return 0;
+    if (f->proto_err || (dc_framing_has_body(f->status, f->head_request) &&
+                         dc_framing_body(&f->framing, f->body_bytes + len, false) != 0)) {
+        f->proto_err = true; /* more than announced: none of it is relayed */
+        return 0;
+    }
     f->in_callback = true;
     int refused = f->cbs.on_body(f->data, f, buf, len);
     f->in_callback = false;
@@ -322,10 +335,12 @@ static size_t on_write(char *buf, size_t size, size_t nmemb, void *userdata)
         return 0;
     if (refused) {
         f->paused = true;
+        f->paused_at_ms = dc_now_mono_ms();
         uv_timer_stop(&f->timer); /* time paused by the client does not count */
         return CURL_WRITEFUNC_PAUSE;
     }
-    arm_idle_timer(f);
+    f->body_bytes += len;
+    arm_timer(f);
     return len;
 }
 
@@ -350,15 +365,21 @@ static void on_deadline(uv_timer_t *t)
         finish(f, f->pending_err);
         return;
     }
-    /* no head in time, or the body stalled */
+    /* no complete answer by the deadline, or the body stalled longer than the idle timeout */
     dc_curl_loop_remove(f->cl, &f->xfer);
     record_attempt(f, true);
     finish(f, DC_ETIMEDOUT);
 }
 
-static void arm_idle_timer(dc_fetch_t *f)
+/* While a transfer runs: fire at the deadline, or (once the head is in) after idle_timeout_ms
+ * without a byte, whichever comes first. */
+static void arm_timer(dc_fetch_t *f)
 {
-    uv_timer_start(&f->timer, on_deadline, f->opts.timeout_ms, 0);
+    uint64_t now = dc_now_mono_ms();
+    uint64_t left = f->deadline_ms > now ? f->deadline_ms - now : 1;
+    if (f->state == ST_BODY && f->opts.idle_timeout_ms > 0 && f->opts.idle_timeout_ms < left)
+        left = f->opts.idle_timeout_ms;
+    uv_timer_start(&f->timer, on_deadline, left, 0);
 }
 
 /* ---- attempts ---- */
@@ -410,12 +431,19 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         return;
     }
     if (f->head_delivered) {
-        if (rc == CURLE_OK) {
-            finish(f, 0);
-        } else {
-            record_attempt(f, true); /* the body broke off */
-            finish(f, map_curl_error(rc));
-        }
+        int err = rc == CURLE_OK ? 0 : map_curl_error(rc);
+        /* fewer bytes than announced (or a close before the last chunk), a malformed chunk, more
+         * bytes than announced: the answer is not what its head said */
+        if (f->proto_err || rc == CURLE_PARTIAL_FILE || rc == CURLE_WEIRD_SERVER_REPLY ||
+            (rc == CURLE_OK && dc_framing_has_body(f->status, f->head_request) &&
+             dc_framing_body(&f->framing, f->body_bytes, true) != 0))
+            err = DC_EPROTO;
+        if (err == DC_EPROTO)
+            dc_log_warn("upstream %s: the body does not match its framing (%llu bytes, %lld announced)", f->url,
+                        (unsigned long long)f->body_bytes, (long long)f->framing.content_length);
+        if (err != 0)
+            record_attempt(f, true); /* the body broke off or lied */
+        finish(f, err);
         return;
     }
     if (!f->discard) /* a discarded attempt's outcome was recorded with its head */
@@ -423,6 +451,10 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
     /* no head delivered: this attempt failed or is being discarded for a retry */
     int err = f->discard ? f->last_err : map_curl_error(rc);
     bool retry = f->discard || (is_retryable_curl(rc) && can_retry(f));
+    if (f->proto_err || rc == CURLE_WEIRD_SERVER_REPLY) {
+        err = DC_EPROTO; /* a malformed head: the origin would send it again */
+        retry = false;
+    }
     if (rc == CURLE_OK && !f->discard) {
         /* a complete response without a head should not happen; treat as bad upstream */
         retry = false;
@@ -498,15 +530,15 @@ static void start_attempt(dc_fetch_t *f)
         f->key_index = dc_keyring_pick(f->keyring, dc_now_mono_ms());
         f->budget = &f->key_budgets[f->key_index];
         free(f->budget_name);
-        f->budget_name = dc_asprintf("%s#%s", f->upstream_name != NULL ? f->upstream_name : "",
-                                     f->keyring->ids[f->key_index]);
+        f->budget_name =
+            dc_asprintf("%s#%s", f->upstream_name != NULL ? f->upstream_name : "", f->keyring->ids[f->key_index]);
     }
     if (f->budget != NULL && f->budget->nwin > 0 && f->fleet != NULL && dc_fleet_up(f->fleet)) {
         uint64_t em[DC_BUDGET_FLEET_MAX_WIN];
         size_t n = dc_budget_emissions(f->budget, em, DC_BUDGET_FLEET_MAX_WIN);
         f->state = ST_RESERVING;
-        if (dc_fleet_budget_reserve(f->fleet, f->budget_name, em, n, f->budget->queue_timeout_us,
-                                    f->opts.background, on_fleet_reserved, f) == 0)
+        if (dc_fleet_budget_reserve(f->fleet, f->budget_name, em, n, f->budget->queue_timeout_us, f->opts.background,
+                                    on_fleet_reserved, f) == 0)
             return;
         reserve_locally(f, dc_fleet_instances());
         return;
@@ -537,6 +569,8 @@ static void begin_attempt(dc_fetch_t *f)
 {
     f->attempts++;
     f->discard = false;
+    f->proto_err = false;
+    f->body_bytes = 0;
     f->state = ST_ATTEMPT;
     reset_head(f);
     if (f->xfer.easy == NULL)
@@ -565,6 +599,9 @@ static void begin_attempt(dc_fetch_t *f)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug);
+    curl_easy_setopt(e, CURLOPT_DEBUGDATA, f);
+    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L); /* feeds on_debug only (never stderr) */
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->opts.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -596,13 +633,11 @@ static void begin_attempt(dc_fetch_t *f)
     }
     f->xfer.cb = on_xfer_done;
     f->xfer.data = f;
-    /* head deadline: whatever is left of the fetch's time, counted from its first real attempt
-     * (time spent queued for the budget is bounded by the queue timeout instead) */
-    uint64_t now = dc_now_mono_ms();
+    /* the whole response (every attempt, head and body) must be in by the deadline, counted from
+     * the first real attempt (time spent queued for the budget is bounded by the queue timeout) */
     if (f->deadline_ms == 0)
-        f->deadline_ms = now + f->opts.timeout_ms;
-    uint64_t left = f->deadline_ms > now ? f->deadline_ms - now : 1;
-    uv_timer_start(&f->timer, on_deadline, left, 0);
+        f->deadline_ms = dc_now_mono_ms() + f->opts.timeout_ms;
+    arm_timer(f);
     if (dc_curl_loop_add(f->cl, &f->xfer) != 0) {
         f->last_err = DC_EUPSTREAM;
         fail_soon(f, DC_EUPSTREAM);
@@ -635,6 +670,7 @@ dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, co
     f->opts.headers = NULL;
     f->opts.body = NULL;
     f->method = dc_strdup(req->method);
+    f->head_request = strcmp(req->method, "HEAD") == 0;
     f->url = dc_strdup(req->url);
     if (req->headers != NULL) {
         size_t n = 0;
@@ -675,7 +711,10 @@ void dc_fetch_resume(dc_fetch_t *f)
     if (!f->paused || f->state != ST_BODY || f->aborted)
         return;
     f->paused = false;
-    arm_idle_timer(f);
+    uint64_t now = dc_now_mono_ms();
+    if (now > f->paused_at_ms)
+        f->deadline_ms += now - f->paused_at_ms; /* the client's slowness is not the upstream's */
+    arm_timer(f);
     dc_curl_loop_unpause(f->cl, &f->xfer);
 }
 

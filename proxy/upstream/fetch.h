@@ -11,8 +11,13 @@
  *    retried before on_head when the request is idempotent; after on_head nothing is retried.
  *  - on_body returns 0 when it took the bytes, or 1 to refuse them: the transfer pauses and the
  *    same bytes are offered again after dc_fetch_resume().
- *  - Deadlines: `timeout_ms` bounds the time to the response head across all attempts, then the
- *    time between two body chunks (time paused by the caller does not count).
+ *  - Deadlines: `timeout_ms` bounds the whole response (every attempt, head and body) from the
+ *    first attempt's start; `idle_timeout_ms` bounds the time between two body chunks. Time the
+ *    caller keeps the transfer paused does not count. A timed-out attempt is never retried.
+ *  - Framing (upstream/framing.h): an answer whose head frames its body ambiguously, or whose body
+ *    is longer or shorter than announced, ends with DC_EPROTO and is never retried; the bytes of a
+ *    body longer than announced are never offered to on_body. Content-Length, once on_head runs,
+ *    is exactly what on_body will have been offered when on_done reports 0.
  * Single-threaded: a fetch lives on the worker loop that started it.
  */
 #ifndef DC_UPSTREAM_FETCH_H
@@ -39,10 +44,11 @@ typedef struct dc_fetch_header {
 typedef struct dc_fetch_callbacks {
     void (*on_head)(void *data, dc_fetch_t *f);
     int (*on_body)(void *data, dc_fetch_t *f, const char *buf, size_t len);
-    /* err: 0, DC_ETIMEDOUT (no head in time, or body stalled), DC_ECONNREFUSED, DC_EUPSTREAM
-     * (reset, truncated, bad response, DNS/TLS failure), DC_EAGAIN (the upstream budget has no
-     * slot within the queue timeout, or its queue is full: see dc_fetch_retry_after_ms), DC_EUNAVAIL
-     * (the upstream's breaker is open: nothing was sent; see dc_fetch_retry_after_ms). */
+    /* err: 0, DC_ETIMEDOUT (not complete by the deadline, or the body stalled), DC_ECONNREFUSED,
+     * DC_EPROTO (invalid framing: see above), DC_EUPSTREAM (reset, DNS/TLS failure), DC_EAGAIN (the
+     * upstream budget has no slot within the queue timeout, or its queue is full: see
+     * dc_fetch_retry_after_ms), DC_EUNAVAIL (the upstream's breaker is open: nothing was sent; see
+     * dc_fetch_retry_after_ms). */
     void (*on_done)(void *data, dc_fetch_t *f, int err);
 } dc_fetch_callbacks_t;
 
@@ -56,7 +62,8 @@ typedef struct dc_fetch_request {
     uint32_t retries;
     uint64_t retry_backoff_ms;
     uint64_t connect_timeout_ms;
-    uint64_t timeout_ms;
+    uint64_t timeout_ms;        /* whole response; 0 = 10 s */
+    uint64_t idle_timeout_ms;   /* between body bytes; 0 = none (the deadline only) */
     bool http2;
     bool tls_verify;
     dc_keyring_t *keyring;      /* may be NULL; borrowed: must outlive the fetch */

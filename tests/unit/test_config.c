@@ -557,6 +557,7 @@ static void test_defaults(void **state)
     assert_int_equal(u->queue_timeout_ms, 2000);
     assert_int_equal(u->connect_timeout_ms, 2000);
     assert_int_equal(u->timeout_ms, 10000);
+    assert_int_equal(u->idle_timeout_ms, 5000);
     assert_int_equal(u->retries, 2);
     assert_int_equal(u->retry_backoff_ms, 100);
     assert_int_equal(u->key_quarantine_ms, 60000);
@@ -764,7 +765,18 @@ static const bad_case_t bad_cases[] = {
      "upstreams, routes, streams)"},
     {"unknown nested key", UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n    cahce: []\n",
      "bad.yaml:6:5: routes[0].cahce: unknown key (expected one of: prefix, upstream, cache, no_cache, batch, limit, "
-     "cdn, forward_client_key, max_body)"},
+     "cdn, forward_client_key, forward_headers, max_body)"},
+    {"forward_headers naming a header dexcache sets",
+     UPSTREAM_OK "routes:\n  - { prefix: /jup, upstream: jupiter, forward_headers: [x-extra, X-Forwarded-Host] }\n",
+     "bad.yaml:4:67: routes[0].forward_headers[1]: expected a header name dexcache does not set or decide itself "
+     "(not hop-by-hop, Host, Via, X-Request-Id, Forwarded, X-Forwarded-*, conditionals, Range, Accept-Encoding), "
+     "found 'X-Forwarded-Host'"},
+    {"key_headers naming a hop-by-hop header",
+     UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n    cache:\n      - { path: /, ttl: 1s, "
+                 "key_headers: [connection] }\n",
+     "bad.yaml:7:43: routes[0].cache[0].key_headers[0]: expected a header name dexcache does not set or decide "
+     "itself (not hop-by-hop, Host, Via, X-Request-Id, Forwarded, X-Forwarded-*, conditionals, Range, "
+     "Accept-Encoding), found 'connection'"},
     {"bad duration", "upstreams:\n  jupiter:\n    url: \"https://api.jup.ag\"\n    timeout: soon\n" ROUTE_OK,
      "bad.yaml:4:14: upstreams.jupiter.timeout: expected a duration (500ms, 2s, 5m, 1h), found 'soon'"},
     {"duration out of range", "upstreams:\n  jupiter: { url: \"https://api.jup.ag\", timeout: 2h }\n" ROUTE_OK,
