@@ -301,6 +301,11 @@ uint64_t dc_cache_max_object(const dc_cache_t *c)
     return atomic_load(&((dc_cache_t *)c)->max_object);
 }
 
+void dc_cache_note_too_big(dc_cache_t *c)
+{
+    atomic_fetch_add(&c->too_big, 1);
+}
+
 /* Evict least-recently-used entries until the budget holds. Takes shard locks one at a time. */
 static void evict_to_budget(dc_cache_t *c, unsigned start_shard)
 {
@@ -438,8 +443,7 @@ void dc_cache_remove_entry(dc_cache_t *c, dc_cache_entry_t *e)
         dc_cache_entry_release(victim);
 }
 
-static bool purge_covers(const dc_cache_entry_t *e, dc_purge_kind_t kind, const char *arg, size_t len,
-                         uint64_t at_ms)
+static bool purge_covers(const dc_cache_entry_t *e, dc_purge_kind_t kind, const char *arg, size_t len, uint64_t at_ms)
 {
     return e->stored_at_ms <= at_ms && dc_purge_matches(kind, arg, len, e->key, e->key_len, e->tags, e->ntags);
 }
