@@ -61,11 +61,11 @@ typedef struct dc_fill {
     dc_shared_body_t *sb_ident; /* decoded as it arrives when the origin sent gzip (else NULL) */
     z_stream zs;
     bool inflating;
-    bool completed;         /* complete_body ran */
+    bool completed;   /* complete_body ran */
     uint32_t retry_after_s; /* refused by the upstream budget: when to come back (for waiters' Retry-After) */
-    bool fleet_lock;        /* this fill holds the fleet-wide lock of its key (other instances follow) */
+    bool fleet_lock;  /* this fill holds the fleet-wide lock of its key (other instances follow) */
     int complete_err;
-    dc_growing_t *growing;    /* set when the identity body is streamed to waiters on other workers */
+    dc_growing_t *growing; /* set when the identity body is streamed to waiters on other workers */
     dc_growing_t *growing_gz; /* and the gzip body as received, when the origin sent gzip */
     bool growing_ended;
     dc_request_t *client;
@@ -183,7 +183,8 @@ static void client_fallback(dc_fill_t *fill, dc_fetch_t *f, int err, int fwd_sta
             snprintf(cs, sizeof(cs), "dexcache; fwd=stale; fwd-status=%d", fwd_status);
         else
             snprintf(cs, sizeof(cs), "dexcache; fwd=stale; detail=%s", err == DC_ETIMEDOUT ? "timeout" : "error");
-        dc_serve_entry(r, fill->stale, "STALE", h2o_strdup(&r->req->pool, cs, strlen(cs)).base);
+        dc_serve_entry(r, fill->stale, "STALE",
+                       h2o_strdup(&r->req->pool, cs, strlen(cs)).base);
     } else {
         dc_request_respond_fetch_error(r, f, err);
     }
@@ -204,10 +205,10 @@ static void finish_with_error(dc_fill_t *fill, int err, int fwd_status)
         res.outcome = DC_FLIGHT_ERROR;
         res.status = err == DC_ETIMEDOUT ? 504 : (err == DC_EAGAIN ? 503 : 502);
         res.retry_after_s = err == DC_EAGAIN ? fill->retry_after_s : 0;
-        res.message = err == DC_ETIMEDOUT      ? "upstream timed out"
-                      : err == DC_EAGAIN       ? "upstream budget exhausted"
+        res.message = err == DC_ETIMEDOUT   ? "upstream timed out"
+                      : err == DC_EAGAIN    ? "upstream budget exhausted"
                       : err == DC_ECONNREFUSED ? "upstream connection refused"
-                                               : "upstream failed";
+                                            : "upstream failed";
     }
     finish_flight(fill, &res);
 }
@@ -291,9 +292,9 @@ static void on_head(void *data, dc_fetch_t *f)
     if (fill->client != NULL && fill->client->req != NULL) {
         h2o_req_t *creq = fill->client->req;
         ssize_t ae = h2o_find_header(&creq->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
-        client_gzip =
-            ae >= 0 && dc_encoding_negotiate(creq->headers.entries[ae].value.base, creq->headers.entries[ae].value.len,
-                                             1u << DC_ENC_GZIP) == DC_ENC_GZIP;
+        client_gzip = ae >= 0 && dc_encoding_negotiate(creq->headers.entries[ae].value.base,
+                                                       creq->headers.entries[ae].value.len,
+                                                       1u << DC_ENC_GZIP) == DC_ENC_GZIP;
     }
     if (enc != DC_ENC_IDENTITY && enc != DC_ENC_GZIP && fill->mode != FILL_PASS) {
         fill->mode = FILL_PASS;
@@ -516,8 +517,8 @@ static dc_cache_entry_t *build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *f)
     for (size_t i = 0; i < mn; i++)
         kept[i] = (dc_cache_hdr_t){h2o_lookup_token(m[i].name, m[i].name_len), m[i].name, m[i].name_len, m[i].value,
                                    m[i].value_len};
-    dc_cache_entry_t *e = dc_cache_entry_create(fill->key, fill->key_len, old->status, kept, mn, old->tags, old->ntags,
-                                                dc_shared_body_ref(old->body));
+    dc_cache_entry_t *e = dc_cache_entry_create(fill->key, fill->key_len, old->status, kept, mn, old->tags,
+                                                old->ntags, dc_shared_body_ref(old->body));
     free(kept);
     free(m);
     for (unsigned i = DC_ENC_GZIP; i < DC_ENC_COUNT; i++)
@@ -575,9 +576,9 @@ static dc_cache_entry_t *entry_from_head(dc_fill_t *fill, dc_fetch_t *f)
         }
     }
     dc_shared_body_t *identity = fill->inflating ? fill->sb_ident : fill->sb;
-    dc_cache_entry_t *e =
-        dc_cache_entry_create(fill->key, fill->key_len, dc_fetch_status(f), kept, k, (const char *const *)fill->tags,
-                              fill->ntags, dc_shared_body_ref(identity));
+    dc_cache_entry_t *e = dc_cache_entry_create(fill->key, fill->key_len, dc_fetch_status(f), kept, k,
+                                                (const char *const *)fill->tags, fill->ntags,
+                                                dc_shared_body_ref(identity));
     free(kept);
     if (with_cdn)
         dc_cdn_headers_dispose(&cdn);
@@ -674,8 +675,8 @@ static void on_done(void *data, dc_fetch_t *f, int err)
             return;
         }
         dc_cache_entry_t *e = build_revalidated_entry(fill, f);
-        bool stored =
-            fill->decision.verdict == DC_POLICY_STORE && dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
+        bool stored = fill->decision.verdict == DC_POLICY_STORE &&
+                      dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
         if (stored) {
             dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
             dc_fill_share_l2(fill->worker, e);
@@ -689,8 +690,7 @@ static void on_done(void *data, dc_fetch_t *f, int err)
             if (r->req != NULL) {
                 dc_request_ref(r);
                 dc_serve_entry(r, e, "HIT",
-                               stored ? "dexcache; fwd=stale; fwd-status=304; stored"
-                                      : "dexcache; fwd=stale; fwd-status=304");
+                               stored ? "dexcache; fwd=stale; fwd-status=304; stored" : "dexcache; fwd=stale; fwd-status=304");
                 dc_request_unref(r);
             }
         }

@@ -59,11 +59,13 @@ static void access_log(dc_request_t *r, h2o_req_t *req)
                      "time=%s client=%s method=%.*s path=\"%.*s\" status=%d bytes=%zu dur_ms=%.3f up_ms=%.3f "
                      "attempts=%u cache=%s rid=%s",
                      ts, dc_request_client_ip(r), (int)req->input.method.len, req->input.method.base, pathlen,
-                     req->input.path.base, req->res.status, req->bytes_sent, dur_ms, (double)r->upstream_us / 1000.0,
-                     r->attempts, r->x_cache ? r->x_cache : "-", r->request_id);
+                     req->input.path.base, req->res.status, req->bytes_sent, dur_ms,
+                     (double)r->upstream_us / 1000.0, r->attempts, r->x_cache ? r->x_cache : "-",
+                     r->request_id);
     if (n > 0)
         dc_log_access_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
+
 
 static void wait_timer_stop(dc_request_t *r)
 {
@@ -176,6 +178,7 @@ static int run_checks(dc_request_t *r, h2o_req_t *req, const char **why)
     return 0;
 }
 
+
 /* ---- cache path ---- */
 
 static bool client_asks_no_cache(h2o_req_t *req)
@@ -200,7 +203,8 @@ static bool build_key(dc_request_t *r)
     size_t plen = strcmp(route->prefix, "/") == 0 ? 0 : strlen(route->prefix);
     const char *pq = req->path.base + plen;
     size_t pqlen = req->path.len - plen;
-    dc_cache_key_opts_t opts = {r->rule->key_sets, r->rule->nkey_sets, r->rule->ignore_params, r->rule->nignore_params};
+    dc_cache_key_opts_t opts = {r->rule->key_sets, r->rule->nkey_sets, r->rule->ignore_params,
+                                r->rule->nignore_params};
     size_t cap = dc_cache_key_bound(req->method.len, strlen(route->prefix), pqlen);
     char *buf = h2o_mem_alloc_pool(&req->pool, cap);
     long n = dc_cache_key_build(req->method.base, req->method.len, route->prefix, pq, pqlen, &opts, buf, cap);
@@ -230,11 +234,11 @@ static char *fmt_status(dc_request_t *r, const char *fmt, long long v)
 static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size_t len);
 
 typedef struct fleet_wait {
-    uv_timer_t timer;       /* first: the timer callback finds the struct from the handle */
-    dc_fleet_watch_t watch; /* notices from the other leader */
-    bool busy;              /* a lock or peek round trip is in flight */
-    bool look_again;        /* a notice came while busy */
-    dc_request_t *r;        /* a reference; r->req may become NULL if the client leaves */
+    uv_timer_t timer;        /* first: the timer callback finds the struct from the handle */
+    dc_fleet_watch_t watch;  /* notices from the other leader */
+    bool busy;               /* a lock or peek round trip is in flight */
+    bool look_again;         /* a notice came while busy */
+    dc_request_t *r; /* a reference; r->req may become NULL if the client leaves */
     dc_flight_t *flight;
     char *url;
     char **headers;
@@ -402,8 +406,8 @@ static void start_background_refresh(dc_request_t *r, dc_cache_entry_t *stale)
     dc_counter_add(&r->worker->metrics.cache_refreshes[r->route_metric], 1);
     const char *url = dc_request_upstream_url(r);
     const char **headers = dc_request_upstream_headers(r, true);
-    dc_fill_start(NULL, r->worker, r->snap, r->route, r->rule, r->key, r->key_len, r->hash, flight, stale, url, headers,
-                  false);
+    dc_fill_start(NULL, r->worker, r->snap, r->route, r->rule, r->key, r->key_len, r->hash, flight, stale, url,
+                  headers, false);
 }
 
 static bool client_accepts_gzip(h2o_req_t *req)
@@ -431,9 +435,9 @@ static void on_wait_result(dc_waiter_t *w, dc_flight_result_t *res)
         if (res->stale) {
             dc_counter_add(&m->cache_stale[r->route_metric], 1);
             dc_serve_entry(r, res->entry, "STALE",
-                           res->fwd_status
-                               ? fmt_status(r, "dexcache; fwd=stale; fwd-status=%lld; collapsed", res->fwd_status)
-                               : "dexcache; fwd=stale; collapsed");
+                           res->fwd_status ? fmt_status(r, "dexcache; fwd=stale; fwd-status=%lld; collapsed",
+                                                        res->fwd_status)
+                                           : "dexcache; fwd=stale; collapsed");
         } else if (res->shared_only) {
             dc_serve_entry(r, res->entry, "MISS",
                            fmt_status(r, "dexcache; fwd=miss; fwd-status=%lld; collapsed", res->fwd_status));
@@ -449,8 +453,7 @@ static void on_wait_result(dc_waiter_t *w, dc_flight_result_t *res)
         dc_counter_add(&m->cache_hits[r->route_metric], 1);
         if (res->growing_gz != NULL && client_accepts_gzip(r->req)) {
             dc_growing_release(res->growing);
-            dc_serve_stream(r, res->entry, res->growing_gz, "gzip", "HIT",
-                            "dexcache; hit; collapsed; detail=streaming");
+            dc_serve_stream(r, res->entry, res->growing_gz, "gzip", "HIT", "dexcache; hit; collapsed; detail=streaming");
         } else {
             dc_growing_release(res->growing_gz);
             dc_serve_stream(r, res->entry, res->growing, NULL, "HIT", "dexcache; hit; collapsed; detail=streaming");
@@ -521,6 +524,7 @@ static bool prefetch_due(const dc_config_cache_rule_t *rule, const dc_cache_entr
     double jitter = (double)(e->hash % 1024) / 1024.0 * (1.0 - rule->prefetch) * 0.5;
     return (double)(now - e->stored_at_ms) >= life * (rule->prefetch + jitter);
 }
+
 
 static void cache_lookup(dc_request_t *r, bool may_ask_l2);
 
@@ -670,14 +674,13 @@ static void cache_lookup(dc_request_t *r, bool may_ask_l2)
         return;
     }
     if (e != NULL) {
-        dc_freshness_t fr = dc_policy_freshness(e->fresh_until_ms, e->swr_until_ms, e->sie_until_ms, e->no_stale,
-                                                r->client_revalidate, now);
+        dc_freshness_t fr =
+            dc_policy_freshness(e->fresh_until_ms, e->swr_until_ms, e->sie_until_ms, e->no_stale, r->client_revalidate, now);
         if (fr == DC_FRESH) {
             dc_counter_add(&m->cache_hits[r->route_metric], 1);
             if (r->from_l2) {
                 dc_serve_entry(r, e, "HIT",
-                               fmt_status(r, "dexcache; hit; ttl=%lld; detail=l2",
-                                          (long long)((e->fresh_until_ms - now + 999) / 1000)));
+                               fmt_status(r, "dexcache; hit; ttl=%lld; detail=l2", (long long)((e->fresh_until_ms - now + 999) / 1000)));
                 dc_cache_entry_release(e);
                 return;
             }
@@ -834,8 +837,8 @@ static bool start_limit(dc_request_t *r)
         clen = dc_client_id(dc_request_client_ip(r), x >= 0 ? req->headers.entries[x].value.base : NULL,
                             x >= 0 ? req->headers.entries[x].value.len : 0,
                             c >= 0 ? req->headers.entries[c].value.base : NULL,
-                            c >= 0 ? req->headers.entries[c].value.len : 0, r->snap->trusted, r->snap->ntrusted, client,
-                            sizeof(client));
+                            c >= 0 ? req->headers.entries[c].value.len : 0, r->snap->trusted, r->snap->ntrusted,
+                            client, sizeof(client));
     }
     size_t plen = strlen(route->prefix);
     size_t klen = plen + 1 + clen;
