@@ -191,8 +191,9 @@ static char *key_of_url(const dc_config_t *cfg, const char *url)
  * POST /purge with a JSON body naming what to remove:
  *   {"url": "/jup/price/v3?ids=B,A"}   the entry that URL maps to (normalised like a request)
  *   {"key": "GET /jup/price/v3?ids=A,B"} an exact cache key
- *   {"prefix": "/jup/tokens"}           every entry whose URL starts with this
+ *   {"prefix": "/jup/tokens"}           every entry whose URL starts with this (non-empty)
  *   {"tag": "So111..."}                 every entry carrying this tag (route name or tag_params value)
+ *   {"all": true}                       every entry (its own explicit order: an empty prefix is refused)
  * Answers {"purged": N, "fleet": true|false}: N entries removed here; fleet = the purge was also
  * sent to every other instance (Redis configured; delivered when Redis is reachable).
  */
@@ -210,7 +211,8 @@ static void handle_purge(dc_admin_t *a, h2o_req_t *req)
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(doc, "key");
     const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(doc, "prefix");
     const cJSON *tag = cJSON_GetObjectItemCaseSensitive(doc, "tag");
-    const char *err = "expected a JSON object with one of: url, key, prefix, tag";
+    const cJSON *all = cJSON_GetObjectItemCaseSensitive(doc, "all");
+    const char *err = "expected a JSON object with one of: url, key, prefix, tag, all";
     dc_purge_kind_t kind = DC_PURGE_KEY;
     char *arg = NULL;
     if (cJSON_IsString(url)) {
@@ -221,10 +223,16 @@ static void handle_purge(dc_admin_t *a, h2o_req_t *req)
         arg = dc_strdup(key->valuestring);
     } else if (cJSON_IsString(prefix)) {
         kind = DC_PURGE_PREFIX;
-        arg = dc_asprintf("GET %s", prefix->valuestring);
+        if (prefix->valuestring[0] == '\0')
+            err = "empty prefix: send {\"all\":true} to purge everything";
+        else
+            arg = dc_asprintf("GET %s", prefix->valuestring);
     } else if (cJSON_IsString(tag)) {
         kind = DC_PURGE_TAG;
         arg = dc_strdup(tag->valuestring);
+    } else if (cJSON_IsTrue(all)) {
+        kind = DC_PURGE_PREFIX; /* the empty prefix covers every key, here and on the bus */
+        arg = dc_strdup("");
     }
     long purged = -1;
     bool fleet = false;
@@ -310,7 +318,9 @@ int dc_admin_create(uv_loop_t *loop, int fd, const dc_admin_source_t *src, dc_ad
     a->src = *src;
     h2o_config_init(&a->gconf);
     a->gconf.server_name = h2o_iovec_init(H2O_STRLIT("dexcache-admin"));
+    a->gconf.max_request_entity_size = DC_ADMIN_MAX_BODY;
     h2o_hostconf_t *host = h2o_config_register_host(&a->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    dc_respond_h2o_errors_as_json(host, NULL); /* the 413 above the cap is JSON like every admin error */
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     admin_handler_t *h = (admin_handler_t *)h2o_create_handler(path, sizeof(*h));
     h->super.on_req = on_admin_req;

@@ -11,6 +11,14 @@
 #include "cache/store.h"
 #include "server/snapshot.h"
 
+/*
+ * The largest admin request body (a purge order is a few hundred bytes). libh2o buffers request
+ * bodies whole before a handler runs, so this is its max_request_entity_size for the admin
+ * listener: a larger Content-Length is answered 413 (JSON) as soon as the head is read, a chunked
+ * body as soon as it outgrows the cap, and the connection is closed without reading further.
+ */
+#define DC_ADMIN_MAX_BODY (64 * 1024)
+
 typedef struct dc_admin dc_admin_t;
 
 typedef struct dc_admin_source {

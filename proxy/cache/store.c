@@ -301,6 +301,11 @@ uint64_t dc_cache_max_object(const dc_cache_t *c)
     return atomic_load(&((dc_cache_t *)c)->max_object);
 }
 
+void dc_cache_note_too_big(dc_cache_t *c)
+{
+    atomic_fetch_add(&c->too_big, 1);
+}
+
 /* Evict least-recently-used entries until the budget holds. Takes shard locks one at a time. */
 static void evict_to_budget(dc_cache_t *c, unsigned start_shard)
 {

@@ -165,6 +165,10 @@ void dc_cache_destroy(dc_cache_t *c);
 /* Change the budget (reload); evicts down to the new budget. */
 void dc_cache_set_limits(dc_cache_t *c, uint64_t memory, uint64_t max_object, uint64_t now_ms);
 uint64_t dc_cache_max_object(const dc_cache_t *c);
+/* Count one answer refused for its size before it became an entry (a fill that saw a
+ * Content-Length or a body over max_object); dc_cache_insert counts the ones it refuses itself.
+ * Both feed dc_cache_stats_t.too_big (dexcache_cache_too_big_total). */
+void dc_cache_note_too_big(dc_cache_t *c);
 
 uint64_t dc_cache_hash(const char *key, size_t len);
 

@@ -279,6 +279,7 @@ static void on_head(void *data, dc_fetch_t *f)
     uint64_t max_object = dc_cache_max_object(fill->worker->cache);
     dc_policy_verdict_t v = fill->decision.verdict;
     if (v == DC_POLICY_STORE && cl >= 0 && (uint64_t)cl > max_object) {
+        dc_cache_note_too_big(fill->worker->cache);
         fill->mode = FILL_PASS;
     } else if (v == DC_POLICY_STORE) {
         fill->mode = FILL_STORE;
@@ -456,11 +457,13 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
         identity->body.len + len > dc_cache_max_object(fill->worker->cache)) {
         /* followers on other workers send straight from these chunks: they can't be dropped, so an
          * answer that outgrows what it announced fails for everyone instead of turning private */
+        dc_cache_note_too_big(fill->worker->cache);
         fail_mid_body(fill, f);
         return 0;
     }
     if (fill->mode == FILL_STORE && identity->body.len + len > dc_cache_max_object(fill->worker->cache)) {
         /* larger than any entry may be: stop sharing, keep streaming to the leader */
+        dc_cache_note_too_big(fill->worker->cache);
         fill->mode = FILL_PASS;
         dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = dc_fetch_status(f)};
         finish_flight(fill, &res);

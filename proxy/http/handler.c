@@ -150,7 +150,8 @@ static int check_raw_h1_head(h2o_req_t *req, const dc_reqcheck_limits_t *limits,
 static int run_checks(dc_request_t *r, h2o_req_t *req, const char **why)
 {
     const dc_config_t *cfg = r->snap->cfg;
-    dc_reqcheck_limits_t limits = {cfg->server.max_uri, cfg->server.max_header_bytes, cfg->server.max_headers};
+    dc_reqcheck_limits_t limits = {cfg->server.max_uri, cfg->server.max_header_bytes, cfg->server.max_headers,
+                                   cfg->server.max_body};
     int status;
     if ((status = dc_reqcheck_method(req->input.method.base, req->input.method.len, why)) != 0)
         return status;
@@ -165,6 +166,16 @@ static int run_checks(dc_request_t *r, h2o_req_t *req, const char **why)
             bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
         if ((status = dc_reqcheck_header_totals(req->headers.size, bytes, &limits, why)) != 0)
             return status;
+    }
+    /* what is routed, keyed and forwarded is the normalised target (dot segments, "//") */
+    char *target = h2o_mem_alloc_pool(&req->pool, req->path.len + 1);
+    size_t tlen;
+    if ((status = dc_reqcheck_path(req->path.base, req->path.len, target, &tlen, why)) != 0)
+        return status;
+    if (tlen != req->path.len || memcmp(target, req->path.base, tlen) != 0) {
+        const char *q = memchr(target, '?', tlen);
+        req->path = h2o_iovec_init(target, tlen);
+        req->query_at = q != NULL ? (size_t)(q - target) : SIZE_MAX;
     }
     return 0;
 }

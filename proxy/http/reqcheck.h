@@ -15,7 +15,19 @@ typedef struct dc_reqcheck_limits {
     uint64_t max_uri;          /* path + query, bytes */
     uint64_t max_header_bytes; /* sum over header lines of name + ": " + value + CRLF */
     uint32_t max_headers;
+    uint64_t max_body; /* server-wide body cap: how much chunked body dc_reqcheck_h1_prefix scans */
 } dc_reqcheck_limits_t;
+
+/*
+ * libh2o 2.2.5 parses an HTTP/1 head with picohttpparser into a fixed array of H2O_MAX_HEADERS
+ * (100) entries and answers a head with more lines with its own plain-text 400, before any handler
+ * runs. HTTP/1 heads are therefore held to this count whatever server.max_headers says (a larger
+ * max_headers applies to HTTP/2 only); the gate (http/h1gate.c) answers 431 for them.
+ */
+#define DC_REQCHECK_H1_MAX_HEADERS 100
+
+/* dc_reqcheck_h1_prefix / dc_reqcheck_chunked: more bytes are needed before a verdict. */
+#define DC_REQCHECK_MORE (-1)
 
 /* GET HEAD POST PUT PATCH DELETE OPTIONS pass; TRACE, CONNECT and anything else -> 405. */
 int dc_reqcheck_method(const char *method, size_t len, const char **why);
@@ -26,13 +38,49 @@ int dc_reqcheck_uri(size_t uri_len, const dc_reqcheck_limits_t *limits, const ch
 /*
  * Scan a raw HTTP/1.x request head (request line + header lines, up to and including the blank
  * line; `len` may include bytes after it, which are ignored). Returns 400 for two Hosts, two
- * Content-Lengths, Content-Length together with Transfer-Encoding, or a malformed head; 431 for
- * too many headers or a header block over the size limit; 0 otherwise.
+ * Content-Lengths, Content-Length together with Transfer-Encoding, an HTTP/1.1 request without
+ * Host (HTTP/1.0 may omit it), an obs-fold line (a header line starting with SP or HTAB, which
+ * picohttpparser would silently drop; RFC 9112 5.2 lets a server refuse it), or a malformed head;
+ * 431 for more header lines than limits->max_headers or DC_REQCHECK_H1_MAX_HEADERS, or a header
+ * block over the size limit; 0 otherwise.
  */
 int dc_reqcheck_h1_head(const char *head, size_t len, const dc_reqcheck_limits_t *limits, const char **why);
 
 /* Count/size check for requests that have no raw head (HTTP/2): headers given as name/value lengths. */
 int dc_reqcheck_header_totals(size_t nheaders, size_t header_bytes, const dc_reqcheck_limits_t *limits,
                               const char **why);
+
+/*
+ * The first bytes of an HTTP/1 connection, judged before libh2o parses them (see
+ * DC_REQCHECK_H1_MAX_HEADERS; libh2o also decodes a chunked body in place, so its framing can only
+ * be checked here). Returns DC_REQCHECK_MORE while the head (or a chunked body) is incomplete and
+ * within the caps; 431 for a head with too many lines or over max_header_bytes (as soon as the
+ * buffered head exceeds it, complete or not); 414 for a request line over max_uri that has not
+ * ended yet; 400 for a chunked body that dc_reqcheck_chunked refuses; 0 to hand the bytes to
+ * libh2o, whose handler-side checks (dc_reqcheck_h1_head & co.) decide the rest. An HTTP/2 preface
+ * ("PRI "), a chunked request with Expect (its body waits for 100 Continue) or a chunked body
+ * beyond max_body (libh2o answers 413) is handed on at once. Verdicts are the same whatever bytes
+ * follow a complete request.
+ */
+int dc_reqcheck_h1_prefix(const char *buf, size_t len, const dc_reqcheck_limits_t *limits, const char **why);
+
+/*
+ * Strict chunked framing (RFC 9112 7.1) of the body bytes `body`: every chunk-size line, chunk
+ * end and trailer line must end with CRLF (a bare LF is refused), sizes are 1..16 hex digits,
+ * chunk extensions may follow after ';'. Returns 0 once the last chunk and its trailer section are
+ * complete (bytes after it are ignored), DC_REQCHECK_MORE while incomplete, 400 and *why otherwise.
+ */
+int dc_reqcheck_chunked(const char *body, size_t len, const char **why);
+
+/*
+ * Check and normalise an origin-form request target (path + optional "?query"): what is routed,
+ * keyed and forwarded upstream is the normalised target. Returns 400 and *why for a target that
+ * does not start with '/', a "%00" or a '%' not followed by two hex digits in the path, or dot
+ * segments that climb above the root ("/.."). Otherwise returns 0 and writes the normalised target
+ * to `out` (capacity >= len; it is never longer than the input) and its length to *out_len:
+ * duplicate slashes are collapsed and "." / ".." segments, also percent-encoded ("%2e", "%2E"),
+ * are resolved as RFC 3986 5.2.4 does; other percent-escapes and the query are copied unchanged.
+ */
+int dc_reqcheck_path(const char *target, size_t len, char *out, size_t *out_len, const char **why);
 
 #endif

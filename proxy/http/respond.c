@@ -92,3 +92,74 @@ void dc_respond_error(h2o_req_t *req, int status, const char *message, const cha
                               strlen(request_id), 1);
     h2o_send_inline(req, body, len);
 }
+
+/* ---- libh2o's own error answers, as JSON ---- */
+
+typedef struct json_error_filter {
+    h2o_filter_t super;
+    size_t (*next_id)(h2o_req_t *req, char *buf);
+} json_error_filter_t;
+
+typedef struct json_error_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t body; /* in the request's pool; emptied once sent */
+} json_error_ostream_t;
+
+static void json_error_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *inbufs, size_t inbufcnt,
+                            h2o_send_state_t state)
+{
+    json_error_ostream_t *o = (json_error_ostream_t *)self;
+    h2o_iovec_t body = o->body;
+    o->body = h2o_iovec_init(NULL, 0);
+    (void)inbufs;
+    /* HEAD: libh2o sends no buffers, and neither do we */
+    h2o_ostream_send_next(&o->super, req, &body, inbufcnt != 0 && body.len != 0 ? 1 : 0, state);
+}
+
+static const char *h2o_error_message(int status)
+{
+    switch (status) {
+    case 400:
+        return "malformed request body";
+    case 413:
+        return "request body too large";
+    case 417:
+        return "unsupported Expect";
+    default:
+        return dc_http_reason(status);
+    }
+}
+
+static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    json_error_filter_t *f = (json_error_filter_t *)self;
+    if (req->res.status >= 400) {
+        char rid[72], body[512];
+        const char *id = NULL;
+        if (f->next_id != NULL) {
+            f->next_id(req, rid);
+            id = rid;
+        }
+        size_t len = dc_error_json(body, sizeof(body), req->res.status, h2o_error_message(req->res.status), id);
+        json_error_ostream_t *o = (json_error_ostream_t *)h2o_add_ostream(req, sizeof(*o), slot);
+        o->super.do_send = json_error_send;
+        o->body = h2o_strdup(&req->pool, body, len);
+        req->res.reason = dc_http_reason(req->res.status);
+        req->res.content_length = len;
+        memset(&req->res.headers, 0, sizeof(req->res.headers));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+        if (id != NULL)
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
+                                  h2o_strdup(&req->pool, id, SIZE_MAX).base, strlen(id));
+        slot = &o->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
+void dc_respond_h2o_errors_as_json(h2o_hostconf_t *host, size_t (*next_id)(h2o_req_t *req, char *buf))
+{
+    json_error_filter_t *f = (json_error_filter_t *)h2o_create_filter(&host->fallback_path, sizeof(*f));
+    f->super.on_setup_ostream = json_error_setup;
+    f->next_id = next_id;
+}

@@ -5,6 +5,7 @@
 #include "core/metrics.h"
 #include "core/time.h"
 #include "http/handler.h"
+#include "http/respond.h"
 #include "ratelimit/local.h"
 #include "redis/bus.h"
 #include "sse/sse.h"
@@ -87,6 +88,12 @@ static void cache_view(void *ctx, dc_metrics_cache_view_t *out)
     out->inflight = dc_inflight_count(s->inflight);
 }
 
+/* The id of a request that libh2o refused before our handler ran (dc_respond_h2o_errors_as_json). */
+static size_t next_request_id(h2o_req_t *req, char *buf)
+{
+    return dc_worker_next_request_id(dc_worker_from_ctx(req->conn->ctx), buf);
+}
+
 static uint64_t max_route_body(const dc_config_t *cfg)
 {
     uint64_t m = cfg->server.max_body;
@@ -147,6 +154,7 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
     h2o_hostconf_t *host = h2o_config_register_host(&s->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     dc_http_handler_register(path);
+    dc_respond_h2o_errors_as_json(host, next_request_id);
     *out = s;
     return 0;
 fail:

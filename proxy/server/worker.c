@@ -2,6 +2,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "cache/variants.h"
+#include "http/h1gate.h"
 #include "ratelimit/fleet.h"
 #include "sse/sse.h"
 #include "server/server.h"
@@ -45,7 +46,10 @@ static void on_accept(uv_stream_t *listener, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     dc_counter_add(&w->metrics.connections_accepted, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_client_closed);
-    h2o_accept(l->accept_ctx, sock);
+    if (l->accept_ctx->ssl_ctx == NULL)
+        dc_h1gate_accept(w, l->accept_ctx, sock); /* first request judged before libh2o parses it */
+    else
+        h2o_accept(l->accept_ctx, sock);
 }
 
 static void close_listeners(dc_worker_t *w)

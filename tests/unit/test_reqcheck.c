@@ -64,8 +64,8 @@ static void test_header_limits(void **state)
 {
     const char *why = NULL;
     char buf[40000];
-    size_t o = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\n");
-    for (int i = 0; i < 64; i++)
+    size_t o = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 63; i++)
         o += (size_t)snprintf(buf + o, sizeof(buf) - o, "X-H%d: v\r\n", i);
     snprintf(buf + o, sizeof(buf) - o, "\r\n");
     assert_int_equal(head(buf, &why), 0);
@@ -84,6 +84,165 @@ static void test_header_limits(void **state)
     assert_string_equal(why, "request header fields too large");
     assert_int_equal(dc_reqcheck_header_totals(10, 100, &limits, &why), 0);
     assert_int_equal(dc_reqcheck_header_totals(65, 100, &limits, &why), 431);
+}
+
+static void test_host_and_folding(void **state)
+{
+    const char *why = NULL;
+    assert_int_equal(head("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", &why), 400);
+    assert_string_equal(why, "missing Host header");
+    assert_int_equal(head("GET / HTTP/1.0\r\nAccept: */*\r\n\r\n", &why), 0); /* HTTP/1.0 may omit it */
+    assert_int_equal(head("GET / HTTP/1.0\r\n\r\n", &why), 0);
+    assert_int_equal(head("GET / HTTP/1.1\r\n\r\n", &why), 400);
+    assert_int_equal(head("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n  continued\r\n\r\n", &why), 400);
+    assert_string_equal(why, "obsolete line folding in request headers");
+    assert_int_equal(head("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\tcontinued\r\n\r\n", &why), 400);
+    /* whitespace inside a value is not folding */
+    assert_int_equal(head("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1  2\t3\r\n\r\n", &why), 0);
+}
+
+static void test_h1_max_headers(void **state)
+{
+    /* libh2o's fixed array holds 100 lines whatever max_headers says */
+    static const dc_reqcheck_limits_t wide = {8192, 1 << 20, 10000, 1 << 20};
+    const char *why = NULL;
+    char buf[8192];
+    size_t o = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 99; i++)
+        o += (size_t)snprintf(buf + o, sizeof(buf) - o, "X-%d: v\r\n", i);
+    size_t before_blank = o;
+    snprintf(buf + o, sizeof(buf) - o, "\r\n");
+    assert_int_equal(dc_reqcheck_h1_head(buf, strlen(buf), &wide, &why), 0);
+    o = before_blank + (size_t)snprintf(buf + before_blank, sizeof(buf) - before_blank, "X-last: v\r\n\r\n");
+    assert_int_equal(dc_reqcheck_h1_head(buf, o, &wide, &why), 431);
+    assert_string_equal(why, "too many request headers");
+    assert_int_equal(dc_reqcheck_h1_prefix(buf, o, &wide, &why), 431);
+    /* and before the head is complete: the 101st line is enough */
+    assert_int_equal(dc_reqcheck_h1_prefix(buf, o - 2, &wide, &why), 431);
+    assert_int_equal(dc_reqcheck_h1_prefix(buf, before_blank, &wide, &why), DC_REQCHECK_MORE);
+}
+
+static int prefix(const char *s, const char **why)
+{
+    static const dc_reqcheck_limits_t l = {8192, 16384, 64, 65536};
+    return dc_reqcheck_h1_prefix(s, strlen(s), &l, why);
+}
+
+static void test_prefix(void **state)
+{
+    const char *why = NULL;
+    assert_int_equal(prefix("GET / HTTP/1.1\r\nHost: a\r\n", &why), DC_REQCHECK_MORE);
+    assert_int_equal(prefix("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &why), 0);
+    assert_int_equal(prefix("GET /", &why), DC_REQCHECK_MORE);
+    assert_int_equal(prefix("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &why), 0);
+    /* head verdicts other than 431 are the handler's (it knows the request id) */
+    assert_int_equal(prefix("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &why), 0);
+    /* a request line that never ends */
+    char big[20000];
+    memset(big, 'a', sizeof(big));
+    memcpy(big, "GET /", 5);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(prefix(big, &why), 414);
+    assert_string_equal(why, "request URI too long");
+    /* a header block that never ends */
+    int n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: a\r\nX-Big: ");
+    memset(big + n, 'b', sizeof(big) - (size_t)n - 1);
+    assert_int_equal(prefix(big, &why), 431);
+    assert_string_equal(why, "request header fields too large");
+    /* chunked bodies are read to their end before libh2o decodes them in place */
+    const char *h = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    char req[256];
+    snprintf(req, sizeof(req), "%s4\r\nabcd\r\n0\r\n\r\n", h);
+    assert_int_equal(prefix(req, &why), 0);
+    snprintf(req, sizeof(req), "%s4\r\nabcd\r\n", h);
+    assert_int_equal(prefix(req, &why), DC_REQCHECK_MORE);
+    snprintf(req, sizeof(req), "%s4\nabcd\r\n0\r\n\r\n", h);
+    assert_int_equal(prefix(req, &why), 400);
+    assert_string_equal(why, "bare LF in chunked body");
+    /* ... unless the client waits for 100 Continue */
+    snprintf(req, sizeof(req),
+             "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert_int_equal(prefix(req, &why), 0);
+}
+
+static int chunked(const char *s, const char **why)
+{
+    return dc_reqcheck_chunked(s, strlen(s), why);
+}
+
+static void test_chunked(void **state)
+{
+    const char *why = NULL;
+    assert_int_equal(chunked("0\r\n\r\n", &why), 0);
+    assert_int_equal(chunked("4\r\nabcd\r\nA;ext=1\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nextra", &why), 0);
+    assert_int_equal(chunked("4 ;e\r\nabcd\r\n0\r\n\r\n", &why), 0);
+    assert_int_equal(chunked("", &why), DC_REQCHECK_MORE);
+    assert_int_equal(chunked("4\r", &why), DC_REQCHECK_MORE);
+    assert_int_equal(chunked("4\r\nab", &why), DC_REQCHECK_MORE);
+    assert_int_equal(chunked("4\r\nabcd\r", &why), DC_REQCHECK_MORE);
+    assert_int_equal(chunked("0\r\nX-T: 1\r\n", &why), DC_REQCHECK_MORE);
+    assert_int_equal(chunked("4\nabcd\r\n0\r\n\r\n", &why), 400);
+    assert_string_equal(why, "bare LF in chunked body");
+    assert_int_equal(chunked("4;ext\nabcd\r\n0\r\n\r\n", &why), 400);
+    assert_int_equal(chunked("4\r\nabcd\n0\r\n\r\n", &why), 400);
+    assert_int_equal(chunked("0\r\n\n", &why), 400);
+    assert_int_equal(chunked("0\r\nX-T: 1\n\r\n", &why), 400);
+    assert_int_equal(chunked("4\r\nabcdX\r\n", &why), 400);
+    assert_string_equal(why, "malformed chunked body");
+    assert_int_equal(chunked("x\r\n", &why), 400);
+    assert_int_equal(chunked("4\r\r\n", &why), 400);
+    assert_int_equal(chunked("11111111111111111\r\n", &why), 400); /* 17 digits */
+    assert_int_equal(chunked("ffffffffffffffff\r\nab", &why), DC_REQCHECK_MORE);
+}
+
+static void norm_ok(const char *in, const char *want)
+{
+    char out[256];
+    size_t n = 0;
+    const char *why = NULL;
+    assert_int_equal(dc_reqcheck_path(in, strlen(in), out, &n, &why), 0);
+    out[n] = '\0';
+    assert_string_equal(out, want);
+}
+
+static void norm_bad(const char *in, const char *want_why)
+{
+    char out[256];
+    size_t n = 0;
+    const char *why = NULL;
+    assert_int_equal(dc_reqcheck_path(in, strlen(in), out, &n, &why), 400);
+    assert_string_equal(why, want_why);
+}
+
+static void test_path(void **state)
+{
+    norm_ok("/", "/");
+    norm_ok("/jup/price/v3?ids=a,b", "/jup/price/v3?ids=a,b");
+    norm_ok("/b/../o/x", "/o/x");
+    norm_ok("/b/%2e%2e/o/x", "/o/x");
+    norm_ok("/b/.%2E/o/x", "/o/x");
+    norm_ok("/a/./b/.", "/a/b/");
+    norm_ok("/a/%2e/b", "/a/b");
+    norm_ok("//a//b//", "/a/b/");
+    norm_ok("/a/..", "/");
+    norm_ok("/a/b/../../c", "/c");
+    norm_ok("/a/.../b", "/a/.../b"); /* three dots is a name */
+    norm_ok("/a/%2e%2e%2e/b", "/a/%2e%2e%2e/b");
+    norm_ok("/a/.b/..c", "/a/.b/..c");
+    norm_ok("/a%2Fb?x=/../%", "/a%2Fb?x=/../%"); /* the query is not a path */
+    norm_ok("/a?", "/a?");
+    norm_bad("/..", "path climbs above the root");
+    norm_bad("/%2e%2e/", "path climbs above the root");
+    norm_bad("/a/../..", "path climbs above the root");
+    norm_bad("/a%00b", "NUL byte in path");
+    norm_bad("/a%", "malformed percent-encoding in path");
+    norm_bad("/a%2", "malformed percent-encoding in path");
+    norm_bad("/a%zz", "malformed percent-encoding in path");
+    norm_bad("/100%/x", "malformed percent-encoding in path");
+    norm_bad("*", "request target is not an absolute path");
+    norm_bad("http://a/b", "request target is not an absolute path");
+    norm_bad("", "request target is not an absolute path");
+    norm_bad("?x", "request target is not an absolute path");
 }
 
 static void test_hop(void **state)
@@ -118,6 +277,11 @@ int main(void)
         cmocka_unit_test(test_methods),       cmocka_unit_test(test_uri),           cmocka_unit_test(test_clean_head),
         cmocka_unit_test(test_smuggling),     cmocka_unit_test(test_header_limits), cmocka_unit_test(test_hop),
         cmocka_unit_test(test_error_json),
+        cmocka_unit_test(test_host_and_folding),
+        cmocka_unit_test(test_h1_max_headers),
+        cmocka_unit_test(test_prefix),
+        cmocka_unit_test(test_chunked),
+        cmocka_unit_test(test_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
