@@ -2,6 +2,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "cache/variants.h"
+#include "http/h1chunked.h"
 #include "http/h1gate.h"
 #include "ratelimit/fleet.h"
 #include "sse/sse.h"
@@ -138,6 +139,7 @@ void dc_worker_init(dc_worker_t *w, dc_server_t *server, unsigned id, dc_snapsho
                     SSL_CTX *ssl_ctx, const int *plain_fds, size_t nplain, const int *tls_fds, size_t ntls,
                     dc_cache_t *cache, dc_inflight_t *inflight, struct dc_limiter *limiter)
 {
+    dc_h1chunked_install(); /* libh2o decodes chunked request bodies with our strict decoder */
     memset(w, 0, sizeof(*w));
     w->cache = cache;
     w->inflight = inflight;

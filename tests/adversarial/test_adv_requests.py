@@ -189,3 +189,62 @@ def test_normalised_path_shares_the_cache_key(proxy, origin):
         st, headers, _, _ = exchange(proxy, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert st == 200 and headers["x-cache"] == "HIT", target
     assert origin.stats()["jup"]["total"] == 1
+
+
+def read_answer(s, timeout=10):
+    """One response (Content-Length framed) from socket s: (status, headers, body)."""
+    s.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, "connection closed without an answer (got %r)" % buf[:200]
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    n = int(headers.get("content-length", "0"))
+    while len(body) < n:
+        chunk = s.recv(65536)
+        assert chunk
+        body += chunk
+    return int(lines[0].split()[1]), headers, body[:n]
+
+
+@pytest.mark.parametrize("bad", [
+    b"4\nabcd\r\n0\r\n\r\n",            # chunk-size line ended by a bare LF
+    b"4\r\nabcd\n0\r\n\r\n",            # chunk data ended by a bare LF
+    b"4\r\nabcd\r\r\n0\r\n\r\n",        # CR CR LF after the data
+    b"4\r\nabcd\r\n0\n\r\n",            # last-chunk line ended by a bare LF
+    b"4\r\nabcd\r\n0\r\nX-T: 1\n\r\n",  # a bare-LF trailer line
+    b"4 x\x01\r\nabcd\r\n0\r\n\r\n",    # a control character in a chunk extension
+    b"4x\r\nabcd\r\n0\r\n\r\n",         # garbage right after the size
+])
+def test_bad_chunking_on_a_later_keepalive_request(proxy, origin, bad):
+    """The gate judges a connection's first request; later ones are decoded by libh2o with our
+    strict decoder (http/h1chunked.c): the same framing errors are refused there too, and the body
+    is never forwarded."""
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    try:
+        s.sendall(b"GET /o/echo?first=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        st, _, _ = read_answer(s)
+        assert st == 200
+        s.sendall(b"POST /o/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + bad)
+        st, headers, body = read_answer(s)
+        assert st == 400, body
+        assert s.recv(65536) == b""  # closed: the framing is in doubt
+    finally:
+        s.close()
+    assert total(origin) == 1  # only the first request reached an origin
+
+
+def test_good_chunking_on_a_later_keepalive_request(proxy, origin):
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    try:
+        for i in range(3):
+            s.sendall(b"POST /o/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"4\r\nabcd\r\n3;ext=1;q=\"a b\"\r\nefg\r\n0\r\nX-Trailer: t\r\n\r\n")
+            st, _, body = read_answer(s)
+            assert st == 200 and json.loads(body)["body_len"] == 7
+    finally:
+        s.close()
+    assert total(origin) == 3
