@@ -65,8 +65,7 @@ static void on_gate_read(h2o_socket_t *sock, const char *err)
         return;
     }
     const dc_config_t *cfg = g->w->snap->cfg;
-    dc_reqcheck_limits_t limits = {cfg->server.max_uri, cfg->server.max_header_bytes, cfg->server.max_headers,
-                                   g->ctx->ctx->globalconf->max_request_entity_size};
+    dc_reqcheck_limits_t limits = {cfg->server.max_uri, cfg->server.max_header_bytes, cfg->server.max_headers};
     const char *why = NULL;
     int verdict = dc_reqcheck_h1_prefix(sock->input->bytes, sock->input->size, &limits, &why);
     if (verdict == DC_REQCHECK_MORE)

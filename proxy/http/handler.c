@@ -150,8 +150,7 @@ static int check_raw_h1_head(h2o_req_t *req, const dc_reqcheck_limits_t *limits,
 static int run_checks(dc_request_t *r, h2o_req_t *req, const char **why)
 {
     const dc_config_t *cfg = r->snap->cfg;
-    dc_reqcheck_limits_t limits = {cfg->server.max_uri, cfg->server.max_header_bytes, cfg->server.max_headers,
-                                   cfg->server.max_body};
+    dc_reqcheck_limits_t limits = {cfg->server.max_uri, cfg->server.max_header_bytes, cfg->server.max_headers};
     int status;
     if ((status = dc_reqcheck_method(req->input.method.base, req->input.method.len, why)) != 0)
         return status;

@@ -145,7 +145,6 @@ static int hexval(char c)
 /* What the gate needs to know about a complete head. */
 typedef struct head_info {
     size_t len; /* up to and including the blank line's '\n' */
-    bool chunked, expect;
 } head_info_t;
 
 /* Finds the end of the head in buf[0..len); false when it has not arrived yet. */
@@ -156,7 +155,6 @@ static bool find_head(const char *buf, size_t len, head_info_t *h)
     if (nl == NULL)
         return false;
     p = nl + 1;
-    h->chunked = h->expect = false;
     while (p < end) {
         nl = memchr(p, '\n', (size_t)(end - p));
         if (nl == NULL)
@@ -168,95 +166,9 @@ static bool find_head(const char *buf, size_t len, head_info_t *h)
             h->len = (size_t)(nl + 1 - buf);
             return true;
         }
-        const char *colon = memchr(p, ':', line_len);
-        if (colon != NULL) {
-            size_t nlen = (size_t)(colon - p);
-            if (name_is(p, nlen, "expect")) {
-                h->expect = true;
-            } else if (name_is(p, nlen, "transfer-encoding")) {
-                /* "chunked" as the value's last word, the way libh2o reads it */
-                const char *v = colon + 1, *ve = p + line_len;
-                while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-                    ve--;
-                h->chunked = ve - v >= 7 && strncasecmp(ve - 7, "chunked", 7) == 0;
-            }
-        }
         p = nl + 1;
     }
     return false;
-}
-
-int dc_reqcheck_chunked(const char *body, size_t len, const char **why)
-{
-    size_t i = 0;
-    for (;;) {
-        /* chunk-size [ BWS ";" chunk-ext ] CRLF */
-        uint64_t size = 0;
-        size_t digits = 0;
-        int v;
-        while (i < len && (v = hexval(body[i])) >= 0) {
-            if (++digits > 16) {
-                *why = "malformed chunked body";
-                return 400;
-            }
-            size = size << 4 | (uint64_t)v;
-            i++;
-        }
-        if (i == len)
-            return DC_REQCHECK_MORE;
-        if (digits == 0) {
-            *why = "malformed chunked body";
-            return 400;
-        }
-        while (i < len && (body[i] == ' ' || body[i] == '\t'))
-            i++;
-        if (i < len && body[i] == ';')
-            while (i < len && body[i] != '\r' && body[i] != '\n' && body[i] != '\0')
-                i++;
-        if (i == len)
-            return DC_REQCHECK_MORE;
-        if (body[i] != '\r') {
-            *why = body[i] == '\n' ? "bare LF in chunked body" : "malformed chunked body";
-            return 400;
-        }
-        if (++i == len)
-            return DC_REQCHECK_MORE;
-        if (body[i++] != '\n') {
-            *why = "malformed chunked body";
-            return 400;
-        }
-        if (size == 0)
-            break;
-        /* chunk-data CRLF */
-        if (size > len - i)
-            return DC_REQCHECK_MORE;
-        i += (size_t)size;
-        if (len - i < 2) {
-            if (i < len && body[i] != '\r')
-                goto bad_end;
-            return DC_REQCHECK_MORE;
-        }
-        if (body[i] != '\r' || body[i + 1] != '\n')
-            goto bad_end;
-        i += 2;
-    }
-    /* trailer section: lines ending with CRLF, then an empty line */
-    for (;;) {
-        const char *nl = memchr(body + i, '\n', len - i);
-        if (nl == NULL)
-            return DC_REQCHECK_MORE;
-        size_t line_len = (size_t)(nl - (body + i));
-        if (line_len == 0 || body[i + line_len - 1] != '\r') {
-            *why = "bare LF in chunked body";
-            return 400;
-        }
-        i += line_len + 1;
-        if (line_len == 1)
-            return 0;
-    }
-bad_end:
-    *why = body[i] == '\n' ? "bare LF in chunked body" : "malformed chunked body";
-    return 400;
 }
 
 int dc_reqcheck_h1_prefix(const char *buf, size_t len, const dc_reqcheck_limits_t *limits, const char **why)
@@ -291,14 +203,9 @@ int dc_reqcheck_h1_prefix(const char *buf, size_t len, const dc_reqcheck_limits_
         return DC_REQCHECK_MORE;
     }
     int rc = dc_reqcheck_h1_head(buf, h.len, limits, why);
-    if (rc == 431)
-        return rc;
-    if (rc != 0 || !h.chunked || h.expect)
-        return 0; /* the handler answers the other head verdicts, with the request's own id */
-    rc = dc_reqcheck_chunked(buf + h.len, len - h.len, why);
-    if (rc == DC_REQCHECK_MORE && len - h.len > limits->max_body + 64 * 1024)
-        return 0; /* over any route's cap: libh2o answers 413 */
-    return rc;
+    /* the handler answers the other head verdicts, with the request's own id; a chunked body is
+     * libh2o's to decode, with our strict decoder (http/h1chunked.c) */
+    return rc == 431 ? rc : 0;
 }
 
 /* ---- the request target ---- */

@@ -15,7 +15,6 @@ typedef struct dc_reqcheck_limits {
     uint64_t max_uri;          /* path + query, bytes */
     uint64_t max_header_bytes; /* sum over header lines of name + ": " + value + CRLF */
     uint32_t max_headers;
-    uint64_t max_body; /* server-wide body cap: how much chunked body dc_reqcheck_h1_prefix scans */
 } dc_reqcheck_limits_t;
 
 /*
@@ -26,7 +25,7 @@ typedef struct dc_reqcheck_limits {
  */
 #define DC_REQCHECK_H1_MAX_HEADERS 100
 
-/* dc_reqcheck_h1_prefix / dc_reqcheck_chunked: more bytes are needed before a verdict. */
+/* dc_reqcheck_h1_prefix: more bytes are needed before a verdict. */
 #define DC_REQCHECK_MORE (-1)
 
 /* GET HEAD POST PUT PATCH DELETE OPTIONS pass; TRACE, CONNECT and anything else -> 405. */
@@ -52,25 +51,14 @@ int dc_reqcheck_header_totals(size_t nheaders, size_t header_bytes, const dc_req
 
 /*
  * The first bytes of an HTTP/1 connection, judged before libh2o parses them (see
- * DC_REQCHECK_H1_MAX_HEADERS; libh2o also decodes a chunked body in place, so its framing can only
- * be checked here). Returns DC_REQCHECK_MORE while the head (or a chunked body) is incomplete and
- * within the caps; 431 for a head with too many lines or over max_header_bytes (as soon as the
- * buffered head exceeds it, complete or not); 414 for a request line over max_uri that has not
- * ended yet; 400 for a chunked body that dc_reqcheck_chunked refuses; 0 to hand the bytes to
- * libh2o, whose handler-side checks (dc_reqcheck_h1_head & co.) decide the rest. An HTTP/2 preface
- * ("PRI "), a chunked request with Expect (its body waits for 100 Continue) or a chunked body
- * beyond max_body (libh2o answers 413) is handed on at once. Verdicts are the same whatever bytes
- * follow a complete request.
+ * DC_REQCHECK_H1_MAX_HEADERS). Returns DC_REQCHECK_MORE while the head is incomplete and within
+ * the caps; 431 for a head with too many lines or over max_header_bytes (as soon as the buffered
+ * head exceeds it, complete or not); 414 for a request line over max_uri that has not ended yet;
+ * 0 to hand the bytes to libh2o, whose handler-side checks (dc_reqcheck_h1_head & co.) decide the
+ * rest (a chunked body is decoded by libh2o with our strict decoder, http/h1chunked.c). An HTTP/2
+ * preface ("PRI ") is handed on at once. Verdicts are the same whatever bytes follow the head.
  */
 int dc_reqcheck_h1_prefix(const char *buf, size_t len, const dc_reqcheck_limits_t *limits, const char **why);
-
-/*
- * Strict chunked framing (RFC 9112 7.1) of the body bytes `body`: every chunk-size line, chunk
- * end and trailer line must end with CRLF (a bare LF is refused), sizes are 1..16 hex digits,
- * chunk extensions may follow after ';'. Returns 0 once the last chunk and its trailer section are
- * complete (bytes after it are ignored), DC_REQCHECK_MORE while incomplete, 400 and *why otherwise.
- */
-int dc_reqcheck_chunked(const char *body, size_t len, const char **why);
 
 /*
  * Check and normalise an origin-form request target (path + optional "?query"): what is routed,

@@ -91,11 +91,11 @@ BAD = [
     ("obs-fold-tab", b"GET /b/echo HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\tcontinued\r\n\r\n", 400,
      "obsolete line folding in request headers"),
     ("chunk-size-bare-lf", b"POST /b/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"4\nabcd\r\n0\r\n\r\n", 400, "bare LF in chunked body"),
+     b"4\nabcd\r\n0\r\n\r\n", 400, "malformed request body"),
     ("chunk-end-bare-lf", b"POST /b/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"4\r\nabcd\n0\r\n\r\n", 400, "bare LF in chunked body"),
+     b"4\r\nabcd\n0\r\n\r\n", 400, "malformed request body"),
     ("last-chunk-bare-lf", b"POST /b/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"4\r\nabcd\r\n0\n\r\n", 400, "bare LF in chunked body"),
+     b"4\r\nabcd\r\n0\n\r\n", 400, "malformed request body"),
     ("pct00", b"GET /b/echo%00x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "NUL byte in path"),
     ("pct-bare", b"GET /b/echo% HTTP/1.1\r\nHost: a\r\n\r\n", 400, "malformed percent-encoding in path"),
     ("pct-short", b"GET /b/echo%4 HTTP/1.1\r\nHost: a\r\n\r\n", 400, "malformed percent-encoding in path"),
