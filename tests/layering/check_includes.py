@@ -9,6 +9,7 @@ proxy/README.md, which draws the same table).
 
     check_includes.py [--root DIR]          check; exit 1 naming file:line and both layers
     check_includes.py --graph [--folders]   print the module -> module edges with include counts
+    check_includes.py --self-test           the check on a small made-up tree (it must catch what it names)
 
 Run by ctest (test `layering`).
 """
@@ -85,13 +86,49 @@ def includes(root, rel):
                 yield n, os.path.normpath(inc)
 
 
+def self_test():
+    """Run the check on a temporary tree: a downward include passes; an upward, a sideways and an
+    unplaced file each fail with file:line and both layers."""
+    import subprocess
+    import tempfile
+
+    def run(files):
+        with tempfile.TemporaryDirectory() as d:
+            root = os.path.join(d, "proxy")
+            for rel, text in files.items():
+                os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+                with open(os.path.join(root, rel), "w") as fh:
+                    fh.write(text)
+            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--root", root], capture_output=True,
+                               text=True)
+            return p.returncode, p.stderr
+
+    base = {"core/log.h": "", "config/config.h": '#include "core/log.h"\n', "http/request.h": "", "sse/sse.h": "",
+            "admin/admin.c": "", "server/snapshot.h": '#include "config/config.h"\n'}
+    rc, err = run(base)
+    assert rc == 0, err
+    rc, err = run({**base, "core/metrics.c": '#include "core/log.h"\n  #  include "sse/sse.h"\n'})
+    assert rc == 1 and "proxy/core/metrics.c:2: core (layer 0) includes sse/sse.h of sse (layer 7" in err, err
+    rc, err = run({**base, "admin/admin.c": '#include "sse/sse.h"\n'})
+    assert rc == 1 and "proxy/admin/admin.c:1: admin (layer 7) includes sse/sse.h of sse (layer 7, the same" in err, err
+    rc, err = run({**base, "server/snapshot.c": '#include "server/snapshot.h"\n#include "http/request.h"\n'})
+    assert rc == 1 and "proxy/server/snapshot.c:2: runtime (layer 5) includes http/request.h of http (layer 6" in err, err
+    rc, err = run({**base, "plugin/plugin.c": ""})
+    assert rc == 1 and "proxy/plugin/plugin.c: not in the layer table" in err, err
+    print("layering self-test: ok")
+    return 0
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=os.path.join(here, "..", "..", "proxy"))
     ap.add_argument("--graph", action="store_true", help="print the edges instead of checking")
     ap.add_argument("--folders", action="store_true", help="with --graph: group by folder, not by module")
+    ap.add_argument("--self-test", action="store_true", help="check the checker on a made-up tree")
     args = ap.parse_args()
+    if args.self_test:
+        return self_test()
     root = os.path.normpath(args.root)
     shown = os.path.basename(root)  # messages name files as proxy/dir/file.c:line
 
