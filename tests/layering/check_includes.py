@@ -23,31 +23,32 @@ import sys
 LAYERS = {
     0: "core: errors, log, time, metrics registry, small helpers",
     1: "config: YAML -> immutable config",
-    2: "base modules: cache, redis",
-    3: "modules on the base: inflight, ratelimit",
-    4: "upstream: fetch, budget, key rotation, health",
-    5: "runtime: config snapshot with per-route slots, per-worker context",
-    6: "http: the request path",
-    7: "request-facing modules on http: sse, admin",
-    8: "wiring: server (threads, listeners, reload, admin and module registration)",
-    9: "main.c: command line, signals",
+    2: "redis: the Redis client on uv, the fleet bus",
+    3: "cache: the store and the pure cache logic (may keep fleet state in Redis)",
+    4: "modules on the cache: inflight, ratelimit",
+    5: "upstream: fetch, budget, key rotation, health",
+    6: "runtime: config snapshot with per-route slots, per-worker context",
+    7: "http: the request path",
+    8: "request-facing modules on http: sse, admin",
+    9: "wiring: server (threads, listeners, reload, admin and module registration)",
+    10: "main.c: command line, signals",
 }
 
 # module -> (layer, path prefixes relative to the root)
 MODULES = {
     "core": (0, ["core/"]),
     "config": (1, ["config/"]),
-    "cache": (2, ["cache/"]),
     "redis": (2, ["redis/"]),
-    "inflight": (3, ["inflight/"]),
-    "ratelimit": (3, ["ratelimit/"]),
-    "upstream": (4, ["upstream/"]),
-    "runtime": (5, ["server/snapshot.h", "server/snapshot.c", "server/worker.h"]),
-    "http": (6, ["http/"]),
-    "sse": (7, ["sse/"]),
-    "admin": (7, ["admin/"]),
-    "server": (8, ["server/"]),
-    "main": (9, ["main.c"]),
+    "cache": (3, ["cache/"]),
+    "inflight": (4, ["inflight/"]),
+    "ratelimit": (4, ["ratelimit/"]),
+    "upstream": (5, ["upstream/"]),
+    "runtime": (6, ["server/snapshot.h", "server/snapshot.c", "server/worker.h"]),
+    "http": (7, ["http/"]),
+    "sse": (8, ["sse/"]),
+    "admin": (8, ["admin/"]),
+    "server": (9, ["server/"]),
+    "main": (10, ["main.c"]),
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
@@ -108,11 +109,11 @@ def self_test():
     rc, err = run(base)
     assert rc == 0, err
     rc, err = run({**base, "core/metrics.c": '#include "core/log.h"\n  #  include "sse/sse.h"\n'})
-    assert rc == 1 and "proxy/core/metrics.c:2: core (layer 0) includes sse/sse.h of sse (layer 7" in err, err
+    assert rc == 1 and "proxy/core/metrics.c:2: core (layer 0) includes sse/sse.h of sse (layer 8" in err, err
     rc, err = run({**base, "admin/admin.c": '#include "sse/sse.h"\n'})
-    assert rc == 1 and "proxy/admin/admin.c:1: admin (layer 7) includes sse/sse.h of sse (layer 7, the same" in err, err
+    assert rc == 1 and "proxy/admin/admin.c:1: admin (layer 8) includes sse/sse.h of sse (layer 8, the same" in err, err
     rc, err = run({**base, "server/snapshot.c": '#include "server/snapshot.h"\n#include "http/request.h"\n'})
-    assert rc == 1 and "proxy/server/snapshot.c:2: runtime (layer 5) includes http/request.h of http (layer 6" in err, err
+    assert rc == 1 and "proxy/server/snapshot.c:2: runtime (layer 6) includes http/request.h of http (layer 7" in err, err
     rc, err = run({**base, "plugin/plugin.c": ""})
     assert rc == 1 and "proxy/plugin/plugin.c: not in the layer table" in err, err
     print("layering self-test: ok")
