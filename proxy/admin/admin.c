@@ -5,9 +5,6 @@
 #include "core/time.h"
 #include "cache/key.h"
 #include "http/respond.h"
-#include "ratelimit/fleet.h"
-#include "redis/bus.h"
-#include "sse/sse.h"
 #include "upstream/upstream_state.h"
 
 #include <cjson/cJSON.h>
@@ -102,7 +99,7 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
         cJSON_AddItemToObject(o, "breaker", br);
         cJSON_AddItemToObject(ups, u->name, o);
     }
-    const char *redis = !snap->cfg->redis.enabled ? "disabled" : dc_fleet_state();
+    const char *redis = !snap->cfg->redis.enabled ? "disabled" : src->redis_state(src->ctx);
     if (strcmp(redis, "down") == 0 || strcmp(redis, "partial") == 0)
         degraded = true; /* still serving: limits run on this instance's share */
     if (strcmp(state, "ok") != 0)
@@ -116,7 +113,7 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
     cJSON_AddNumberToObject(root, "requests_in_flight", (double)dc_metrics_sum_requests_active());
     cJSON_AddNumberToObject(root, "config_generation", (double)snap->generation);
     cJSON_AddStringToObject(root, "redis", redis);
-    cJSON_AddNumberToObject(root, "instances", (double)dc_fleet_instances());
+    cJSON_AddNumberToObject(root, "instances", (double)src->instances(src->ctx));
     cJSON *cache = cJSON_CreateObject();
     dc_cache_stats_t st;
     dc_cache_get_stats(src->cache, &st);
@@ -124,11 +121,11 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
     cJSON_AddNumberToObject(cache, "bytes", (double)st.bytes);
     cJSON_AddNumberToObject(cache, "memory", (double)snap->cfg->cache.memory);
     cJSON_AddItemToObject(root, "cache", cache);
-    dc_sse_stats_t sse;
-    dc_sse_get_stats(&sse);
+    uint64_t channels, subscribers;
+    src->streams(src->ctx, &channels, &subscribers);
     cJSON *streams = cJSON_CreateObject();
-    cJSON_AddNumberToObject(streams, "channels", (double)sse.channels);
-    cJSON_AddNumberToObject(streams, "subscribers", (double)sse.subscribers);
+    cJSON_AddNumberToObject(streams, "channels", (double)channels);
+    cJSON_AddNumberToObject(streams, "subscribers", (double)subscribers);
     cJSON_AddItemToObject(root, "streams", streams);
     cJSON_AddItemToObject(root, "upstreams", ups);
     char *txt = cJSON_PrintUnformatted(root);
@@ -245,7 +242,7 @@ static void handle_purge(dc_admin_t *a, h2o_req_t *req)
         char *body = dc_malloc(len + 1);
         body[0] = (char)kind;
         memcpy(body + 1, arg, len);
-        fleet = dc_bus_post(DC_BUS_PURGE, at, body, len + 1);
+        fleet = a->src.broadcast_purge(a->src.ctx, at, body, len + 1);
         free(body);
         free(arg);
     }

@@ -1,11 +1,15 @@
 /*
  * The admin listener: GET /health (JSON) and GET /metrics (Prometheus text), served by its own h2o
  * context on the main thread's loop, so a busy worker never delays a health check.
- * It reads process state only through the source callbacks and the metrics module.
+ * It reads process state only through the source callbacks below (filled in by the server, which
+ * wires the modules together) and the metrics module (whose families the modules registered
+ * themselves): it includes no module that owns process-wide state (proxy/README.md).
  */
 #ifndef DC_ADMIN_ADMIN_H
 #define DC_ADMIN_ADMIN_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "cache/store.h"
@@ -27,6 +31,15 @@ typedef struct dc_admin_source {
     unsigned (*nworkers)(void *ctx);
     /* "ok" or "draining" */
     const char *(*state)(void *ctx);
+    /* The fleet (asked only when the config has redis:): "up", "partial" or "down"; and the live
+     * instances last seen in Redis (0 without Redis). */
+    const char *(*redis_state)(void *ctx);
+    unsigned (*instances)(void *ctx);
+    /* Event-stream channels and connected subscribers. */
+    void (*streams)(void *ctx, uint64_t *channels, uint64_t *subscribers);
+    /* Send a purge order (already applied here) to every other instance: the message body is the
+     * purge kind byte then its argument. Returns false when there is no fleet (stays local). */
+    bool (*broadcast_purge)(void *ctx, uint64_t at_ms, const char *body, size_t len);
     dc_cache_t *cache;
     void *ctx;
 } dc_admin_source_t;

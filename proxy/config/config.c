@@ -164,6 +164,14 @@ static bool has_prefix(const char *s, size_t len, const char *prefix)
     return plen <= len && memcmp(s, prefix, plen) == 0;
 }
 
+const dc_config_stream_t *dc_config_stream_match(const dc_config_t *cfg, const char *path, size_t len)
+{
+    for (size_t i = 0; i < cfg->nstreams; i++)
+        if (strlen(cfg->streams[i].path) == len && memcmp(cfg->streams[i].path, path, len) == 0)
+            return &cfg->streams[i];
+    return NULL;
+}
+
 const dc_config_cache_rule_t *dc_config_cache_rule_match(const dc_config_route_t *route, const char *upstream_path,
                                                          size_t len)
 {

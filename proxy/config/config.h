@@ -225,6 +225,9 @@ void dc_config_release(dc_config_t *cfg);
  * "/jup/..." but not "/jupiter". Returns NULL when nothing matches. Pure. */
 const dc_config_route_t *dc_config_route_match(const dc_config_t *cfg, const char *path, size_t pathlen);
 
+/* The stream whose path is exactly [path, path+len), or NULL. Pure. */
+const dc_config_stream_t *dc_config_stream_match(const dc_config_t *cfg, const char *path, size_t len);
+
 /* First cache rule of `route` whose path is a prefix of `upstream_path`, after the no_cache denylist.
  * NULL = not cached. Pure. */
 const dc_config_cache_rule_t *dc_config_cache_rule_match(const dc_config_route_t *route, const char *upstream_path,

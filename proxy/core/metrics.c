@@ -1,9 +1,6 @@
 #include "core/metrics.h"
 #include "core/error.h"
 #include "core/time.h"
-#include "ratelimit/fleet.h"
-#include "redis/bus.h"
-#include "sse/sse.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -90,17 +87,35 @@ uint64_t dc_metrics_sum_requests_active(void)
     return n;
 }
 
-typedef struct outbuf {
+struct dc_metrics_buf {
     char *p;
     size_t len, cap;
-} outbuf_t;
+};
+typedef dc_metrics_buf_t outbuf_t;
 
-static void out(outbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out(outbuf_t *b, const char *fmt, ...)
+/* The modules' sources (dc_metrics_add_source), rendered after the per-worker families. */
+#define MAX_SOURCES 16
+static struct {
+    void (*render)(void *ctx, dc_metrics_buf_t *b);
+    void *ctx;
+} sources[MAX_SOURCES];
+static unsigned nsources;
+
+void dc_metrics_add_source(void (*render)(void *ctx, dc_metrics_buf_t *b), void *ctx)
+{
+    pthread_mutex_lock(&registry_lock);
+    DC_ASSERT(nsources < MAX_SOURCES);
+    sources[nsources].render = render;
+    sources[nsources].ctx = ctx;
+    nsources++;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void vout(outbuf_t *b, const char *fmt, va_list ap0)
 {
     for (;;) {
         va_list ap;
-        va_start(ap, fmt);
+        va_copy(ap, ap0);
         int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
         va_end(ap);
         DC_ASSERT(n >= 0);
@@ -111,6 +126,23 @@ static void out(outbuf_t *b, const char *fmt, ...)
         b->cap = b->cap * 2 + (size_t)n;
         b->p = dc_realloc(b->p, b->cap);
     }
+}
+
+static void out(outbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out(outbuf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vout(b, fmt, ap);
+    va_end(ap);
+}
+
+void dc_metrics_printf(dc_metrics_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vout(b, fmt, ap);
+    va_end(ap);
 }
 
 static const char *const class_names[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -259,40 +291,8 @@ char *dc_metrics_render(size_t *len)
         "dexcache_h2_deferred_dropped_total %llu\n",
         (unsigned long long)SUM(h2_early_resets), (unsigned long long)SUM(h2_abuse_closed[0]),
         (unsigned long long)SUM(h2_abuse_closed[1]), (unsigned long long)SUM(h2_deferred_dropped));
-    out(&b,
-        "# HELP dexcache_redis_up 1 when a Redis connection is up (fleet mode).\n"
-        "# TYPE dexcache_redis_up gauge\ndexcache_redis_up %d\n"
-        "# HELP dexcache_fleet_instances Live instances last seen in Redis.\n"
-        "# TYPE dexcache_fleet_instances gauge\ndexcache_fleet_instances %u\n"
-        "# HELP dexcache_l2_hits_total Entries found in the fleet's L2 cache on an L1 miss.\n"
-        "# TYPE dexcache_l2_hits_total counter\ndexcache_l2_hits_total %llu\n"
-        "# HELP dexcache_limit_fallbacks_total Limit decisions made locally because Redis did not answer.\n"
-        "# TYPE dexcache_limit_fallbacks_total counter\ndexcache_limit_fallbacks_total %llu\n"
-        "# HELP dexcache_bus_up 1 while subscribed to the fleet's message bus (purges, key quarantines).\n"
-        "# TYPE dexcache_bus_up gauge\ndexcache_bus_up %d\n"
-        "# HELP dexcache_bus_messages_total Fleet bus messages by direction (dropped: queue full while Redis was away).\n"
-        "# TYPE dexcache_bus_messages_total counter\n"
-        "dexcache_bus_messages_total{direction=\"published\"} %llu\n"
-        "dexcache_bus_messages_total{direction=\"received\"} %llu\n"
-        "dexcache_bus_messages_total{direction=\"dropped\"} %llu\n",
-        dc_fleet_any_up() ? 1 : 0, dc_fleet_instances(), (unsigned long long)dc_fleet_l2_hits(),
-        (unsigned long long)dc_fleet_fallbacks(), dc_bus_up() ? 1 : 0, (unsigned long long)dc_bus_published(),
-        (unsigned long long)dc_bus_received(), (unsigned long long)dc_bus_dropped());
-    dc_sse_stats_t sse;
-    dc_sse_get_stats(&sse);
-    out(&b,
-        "# HELP dexcache_sse_channels Event-stream channels with subscribers (one upstream poll each).\n"
-        "# TYPE dexcache_sse_channels gauge\ndexcache_sse_channels %llu\n"
-        "# HELP dexcache_sse_subscribers Event-stream clients connected.\n"
-        "# TYPE dexcache_sse_subscribers gauge\ndexcache_sse_subscribers %llu\n"
-        "# HELP dexcache_sse_events_total Events handed to subscribers (one per subscriber).\n"
-        "# TYPE dexcache_sse_events_total counter\ndexcache_sse_events_total %llu\n"
-        "# HELP dexcache_sse_drops_total Subscribers dropped for falling behind.\n"
-        "# TYPE dexcache_sse_drops_total counter\ndexcache_sse_drops_total %llu\n"
-        "# HELP dexcache_sse_polls_total Channel polls (through the cache; upstream calls are counted apart).\n"
-        "# TYPE dexcache_sse_polls_total counter\ndexcache_sse_polls_total %llu\n",
-        (unsigned long long)sse.channels, (unsigned long long)sse.subscribers, (unsigned long long)sse.events,
-        (unsigned long long)sse.drops, (unsigned long long)sse.polls);
+    for (unsigned i = 0; i < nsources; i++)
+        sources[i].render(sources[i].ctx, &b);
     out(&b,
         "# HELP dexcache_config_reloads_total Successful config reloads.\n"
         "# TYPE dexcache_config_reloads_total counter\n"

@@ -92,6 +92,17 @@ typedef struct dc_metrics_cache_view {
 } dc_metrics_cache_view_t;
 void dc_metrics_set_cache_source(void (*fn)(void *ctx, dc_metrics_cache_view_t *out), void *ctx);
 
+/*
+ * A module's own families in /metrics. Core knows no module above it: a module that owns state
+ * worth exposing registers a source at start-up (main thread, before the first scrape; never
+ * removed), and dc_metrics_render() calls each source in registration order, after the per-worker
+ * families, to append its text with dc_metrics_printf(). A source reads its own module's state
+ * (atomics or its own locks) and must not call back into this module's registry functions.
+ */
+typedef struct dc_metrics_buf dc_metrics_buf_t;
+void dc_metrics_printf(dc_metrics_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dc_metrics_add_source(void (*render)(void *ctx, dc_metrics_buf_t *b), void *ctx);
+
 /* Render the Prometheus text exposition into a heap buffer (caller frees). */
 char *dc_metrics_render(size_t *len);
 

@@ -10,6 +10,7 @@
 #include "http/request.h"
 
 #include <mbedtls/sha256.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,27 @@ void dc_batcher_destroy(dc_batcher_t *b)
     free(b->ids);
     pthread_mutex_destroy(&b->lock);
     free(b);
+}
+
+/* ---- the route slot holding each batching route's batcher ---- */
+
+#define NO_SLOT UINT_MAX
+static unsigned batch_slot = NO_SLOT; /* written once at start-up */
+
+static void *slot_create(const dc_config_route_t *route)
+{
+    return route->batch.enabled ? dc_batcher_create() : NULL;
+}
+
+static void slot_destroy(void *state)
+{
+    dc_batcher_destroy(state);
+}
+
+void dc_batch_register(void)
+{
+    if (batch_slot == NO_SLOT)
+        batch_slot = dc_snapshot_register_route_slot(slot_create, slot_destroy);
 }
 
 static void pending_dispose(pending_id_t *p)
@@ -523,8 +545,13 @@ static void on_want_release(dc_waiter_t *w)
         br_done(br);
 }
 
-bool dc_batch_try(dc_request_t *r, dc_batcher_t *b)
+bool dc_batch_try(dc_request_t *r)
 {
+    if (batch_slot == NO_SLOT)
+        return false;
+    dc_batcher_t *b = dc_snapshot_route_slot(r->snap, r->route, batch_slot);
+    if (b == NULL)
+        return false;
     h2o_req_t *req = r->req;
     const dc_config_batch_t *bc = &r->route->batch;
     if (req->query_at == SIZE_MAX)

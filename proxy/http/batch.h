@@ -26,12 +26,16 @@
 typedef struct dc_batcher dc_batcher_t;
 struct dc_request;
 
-/* One per batching route, shared by every worker (owned by the snapshot's route runtime). */
+/* One per batching route, shared by every worker: kept in a route slot of the snapshot
+ * (server/snapshot.h), which creates it with the snapshot and destroys it with it. */
 dc_batcher_t *dc_batcher_create(void);
 void dc_batcher_destroy(dc_batcher_t *b);
+/* Register that route slot (once, at start-up, before the first snapshot). */
+void dc_batch_register(void);
 
 /* Take over r (a cacheable GET on the route's batch path) when its id list can be batched.
- * Returns false (r untouched) when it cannot: no ids, or more than `max`. */
-bool dc_batch_try(struct dc_request *r, dc_batcher_t *b);
+ * Returns false (r untouched) when it cannot: no ids, more than `max`, or no batcher for the
+ * route (dc_batch_register() not called). */
+bool dc_batch_try(struct dc_request *r);
 
 #endif

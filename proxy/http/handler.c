@@ -25,7 +25,6 @@
 #include "http/request.h"
 #include "http/respond.h"
 #include "http/batch.h"
-#include "sse/sse.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -1062,7 +1061,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     /* route */
     size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    const dc_config_stream_t *stream = dc_sse_match(r->snap->cfg, req->path.base, pathlen);
+    const dc_config_stream_t *stream = dc_config_stream_match(r->snap->cfg, req->path.base, pathlen);
     if (stream != NULL) {
         r->route = stream->route;
         r->route_metric = dc_snapshot_route_rt(r->snap, r->route)->metrics_id;
@@ -1104,7 +1103,7 @@ static void continue_request(dc_request_t *r)
 {
     h2o_req_t *req = r->req;
     if (r->stream != NULL) {
-        dc_sse_subscribe(r, r->stream);
+        dc_http_stream_subscribe(r, r->stream);
         return;
     }
     dc_worker_t *w = r->worker;
@@ -1121,8 +1120,7 @@ static void continue_request(dc_request_t *r)
     }
     const dc_config_batch_t *bc = &r->route->batch;
     if (bc->enabled && !r->is_head && pathlen - plen == strlen(bc->path) &&
-        memcmp(req->path.base + plen, bc->path, pathlen - plen) == 0 &&
-        dc_batch_try(r, dc_snapshot_route_rt(r->snap, r->route)->batcher))
+        memcmp(req->path.base + plen, bc->path, pathlen - plen) == 0 && dc_batch_try(r))
         return;
     cache_path(r);
 }

@@ -7,7 +7,6 @@
 #include "ratelimit/clientid.h"
 #include "http/respond.h"
 #include "http/resphdr.h"
-#include "sse/sse.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -448,6 +447,30 @@ void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upst
                                         up->connect_timeout_ms + up->timeout_ms};
 }
 
+/* ---- event streams (registered from the layer above: sse/) ---- */
+
+static const dc_http_stream_ops_t *stream_ops; /* written once at start-up, before workers run */
+
+void dc_http_register_streams(const dc_http_stream_ops_t *ops)
+{
+    stream_ops = ops;
+}
+
+void dc_http_stream_subscribe(dc_request_t *r, const dc_config_stream_t *stream)
+{
+    if (stream_ops == NULL) {
+        dc_request_respond_error(r, 503, "event streams are not available");
+        return;
+    }
+    stream_ops->subscribe(r, stream);
+}
+
+void dc_http_stream_proceed(dc_request_t *r)
+{
+    if (r->sse != NULL)
+        stream_ops->proceed(r->sse); /* r->sse is only ever set by the registered module */
+}
+
 void dc_request_detach_sources(dc_request_t *r)
 {
     if (r->fetch != NULL) {
@@ -461,5 +484,5 @@ void dc_request_detach_sources(dc_request_t *r)
     }
     dc_serve_stream_detach(r);
     if (r->sse != NULL)
-        dc_sse_detach(r->sse);
+        stream_ops->detach(r->sse);
 }

@@ -1,6 +1,8 @@
 /*
- * Internal to http/: the per-request state shared by the request path's modules
- * (handler.c dispatch, passthrough.c, serve.c, fill.c).
+ * The per-request state of the request path: shared by http/'s files (handler.c dispatch,
+ * passthrough.c, serve.c, fill.c, batch.c) and by the request-facing modules layered on http
+ * (sse/, which answers event streams through dc_http_register_streams() below). Nothing under
+ * http/ includes those modules (proxy/README.md, the layering).
  *
  * A dc_request_t lives on the heap and is refcounted. The h2o request holds one reference: it
  * carries r in a request variable, and our disposal logger (handler.c on_req_dispose, run by h2o
@@ -206,6 +208,24 @@ void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upst
                                     bool with_keys, struct dc_fleet *fleet);
 /* Stop whatever feeds this request (pass-through fetch, fill, in-flight wait timer excluded). */
 void dc_request_detach_sources(dc_request_t *r);
+
+/*
+ * Event streams plug into the request path here, from the layer above. The module that serves
+ * them (sse/) registers its operations once at start-up, before any worker runs (the pointer is
+ * never changed again); http calls `subscribe` for a request routed to a `streams:` path after
+ * its client limit, and `proceed` / `detach` for a request in DC_OUT_SSE mode (r->sse set).
+ * Without a registration a stream path is answered 503.
+ */
+typedef struct dc_http_stream_ops {
+    void (*subscribe)(dc_request_t *r, const dc_config_stream_t *stream); /* takes over the response */
+    void (*proceed)(struct dc_sse_sub *sub);
+    void (*detach)(struct dc_sse_sub *sub); /* sets r->sse to NULL */
+} dc_http_stream_ops_t;
+void dc_http_register_streams(const dc_http_stream_ops_t *ops);
+/* Hand r to the registered stream module (or answer 503). */
+void dc_http_stream_subscribe(dc_request_t *r, const dc_config_stream_t *stream);
+/* h2o's proceed for a DC_OUT_SSE response. */
+void dc_http_stream_proceed(dc_request_t *r);
 
 /* Shared with fill.c: upstream URL and request headers for this request (pool memory). */
 const char *dc_request_upstream_url(dc_request_t *r);

@@ -12,7 +12,6 @@
 #include "http/request.h"
 #include "http/resphdr.h"
 #include "http/respond.h"
-#include "sse/sse.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -72,8 +71,7 @@ void dc_out_proceed(h2o_generator_t *gen, h2o_req_t *req)
         return;
     }
     if (r->out == DC_OUT_SSE) {
-        if (r->sse != NULL)
-            dc_sse_proceed(r->sse);
+        dc_http_stream_proceed(r);
         return;
     }
     r->send_inflight = false;

@@ -3,6 +3,7 @@
 #include "core/fmt.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "redis/redis.h"
 
 #include <pthread.h>
@@ -68,6 +69,27 @@ uint64_t dc_bus_received(void)
 uint64_t dc_bus_dropped(void)
 {
     return atomic_load(&g_dropped);
+}
+
+static void render_metrics(void *ctx, dc_metrics_buf_t *b)
+{
+    dc_metrics_printf(
+        b,
+        "# HELP dexcache_bus_up 1 while subscribed to the fleet's message bus (purges, key quarantines).\n"
+        "# TYPE dexcache_bus_up gauge\ndexcache_bus_up %d\n"
+        "# HELP dexcache_bus_messages_total Fleet bus messages by direction (dropped: queue full while Redis was "
+        "away).\n"
+        "# TYPE dexcache_bus_messages_total counter\n"
+        "dexcache_bus_messages_total{direction=\"published\"} %llu\n"
+        "dexcache_bus_messages_total{direction=\"received\"} %llu\n"
+        "dexcache_bus_messages_total{direction=\"dropped\"} %llu\n",
+        dc_bus_up() ? 1 : 0, (unsigned long long)dc_bus_published(), (unsigned long long)dc_bus_received(),
+        (unsigned long long)dc_bus_dropped());
+}
+
+void dc_bus_metrics_register(void)
+{
+    dc_metrics_add_source(render_metrics, NULL);
 }
 
 /* Parse a decimal u64 from [*p, end) up to `stop`; advances past stop. */

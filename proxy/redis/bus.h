@@ -60,6 +60,9 @@ bool dc_bus_up(void);
 uint64_t dc_bus_published(void);
 uint64_t dc_bus_received(void);
 uint64_t dc_bus_dropped(void);
+/* Add the dexcache_bus_* families to /metrics (core/metrics.h source; once, at start-up, with or
+ * without a bus: they read 0 without Redis). */
+void dc_bus_metrics_register(void);
 
 /* Parse one wire message (pure). Returns false when malformed. *sender points into `raw`. */
 bool dc_bus_parse(const char *raw, size_t len, dc_bus_msg_t *m, const char **sender, size_t *sender_len);

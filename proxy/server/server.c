@@ -4,8 +4,11 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/time.h"
+#include "http/batch.h"
 #include "http/handler.h"
 #include "http/respond.h"
+#include "ratelimit/fleet.h"
+#include "ratelimit/fleet_metrics.h"
 #include "ratelimit/local.h"
 #include "redis/bus.h"
 #include "sse/sse.h"
@@ -103,8 +106,24 @@ static uint64_t max_route_body(const dc_config_t *cfg)
     return m;
 }
 
+/* The modules' start-up registrations with the layers below them (proxy/README.md): route slots
+ * before the first snapshot, and the /metrics sources, whose order is the order of their families
+ * in the exposition. Once per process. */
+static void register_modules(void)
+{
+    static bool done;
+    if (done)
+        return;
+    done = true;
+    dc_batch_register();
+    dc_fleet_metrics_register();
+    dc_bus_metrics_register();
+    dc_sse_metrics_register();
+}
+
 int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **out, char *err, size_t errlen)
 {
+    register_modules();
     dc_server_t *s = dc_calloc(1, sizeof(*s));
     s->config_path = dc_strdup(config_path);
     s->admin_fd = -1;
@@ -186,6 +205,29 @@ static unsigned admin_nworkers(void *ctx)
 static const char *admin_state(void *ctx)
 {
     return ((dc_server_t *)ctx)->draining ? "draining" : "ok";
+}
+
+static const char *admin_redis_state(void *ctx)
+{
+    return dc_fleet_state();
+}
+
+static unsigned admin_instances(void *ctx)
+{
+    return dc_fleet_instances();
+}
+
+static void admin_streams(void *ctx, uint64_t *channels, uint64_t *subscribers)
+{
+    dc_sse_stats_t st;
+    dc_sse_get_stats(&st);
+    *channels = st.channels;
+    *subscribers = st.subscribers;
+}
+
+static bool admin_broadcast_purge(void *ctx, uint64_t at_ms, const char *body, size_t len)
+{
+    return dc_bus_post(DC_BUS_PURGE, at_ms, body, len);
 }
 
 /* ---- the fleet's bus: what other instances ask every instance to apply ---- */
@@ -350,7 +392,17 @@ int dc_server_run(dc_server_t *s)
     signal(SIGPIPE, SIG_IGN);
 
     if (s->admin_fd >= 0) {
-        dc_admin_source_t src = {admin_current_snapshot, admin_nworkers, admin_state, s->cache, s};
+        dc_admin_source_t src = {
+            .current_snapshot = admin_current_snapshot,
+            .nworkers = admin_nworkers,
+            .state = admin_state,
+            .redis_state = admin_redis_state,
+            .instances = admin_instances,
+            .streams = admin_streams,
+            .broadcast_purge = admin_broadcast_purge,
+            .cache = s->cache,
+            .ctx = s,
+        };
         if (dc_admin_create(s->loop, s->admin_fd, &src, &s->admin) != 0)
             return 1;
     }

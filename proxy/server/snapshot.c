@@ -1,10 +1,25 @@
 #include "server/snapshot.h"
 #include "core/error.h"
 #include "core/metrics.h"
-#include "http/batch.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+static struct {
+    void *(*create)(const dc_config_route_t *route);
+    void (*destroy)(void *state);
+} route_slots[DC_ROUTE_SLOTS];
+static unsigned nroute_slots;
+static bool snapshots_made; /* slots are fixed once the first snapshot exists */
+
+unsigned dc_snapshot_register_route_slot(void *(*create)(const dc_config_route_t *route), void (*destroy)(void *state))
+{
+    DC_ASSERT(!snapshots_made && nroute_slots < DC_ROUTE_SLOTS);
+    route_slots[nroute_slots].create = create;
+    route_slots[nroute_slots].destroy = destroy;
+    return nroute_slots++;
+}
 
 /* Pacing state of each key that is still configured carries over a reload. */
 static void inherit_key_budgets(dc_upstream_rt_t *rt, const dc_config_upstream_t *u, const dc_upstream_rt_t *old,
@@ -20,6 +35,7 @@ static void inherit_key_budgets(dc_upstream_rt_t *rt, const dc_config_upstream_t
 
 dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, uint64_t generation)
 {
+    snapshots_made = true;
     dc_snapshot_t *s = dc_calloc(1, sizeof(*s));
     s->magic = DC_SNAPSHOT_MAGIC;
     atomic_init(&s->refcnt, 1);
@@ -49,8 +65,8 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const dc_config_route_t *r = &cfg->routes[i];
         s->routes[i].metrics_id = dc_metrics_label_id(DC_METRICS_ROUTE, r->prefix);
-        if (r->batch.enabled)
-            s->routes[i].batcher = dc_batcher_create();
+        for (unsigned k = 0; k < nroute_slots; k++)
+            s->routes[i].slots[k] = route_slots[k].create(r);
         if (r->limit.enabled)
             dc_gcra_params_init(&s->routes[i].limit, r->limit.rate.limit, r->limit.rate.window_ms, r->limit.burst);
     }
@@ -86,7 +102,9 @@ void dc_snapshot_release(dc_snapshot_t *s)
     }
     free(s->ups);
     for (size_t i = 0; i < s->cfg->nroutes; i++)
-        dc_batcher_destroy(s->routes[i].batcher);
+        for (unsigned k = 0; k < nroute_slots; k++)
+            if (s->routes[i].slots[k] != NULL)
+                route_slots[k].destroy(s->routes[i].slots[k]);
     free(s->routes);
     free(s->trusted);
     dc_config_release(s->cfg);

@@ -3,6 +3,12 @@
  * (per-upstream key rings, metric label ids). Shared by all workers through an atomic refcount.
  * Workers hold one reference to the current snapshot; each request holds one for its lifetime, so
  * a reload never changes the config under a request in flight.
+ *
+ * This is the runtime layer (proxy/README.md): it knows the config and the modules below it, and
+ * nothing above. Modules above it keep per-route state in route slots: a module registers a
+ * constructor/destructor pair once at start-up (before the first snapshot) and gets a slot
+ * number; every snapshot then runs the constructor for each of its routes and the destructor when
+ * it is freed (h2o's config slots / on_context_init, in our terms).
  */
 #ifndef DC_SERVER_SNAPSHOT_H
 #define DC_SERVER_SNAPSHOT_H
@@ -18,6 +24,7 @@
 #include "upstream/upstream_state.h"
 
 #define DC_SNAPSHOT_MAGIC 0x534e4150u /* "SNAP" */
+#define DC_ROUTE_SLOTS 4              /* route slots a process can register */
 
 typedef struct dc_upstream_rt {
     dc_keyring_t keyring;
@@ -30,7 +37,7 @@ typedef struct dc_upstream_rt {
 typedef struct dc_route_rt {
     unsigned metrics_id;
     dc_gcra_params_t limit; /* valid when the route has limit: */
-    struct dc_batcher *batcher; /* the route's batch: gatherer, NULL without batch: */
+    void *slots[DC_ROUTE_SLOTS]; /* per-module state (dc_snapshot_register_route_slot), may be NULL */
 } dc_route_rt_t;
 
 typedef struct dc_snapshot {
@@ -43,6 +50,12 @@ typedef struct dc_snapshot {
     dc_cidr_t *trusted;      /* server.trusted_proxies, parsed */
     size_t ntrusted;
 } dc_snapshot_t;
+
+/* Start-up only (main thread, before the first dc_snapshot_create): a slot whose state `create`
+ * makes for every route of every snapshot (NULL = none for this route), and `destroy` (called
+ * with non-NULL states only) frees when the snapshot goes. The state is shared by every worker
+ * and lives as long as the snapshot. Returns the slot number. */
+unsigned dc_snapshot_register_route_slot(void *(*create)(const dc_config_route_t *route), void (*destroy)(void *state));
 
 /* Takes over the caller's reference to cfg. `prev` (may be NULL) lends state worth keeping across
  * a reload (key quarantines). Returns a snapshot with refcnt 1. */
@@ -57,6 +70,12 @@ static inline dc_upstream_rt_t *dc_snapshot_upstream_rt(dc_snapshot_t *s, const 
 static inline dc_route_rt_t *dc_snapshot_route_rt(dc_snapshot_t *s, const dc_config_route_t *r)
 {
     return &s->routes[r - s->cfg->routes];
+}
+
+/* A route's state in `slot` (from dc_snapshot_register_route_slot), or NULL. */
+static inline void *dc_snapshot_route_slot(dc_snapshot_t *s, const dc_config_route_t *r, unsigned slot)
+{
+    return dc_snapshot_route_rt(s, r)->slots[slot];
 }
 
 #endif

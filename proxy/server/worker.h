@@ -3,6 +3,10 @@
  * metrics. Everything in a dc_worker_t is touched only by its own thread, except the `inbox`
  * (mutex-protected) through which the main thread posts a new snapshot, a drain or a stop, and the
  * metrics block (single-writer counters read by the admin endpoint).
+ *
+ * This header is the per-worker context of the runtime layer (proxy/README.md): the modules above
+ * it (http, sse) reach their worker through it. worker.c, which runs the thread and starts the
+ * modules' per-worker state, is server wiring and may know every module.
  */
 #ifndef DC_SERVER_WORKER_H
 #define DC_SERVER_WORKER_H

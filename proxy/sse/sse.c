@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/fmt.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/time.h"
 #include "http/request.h"
 #include "inflight/inflight.h"
@@ -103,6 +104,33 @@ void dc_sse_get_stats(dc_sse_stats_t *out)
     out->polls = atomic_load(&st_polls);
 }
 
+static void render_metrics(void *ctx, dc_metrics_buf_t *b)
+{
+    dc_sse_stats_t sse;
+    dc_sse_get_stats(&sse);
+    dc_metrics_printf(
+        b,
+        "# HELP dexcache_sse_channels Event-stream channels with subscribers (one upstream poll each).\n"
+        "# TYPE dexcache_sse_channels gauge\ndexcache_sse_channels %llu\n"
+        "# HELP dexcache_sse_subscribers Event-stream clients connected.\n"
+        "# TYPE dexcache_sse_subscribers gauge\ndexcache_sse_subscribers %llu\n"
+        "# HELP dexcache_sse_events_total Events handed to subscribers (one per subscriber).\n"
+        "# TYPE dexcache_sse_events_total counter\ndexcache_sse_events_total %llu\n"
+        "# HELP dexcache_sse_drops_total Subscribers dropped for falling behind.\n"
+        "# TYPE dexcache_sse_drops_total counter\ndexcache_sse_drops_total %llu\n"
+        "# HELP dexcache_sse_polls_total Channel polls (through the cache; upstream calls are counted apart).\n"
+        "# TYPE dexcache_sse_polls_total counter\ndexcache_sse_polls_total %llu\n",
+        (unsigned long long)sse.channels, (unsigned long long)sse.subscribers, (unsigned long long)sse.events,
+        (unsigned long long)sse.drops, (unsigned long long)sse.polls);
+}
+
+void dc_sse_metrics_register(void)
+{
+    dc_metrics_add_source(render_metrics, NULL);
+}
+
+static const dc_http_stream_ops_t stream_ops = {dc_sse_subscribe, dc_sse_proceed, dc_sse_detach};
+
 dc_sse_t *dc_sse_create(struct dc_worker *workers, unsigned nworkers)
 {
     dc_sse_t *h = dc_calloc(1, sizeof(*h));
@@ -111,15 +139,8 @@ dc_sse_t *dc_sse_create(struct dc_worker *workers, unsigned nworkers)
     h->nworkers = nworkers;
     h->fanq = dc_calloc(nworkers, sizeof(*h->fanq));
     g_hub = h;
+    dc_http_register_streams(&stream_ops);
     return h;
-}
-
-const dc_config_stream_t *dc_sse_match(const dc_config_t *cfg, const char *path, size_t len)
-{
-    for (size_t i = 0; i < cfg->nstreams; i++)
-        if (strlen(cfg->streams[i].path) == len && memcmp(cfg->streams[i].path, path, len) == 0)
-            return &cfg->streams[i];
-    return NULL;
 }
 
 /* ---- channel references ---- */

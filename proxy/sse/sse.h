@@ -35,11 +35,10 @@ typedef struct dc_sse_sub dc_sse_sub_t;
 struct dc_request;
 
 struct dc_worker;
-/* The process-wide registry (owned by the server; lives until exit) over the server's workers. */
+/* The process-wide registry (owned by the server; lives until exit) over the server's workers.
+ * Registers the stream operations below with the request path (dc_http_register_streams): call it
+ * once at start-up, before the workers run. */
 dc_sse_t *dc_sse_create(struct dc_worker *workers, unsigned nworkers);
-
-/* The stream whose path is exactly [path, path+len), or NULL. */
-const dc_config_stream_t *dc_sse_match(const dc_config_t *cfg, const char *path, size_t len);
 
 /* Answer r (a GET on a stream path) with an event stream. Takes over the response. */
 void dc_sse_subscribe(struct dc_request *r, const dc_config_stream_t *stream);
@@ -53,5 +52,7 @@ typedef struct dc_sse_stats {
     uint64_t channels, subscribers, events, drops, polls;
 } dc_sse_stats_t;
 void dc_sse_get_stats(dc_sse_stats_t *out);
+/* Add the dexcache_sse_* families to /metrics (core/metrics.h source; once, at start-up). */
+void dc_sse_metrics_register(void);
 
 #endif
