@@ -5,7 +5,7 @@
 #include "core/time.h"
 #include "cache/key.h"
 #include "http/respond.h"
-#include "ratelimit/fleet.h"
+#include "redis/fleet.h"
 #include "redis/bus.h"
 #include "sse/sse.h"
 #include "upstream/upstream_state.h"

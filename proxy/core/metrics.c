@@ -1,7 +1,8 @@
 #include "core/metrics.h"
 #include "core/error.h"
 #include "core/time.h"
-#include "ratelimit/fleet.h"
+#include "cache/l2fleet.h"
+#include "ratelimit/gcra_fleet.h"
 #include "redis/bus.h"
 #include "sse/sse.h"
 
