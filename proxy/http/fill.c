@@ -25,7 +25,7 @@
 #include "cache/growing.h"
 #include "cache/key.h"
 #include "cache/l2codec.h"
-#include "ratelimit/fleet.h"
+#include "cache/l2fleet.h"
 #include "upstream/upstream_state.h"
 #include "cache/variants.h"
 #include "cache/policy.h"

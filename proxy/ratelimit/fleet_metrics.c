@@ -1,6 +1,8 @@
 #include "ratelimit/fleet_metrics.h"
 #include "core/metrics.h"
-#include "ratelimit/fleet.h"
+#include "cache/l2fleet.h"
+#include "ratelimit/gcra_fleet.h"
+#include "redis/fleet.h"
 
 static void render_metrics(void *ctx, dc_metrics_buf_t *b)
 {

@@ -25,7 +25,7 @@ void dc_limiter_check(dc_limiter_t *l, const char *key, size_t len, const dc_gcr
 void dc_limiter_deny(dc_limiter_t *l, const char *key, size_t len, uint64_t until_us);
 /* True (and *retry_after_us) when `key` was marked denied past `now_us`. */
 bool dc_limiter_denied(dc_limiter_t *l, const char *key, size_t len, uint64_t now_us, uint64_t *retry_after_us);
-/* Leased tokens (granted by Redis in advance, see ratelimit/fleet.h): put `n` tokens for `key`,
+/* Leased tokens (granted by Redis in advance, see ratelimit/gcra_fleet.h): put `n` tokens for `key`,
  * usable until `until_us`; take one (true) when any are left, with the remaining-hint stored. */
 void dc_limiter_lease_put(dc_limiter_t *l, const char *key, size_t len, uint32_t n, uint64_t until_us,
                           uint64_t remaining_hint);

@@ -7,7 +7,7 @@
 #include "http/batch.h"
 #include "http/handler.h"
 #include "http/respond.h"
-#include "ratelimit/fleet.h"
+#include "redis/fleet.h"
 #include "ratelimit/fleet_metrics.h"
 #include "ratelimit/local.h"
 #include "redis/bus.h"

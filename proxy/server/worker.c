@@ -4,7 +4,7 @@
 #include "cache/variants.h"
 #include "http/h1chunked.h"
 #include "http/h1gate.h"
-#include "ratelimit/fleet.h"
+#include "redis/fleet.h"
 #include "sse/sse.h"
 #include "server/server.h"
 
@@ -120,7 +120,8 @@ static void *worker_main(void *arg)
     w->accept_tls.ctx = &w->ctx;
     if (dc_curl_loop_init(&w->curl, &w->loop) != 0)
         dc_fatal("worker %u: cannot create the curl multi handle", w->id);
-    if (w->snap->cfg->redis.enabled && dc_fleet_create(&w->loop, w->snap->cfg, w->id == 0, &w->fleet) != 0)
+    dc_fleet_opts_t fleet_opts = {w->snap->cfg->redis.url, w->snap->cfg->redis.prefix, w->id == 0};
+    if (w->snap->cfg->redis.enabled && dc_fleet_create(&w->loop, &fleet_opts, &w->fleet) != 0)
         dc_log_error("worker %u: bad redis url %s: running without Redis", w->id, w->snap->cfg->redis.url);
     for (size_t i = 0; i < w->nlisteners; i++) {
         dc_worker_listener_t *l = &w->listeners[i];

@@ -8,7 +8,7 @@
 #include "core/time.h"
 #include "http/request.h"
 #include "inflight/inflight.h"
-#include "ratelimit/fleet.h"
+#include "sse/sse_fleet.h"
 #include "redis/redis.h"
 #include "server/worker.h"
 #include "sse/event.h"

@@ -4,7 +4,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "ratelimit/fleet.h"
+#include "upstream/budget_fleet.h"
 #include "core/time.h"
 #include "cache/policy.h"
 

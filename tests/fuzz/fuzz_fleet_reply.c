@@ -1,12 +1,17 @@
-/* libFuzzer target for the interpretation of the fleet's script and command replies
- * (ratelimit/fleet_reply.h): the fuzz bytes go through hiredis' reader, and every reply tree it
- * produces is handed to every interpreter. Never crash or overread; results stay within their
- * contracts (an error leaves the outputs at their neutral values, pointers point into the reply). */
+/* libFuzzer target for the interpretation of the fleet's script and command replies (redis/fleet.h
+ * and the features on it: ratelimit/gcra_fleet.h, upstream/budget_fleet.h, cache/l2fleet.h,
+ * sse/sse_fleet.h): the fuzz bytes go through hiredis' reader, and every reply tree it produces is
+ * handed to every interpreter. Never crash or overread; results stay within their contracts (an
+ * error leaves the outputs at their neutral values, pointers point into the reply). */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "core/error.h"
-#include "ratelimit/fleet_reply.h"
+#include "cache/l2fleet.h"
+#include "ratelimit/gcra_fleet.h"
+#include "redis/fleet.h"
+#include "sse/sse_fleet.h"
+#include "upstream/budget_fleet.h"
 #include "resp_feed.h"
 
 static void check_reply(const redisReply *reply)

@@ -1,12 +1,17 @@
-/* Tests for ratelimit/fleet_reply: reply trees are built from RESP bytes by hiredis' own reader, as
- * they are when they come from Redis. */
+/* Tests for the fleet reply interpreters (redis/fleet.h, ratelimit/gcra_fleet.h, upstream/budget_fleet.h,
+ * cache/l2fleet.h, sse/sse_fleet.h): reply trees are built from RESP bytes by hiredis' own reader, as they are when
+ * they come from Redis. */
 #include "cmocka_prelude.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
-#include "ratelimit/fleet_reply.h"
+#include "cache/l2fleet.h"
+#include "ratelimit/gcra_fleet.h"
+#include "redis/fleet.h"
+#include "sse/sse_fleet.h"
+#include "upstream/budget_fleet.h"
 
 /* One reply tree from RESP text (freed by the caller with freeReplyObject). */
 static redisReply *resp_n(const char *text, size_t len)
