@@ -303,12 +303,17 @@ char *dc_metrics_render(size_t *len)
         "# HELP dexcache_upstream_key_quarantines_total API keys set aside after 401/403.\n"
         "# TYPE dexcache_upstream_key_quarantines_total counter\n"
         "dexcache_upstream_key_quarantines_total %llu\n"
+        "# HELP dexcache_upstream_budget_late_slots_total Budget slots given up because the request would "
+        "have left too late after its slot (CPU contention); it reserved again.\n"
+        "# TYPE dexcache_upstream_budget_late_slots_total counter\n"
+        "dexcache_upstream_budget_late_slots_total %llu\n"
         "# HELP dexcache_uptime_seconds Seconds since start.\n"
         "# TYPE dexcache_uptime_seconds gauge\n"
         "dexcache_uptime_seconds %.3f\n",
         (unsigned long long)__atomic_load_n(&dc_metrics_process.reloads, __ATOMIC_RELAXED),
         (unsigned long long)__atomic_load_n(&dc_metrics_process.reload_failures, __ATOMIC_RELAXED),
         (unsigned long long)__atomic_load_n(&dc_metrics_process.key_quarantines, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&dc_metrics_process.budget_late_rereserves, __ATOMIC_RELAXED),
         (double)(dc_now_wall_ms() - dc_metrics_process.start_wall_ms) / 1000.0);
     pthread_mutex_unlock(&registry_lock);
     *len = b.len;

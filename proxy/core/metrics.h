@@ -79,6 +79,7 @@ typedef struct dc_metrics_process {
     uint64_t reloads;
     uint64_t reload_failures;
     uint64_t key_quarantines;
+    uint64_t budget_late_rereserves; /* budget slots given up: the request would have left too late */
 } dc_metrics_process_t;
 extern dc_metrics_process_t dc_metrics_process;
 

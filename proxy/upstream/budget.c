@@ -9,7 +9,14 @@
  * requests arrive with jitter, and the upstream counts arrivals. One request delayed by d ms and
  * the next `limit` on time fit in one window unless the window's slots span window + d: so the
  * slack is JITTER_MS per window (at least 2%, at most 10%). Measured on a loaded 2-core machine:
- * up to 27 ms of delay on a request's way to the origin. */
+ * up to 27 ms of delay on a request's way to the origin.
+ * That reasoning holds only while no request leaves later than the slack after its slot: under CPU
+ * contention a timer or a Redis reply can be read 40-90 ms late. So a request that would leave
+ * later than late_ok (the slack, less a margin for the way from our loop to the wire) does not go:
+ * it reserves again (upstream/fetch.c). A slot wasted that way lowers throughput under contention;
+ * it never puts more than the limit in a window. */
+#define WIRE_MARGIN_MS 10.0
+#define LATE_OK_MIN_MS 5.0
 #define SLACK_MIN 0.02
 #define SLACK_MAX 0.10
 #define JITTER_MS 35.0
@@ -20,13 +27,18 @@ void dc_budget_init(dc_budget_t *b, const dc_config_rate_t *rates, size_t nrates
     memset(b, 0, sizeof(*b));
     pthread_mutex_init(&b->lock, NULL);
     b->nwin = nrates < DC_BUDGET_MAX_WINDOWS ? nrates : DC_BUDGET_MAX_WINDOWS;
+    double late_ok_ms = -1;
     for (size_t i = 0; i < b->nwin; i++) {
         uint64_t e = rates[i].window_ms * 1000 / (rates[i].limit ? rates[i].limit : 1);
         double slack = JITTER_MS / (double)(rates[i].window_ms ? rates[i].window_ms : 1);
         slack = slack < SLACK_MIN ? SLACK_MIN : slack > SLACK_MAX ? SLACK_MAX : slack;
         e = (uint64_t)((double)e * (1.0 + slack) + 0.5);
         b->win[i].emission_us = e ? e : 1;
+        double extra_ms = (double)rates[i].window_ms * slack - WIRE_MARGIN_MS; /* the window's slack */
+        if (late_ok_ms < 0 || extra_ms < late_ok_ms)
+            late_ok_ms = extra_ms;
     }
+    b->late_ok_us = (uint64_t)((late_ok_ms < LATE_OK_MIN_MS ? LATE_OK_MIN_MS : late_ok_ms) * 1000.0);
     b->share = 1.0;
     b->queue_max = queue_max;
     b->queue_timeout_us = queue_timeout_ms * 1000;

@@ -67,6 +67,9 @@ struct dc_fetch {
     uint64_t pause_ms; /* a 429 asked to wait this long before the next attempt */
     uint64_t started_us;
     uint64_t deadline_ms;  /* monotonic: whole-response deadline (pushed back by client pauses) */
+    uint64_t reserve_sent_ms; /* monotonic: when the budget reservation was asked for */
+    uint64_t leave_by_ms;     /* monotonic: the latest this attempt may leave for its slot (0 = no slot) */
+    unsigned late_rereserves; /* slots given up because the attempt would have left too late */
     uint64_t paused_at_ms; /* when the caller refused bytes (the pause does not count) */
     uint64_t head_us;
     uint64_t body_bytes; /* body bytes taken by the caller */
@@ -82,6 +85,7 @@ struct dc_fetch {
 
 static void start_attempt(dc_fetch_t *f);
 static void begin_attempt(dc_fetch_t *f);
+static void leave_for_slot(dc_fetch_t *f);
 static void finish(dc_fetch_t *f, int err);
 static void on_deadline(uv_timer_t *t);
 
@@ -358,7 +362,7 @@ static void on_deadline(uv_timer_t *t)
     if (f->state == ST_QUEUED) {
         f->queued = false;
         dc_budget_dequeued(f->budget);
-        begin_attempt(f);
+        leave_for_slot(f);
         return;
     }
     if (f->state == ST_FAILING) {
@@ -499,8 +503,10 @@ static void on_fleet_reserved(void *data, int err, int ok, uint64_t wait_us)
         finish(f, DC_EAGAIN);
         return;
     }
+    /* the slot is no earlier than our request's send time plus the wait Redis gave */
+    f->leave_by_ms = f->reserve_sent_ms + wait_us / 1000 + f->budget->late_ok_us / 1000;
     if (wait_us == 0) {
-        begin_attempt(f);
+        leave_for_slot(f);
         return;
     }
     if (!dc_budget_enqueue(f->budget)) {
@@ -537,6 +543,7 @@ static void start_attempt(dc_fetch_t *f)
         uint64_t em[DC_BUDGET_FLEET_MAX_WIN];
         size_t n = dc_budget_emissions(f->budget, em, DC_BUDGET_FLEET_MAX_WIN);
         f->state = ST_RESERVING;
+        f->reserve_sent_ms = dc_now_mono_ms();
         if (dc_fleet_budget_reserve(f->fleet, f->budget_name, em, n, f->budget->queue_timeout_us, f->opts.background,
                                     on_fleet_reserved, f) == 0)
             return;
@@ -555,14 +562,39 @@ static void reserve_locally(dc_fetch_t *f, unsigned share_n)
             fail_soon(f, DC_EAGAIN);
             return;
         }
+        f->leave_by_ms = dc_now_mono_ms() + delay_us / 1000 + f->budget->late_ok_us / 1000;
         if (delay_us > 0) {
             f->state = ST_QUEUED;
             f->queued = true;
             uv_timer_start(&f->timer, on_deadline, (delay_us + 999) / 1000, 0);
             return;
         }
+        leave_for_slot(f);
+        return;
     }
     begin_attempt(f);
+}
+
+/* The attempt's slot has come: it goes, unless it would leave later than the budget allows after
+ * its slot (a late timer or Redis reply under CPU contention: the next `limit` requests may leave
+ * on time and a window would hold one too many). Then it gives the slot up and reserves again, a
+ * few times, within its deadline; past that the budget counts as exhausted (503). */
+static void leave_for_slot(dc_fetch_t *f)
+{
+    uint64_t now = dc_now_mono_ms();
+    if (f->leave_by_ms == 0 || now <= f->leave_by_ms) {
+        f->leave_by_ms = 0;
+        begin_attempt(f);
+        return;
+    }
+    f->leave_by_ms = 0;
+    __atomic_fetch_add(&dc_metrics_process.budget_late_rereserves, 1, __ATOMIC_RELAXED);
+    if (++f->late_rereserves <= 3 && (f->deadline_ms == 0 || now < f->deadline_ms)) {
+        start_attempt(f);
+        return;
+    }
+    f->retry_after_ms = 1000;
+    finish(f, DC_EAGAIN);
 }
 
 static void begin_attempt(dc_fetch_t *f)

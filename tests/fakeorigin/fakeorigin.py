@@ -1521,8 +1521,9 @@ CFG = Config()
 STATE = State()
 
 
-def rl_check(lname, profile, path, account, keyed):
-    """Returns None (no limit applies) or (rejected, limit, remaining, current, reset_at, retry_after)."""
+def rl_check(lname, profile, path, account, keyed, now=None):
+    """Returns None (no limit applies) or (rejected, limit, remaining, current, reset_at, retry_after).
+    `now`: the request's arrival (kernel receive time), else the time of the call."""
     specs = STATE.rl
     if not specs:
         return None
@@ -1537,7 +1538,8 @@ def rl_check(lname, profile, path, account, keyed):
         app.append(s)
     if not app:
         return None
-    now = time.time()
+    if now is None:
+        now = time.time()
     with STATE.rl_lock:
         rej = None
         logs = []
@@ -1639,12 +1641,13 @@ class Request:
 
 
 class Conn:
-    __slots__ = ("sock", "rfile", "peer", "listener", "dead")
+    __slots__ = ("sock", "rfile", "peer", "listener", "dead", "arrival")
 
     def __init__(self, sock, peer, listener):
         self.sock, self.peer, self.listener = sock, peer, listener
         self.rfile = None
         self.dead = False
+        self.arrival = None
 
     def abort(self):
         """close with RST (SO_LINGER 0)"""
@@ -1717,6 +1720,34 @@ class _BodySink:
                 self.kept.append(d)
                 self.kept_n += len(d)
         return True
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+
+
+def arrival_stamps_on(sock):
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        return True
+    except OSError:
+        return False
+
+
+def kernel_arrival(sock):
+    """Wait for the next bytes and return the kernel's receive time of the first of them (epoch
+    seconds), without consuming them (MSG_PEEK); None when it is not known."""
+    try:
+        data, anc, _, _ = sock.recvmsg(1, 64, socket.MSG_PEEK)
+    except (OSError, ValueError):
+        return None
+    if not data:
+        return None
+    for level, kind, payload in anc:
+        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(payload) >= 16:
+            sec, nsec = struct.unpack("qq", payload[:16])
+            return sec + nsec / 1e9
+    return None
+
 
 def read_request(conn):
     rf = conn.rfile
@@ -2077,7 +2108,11 @@ class Listener:
             sock.settimeout(IDLE_TIMEOUT)
             conn.rfile = sock.makefile("rb", 65536)
             handle = self.handle_control if self.control else self.handle_data
+            stamps = not self.control and arrival_stamps_on(sock)
             while not STOP.is_set() and not conn.dead:
+                # clients here send a request only after the previous answer (no pipelining), so
+                # the next request's first bytes are the first bytes in the socket's queue
+                conn.arrival = kernel_arrival(sock) if stamps else None
                 try:
                     req = read_request(conn)
                 except BadRequest as e:
@@ -2107,7 +2142,9 @@ class Listener:
         key = canon_key(path, params)
         api_key = req.hdict.get("x-api-key")
         rname = route.name if route is not None else "404"
-        t_start = time.time()
+        # when the request reached this machine, not when this thread got to it: under CPU load a
+        # Python thread wakes tens of ms late, and rate windows counted at that time are wrong
+        t_start = conn.arrival if conn.arrival is not None else time.time()
         st = STATE.stats[lname]
         with STATE.lock:
             STATE.seq += 1
@@ -2173,7 +2210,7 @@ class Listener:
         # 2. rate limit
         if STATE.rl:
             account = ("key:" + api_key) if api_key else ("ip:" + conn.peer[0])
-            res = rl_check(lname, prof, path, account, bool(api_key))
+            res = rl_check(lname, prof, path, account, bool(api_key), t_start)
             if res is not None:
                 rejected, limit, remaining, cur, reset_at, retry = res
                 if prof == "jup":

@@ -85,6 +85,13 @@ static void test_slack_bounds(void **state)
     assert_int_equal(b.win[0].emission_us, 11000);  /* 10 ms + 10% (35% capped) */
     assert_int_equal(b.win[1].emission_us, 61200);  /* 60 ms + 2% (0.06% raised) */
     assert_int_equal(b.win[2].emission_us, 51750);  /* 50 ms + 3.5% */
+    /* a request may leave at most the smallest window's slack (less 10 ms for the way to the
+     * wire) after its slot: 100 ms x 10% = 10 ms -> the 5 ms floor */
+    assert_int_equal(b.late_ok_us, 5000);
+    dc_budget_dispose(&b);
+    dc_config_rate_t jup[2] = {{20, 1000}, {1100, 60000}};
+    dc_budget_init(&b, jup, 2, 1, 1000);
+    assert_int_equal(b.late_ok_us, 25000); /* 1 s x 3.5% - 10 ms (60 s x 2% - 10 ms is larger) */
     dc_budget_dispose(&b);
 }
 
