@@ -624,3 +624,36 @@ int dc_fleet_sse_last(dc_fleet_t *f, const char *key, size_t len, void (*cb)(voi
         free(c);
     return rc;
 }
+
+/* ---- teardown ---- */
+
+void dc_fleet_close(dc_fleet_t *f)
+{
+    if (f == NULL || f->redis == NULL)
+        return;
+    if (f->hb_timer.data == f) {
+        uv_timer_stop(&f->hb_timer);
+        uv_close((uv_handle_t *)&f->hb_timer, NULL); /* f outlives the loop's last turn */
+    }
+    if (f->up)
+        atomic_fetch_add(&connections_up, -1);
+    f->up = false;
+    atomic_fetch_add(&connections_total, -1);
+    dc_redis_t *redis = f->redis, *sub = f->sub;
+    f->redis = NULL; /* from here every call fails at once (dc_redis_close's NULL contract) */
+    f->sub = NULL;
+    on_fill_notice(f, NULL, 0);        /* followers look again now, and find Redis gone */
+    dc_redis_close(redis, NULL, NULL); /* pending commands complete with DC_EIO on the next turn */
+    if (sub != NULL)
+        dc_redis_close(sub, NULL, NULL);
+}
+
+void dc_fleet_destroy(dc_fleet_t *f)
+{
+    if (f == NULL)
+        return;
+    DC_ASSERT(f->redis == NULL && f->watches.next == &f->watches);
+    free(f->prefix);
+    free(f->fill_channel);
+    free(f);
+}

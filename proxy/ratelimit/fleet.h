@@ -109,4 +109,12 @@ int dc_fleet_sse_last(dc_fleet_t *f, const char *key, size_t len, void (*cb)(voi
 /* Params for the local fallback: the limit shared out over the live instances. */
 void dc_fleet_local_share(const dc_gcra_params_t *in, dc_gcra_params_t *out);
 
+/* Worker teardown, in two steps. close: the heartbeat stops, followers' watches fire (they find
+ * Redis gone), both Redis connections close (pending commands complete with DC_EIO on the next
+ * loop turns); f stays valid and answers like a fleet whose Redis is down (dc_fleet_up false,
+ * every call fails at once), so requests and fetches still holding it finish normally. destroy:
+ * frees f once nothing holds it and the loop has run the closes (the worker's last step). */
+void dc_fleet_close(dc_fleet_t *f);
+void dc_fleet_destroy(dc_fleet_t *f);
+
 #endif

@@ -174,7 +174,7 @@ class Dexcache:
         self.proc = None
         err = self.stderr()
         # a sanitizer report anywhere fails the test that owned this process
-        for marker in ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
             assert marker not in err, err
         return rc
 
