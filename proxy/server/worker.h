@@ -64,9 +64,9 @@ typedef struct dc_worker {
     uint32_t reqid_prefix;
     uint64_t reqid_counter;
     bool draining;
-    bool closing;          /* teardown began (see above) */
+    bool closing; /* teardown began (see above) */
     bool quiet_reported;
-    size_t nconns;         /* client connections accepted and not yet closed (uv handles) */
+    size_t nconns;          /* client connections accepted and not yet closed (uv handles) */
     uv_timer_t drain_timer; /* the drain's, then the teardown's progress check */
 
     /* inbox, written by the main thread */
