@@ -130,8 +130,6 @@ struct dc_h2guard {
     uv_timer_t sweep_timer;
     bool idle_on, sweep_on;
     unsigned closing_handles; /* dc_h2guard_destroy: handles whose close is pending */
-    h2o_buffer_prototype_t *wbuf_proto; /* libh2o's per-thread HTTP/2 write-buffer cache (static in
-                                         * lib/http2/connection.c), seen through a connection's buffer */
 };
 
 static void limits_of(dc_h2guard_t *g, dc_h2guard_limits_t *lim)
@@ -295,11 +293,6 @@ void dc_h2guard_attach(dc_request_t *r)
     DC_ASSERT(r->req != NULL && r->req->version >= 0x200 && r->h2 == NULL);
     dc_h2guard_t *g = dc_h2guard_of(r->worker);
     h2o_conn_t *conn = r->req->conn;
-    if (g->wbuf_proto == NULL) {
-        h2o_buffer_t *b = ((h2o_http2_conn_t *)conn)->_write.buf;
-        g->wbuf_proto =
-            b->bytes != NULL ? b->_prototype : H2O_STRUCT_FROM_MEMBER(h2o_buffer_prototype_t, _initial_buf, b);
-    }
     dc_h2conn_t *e = g->last;
     if (e == NULL || e->conn != conn || e->id != conn->id)
         g->last = e = entry_get(g, conn);
@@ -510,15 +503,6 @@ void dc_h2guard_destroy(dc_worker_t *w)
         }
     }
     free(g->buckets);
-    /* empty libh2o's write-buffer cache of this thread (no call for it in 2.2.5): a recycled buffer's
-     * first word links the next (lib/common/memory.c) */
-    h2o_mem_recycle_t *cache = g->wbuf_proto != NULL ? &g->wbuf_proto->allocator : NULL;
-    while (cache != NULL && cache->cnt > 0) {
-        void *chunk = cache->_link;
-        cache->_link = *(void **)chunk;
-        cache->cnt--;
-        free(chunk);
-    }
     g->closing_handles = 3;
     uv_close((uv_handle_t *)&g->idle, on_guard_handle_closed);
     uv_close((uv_handle_t *)&g->later_timer, on_guard_handle_closed);

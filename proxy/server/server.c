@@ -487,7 +487,7 @@ int dc_server_run(dc_server_t *s)
         if (uv_loop_close(s->loop) != 0)
             dc_log_error("main loop: cannot be closed");
     }
-    dc_worker_free_h2o_thread_caches(); /* the admin's, on this thread */
+    dc_worker_free_h2o_thread_caches(NULL); /* the admin's, on this thread */
     dc_log_info("stopped%s", s->forced ? " (drain timeout)" : "");
     return 0;
 }

@@ -9,6 +9,8 @@
 #include "sse/sse.h"
 #include "server/server.h"
 
+#include <h2o/http2.h>
+#include <h2o/http2_internal.h> /* h2o_http2_conn_t: see on_h2_probe */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,20 +132,42 @@ static void worker_finish(dc_worker_t *w)
     dc_sse_worker_finish(w);
     dc_h2guard_destroy(w);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
+    uv_close((uv_handle_t *)&w->h2_probe, NULL);
     uv_close((uv_handle_t *)&w->inbox_async, NULL);
     uv_stop(&w->loop);
 }
 
-void dc_worker_free_h2o_thread_caches(void)
+/* A recycler's cached chunks: a plain list, each chunk's first word linking the next. */
+static void empty_recycler(h2o_mem_recycle_t *r)
 {
-    /* socket input buffers: the prototype is public, its recycler a plain list */
-    h2o_mem_recycle_t *bufs = &h2o_socket_buffer_prototype.allocator;
-    while (bufs->cnt > 0) {
-        void *chunk = bufs->_link;
-        bufs->_link = *(void **)chunk; /* a recycled chunk's first word links the next */
-        bufs->cnt--;
+    while (r->cnt > 0) {
+        void *chunk = r->_link;
+        r->_link = *(void **)chunk;
+        r->cnt--;
         free(chunk);
     }
+}
+
+/* The HTTP/2 write buffers' cache is `static __thread` in libh2o (lib/http2/connection.c): its
+ * address is only seen through a live connection's buffer, so the loop looks once per turn until
+ * the first HTTP/2 connection appears, then stops looking. */
+static void on_h2_probe(uv_prepare_t *p)
+{
+    dc_worker_t *w = p->data;
+    if (h2o_linklist_is_empty(&w->ctx.http2._conns))
+        return;
+    h2o_http2_conn_t *c = H2O_STRUCT_FROM_MEMBER(h2o_http2_conn_t, _conns, w->ctx.http2._conns.next);
+    h2o_buffer_t *b = c->_write.buf;
+    w->h2_wbuf_proto =
+        b->bytes != NULL ? b->_prototype : H2O_STRUCT_FROM_MEMBER(h2o_buffer_prototype_t, _initial_buf, b);
+    uv_prepare_stop(p);
+}
+
+void dc_worker_free_h2o_thread_caches(h2o_buffer_prototype_t *h2_wbuf)
+{
+    empty_recycler(&h2o_socket_buffer_prototype.allocator); /* socket input buffers */
+    if (h2_wbuf != NULL)
+        empty_recycler(&h2_wbuf->allocator);
     /* pool chunks: the recycler is static in libh2o, but a pool that needs a new chunk pops one
      * from it (or mallocs one once it is empty). Take as many as it can hold (16), then free them
      * ourselves instead of handing them back. Chunks are 4 KiB, linked by their first word, and a
@@ -194,7 +218,7 @@ static void worker_release(dc_worker_t *w)
     w->inbox_snap = NULL;
     dc_snapshot_release(w->snap);
     w->snap = NULL;
-    dc_worker_free_h2o_thread_caches();
+    dc_worker_free_h2o_thread_caches(w->h2_wbuf_proto);
 }
 
 static void on_inbox(uv_async_t *a)
@@ -299,6 +323,10 @@ void dc_worker_init(dc_worker_t *w, dc_server_t *server, unsigned id, dc_snapsho
     w->inbox_async.data = w;
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
+    uv_prepare_init(&w->loop, &w->h2_probe);
+    w->h2_probe.data = w;
+    uv_prepare_start(&w->h2_probe, on_h2_probe);
+    uv_unref((uv_handle_t *)&w->h2_probe);
     dc_metrics_register_worker(&w->metrics);
 }
 

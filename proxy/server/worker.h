@@ -68,6 +68,8 @@ typedef struct dc_worker {
     bool quiet_reported;
     size_t nconns;          /* client connections accepted and not yet closed (uv handles) */
     uv_timer_t drain_timer; /* the drain's, then the teardown's progress check */
+    uv_prepare_t h2_probe;  /* until the first HTTP/2 connection: finds libh2o's write-buffer cache */
+    h2o_buffer_prototype_t *h2_wbuf_proto; /* that cache (per thread), emptied at exit */
 
     /* inbox, written by the main thread */
     pthread_mutex_t inbox_lock;
@@ -101,8 +103,9 @@ void dc_worker_join(dc_worker_t *w);
 void dc_worker_post(void *target, dc_msg_t *msg);
 
 /* libh2o keeps freed pool chunks and socket buffers in per-thread caches (up to 16 of each) that
- * 2.2.5 offers no call to empty; a thread that used h2o and is about to end frees them with this. */
-void dc_worker_free_h2o_thread_caches(void);
+ * 2.2.5 offers no call to empty; a thread that used h2o and is about to end frees them with this.
+ * h2_wbuf (may be NULL): the thread's HTTP/2 write-buffer cache, emptied as well. */
+void dc_worker_free_h2o_thread_caches(h2o_buffer_prototype_t *h2_wbuf);
 
 /* A fresh request id written into buf (at least 24 bytes); returns its length. */
 size_t dc_worker_next_request_id(dc_worker_t *w, char *buf);
