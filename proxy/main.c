@@ -95,9 +95,11 @@ int main(int argc, char **argv)
     dc_server_t *server = NULL;
     if (dc_server_create(config_path, cfg, &server, err, sizeof(err)) != 0) {
         fprintf(stderr, "dexcache: %s\n", err);
+        dc_curl_global_cleanup();
         return 1;
     }
     int rc = dc_server_run(server);
     dc_server_destroy(server);
+    dc_curl_global_cleanup();
     return rc;
 }

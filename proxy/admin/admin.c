@@ -341,3 +341,12 @@ void dc_admin_close(dc_admin_t *a)
         return;
     uv_close((uv_handle_t *)&a->listener, NULL);
 }
+
+void dc_admin_destroy(dc_admin_t *a)
+{
+    if (a == NULL)
+        return;
+    h2o_context_dispose(&a->ctx);
+    h2o_config_dispose(&a->gconf);
+    free(a);
+}

@@ -46,8 +46,11 @@ typedef struct dc_admin_source {
 
 /* Serve on the listening `fd` (taken over). Returns 0 or a DC_E* code. */
 int dc_admin_create(uv_loop_t *loop, int fd, const dc_admin_source_t *src, dc_admin_t **out);
-/* Stop accepting; the object is freed when the loop closes its handles. */
+/* Stop accepting (the listener closes on the loop's next turn). */
 void dc_admin_close(dc_admin_t *a);
+/* Free it, after dc_admin_close, once the loop has closed the listener and every admin connection
+ * and has returned (h2o_context_dispose runs the loop: never call this from a loop callback). */
+void dc_admin_destroy(dc_admin_t *a);
 
 /* Render /health's JSON (caller frees). Exposed for tests. */
 char *dc_admin_health_json(const dc_admin_source_t *src);

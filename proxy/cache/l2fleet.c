@@ -79,7 +79,15 @@ static void l2fleet_destroy(dc_fleet_t *f, void *state)
     free(l);
 }
 
-static const dc_fleet_ext_type_t L2FLEET = {l2fleet_create, l2fleet_destroy};
+/* The fleet closes: every follower looks again now (and finds Redis gone: it fetches itself or
+ * gives up), instead of waiting for a notice that will not come. */
+static void l2fleet_close(dc_fleet_t *f, void *state)
+{
+    (void)f;
+    on_fill_notice(state, NULL, 0);
+}
+
+static const dc_fleet_ext_type_t L2FLEET = {l2fleet_create, l2fleet_destroy, l2fleet_close};
 
 /* This module's state on f, created (and the notice channel subscribed) on the first L2 call, so
  * the subscription is usually in place before the first follower watches. */

@@ -129,6 +129,7 @@ struct dc_h2guard {
     uv_timer_t later_timer;
     uv_timer_t sweep_timer;
     bool idle_on, sweep_on;
+    unsigned closing_handles; /* dc_h2guard_destroy: handles whose close is pending */
 };
 
 static void limits_of(dc_h2guard_t *g, dc_h2guard_limits_t *lim)
@@ -475,4 +476,35 @@ static void on_sweep(uv_timer_t *t)
         uv_timer_stop(&g->sweep_timer);
         g->sweep_on = false;
     }
+}
+
+/* ---- teardown ---- */
+
+static void on_guard_handle_closed(uv_handle_t *h)
+{
+    dc_h2guard_t *g = h->data;
+    if (--g->closing_handles == 0)
+        free(g);
+}
+
+void dc_h2guard_destroy(dc_worker_t *w)
+{
+    dc_h2guard_t *g = w->h2guard;
+    if (g == NULL)
+        return;
+    DC_ASSERT(g->soon.head == NULL && g->later.head == NULL);
+    w->h2guard = NULL;
+    for (size_t i = 0; i < g->nbuckets; i++) {
+        while (g->buckets[i] != NULL) {
+            dc_h2conn_t *e = g->buckets[i];
+            DC_ASSERT(e->live == 0);
+            g->buckets[i] = e->next_in_bucket;
+            free(e);
+        }
+    }
+    free(g->buckets);
+    g->closing_handles = 3;
+    uv_close((uv_handle_t *)&g->idle, on_guard_handle_closed);
+    uv_close((uv_handle_t *)&g->later_timer, on_guard_handle_closed);
+    uv_close((uv_handle_t *)&g->sweep_timer, on_guard_handle_closed);
 }

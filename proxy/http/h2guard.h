@@ -86,6 +86,9 @@ typedef struct dc_h2conn dc_h2conn_t;
 
 /* The worker's guard, created on first use (worker thread only; lives as long as the worker). */
 dc_h2guard_t *dc_h2guard_of(struct dc_worker *w);
+/* Worker teardown, once no request is left: frees the table and closes the guard's handles (the
+ * loop must run once more to finish). No-op when the worker never made one. */
+void dc_h2guard_destroy(struct dc_worker *w);
 /* A new HTTP/2 request (r->req set, HTTP/2): links r to its connection's entry (r->h2). */
 void dc_h2guard_attach(struct dc_request *r);
 /* r's h2o request is being disposed (before r->req becomes NULL): accounts the answer or the early

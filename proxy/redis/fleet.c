@@ -37,7 +37,7 @@ struct dc_fleet {
     bool heartbeat;
     uv_timer_t hb_timer;
     bool up;
-    int closing; /* handles still closing once dc_fleet_close was called */
+    int closing; /* handles of ours still closing after dc_fleet_close */
 };
 
 static _Atomic unsigned instances = 1;
@@ -63,7 +63,7 @@ const char *dc_fleet_state(void)
 
 bool dc_fleet_up(const dc_fleet_t *f)
 {
-    return f != NULL && dc_redis_connected(f->redis);
+    return f != NULL && f->redis != NULL && dc_redis_connected(f->redis);
 }
 
 const char *dc_fleet_prefix(const dc_fleet_t *f)
@@ -121,6 +121,8 @@ static dc_redis_script_t *script_of(dc_fleet_t *f, const char *lua)
 int dc_fleet_eval(dc_fleet_t *f, const char *lua, const dc_fleet_call_t *call, int nkeys, int nargs, const char **args,
                   const size_t *lens)
 {
+    if (f->redis == NULL)
+        return DC_EAGAIN; /* closed */
     dc_redis_script_t *s = script_of(f, lua);
     if (call == NULL)
         return dc_redis_eval(f->redis, s, on_ignore, NULL, nkeys, nargs, args, lens);
@@ -134,6 +136,8 @@ int dc_fleet_eval(dc_fleet_t *f, const char *lua, const dc_fleet_call_t *call, i
 
 int dc_fleet_command(dc_fleet_t *f, const dc_fleet_call_t *call, int argc, const char **argv, const size_t *lens)
 {
+    if (f->redis == NULL)
+        return DC_EAGAIN; /* closed */
     if (call == NULL)
         return dc_redis_commandargv(f->redis, on_ignore, NULL, argc, argv, lens);
     dc_fleet_call_t *c = dc_malloc(sizeof(*c));
@@ -183,7 +187,7 @@ static void on_heartbeat_reply(void *data, int err, const redisReply *reply)
 static void on_heartbeat_timer(uv_timer_t *t)
 {
     dc_fleet_t *f = t->data;
-    if (!dc_redis_connected(f->redis))
+    if (!dc_fleet_up(f))
         return;
     char key[256], now[32];
     snprintf(key, sizeof(key), "%sinstances", f->prefix);
@@ -224,45 +228,53 @@ int dc_fleet_create(uv_loop_t *loop, const dc_fleet_opts_t *o, dc_fleet_t **out)
 
 /* ---- close ---- */
 
-static void closed_one(void *data)
-{
-    dc_fleet_t *f = data;
-    if (--f->closing > 0)
-        return;
-    while (f->scripts != NULL) { /* the dc_redis_script_t themselves were freed with f->redis */
-        fleet_script_t *s = f->scripts;
-        f->scripts = s->next;
-        free(s);
-    }
-    free(f->prefix);
-    free(f);
-}
-
 static void on_hb_closed(uv_handle_t *h)
 {
-    closed_one(h->data);
+    dc_fleet_t *f = h->data;
+    f->closing--;
 }
 
 void dc_fleet_close(dc_fleet_t *f)
 {
+    if (f == NULL || f->redis == NULL)
+        return;
+    if (f->heartbeat) {
+        f->closing++;
+        uv_close((uv_handle_t *)&f->hb_timer, on_hb_closed);
+    }
+    if (f->up)
+        atomic_fetch_sub(&connections_up, 1);
+    f->up = false;
+    atomic_fetch_sub(&connections_total, 1);
+    dc_redis_t *redis = f->redis, *sub = f->sub;
+    f->redis = NULL; /* from here every call fails at once */
+    f->sub = NULL;
+    for (fleet_ext_t *e = f->exts; e != NULL; e = e->next)
+        if (e->type->close != NULL)
+            e->type->close(f, e->state);
+    if (sub != NULL)
+        dc_redis_close(sub, NULL, NULL);
+    dc_redis_close(redis, NULL, NULL); /* pending calls complete with DC_EIO on the next turns */
+}
+
+void dc_fleet_destroy(dc_fleet_t *f)
+{
     if (f == NULL)
         return;
+    DC_ASSERT(f->redis == NULL && f->closing == 0);
     while (f->exts != NULL) {
         fleet_ext_t *e = f->exts;
         f->exts = e->next;
         e->type->destroy(f, e->state);
         free(e);
     }
-    if (f->up)
-        atomic_fetch_sub(&connections_up, 1);
-    f->up = false;
-    atomic_fetch_sub(&connections_total, 1);
-    f->closing = 1 + (f->sub != NULL) + f->heartbeat;
-    if (f->heartbeat)
-        uv_close((uv_handle_t *)&f->hb_timer, on_hb_closed);
-    if (f->sub != NULL)
-        dc_redis_close(f->sub, closed_one, f);
-    dc_redis_close(f->redis, closed_one, f);
+    while (f->scripts != NULL) { /* the dc_redis_script_t themselves were freed with the connection */
+        fleet_script_t *s = f->scripts;
+        f->scripts = s->next;
+        free(s);
+    }
+    free(f->prefix);
+    free(f);
 }
 
 /* ---- reply interpretation (pure) ---- */

@@ -37,10 +37,14 @@ typedef struct dc_fleet_opts {
 
 /* Connect (asynchronously). DC_EINVAL on a bad url. The loop must outlive the fleet. */
 int dc_fleet_create(uv_loop_t *loop, const dc_fleet_opts_t *opts, dc_fleet_t **out);
-/* Close: calls still pending complete with DC_EIO from the loop (their callbacks run), per-feature
- * state is destroyed, and f is freed once its handles have closed. No watch or subscription of a
- * feature may be used after this call. */
+/* Worker teardown, in two steps. close: the heartbeat stops, each feature's close hook runs (the
+ * fill-notice followers are told to look again, and find Redis gone), both Redis connections close
+ * (pending calls complete with DC_EIO from the loop, their callbacks run); f stays valid and
+ * answers like a fleet whose Redis is down (dc_fleet_up false, every call fails at once), so
+ * requests and fetches still holding it finish normally. destroy: frees f and the features' state
+ * once nothing holds it and the loop has run the closes (the worker's last step). NULL is ignored. */
 void dc_fleet_close(dc_fleet_t *f);
+void dc_fleet_destroy(dc_fleet_t *f);
 
 /* Does this worker's connection answer now (redis.h: dc_redis_connected)? false for NULL. */
 bool dc_fleet_up(const dc_fleet_t *f);
@@ -92,6 +96,7 @@ void dc_fleet_unsubscribe(dc_fleet_t *f, dc_redis_sub_t *s); /* NULL: no-op */
 typedef struct dc_fleet_ext_type {
     void *(*create)(dc_fleet_t *f);
     void (*destroy)(dc_fleet_t *f, void *state);
+    void (*close)(dc_fleet_t *f, void *state); /* may be NULL: run by dc_fleet_close */
 } dc_fleet_ext_type_t;
 void *dc_fleet_ext(dc_fleet_t *f, const dc_fleet_ext_type_t *type);
 

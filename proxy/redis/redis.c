@@ -527,6 +527,8 @@ static void send_subscribe(dc_redis_t *r, dc_redis_sub_t *sub)
 
 void dc_redis_unsubscribe(dc_redis_t *r, dc_redis_sub_t *sub)
 {
+    if (r == NULL)
+        return; /* closed: its subscriptions went with it */
     DC_CHECK_MAGIC(sub, DC_REDIS_SUB_MAGIC);
     sub->dead = true;
     dc_redis_conn_t *conn = r->conn;
@@ -545,6 +547,8 @@ void dc_redis_unsubscribe(dc_redis_t *r, dc_redis_sub_t *sub)
 
 dc_redis_sub_t *dc_redis_subscribe(dc_redis_t *r, const char *channel, dc_redis_msg_cb cb, void *data)
 {
+    if (r == NULL)
+        return NULL;
     DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
     DC_ASSERT(!r->closing);
     dc_redis_sub_t *sub = dc_calloc(1, sizeof(*sub));
@@ -630,6 +634,8 @@ int dc_redis_create(uv_loop_t *loop, const dc_redis_opts_t *opts, dc_redis_t **o
 
 int dc_redis_command(dc_redis_t *r, dc_redis_cb cb, void *data, const char *fmt, ...)
 {
+    if (r == NULL) /* a closed client (see dc_redis_close) */
+        return DC_EINVAL;
     DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
     if (r->closing)
         return DC_EINVAL;
@@ -646,6 +652,8 @@ int dc_redis_command(dc_redis_t *r, dc_redis_cb cb, void *data, const char *fmt,
 
 int dc_redis_commandargv(dc_redis_t *r, dc_redis_cb cb, void *data, int argc, const char **argv, const size_t *argvlen)
 {
+    if (r == NULL) /* a closed client (see dc_redis_close) */
+        return DC_EINVAL;
     DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
     if (r->closing || argc <= 0)
         return DC_EINVAL;
@@ -686,6 +694,8 @@ const char *dc_redis_script_sha(const dc_redis_script_t *s)
 int dc_redis_eval(dc_redis_t *r, dc_redis_script_t *s, dc_redis_cb cb, void *data, int nkeys, int nargs,
                   const char **args, const size_t *lens)
 {
+    if (r == NULL) /* a closed client (see dc_redis_close) */
+        return DC_EINVAL;
     DC_CHECK_MAGIC(r, DC_REDIS_MAGIC);
     if (r->closing || nkeys < 0 || nargs < 0)
         return DC_EINVAL;
@@ -733,7 +743,7 @@ int dc_redis_eval(dc_redis_t *r, dc_redis_script_t *s, dc_redis_cb cb, void *dat
 
 bool dc_redis_connected(const dc_redis_t *r)
 {
-    return usable(r);
+    return r != NULL && usable(r);
 }
 
 uint64_t dc_redis_reconnects(const dc_redis_t *r)

@@ -113,7 +113,10 @@ dc_redis_push_t dc_redis_push_parse(const redisReply *reply, const char **msg, s
 
 /* Start closing: on the next loop turn every pending command completes with DC_EIO, the connection
  * is freed, and once all uv handles have closed r and its scripts are freed and on_closed (may be
- * NULL) runs. Safe to call from inside a reply callback. r must not be used after this call. */
+ * NULL) runs. Safe to call from inside a reply callback. r must not be used after this call; an
+ * owner that keeps its field may set it to NULL instead: a NULL client is accepted by the command
+ * functions (DC_EINVAL, the callback will not run), dc_redis_connected (false), dc_redis_subscribe
+ * (NULL) and dc_redis_unsubscribe (no-op). */
 void dc_redis_close(dc_redis_t *r, void (*on_closed)(void *data), void *data);
 
 #endif

@@ -18,12 +18,14 @@
 #include "upstream/curl_uv.h"
 
 #include <h2o.h>
+#include <malloc.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -45,12 +47,15 @@ struct dc_server {
     dc_cache_t *cache;
     dc_inflight_t *inflight;
     dc_limiter_t *limiter;
+    dc_sse_t *sse;
     uv_loop_t *loop;
     uv_signal_t sig_hup, sig_term, sig_int;
-    uv_timer_t drain_timer;
+    uv_timer_t drain_timer; /* the drain timeout, then the teardown's progress check */
+    uv_timer_t trim_timer;  /* gives memory back after event-stream subscribers left */
     uv_async_t worker_exit_async;
-    _Atomic unsigned workers_exited;
+    _Atomic unsigned workers_quiet, workers_exited;
     int draining;
+    int finishing; /* every worker is quiet: nothing more is posted to them */
     int forced;
 };
 
@@ -177,8 +182,19 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
     *out = s;
     return 0;
 fail:
-    /* fds are closed by process exit; start-up failure ends the process */
+    for (size_t i = 0; i < s->nworkers * s->nplain; i++)
+        if (s->plain_fds[i] > 0)
+            close(s->plain_fds[i]);
+    for (size_t i = 0; i < s->nworkers * s->ntls; i++)
+        if (s->tls_fds[i] > 0)
+            close(s->tls_fds[i]);
+    if (s->admin_fd >= 0)
+        close(s->admin_fd);
+    dc_limiter_destroy(s->limiter);
+    dc_inflight_destroy(s->inflight);
+    dc_cache_destroy(s->cache);
     dc_snapshot_release(s->snap);
+    pthread_mutex_destroy(&s->snap_lock);
     free(s->config_path);
     free(s->plain_fds);
     free(s->tls_fds);
@@ -349,29 +365,101 @@ static void begin_drain(dc_server_t *s)
 static void on_signal(uv_signal_t *h, int signum)
 {
     dc_server_t *s = h->data;
-    if (signum == SIGHUP)
+    if (signum == SIGHUP && s->finishing)
+        dc_log_warn("reload ignored: stopping");
+    else if (signum == SIGHUP)
         reload(s);
     else
         begin_drain(s);
 }
 
-static void on_worker_exit(uv_async_t *a)
+/* ---- teardown of the main thread's loop ---- */
+
+static void shutdown_admin_conn(uv_handle_t *h, void *arg)
 {
-    dc_server_t *s = a->data;
-    if (atomic_load(&s->workers_exited) < s->nworkers)
+    (void)arg;
+    uv_os_fd_t fd;
+    if (h->type == UV_TCP && !uv_is_closing(h) && uv_fileno(h, &fd) == 0)
+        shutdown(fd, SHUT_RDWR); /* h2o reads EOF and closes the connection */
+}
+
+static void count_tcp(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_TCP)
+        ++*(unsigned *)arg;
+}
+
+/* Every admin connection closed: the loop may stop (dc_server_run closes the rest). */
+static void on_close_tick(uv_timer_t *t)
+{
+    dc_server_t *s = t->data;
+    unsigned ntcp = 0;
+    uv_walk(s->loop, count_tcp, &ntcp);
+    if (ntcp > 0)
         return;
+    uv_close((uv_handle_t *)t, NULL);
+    uv_stop(s->loop);
+}
+
+static void close_main_loop(dc_server_t *s)
+{
     uv_timer_stop(&s->drain_timer);
     if (s->bus != NULL) {
         dc_bus_close(s->bus);
         s->bus = NULL;
     }
-    uv_stop(s->loop);
+    dc_admin_close(s->admin);
+    uv_walk(s->loop, shutdown_admin_conn, NULL);
+    uv_close((uv_handle_t *)&s->sig_hup, NULL);
+    uv_close((uv_handle_t *)&s->sig_term, NULL);
+    uv_close((uv_handle_t *)&s->sig_int, NULL);
+    uv_close((uv_handle_t *)&s->trim_timer, NULL);
+    uv_close((uv_handle_t *)&s->worker_exit_async, NULL);
+    uv_timer_start(&s->drain_timer, on_close_tick, 0, 10);
+}
+
+static void on_worker_exit(uv_async_t *a)
+{
+    dc_server_t *s = a->data;
+    if (!s->finishing && atomic_load(&s->workers_quiet) == s->nworkers) {
+        s->finishing = 1; /* no worker can post to another any more: each may close its inbox */
+        for (unsigned i = 0; i < s->nworkers; i++)
+            dc_worker_post_finish(&s->workers[i]);
+    }
+    if (s->finishing && atomic_load(&s->workers_exited) == s->nworkers)
+        close_main_loop(s);
+}
+
+void dc_server_worker_quiet(dc_server_t *s, struct dc_worker *w)
+{
+    (void)w;
+    atomic_fetch_add(&s->workers_quiet, 1);
+    uv_async_send(&s->worker_exit_async);
 }
 
 void dc_server_worker_exited(dc_server_t *s, struct dc_worker *w)
 {
+    (void)w;
     atomic_fetch_add(&s->workers_exited, 1);
     uv_async_send(&s->worker_exit_async);
+}
+
+/* Thousands of event-stream subscribers leave many small freed blocks that glibc keeps: give them
+ * back once nobody is subscribed (measured: 138 MiB kept after 10,000 left, 17 MiB after). Here on
+ * the main thread, because malloc_trim walks every arena and would stall a worker's loop. */
+static void on_trim_timer(uv_timer_t *t)
+{
+    (void)t;
+    if (dc_sse_trim_due())
+        malloc_trim(0);
+}
+
+static void report_open_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    dc_log_error("main loop: a %s handle is still open at exit; closing it", uv_handle_type_name(h->type));
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
 }
 
 int dc_server_run(dc_server_t *s)
@@ -382,6 +470,9 @@ int dc_server_run(dc_server_t *s)
     s->worker_exit_async.data = s;
     uv_timer_init(s->loop, &s->drain_timer);
     s->drain_timer.data = s;
+    uv_timer_init(s->loop, &s->trim_timer);
+    uv_timer_start(&s->trim_timer, on_trim_timer, 1000, 1000);
+    uv_unref((uv_handle_t *)&s->trim_timer);
     uv_signal_t *sigs[] = {&s->sig_hup, &s->sig_term, &s->sig_int};
     int signums[] = {SIGHUP, SIGTERM, SIGINT};
     for (int i = 0; i < 3; i++) {
@@ -415,7 +506,7 @@ int dc_server_run(dc_server_t *s)
     }
 
     s->workers = dc_calloc(s->nworkers, sizeof(*s->workers));
-    dc_sse_create(s->workers, s->nworkers);
+    s->sse = dc_sse_create(s->workers, s->nworkers);
     for (unsigned i = 0; i < s->nworkers; i++)
         dc_worker_init(&s->workers[i], s, i, s->snap, &s->gconf, s->ssl_ctx, s->plain_fds + i * s->nplain, s->nplain,
                        s->tls_fds + i * s->ntls, s->ntls, s->cache, s->inflight,
@@ -435,10 +526,20 @@ int dc_server_run(dc_server_t *s)
                 cfg->nupstreams);
     sd_notifyf(0, "READY=1\nMAINPID=%lu\nSTATUS=serving", (unsigned long)getpid());
 
-    uv_run(s->loop, UV_RUN_DEFAULT);
+    uv_run(s->loop, UV_RUN_DEFAULT); /* until every worker exited and the admin connections closed */
 
     for (unsigned i = 0; i < s->nworkers; i++)
         dc_worker_join(&s->workers[i]);
+    dc_admin_destroy(s->admin); /* disposes its h2o context: runs the loop, so not from a callback */
+    s->admin = NULL;
+    uv_run(s->loop, UV_RUN_DEFAULT); /* the bus's connections and the last closes */
+    if (uv_loop_close(s->loop) != 0) {
+        uv_walk(s->loop, report_open_handle, NULL);
+        uv_run(s->loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(s->loop) != 0)
+            dc_log_error("main loop: cannot be closed");
+    }
+    dc_worker_free_h2o_thread_caches(NULL); /* the admin's, on this thread */
     dc_log_info("stopped%s", s->forced ? " (drain timeout)" : "");
     return 0;
 }
@@ -447,11 +548,18 @@ void dc_server_destroy(dc_server_t *s)
 {
     if (s == NULL)
         return;
-    /* Workers' loops, h2o contexts and connection handles are abandoned at exit, and so is the
-     * workers array that holds the loops: after a forced stop (drain timeout) a libuv thread-pool
-     * job may still finish and signal its loop, so that memory must stay valid until the process
-     * ends. Tearing every handle down would buy nothing when the process is about to end. */
+    /* the workers have closed their loops (dc_server_run joined them): what they shared goes */
+    free(s->workers);
+    dc_sse_destroy(s->sse);
+    dc_limiter_destroy(s->limiter);
+    dc_inflight_destroy(s->inflight);
+    dc_metrics_set_cache_source(NULL, NULL);
+    dc_cache_destroy(s->cache);
     dc_snapshot_release(s->snap);
+    h2o_config_dispose(&s->gconf);
+    if (s->ssl_ctx != NULL)
+        SSL_CTX_free(s->ssl_ctx);
+    pthread_mutex_destroy(&s->snap_lock);
     free(s->config_path);
     free(s->plain_fds);
     free(s->tls_fds);

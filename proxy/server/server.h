@@ -4,7 +4,11 @@
  *   dc_server_create()  bind everything (errors here stop start-up before any thread runs)
  *   dc_server_run()     start workers, notify systemd READY=1, serve until SIGTERM/SIGINT has
  *                       drained (or the drain timeout forced a stop); returns the exit status
- *   dc_server_destroy()
+ *   dc_server_destroy()  free what the workers shared (cache, in-flight table, registry of
+ *                       event streams, snapshot and config, h2o and TLS configuration)
+ * At exit every worker closes what it owns and closes its loop (server/worker.h), and the main
+ * thread closes the admin listener, the bus and its own handles and closes its loop: nothing is
+ * left for the process's exit to reclaim.
  * SIGHUP reloads the config file: a new snapshot is built and posted to every worker; a file that
  * fails to load is logged and the old snapshot keeps serving.
  */
@@ -21,7 +25,9 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
 int dc_server_run(dc_server_t *s);
 void dc_server_destroy(dc_server_t *s);
 
-/* Called by a worker thread just before it exits. */
+/* Worker teardown (server/worker.h), from the worker's thread: it has nothing left that could
+ * post to another worker (quiet), then it has closed its loop and is about to return (exited). */
+void dc_server_worker_quiet(dc_server_t *s, struct dc_worker *w);
 void dc_server_worker_exited(dc_server_t *s, struct dc_worker *w);
 
 #endif

@@ -13,7 +13,6 @@
 #include "server/worker.h"
 #include "sse/event.h"
 
-#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -94,6 +93,12 @@ struct dc_sse {
 
 static dc_sse_t *g_hub; /* set once at start, before workers run */
 static _Atomic uint64_t st_channels, st_subscribers, st_events, st_drops, st_polls;
+static atomic_bool trim_due; /* a channel retired with no subscriber left anywhere */
+
+bool dc_sse_trim_due(void)
+{
+    return atomic_exchange(&trim_due, false) && atomic_load(&st_subscribers) == 0;
+}
 
 void dc_sse_get_stats(dc_sse_stats_t *out)
 {
@@ -552,10 +557,11 @@ static bool retire_if_unused(dc_sse_channel_t *ch)
     }
     uv_timer_stop(&ch->timer);
     uv_close((uv_handle_t *)&ch->timer, on_timer_closed); /* the registry's reference */
-    /* thousands of subscribers leave many small freed blocks that glibc keeps: give the memory back
-     * once nobody is subscribed anywhere (measured: 138 MiB kept after 10,000 left, 17 MiB after) */
+    /* thousands of subscribers leave many small freed blocks that glibc keeps: the main thread
+     * gives the memory back once nobody is subscribed anywhere (dc_sse_trim_due; malloc_trim walks
+     * every arena and would stall this loop) */
     if (atomic_load(&st_subscribers) == 0)
-        malloc_trim(0);
+        atomic_store(&trim_due, true);
     return true;
 }
 
@@ -854,24 +860,134 @@ void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
     }
 }
 
+/* This worker's subscribers, each as a new reference to its request: collected under the registry
+ * lock (a channel cannot leave the registry's buckets while we read them), used after it. */
+static dc_request_t **collect_subscribers(dc_sse_t *hub, dc_worker_t *w, size_t *n)
+{
+    size_t cap = 16, k = 0;
+    dc_request_t **out = dc_malloc(cap * sizeof(*out));
+    pthread_mutex_lock(&hub->lock);
+    for (unsigned b = 0; b < NBUCKETS; b++) {
+        for (dc_sse_channel_t *ch = hub->buckets[b]; ch != NULL; ch = ch->bucket_next) {
+            for (dc_sse_sub_t *s = ch->subs[w->id]; s != NULL; s = s->next) {
+                if (k == cap) {
+                    cap *= 2;
+                    out = dc_realloc(out, cap * sizeof(*out));
+                }
+                dc_request_ref(s->r);
+                out[k++] = s->r;
+            }
+        }
+    }
+    pthread_mutex_unlock(&hub->lock);
+    *n = k;
+    return out;
+}
+
 void dc_sse_worker_drain(dc_worker_t *w)
 {
     dc_sse_t *hub = g_hub;
     if (hub == NULL)
         return;
-    /* collect this worker's subscribers under the registry lock (channels cannot go away while
-     * they have subscribers), then end each one */
+    /* no lock is held while writing to sockets: collect first, then end each one on this loop.
+     * Ending one may close its connection and detach others (HTTP/2): r->sse says if it still is. */
+    size_t n;
+    dc_request_t **rs = collect_subscribers(hub, w, &n);
+    static const char body[] = "{\"reason\":\"server shutting down\"}";
+    const char *parts[1] = {body};
+    size_t lens[1] = {sizeof(body) - 1};
+    for (size_t i = 0; i < n; i++) {
+        if (rs[i]->sse != NULL)
+            sub_end(rs[i]->sse, dc_sse_event_format(0, "close", parts, lens, 1));
+        dc_request_unref(rs[i]);
+    }
+    free(rs);
+}
+
+/* ---- teardown ---- */
+
+void dc_sse_worker_close(dc_worker_t *w)
+{
+    dc_sse_t *hub = g_hub;
+    if (hub == NULL)
+        return;
+    dc_sse_worker_drain(w); /* idempotent: subscribers already ended are skipped */
+    /* take the channels homed here out of the registry (each keeps the registry's reference) */
+    dc_sse_channel_t *mine = NULL;
     pthread_mutex_lock(&hub->lock);
     for (unsigned b = 0; b < NBUCKETS; b++) {
-        for (dc_sse_channel_t *ch = hub->buckets[b]; ch != NULL; ch = ch->bucket_next) {
-            for (dc_sse_sub_t *s = ch->subs[w->id], *next; s != NULL; s = next) {
-                next = s->next; /* ending may detach s */
-                static const char body[] = "{\"reason\":\"server shutting down\"}";
-                const char *parts[1] = {body};
-                size_t lens[1] = {sizeof(body) - 1};
-                sub_end(s, dc_sse_event_format(0, "close", parts, lens, 1));
+        for (dc_sse_channel_t **pp = &hub->buckets[b]; *pp != NULL;) {
+            dc_sse_channel_t *ch = *pp;
+            if (ch->home != w) {
+                pp = &ch->bucket_next;
+                continue;
             }
+            *pp = ch->bucket_next;
+            ch->bucket_next = mine;
+            mine = ch;
         }
     }
     pthread_mutex_unlock(&hub->lock);
+    while (mine != NULL) {
+        dc_sse_channel_t *ch = mine;
+        mine = ch->bucket_next;
+        ch->bucket_next = NULL;
+        ch->retired = true; /* pending lease, publish and poll answers see it and stop */
+        if (ch->fsub != NULL) {
+            dc_fleet_sse_unsubscribe(w->fleet, ch->fsub);
+            ch->fsub = NULL;
+        }
+        if (ch->waiting) /* WAITING: released now; POSTED: when the message runs */
+            dc_inflight_cancel(w->inflight, &ch->waiter);
+        uv_timer_stop(&ch->timer);
+        uv_close((uv_handle_t *)&ch->timer, on_timer_closed); /* the registry's reference */
+    }
+}
+
+size_t dc_sse_worker_channels(dc_worker_t *w)
+{
+    dc_sse_t *hub = g_hub;
+    size_t n = 0;
+    if (hub == NULL)
+        return 0;
+    pthread_mutex_lock(&hub->lock);
+    for (unsigned b = 0; b < NBUCKETS; b++)
+        for (dc_sse_channel_t *ch = hub->buckets[b]; ch != NULL; ch = ch->bucket_next)
+            n += ch->home == w;
+    pthread_mutex_unlock(&hub->lock);
+    return n;
+}
+
+void dc_sse_worker_finish(dc_worker_t *w)
+{
+    dc_sse_t *hub = g_hub;
+    if (hub == NULL)
+        return;
+    fan_queue_t *q = &hub->fanq[w->id];
+    while (q->head != NULL) { /* no subscriber is left: what is queued only releases */
+        fan_msg_t *j = q->head;
+        DC_ASSERT(j->cursor == NULL);
+        q->head = j->qnext;
+        dc_sse_event_release(j->ev);
+        channel_release(j->ch);
+        free(j);
+    }
+    q->tail = NULL;
+    if (q->ready) {
+        q->ready = false;
+        uv_close((uv_handle_t *)&q->idle, NULL); /* the queue lives in the hub, freed after the loops */
+    }
+}
+
+void dc_sse_destroy(dc_sse_t *hub)
+{
+    if (hub == NULL)
+        return;
+    for (unsigned b = 0; b < NBUCKETS; b++)
+        DC_ASSERT(hub->buckets[b] == NULL);
+    if (g_hub == hub)
+        g_hub = NULL;
+    pthread_mutex_destroy(&hub->lock);
+    free(hub->fanq);
+    free(hub);
 }

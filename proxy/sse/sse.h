@@ -45,8 +45,23 @@ void dc_sse_subscribe(struct dc_request *r, const dc_config_stream_t *stream);
 /* h2o's proceed for a stream response; and the request going away (from detach_sources). */
 void dc_sse_proceed(dc_sse_sub_t *s);
 void dc_sse_detach(dc_sse_sub_t *s);
-/* Worker draining (on that worker): end each of its subscribers with a final `event: close`. */
+/* Worker draining (on that worker): end each of its subscribers with a final `event: close`. The
+ * registry lock is held only to collect them, never while writing to a socket. */
 void dc_sse_worker_drain(struct dc_worker *w);
+
+/* Worker teardown, on that worker. close: end its subscribers (as drain), retire every channel
+ * homed on it (poll stopped, fleet subscription dropped, timer closed); channels_homed counts those
+ * still registered (0 after close). finish, once no worker can post to it any more: drop what its
+ * fan-out queue still holds and close the queue's handle. destroy (main thread, after every
+ * worker's loop has closed): free the registry, which must be empty. */
+void dc_sse_worker_close(struct dc_worker *w);
+size_t dc_sse_worker_channels(struct dc_worker *w);
+void dc_sse_worker_finish(struct dc_worker *w);
+void dc_sse_destroy(dc_sse_t *hub);
+
+/* Main thread: true once after the last subscriber anywhere left (a channel retired with none
+ * left) while none is there now: time to give freed memory back (malloc_trim), off the workers. */
+bool dc_sse_trim_due(void);
 
 typedef struct dc_sse_stats {
     uint64_t channels, subscribers, events, drops, polls;

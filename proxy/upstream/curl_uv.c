@@ -16,6 +16,31 @@ int dc_curl_global_init(void)
     return curl_global_init(CURL_GLOBAL_ALL) == CURLE_OK ? 0 : DC_EIO;
 }
 
+void dc_curl_global_cleanup(void)
+{
+    curl_global_cleanup();
+}
+
+static void xfer_link(dc_curl_loop_t *cl, dc_curl_xfer_t *x)
+{
+    x->_prev = NULL;
+    x->_next = cl->_active;
+    if (cl->_active != NULL)
+        cl->_active->_prev = x;
+    cl->_active = x;
+}
+
+static void xfer_unlink(dc_curl_loop_t *cl, dc_curl_xfer_t *x)
+{
+    if (x->_prev != NULL)
+        x->_prev->_next = x->_next;
+    else
+        cl->_active = x->_next;
+    if (x->_next != NULL)
+        x->_next->_prev = x->_prev;
+    x->_prev = x->_next = NULL;
+}
+
 static void drain_messages(dc_curl_loop_t *cl)
 {
     CURLMsg *msg;
@@ -30,6 +55,7 @@ static void drain_messages(dc_curl_loop_t *cl)
         curl_multi_remove_handle(cl->multi, easy);
         if (xfer != NULL) {
             xfer->active = 0;
+            xfer_unlink(cl, xfer);
             xfer->cb(xfer, result);
         }
     }
@@ -99,6 +125,8 @@ static void on_timer(uv_timer_t *t)
 static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
 {
     dc_curl_loop_t *cl = userp;
+    if (cl->closing)
+        return 0; /* the timer is closing (curl_multi_cleanup may still call this) */
     if (timeout_ms < 0) {
         uv_timer_stop(&cl->timer);
     } else {
@@ -112,6 +140,7 @@ int dc_curl_loop_init(dc_curl_loop_t *cl, uv_loop_t *loop)
 {
     cl->loop = loop;
     cl->closing = 0;
+    cl->_active = NULL;
     cl->multi = curl_multi_init();
     if (cl->multi == NULL)
         return DC_EIO;
@@ -130,10 +159,13 @@ int dc_curl_loop_init(dc_curl_loop_t *cl, uv_loop_t *loop)
 int dc_curl_loop_add(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
 {
     DC_ASSERT(!xfer->active);
+    if (cl->closing)
+        return DC_EIO;
     curl_easy_setopt(xfer->easy, CURLOPT_PRIVATE, xfer);
     if (curl_multi_add_handle(cl->multi, xfer->easy) != CURLM_OK)
         return DC_EIO;
     xfer->active = 1;
+    xfer_link(cl, xfer);
     return 0;
 }
 
@@ -143,6 +175,7 @@ void dc_curl_loop_remove(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
         return;
     curl_multi_remove_handle(cl->multi, xfer->easy);
     xfer->active = 0;
+    xfer_unlink(cl, xfer);
 }
 
 void dc_curl_loop_unpause(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
@@ -167,7 +200,25 @@ static void on_timer_closed(uv_handle_t *h)
 
 void dc_curl_loop_close(dc_curl_loop_t *cl, void (*on_closed)(dc_curl_loop_t *))
 {
+    DC_ASSERT(!cl->closing);
     cl->closing = 1;
     cl->on_closed = on_closed;
+    /* one at a time from the head: a done callback may remove other transfers */
+    while (cl->_active != NULL) {
+        dc_curl_xfer_t *x = cl->_active;
+        curl_multi_remove_handle(cl->multi, x->easy);
+        x->active = 0;
+        xfer_unlink(cl, x);
+        x->cb(x, CURLE_ABORTED_BY_CALLBACK);
+    }
+    uv_timer_stop(&cl->timer);
     uv_close((uv_handle_t *)&cl->timer, on_timer_closed);
+}
+
+size_t dc_curl_loop_active(const dc_curl_loop_t *cl)
+{
+    size_t n = 0;
+    for (const dc_curl_xfer_t *x = cl->_active; x != NULL; x = x->_next)
+        n++;
+    return n;
 }

@@ -22,6 +22,7 @@ struct dc_curl_xfer {
     dc_curl_done_cb cb;
     void *data;
     int active; /* 1 between add and done/remove */
+    struct dc_curl_xfer *_prev, *_next; /* in the loop's list of active transfers */
 };
 
 typedef struct dc_curl_loop {
@@ -29,22 +30,32 @@ typedef struct dc_curl_loop {
     CURLM *multi;
     uv_timer_t timer;
     int closing;
+    dc_curl_xfer_t *_active; /* transfers between add and done/remove */
     void (*on_closed)(struct dc_curl_loop *);
 } dc_curl_loop_t;
 
 /* Global libcurl init; call once from main before any thread starts. */
 int dc_curl_global_init(void);
 
+/* Global libcurl clean-up; call once from main after every loop has closed. */
+void dc_curl_global_cleanup(void);
+
 /* Returns 0 or DC_EIO. */
 int dc_curl_loop_init(dc_curl_loop_t *cl, uv_loop_t *loop);
-/* Start a transfer. The easy handle must have everything set; CURLOPT_PRIVATE is taken. */
+/* Start a transfer. The easy handle must have everything set; CURLOPT_PRIVATE is taken.
+ * DC_EIO once the loop is closing (the done callback will not run). */
 int dc_curl_loop_add(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer);
 /* Abort a transfer without calling its done callback. Must not be called from inside one of
  * this transfer's curl callbacks (write/header/read): make those return an error instead. */
 void dc_curl_loop_remove(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer);
 /* Unpause a transfer paused by CURL_WRITEFUNC_PAUSE. May call the write callback synchronously. */
 void dc_curl_loop_unpause(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer);
-/* Close the uv handles; on_closed runs once they are gone (the multi is cleaned up by then). */
+/* Close (worker teardown): every active transfer is removed and its done callback runs now with
+ * CURLE_ABORTED_BY_CALLBACK (callbacks may try to add transfers: refused), then the timer is
+ * closed and the multi cleaned up, which closes curl's cached connections and their watches. The
+ * loop must run until they are closed; on_closed (may be NULL) runs once the multi is gone. */
 void dc_curl_loop_close(dc_curl_loop_t *cl, void (*on_closed)(dc_curl_loop_t *));
+/* Transfers active now (0 after close). */
+size_t dc_curl_loop_active(const dc_curl_loop_t *cl);
 
 #endif
