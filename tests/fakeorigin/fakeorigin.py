@@ -2210,7 +2210,7 @@ class Listener:
         # 2. rate limit
         if STATE.rl:
             account = ("key:" + api_key) if api_key else ("ip:" + conn.peer[0])
-            res = rl_check(lname, prof, path, account, bool(api_key), t_start)
+            res = rl_check(lname, prof, path, account, bool(api_key), conn.arrival)
             if res is not None:
                 rejected, limit, remaining, cur, reset_at, retry = res
                 if prof == "jup":
