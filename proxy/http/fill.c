@@ -172,6 +172,25 @@ static void mark_pass(dc_fill_t *fill, uint64_t now)
     dc_cache_entry_release(m);
 }
 
+/* The answer is private to the leader: waiters go to the origin themselves, and the key is marked
+ * hit-for-pass so later requests do not queue behind a leader (fill->mode is already FILL_PASS). */
+static void announce_pass(dc_fill_t *fill, int status, uint64_t now)
+{
+    dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = status};
+    finish_flight(fill, &res);
+    mark_pass(fill, now);
+}
+
+/* A head that looked shareable turns out not to be (a coding we cannot decode into identity, or no
+ * decoder): it ends like every other pass path. No-op when the fill already passes. */
+static void turn_pass(dc_fill_t *fill, int status, uint64_t now)
+{
+    if (fill->mode == FILL_PASS)
+        return;
+    fill->mode = FILL_PASS;
+    announce_pass(fill, status, now);
+}
+
 /* The client that followed this fill now answers with a stale copy or an error instead. */
 static void client_fallback(dc_fill_t *fill, dc_fetch_t *f, int err, int fwd_status)
 {
@@ -291,11 +310,8 @@ static void on_head(void *data, dc_fetch_t *f)
     } else {
         fill->mode = FILL_PASS;
     }
-    if (fill->mode == FILL_PASS) {
-        dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = status};
-        finish_flight(fill, &res);
-        mark_pass(fill, now);
-    }
+    if (fill->mode == FILL_PASS)
+        announce_pass(fill, status, now);
     dc_body_t body;
     dc_body_init(&body, cl > 0 && (uint64_t)cl <= max_object ? (size_t)cl : 0);
     fill->sb = dc_shared_body_create(&body);
@@ -314,11 +330,8 @@ static void on_head(void *data, dc_fetch_t *f)
             ae >= 0 && dc_encoding_negotiate(creq->headers.entries[ae].value.base, creq->headers.entries[ae].value.len,
                                              1u << DC_ENC_GZIP) == DC_ENC_GZIP;
     }
-    if (enc != DC_ENC_IDENTITY && enc != DC_ENC_GZIP && fill->mode != FILL_PASS) {
-        fill->mode = FILL_PASS;
-        dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = status};
-        finish_flight(fill, &res);
-    }
+    if (enc != DC_ENC_IDENTITY && enc != DC_ENC_GZIP)
+        turn_pass(fill, status, now);
     if (enc == DC_ENC_GZIP && (fill->mode != FILL_PASS || !client_gzip)) {
         memset(&fill->zs, 0, sizeof(fill->zs));
         if (inflateInit2(&fill->zs, 15 + 16) == Z_OK) {
@@ -326,6 +339,11 @@ static void on_head(void *data, dc_fetch_t *f)
             dc_body_t ident;
             dc_body_init(&ident, 0);
             fill->sb_ident = dc_shared_body_create(&ident);
+        } else {
+            /* no decoder: the gzip bytes must never become an identity body (stored or shared);
+             * the leader gets them as the origin sent them, labelled gzip */
+            dc_log_warn("fill: inflateInit2 failed, the answer passes through undecoded");
+            turn_pass(fill, status, now);
         }
     }
 
