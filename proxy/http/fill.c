@@ -85,6 +85,7 @@ typedef struct dc_fill {
     dc_policy_decision_t decision;
     mbedtls_sha256_context sha;
     bool sha_on;
+    const char *pass_detail; /* why a storable answer passes (Cache-Status detail); NULL = too big */
     bool client_revalidate;
     char **tags;
     size_t ntags;
@@ -183,11 +184,12 @@ static void announce_pass(dc_fill_t *fill, int status, uint64_t now)
 
 /* A head that looked shareable turns out not to be (a coding we cannot decode into identity, or no
  * decoder): it ends like every other pass path. No-op when the fill already passes. */
-static void turn_pass(dc_fill_t *fill, int status, uint64_t now)
+static void turn_pass(dc_fill_t *fill, int status, uint64_t now, const char *detail)
 {
     if (fill->mode == FILL_PASS)
         return;
     fill->mode = FILL_PASS;
+    fill->pass_detail = detail;
     announce_pass(fill, status, now);
 }
 
@@ -260,8 +262,9 @@ static const char *leader_cache_status(dc_fill_t *fill, int status, h2o_mem_pool
     else if (fill->mode == FILL_SHARE)
         snprintf(buf, sizeof(buf), "dexcache; fwd=%s; fwd-status=%d; detail=%s", fwd, status,
                  dc_policy_verdict_name(fill->decision.verdict));
-    else if (fill->decision.verdict == DC_POLICY_STORE)
-        snprintf(buf, sizeof(buf), "dexcache; fwd=%s; detail=too-big", fwd); /* over cache.max_object */
+    else if (fill->decision.verdict == DC_POLICY_STORE) /* over cache.max_object, or a coding we can't store */
+        snprintf(buf, sizeof(buf), "dexcache; fwd=%s; detail=%s", fwd,
+                 fill->pass_detail != NULL ? fill->pass_detail : "too-big");
     else
         snprintf(buf, sizeof(buf), "dexcache; fwd=%s; detail=%s", fwd, dc_policy_verdict_name(fill->decision.verdict));
     return h2o_strdup(pool, buf, strlen(buf)).base;
@@ -331,7 +334,7 @@ static void on_head(void *data, dc_fetch_t *f)
                                              1u << DC_ENC_GZIP) == DC_ENC_GZIP;
     }
     if (enc != DC_ENC_IDENTITY && enc != DC_ENC_GZIP)
-        turn_pass(fill, status, now);
+        turn_pass(fill, status, now, "content-encoding");
     if (enc == DC_ENC_GZIP && (fill->mode != FILL_PASS || !client_gzip)) {
         memset(&fill->zs, 0, sizeof(fill->zs));
         if (inflateInit2(&fill->zs, 15 + 16) == Z_OK) {
@@ -343,7 +346,7 @@ static void on_head(void *data, dc_fetch_t *f)
             /* no decoder: the gzip bytes must never become an identity body (stored or shared);
              * the leader gets them as the origin sent them, labelled gzip */
             dc_log_warn("fill: inflateInit2 failed, the answer passes through undecoded");
-            turn_pass(fill, status, now);
+            turn_pass(fill, status, now, "content-encoding");
         }
     }
 
