@@ -58,7 +58,7 @@ static void test_backoff(void **state)
     assert_int_equal(dc_retry_backoff_ms(100, 1, 999), 149);
     assert_int_equal(dc_retry_backoff_ms(100, 1, 1000), 50);
     assert_int_equal(dc_retry_backoff_ms(100, 1, 2147483647L), 114); /* 647: 1.147 */
-    assert_int_equal(dc_retry_backoff_ms(100, 1, -1), 149); /* never outside the range */
+    assert_int_equal(dc_retry_backoff_ms(100, 1, -1), 149);          /* never outside the range */
     for (long d = 0; d < 5000; d += 7) {
         uint64_t v = dc_retry_backoff_ms(1000, 2, d);
         assert_true(v >= 1000 && v < 3000);
