@@ -233,15 +233,26 @@ def test_framing_error_collapsed_waiters_get_502(proxy, evil, behaviour):
     assert evil.count(path) == 1  # one fetch for all of them, and its answer was not shared
 
 
+@pytest.fixture(scope="module")
+def stale_copies(proxy, evil):
+    """One good copy per framing behaviour, all stored then all past their 1 s ttl (inside the 60 s
+    stale_if_error) after a single wait; the origin now answers each path with its bad framing."""
+    first = {}
+    for behaviour in FRAMING:
+        path = "/st/" + behaviour
+        evil.set(path, "ok")
+        status, headers, body = http_get(proxy, "/s" + path)
+        assert status == 200 and headers["x-cache"] == "MISS"
+        first[behaviour] = body
+        evil.set(path, behaviour)
+    time.sleep(1.2)  # ttl 1s: the copies are stale now
+    return first
+
+
 @pytest.mark.parametrize("behaviour", FRAMING)
-def test_framing_error_serves_stale_copy(proxy, evil, behaviour):
+def test_framing_error_serves_stale_copy(proxy, evil, behaviour, stale_copies):
     path = "/st/" + behaviour
-    evil.set(path, "ok")
-    status, headers, body = http_get(proxy, "/s" + path)
-    assert status == 200 and headers["x-cache"] == "MISS"
-    first = body
-    evil.set(path, behaviour)
-    time.sleep(1.2)  # ttl 1s: the copy is stale now (inside stale_if_error)
+    first = stale_copies[behaviour]
     status, headers, body = http_get(proxy, "/s" + path)
     assert status == 200 and body == first
     assert headers["x-cache"] == "STALE"

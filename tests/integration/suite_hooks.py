@@ -53,23 +53,28 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(autouse=True)
 def _dc_workdirs(request):
-    """Removes the work directories this test created when it passed (see the module comment)."""
+    """Notes the work directories this test makes (removed after its teardown when it passed)."""
     before = set(dexcache.live_workdirs())
     yield
-    failed = any(getattr(request.node, "_dc_rep_" + w, None) is not None and
-                 getattr(request.node, "_dc_rep_" + w).failed for w in ("setup", "call"))
-    if failed:
-        kept = dexcache.keep_workdirs()
-        _state["failed_kept"].append((request.node.nodeid, kept))
-    else:
-        dexcache.remove_workdirs([d for d in dexcache.live_workdirs() if d not in before])
+    request.node._dc_new_workdirs = [d for d in dexcache.live_workdirs() if d not in before]
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    yield
+    outcome = yield
+    # every fixture of the test (and, at a module's end, of the module) is finalised now: a
+    # sanitizer report found when a daemon stops fails the teardown, and keeps the directories too
+    failed = outcome.excinfo is not None or any(
+        getattr(item, "_dc_rep_" + w, None) is not None and getattr(item, "_dc_rep_" + w).failed
+        for w in ("setup", "call"))
+    if failed:
+        kept = dexcache.keep_workdirs()
+        if kept:
+            _state["failed_kept"].append((item.nodeid, kept))
+        return
+    dexcache.remove_workdirs(getattr(item, "_dc_new_workdirs", []))
     if nextitem is None or nextitem.module is not item.module:
-        # the module's fixtures are finalised: what is left was theirs (a failure kept its own)
+        # the module's fixtures are finalised: what is left was theirs
         dexcache.remove_workdirs(dexcache.live_workdirs())
 
 
