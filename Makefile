@@ -11,7 +11,7 @@ DEB_PKGS := build-essential cmake pkg-config clang libclang-rt-14-dev libh2o-dev
 	libcjson-dev libcmocka-dev libsystemd-dev libssl-dev redis-server python3 python3-pytest \
 	python3-requests python3-brotli python3-h2 python3-matplotlib curl wrk nghttp2-client openssl nginx-light varnish
 
-.PHONY: all deps build build-asan build-fuzz run test unit integration fuzz bench-smoke clean format soak
+.PHONY: all deps build build-asan build-fuzz build-release-tests run test unit integration fuzz bench-smoke clean format soak
 
 all: build
 
@@ -37,6 +37,11 @@ build-asan: deps
 build-fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DDC_FUZZ=ON -DDC_TESTS=OFF >/dev/null
 	cmake --build build-fuzz -j $(JOBS)
+
+# A plain Release build with the unit tests on (-O3 finds warnings -O0 does not): compiled, not run.
+build-release-tests: deps
+	cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build-rel -j $(JOBS)
 
 run: build
 	./build/dexcache -c $(CONF)
@@ -68,14 +73,14 @@ fuzz: build-fuzz
 bench-smoke: build
 	$(PYTHON) bench/run --smoke
 
-test: unit integration fuzz bench-smoke
+test: build-release-tests unit integration fuzz bench-smoke
 	@echo "make test: all suites passed"
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-rel
 
 # Side-by-side benchmarks against nginx proxy_cache, Varnish and a bare libh2o responder
 # (bench/README.md): about 5 minutes; BENCH_ARGS=--quick (< 1 minute) or --smoke (seconds, checks the table).

@@ -196,7 +196,8 @@ static dc_cache_entry_t *entry_with_body(const dc_cache_entry_t *like, const cha
     e->compressible = ct != NULL && dc_encoding_compressible_type(ct->value, ct->value_len) &&
                       len >= DC_VARIANTS_MIN_BYTES;
     unsigned char digest[32];
-    DC_ASSERT(mbedtls_sha256_ret((const unsigned char *)body, len, digest, 0) == 0);
+    int hrc = mbedtls_sha256_ret((const unsigned char *)body, len, digest, 0);
+    DC_ASSERT(hrc == 0);
     dc_cache_entry_set_etag(e, digest);
     return e;
 }
@@ -632,7 +633,8 @@ bool dc_batch_try(dc_request_t *r)
             pending_id_t p = {dc_strndup(ids[i], lens[i]), lens[i], key, key_len, hash, flight, e};
             batcher_add(b, r, &p);
             /* and wait for it like everyone else: joins the flight just registered */
-            DC_ASSERT(dc_inflight_join(w->inflight, key, key_len, hash, &wt->waiter, &flight) == DC_INFLIGHT_JOINED);
+            dc_inflight_role_t role = dc_inflight_join(w->inflight, key, key_len, hash, &wt->waiter, &flight);
+            DC_ASSERT(role == DC_INFLIGHT_JOINED);
             continue; /* key and stale now belong to the batcher */
         }
         br->collapsed = true;

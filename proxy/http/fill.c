@@ -85,6 +85,7 @@ typedef struct dc_fill {
     dc_policy_decision_t decision;
     mbedtls_sha256_context sha;
     bool sha_on;
+    const char *pass_detail; /* why a storable answer passes (Cache-Status detail); NULL = too big */
     bool client_revalidate;
     char **tags;
     size_t ntags;
@@ -172,6 +173,26 @@ static void mark_pass(dc_fill_t *fill, uint64_t now)
     dc_cache_entry_release(m);
 }
 
+/* The answer is private to the leader: waiters go to the origin themselves, and the key is marked
+ * hit-for-pass so later requests do not queue behind a leader (fill->mode is already FILL_PASS). */
+static void announce_pass(dc_fill_t *fill, int status, uint64_t now)
+{
+    dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = status};
+    finish_flight(fill, &res);
+    mark_pass(fill, now);
+}
+
+/* A head that looked shareable turns out not to be (a coding we cannot decode into identity, or no
+ * decoder): it ends like every other pass path. No-op when the fill already passes. */
+static void turn_pass(dc_fill_t *fill, int status, uint64_t now, const char *detail)
+{
+    if (fill->mode == FILL_PASS)
+        return;
+    fill->mode = FILL_PASS;
+    fill->pass_detail = detail;
+    announce_pass(fill, status, now);
+}
+
 /* The client that followed this fill now answers with a stale copy or an error instead. */
 static void client_fallback(dc_fill_t *fill, dc_fetch_t *f, int err, int fwd_status)
 {
@@ -241,8 +262,9 @@ static const char *leader_cache_status(dc_fill_t *fill, int status, h2o_mem_pool
     else if (fill->mode == FILL_SHARE)
         snprintf(buf, sizeof(buf), "dexcache; fwd=%s; fwd-status=%d; detail=%s", fwd, status,
                  dc_policy_verdict_name(fill->decision.verdict));
-    else if (fill->decision.verdict == DC_POLICY_STORE)
-        snprintf(buf, sizeof(buf), "dexcache; fwd=%s; detail=too-big", fwd); /* over cache.max_object */
+    else if (fill->decision.verdict == DC_POLICY_STORE) /* over cache.max_object, or a coding we can't store */
+        snprintf(buf, sizeof(buf), "dexcache; fwd=%s; detail=%s", fwd,
+                 fill->pass_detail != NULL ? fill->pass_detail : "too-big");
     else
         snprintf(buf, sizeof(buf), "dexcache; fwd=%s; detail=%s", fwd, dc_policy_verdict_name(fill->decision.verdict));
     return h2o_strdup(pool, buf, strlen(buf)).base;
@@ -291,11 +313,8 @@ static void on_head(void *data, dc_fetch_t *f)
     } else {
         fill->mode = FILL_PASS;
     }
-    if (fill->mode == FILL_PASS) {
-        dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = status};
-        finish_flight(fill, &res);
-        mark_pass(fill, now);
-    }
+    if (fill->mode == FILL_PASS)
+        announce_pass(fill, status, now);
     dc_body_t body;
     dc_body_init(&body, cl > 0 && (uint64_t)cl <= max_object ? (size_t)cl : 0);
     fill->sb = dc_shared_body_create(&body);
@@ -314,11 +333,8 @@ static void on_head(void *data, dc_fetch_t *f)
             ae >= 0 && dc_encoding_negotiate(creq->headers.entries[ae].value.base, creq->headers.entries[ae].value.len,
                                              1u << DC_ENC_GZIP) == DC_ENC_GZIP;
     }
-    if (enc != DC_ENC_IDENTITY && enc != DC_ENC_GZIP && fill->mode != FILL_PASS) {
-        fill->mode = FILL_PASS;
-        dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = status};
-        finish_flight(fill, &res);
-    }
+    if (enc != DC_ENC_IDENTITY && enc != DC_ENC_GZIP)
+        turn_pass(fill, status, now, "content-encoding");
     if (enc == DC_ENC_GZIP && (fill->mode != FILL_PASS || !client_gzip)) {
         memset(&fill->zs, 0, sizeof(fill->zs));
         if (inflateInit2(&fill->zs, 15 + 16) == Z_OK) {
@@ -326,6 +342,11 @@ static void on_head(void *data, dc_fetch_t *f)
             dc_body_t ident;
             dc_body_init(&ident, 0);
             fill->sb_ident = dc_shared_body_create(&ident);
+        } else {
+            /* no decoder: the gzip bytes must never become an identity body (stored or shared);
+             * the leader gets them as the origin sent them, labelled gzip */
+            dc_log_warn("fill: inflateInit2 failed, the answer passes through undecoded");
+            turn_pass(fill, status, now, "content-encoding");
         }
     }
 

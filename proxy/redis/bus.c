@@ -354,7 +354,8 @@ int dc_bus_create(uv_loop_t *loop, const char *url, const char *prefix, dc_bus_h
         free(b);
         return rc;
     }
-    DC_ASSERT(dc_redis_create(loop, &opts, &b->sub) == 0); /* same url: parses */
+    rc = dc_redis_create(loop, &opts, &b->sub);
+    DC_ASSERT(rc == 0); /* same url: parses */
     b->loop = loop;
     b->handler = handler;
     b->data = data;

@@ -541,7 +541,12 @@ void dc_redis_unsubscribe(dc_redis_t *r, dc_redis_sub_t *sub)
     int len = redisFormatCommand(&buf, "UNSUBSCRIBE %b", sub->channel, sub->len);
     DC_ASSERT(len > 0);
     /* the reply goes to the channel's callback (hiredis' subscribe bookkeeping), i.e. on_sub_reply */
-    redisAsyncFormattedCommand(conn->ac, on_sub_reply, sub, buf, (size_t)len);
+    if (redisAsyncFormattedCommand(conn->ac, on_sub_reply, sub, buf, (size_t)len) != REDIS_OK) {
+        /* hiredis still holds the channel and no UNSUBSCRIBE reply will free it: drop the
+         * connection, whose NULL reply frees it; the reconnect subscribes the live channels only */
+        dc_log_warn("redis: UNSUBSCRIBE %s could not be sent, reconnecting", sub->channel);
+        request_drop(r, conn->gen);
+    }
     redisFreeCommand(buf);
 }
 
@@ -672,7 +677,8 @@ dc_redis_script_t *dc_redis_script_register(dc_redis_t *r, const char *lua_sourc
     unsigned char d[20];
     s->len = strlen(lua_source);
     s->src = dc_strndup(lua_source, s->len);
-    DC_ASSERT(mbedtls_sha1_ret((const unsigned char *)s->src, s->len, d) == 0);
+    int hrc = mbedtls_sha1_ret((const unsigned char *)s->src, s->len, d);
+    DC_ASSERT(hrc == 0);
     for (int i = 0; i < 20; i++)
         snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
     s->next = r->scripts;

@@ -1,5 +1,6 @@
 #include "upstream/fetch.h"
 #include "upstream/framing.h"
+#include "upstream/retry.h"
 #include "redis/bus.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -101,29 +102,7 @@ static void fail_soon(dc_fetch_t *f, int err)
  * (absolute Unix seconds), else unknown (0: the budget assumes 1 s). */
 static uint64_t retry_after_us_from(const dc_fetch_t *f)
 {
-    uint64_t now_s = dc_now_wall_ms() / 1000;
-    for (size_t i = 0; i < f->nheaders; i++) {
-        const dc_fetch_header_t *h = &f->headers[i];
-        if (h->name_len == 11 && memcmp(h->name, "retry-after", 11) == 0) {
-            char *end;
-            unsigned long long v = strtoull(h->value, &end, 10);
-            if (end != h->value && *end == '\0')
-                return (uint64_t)v * 1000000;
-            int64_t t = dc_http_date_parse(h->value, h->value_len);
-            if (t > 0 && (uint64_t)t > now_s)
-                return ((uint64_t)t - now_s) * 1000000;
-        }
-    }
-    for (size_t i = 0; i < f->nheaders; i++) {
-        const dc_fetch_header_t *h = &f->headers[i];
-        if (h->name_len == 17 && memcmp(h->name, "x-ratelimit-reset", 17) == 0) {
-            unsigned long long t = strtoull(h->value, NULL, 10);
-            uint64_t now_ms = dc_now_wall_ms();
-            if (t * 1000 > now_ms)
-                return (t * 1000 - now_ms) * 1000; /* to the millisecond, not whole seconds */
-        }
-    }
-    return 0;
+    return dc_retry_after_us(f->headers, f->nheaders, dc_now_wall_ms());
 }
 
 static void reset_head(dc_fetch_t *f)
@@ -161,6 +140,15 @@ static void fetch_free(dc_fetch_t *f)
     free(f);
 }
 
+/* Small allocations never fail quietly (a lost list would also drop the request's headers). */
+static struct curl_slist *slist_add(struct curl_slist *l, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(l, line);
+    if (n == NULL)
+        dc_fatal("out of memory (curl_slist_append)");
+    return n;
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     fetch_free(h->data);
@@ -174,14 +162,9 @@ static void release(dc_fetch_t *f)
     uv_close((uv_handle_t *)&f->timer, on_timer_closed);
 }
 
-static bool is_retryable_status(int status)
-{
-    return status == 502 || status == 503 || status == 504;
-}
-
 static bool can_retry(dc_fetch_t *f)
 {
-    return f->opts.idempotent && f->attempts <= f->opts.retries && !f->aborted;
+    return dc_retry_allowed(f->opts.idempotent, f->attempts, f->opts.retries, f->aborted);
 }
 
 /* The upstream's health and breaker learn each attempt's outcome (see upstream_state.h). */
@@ -247,6 +230,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
                 dc_budget_on_success(f->budget);
         }
         bool key_rejected = (f->status == 401 || f->status == 403) && f->key_index >= 0;
+        size_t keys_usable = 0;
         if (key_rejected) {
             uint64_t now = dc_now_mono_ms();
             if (dc_keyring_quarantine(f->keyring, f->key_index, now)) {
@@ -260,26 +244,24 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
                         dc_bus_post(DC_BUS_QUARANTINE, dc_now_wall_ms(), body, (size_t)n);
                 }
             }
-            if (dc_keyring_usable(f->keyring, now) > 0 && can_retry(f)) {
-                f->discard = true;
-                f->last_err = DC_EUPSTREAM;
-                return 0;
-            }
-        }
-        if (is_retryable_status(f->status) && can_retry(f)) {
-            f->discard = true;
-            f->last_err = DC_EUPSTREAM;
-            return 0; /* aborts this attempt; done handler schedules the retry */
+            keys_usable = dc_keyring_usable(f->keyring, now);
         }
         /* a 429 is retried only after the pause it announces (every instance observes it too, see
          * dc_fleet_cooldown), and only if that still fits before the deadline: otherwise the client
-         * gets the 429 itself */
-        uint64_t pause_ms = (ra ? ra : 1000000) / 1000;
-        if (f->status == 429 && can_retry(f) && dc_now_mono_ms() + pause_ms < f->deadline_ms) {
+         * gets the 429 itself (upstream/retry.h has the rules) */
+        dc_retry_head_in_t rin = {.status = f->status,
+                                  .key_rejected = key_rejected,
+                                  .keys_usable = keys_usable,
+                                  .may_retry = can_retry(f),
+                                  .retry_after_us = ra,
+                                  .now_ms = dc_now_mono_ms(),
+                                  .deadline_ms = f->deadline_ms};
+        uint64_t pause_ms;
+        if (dc_retry_on_head(&rin, &pause_ms) != DC_RETRY_DELIVER) {
             f->discard = true;
             f->last_err = DC_EUPSTREAM;
             f->pause_ms = pause_ms;
-            return 0;
+            return 0; /* aborts this attempt; done handler schedules the retry */
         }
         f->head_us = dc_now_mono_us() - f->started_us;
         f->head_delivered = true;
@@ -400,32 +382,6 @@ static int map_curl_error(CURLcode rc)
     }
 }
 
-static bool is_retryable_curl(CURLcode rc)
-{
-    switch (rc) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_GOT_NOTHING:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return true;
-    default:
-        return false;
-    }
-}
-
-static uint64_t backoff_delay(dc_fetch_t *f)
-{
-    /* attempt n (1-based, already made) -> base * 2^(n-1), jittered to [0.5, 1.5) */
-    uint64_t base = f->opts.retry_backoff_ms;
-    unsigned shift = f->attempts - 1 < 10 ? f->attempts - 1 : 10;
-    uint64_t d = base << shift;
-    double jitter = 0.5 + (double)(random() % 1000) / 1000.0;
-    return (uint64_t)((double)d * jitter);
-}
-
 static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
 {
     dc_fetch_t *f = xfer->data;
@@ -454,7 +410,7 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         record_attempt(f, true);
     /* no head delivered: this attempt failed or is being discarded for a retry */
     int err = f->discard ? f->last_err : map_curl_error(rc);
-    bool retry = f->discard || (is_retryable_curl(rc) && can_retry(f));
+    bool retry = f->discard || (dc_retry_curl_code(rc) && can_retry(f));
     if (f->proto_err || rc == CURLE_WEIRD_SERVER_REPLY) {
         err = DC_EPROTO; /* a malformed head: the origin would send it again */
         retry = false;
@@ -467,11 +423,11 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
     f->last_err = err;
     if (retry) {
         uint64_t now = dc_now_mono_ms();
-        uint64_t delay = backoff_delay(f);
+        uint64_t delay = dc_retry_backoff_ms(f->opts.retry_backoff_ms, f->attempts, random());
         if (f->pause_ms > delay)
             delay = f->pause_ms;
         f->pause_ms = 0;
-        if (now + delay >= f->deadline_ms) {
+        if (!dc_retry_fits(now, delay, f->deadline_ms)) {
             finish(f, err == DC_ETIMEDOUT ? DC_ETIMEDOUT : err);
             return;
         }
@@ -614,16 +570,16 @@ static void begin_attempt(dc_fetch_t *f)
         curl_slist_free_all(f->slist);
     f->slist = NULL;
     for (size_t i = 0; i < f->nreq_headers; i++)
-        f->slist = curl_slist_append(f->slist, f->req_headers[i]);
+        f->slist = slist_add(f->slist, f->req_headers[i]);
     if (f->keyring != NULL && f->keyring->nkeys > 0) {
         if (f->key_index < 0) /* not chosen for a key budget */
             f->key_index = dc_keyring_pick(f->keyring, dc_now_mono_ms());
         char *line = dc_asprintf("%s: %s", f->key_header, f->keyring->keys[f->key_index]);
-        f->slist = curl_slist_append(f->slist, line);
+        f->slist = slist_add(f->slist, line);
         free(line);
     }
     /* curl adds these by default; a proxy must not invent them */
-    f->slist = curl_slist_append(f->slist, "Expect:");
+    f->slist = slist_add(f->slist, "Expect:");
 
     curl_easy_setopt(e, CURLOPT_URL, f->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->slist);

@@ -17,7 +17,8 @@ void dc_keyring_init(dc_keyring_t *kr, char *const *keys, size_t nkeys, uint64_t
     for (size_t i = 0; i < nkeys; i++) {
         atomic_init(&kr->quarantined_until[i], 0);
         unsigned char d[32];
-        DC_ASSERT(mbedtls_sha256_ret((const unsigned char *)keys[i], strlen(keys[i]), d, 0) == 0);
+        int hrc = mbedtls_sha256_ret((const unsigned char *)keys[i], strlen(keys[i]), d, 0);
+        DC_ASSERT(hrc == 0);
         for (int j = 0; j < DC_KEYRING_ID_LEN / 2; j++)
             snprintf(kr->ids[i] + 2 * j, 3, "%02x", d[j]);
     }

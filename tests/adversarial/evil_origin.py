@@ -239,6 +239,14 @@ class EvilOrigin:
         conn.sendall(self._head(200, [("Content-Type", "application/json"), ("Content-Length", len(body))]) + body)
         return True
 
+    def b_coding(self, conn, req):
+        """A cacheable 200 in a content coding named by ?ce= (default a made-up one)."""
+        body = self._json(req)
+        conn.sendall(self._head(200, [("Content-Type", "application/json"), ("Cache-Control", "max-age=60"),
+                                      ("Content-Encoding", req.query.get("ce", "x-unheard-of")),
+                                      ("Content-Length", len(body))]) + body)
+        return True
+
     def b_slowhead(self, conn, req):
         time.sleep(req.qf("delay", 1))
         return self.b_ok(conn, req)

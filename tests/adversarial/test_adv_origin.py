@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from dexcache import Dexcache, PREAMBLE
+from dexcache import Dexcache, PREAMBLE, wait_for
 from evil_origin import EvilOrigin
 
 CONFIG = PREAMBLE + """
@@ -220,11 +220,10 @@ def test_framing_error_collapsed_waiters_get_502(proxy, evil, behaviour):
     for t in threads:
         t.start()
     try:
-        deadline = time.time() + 10
-        while evil.count(path) < 1 and time.time() < deadline:
-            time.sleep(0.02)
+        assert wait_for(lambda: evil.count(path) >= 1)
+        # every client's request is in dexcache (so joined the one flight) while the origin holds it
+        assert wait_for(lambda: proxy.metric("dexcache_requests_in_flight") == n)
         assert evil.count(path) == 1
-        time.sleep(0.5)  # the other clients join the flight (nothing to observe from outside)
     finally:
         evil.open(path)
     for t in threads:
@@ -234,15 +233,26 @@ def test_framing_error_collapsed_waiters_get_502(proxy, evil, behaviour):
     assert evil.count(path) == 1  # one fetch for all of them, and its answer was not shared
 
 
+@pytest.fixture(scope="module")
+def stale_copies(proxy, evil):
+    """One good copy per framing behaviour, all stored then all past their 1 s ttl (inside the 60 s
+    stale_if_error) after a single wait; the origin now answers each path with its bad framing."""
+    first = {}
+    for behaviour in FRAMING:
+        path = "/st/" + behaviour
+        evil.set(path, "ok")
+        status, headers, body = http_get(proxy, "/s" + path)
+        assert status == 200 and headers["x-cache"] == "MISS"
+        first[behaviour] = body
+        evil.set(path, behaviour)
+    time.sleep(1.2)  # ttl 1s: the copies are stale now
+    return first
+
+
 @pytest.mark.parametrize("behaviour", FRAMING)
-def test_framing_error_serves_stale_copy(proxy, evil, behaviour):
+def test_framing_error_serves_stale_copy(proxy, evil, behaviour, stale_copies):
     path = "/st/" + behaviour
-    evil.set(path, "ok")
-    status, headers, body = http_get(proxy, "/s" + path)
-    assert status == 200 and headers["x-cache"] == "MISS"
-    first = body
-    evil.set(path, behaviour)
-    time.sleep(1.2)  # ttl 1s: the copy is stale now (inside stale_if_error)
+    first = stale_copies[behaviour]
     status, headers, body = http_get(proxy, "/s" + path)
     assert status == 200 and body == first
     assert headers["x-cache"] == "STALE"
@@ -470,3 +480,23 @@ def test_x_forwarded_for_from_a_trusted_proxy_is_extended(proxy_new, evil):
     seen = evil.last_headers(path)
     assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
     assert seen["forwarded"] == "for=127.0.0.1;proto=http"
+
+
+@pytest.mark.parametrize("coding", ["x-unheard-of", "br"])
+def test_undecodable_content_encoding_marks_the_key_pass(proxy, evil, coding):
+    """An answer in a coding dexcache can't turn into identity (anything but gzip) is private to the
+    client that asked, like every other pass: the bytes reach it untouched, nothing is stored, and the
+    key is remembered as hit-for-pass, so the next request goes straight to the origin instead of
+    queueing behind a leader."""
+    path = "/coding/%s" % coding
+    evil.set(path, "coding")
+    status, headers, body = http_get(proxy, "/c%s?ce=%s" % (path, coding))
+    assert status == 200 and headers["x-cache"] == "MISS"
+    assert headers["content-encoding"] == coding
+    assert json.loads(body) == {"path": path, "n": 1}
+    assert headers["cache-status"] == "dexcache; fwd=miss; detail=content-encoding", headers["cache-status"]
+    status, headers, body = http_get(proxy, "/c%s?ce=%s" % (path, coding))
+    assert status == 200 and headers["x-cache"] == "MISS"
+    assert headers["cache-status"] == "dexcache; fwd=miss; detail=hit-for-pass", headers["cache-status"]
+    assert json.loads(body) == {"path": path, "n": 2}
+    assert evil.count(path) == 2

@@ -196,6 +196,9 @@ def test_frozen_redis_reported_down_for_the_whole_freeze(fake, origin, redis_ser
         # per instance: each worker's command and subscriber connections, and the bus's two
         assert clients_before == len(ds) * (2 * 2 + 2)
         load.start()
+        # Kept as a fixed 0.5 s on purpose: freezing Redis earlier (as soon as 50 requests were
+        # served) leaves a request that arrives just after SIGCONT unanswered for over 10 s in most
+        # runs (a daemon bug found in issue 14's test work, reported, not fixed here)
         time.sleep(0.5)
         served_before = load.count()
 
@@ -208,7 +211,8 @@ def test_frozen_redis_reported_down_for_the_whole_freeze(fake, origin, redis_ser
         t_cont = time.time()
         assert wait_for(lambda: all_ok(ds), timeout=5, step=0.05), [d.health() for d in ds]
         back_s = time.time() - t_cont
-        time.sleep(0.5)  # load keeps going on the recovered Redis
+        recovered = load.count()
+        assert wait_for(lambda: load.count() >= recovered + 50, timeout=10)  # load goes on, recovered Redis
         load.stop()
 
         # From the first command timeout on (the first sample not ok), no sample is ok until SIGCONT.
@@ -258,7 +262,8 @@ def test_redis_flushed_and_killed_under_load(fake, origin, redis_server):
         assert limit_enforced(ds, "c0") == [200, 200, 200, 429, 429]
 
         assert redis_server.command("FLUSHALL") == "+OK"
-        time.sleep(0.3)
+        flushed = load.count()
+        assert wait_for(lambda: load.count() >= flushed + 30, timeout=10)  # served on the emptied Redis
         assert all_ok(ds), [d.health() for d in ds]
         # (c0 stays refused: each instance remembers a refusal until its retry time, without Redis)
         assert limit_enforced(ds, "c0b") == [200, 200, 200, 429, 429]
@@ -280,7 +285,8 @@ def test_redis_flushed_and_killed_under_load(fake, origin, redis_server):
         back_s = time.time() - t_back
         # the restarted Redis is empty: scripts are loaded again by each connection's setup
         assert limit_enforced(ds, "c2") == [200, 200, 200, 429, 429]
-        time.sleep(0.3)
+        restarted = load.count()
+        assert wait_for(lambda: load.count() >= restarted + 30, timeout=10)
         load.stop()
 
         settled = [s for t, s in samples if t >= t_kill + 0.3]

@@ -5,6 +5,7 @@ finaliser). Only loopback addresses are used.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,38 @@ BIN = os.environ.get("DEXCACHE_BIN", os.path.join(ROOT, "build-asan", "dexcache"
 SANITIZER_RSS_MIB = 16 if "asan" in BIN else 0
 # ThreadSanitizer multiplies memory use: RSS bounds are only checked without it.
 RSS_CHECKS = "tsan" not in BIN
+
+
+# Work directories made by test helpers, removed by suite_hooks when their test passes (kept, and
+# printed, when it fails). Outside pytest nobody removes them: callers that care use remove_workdirs.
+_workdirs = []
+_kept = []
+
+
+def workdir(prefix="dexcache-test-"):
+    """A fresh temporary directory that the test suite removes when the test that made it passes."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    _workdirs.append(d)
+    return d
+
+
+def live_workdirs():
+    return list(_workdirs)
+
+
+def keep_workdirs():
+    """Keep every live work directory (a test failed): returns their paths."""
+    kept = list(_workdirs)
+    _kept.extend(kept)
+    del _workdirs[:]
+    return kept
+
+
+def remove_workdirs(dirs):
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+        if d in _workdirs:
+            _workdirs.remove(d)
 
 
 def free_port(host="127.0.0.1"):
@@ -64,7 +97,7 @@ class Dexcache:
         self.port = free_port()
         self.admin_port = free_port()
         self.ports = {name: free_port() for name in extra_ports}
-        self.workdir = tempfile.mkdtemp(prefix="dexcache-test-")
+        self.workdir = workdir()
         self.config_path = os.path.join(self.workdir, "dexcache.yaml")
         self.access_log = os.path.join(self.workdir, "access.log")
         self.stderr_path = os.path.join(self.workdir, "stderr.log")
@@ -188,7 +221,7 @@ class Dexcache:
 
 def run_check(config_text):
     """dexcache -t on a config text; returns (exit code, stderr+stdout)."""
-    d = tempfile.mkdtemp(prefix="dexcache-t-")
+    d = workdir(prefix="dexcache-t-")
     path = os.path.join(d, "c.yaml")
     with open(path, "w") as f:
         f.write(config_text)

@@ -1,6 +1,7 @@
 """Fixtures shared by the integration and adversarial suites (each conftest imports them)."""
 import pytest
 
+from dexcache import workdir
 from fake import FakeOrigin
 
 
@@ -20,10 +21,10 @@ def origin(fake):
 
 
 @pytest.fixture
-def redis_server(tmp_path):
+def redis_server():
     """A real redis-server on a free loopback port, stopped by the test that used it."""
     from redis_proc import RedisServer
-    r = RedisServer(str(tmp_path))
+    r = RedisServer(workdir(prefix="dexcache-redis-"))
     r.start()
     yield r
     r.stop()

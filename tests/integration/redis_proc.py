@@ -76,6 +76,16 @@ class Monitor:
     def __init__(self, port):
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.sendall(b"*1\r\n$7\r\nMONITOR\r\n")
+        # Redis answers +OK once the connection is a monitor: every command after this is seen
+        self.sock.settimeout(10)
+        first = b""
+        while not first.endswith(b"\r\n"):
+            chunk = self.sock.recv(1)
+            if not chunk:
+                raise RuntimeError("MONITOR: connection closed")
+            first += chunk
+        if first != b"+OK\r\n":
+            raise RuntimeError("MONITOR: unexpected answer %r" % first)
 
     def drain(self, quiet=0.3):
         """Everything received until `quiet` seconds pass without a byte, as text."""

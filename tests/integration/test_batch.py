@@ -106,10 +106,20 @@ def test_upstream_error_for_a_batch(fake, origin):
     try:
         origin.add_rule({"route": "/price/*", "status": 503})
         r = requests.get(d.url + "/jup/price/v3?ids=AAA,BBB")
-        assert r.status_code in (502, 503), r.status_code
+        # the upstream's status, in dexcache's JSON error, never stored
+        assert r.status_code == 503, r.status_code
+        assert r.headers["content-type"] == "application/json"
+        assert r.headers["cache-control"] == "no-store"
+        body = r.json()
+        assert body == {"error": "upstream answered an error", "status": 503,
+                        "request_id": r.headers["x-request-id"]}, body
+        # one batch call for both ids, retried twice (retries: 2 by default): three upstream calls
+        assert [c["raw_query"] for c in price_calls(origin)] == ["ids=AAA,BBB"] * 3
         origin.clear_rules()
         r = requests.get(d.url + "/jup/price/v3?ids=AAA,BBB")
         assert r.status_code == 200 and set(r.json()) == {"AAA", "BBB"}
+        assert r.headers["cache-status"] == "dexcache; fwd=miss; stored; detail=batch"
+        assert len(price_calls(origin)) == 4  # the error was not stored
     finally:
         d.stop()
 

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from dexcache import Dexcache, wait_for
+from h2client import H2
 
 MINT_A = "So11111111111111111111111111111111111111112"
 MINT_B = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
@@ -115,6 +116,9 @@ def test_500_concurrent_cold_requests_one_upstream(proxy, clean):
             c.close()
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    collapsed = proxy.metric("dexcache_cache_collapsed_total", route="/jup")
+    hits = proxy.metric("dexcache_cache_hits_total", route="/jup")
+    misses = proxy.metric("dexcache_cache_misses_total", route="/jup")
     try:
         for t in threads:
             t.start()
@@ -133,7 +137,12 @@ def test_500_concurrent_cold_requests_one_upstream(proxy, clean):
     kinds = sorted({r[2] for r in results})
     assert kinds == ["HIT", "MISS"]  # the leader's MISS, 499 collapsed HITs
     assert sum(1 for r in results if r[2] == "MISS") == 1
-    assert proxy.metric("dexcache_cache_collapsed_total", route="/jup") >= n - 1
+    # exact counts: one miss, every other request collapsed onto it
+    # (per-worker counters, summed when scraped: wait for the last increments to be visible)
+    assert wait_for(lambda: proxy.metric("dexcache_cache_collapsed_total", route="/jup") - collapsed == n - 1,
+                    timeout=5), proxy.metric("dexcache_cache_collapsed_total", route="/jup") - collapsed
+    assert proxy.metric("dexcache_cache_misses_total", route="/jup") - misses == 1
+    assert proxy.metric("dexcache_cache_hits_total", route="/jup") - hits == n - 1
 
 
 def test_param_order_id_order_and_encoding_share_one_key(proxy, clean):
@@ -335,23 +344,59 @@ def test_upstream_5xx_shared_with_waiters_not_stored(proxy, clean):
 
 
 def test_leader_disconnect_does_not_cancel_fetch(proxy, clean):
+    """The leader's client really goes away (an HTTP/2 stream reset: h2o disposes of the request at
+    once; a closed HTTP/1.1 socket would not be noticed before the answer is written) while the
+    origin holds the fetch: the fill belongs to the key, so the waiter still gets the answer, it is
+    stored, and the origin was asked once."""
     clean.gate("/price/v3")
     path = "/jup/price/v3?ids=" + MINT_B
-    leader = socket.create_connection(("127.0.0.1", proxy.port))
-    leader.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert wait_for(lambda: clean.held() == 1)
-    out = []
-    t = threading.Thread(target=lambda: out.append(get(proxy, path)))
-    t.start()
-    assert wait_for(lambda: proxy.metric("dexcache_requests_in_flight") == 2)
-    leader.close()
-    time.sleep(0.2)
-    clean.release()
-    t.join(10)
+    leader = H2(proxy.port)
+    try:
+        sid = leader.get(path)
+        assert wait_for(lambda: clean.held() == 1)
+        out = []
+        t = threading.Thread(target=lambda: out.append(get(proxy, path)))
+        t.start()
+        assert wait_for(lambda: proxy.metric("dexcache_requests_in_flight") == 2)
+        stores = proxy.metric("dexcache_cache_stores_total", route="/jup")
+        leader.reset(sid)
+        # the reset is seen: the leader's request is disposed of while the origin still holds the fetch
+        assert wait_for(lambda: proxy.metric("dexcache_requests_in_flight") == 1)
+        assert clean.held() == 1 and proxy.metric("dexcache_inflight_fetches") == 1
+        clean.release()
+        t.join(10)
+    finally:
+        clean.release()
+        leader.close()
     assert out[0].status_code == 200
     assert out[0].headers["x-cache"] == "HIT"
+    assert out[0].headers["cache-status"] == "dexcache; hit; collapsed"
+    assert wait_for(lambda: proxy.metric("dexcache_cache_stores_total", route="/jup") == stores + 1)
     assert total(clean) == 1
     assert get(proxy, path).headers["x-cache"] == "HIT"
+    assert total(clean) == 1
+
+
+def test_leader_disconnect_without_waiters_still_stores(proxy, clean):
+    """Nobody else waits: the fetch still completes and stores once (no second upstream request)."""
+    clean.gate("/price/v3")
+    path = "/jup/price/v3?ids=" + MINT_A
+    leader = H2(proxy.port)
+    try:
+        sid = leader.get(path)
+        assert wait_for(lambda: clean.held() == 1)
+        stores = proxy.metric("dexcache_cache_stores_total", route="/jup")
+        leader.reset(sid)
+        assert wait_for(lambda: proxy.metric("dexcache_requests_in_flight") == 0)
+        clean.release()
+        assert wait_for(lambda: proxy.metric("dexcache_cache_stores_total", route="/jup") == stores + 1)
+        assert wait_for(lambda: proxy.metric("dexcache_inflight_fetches") == 0)
+    finally:
+        clean.release()
+        leader.close()
+    r = get(proxy, path)
+    assert r.status_code == 200 and r.headers["x-cache"] == "HIT"
+    assert total(clean) == 1
 
 
 def test_purge_by_url_key_prefix_tag(proxy, clean):
@@ -491,6 +536,7 @@ def test_waiters_get_bytes_as_they_arrive(proxy, clean):
     path = "/meteora/bytes?n=%d&stream=1" % n
     try:
         out = []
+        leader_streaming = threading.Event()
 
         def one(i):
             t0 = time.time()
@@ -498,13 +544,16 @@ def test_waiters_get_bytes_as_they_arrive(proxy, clean):
             it = r.raw.stream(65536, decode_content=False)
             first = next(it)
             ttfb = time.time() - t0
+            if i == 0:
+                leader_streaming.set()
             total = len(first) + sum(len(c) for c in it)
             out.append((ttfb, time.time() - t0, total, r.headers["x-cache"], r.headers["cache-status"]))
 
         leader = threading.Thread(target=one, args=(0,))
         leader.start()
         assert wait_for(lambda: proxy.metric("dexcache_inflight_fetches") == 1)
-        time.sleep(0.3)
+        # followers join once the answer is arriving (the leader has its first bytes)
+        assert leader_streaming.wait(20)
         followers = [threading.Thread(target=one, args=(i,)) for i in range(1, 9)]
         for t in followers:
             t.start()

@@ -52,6 +52,7 @@ def test_redis_killed_and_back_no_client_errors(fake, origin, redis_server):
     ds = fleet(fake, redis_server, rate="1000/1s", burst=1000)
     stop = threading.Event()
     bad = []
+    ok = [0]
 
     def load(d):
         s = requests.Session()
@@ -60,6 +61,8 @@ def test_redis_killed_and_back_no_client_errors(fake, origin, redis_server):
                 r = s.get(d.url + "/jup/echo", headers={"x-api-key": "load"}, timeout=5)
                 if r.status_code >= 500:
                     bad.append(r.status_code)
+                else:
+                    ok[0] += 1
             except requests.RequestException as e:
                 bad.append(repr(e))
 
@@ -67,17 +70,20 @@ def test_redis_killed_and_back_no_client_errors(fake, origin, redis_server):
     try:
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        assert wait_for(lambda: ok[0] >= 30, timeout=10)  # the load runs through Redis
         redis_server.kill()
         assert wait_for(lambda: ds[0].health()["redis"] == "down", timeout=5)
         assert ds[0].health()["status"] == "degraded"
-        time.sleep(1.0)  # serving on local shares meanwhile
-        assert sum(d.metric("dexcache_limit_fallbacks_total") for d in ds) > 0
+        # serving on local shares meanwhile
+        assert wait_for(lambda: sum(d.metric("dexcache_limit_fallbacks_total") for d in ds) > 0, timeout=10)
+        before_down = ok[0]
+        assert wait_for(lambda: ok[0] >= before_down + 30, timeout=10)
         redis_server.start()
         t_back = time.time()
         assert wait_for(lambda: all(d.health()["redis"] == "up" for d in ds), timeout=5)
         assert time.time() - t_back < 2.0  # reconnected within 2 s (backoff capped at 1 s)
-        time.sleep(0.5)
+        back = ok[0]
+        assert wait_for(lambda: ok[0] >= back + 30, timeout=10)  # and the load goes on through Redis
         stop.set()
         for t in threads:
             t.join(10)
@@ -253,7 +259,8 @@ def test_answer_stored_between_l2_miss_and_lock_is_not_fetched_again(fake, origi
                 assert wait_for(lambda: redis_server.command("EXISTS", "dcl2:lk:GET " + path) == ":0")  # given back
                 if raced == 2:
                     break
-            time.sleep(0.3)  # the pause is over
+            # the pause is over once a write goes through again
+            assert wait_for(lambda: redis_server.command("SET", "dcl2:probe", "1") == "+OK", timeout=5)
         assert raced == 2, "the race was set up %d times in 10 tries" % raced
     finally:
         a.stop()
@@ -271,8 +278,7 @@ def test_concurrent_cold_requests_read_l2_once(fake, origin, redis_server):
         assert wait_for(lambda: a.health()["redis"] == "up" and b.health()["redis"] == "up")
         assert requests.get(a.url + path).headers["x-cache"] == "MISS"
         assert wait_for(lambda: redis_server.command("EXISTS", "dcl2:l2:GET " + path) == ":1")
-        mon = redis_server.monitor()
-        time.sleep(0.1)
+        mon = redis_server.monitor()  # registered when it returns
         n = 40
         barrier = threading.Barrier(n + 1)
         out = []
@@ -290,7 +296,6 @@ def test_concurrent_cold_requests_read_l2_once(fake, origin, redis_server):
             t.join(10)
         assert len(out) == n and all(r.status_code == 200 and r.headers["x-cache"] == "HIT" for r in out)
         assert origin.stats()["jup"]["total"] == 1
-        time.sleep(0.2)
         gets = [line for line in mon.drain().split("\r\n")
                 if '"GET" "dcl2:l2:GET %s"' % path in line and "lua]" not in line]
         assert len(gets) == 1, gets
@@ -372,7 +377,7 @@ def test_fleet_leader_dies_another_takes_over(fake, origin, redis_server):
         out = []
         tb = threading.Thread(target=lambda: out.append(requests.get(b.url + "/jup/echo?die=1", timeout=30)))
         tb.start()
-        time.sleep(0.3)  # b follows a's lock
+        assert wait_for(lambda: b.metric("dexcache_requests_in_flight") == 1)  # b follows a's lock
         a.proc.kill()  # the leader dies holding the lock; its lock expires
         a.proc.wait(5)
         origin.release()

@@ -3,7 +3,6 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
@@ -11,7 +10,7 @@ import urllib.request
 import pytest
 import requests
 
-from dexcache import BIN, Dexcache, free_port, run_check, sanitizer_env
+from dexcache import BIN, Dexcache, free_port, run_check, sanitizer_env, wait_for, workdir
 
 BASE = """
 listen: ["127.0.0.1:{port}"]
@@ -31,12 +30,16 @@ def cfg(fake, prefix="/jup", drain="10s"):
 
 
 def wait_held(origin, n, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if origin.held() >= n:
-            return
-        time.sleep(0.02)
-    raise AssertionError("only %d requests held" % origin.held())
+    origin.wait_held(n, timeout)
+
+
+def refused(port):
+    """Does a connection to the port fail (nothing listening any more)?"""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except OSError:
+        return True
 
 
 def test_sigterm_drains_requests_in_flight(fake, origin):
@@ -57,8 +60,8 @@ def test_sigterm_drains_requests_in_flight(fake, origin):
             t.start()
         wait_held(origin, 20)
         d.signal(signal.SIGTERM)
-        time.sleep(0.5)
-        # no new connections are accepted while draining
+        # no new connections are accepted while draining: the listeners close first
+        assert wait_for(lambda: refused(d.port), timeout=10)
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(d.url + "/jup/echo", timeout=2)
         assert d.proc.poll() is None  # still finishing the 20
@@ -115,17 +118,17 @@ def test_sighup_reload_under_load_and_bad_reload(fake, origin):
     try:
         for t in threads:
             t.start()
-        time.sleep(0.3)
+        assert wait_for(lambda: count[0] >= 10, timeout=10)  # the load is running
         for i in range(5):
             # the new config keeps /jup and adds /v<i>
             d.reload(cfg(fake, prefix="/jup").replace("routes:\n", "routes:\n  - {{ prefix: /v%d, upstream: jupiter }}\n" % i))
-            time.sleep(0.3)
+            assert wait_for(lambda: d.health()["config_generation"] == i + 2, timeout=10)
             assert requests.get(d.url + "/v%d/echo" % i).status_code == 200
         # a bad file is rejected; the last good config keeps serving
         with open(d.config_path, "w") as f:
             f.write("listen: [\"127.0.0.1:%d\"]\nroutes:\n  - { prefix: /x, upstream: nosuch }\nbogus_key: 1\n" % d.port)
         d.signal(signal.SIGHUP)
-        time.sleep(0.5)
+        assert wait_for(lambda: d.metric("dexcache_config_reload_failures_total") == 1, timeout=10)
         assert requests.get(d.url + "/v4/echo").status_code == 200
         stop.set()
         for t in threads:
@@ -152,7 +155,7 @@ def test_requests_in_flight_keep_old_config_across_reload(fake, origin):
         t.start()
         wait_held(origin, 1)
         d.reload(cfg(fake, prefix="/other"))  # /jup disappears
-        time.sleep(0.5)
+        assert wait_for(lambda: d.health()["config_generation"] == 2, timeout=10)
         assert requests.get(d.url + "/jup/echo").status_code == 404
         origin.release()
         t.join(10)
@@ -162,8 +165,8 @@ def test_requests_in_flight_keep_old_config_across_reload(fake, origin):
         d.stop()
 
 
-def test_systemd_notify(fake, origin, tmp_path):
-    sock_path = str(tmp_path / "notify.sock")
+def test_systemd_notify(fake, origin):
+    sock_path = os.path.join(workdir(prefix="dexcache-notify-"), "notify.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(sock_path)
     s.settimeout(10)
@@ -192,7 +195,7 @@ def test_systemd_notify(fake, origin, tmp_path):
 def test_bad_config_exits_before_binding(fake):
     port = free_port()
     text = 'listen: ["127.0.0.1:%d"]\nupstreams:\n  u: { url: "http://127.0.0.1:1", timeout: soon }\nroutes:\n  - { prefix: /u, upstream: u }\n' % port
-    d = tempfile.mkdtemp()
+    d = workdir(prefix="dexcache-bad-")
     path = os.path.join(d, "bad.yaml")
     with open(path, "w") as f:
         f.write(text)

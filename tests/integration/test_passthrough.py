@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 import requests
 
-from dexcache import Dexcache, free_port
+from dexcache import Dexcache, free_port, wait_for
 
 CONFIG = """
 listen: ["127.0.0.1:{port}"]
@@ -184,13 +184,13 @@ def test_request_id_generated_or_kept(proxy, origin):
     assert r.json()["headers"]["x-request-id"] == "my-trace.42"
     r = requests.get(proxy.url + "/jup/echo", headers={"X-Request-Id": "bad id with spaces"})
     assert re.fullmatch(r"[0-9a-f]{20}", r.headers["x-request-id"])
-    time.sleep(0.2)
-    assert any("rid=my-trace.42" in l for l in proxy.access_lines())
+    # the access log line is written when h2o disposes of the request, just after the response
+    assert wait_for(lambda: any("rid=my-trace.42" in l for l in proxy.access_lines()), timeout=5)
 
 
 def test_access_log_line(proxy, origin):
     requests.get(proxy.url + "/jup/echo?a=1", headers={"X-Request-Id": "log-check-1"})
-    time.sleep(0.2)
+    assert wait_for(lambda: any("rid=log-check-1" in l for l in proxy.access_lines()), timeout=5)
     line = [l for l in proxy.access_lines() if "rid=log-check-1" in l][-1]
     assert re.search(r'^time=\S+Z client=127\.0\.0\.1 method=GET path="/jup/echo\?a=1" status=200 bytes=\d+ '
                      r'dur_ms=\d+\.\d+ up_ms=\d+\.\d+ attempts=1 cache=BYPASS rid=log-check-1$', line), line
@@ -287,10 +287,7 @@ def test_concurrent_requests_reach_origin_in_parallel(proxy, origin):
     for t in threads:
         t.start()
     try:
-        deadline = time.time() + 10
-        while origin.held() < 50 and time.time() < deadline:
-            time.sleep(0.02)
-        assert origin.held() == 50
+        assert origin.wait_held(50, timeout=10) == 50
     finally:
         origin.release()
     for t in threads:

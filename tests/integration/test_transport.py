@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from dexcache import Dexcache, PREAMBLE, RSS_CHECKS
+from dexcache import Dexcache, PREAMBLE, RSS_CHECKS, workdir
 
 
 def rss_kib(pid):
@@ -22,9 +22,9 @@ def rss_kib(pid):
 
 
 @pytest.fixture(scope="module")
-def cert(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    crt, key = str(d / "cert.pem"), str(d / "key.pem")
+def cert():
+    d = workdir(prefix="dexcache-tls-")
+    crt, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                    check=True, capture_output=True, timeout=60)

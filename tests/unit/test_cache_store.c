@@ -5,7 +5,6 @@
 
 #include "cache/store.h"
 #include "core/error.h"
-#include "inflight/inflight.h"
 
 static dc_cache_entry_t *make(const char *key, size_t body_len, uint64_t keep_until)
 {
@@ -189,70 +188,6 @@ static void test_purgelog_bounded(void **state)
     dc_purgelog_dispose(&pl);
 }
 
-/* ---- in-flight: messages are collected instead of crossing threads ---- */
-
-static dc_msg_t *posted[16];
-static int nposted;
-static void collect(void *target, dc_msg_t *m)
-{
-    posted[nposted++] = m;
-}
-static int results, releases;
-static dc_flight_outcome_t last_outcome;
-static void on_result(dc_waiter_t *w, dc_flight_result_t *res)
-{
-    results++;
-    last_outcome = res->outcome;
-    dc_cache_entry_release(res->entry);
-}
-static void on_release(dc_waiter_t *w)
-{
-    releases++;
-}
-
-static void test_inflight_lead_join_finish_cancel(void **state)
-{
-    nposted = results = releases = 0;
-    dc_inflight_t *t = dc_inflight_create(collect);
-    uint64_t h = dc_cache_hash("k", 1);
-    dc_flight_t *f = NULL, *f2 = NULL;
-    dc_waiter_t w[3];
-    memset(w, 0, sizeof(w));
-    for (int i = 0; i < 3; i++) {
-        w[i].on_result = on_result;
-        w[i].on_release = on_release;
-    }
-    assert_int_equal(dc_inflight_join(t, "k", 1, h, &w[0], &f), DC_INFLIGHT_LEADER);
-    assert_non_null(f);
-    assert_int_equal(dc_inflight_join(t, "k", 1, h, &w[1], &f2), DC_INFLIGHT_JOINED);
-    assert_int_equal(dc_inflight_join(t, "k", 1, h, &w[2], &f2), DC_INFLIGHT_JOINED);
-    assert_int_equal(dc_inflight_join(t, "k", 1, h, NULL, &f2), DC_INFLIGHT_JOINED); /* test-and-lead */
-    assert_int_equal(dc_inflight_waiters(t, f), 2);
-    /* a waiter that gives up before the answer is released at once */
-    assert_true(dc_inflight_cancel(t, &w[2]));
-    assert_int_equal(releases, 1);
-    dc_cache_entry_t *e = make("k", 5, 1000);
-    dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
-    dc_inflight_finish(t, f, &res);
-    dc_cache_entry_release(e); /* the waiter got its own reference */
-    assert_int_equal(nposted, 1);
-    assert_int_equal(dc_inflight_count(t), 0);
-    /* cancelling after the answer was posted: the message releases without delivering */
-    assert_false(dc_inflight_cancel(t, &w[1]));
-    posted[0]->run(posted[0]);
-    assert_int_equal(results, 0);
-    assert_int_equal(releases, 2);
-    /* the key can be led again */
-    assert_int_equal(dc_inflight_join(t, "k", 1, h, &w[0], &f), DC_INFLIGHT_LEADER);
-    assert_int_equal(dc_inflight_join(t, "k", 1, h, &w[1], &f2), DC_INFLIGHT_JOINED);
-    dc_flight_result_t pass = {.outcome = DC_FLIGHT_PASS};
-    dc_inflight_finish(t, f, &pass);
-    posted[1]->run(posted[1]);
-    assert_int_equal(results, 1);
-    assert_int_equal(last_outcome, DC_FLIGHT_PASS);
-    dc_inflight_destroy(t);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,7 +195,7 @@ int main(void)
         cmocka_unit_test(test_evicted_entry_outlives_store), cmocka_unit_test(test_replace_only_if_current),
         cmocka_unit_test(test_purge_prefix_and_tag),
         cmocka_unit_test(test_purge_at_time_and_l2_refusal),
-        cmocka_unit_test(test_purgelog_bounded),    cmocka_unit_test(test_inflight_lead_join_finish_cancel),
+        cmocka_unit_test(test_purgelog_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
