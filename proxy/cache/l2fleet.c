@@ -15,6 +15,9 @@ static const char LOCK_LUA[] = "local v = redis.call('GET', KEYS[1])\n"
 static const char UNLOCK_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                  "redis.call('DEL', KEYS[1]) "
                                  "return redis.call('PUBLISH', ARGV[2], ARGV[3]) end return 0\n";
+/* KEYS[1] lock; ARGV[1] instance id, ARGV[2] ttl (ms). Extends the lease only while it is ours. */
+static const char RENEW_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0\n";
 /* KEYS[1] L2 entry, KEYS[2] lock. {L2 value or nil, 1 = locked}. */
 static const char PEEK_LUA[] = "return {redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2])}\n";
 
@@ -202,6 +205,18 @@ void dc_fleet_unlock(dc_fleet_t *f, const char *key, size_t len)
     const char *args[4] = {rkey, id, l->channel, key};
     size_t lens[4] = {strlen(rkey), strlen(id), strlen(l->channel), len};
     dc_fleet_eval(f, UNLOCK_LUA, NULL, 1, 3, args, lens);
+    free(rkey);
+}
+
+void dc_fleet_lock_renew(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms)
+{
+    char *rkey = dc_fleet_key(f, "lk:", key, len);
+    char px[24];
+    int pl = snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl_ms);
+    const char *id = dc_fleet_instance_id(f);
+    const char *args[3] = {rkey, id, px};
+    size_t lens[3] = {strlen(rkey), strlen(id), (size_t)pl};
+    dc_fleet_eval(f, RENEW_LUA, NULL, 1, 2, args, lens);
     free(rkey);
 }
 

@@ -41,6 +41,14 @@ uint64_t dc_fleet_l2_hits(void);
 typedef void (*dc_fleet_lock_cb)(void *data, int err, bool got, const char *l2, size_t l2_len);
 int dc_fleet_lock(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms, dc_fleet_lock_cb cb, void *data);
 void dc_fleet_unlock(dc_fleet_t *f, const char *key, size_t len);
+/* A fleet lock is a short lease, renewed every DC_FLEET_LOCK_RENEW_MS by the fill that holds it
+ * (dc_fleet_lock_renew: extended only while it is still ours). Why: a lock nobody will release,
+ * from a leader that died, from an unlock lost while Redis was away, or from a lock command that
+ * timed out here and that a frozen Redis ran later, holds the other instances' followers back only
+ * until the lease runs out, not for a whole fetch deadline. */
+#define DC_FLEET_LOCK_LEASE_MS 3000
+#define DC_FLEET_LOCK_RENEW_MS 1000
+void dc_fleet_lock_renew(dc_fleet_t *f, const char *key, size_t len, uint64_t ttl_ms);
 typedef void (*dc_fleet_peek_cb)(void *data, int err, const char *value, size_t vlen, bool locked);
 int dc_fleet_peek(dc_fleet_t *f, const char *key, size_t len, dc_fleet_peek_cb cb, void *data);
 

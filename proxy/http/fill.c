@@ -74,6 +74,7 @@ typedef struct dc_fill {
     bool completed;         /* complete_body ran */
     uint32_t retry_after_s; /* refused by the upstream budget: when to come back (for waiters' Retry-After) */
     bool fleet_lock;        /* this fill holds the fleet-wide lock of its key (other instances follow) */
+    uv_timer_t *lease_timer; /* renews the lock's lease while fleet_lock (heap: closed asynchronously) */
     int complete_err;
     dc_growing_t *growing;    /* set when the identity body is streamed to waiters on other workers */
     dc_growing_t *growing_gz; /* and the gzip body as received, when the origin sent gzip */
@@ -100,8 +101,19 @@ static void release_fleet_lock(dc_fill_t *fill)
     if (!fill->fleet_lock)
         return;
     fill->fleet_lock = false;
+    if (fill->lease_timer != NULL) {
+        uv_close((uv_handle_t *)fill->lease_timer, (uv_close_cb)free);
+        fill->lease_timer = NULL;
+    }
     if (fill->worker->fleet != NULL)
         dc_fleet_unlock(fill->worker->fleet, fill->key, fill->key_len);
+}
+
+static void on_lease_timer(uv_timer_t *t)
+{
+    dc_fill_t *fill = t->data;
+    if (fill->fleet_lock && dc_fleet_up(fill->worker->fleet))
+        dc_fleet_lock_renew(fill->worker->fleet, fill->key, fill->key_len, DC_FLEET_LOCK_LEASE_MS);
 }
 
 static void finish_flight(dc_fill_t *fill, const dc_flight_result_t *res)
@@ -838,6 +850,12 @@ void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, co
     fill->hash = hash;
     fill->flight = flight;
     fill->fleet_lock = holds_fleet_lock;
+    if (holds_fleet_lock) { /* a short lease, renewed while this fill runs (cache/l2fleet.h) */
+        fill->lease_timer = dc_malloc(sizeof(*fill->lease_timer));
+        uv_timer_init(&w->loop, fill->lease_timer);
+        fill->lease_timer->data = fill;
+        uv_timer_start(fill->lease_timer, on_lease_timer, DC_FLEET_LOCK_RENEW_MS, DC_FLEET_LOCK_RENEW_MS);
+    }
     fill->stale = stale != NULL ? dc_cache_entry_ref(stale) : NULL;
     fill->client = client;
     fill->client_revalidate = client != NULL && client->client_revalidate;

@@ -380,9 +380,7 @@ static void on_fleet_peek(void *data, int err, const char *value, size_t len, bo
     }
     if (!locked) {
         /* the other leader is gone without a shareable answer: take over */
-        uint64_t now_ms = dc_now_mono_ms();
-        uint64_t ttl = (fw->deadline_ms > now_ms ? fw->deadline_ms - now_ms : 0) + 2000;
-        if (dc_fleet_lock(r->worker->fleet, r->key, r->key_len, ttl, on_fleet_lock, fw) != 0)
+        if (dc_fleet_lock(r->worker->fleet, r->key, r->key_len, DC_FLEET_LOCK_LEASE_MS, on_fleet_lock, fw) != 0)
             fleet_wait_fetch(fw, false);
         return;
     }
@@ -432,7 +430,7 @@ static void lead_fill(dc_request_t *r, dc_flight_t *flight)
     fw->watch.cb = on_fleet_notice;
     dc_fleet_watch(fleet, &fw->watch); /* before the lock: a notice may come before its answer */
     fw->busy = true;
-    if (dc_fleet_lock(fleet, r->key, r->key_len, wait_ms, on_fleet_lock, fw) != 0)
+    if (dc_fleet_lock(fleet, r->key, r->key_len, DC_FLEET_LOCK_LEASE_MS, on_fleet_lock, fw) != 0)
         fleet_wait_fetch(fw, false);
 }
 
@@ -495,13 +493,11 @@ static void start_background_refresh(dc_request_t *r, dc_cache_entry_t *stale)
     const char **headers = dc_request_upstream_headers(r, true);
     dc_fleet_t *fleet = r->worker->fleet;
     if (fleet != NULL && dc_fleet_up(fleet)) {
-        const dc_config_upstream_t *up = r->route->upstream;
         refresh_lock_t *rl = dc_calloc(1, sizeof(*rl));
         *rl = (refresh_lock_t){r->worker, dc_snapshot_ref(r->snap), r->route, r->rule,
                                dc_strndup(r->key, r->key_len), r->key_len, r->hash, r->route_metric, flight,
                                dc_cache_entry_ref(stale), dc_strdup(url), copy_headers(headers)};
-        if (dc_fleet_lock(fleet, rl->key, rl->key_len, up->connect_timeout_ms + up->timeout_ms + 2000,
-                          on_refresh_lock, rl) == 0)
+        if (dc_fleet_lock(fleet, rl->key, rl->key_len, DC_FLEET_LOCK_LEASE_MS, on_refresh_lock, rl) == 0)
             return;
         on_refresh_lock(rl, DC_EAGAIN, false, NULL, 0); /* Redis is not answering: refresh here */
         return;
