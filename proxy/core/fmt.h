@@ -20,6 +20,18 @@ static inline size_t dc_fmt_u64(char *buf, uint64_t v)
     return n;
 }
 
+/* The value of one hex digit (either case), or -1. */
+static inline int dc_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* Exactly [s, s+n) as a decimal number: at least one digit, nothing else, no overflow. */
 static inline bool dc_parse_u64(const char *s, size_t n, uint64_t *out)
 {

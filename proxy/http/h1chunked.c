@@ -21,6 +21,8 @@
 
 #include <h2o.h>
 
+#include "core/fmt.h"
+
 #if !defined(H2O_VERSION_MAJOR) || H2O_VERSION_MAJOR != 2 || H2O_VERSION_MINOR != 2
 #error "the chunked decoder replaces libh2o 2.2.x's picohttpparser copy; re-check phr_decode_chunked"
 #endif
@@ -41,17 +43,6 @@ int phr_decode_chunked_is_in_data(struct phr_chunked_decoder *decoder);
 
 /* picohttpparser's state numbers (phr_decode_chunked_is_in_data compares with CHUNK_DATA) */
 enum { CHUNK_SIZE, CHUNK_EXT, CHUNK_DATA, CHUNK_CRLF, TRAILER_HEAD, TRAILER_MIDDLE };
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* A line-ending byte in a state where only CRLF may end the line: 1 = the line ended (after
  * CRLF), 0 = go on, -1 = a bare LF, a CR not followed by LF. */
@@ -79,7 +70,7 @@ ssize_t phr_decode_chunked(struct phr_chunked_decoder *d, char *buf, size_t *buf
             for (;; src++) {
                 if (src == bufsz)
                     goto out;
-                int v = hex_value(buf[src]);
+                int v = dc_hex_value(buf[src]);
                 if (v < 0)
                     break;
                 if ((size_t)d->_hex_count == sizeof(size_t) * 2) {

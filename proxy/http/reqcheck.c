@@ -1,4 +1,5 @@
 #include "http/reqcheck.h"
+#include "core/fmt.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -131,17 +132,6 @@ int dc_reqcheck_h1_head(const char *head, size_t len, const dc_reqcheck_limits_t
 
 /* ---- the gate's prefix check ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* What the gate needs to know about a complete head. */
 typedef struct head_info {
     size_t len; /* up to and including the blank line's '\n' */
@@ -240,7 +230,7 @@ int dc_reqcheck_path(const char *target, size_t len, char *out, size_t *out_len,
     for (size_t i = 0; i < plen; i++) {
         if (target[i] != '%')
             continue;
-        if (plen - i < 3 || hexval(target[i + 1]) < 0 || hexval(target[i + 2]) < 0) {
+        if (plen - i < 3 || dc_hex_value(target[i + 1]) < 0 || dc_hex_value(target[i + 2]) < 0) {
             *why = "malformed percent-encoding in path";
             return 400;
         }

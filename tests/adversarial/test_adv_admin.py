@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from dexcache import Dexcache, PREAMBLE
+from rawhttp import read_response
 
 CONFIG = PREAMBLE + """
 cache: {{ memory: 16MiB, max_object: 1MiB }}
@@ -29,26 +30,6 @@ def proxy(fake):
     d.start()
     yield d
     d.stop()
-
-
-def read_response(s, timeout):
-    """(status, headers, body) of one answer on socket s, waiting at most `timeout` seconds."""
-    s.settimeout(timeout)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        assert chunk, "closed without an answer"
-        buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
-    n = int(headers.get("content-length", "0"))
-    while len(body) < n:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return int(lines[0].split()[1]), headers, body[:n]
 
 
 def send_until_refused(s, total_bytes, deadline_s):

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from dexcache import Dexcache, PREAMBLE
+from rawhttp import read_response
 
 CONFIG = PREAMBLE + """
 upstreams:
@@ -41,24 +42,7 @@ def exchange(proxy, data, timeout=10):
             s.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused before the whole request was read: the answer is still there to read
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            assert chunk, "connection closed without an answer (got %r)" % buf[:200]
-            buf += chunk
-        head, _, body = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        n = int(headers.get("content-length", "0"))
-        while len(body) < n:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            body += chunk
+        status, headers, body = read_response(s, timeout)
         closed = False
         deadline = time.time() + timeout
         try:
@@ -70,7 +54,7 @@ def exchange(proxy, data, timeout=10):
             closed = True
         except socket.timeout:
             closed = False
-        return status, headers, body[:n], closed
+        return status, headers, body, closed
     finally:
         s.close()
 
@@ -191,25 +175,6 @@ def test_normalised_path_shares_the_cache_key(proxy, origin):
     assert origin.stats()["jup"]["total"] == 1
 
 
-def read_answer(s, timeout=10):
-    """One response (Content-Length framed) from socket s: (status, headers, body)."""
-    s.settimeout(timeout)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        assert chunk, "connection closed without an answer (got %r)" % buf[:200]
-        buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    n = int(headers.get("content-length", "0"))
-    while len(body) < n:
-        chunk = s.recv(65536)
-        assert chunk
-        body += chunk
-    return int(lines[0].split()[1]), headers, body[:n]
-
-
 @pytest.mark.parametrize("bad", [
     b"4\nabcd\r\n0\r\n\r\n",            # chunk-size line ended by a bare LF
     b"4\r\nabcd\n0\r\n\r\n",            # chunk data ended by a bare LF
@@ -226,10 +191,10 @@ def test_bad_chunking_on_a_later_keepalive_request(proxy, origin, bad):
     s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     try:
         s.sendall(b"GET /o/echo?first=1 HTTP/1.1\r\nHost: a\r\n\r\n")
-        st, _, _ = read_answer(s)
+        st, _, _ = read_response(s)
         assert st == 200
         s.sendall(b"POST /o/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + bad)
-        st, headers, body = read_answer(s)
+        st, headers, body = read_response(s)
         assert st == 400, body
         assert s.recv(65536) == b""  # closed: the framing is in doubt
     finally:
@@ -243,7 +208,7 @@ def test_good_chunking_on_a_later_keepalive_request(proxy, origin):
         for i in range(3):
             s.sendall(b"POST /o/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                       b"4\r\nabcd\r\n3;ext=1;q=\"a b\"\r\nefg\r\n0\r\nX-Trailer: t\r\n\r\n")
-            st, _, body = read_answer(s)
+            st, _, body = read_response(s)
             assert st == 200 and json.loads(body)["body_len"] == 7
     finally:
         s.close()

@@ -5,6 +5,7 @@ import socket
 import pytest
 
 from dexcache import Dexcache, PREAMBLE
+from rawhttp import read_response
 
 CONFIG = PREAMBLE + """
 server: {{ max_body: 64KiB, max_uri: 8KiB, max_header_bytes: 16KiB, max_headers: 64 }}
@@ -29,26 +30,7 @@ def raw(proxy, data, timeout=5):
     s = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout)
     try:
         s.sendall(data)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        head, _, body = buf.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for l in lines[1:]:
-            k, _, v = l.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        n = int(headers.get("content-length", "0"))
-        while len(body) < n:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-        return status, headers, body[:n]
+        return read_response(s)
     finally:
         s.close()
 
