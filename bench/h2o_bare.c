@@ -61,7 +61,9 @@ static void load_head(const char *path)
         h->name = h2o_strdup(NULL, line, nl);
         h->value = h2o_strdup(NULL, v, vl);
         h->token = h2o_lookup_token(h->name.base, h->name.len);
-        h->kind = h2o_memis(v, vl, H2O_STRLIT("@id")) ? VALUE_ID : h2o_memis(v, vl, H2O_STRLIT("@age")) ? VALUE_AGE : VALUE_FIXED;
+        h->kind = h2o_memis(v, vl, H2O_STRLIT("@id"))    ? VALUE_ID
+                  : h2o_memis(v, vl, H2O_STRLIT("@age")) ? VALUE_AGE
+                                                         : VALUE_FIXED;
     }
     fclose(f);
 }
@@ -78,7 +80,8 @@ static void add_head(h2o_req_t *req)
                     id_thread = __sync_add_and_fetch(&id_threads, 1);
                 v.len = (size_t)snprintf(buf, 24, "%06u%014llu", id_thread, (unsigned long long)++id_counter);
             } else {
-                v.len = (size_t)snprintf(buf, 24, "%llu", (unsigned long long)((h2o_now(req->conn->ctx->loop) - start_ms) / 1000));
+                v.len = (size_t)snprintf(buf, 24, "%llu",
+                                         (unsigned long long)((h2o_now(req->conn->ctx->loop) - start_ms) / 1000));
             }
             v.base = buf;
         }

@@ -39,15 +39,18 @@ static char *append_breaker_metrics(const dc_admin_source_t *src, char *body, si
         "Upstream attempts not sent because the breaker was open.",
     };
     for (size_t f = 0; f < 3; f++) {
-        char *part = dc_asprintf("# HELP %s %s\n# TYPE %s %s\n", families[f][0], help[f], families[f][0],
-                                 families[f][1]);
+        char *part =
+            dc_asprintf("# HELP %s %s\n# TYPE %s %s\n", families[f][0], help[f], families[f][0], families[f][1]);
         for (size_t i = 0; i < snap->cfg->nupstreams; i++) {
             dc_upstream_state_t *h = &snap->ups[i].health;
             const char *st = dc_upstream_state_breaker_name(h, now);
-            double v = f == 0 ? (strcmp(st, "open") == 0 ? 1.0 : strcmp(st, "half-open") == 0 ? 0.5 : 0.0)
-                     : f == 1 ? (double)atomic_load(&h->opened_total)
-                              : (double)atomic_load(&h->refused_total);
-            char *line = dc_asprintf("%s%s{upstream=\"%s\"} %g\n", part, families[f][0], snap->cfg->upstreams[i].name, v);
+            double v = f == 0   ? (strcmp(st, "open") == 0        ? 1.0
+                                   : strcmp(st, "half-open") == 0 ? 0.5
+                                                                  : 0.0)
+                       : f == 1 ? (double)atomic_load(&h->opened_total)
+                                : (double)atomic_load(&h->refused_total);
+            char *line =
+                dc_asprintf("%s%s{upstream=\"%s\"} %g\n", part, families[f][0], snap->cfg->upstreams[i].name, v);
             free(part);
             part = line;
         }

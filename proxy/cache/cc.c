@@ -18,7 +18,6 @@
 
 /* ---- Cache-Control ---------------------------------------------------------------------------- */
 
-
 /* ASCII case-insensitive compare of n bytes; strncasecmp would follow the locale. */
 static bool ascii_ieq(const char *a, const char *b, size_t n)
 {

@@ -23,7 +23,6 @@ const char *dc_encoding_name(dc_encoding_t e)
 
 /* ---- header values ---------------------------------------------------------------------------- */
 
-
 static char lower(char c)
 {
     return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
@@ -309,7 +308,6 @@ static int deflate_feed(z_stream *z, sink_t *s, const char *p, size_t n, int flu
     } while (n > 0);
     return 0;
 }
-
 
 /* Smallest window (log2) covering `len` bytes, within [lo, hi]: a body never needs a window larger
  * than itself, and the encoders' memory (and set-up time) grows with the window. */

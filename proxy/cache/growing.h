@@ -25,11 +25,11 @@
 typedef struct dc_growing dc_growing_t;
 
 typedef struct dc_growing_sub {
-    dc_msg_t msg;       /* run on the subscriber's worker */
-    void *target;       /* the subscriber's worker */
+    dc_msg_t msg; /* run on the subscriber's worker */
+    void *target; /* the subscriber's worker */
     void (*post)(void *target, dc_msg_t *msg);
     atomic_bool pending;
-    bool cancelled;     /* set by unsubscribe while a wake-up was queued */
+    bool cancelled; /* set by unsubscribe while a wake-up was queued */
     struct dc_growing_sub *next;
 } dc_growing_sub_t;
 

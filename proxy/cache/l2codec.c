@@ -153,7 +153,8 @@ dc_cache_entry_t *dc_l2_decode(const char *key, size_t key_len, const char *buf,
         dc_body_t b;
         dc_body_init(&b, (size_t)body_len);
         dc_body_append(&b, body, (size_t)body_len);
-        e = dc_cache_entry_create(key, key_len, status, hs, nh, (const char *const *)tags, nt, dc_shared_body_create(&b));
+        e = dc_cache_entry_create(key, key_len, status, hs, nh, (const char *const *)tags, nt,
+                                  dc_shared_body_create(&b));
         memcpy(e->etag, etag, etag_len);
         e->etag[etag_len] = '\0';
         e->etag_len = etag_len;

@@ -443,8 +443,7 @@ void dc_cache_remove_entry(dc_cache_t *c, dc_cache_entry_t *e)
         dc_cache_entry_release(victim);
 }
 
-static bool purge_covers(const dc_cache_entry_t *e, dc_purge_kind_t kind, const char *arg, size_t len,
-                         uint64_t at_ms)
+static bool purge_covers(const dc_cache_entry_t *e, dc_purge_kind_t kind, const char *arg, size_t len, uint64_t at_ms)
 {
     return e->stored_at_ms <= at_ms && dc_purge_matches(kind, arg, len, e->key, e->key_len, e->tags, e->ntags);
 }

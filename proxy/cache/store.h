@@ -47,29 +47,29 @@ typedef struct dc_cache_entry {
     const char *key;
     size_t key_len;
 
-    bool is_pass;               /* hit-for-pass marker: this key was uncacheable; bypass until keep_until */
+    bool is_pass; /* hit-for-pass marker: this key was uncacheable; bypass until keep_until */
     int status;
-    dc_cache_hdr_t *headers;    /* replayed on hits (hop-by-hop, framing, Date/Server/Via/Age excluded) */
+    dc_cache_hdr_t *headers; /* replayed on hits (hop-by-hop, framing, Date/Server/Via/Age excluded) */
     size_t nheaders;
-    dc_shared_body_t *body;     /* identity representation; NULL for pass markers */
+    dc_shared_body_t *body;        /* identity representation; NULL for pass markers */
     dc_shared_body_t *variants[3]; /* [1] gzip, [2] br (dc_encoding_t order); [0] unused (= body) */
-    bool compressible;          /* worth compressing (type and size): Vary: Accept-Encoding is sent */
-    char etag[40];              /* strong validator we give clients: "\"<32 hex of sha256>\"" */
+    bool compressible;             /* worth compressing (type and size): Vary: Accept-Encoding is sent */
+    char etag[40];                 /* strong validator we give clients: "\"<32 hex of sha256>\"" */
     size_t etag_len;
-    const char *origin_etag;    /* validators the origin gave (for revalidation); NULL when absent */
+    const char *origin_etag; /* validators the origin gave (for revalidation); NULL when absent */
     const char *origin_last_modified;
-    const char *const *tags;    /* Surrogate-Key/Cache-Tag values, for purge by tag */
+    const char *const *tags; /* Surrogate-Key/Cache-Tag values, for purge by tag */
     size_t ntags;
 
-    uint64_t stored_at_ms;      /* wall ms */
+    uint64_t stored_at_ms; /* wall ms */
     uint64_t fresh_until_ms;
     uint64_t swr_until_ms;
     uint64_t sie_until_ms;
-    uint64_t keep_until_ms;     /* dropped from the store after this */
+    uint64_t keep_until_ms; /* dropped from the store after this */
     uint32_t origin_age_s;
     bool no_stale;
     bool negative;
-    unsigned route_metric;      /* metrics label id of the route that stored it */
+    unsigned route_metric; /* metrics label id of the route that stored it */
     /* Mutable, unlike the rest: refreshes of this entry that failed (the origin is failing) and the
      * wall ms before which no new refresh starts (see dc_cache_entry_refresh_failed). */
     _Atomic uint32_t refresh_failures;
@@ -80,7 +80,7 @@ typedef struct dc_cache_entry {
     unsigned shard;
     bool in_store;
     struct dc_cache_entry *hnext, *lru_prev, *lru_next;
-    char *arena;                /* key, header strings, tags */
+    char *arena; /* key, header strings, tags */
 } dc_cache_entry_t;
 
 typedef struct dc_cache_stats {
@@ -102,8 +102,7 @@ typedef struct dc_cache_stats {
  * through the struct fields before dc_cache_insert(); never after.
  */
 dc_cache_entry_t *dc_cache_entry_create(const char *key, size_t key_len, int status, const dc_cache_hdr_t *headers,
-                                        size_t nheaders, const char *const *tags, size_t ntags,
-                                        dc_shared_body_t *body);
+                                        size_t nheaders, const char *const *tags, size_t ntags, dc_shared_body_t *body);
 /* Attach a compressed representation (index 1 = gzip, 2 = br) before insertion; takes over `sb`. */
 void dc_cache_entry_set_variant(dc_cache_entry_t *e, unsigned enc, dc_shared_body_t *sb);
 /* A new entry with the same key, headers, tags, validators, ETag, lifetimes and identity body as

@@ -36,48 +36,48 @@ typedef struct dc_config_rate {
 typedef enum { DC_RATE_PER_ACCOUNT = 0, DC_RATE_PER_KEY } dc_rate_per_t;
 
 typedef struct dc_config_upstream {
-    char *name;           /* map key under upstreams: */
-    char *url;            /* "https://api.jup.ag" or "http://127.0.0.1:18081/base"; no trailing slash */
-    char **keys;          /* API keys (after ${VAR} expansion; empty strings dropped); may be 0 */
+    char *name;  /* map key under upstreams: */
+    char *url;   /* "https://api.jup.ag" or "http://127.0.0.1:18081/base"; no trailing slash */
+    char **keys; /* API keys (after ${VAR} expansion; empty strings dropped); may be 0 */
     size_t nkeys;
-    char *key_header;     /* header carrying the key upstream; default "x-api-key" (lowercased) */
+    char *key_header;        /* header carrying the key upstream; default "x-api-key" (lowercased) */
     dc_config_rate_t *rates; /* fleet-wide budget windows (may be 0) */
     size_t nrates;
-    dc_rate_per_t rate_per;      /* what `rate` limits: the account (default) or each key */
-    uint32_t queue_max;          /* queue: { max } default 1000 */
-    uint64_t queue_timeout_ms;   /* queue: { timeout } default 2s */
-    uint32_t breaker_failures;   /* breaker: { failures } consecutive failures that open it, default 5 */
-    uint64_t breaker_backoff_ms; /* breaker: { backoff } first pause (also per key), default 1s */
+    dc_rate_per_t rate_per;          /* what `rate` limits: the account (default) or each key */
+    uint32_t queue_max;              /* queue: { max } default 1000 */
+    uint64_t queue_timeout_ms;       /* queue: { timeout } default 2s */
+    uint32_t breaker_failures;       /* breaker: { failures } consecutive failures that open it, default 5 */
+    uint64_t breaker_backoff_ms;     /* breaker: { backoff } first pause (also per key), default 1s */
     uint64_t breaker_max_backoff_ms; /* breaker: { max_backoff } default 30s */
-    uint64_t connect_timeout_ms; /* default 2s */
-    uint64_t timeout_ms;         /* whole-response deadline, default 10s */
-    uint64_t idle_timeout_ms;    /* longest gap between two body bytes, default 5s */
-    uint32_t retries;            /* default 2, range 0..10 */
-    uint64_t retry_backoff_ms;   /* base of exponential backoff with jitter, default 100ms */
-    uint64_t key_quarantine_ms;  /* a key answered 401/403 is set aside this long, default 60s */
-    bool http2;                  /* allow HTTP/2 to the upstream when offered (ALPN), default true */
-    bool tls_verify;             /* verify the upstream certificate, default true */
+    uint64_t connect_timeout_ms;     /* default 2s */
+    uint64_t timeout_ms;             /* whole-response deadline, default 10s */
+    uint64_t idle_timeout_ms;        /* longest gap between two body bytes, default 5s */
+    uint32_t retries;                /* default 2, range 0..10 */
+    uint64_t retry_backoff_ms;       /* base of exponential backoff with jitter, default 100ms */
+    uint64_t key_quarantine_ms;      /* a key answered 401/403 is set aside this long, default 60s */
+    bool http2;                      /* allow HTTP/2 to the upstream when offered (ALPN), default true */
+    bool tls_verify;                 /* verify the upstream certificate, default true */
 } dc_config_upstream_t;
 
 typedef enum { DC_CLIENT_NO_CACHE_IGNORE = 0, DC_CLIENT_NO_CACHE_REVALIDATE } dc_client_no_cache_t;
 
 /* routes[].cache[]: first matching rule (prefix of the upstream path) wins. */
 typedef struct dc_config_cache_rule {
-    char *path;                  /* prefix of the upstream path, "/" = everything */
-    uint64_t ttl_ms;             /* required */
+    char *path;      /* prefix of the upstream path, "/" = everything */
+    uint64_t ttl_ms; /* required */
     uint64_t stale_while_revalidate_ms;
     uint64_t stale_if_error_ms;
-    uint64_t negative_ttl_ms;    /* for 400/404 answers; 0 = not cached */
-    bool respect_origin;         /* origin Cache-Control/Expires win when sent; default false */
-    char **key_sets;             /* params whose comma lists are sorted + deduplicated in the key */
+    uint64_t negative_ttl_ms; /* for 400/404 answers; 0 = not cached */
+    bool respect_origin;      /* origin Cache-Control/Expires win when sent; default false */
+    char **key_sets;          /* params whose comma lists are sorted + deduplicated in the key */
     size_t nkey_sets;
-    char **ignore_params;        /* params left out of the key */
+    char **ignore_params; /* params left out of the key */
     size_t nignore_params;
-    char **key_headers;          /* request headers forwarded upstream and added to the key (lowercased) */
+    char **key_headers; /* request headers forwarded upstream and added to the key (lowercased) */
     size_t nkey_headers;
-    double prefetch;             /* refresh-ahead fraction of ttl (0 = off, else 0.5..0.99) */
+    double prefetch;                      /* refresh-ahead fraction of ttl (0 = off, else 0.5..0.99) */
     dc_client_no_cache_t client_no_cache; /* default ignore */
-    bool is_public;              /* "public: true": cache even with Authorization */
+    bool is_public;                       /* "public: true": cache even with Authorization */
 } dc_config_cache_rule_t;
 
 /* routes[].batch */
@@ -103,8 +103,8 @@ typedef struct dc_config_limit {
 /* routes[].cdn: headers toward CDNs and browsers. */
 typedef struct dc_config_cdn {
     bool enabled;
-    uint64_t max_age_ms;   /* browsers */
-    uint64_t s_maxage_ms;  /* shared caches */
+    uint64_t max_age_ms;  /* browsers */
+    uint64_t s_maxage_ms; /* shared caches */
     uint64_t stale_while_revalidate_ms;
     uint64_t stale_if_error_ms;
     bool cdn_cache_control; /* also send CDN-Cache-Control */
@@ -113,30 +113,30 @@ typedef struct dc_config_cdn {
 } dc_config_cdn_t;
 
 typedef struct dc_config_route {
-    char *prefix;                    /* "/jup"; no trailing slash (except "/" itself) */
+    char *prefix; /* "/jup"; no trailing slash (except "/" itself) */
     char *upstream_name;
-    dc_config_upstream_t *upstream;  /* resolved, points into the same snapshot */
-    dc_config_cache_rule_t *cache;   /* 0..n rules */
+    dc_config_upstream_t *upstream; /* resolved, points into the same snapshot */
+    dc_config_cache_rule_t *cache;  /* 0..n rules */
     size_t ncache;
-    char **no_cache;                 /* path prefixes never cached (denylist), checked before cache rules */
+    char **no_cache; /* path prefixes never cached (denylist), checked before cache rules */
     size_t nno_cache;
     dc_config_batch_t batch;
     dc_config_limit_t limit;
     dc_config_cdn_t cdn;
-    bool forward_client_key;         /* pass the client's own key_header upstream; default false */
-    char **forward_headers;          /* request headers a cacheable request also forwards (lowercased) */
+    bool forward_client_key; /* pass the client's own key_header upstream; default false */
+    char **forward_headers;  /* request headers a cacheable request also forwards (lowercased) */
     size_t nforward_headers;
-    uint64_t max_body;               /* request body cap for this route; default = server.max_body */
+    uint64_t max_body; /* request body cap for this route; default = server.max_body */
 } dc_config_route_t;
 
 typedef struct dc_config_stream {
-    char *path;          /* client path, e.g. /jup/stream/price */
+    char *path; /* client path, e.g. /jup/stream/price */
     char *upstream_name;
     dc_config_upstream_t *upstream;
-    char *upstream_path; /* polled path */
+    char *upstream_path;  /* polled path */
     uint64_t interval_ms; /* default 1s */
     bool on_change;
-    uint64_t heartbeat_ms; /* comment line to idle subscribers, default 15s */
+    uint64_t heartbeat_ms;        /* comment line to idle subscribers, default 15s */
     size_t max_subscriber_buffer; /* bytes queued for one subscriber before it is dropped, default 1MiB */
     /* Resolved at load: polls go through this route's cache (so plain GETs share them), with the
      * route's rule for upstream_path, or poll_rule (ttl = interval / 2) when none matches. */
@@ -147,57 +147,57 @@ typedef struct dc_config_stream {
 typedef struct dc_config {
     uint32_t magic;
     _Atomic int refcnt;
-    char *path;                 /* file it came from (or the name given to load_string) */
+    char *path; /* file it came from (or the name given to load_string) */
 
     dc_config_listen_t *listen; /* plain HTTP/1.1 + h2c listeners */
     size_t nlisten;
     struct {
         dc_config_listen_t *listen; /* TLS listeners (HTTP/1.1 + HTTP/2 via ALPN) */
         size_t nlisten;
-        char *cert;             /* PEM certificate chain file */
-        char *key;              /* PEM private key file */
+        char *cert; /* PEM certificate chain file */
+        char *key;  /* PEM private key file */
     } tls;
-    uint32_t workers;           /* resolved: "auto" = number of online CPUs */
+    uint32_t workers; /* resolved: "auto" = number of online CPUs */
 
     struct {
-        bool enabled;           /* admin: present */
+        bool enabled; /* admin: present */
         dc_config_listen_t listen;
-        char *token;            /* bearer token for mutating endpoints; NULL or "" = none */
+        char *token; /* bearer token for mutating endpoints; NULL or "" = none */
     } admin;
 
     struct {
-        char *access;           /* "stdout" | "off" | path; default "stdout" */
-        int level;              /* dc_log_level_t; default info */
+        char *access; /* "stdout" | "off" | path; default "stdout" */
+        int level;    /* dc_log_level_t; default info */
     } log;
 
     struct {
-        uint64_t memory;        /* default 256MiB */
-        uint64_t max_object;    /* default 128MiB */
+        uint64_t memory;     /* default 256MiB */
+        uint64_t max_object; /* default 128MiB */
     } cache;
 
     struct {
-        bool enabled;           /* redis: present */
-        char *url;              /* redis://host:port/db or unix:///path */
-        char *prefix;           /* default "dexcache:" */
+        bool enabled; /* redis: present */
+        char *url;    /* redis://host:port/db or unix:///path */
+        char *prefix; /* default "dexcache:" */
     } redis;
 
     struct {
-        uint64_t max_body;           /* request body cap, default 1MiB */
-        uint64_t max_uri;            /* default 8KiB */
-        uint64_t max_header_bytes;   /* default 16KiB */
-        uint32_t max_headers;        /* default 100 */
-        uint64_t drain_timeout_ms;   /* SIGTERM: finish in-flight requests up to this, default 10s */
-        uint64_t idle_timeout_ms;    /* client keep-alive idle timeout, default 30s */
-        uint32_t h2_reset_budget;    /* HTTP/2 resets-before-answer a connection may owe, default 100 */
-        uint64_t h2_dos_delay_ms;    /* delay of upstream work once that budget is spent, default 100ms */
+        uint64_t max_body;            /* request body cap, default 1MiB */
+        uint64_t max_uri;             /* default 8KiB */
+        uint64_t max_header_bytes;    /* default 16KiB */
+        uint32_t max_headers;         /* default 100 */
+        uint64_t drain_timeout_ms;    /* SIGTERM: finish in-flight requests up to this, default 10s */
+        uint64_t idle_timeout_ms;     /* client keep-alive idle timeout, default 30s */
+        uint32_t h2_reset_budget;     /* HTTP/2 resets-before-answer a connection may owe, default 100 */
+        uint64_t h2_dos_delay_ms;     /* delay of upstream work once that budget is spent, default 100ms */
         uint64_t h2_stall_timeout_ms; /* HTTP/2 connection whose output cannot progress: closed, default 30s */
-        char **trusted_proxies;      /* CIDRs whose X-Forwarded-For / CF-Connecting-IP are believed */
+        char **trusted_proxies;       /* CIDRs whose X-Forwarded-For / CF-Connecting-IP are believed */
         size_t ntrusted_proxies;
     } server;
 
     dc_config_upstream_t *upstreams; /* in file order */
     size_t nupstreams;
-    dc_config_route_t *routes;       /* in file order */
+    dc_config_route_t *routes; /* in file order */
     size_t nroutes;
     dc_config_stream_t *streams;
     size_t nstreams;
@@ -215,8 +215,7 @@ typedef struct dc_config {
 int dc_config_load_file(const char *path, dc_config_t **out, char *err, size_t errlen);
 
 /* Same from memory; `name` stands for the file name in messages. `len` bytes of `text`. */
-int dc_config_load_string(const char *name, const char *text, size_t len, dc_config_t **out, char *err,
-                          size_t errlen);
+int dc_config_load_string(const char *name, const char *text, size_t len, dc_config_t **out, char *err, size_t errlen);
 
 dc_config_t *dc_config_ref(dc_config_t *cfg);
 void dc_config_release(dc_config_t *cfg);
@@ -234,9 +233,9 @@ const dc_config_cache_rule_t *dc_config_cache_rule_match(const dc_config_route_t
                                                          size_t len);
 
 /* Value parsers shared with tests and other modules. Return 0 or DC_EINVAL / DC_ERANGE. */
-int dc_config_parse_duration_ms(const char *s, uint64_t *out); /* "500ms" "2s" "5m" "1h" "1d" "3" (s) "1.5s" */
-int dc_config_parse_size(const char *s, uint64_t *out);        /* "64KiB" "256MiB" "1GiB" "10KB" "10k" "123" (B) */
-int dc_config_parse_rate(const char *s, dc_config_rate_t *out); /* "45/1s" "2700/60s" "10/s" "600/m" */
+int dc_config_parse_duration_ms(const char *s, uint64_t *out);      /* "500ms" "2s" "5m" "1h" "1d" "3" (s) "1.5s" */
+int dc_config_parse_size(const char *s, uint64_t *out);             /* "64KiB" "256MiB" "1GiB" "10KB" "10k" "123" (B) */
+int dc_config_parse_rate(const char *s, dc_config_rate_t *out);     /* "45/1s" "2700/60s" "10/s" "600/m" */
 int dc_config_parse_listen(const char *s, dc_config_listen_t *out); /* fills host/port/ipv6 (heap strings) */
 
 #endif

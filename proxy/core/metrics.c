@@ -147,12 +147,17 @@ void dc_metrics_printf(dc_metrics_buf_t *b, const char *fmt, ...)
 
 static const char *const class_names[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 
-#define SUM(field) ({ uint64_t s_ = 0; for (unsigned w_ = 0; w_ < nworkers; w_++) s_ += dc_counter_get(&workers[w_]->field); s_; })
+#define SUM(field)                                                                                                     \
+    ({                                                                                                                 \
+        uint64_t s_ = 0;                                                                                               \
+        for (unsigned w_ = 0; w_ < nworkers; w_++)                                                                     \
+            s_ += dc_counter_get(&workers[w_]->field);                                                                 \
+        s_;                                                                                                            \
+    })
 
 /* One counter family labelled by route or upstream, read from a per-label array at `offset` in
  * every worker's block. Caller holds registry_lock. */
-static void label_counter_family(outbuf_t *b, dc_metrics_kind_t kind, const char *name, const char *help,
-                                 size_t offset)
+static void label_counter_family(outbuf_t *b, dc_metrics_kind_t kind, const char *name, const char *help, size_t offset)
 {
     const char *label = kind == DC_METRICS_ROUTE ? "route" : "upstream";
     out(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
@@ -195,12 +200,12 @@ char *dc_metrics_render(size_t *len)
             out(&b, "dexcache_upstream_responses_total{upstream=\"%s\",code=\"%s\"} %llu\n", u,
                 c == 0 ? "error" : class_names[c], (unsigned long long)SUM(upstream_responses[id][c]));
     }
-    label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_requests_total", "Upstream attempts (each retry counts).",
-                            offsetof(dc_worker_metrics_t, upstream_attempts));
+    label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_requests_total",
+                         "Upstream attempts (each retry counts).", offsetof(dc_worker_metrics_t, upstream_attempts));
     label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_retries_total", "Retried upstream attempts.",
-                            offsetof(dc_worker_metrics_t, upstream_retries));
-    label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_timeouts_total", "Upstream fetches that hit their deadline.",
-                            offsetof(dc_worker_metrics_t, upstream_timeouts));
+                         offsetof(dc_worker_metrics_t, upstream_retries));
+    label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_timeouts_total",
+                         "Upstream fetches that hit their deadline.", offsetof(dc_worker_metrics_t, upstream_timeouts));
 
     out(&b, "# HELP dexcache_upstream_latency_seconds Time from the start of a fetch to the response head.\n"
             "# TYPE dexcache_upstream_latency_seconds histogram\n");
@@ -222,17 +227,20 @@ char *dc_metrics_render(size_t *len)
 
     label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_hits_total", "Answers from a fresh cached entry.",
                          offsetof(dc_worker_metrics_t, cache_hits));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_misses_total", "Cacheable requests that went to the origin.",
-                         offsetof(dc_worker_metrics_t, cache_misses));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_stale_total", "Answers from a stale copy (revalidating or origin failing).",
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_misses_total",
+                         "Cacheable requests that went to the origin.", offsetof(dc_worker_metrics_t, cache_misses));
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_stale_total",
+                         "Answers from a stale copy (revalidating or origin failing).",
                          offsetof(dc_worker_metrics_t, cache_stale));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_collapsed_total", "Requests served by another request's fetch.",
-                         offsetof(dc_worker_metrics_t, cache_collapsed));
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_collapsed_total",
+                         "Requests served by another request's fetch.", offsetof(dc_worker_metrics_t, cache_collapsed));
     label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_stores_total", "Entries stored.",
                          offsetof(dc_worker_metrics_t, cache_stores));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_bypass_total", "Requests not cacheable (method, rule, auth, hit-for-pass).",
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_bypass_total",
+                         "Requests not cacheable (method, rule, auth, hit-for-pass).",
                          offsetof(dc_worker_metrics_t, cache_bypass));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_refreshes_total", "Background refreshes started (stale-while-revalidate).",
+    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_refreshes_total",
+                         "Background refreshes started (stale-while-revalidate).",
                          offsetof(dc_worker_metrics_t, cache_refreshes));
     label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_limited_total", "Requests refused by the per-client limit.",
                          offsetof(dc_worker_metrics_t, limited));

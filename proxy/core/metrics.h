@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DC_METRICS_MAX_IDS 128          /* per label kind; id 0 is reserved for "other" */
+#define DC_METRICS_MAX_IDS 128 /* per label kind; id 0 is reserved for "other" */
 #define DC_METRICS_MAX_WORKERS 256
 #define DC_METRICS_LATENCY_BUCKETS 14
 
@@ -23,14 +23,14 @@ static inline unsigned dc_metrics_status_class(int status)
 }
 
 typedef struct dc_worker_metrics {
-    uint64_t requests[DC_METRICS_MAX_IDS][6];      /* by route id, status class (0 = no route) */
+    uint64_t requests[DC_METRICS_MAX_IDS][6];           /* by route id, status class (0 = no route) */
     uint64_t upstream_responses[DC_METRICS_MAX_IDS][6]; /* by upstream, class; [0] = error (no response) */
     uint64_t upstream_attempts[DC_METRICS_MAX_IDS];
     uint64_t upstream_retries[DC_METRICS_MAX_IDS];
     uint64_t upstream_timeouts[DC_METRICS_MAX_IDS];
     uint64_t upstream_latency[DC_METRICS_MAX_IDS][DC_METRICS_LATENCY_BUCKETS + 1]; /* head latency */
     uint64_t upstream_latency_sum_us[DC_METRICS_MAX_IDS];
-    uint64_t rejected[6];          /* requests refused by the request checks, by class */
+    uint64_t rejected[6]; /* requests refused by the request checks, by class */
     /* cache, by route id */
     uint64_t cache_hits[DC_METRICS_MAX_IDS];
     uint64_t cache_misses[DC_METRICS_MAX_IDS];
@@ -42,7 +42,7 @@ typedef struct dc_worker_metrics {
     uint64_t limited[DC_METRICS_MAX_IDS];         /* answered 429 by the per-client limit */
     uint64_t connections_accepted;
     uint64_t connections_closed;
-    uint64_t requests_active;      /* gauge: requests currently being handled (single writer) */
+    uint64_t requests_active; /* gauge: requests currently being handled (single writer) */
     uint64_t bytes_out;
     /* HTTP/2 abuse guard (http/h2guard.h) */
     uint64_t h2_early_resets;     /* streams the client reset before their answer */

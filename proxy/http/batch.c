@@ -163,13 +163,13 @@ typedef struct chunk {
 static void finish_id_error(dc_worker_t *w, pending_id_t *p, int status, const char *message, int fwd_status)
 {
     if (dc_cache_entry_stale_usable(p->stale, dc_now_wall_ms())) {
-        dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = p->stale, .stale = true,
-                                  .fwd_status = fwd_status};
+        dc_flight_result_t res = {
+            .outcome = DC_FLIGHT_ENTRY, .entry = p->stale, .stale = true, .fwd_status = fwd_status};
         dc_inflight_finish(w->inflight, p->flight, &res);
         return;
     }
-    dc_flight_result_t res = {.outcome = DC_FLIGHT_ERROR, .status = status, .message = message,
-                              .fwd_status = fwd_status};
+    dc_flight_result_t res = {
+        .outcome = DC_FLIGHT_ERROR, .status = status, .message = message, .fwd_status = fwd_status};
     dc_inflight_finish(w->inflight, p->flight, &res);
 }
 
@@ -180,8 +180,8 @@ static dc_cache_entry_t *entry_with_body(const dc_cache_entry_t *like, const cha
     dc_body_t b;
     dc_body_init(&b, len);
     dc_body_append(&b, body, len);
-    dc_cache_entry_t *e = dc_cache_entry_create(key, key_len, like->status, like->headers, like->nheaders, tags,
-                                                ntags, dc_shared_body_create(&b));
+    dc_cache_entry_t *e = dc_cache_entry_create(key, key_len, like->status, like->headers, like->nheaders, tags, ntags,
+                                                dc_shared_body_create(&b));
     for (size_t i = 0; i < e->nheaders; i++)
         e->headers[i].token = like->headers[i].token;
     e->stored_at_ms = like->stored_at_ms;
@@ -193,8 +193,8 @@ static dc_cache_entry_t *entry_with_body(const dc_cache_entry_t *like, const cha
     e->no_stale = like->no_stale;
     e->route_metric = like->route_metric;
     const dc_cache_hdr_t *ct = dc_cache_entry_header(e, "content-type", 12);
-    e->compressible = ct != NULL && dc_encoding_compressible_type(ct->value, ct->value_len) &&
-                      len >= DC_VARIANTS_MIN_BYTES;
+    e->compressible =
+        ct != NULL && dc_encoding_compressible_type(ct->value, ct->value_len) && len >= DC_VARIANTS_MIN_BYTES;
     unsigned char digest[32];
     int hrc = mbedtls_sha256_ret((const unsigned char *)body, len, digest, 0);
     DC_ASSERT(hrc == 0);
@@ -228,8 +228,8 @@ static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
     char *flat = dc_body_flatten(b);
     split_t s = {c->ids, c->n, dc_calloc(c->n, sizeof(char *)), dc_calloc(c->n, sizeof(size_t))};
     if (dc_json_object_members(flat, b->len, on_member, &s) != 0) {
-        dc_log_warn("batch: upstream %s answered %s with something other than a JSON object",
-                    c->route->upstream->name, c->route->batch.path);
+        dc_log_warn("batch: upstream %s answered %s with something other than a JSON object", c->route->upstream->name,
+                    c->route->batch.path);
         for (size_t i = 0; i < c->n; i++)
             finish_id_error(w, &c->ids[i], 502, "upstream answer is not a JSON object", all->status);
     } else {
@@ -260,8 +260,8 @@ static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
                 dc_counter_add(&w->metrics.cache_stores[e->route_metric], 1);
                 dc_fill_share_l2(w, e); /* single-id requests on other instances find it */
             }
-            dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored,
-                                      .fwd_status = all->status};
+            dc_flight_result_t res = {
+                .outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored, .fwd_status = all->status};
             dc_inflight_finish(w->inflight, p->flight, &res);
             dc_cache_entry_release(e);
         }

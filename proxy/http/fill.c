@@ -71,9 +71,9 @@ typedef struct dc_fill {
     dc_shared_body_t *sb_ident; /* decoded as it arrives when the origin sent gzip (else NULL) */
     z_stream zs;
     bool inflating;
-    bool completed;         /* complete_body ran */
-    uint32_t retry_after_s; /* refused by the upstream budget: when to come back (for waiters' Retry-After) */
-    bool fleet_lock;        /* this fill holds the fleet-wide lock of its key (other instances follow) */
+    bool completed;          /* complete_body ran */
+    uint32_t retry_after_s;  /* refused by the upstream budget: when to come back (for waiters' Retry-After) */
+    bool fleet_lock;         /* this fill holds the fleet-wide lock of its key (other instances follow) */
     uv_timer_t *lease_timer; /* renews the lock's lease while fleet_lock (heap: closed asynchronously) */
     int complete_err;
     dc_growing_t *growing;    /* set when the identity body is streamed to waiters on other workers */

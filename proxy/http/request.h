@@ -76,11 +76,11 @@ typedef struct dc_request {
     size_t key_len;
     bool key_owned;
     uint64_t hash;
-    bool client_revalidate;   /* client no-cache + client_no_cache: revalidate */
-    bool from_l2;             /* the entry was just read from the fleet's L2 */
-    bool l2_read_done;        /* the L2 read this request waited for has ended (see ask_l2) */
+    bool client_revalidate;      /* client no-cache + client_no_cache: revalidate */
+    bool from_l2;                /* the entry was just read from the fleet's L2 */
+    bool l2_read_done;           /* the L2 read this request waited for has ended (see ask_l2) */
     struct dc_flight *l2_flight; /* leading the read of this key from L2 (see ask_l2) */
-    dc_cache_entry_t *stale;  /* a copy to fall back on if the origin fails (owned ref) */
+    dc_cache_entry_t *stale;     /* a copy to fall back on if the origin fails (owned ref) */
 
     /* waiting on another request's fetch */
     dc_waiter_t waiter;
@@ -99,20 +99,20 @@ typedef struct dc_request {
     bool paused;
     int upstream_err;
     /* DC_OUT_BODY */
-    dc_shared_body_t *body; /* owned ref, or borrowed from `entry` (body_borrowed) */
-    bool body_borrowed;     /* body is one of entry's representations: entry's reference keeps it */
+    dc_shared_body_t *body;  /* owned ref, or borrowed from `entry` (body_borrowed) */
+    bool body_borrowed;      /* body is one of entry's representations: entry's reference keeps it */
     dc_cache_entry_t *entry; /* entry being served, owned ref (keeps header strings alive) */
     struct dc_fill *fill;    /* the fill this leader follows (not a reference: detached on either side) */
     size_t sent, acked;      /* bytes handed to h2o / confirmed by proceed() */
     size_t body_end;         /* bytes of `body` to send (SIZE_MAX while the fill still runs) */
     bool body_error;         /* the fill failed mid-body: end the response with an error */
     /* following a body another worker's fill is receiving (DC_OUT_BODY with growing != NULL) */
-    dc_growing_t *growing;   /* owned ref */
+    dc_growing_t *growing; /* owned ref */
     dc_growing_sub_t gsub;
-    bool subscribed;         /* holds a request reference while true (or while a wake-up is queued) */
+    bool subscribed; /* holds a request reference while true (or while a wake-up is queued) */
     /* DC_OUT_SSE */
     const dc_config_stream_t *stream; /* a subscription to this stream (after the limit) */
-    struct dc_sse_sub *sse;  /* detached when the request goes */
+    struct dc_sse_sub *sse;           /* detached when the request goes */
     /* HTTP/2 guard (h2guard.c) */
     struct dc_h2conn *h2;                 /* the connection's entry while req is set (HTTP/2 only) */
     struct dc_request *h2_prev, *h2_next; /* in the entry's list of live requests */

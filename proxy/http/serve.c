@@ -158,9 +158,9 @@ void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_ca
     dc_encoding_t enc = DC_ENC_IDENTITY;
     if (mask != 0) {
         ssize_t ae = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
-        enc = ae >= 0 ? dc_encoding_negotiate(req->headers.entries[ae].value.base, req->headers.entries[ae].value.len,
-                                              mask)
-                      : DC_ENC_IDENTITY;
+        enc = ae >= 0
+                  ? dc_encoding_negotiate(req->headers.entries[ae].value.base, req->headers.entries[ae].value.len, mask)
+                  : DC_ENC_IDENTITY;
     }
     dc_shared_body_t *chosen = enc == DC_ENC_IDENTITY ? e->body : e->variants[enc];
     dc_request_set_body(r, chosen, true);
@@ -187,8 +187,7 @@ void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_ca
         if (h->token != NULL)
             h2o_add_header(&req->pool, &req->res.headers, h->token, NULL, h->value, h->value_len);
         else
-            h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 0, NULL, h->value,
-                                  h->value_len);
+            h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 0, NULL, h->value, h->value_len);
     }
     if (etag_len > 0)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, etag, etag_len);
@@ -206,9 +205,9 @@ void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_ca
     add_common(r, x_cache, cache_status, true);
 
     ssize_t inm = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
-    bool not_modified = inm >= 0 && etag_len > 0 && e->status == 200 &&
-                        etag_matches(req->headers.entries[inm].value.base, req->headers.entries[inm].value.len, etag,
-                                     etag_len);
+    bool not_modified =
+        inm >= 0 && etag_len > 0 && e->status == 200 &&
+        etag_matches(req->headers.entries[inm].value.base, req->headers.entries[inm].value.len, etag, etag_len);
     r->out = DC_OUT_BODY;
     r->generator.proceed = dc_out_proceed;
     r->generator.stop = dc_out_stop;
@@ -322,8 +321,7 @@ void dc_serve_stream(dc_request_t *r, dc_cache_entry_t *preview, dc_growing_t *g
         if (h->token != NULL)
             h2o_add_header(&req->pool, &req->res.headers, h->token, NULL, h->value, h->value_len);
         else
-            h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 0, NULL, h->value,
-                                  h->value_len);
+            h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 0, NULL, h->value, h->value_len);
     }
     if (content_encoding != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, content_encoding,

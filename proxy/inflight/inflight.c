@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define NSHARDS 64
-#define NBUCKETS 256 /* per shard; flights are few at any moment */
+#define NBUCKETS 256             /* per shard; flights are few at any moment */
 #define FLIGHT_MAGIC 0x464c4754u /* "FLGT" */
 
 enum { W_WAITING = 1, W_POSTED = 2, W_DONE = 3 };

@@ -39,14 +39,14 @@ struct dc_growing;
 
 typedef struct dc_flight_result {
     dc_flight_outcome_t outcome;
-    dc_cache_entry_t *entry; /* ENTRY: a reference owned by the receiver */
-    bool stale;              /* ENTRY served stale because the origin failed */
-    bool shared_only;        /* ENTRY is the leader's answer, shared with waiters but not stored */
-    int fwd_status;          /* what the origin answered (0 = no answer), for Cache-Status */
-    int status;              /* ERROR: status to answer (502, 504) */
-    const char *message;     /* ERROR: static message */
-    unsigned retry_after_s;  /* ERROR: Retry-After to send (the upstream budget's next slot), 0 = none */
-    struct dc_growing *growing; /* STREAM: the identity body being received (a reference owned by the receiver) */
+    dc_cache_entry_t *entry;       /* ENTRY: a reference owned by the receiver */
+    bool stale;                    /* ENTRY served stale because the origin failed */
+    bool shared_only;              /* ENTRY is the leader's answer, shared with waiters but not stored */
+    int fwd_status;                /* what the origin answered (0 = no answer), for Cache-Status */
+    int status;                    /* ERROR: status to answer (502, 504) */
+    const char *message;           /* ERROR: static message */
+    unsigned retry_after_s;        /* ERROR: Retry-After to send (the upstream budget's next slot), 0 = none */
+    struct dc_growing *growing;    /* STREAM: the identity body being received (a reference owned by the receiver) */
     struct dc_growing *growing_gz; /* STREAM: the gzip body as the origin sends it, or NULL */
 } dc_flight_result_t;
 
@@ -57,7 +57,7 @@ struct dc_waiter {
     /* set by the caller before dc_inflight_join */
     void (*on_result)(dc_waiter_t *w, dc_flight_result_t *res); /* takes over res->entry */
     void (*on_release)(dc_waiter_t *w);
-    void *target;                                               /* the waiter's worker */
+    void *target; /* the waiter's worker */
     void *data;
     /* private */
     dc_msg_t msg;

@@ -119,8 +119,7 @@ static bucket_entry_t **find(shard_t *s, const char *key, size_t len, uint64_t h
 /* Side entries ("!" + key: deny marks; "~" + key: leases) live in the same table. Finds (and
  * with `create`, makes) the entry for tag + key; returns it with its shard locked (NULL: not found
  * or the key is too long; then the shard is not locked). */
-static bucket_entry_t *side_entry(dc_limiter_t *l, char tag, const char *key, size_t len, bool create,
-                                  shard_t **locked)
+static bucket_entry_t *side_entry(dc_limiter_t *l, char tag, const char *key, size_t len, bool create, shard_t **locked)
 {
     char mark[512];
     if (len + 1 > sizeof(mark))

@@ -40,7 +40,7 @@ struct dc_bus {
     uv_timer_t retry;
     qmsg_t *inbox, **inbox_tail; /* guarded by g_lock; filled by any thread */
     size_t inbox_len;
-    qmsg_t *outbox;              /* loop thread only: waiting for Redis */
+    qmsg_t *outbox; /* loop thread only: waiting for Redis */
     size_t outbox_len;
     bool need_replay, replaying;
     int closing_parts; /* handles and clients still closing */
@@ -367,8 +367,8 @@ int dc_bus_create(uv_loop_t *loop, const char *url, const char *prefix, dc_bus_h
     for (char *p = host; *p; p++)
         if (*p == '|')
             *p = '_';
-    b->sender_len = (size_t)snprintf(b->sender, sizeof(b->sender), "%s:%d:%08lx", host, (int)getpid(),
-                                     (unsigned long)random());
+    b->sender_len =
+        (size_t)snprintf(b->sender, sizeof(b->sender), "%s:%d:%08lx", host, (int)getpid(), (unsigned long)random());
     b->inbox_tail = &b->inbox;
     b->publish = dc_redis_script_register(b->cmd, PUBLISH_LUA);
     dc_redis_set_state_cb(b->cmd, on_cmd_state, b);

@@ -31,7 +31,7 @@
 
 struct dc_server {
     char *config_path;
-    dc_snapshot_t *snap; /* main thread's reference to the current snapshot */
+    dc_snapshot_t *snap;       /* main thread's reference to the current snapshot */
     pthread_mutex_t snap_lock; /* guards `snap` for readers on other threads (none today) */
     uint64_t generation;
     h2o_globalconf_t gconf;
@@ -257,8 +257,8 @@ static void apply_fleet_purge(dc_server_t *s, const dc_bus_msg_t *m)
     }
     size_t n = dc_cache_purge(s->cache, (dc_purge_kind_t)kind, m->body + 1, m->len - 1, m->at_ms);
     if (!m->replay || n > 0)
-        dc_log_info("fleet purge (%s) %c %.*s: %zu entries", m->replay ? "caught up" : "live", kind,
-                    (int)(m->len - 1), m->body + 1, n);
+        dc_log_info("fleet purge (%s) %c %.*s: %zu entries", m->replay ? "caught up" : "live", kind, (int)(m->len - 1),
+                    m->body + 1, n);
 }
 
 static void apply_fleet_quarantine(dc_server_t *s, const dc_bus_msg_t *m)
@@ -500,8 +500,8 @@ int dc_server_run(dc_server_t *s)
 
     if (s->snap->cfg->redis.enabled) {
         const dc_config_t *c = s->snap->cfg;
-        if (dc_bus_create(s->loop, c->redis.url, c->redis.prefix != NULL ? c->redis.prefix : "dexcache:",
-                          on_bus_message, s, &s->bus) != 0)
+        if (dc_bus_create(s->loop, c->redis.url,
+                          c->redis.prefix != NULL ? c->redis.prefix : "dexcache:", on_bus_message, s, &s->bus) != 0)
             return 1;
     }
 
@@ -509,8 +509,7 @@ int dc_server_run(dc_server_t *s)
     s->sse = dc_sse_create(s->workers, s->nworkers);
     for (unsigned i = 0; i < s->nworkers; i++)
         dc_worker_init(&s->workers[i], s, i, s->snap, &s->gconf, s->ssl_ctx, s->plain_fds + i * s->nplain, s->nplain,
-                       s->tls_fds + i * s->ntls, s->ntls, s->cache, s->inflight,
-                       s->limiter);
+                       s->tls_fds + i * s->ntls, s->ntls, s->cache, s->inflight, s->limiter);
     for (unsigned i = 0; i < s->nworkers; i++)
         if (dc_worker_start(&s->workers[i]) != 0)
             dc_fatal("cannot start worker thread %u", i);

@@ -36,7 +36,7 @@ typedef struct dc_upstream_rt {
 
 typedef struct dc_route_rt {
     unsigned metrics_id;
-    dc_gcra_params_t limit; /* valid when the route has limit: */
+    dc_gcra_params_t limit;      /* valid when the route has limit: */
     void *slots[DC_ROUTE_SLOTS]; /* per-module state (dc_snapshot_register_route_slot), may be NULL */
 } dc_route_rt_t;
 
@@ -44,10 +44,10 @@ typedef struct dc_snapshot {
     uint32_t magic;
     _Atomic int refcnt;
     uint64_t generation;
-    dc_config_t *cfg;        /* owned reference */
-    dc_upstream_rt_t *ups;   /* parallel to cfg->upstreams */
-    dc_route_rt_t *routes;   /* parallel to cfg->routes */
-    dc_cidr_t *trusted;      /* server.trusted_proxies, parsed */
+    dc_config_t *cfg;      /* owned reference */
+    dc_upstream_rt_t *ups; /* parallel to cfg->upstreams */
+    dc_route_rt_t *routes; /* parallel to cfg->routes */
+    dc_cidr_t *trusted;    /* server.trusted_proxies, parsed */
     size_t ntrusted;
 } dc_snapshot_t;
 

@@ -58,9 +58,9 @@ typedef struct dc_worker {
     dc_worker_listener_t *listeners;
     size_t nlisteners;
     dc_curl_loop_t curl;
-    dc_snapshot_t *snap; /* this worker's reference to the current snapshot */
-    dc_cache_t *cache;       /* process-wide, owned by the server */
-    dc_inflight_t *inflight; /* process-wide, owned by the server */
+    dc_snapshot_t *snap;        /* this worker's reference to the current snapshot */
+    dc_cache_t *cache;          /* process-wide, owned by the server */
+    dc_inflight_t *inflight;    /* process-wide, owned by the server */
     struct dc_limiter *limiter; /* process-wide, owned by the server */
     struct dc_fleet *fleet;     /* this worker's Redis connection (NULL without redis:) */
     struct dc_h2guard *h2guard; /* HTTP/2 abuse guard state (http/h2guard.h), created on first use */
@@ -70,9 +70,9 @@ typedef struct dc_worker {
     bool draining;
     bool closing; /* teardown began (see above) */
     bool quiet_reported;
-    size_t nconns;          /* client connections accepted and not yet closed (uv handles) */
-    uv_timer_t drain_timer; /* the drain's, then the teardown's progress check */
-    uv_prepare_t h2_probe;  /* until the first HTTP/2 connection: finds libh2o's write-buffer cache */
+    size_t nconns;                         /* client connections accepted and not yet closed (uv handles) */
+    uv_timer_t drain_timer;                /* the drain's, then the teardown's progress check */
+    uv_prepare_t h2_probe;                 /* until the first HTTP/2 connection: finds libh2o's write-buffer cache */
     h2o_buffer_prototype_t *h2_wbuf_proto; /* that cache (per thread), emptied at exit */
 
     /* inbox, written by the main thread */

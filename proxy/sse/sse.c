@@ -20,11 +20,11 @@
 #include <string.h>
 
 #define NBUCKETS 256
-#define SUB_QMAX 256     /* events queued per subscriber (bytes are bounded separately) */
-#define SEND_BATCH 16    /* events handed to h2o per send */
+#define SUB_QMAX 256  /* events queued per subscriber (bytes are bounded separately) */
+#define SEND_BATCH 16 /* events handed to h2o per send */
 #define MAX_BACKOFF_MS 30000
 #define CHANNEL_MAGIC 0x53534543u
-#define FAN_SLICE 512    /* subscribers served per loop turn by a fan-out */
+#define FAN_SLICE 512 /* subscribers served per loop turn by a fan-out */
 
 typedef struct dc_sse_channel dc_sse_channel_t;
 
@@ -70,8 +70,8 @@ struct dc_sse_channel {
     size_t last_etag_len;
     uint64_t last_event_ms;
     uint64_t poll_started_ms; /* the home loop's clock: polls are due at a fixed rate from here */
-    dc_redis_sub_t *fsub; /* fleet: this channel's pub/sub subscription (events of whoever polls) */
-    bool leader;          /* fleet: this instance holds the channel's lease and polls */
+    dc_redis_sub_t *fsub;     /* fleet: this channel's pub/sub subscription (events of whoever polls) */
+    bool leader;              /* fleet: this instance holds the channel's lease and polls */
 
     dc_sse_sub_t **subs; /* [nworkers]: list heads, each touched only by its worker */
 };
@@ -345,7 +345,6 @@ static void run_fan(dc_msg_t *m)
     fan_add((fan_msg_t *)m);
 }
 
-
 static fan_msg_t *fan_new(dc_sse_channel_t *ch, dc_sse_event_t *ev, unsigned worker)
 {
     fan_msg_t *f = dc_calloc(1, sizeof(*f));
@@ -452,8 +451,7 @@ static void publish_error(dc_sse_channel_t *ch, int status, const char *message)
 static void publish_entry(dc_sse_channel_t *ch, const dc_cache_entry_t *e)
 {
     ch->errors = 0;
-    if (ch->stream->on_change && e->etag_len == ch->last_etag_len &&
-        memcmp(e->etag, ch->last_etag, e->etag_len) == 0)
+    if (ch->stream->on_change && e->etag_len == ch->last_etag_len && memcmp(e->etag, ch->last_etag, e->etag_len) == 0)
         return;
     memcpy(ch->last_etag, e->etag, e->etag_len);
     ch->last_etag_len = e->etag_len;
@@ -719,8 +717,8 @@ static dc_sse_channel_t *channel_get(dc_worker_t *w, dc_snapshot_t *snap, const 
     uint64_t hash = dc_cache_hash(key, key_len);
     pthread_mutex_lock(&hub->lock);
     dc_sse_channel_t *ch = hub->buckets[hash % NBUCKETS];
-    while (ch != NULL && !(ch->hash == hash && ch->key_len == key_len && memcmp(ch->key, key, key_len) == 0 &&
-                           ch->stream == st))
+    while (ch != NULL &&
+           !(ch->hash == hash && ch->key_len == key_len && memcmp(ch->key, key, key_len) == 0 && ch->stream == st))
         ch = ch->bucket_next;
     if (ch != NULL) {
         atomic_fetch_add(&ch->nsubs, 1);
@@ -788,8 +786,8 @@ void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
     h2o_req_t *req = r->req;
     const char *query = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : "";
     size_t qlen = req->query_at != SIZE_MAX ? req->path.len - req->query_at - 1 : 0;
-    const dc_config_cache_rule_t *rule = dc_config_cache_rule_match(st->route, st->upstream_path,
-                                                                    strlen(st->upstream_path));
+    const dc_config_cache_rule_t *rule =
+        dc_config_cache_rule_match(st->route, st->upstream_path, strlen(st->upstream_path));
     if (rule == NULL)
         rule = &st->poll_rule;
     size_t key_len;
@@ -832,8 +830,8 @@ void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
     dc_sse_event_release(retry);
     uint64_t last = 0;
     ssize_t hi = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
-    bool resume = hi >= 0 && dc_sse_parse_last_id(req->headers.entries[hi].value.base,
-                                                  req->headers.entries[hi].value.len, &last);
+    bool resume =
+        hi >= 0 && dc_sse_parse_last_id(req->headers.entries[hi].value.base, req->headers.entries[hi].value.len, &last);
     dc_sse_event_t *backlog[DC_SSE_RING];
     size_t nb = 0;
     pthread_mutex_lock(&ch->lock);

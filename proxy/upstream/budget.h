@@ -29,14 +29,14 @@ typedef struct dc_budget {
         uint64_t emission_us; /* window / limit */
         uint64_t tat_us;      /* next free slot of this window */
     } win[DC_BUDGET_MAX_WINDOWS];
-    double share;             /* fraction of the configured rate in force (AIMD), (0, 1] */
-    uint64_t late_ok_us;      /* how late after its slot a request may still leave (see budget.c) */
+    double share;        /* fraction of the configured rate in force (AIMD), (0, 1] */
+    uint64_t late_ok_us; /* how late after its slot a request may still leave (see budget.c) */
     uint64_t cooldown_until_us;
     uint32_t queue_max;
     uint64_t queue_timeout_us;
-    uint32_t queued;          /* reservations waiting for their slot */
-    uint64_t rejected;        /* reservations refused (queue full or too far) */
-    uint64_t cooldowns;       /* 429s that paused the upstream */
+    uint32_t queued;    /* reservations waiting for their slot */
+    uint64_t rejected;  /* reservations refused (queue full or too far) */
+    uint64_t cooldowns; /* 429s that paused the upstream */
 } dc_budget_t;
 
 /* nrates == 0: no budget (every reservation starts at once). */

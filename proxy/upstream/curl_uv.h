@@ -21,7 +21,7 @@ struct dc_curl_xfer {
     CURL *easy;
     dc_curl_done_cb cb;
     void *data;
-    int active; /* 1 between add and done/remove */
+    int active;                         /* 1 between add and done/remove */
     struct dc_curl_xfer *_prev, *_next; /* in the loop's list of active transfers */
 };
 

@@ -67,11 +67,11 @@ struct dc_fetch {
     int last_err;
     uint64_t pause_ms; /* a 429 asked to wait this long before the next attempt */
     uint64_t started_us;
-    uint64_t deadline_ms;  /* monotonic: whole-response deadline (pushed back by client pauses) */
+    uint64_t deadline_ms;     /* monotonic: whole-response deadline (pushed back by client pauses) */
     uint64_t reserve_sent_ms; /* monotonic: when the budget reservation was asked for */
     uint64_t leave_by_ms;     /* monotonic: the latest this attempt may leave for its slot (0 = no slot) */
     unsigned late_rereserves; /* slots given up because the attempt would have left too late */
-    uint64_t paused_at_ms; /* when the caller refused bytes (the pause does not count) */
+    uint64_t paused_at_ms;    /* when the caller refused bytes (the pause does not count) */
     uint64_t head_us;
     uint64_t body_bytes; /* body bytes taken by the caller */
 

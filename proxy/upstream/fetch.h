@@ -58,22 +58,22 @@ typedef struct dc_fetch_request {
     const char *const *headers; /* "Name: value" lines, NULL-terminated; copied */
     const char *body;           /* may be NULL; copied */
     size_t body_len;
-    bool idempotent;            /* retries allowed */
+    bool idempotent; /* retries allowed */
     uint32_t retries;
     uint64_t retry_backoff_ms;
     uint64_t connect_timeout_ms;
-    uint64_t timeout_ms;        /* whole response; 0 = 10 s */
-    uint64_t idle_timeout_ms;   /* between body bytes; 0 = none (the deadline only) */
+    uint64_t timeout_ms;      /* whole response; 0 = 10 s */
+    uint64_t idle_timeout_ms; /* between body bytes; 0 = none (the deadline only) */
     bool http2;
     bool tls_verify;
-    dc_keyring_t *keyring;      /* may be NULL; borrowed: must outlive the fetch */
-    const char *key_header;     /* header name for the key */
-    dc_budget_t *budget;        /* may be NULL; borrowed: every attempt reserves a slot */
-    dc_budget_t *key_budgets;   /* may be NULL; borrowed, parallel to keyring->keys: each key's own budget
-                                 * (rate_per: key), used instead of `budget` for the key an attempt uses */
-    struct dc_fleet *fleet;     /* may be NULL: with it, slots are reserved fleet-wide in Redis */
-    const char *upstream_name;  /* names the fleet budget (copied) */
-    bool background;            /* never queue for the budget (background refreshes yield) */
+    dc_keyring_t *keyring;       /* may be NULL; borrowed: must outlive the fetch */
+    const char *key_header;      /* header name for the key */
+    dc_budget_t *budget;         /* may be NULL; borrowed: every attempt reserves a slot */
+    dc_budget_t *key_budgets;    /* may be NULL; borrowed, parallel to keyring->keys: each key's own budget
+                                  * (rate_per: key), used instead of `budget` for the key an attempt uses */
+    struct dc_fleet *fleet;      /* may be NULL: with it, slots are reserved fleet-wide in Redis */
+    const char *upstream_name;   /* names the fleet budget (copied) */
+    bool background;             /* never queue for the budget (background refreshes yield) */
     dc_upstream_state_t *health; /* may be NULL; borrowed: every attempt's outcome is recorded there and
                                   * its breaker decides whether an attempt may go out */
     dc_breaker_params_t breaker;

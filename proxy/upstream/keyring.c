@@ -76,9 +76,8 @@ int dc_keyring_quarantine_until(dc_keyring_t *kr, int idx, uint64_t now_ms, uint
     if (idx < 0 || (size_t)idx >= kr->nkeys)
         return 0;
     uint64_t prev = atomic_load_explicit(&kr->quarantined_until[idx], memory_order_relaxed);
-    while (prev < until_ms &&
-           !atomic_compare_exchange_weak_explicit(&kr->quarantined_until[idx], &prev, until_ms, memory_order_relaxed,
-                                                  memory_order_relaxed))
+    while (prev < until_ms && !atomic_compare_exchange_weak_explicit(&kr->quarantined_until[idx], &prev, until_ms,
+                                                                     memory_order_relaxed, memory_order_relaxed))
         ;
     return prev <= now_ms && until_ms > now_ms;
 }

@@ -16,9 +16,9 @@
 
 typedef struct dc_keyring {
     size_t nkeys;
-    char *const *keys;                  /* borrowed */
+    char *const *keys;                   /* borrowed */
     _Atomic uint64_t *quarantined_until; /* per key, monotonic ms; 0 = usable */
-    _Atomic uint64_t next;              /* round-robin cursor */
+    _Atomic uint64_t next;               /* round-robin cursor */
     uint64_t quarantine_ms;
     char (*ids)[DC_KEYRING_ID_LEN + 1]; /* per key: first hex digits of SHA-256(key), never the key */
 } dc_keyring_t;

@@ -82,9 +82,9 @@ static void test_slack_bounds(void **state)
     dc_config_rate_t rates[3] = {{10, 100}, {1000, 60000}, {20, 1000}};
     dc_budget_t b;
     dc_budget_init(&b, rates, 3, 1, 1000);
-    assert_int_equal(b.win[0].emission_us, 11000);  /* 10 ms + 10% (35% capped) */
-    assert_int_equal(b.win[1].emission_us, 61200);  /* 60 ms + 2% (0.06% raised) */
-    assert_int_equal(b.win[2].emission_us, 51750);  /* 50 ms + 3.5% */
+    assert_int_equal(b.win[0].emission_us, 11000); /* 10 ms + 10% (35% capped) */
+    assert_int_equal(b.win[1].emission_us, 61200); /* 60 ms + 2% (0.06% raised) */
+    assert_int_equal(b.win[2].emission_us, 51750); /* 50 ms + 3.5% */
     /* a request may leave at most the smallest window's slack (less 10 ms for the way to the
      * wire) after its slot: 100 ms x 10% = 10 ms -> the 5 ms floor */
     assert_int_equal(b.late_ok_us, 5000);
@@ -111,7 +111,6 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_pacing_and_queue),
                                        cmocka_unit_test(test_no_more_than_limit_in_any_window),
                                        cmocka_unit_test(test_429_cooldown_and_aimd),
-                                       cmocka_unit_test(test_slack_bounds),
-        cmocka_unit_test(test_no_rates_no_budget)};
+                                       cmocka_unit_test(test_slack_bounds), cmocka_unit_test(test_no_rates_no_budget)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

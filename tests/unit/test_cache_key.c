@@ -360,7 +360,7 @@ static void test_query_only(void **state)
     const char *q1 = "ids=A,B&&ids=C&";
     assert_true(dc_cache_query_only(q1, strlen(q1), "ids")); /* empty parameters do not count */
     assert_true(dc_cache_query_only("", 0, "ids"));
-    assert_true(dc_cache_query_only("ids", 3, "ids")); /* a bare name */
+    assert_true(dc_cache_query_only("ids", 3, "ids"));     /* a bare name */
     assert_true(dc_cache_query_only("i%64s=A", 7, "ids")); /* names compare decoded */
     assert_false(dc_cache_query_only("ids=A&x=1", 9, "ids"));
     assert_false(dc_cache_query_only("idsx=A", 6, "ids"));

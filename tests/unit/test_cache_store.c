@@ -191,8 +191,10 @@ static void test_purgelog_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lookup_and_expiry),       cmocka_unit_test(test_budget_and_lru),
-        cmocka_unit_test(test_evicted_entry_outlives_store), cmocka_unit_test(test_replace_only_if_current),
+        cmocka_unit_test(test_lookup_and_expiry),
+        cmocka_unit_test(test_budget_and_lru),
+        cmocka_unit_test(test_evicted_entry_outlives_store),
+        cmocka_unit_test(test_replace_only_if_current),
         cmocka_unit_test(test_purge_prefix_and_tag),
         cmocka_unit_test(test_purge_at_time_and_l2_refusal),
         cmocka_unit_test(test_purgelog_bounded),

@@ -6,8 +6,12 @@
 
 static void test_full(void **state)
 {
-    dc_config_cdn_t cdn = {.enabled = true, .max_age_ms = 1000, .s_maxage_ms = 2000,
-                           .stale_while_revalidate_ms = 10000, .stale_if_error_ms = 300000, .cdn_cache_control = true};
+    dc_config_cdn_t cdn = {.enabled = true,
+                           .max_age_ms = 1000,
+                           .s_maxage_ms = 2000,
+                           .stale_while_revalidate_ms = 10000,
+                           .stale_if_error_ms = 300000,
+                           .cdn_cache_control = true};
     const char *tags[] = {"jup", "So111", "EPjF"};
     dc_cdn_headers_t h;
     dc_cdn_headers_build(&cdn, NULL, false, tags, 3, &h);
@@ -21,8 +25,8 @@ static void test_full(void **state)
 
 static void test_minimal_and_negative(void **state)
 {
-    dc_config_cdn_t cdn = {.enabled = true, .max_age_ms = 5000, .s_maxage_ms = 60000,
-                           .stale_while_revalidate_ms = 10000};
+    dc_config_cdn_t cdn = {
+        .enabled = true, .max_age_ms = 5000, .s_maxage_ms = 60000, .stale_while_revalidate_ms = 10000};
     dc_config_cache_rule_t rule = {.negative_ttl_ms = 3000};
     dc_cdn_headers_t h;
     dc_cdn_headers_build(&cdn, &rule, false, NULL, 0, &h);

@@ -21,9 +21,8 @@ static void test_valid(void **state)
     assert_memory_equal(out, "abcd", 4);
     assert_int_equal(rest, 0);
     /* extensions, whitespace before them, upper-case hex, trailers, and bytes after the end */
-    assert_int_equal(decode("A ;a=1;b=\"x y\"\r\n0123456789\r\n3\t;e\r\nxyz\r\n0\r\nT: 1\r\nU: 2\r\n\r\nGET", out, &n,
-                            &rest),
-                     0);
+    assert_int_equal(
+        decode("A ;a=1;b=\"x y\"\r\n0123456789\r\n3\t;e\r\nxyz\r\n0\r\nT: 1\r\nU: 2\r\n\r\nGET", out, &n, &rest), 0);
     assert_int_equal(n, 13);
     assert_memory_equal(out, "0123456789xyz", 13);
     assert_int_equal(rest, 3);
@@ -44,20 +43,20 @@ static void test_lenient_forms_refused(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "4\nabcd\r\n0\r\n\r\n",           /* bare LF after the size */
-        "4;x\nabcd\r\n0\r\n\r\n",         /* bare LF after an extension */
-        "4\r\nabcd\n0\r\n\r\n",           /* bare LF after the data */
-        "4\r\nabcd\r\r\n0\r\n\r\n",       /* CR CR LF after the data */
-        "4\r\nabcdX\r\n0\r\n\r\n",        /* more data than the size */
-        "4\r\nabcd\r\n0\n\r\n",           /* bare LF after the last chunk */
-        "4\r\nabcd\r\n0\r\n\n",           /* bare LF ending the trailers */
-        "4\r\nabcd\r\n0\r\nT: 1\n\r\n",   /* bare-LF trailer line */
-        "4\rx\nabcd\r\n0\r\n\r\n",        /* CR not followed by LF */
-        "4 x\x01\r\nabcd\r\n0\r\n\r\n",   /* control character in an extension */
-        "4x\r\nabcd\r\n0\r\n\r\n",        /* garbage after the size */
-        "-4\r\nabcd\r\n0\r\n\r\n",        /* not hex */
-        "\r\nabcd\r\n0\r\n\r\n",          /* no size */
-        "10000000000000000\r\n",          /* 17 hex digits: overflow */
+        "4\nabcd\r\n0\r\n\r\n",         /* bare LF after the size */
+        "4;x\nabcd\r\n0\r\n\r\n",       /* bare LF after an extension */
+        "4\r\nabcd\n0\r\n\r\n",         /* bare LF after the data */
+        "4\r\nabcd\r\r\n0\r\n\r\n",     /* CR CR LF after the data */
+        "4\r\nabcdX\r\n0\r\n\r\n",      /* more data than the size */
+        "4\r\nabcd\r\n0\n\r\n",         /* bare LF after the last chunk */
+        "4\r\nabcd\r\n0\r\n\n",         /* bare LF ending the trailers */
+        "4\r\nabcd\r\n0\r\nT: 1\n\r\n", /* bare-LF trailer line */
+        "4\rx\nabcd\r\n0\r\n\r\n",      /* CR not followed by LF */
+        "4 x\x01\r\nabcd\r\n0\r\n\r\n", /* control character in an extension */
+        "4x\r\nabcd\r\n0\r\n\r\n",      /* garbage after the size */
+        "-4\r\nabcd\r\n0\r\n\r\n",      /* not hex */
+        "\r\nabcd\r\n0\r\n\r\n",        /* no size */
+        "10000000000000000\r\n",        /* 17 hex digits: overflow */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char out[64];

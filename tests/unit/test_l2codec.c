@@ -80,6 +80,7 @@ static void test_every_corruption_is_a_miss(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_round_trip), cmocka_unit_test(test_every_corruption_is_a_miss)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_round_trip),
+                                       cmocka_unit_test(test_every_corruption_is_a_miss)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -126,8 +126,10 @@ static void test_local_limiter(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gcra_burst_then_steady), cmocka_unit_test(test_gcra_default_burst_and_rounding),
-        cmocka_unit_test(test_cidr),                   cmocka_unit_test(test_client_id_realip),
+        cmocka_unit_test(test_gcra_burst_then_steady),
+        cmocka_unit_test(test_gcra_default_burst_and_rounding),
+        cmocka_unit_test(test_cidr),
+        cmocka_unit_test(test_client_id_realip),
         cmocka_unit_test(test_local_limiter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

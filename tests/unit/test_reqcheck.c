@@ -223,7 +223,8 @@ static void test_error_json(void **state)
 {
     char buf[256];
     size_t n = dc_error_json(buf, sizeof(buf), 502, "upstream \"x\" failed\n", "rid-1");
-    assert_string_equal(buf, "{\"error\":\"upstream \\\"x\\\" failed\\u000a\",\"status\":502,\"request_id\":\"rid-1\"}");
+    assert_string_equal(buf,
+                        "{\"error\":\"upstream \\\"x\\\" failed\\u000a\",\"status\":502,\"request_id\":\"rid-1\"}");
     assert_int_equal(n, strlen(buf));
     dc_error_json(buf, sizeof(buf), 404, "no route", NULL);
     assert_string_equal(buf, "{\"error\":\"no route\",\"status\":404}");
@@ -234,12 +235,11 @@ static void test_error_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_methods),       cmocka_unit_test(test_uri),           cmocka_unit_test(test_clean_head),
-        cmocka_unit_test(test_smuggling),     cmocka_unit_test(test_header_limits), cmocka_unit_test(test_hop),
-        cmocka_unit_test(test_error_json),
-        cmocka_unit_test(test_host_and_folding),
-        cmocka_unit_test(test_h1_max_headers),
-        cmocka_unit_test(test_prefix),
+        cmocka_unit_test(test_methods),        cmocka_unit_test(test_uri),
+        cmocka_unit_test(test_clean_head),     cmocka_unit_test(test_smuggling),
+        cmocka_unit_test(test_header_limits),  cmocka_unit_test(test_hop),
+        cmocka_unit_test(test_error_json),     cmocka_unit_test(test_host_and_folding),
+        cmocka_unit_test(test_h1_max_headers), cmocka_unit_test(test_prefix),
         cmocka_unit_test(test_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
