@@ -1,10 +1,11 @@
 #include "cache/growing.h"
+#include "core/refcount.h"
 #include "core/error.h"
 
 #include <stdlib.h>
 
 struct dc_growing {
-    _Atomic unsigned refs;
+    dc_refcount_t refs;
     pthread_mutex_t lock;
     dc_shared_body_t *body;
     size_t expected;
@@ -15,7 +16,7 @@ struct dc_growing {
 dc_growing_t *dc_growing_create(dc_shared_body_t *body, size_t expected)
 {
     dc_growing_t *g = dc_calloc(1, sizeof(*g));
-    atomic_init(&g->refs, 1);
+    dc_refcount_init(&g->refs, 1);
     pthread_mutex_init(&g->lock, NULL);
     g->body = dc_shared_body_ref(body);
     g->expected = expected;
@@ -24,13 +25,13 @@ dc_growing_t *dc_growing_create(dc_shared_body_t *body, size_t expected)
 
 dc_growing_t *dc_growing_ref(dc_growing_t *g)
 {
-    atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+    dc_refcount_take(&g->refs);
     return g;
 }
 
 void dc_growing_release(dc_growing_t *g)
 {
-    if (g == NULL || atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+    if (g == NULL || !dc_refcount_drop(&g->refs))
         return;
     DC_ASSERT(g->subs == NULL);
     dc_shared_body_release(g->body);

@@ -1,4 +1,5 @@
 #include "cache/store.h"
+#include "core/refcount.h"
 #include "cache/purgelog.h"
 #include "core/error.h"
 #include "core/hash.h"
@@ -34,7 +35,7 @@ struct dc_cache {
 dc_shared_body_t *dc_shared_body_create(dc_body_t *b)
 {
     dc_shared_body_t *sb = dc_malloc(sizeof(*sb));
-    atomic_init(&sb->refs, 1);
+    dc_refcount_init(&sb->refs, 1);
     sb->body = *b;
     memset(b, 0, sizeof(*b));
     return sb;
@@ -42,13 +43,13 @@ dc_shared_body_t *dc_shared_body_create(dc_body_t *b)
 
 dc_shared_body_t *dc_shared_body_ref(dc_shared_body_t *sb)
 {
-    atomic_fetch_add_explicit(&sb->refs, 1, memory_order_relaxed);
+    dc_refcount_take(&sb->refs);
     return sb;
 }
 
 void dc_shared_body_release(dc_shared_body_t *sb)
 {
-    if (sb != NULL && atomic_fetch_sub_explicit(&sb->refs, 1, memory_order_acq_rel) == 1) {
+    if (sb != NULL && dc_refcount_drop(&sb->refs)) {
         dc_body_dispose(&sb->body);
         free(sb);
     }
@@ -64,7 +65,7 @@ dc_cache_entry_t *dc_cache_entry_create(const char *key, size_t key_len, int sta
         arena += strlen(tags[i]) + 1;
     dc_cache_entry_t *e = dc_calloc(1, sizeof(*e));
     e->magic = DC_CACHE_ENTRY_MAGIC;
-    atomic_init(&e->refs, 1);
+    dc_refcount_init(&e->refs, 1);
     e->arena = dc_malloc(arena);
     e->headers = nheaders ? dc_malloc(nheaders * sizeof(*e->headers)) : NULL;
     e->tags = ntags ? dc_malloc(ntags * sizeof(char *)) : NULL;
@@ -112,7 +113,7 @@ dc_cache_entry_t *dc_cache_entry_create(const char *key, size_t key_len, int sta
 dc_cache_entry_t *dc_cache_entry_ref(dc_cache_entry_t *e)
 {
     DC_CHECK_MAGIC(e, DC_CACHE_ENTRY_MAGIC);
-    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    dc_refcount_take(&e->refs);
     return e;
 }
 
@@ -121,7 +122,7 @@ void dc_cache_entry_release(dc_cache_entry_t *e)
     if (e == NULL)
         return;
     DC_CHECK_MAGIC(e, DC_CACHE_ENTRY_MAGIC);
-    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+    if (!dc_refcount_drop(&e->refs))
         return;
     DC_ASSERT(!e->in_store);
     dc_shared_body_release(e->body);
@@ -350,7 +351,7 @@ dc_cache_entry_t *dc_cache_lookup(dc_cache_t *c, const char *key, size_t len, ui
                 lru_unlink(e);
                 lru_push_front(s, e);
             }
-            atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+            dc_refcount_take(&e->refs);
         }
     }
     pthread_mutex_unlock(&s->lock);
@@ -372,7 +373,7 @@ int dc_cache_insert(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms)
     unsigned idx = (unsigned)(e->hash % NSHARDS);
     shard_t *s = &c->shards[idx];
     dc_cache_entry_t *old;
-    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed); /* the store's reference */
+    dc_refcount_take(&e->refs); /* the store's reference */
     pthread_mutex_lock(&s->lock);
     old = table_find(s, e->key, e->key_len, e->hash);
     if (old != NULL)
@@ -414,7 +415,7 @@ int dc_cache_replace(dc_cache_t *c, dc_cache_entry_t *old, dc_cache_entry_t *suc
         return DC_ENOTFOUND;
     }
     detach(c, s, old);
-    atomic_fetch_add_explicit(&successor->refs, 1, memory_order_relaxed); /* the store's reference */
+    dc_refcount_take(&successor->refs); /* the store's reference */
     dc_cache_entry_t **b = bucket_of(s, successor->hash);
     successor->hnext = *b;
     *b = successor;

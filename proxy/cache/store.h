@@ -15,6 +15,7 @@
 #define DC_CACHE_STORE_H
 
 #include <stdatomic.h>
+#include "core/refcount.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,13 +37,13 @@ typedef struct dc_cache_hdr {
 } dc_cache_hdr_t;
 
 typedef struct dc_shared_body {
-    _Atomic uint32_t refs;
+    dc_refcount_t refs;
     dc_body_t body;
 } dc_shared_body_t;
 
 typedef struct dc_cache_entry {
     uint32_t magic;
-    _Atomic uint32_t refs;
+    dc_refcount_t refs;
     uint64_t hash;
     const char *key;
     size_t key_len;

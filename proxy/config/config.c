@@ -3,6 +3,7 @@
  * Parsing is YAML -> tree (yaml_tree.c) -> tables (directive.c + tables.c); this file glues them.
  */
 #include "config/config.h"
+#include "core/refcount.h"
 #include "config/directive.h"
 #include "config/yaml_tree.h"
 #include "core/error.h"
@@ -51,7 +52,7 @@ int dc_config_load_string(const char *name, const char *text, size_t len, dc_con
 
     dc_config_t *cfg = dc_calloc(1, sizeof(*cfg));
     cfg->magic = DC_CONFIG_MAGIC;
-    atomic_init(&cfg->refcnt, 1);
+    dc_refcount_init(&cfg->refcnt, 1);
     cfg->path = dc_strdup(name);
     dc__cfg_ctx_t ctx = {.cfg = cfg, .file = name, .err = err, .errlen = errlen};
     rc = dc__table_parse(&ctx, &dc__config_root_table, root, cfg);
@@ -121,7 +122,7 @@ int dc_config_load_file(const char *path, dc_config_t **out, char *err, size_t e
 dc_config_t *dc_config_ref(dc_config_t *cfg)
 {
     DC_CHECK_MAGIC(cfg, DC_CONFIG_MAGIC);
-    atomic_fetch_add_explicit(&cfg->refcnt, 1, memory_order_relaxed);
+    dc_refcount_take(&cfg->refcnt);
     return cfg;
 }
 
@@ -130,10 +131,7 @@ void dc_config_release(dc_config_t *cfg)
     if (cfg == NULL)
         return;
     DC_CHECK_MAGIC(cfg, DC_CONFIG_MAGIC);
-    /* acq_rel: the thread that frees must see every other holder's last reads finished */
-    int prev = atomic_fetch_sub_explicit(&cfg->refcnt, 1, memory_order_acq_rel);
-    DC_ASSERT(prev > 0);
-    if (prev == 1)
+    if (dc_refcount_drop(&cfg->refcnt))
         config_free(cfg);
 }
 

@@ -13,6 +13,7 @@
 #define DC_CONFIG_CONFIG_H
 
 #include <stdatomic.h>
+#include "core/refcount.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -146,7 +147,7 @@ typedef struct dc_config_stream {
 
 typedef struct dc_config {
     uint32_t magic;
-    _Atomic int refcnt;
+    dc_refcount_t refcnt;
     char *path; /* file it came from (or the name given to load_string) */
 
     dc_config_listen_t *listen; /* plain HTTP/1.1 + h2c listeners */

@@ -1,4 +1,5 @@
 #include "server/snapshot.h"
+#include "core/refcount.h"
 #include "core/error.h"
 #include "core/metrics.h"
 
@@ -38,7 +39,7 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
     snapshots_made = true;
     dc_snapshot_t *s = dc_calloc(1, sizeof(*s));
     s->magic = DC_SNAPSHOT_MAGIC;
-    atomic_init(&s->refcnt, 1);
+    dc_refcount_init(&s->refcnt, 1);
     s->generation = generation;
     s->cfg = cfg;
     s->ups = dc_calloc(cfg->nupstreams, sizeof(*s->ups));
@@ -80,7 +81,7 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
 dc_snapshot_t *dc_snapshot_ref(dc_snapshot_t *s)
 {
     DC_CHECK_MAGIC(s, DC_SNAPSHOT_MAGIC);
-    atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
+    dc_refcount_take(&s->refcnt);
     return s;
 }
 
@@ -89,7 +90,7 @@ void dc_snapshot_release(dc_snapshot_t *s)
     if (s == NULL)
         return;
     DC_CHECK_MAGIC(s, DC_SNAPSHOT_MAGIC);
-    if (atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) != 1)
+    if (!dc_refcount_drop(&s->refcnt))
         return;
     for (size_t i = 0; i < s->cfg->nupstreams; i++) {
         dc_keyring_dispose(&s->ups[i].keyring);

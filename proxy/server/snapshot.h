@@ -14,6 +14,7 @@
 #define DC_SERVER_SNAPSHOT_H
 
 #include <stdatomic.h>
+#include "core/refcount.h"
 #include <stdint.h>
 
 #include "config/config.h"
@@ -42,7 +43,7 @@ typedef struct dc_route_rt {
 
 typedef struct dc_snapshot {
     uint32_t magic;
-    _Atomic int refcnt;
+    dc_refcount_t refcnt;
     uint64_t generation;
     dc_config_t *cfg;      /* owned reference */
     dc_upstream_rt_t *ups; /* parallel to cfg->upstreams */

@@ -1,4 +1,5 @@
 #include "sse/event.h"
+#include "core/refcount.h"
 #include "core/error.h"
 #include "core/fmt.h"
 
@@ -39,7 +40,7 @@ dc_sse_event_t *dc_sse_event_format(uint64_t id, const char *name, const char *c
     DC_ASSERT(hl > 0 && (size_t)hl < sizeof(head));
     size_t cap = (size_t)hl + data_size(parts, lens, nparts) + 1;
     dc_sse_event_t *e = dc_malloc(sizeof(*e) + cap);
-    atomic_init(&e->refs, 1);
+    dc_refcount_init(&e->refs, 1);
     e->id = id;
     char *o = e->bytes;
     memcpy(o, head, (size_t)hl);
@@ -74,7 +75,7 @@ dc_sse_event_t *dc_sse_event_format(uint64_t id, const char *name, const char *c
 static dc_sse_event_t *raw(const char *text, size_t len)
 {
     dc_sse_event_t *e = dc_malloc(sizeof(*e) + len);
-    atomic_init(&e->refs, 1);
+    dc_refcount_init(&e->refs, 1);
     e->id = 0;
     e->len = len;
     memcpy(e->bytes, text, len);
@@ -97,13 +98,13 @@ dc_sse_event_t *dc_sse_event_retry(uint64_t ms)
 
 dc_sse_event_t *dc_sse_event_ref(dc_sse_event_t *e)
 {
-    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    dc_refcount_take(&e->refs);
     return e;
 }
 
 void dc_sse_event_release(dc_sse_event_t *e)
 {
-    if (e != NULL && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+    if (e != NULL && dc_refcount_drop(&e->refs))
         free(e);
 }
 

@@ -14,8 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/refcount.h"
+
 typedef struct dc_sse_event {
-    _Atomic unsigned refs;
+    dc_refcount_t refs;
     uint64_t id; /* 0 = no id (heartbeats, errors, the final event) */
     size_t len;
     char bytes[];

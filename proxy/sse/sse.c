@@ -1,4 +1,5 @@
 #include "sse/sse.h"
+#include "core/refcount.h"
 #include "cache/key.h"
 #include "cache/store.h"
 #include "core/error.h"
@@ -43,7 +44,7 @@ struct dc_sse_sub {
 struct dc_sse_channel {
     uint32_t magic;
     dc_sse_channel_t *bucket_next;
-    _Atomic unsigned refs;
+    dc_refcount_t refs;
     dc_sse_t *hub;
     char *key;
     size_t key_len;
@@ -152,13 +153,13 @@ dc_sse_t *dc_sse_create(struct dc_worker *workers, unsigned nworkers)
 
 static dc_sse_channel_t *channel_ref(dc_sse_channel_t *ch)
 {
-    atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+    dc_refcount_take(&ch->refs);
     return ch;
 }
 
 static void channel_release(dc_sse_channel_t *ch)
 {
-    if (atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) != 1)
+    if (!dc_refcount_drop(&ch->refs))
         return;
     for (size_t i = 0; i < ch->ring_n; i++)
         dc_sse_event_release(ch->ring[(ch->ring_head + i) % DC_SSE_RING]);
@@ -729,7 +730,7 @@ static dc_sse_channel_t *channel_get(dc_worker_t *w, dc_snapshot_t *snap, const 
     }
     ch = dc_calloc(1, sizeof(*ch));
     ch->magic = CHANNEL_MAGIC;
-    atomic_init(&ch->refs, 2); /* the registry's (dropped when retired) and the caller's */
+    dc_refcount_init(&ch->refs, 2); /* the registry's (dropped when retired) and the caller's */
     atomic_init(&ch->nsubs, 1);
     ch->hub = hub;
     ch->key = key;
