@@ -351,11 +351,7 @@ static void chunk_start(chunk_t *c)
         free(url);
         return;
     }
-    if (!dc_fill_fetch_as_waiter(w, c->snap, c->route, c->rule, key, key_len, hash, NULL, url, &c->waiter)) {
-        dc_flight_result_t pass = {.outcome = DC_FLIGHT_PASS};
-        on_chunk_result(&c->waiter, &pass);
-        on_chunk_release(&c->waiter);
-    }
+    dc_fill_fetch_as_waiter(w, c->snap, c->route, c->rule, key, key_len, hash, NULL, url, &c->waiter);
     free(key);
     free(url);
 }
@@ -632,10 +628,8 @@ bool dc_batch_try(dc_request_t *r)
         if (dc_inflight_join(w->inflight, key, key_len, hash, &wt->waiter, &flight) == DC_INFLIGHT_LEADER) {
             pending_id_t p = {dc_strndup(ids[i], lens[i]), lens[i], key, key_len, hash, flight, e};
             batcher_add(b, r, &p);
-            /* and wait for it like everyone else: joins the flight just registered */
-            dc_inflight_role_t role = dc_inflight_join(w->inflight, key, key_len, hash, &wt->waiter, &flight);
-            DC_ASSERT(role == DC_INFLIGHT_JOINED);
-            continue; /* key and stale now belong to the batcher */
+            dc_inflight_wait_on(w->inflight, flight, &wt->waiter); /* like everyone else */
+            continue;                                              /* key and stale now belong to the batcher */
         }
         br->collapsed = true;
         dc_cache_entry_release(e);

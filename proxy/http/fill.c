@@ -915,19 +915,14 @@ void dc_fill_client_progress(struct dc_fill *fill)
         dc_fetch_resume(fill->fetch);
 }
 
-bool dc_fill_fetch_as_waiter(dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
+void dc_fill_fetch_as_waiter(dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
                              const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
                              dc_cache_entry_t *stale, const char *url, dc_waiter_t *waiter)
 {
     dc_flight_t *flight;
     if (dc_inflight_join(w->inflight, key, key_len, hash, waiter, &flight) == DC_INFLIGHT_JOINED)
-        return true;
+        return;
     static const char *const headers[] = {"Accept: application/json", NULL};
     dc_fill_start(NULL, w, snap, route, rule, key, key_len, hash, flight, stale, url, headers, false);
-    /* the fill runs asynchronously: join it as a waiter like any request */
-    if (dc_inflight_join(w->inflight, key, key_len, hash, waiter, &flight) == DC_INFLIGHT_JOINED)
-        return true;
-    dc_flight_result_t pass = {.outcome = DC_FLIGHT_PASS};
-    dc_inflight_finish(w->inflight, flight, &pass);
-    return false;
+    dc_inflight_wait_on(w->inflight, flight, waiter); /* the fill runs asynchronously */
 }

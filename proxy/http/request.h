@@ -176,9 +176,9 @@ void dc_out_stop(h2o_generator_t *gen, h2o_req_t *req);
 
 /* fill.c: the answer for `key` delivered to `waiter` (its callbacks run later, on its target
  * worker): join the fetch in flight, or start one with no client (like a background refresh) and
- * join it. Returns false, with the waiter not queued, only if a new flight ended at once (fills are
- * asynchronous, so not expected). `stale` (may be NULL) is borrowed. */
-bool dc_fill_fetch_as_waiter(dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
+ * wait for it (dc_inflight_wait_on). The waiter is always queued. `stale` (may be NULL) is
+ * borrowed. */
+void dc_fill_fetch_as_waiter(dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
                              const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
                              dc_cache_entry_t *stale, const char *url, dc_waiter_t *waiter);
 /* fill.c: share a stored entry with the fleet (L2 in Redis; nothing without redis:). */

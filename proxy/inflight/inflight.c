@@ -112,6 +112,25 @@ bool dc_inflight_active(dc_inflight_t *t, const char *key, size_t len, uint64_t 
     return active;
 }
 
+/* Queue w on the live flight f of shard si (its lock held): it waits, or, when the answer is
+ * already arriving, follows it at once. */
+static void enqueue_waiter(dc_inflight_t *t, unsigned si, dc_flight_t *f, dc_waiter_t *w)
+{
+    w->cancelled = false;
+    w->shard = si;
+    if (f->streaming) {
+        w->state = W_POSTED;
+        w->flight = NULL;
+        post_result(t, w, &f->stream);
+        return;
+    }
+    w->state = W_WAITING;
+    w->flight = f;
+    w->next = f->waiters;
+    f->waiters = w;
+    f->nwaiters++;
+}
+
 dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t len, uint64_t hash, dc_waiter_t *w,
                                     dc_flight_t **flight)
 {
@@ -119,26 +138,9 @@ dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t le
     shard_t *s = &t->shards[si];
     pthread_mutex_lock(&s->lock);
     dc_flight_t *f = find_flight(s, key, len, hash);
-    if (f != NULL && f->streaming && w != NULL) {
-        /* the answer is already arriving: follow it */
-        w->state = W_POSTED;
-        w->cancelled = false;
-        w->flight = NULL;
-        w->shard = si;
-        post_result(t, w, &f->stream);
-        pthread_mutex_unlock(&s->lock);
-        return DC_INFLIGHT_JOINED;
-    }
     if (f != NULL) {
-        if (w != NULL) {
-            w->state = W_WAITING;
-            w->cancelled = false;
-            w->flight = f;
-            w->shard = si;
-            w->next = f->waiters;
-            f->waiters = w;
-            f->nwaiters++;
-        }
+        if (w != NULL)
+            enqueue_waiter(t, si, f, w);
         pthread_mutex_unlock(&s->lock);
         return DC_INFLIGHT_JOINED;
     }
@@ -154,6 +156,15 @@ dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t le
     atomic_fetch_add(&t->count, 1);
     *flight = f;
     return DC_INFLIGHT_LEADER;
+}
+
+void dc_inflight_wait_on(dc_inflight_t *t, dc_flight_t *f, dc_waiter_t *w)
+{
+    DC_CHECK_MAGIC(f, FLIGHT_MAGIC);
+    shard_t *s = &t->shards[f->shard];
+    pthread_mutex_lock(&s->lock);
+    enqueue_waiter(t, f->shard, f, w);
+    pthread_mutex_unlock(&s->lock);
 }
 
 size_t dc_inflight_waiters(dc_inflight_t *t, dc_flight_t *f)

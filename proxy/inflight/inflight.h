@@ -82,6 +82,10 @@ void dc_inflight_destroy(dc_inflight_t *t);
  */
 dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t len, uint64_t hash, dc_waiter_t *w,
                                     dc_flight_t **flight);
+/* The leader of `f` waits for its own flight like any joiner: queue `w` on it. `f` must still be
+ * live (led by the caller and not finished: the work it started runs asynchronously). The one way
+ * for a leader that hands its flight's work to someone else (a fill, a batcher) to get the answer. */
+void dc_inflight_wait_on(dc_inflight_t *t, dc_flight_t *f, dc_waiter_t *w);
 /* Is a flight for `key` under way right now? (A hint: it may end the moment after.) */
 bool dc_inflight_active(dc_inflight_t *t, const char *key, size_t len, uint64_t hash);
 /* Number of waiters queued right now on a flight (for Cache-Status "collapsed" on the leader). */

@@ -641,13 +641,8 @@ static void poll_now(dc_sse_channel_t *ch)
     ch->waiter.on_release = on_poll_release;
     ch->waiter.target = w;
     ch->waiter.data = ch;
-    bool queued = dc_fill_fetch_as_waiter(w, ch->snap, ch->route, ch->rule, ch->key, ch->key_len, ch->hash, e, ch->url,
-                                          &ch->waiter);
+    dc_fill_fetch_as_waiter(w, ch->snap, ch->route, ch->rule, ch->key, ch->key_len, ch->hash, e, ch->url, &ch->waiter);
     dc_cache_entry_release(e);
-    if (!queued) {
-        schedule(ch);
-        return;
-    }
     ch->waiting = true;
     channel_ref(ch); /* held by the wait until on_release */
 }
