@@ -236,7 +236,7 @@ static void fleet_poll(uv_timer_t *t)
 void dc__http_lead_fill(dc_request_t *r, dc_flight_t *flight)
 {
     dc_counter_add(&r->worker->metrics.cache_misses[r->route_metric], 1);
-    const char *url = dc_request_upstream_url(r);
+    const char *url = dc_request_cache_url(r);
     const char **headers = dc_request_upstream_headers(r, true);
     dc_fleet_t *fleet = r->worker->fleet;
     if (fleet == NULL || !dc_fleet_up(fleet)) {
@@ -321,7 +321,7 @@ void dc__http_start_refresh(dc_request_t *r, dc_cache_entry_t *stale)
     dc_flight_t *flight = NULL;
     if (dc_inflight_join(r->worker->inflight, r->key, r->key_len, r->hash, NULL, &flight) != DC_INFLIGHT_LEADER)
         return;
-    const char *url = dc_request_upstream_url(r);
+    const char *url = dc_request_cache_url(r);
     const char **headers = dc_request_upstream_headers(r, true);
     dc_fleet_t *fleet = r->worker->fleet;
     if (fleet != NULL && dc_fleet_up(fleet)) {

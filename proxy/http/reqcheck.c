@@ -227,6 +227,15 @@ int dc_reqcheck_path(const char *target, size_t len, char *out, size_t *out_len,
         *why = "request target is not an absolute path";
         return 400;
     }
+    /* whitespace and control characters are never part of a request target (RFC 3986); HTTP/1
+     * cannot even carry them, HTTP/2 can: refuse them the same way */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)target[i];
+        if (c <= 0x20 || c == 0x7f) {
+            *why = "whitespace or control character in the request target";
+            return 400;
+        }
+    }
     for (size_t i = 0; i < plen; i++) {
         if (target[i] != '%')
             continue;

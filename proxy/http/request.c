@@ -172,6 +172,28 @@ const char *dc_request_upstream_url(dc_request_t *r)
     return url;
 }
 
+const char *dc_request_cache_url(dc_request_t *r)
+{
+    /* the key is "METHOD PREFIX PATH[?QUERY]" in canonical form (cache/key.h) */
+    const char *k = memchr(r->key, ' ', r->key_len);
+    DC_ASSERT(k != NULL);
+    k++;
+    size_t plen = strcmp(r->route->prefix, "/") == 0 ? 0 : strlen(r->route->prefix);
+    const char *rest = k + plen;
+    size_t rest_len = (size_t)(r->key + r->key_len - rest);
+    const char *base = r->route->upstream->url;
+    size_t blen = strlen(base);
+    bool need_slash = rest_len == 0 || rest[0] != '/';
+    char *url = h2o_mem_alloc_pool(&r->req->pool, blen + rest_len + 2);
+    memcpy(url, base, blen);
+    size_t o = blen;
+    if (need_slash)
+        url[o++] = '/';
+    memcpy(url + o, rest, rest_len);
+    url[o + rest_len] = '\0';
+    return url;
+}
+
 static bool header_is(const h2o_header_t *h, const char *name, size_t len)
 {
     return h->name->len == len && memcmp(h->name->base, name, len) == 0;

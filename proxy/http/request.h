@@ -229,6 +229,11 @@ void dc_http_stream_proceed(dc_request_t *r);
 
 /* Shared with fill.c: upstream URL and request headers for this request (pool memory). */
 const char *dc_request_upstream_url(dc_request_t *r);
+/* The upstream URL of a cacheable request, built from its cache key (canonical path and query:
+ * key_sets merged, sorted and deduplicated, ignore_params left out): what is stored under a key is
+ * always the answer to that key, so two requests that share a key can never have one's answer
+ * (an error provoked by an odd spelling of the query) served to the other. Pool memory. */
+const char *dc_request_cache_url(dc_request_t *r);
 const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache);
 /* Append the rule's key_headers (each occurrence the request has, in the rule's order) to r->key
  * and recompute r->hash; the key is unchanged when the request sends none of them. Those headers

@@ -406,7 +406,9 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         finish(f, err);
         return;
     }
-    if (!f->discard) /* a discarded attempt's outcome was recorded with its head */
+    /* a discarded attempt's outcome was recorded with its head; an attempt that failed here
+     * (a URL curl cannot use, our own resources) says nothing about the origin */
+    if (!f->discard && (f->proto_err || dc_retry_origin_failed(rc)))
         record_attempt(f, true);
     /* no head delivered: this attempt failed or is being discarded for a retry */
     int err = f->discard ? f->last_err : map_curl_error(rc);

@@ -31,6 +31,26 @@ bool dc_retry_curl_code(int curl_code)
     }
 }
 
+bool dc_retry_origin_failed(int curl_code)
+{
+    switch ((CURLcode)curl_code) {
+    case CURLE_OK:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_FAILED_INIT:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_NOT_BUILT_IN:
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case CURLE_ABORTED_BY_CALLBACK:
+    case CURLE_WRITE_ERROR:
+    case CURLE_READ_ERROR:
+    case CURLE_UNKNOWN_OPTION:
+        return false;
+    default:
+        return true;
+    }
+}
+
 uint64_t dc_retry_backoff_ms(uint64_t base_ms, unsigned attempts, long draw)
 {
     unsigned n = attempts > 0 ? attempts - 1 : 0;

@@ -29,6 +29,11 @@ bool dc_retry_allowed(bool idempotent, unsigned attempts, unsigned retries, bool
 bool dc_retry_status(int status);
 /* curl codes (CURLcode values) retried when no head arrived. */
 bool dc_retry_curl_code(int curl_code);
+/* Does this curl code (no head arrived) say something about the origin: it could not be reached,
+ * resolved, spoken to over TLS, or it answered wrongly or not in time? false for failures of our
+ * own making (a URL curl cannot use, an option, memory, an aborted transfer), which must not count
+ * toward the upstream's breaker (a client could open it for everyone with a malformed target). */
+bool dc_retry_origin_failed(int curl_code);
 
 /* The delay before the next attempt: see above. `draw` is a uniform random number (any value: it is
  * reduced modulo 1000 to the jitter [0.5, 1.5) in steps of 0.001). */

@@ -158,3 +158,32 @@ def test_fleet_revalidates_once(fake, origin, redis_server):
         origin.release()
         for d in ds:
             d.stop()
+
+
+SETS_CONFIG = PREAMBLE + """
+upstreams:
+  jupiter: {{ url: "%(jup)s", breaker: {{ failures: 1000 }} }}
+routes:
+  - prefix: /jup
+    upstream: jupiter
+    cache: [ {{ path: /echo, ttl: 30s, negative_ttl: 30s, key_sets: [ids], ignore_params: [utm] }} ]
+"""
+
+
+def test_what_is_keyed_is_what_is_forwarded(fake, origin):
+    """key_sets merge, sort and deduplicate ids in the cache key; the origin was sent the raw query.
+    An attacker's odd spelling (?ids=USDC,,SOL, ids=SOL&ids=USDC, a duplicate) that a strict origin
+    refuses was stored under the key a clean ?ids=SOL,USDC maps to: the victim got the 400 as a HIT.
+    A cacheable request is now forwarded in its key's canonical form, ignored params left out."""
+    d = Dexcache(SETS_CONFIG % {"jup": fake.url("jup")}).start()
+    try:
+        for q in ["ids=USDC,,SOL&utm=x", "ids=SOL&ids=USDC&ids=SOL", "ids=USDC%2CSOL", "i%64s=SOL,USDC"]:
+            r = requests.get(d.url + "/jup/echo?" + q, timeout=10)
+            assert r.status_code == 200
+        reqs = [x for x in origin.requests(0) if x["path"] == "/echo"]
+        assert len(reqs) == 1, reqs  # one key: one fetch, the rest HITs of it
+        assert reqs[0]["raw_query"] == "ids=SOL,USDC", reqs[0]["raw_query"]
+        r = requests.get(d.url + "/jup/echo?ids=SOL,USDC", timeout=10)
+        assert r.headers["x-cache"] == "HIT"
+    finally:
+        d.stop()

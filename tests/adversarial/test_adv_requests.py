@@ -213,3 +213,25 @@ def test_good_chunking_on_a_later_keepalive_request(proxy, origin):
     finally:
         s.close()
     assert total(origin) == 3
+
+
+def test_h2_target_with_whitespace_is_refused_and_never_counts_against_the_origin(proxy, origin):
+    """HTTP/1 cannot carry a space in its request target, HTTP/2 can. Such a target made a URL curl
+    could not use: a 502 that counted as an origin failure, so 8 such streams opened the upstream's
+    breaker for every client (the origin never saw one of them). Now it is a 400 before routing."""
+    from h2client import H2
+    c = H2(proxy.port)
+    try:
+        paths = ["/b/echo?x=%d y" % i for i in range(10)] + ["/b/ec ho%d" % i for i in range(5)] + \
+                ["/o/echo\t%d" % i for i in range(5)]
+        sids = [c.get(p) for p in paths]
+        out = c.wait_ended(sids)
+        assert sorted(set(out.values())) == ["400"], out
+    finally:
+        c.close()
+    assert total(origin) == 0
+    h = proxy.health()["upstreams"]
+    assert h["jupiter"]["breaker"]["state"] == "closed" and h["jupiter"]["consecutive_failures"] == 0, h
+    assert h["meteora"]["breaker"]["state"] == "closed", h
+    r = requests.get(proxy.url + "/b/echo?clean=1", timeout=10)
+    assert r.status_code == 200
