@@ -114,6 +114,17 @@ static int check_header_name(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const
     return 0;
 }
 
+/* A header value we send (an API key): no control characters, which would split or end the line
+ * (a key from ${VAR} with a CR LF in it would inject headers toward the origin). */
+static int check_header_value(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    (void)d;
+    for (const char *p = *v; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return fail_found(ctx, node, "a header value without control characters (CR, LF, ...)");
+    return 0;
+}
+
 /* A request header a route may add to what cacheable requests forward (see dc__config_is_reserved_forward_header). */
 static int check_forward_header(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
 {
@@ -443,7 +454,7 @@ static const dc__directive_t upstream_rows[] = {
     R_STR("url", U, url, NULL, "base URL, http or https; a trailing slash is dropped", .flags = DC__D_REQUIRED,
           .check = check_upstream_url, .expect = "an http:// or https:// URL"),
     R_LIST("keys", U, keys, nkeys, "API keys rotated across requests; empty entries (unset ${VAR}) are dropped",
-           .flags = DC__D_DROP_EMPTY),
+           .flags = DC__D_DROP_EMPTY, .check = check_header_value),
     R_STR("key_header", U, key_header, "x-api-key", "request header that carries the key (lowercased)",
           .check = check_header_name),
     {.name = "rate",

@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define FETCH_MAGIC 0x46455443u /* "FETC" */
 
@@ -571,8 +572,11 @@ static void begin_attempt(dc_fetch_t *f)
     if (f->slist)
         curl_slist_free_all(f->slist);
     f->slist = NULL;
-    for (size_t i = 0; i < f->nreq_headers; i++)
+    bool has_content_type = false;
+    for (size_t i = 0; i < f->nreq_headers; i++) {
         f->slist = slist_add(f->slist, f->req_headers[i]);
+        has_content_type = has_content_type || strncasecmp(f->req_headers[i], "content-type:", 13) == 0;
+    }
     if (f->keyring != NULL && f->keyring->nkeys > 0) {
         if (f->key_index < 0) /* not chosen for a key budget */
             f->key_index = dc_keyring_pick(f->keyring, dc_now_mono_ms());
@@ -580,8 +584,11 @@ static void begin_attempt(dc_fetch_t *f)
         f->slist = slist_add(f->slist, line);
         free(line);
     }
-    /* curl adds these by default; a proxy must not invent them */
+    /* curl adds these by default (Content-Type: application/x-www-form-urlencoded to a body the
+     * client sent without one); a proxy must not invent them */
     f->slist = slist_add(f->slist, "Expect:");
+    if (!has_content_type)
+        f->slist = slist_add(f->slist, "Content-Type:");
 
     curl_easy_setopt(e, CURLOPT_URL, f->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->slist);

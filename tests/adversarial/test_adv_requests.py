@@ -235,3 +235,32 @@ def test_h2_target_with_whitespace_is_refused_and_never_counts_against_the_origi
     assert h["meteora"]["breaker"]["state"] == "closed", h
     r = requests.get(proxy.url + "/b/echo?clean=1", timeout=10)
     assert r.status_code == 200
+
+
+def test_pass_through_post_gets_no_invented_content_type(proxy, origin):
+    """libcurl gives a body without Content-Type its own (application/x-www-form-urlencoded): the
+    origin must see what the client sent, nothing more."""
+    st, _, _, _ = exchange(proxy, b"POST /o/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd")
+    assert st == 200
+    seen = [x for x in origin.requests(0) if x["method"] == "POST"][-1]["headers"]
+    assert "content-type" not in {k.lower() for k in seen}, seen
+    r = requests.post(proxy.url + "/o/echo", data=b"{}", headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 200
+    seen = [x for x in origin.requests(0) if x["method"] == "POST"][-1]["headers"]
+    assert {k.lower(): v for k, v in seen.items()}["content-type"] == "application/json"
+
+
+def test_api_key_with_crlf_is_refused_by_the_config_check(tmp_path):
+    """A key from ${VAR} with CR LF in it would have injected header lines toward the origin."""
+    import subprocess
+    from dexcache import BIN, sanitizer_env
+    conf = tmp_path / "c.yaml"
+    conf.write_text('listen: ["127.0.0.1:1"]\nupstreams:\n  u: { url: "http://127.0.0.1:1", keys: ["${K}"] }\n'
+                    'routes:\n  - { prefix: /u, upstream: u }\n')
+    env = sanitizer_env()
+    env["K"] = "abc\r\nX-Evil: 1"
+    p = subprocess.run([BIN, "-t", "-c", str(conf)], env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1, p.stderr
+    assert "control characters" in p.stderr and "keys" in p.stderr, p.stderr
+    env["K"] = "abc-123"
+    assert subprocess.run([BIN, "-t", "-c", str(conf)], env=env, capture_output=True, timeout=30).returncode == 0
