@@ -152,35 +152,9 @@ void dc_request_respond_error(dc_request_t *r, int status, const char *message)
     dc_respond_error(r->req, status, message, r->request_id);
 }
 
-const char *dc_request_upstream_url(dc_request_t *r)
+/* The upstream's base URL followed by `rest` (an upstream path and query), in r's pool. */
+static const char *upstream_url(dc_request_t *r, const char *rest, size_t rest_len)
 {
-    h2o_req_t *req = r->req;
-    const dc_config_route_t *route = r->route;
-    size_t plen = strcmp(route->prefix, "/") == 0 ? 0 : strlen(route->prefix);
-    const char *rest = req->path.base + plen;
-    size_t rest_len = req->path.len - plen;
-    const char *base = route->upstream->url;
-    size_t blen = strlen(base);
-    bool need_slash = rest_len == 0 || rest[0] != '/';
-    char *url = h2o_mem_alloc_pool(&req->pool, blen + rest_len + 2);
-    memcpy(url, base, blen);
-    size_t o = blen;
-    if (need_slash)
-        url[o++] = '/';
-    memcpy(url + o, rest, rest_len);
-    url[o + rest_len] = '\0';
-    return url;
-}
-
-const char *dc_request_cache_url(dc_request_t *r)
-{
-    /* the key is "METHOD PREFIX PATH[?QUERY]" in canonical form (cache/key.h) */
-    const char *k = memchr(r->key, ' ', r->key_len);
-    DC_ASSERT(k != NULL);
-    k++;
-    size_t plen = strcmp(r->route->prefix, "/") == 0 ? 0 : strlen(r->route->prefix);
-    const char *rest = k + plen;
-    size_t rest_len = (size_t)(r->key + r->key_len - rest);
     const char *base = r->route->upstream->url;
     size_t blen = strlen(base);
     bool need_slash = rest_len == 0 || rest[0] != '/';
@@ -192,6 +166,26 @@ const char *dc_request_cache_url(dc_request_t *r)
     memcpy(url + o, rest, rest_len);
     url[o + rest_len] = '\0';
     return url;
+}
+
+static size_t route_prefix_len(const dc_config_route_t *route)
+{
+    return strcmp(route->prefix, "/") == 0 ? 0 : strlen(route->prefix);
+}
+
+const char *dc_request_upstream_url(dc_request_t *r)
+{
+    size_t plen = route_prefix_len(r->route);
+    return upstream_url(r, r->req->path.base + plen, r->req->path.len - plen);
+}
+
+const char *dc_request_cache_url(dc_request_t *r)
+{
+    /* the key is "METHOD PREFIX PATH[?QUERY]" in canonical form (cache/key.h) */
+    const char *k = memchr(r->key, ' ', r->key_len);
+    DC_ASSERT(k != NULL);
+    const char *rest = k + 1 + route_prefix_len(r->route);
+    return upstream_url(r, rest, (size_t)(r->key + r->key_len - rest));
 }
 
 static bool header_is(const h2o_header_t *h, const char *name, size_t len)
