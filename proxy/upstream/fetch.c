@@ -72,6 +72,9 @@ struct dc_fetch {
     uint64_t reserve_sent_ms; /* monotonic: when the budget reservation was asked for */
     uint64_t leave_by_ms;     /* monotonic: the latest this attempt may leave for its slot (0 = no slot) */
     unsigned late_rereserves; /* slots given up because the attempt would have left too late */
+    uint64_t queue_until_ms;  /* monotonic: the attempt waits for budget until then (queue timeout), re-reservations
+                                 included */
+    bool rereserving;         /* start_attempt is reserving again for a slot given up: same queue deadline */
     uint64_t paused_at_ms;    /* when the caller refused bytes (the pause does not count) */
     uint64_t head_us;
     uint64_t body_bytes; /* body bytes taken by the caller */
@@ -498,13 +501,18 @@ static void start_attempt(dc_fetch_t *f)
         f->budget_name =
             dc_asprintf("%s#%s", f->upstream_name != NULL ? f->upstream_name : "", f->keyring->ids[f->key_index]);
     }
+    uint64_t now = dc_now_mono_ms();
+    if (!f->rereserving && f->budget != NULL)
+        f->queue_until_ms = now + f->budget->queue_timeout_us / 1000;
+    f->rereserving = false;
     if (f->budget != NULL && f->budget->nwin > 0 && f->fleet != NULL && dc_fleet_up(f->fleet)) {
         uint64_t em[DC_BUDGET_FLEET_MAX_WIN];
         size_t n = dc_budget_emissions(f->budget, em, DC_BUDGET_FLEET_MAX_WIN);
         f->state = ST_RESERVING;
-        f->reserve_sent_ms = dc_now_mono_ms();
-        if (dc_fleet_budget_reserve(f->fleet, f->budget_name, em, n, f->budget->queue_timeout_us, f->opts.background,
-                                    on_fleet_reserved, f) == 0)
+        f->reserve_sent_ms = now;
+        uint64_t queue_us = f->queue_until_ms > now ? (f->queue_until_ms - now) * 1000 : 0;
+        if (dc_fleet_budget_reserve(f->fleet, f->budget_name, em, n, queue_us, f->opts.background, on_fleet_reserved,
+                                    f) == 0)
             return;
         reserve_locally(f, dc_fleet_instances());
         return;
@@ -521,7 +529,13 @@ static void reserve_locally(dc_fetch_t *f, unsigned share_n)
             fail_soon(f, DC_EAGAIN);
             return;
         }
-        f->leave_by_ms = dc_now_mono_ms() + delay_us / 1000 + f->budget->late_ok_us / 1000;
+        uint64_t now = dc_now_mono_ms();
+        if (now + delay_us / 1000 > f->queue_until_ms) { /* a re-reservation past the queue timeout */
+            f->retry_after_ms = (delay_us + 999) / 1000;
+            fail_soon(f, DC_EAGAIN);
+            return;
+        }
+        f->leave_by_ms = now + delay_us / 1000 + f->budget->late_ok_us / 1000;
         if (delay_us > 0) {
             f->state = ST_QUEUED;
             f->queued = true;
@@ -548,7 +562,8 @@ static void leave_for_slot(dc_fetch_t *f)
     }
     f->leave_by_ms = 0;
     __atomic_fetch_add(&dc_metrics_process.budget_late_rereserves, 1, __ATOMIC_RELAXED);
-    if (++f->late_rereserves <= 3 && (f->deadline_ms == 0 || now < f->deadline_ms)) {
+    if (++f->late_rereserves <= 3 && now < f->queue_until_ms) { /* within the queue timeout it had */
+        f->rereserving = true;
         start_attempt(f);
         return;
     }
