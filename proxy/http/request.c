@@ -181,11 +181,14 @@ const char *dc_request_upstream_url(dc_request_t *r)
 
 const char *dc_request_cache_url(dc_request_t *r)
 {
-    /* the key is "METHOD PREFIX PATH[?QUERY]" in canonical form (cache/key.h) */
+    /* the key is "METHOD PREFIX PATH[?QUERY]" in canonical form (no literal space: spaces are
+     * %20), then " NAME:VALUE" for each of the rule's key_headers the request sent (cache/key.h) */
+    const char *end = r->key + r->key_len;
     const char *k = memchr(r->key, ' ', r->key_len);
     DC_ASSERT(k != NULL);
     const char *rest = k + 1 + route_prefix_len(r->route);
-    return upstream_url(r, rest, (size_t)(r->key + r->key_len - rest));
+    const char *sp = memchr(rest, ' ', (size_t)(end - rest));
+    return upstream_url(r, rest, (size_t)((sp != NULL ? sp : end) - rest));
 }
 
 static bool header_is(const h2o_header_t *h, const char *name, size_t len)
