@@ -132,13 +132,8 @@ static void on_l2_reply(const dc_fleet_call_t *c, int err, const redisReply *rep
 int dc_fleet_l2_get(dc_fleet_t *f, const char *key, size_t len, dc_fleet_l2_cb cb, void *data)
 {
     l2fleet(f);
-    char *rkey = dc_fleet_key(f, "l2:", key, len);
-    const char *argv[2] = {"GET", rkey};
-    size_t lens[2] = {3, strlen(rkey)};
     dc_fleet_call_t call = {on_l2_reply, (dc_fleet_fn)cb, data};
-    int rc = dc_fleet_command(f, &call, 2, argv, lens);
-    free(rkey);
-    return rc;
+    return dc_fleet_get(f, "l2:", key, len, &call);
 }
 
 void dc_fleet_l2_set(dc_fleet_t *f, const char *key, size_t len, const char *value, size_t vlen, uint64_t ttl_ms)

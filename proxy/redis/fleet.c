@@ -148,6 +148,16 @@ int dc_fleet_command(dc_fleet_t *f, const dc_fleet_call_t *call, int argc, const
     return rc;
 }
 
+int dc_fleet_get(dc_fleet_t *f, const char *kind, const char *key, size_t len, const dc_fleet_call_t *call)
+{
+    char *rkey = dc_fleet_key(f, kind, key, len);
+    const char *argv[2] = {"GET", rkey};
+    size_t lens[2] = {3, strlen(rkey)};
+    int rc = dc_fleet_command(f, call, 2, argv, lens);
+    free(rkey);
+    return rc;
+}
+
 /* ---- pub/sub and per-feature state ---- */
 
 dc_redis_sub_t *dc_fleet_subscribe(dc_fleet_t *f, const char *channel, dc_redis_msg_cb cb, void *data)

@@ -84,6 +84,8 @@ int dc_fleet_eval(dc_fleet_t *f, const char *lua, const dc_fleet_call_t *call, i
                   const size_t *lens);
 /* A plain command, argv copied before returning. */
 int dc_fleet_command(dc_fleet_t *f, const dc_fleet_call_t *call, int argc, const char **argv, const size_t *lens);
+/* GET of the key `<prefix><kind><key>` (L2 entries, the last stream event): dc_fleet_command's contract. */
+int dc_fleet_get(dc_fleet_t *f, const char *kind, const char *key, size_t len, const dc_fleet_call_t *call);
 
 /* Pub/sub on the subscriber connection (redis.h: dc_redis_subscribe; cb gets msg NULL each time
  * the subscription is (re)established). NULL when f has no subscriber. The handle is owned by f. */

@@ -92,13 +92,8 @@ static void on_last_reply(const dc_fleet_call_t *c, int err, const redisReply *r
 int dc_fleet_sse_last(dc_fleet_t *f, const char *key, size_t len, void (*cb)(void *data, const char *msg, size_t len),
                       void *data)
 {
-    char *lastkey = dc_fleet_key(f, "ssev:", key, len);
-    const char *argv[2] = {"GET", lastkey};
-    size_t lens[2] = {3, strlen(lastkey)};
     dc_fleet_call_t call = {on_last_reply, (dc_fleet_fn)cb, data};
-    int rc = dc_fleet_command(f, &call, 2, argv, lens);
-    free(lastkey);
-    return rc;
+    return dc_fleet_get(f, "ssev:", key, len, &call);
 }
 
 int dc_fleet_reply_lease(const redisReply *reply, bool *leader)

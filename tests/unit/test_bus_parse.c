@@ -10,17 +10,8 @@
 #include "redis/bus.h"
 #include "redis/redis.h"
 
-static redisReply *resp(const char *text, size_t len)
-{
-    redisReader *rd = redisReaderCreate();
-    void *reply = NULL;
-    assert_int_equal(redisReaderFeed(rd, text, len), REDIS_OK);
-    assert_int_equal(redisReaderGetReply(rd, &reply), REDIS_OK);
-    assert_non_null(reply);
-    redisReaderFree(rd);
-    return reply;
-}
-#define RESP(lit) resp(lit, sizeof(lit) - 1)
+#include "resp_text.h"
+#define RESP(lit) resp_n(lit, sizeof(lit) - 1)
 
 static bool parse(const char *raw, dc_bus_msg_t *m, char *sender)
 {
@@ -135,7 +126,7 @@ static void test_push_parse(void **state)
 #undef O
     };
     for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
-        r = resp(other[i].text, other[i].len);
+        r = resp_n(other[i].text, other[i].len);
         if (dc_redis_push_parse(r, &msg, &len) != DC_REDIS_PUSH_OTHER)
             fail_msg("case %zu not OTHER", i);
         assert_null(msg);

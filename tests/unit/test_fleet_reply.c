@@ -13,17 +13,7 @@
 #include "sse/sse_fleet.h"
 #include "upstream/budget_fleet.h"
 
-/* One reply tree from RESP text (freed by the caller with freeReplyObject). */
-static redisReply *resp_n(const char *text, size_t len)
-{
-    redisReader *rd = redisReaderCreate();
-    void *reply = NULL;
-    assert_int_equal(redisReaderFeed(rd, text, len), REDIS_OK);
-    assert_int_equal(redisReaderGetReply(rd, &reply), REDIS_OK);
-    assert_non_null(reply);
-    redisReaderFree(rd);
-    return reply;
-}
+#include "resp_text.h"
 
 static redisReply *resp(const char *text)
 {
