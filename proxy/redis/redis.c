@@ -345,7 +345,8 @@ static void request_drop(dc_redis_t *r, unsigned gen)
 static void conn_ready(dc_redis_t *r, dc_redis_conn_t *conn)
 {
     conn->state = DC_REDIS_CONN_UP;
-    r->attempt = 0; /* only now: a connect that leads nowhere must keep backing off */
+    r->attempt = r->protocol_strikes; /* only now: a connect that leads nowhere must keep backing off */
+    r->up_since_ms = uv_now(r->loop);
     r->consecutive_timeouts = 0;
     r->last_reply_ms = uv_now(r->loop);
     if (r->ever_up)

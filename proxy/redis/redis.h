@@ -45,6 +45,16 @@ typedef struct dc_redis_opts {
 /* Commands in flight on one connection beyond this fail fast with DC_EAGAIN. */
 #define DC_REDIS_MAX_INFLIGHT 65536
 
+/* A Redis server is trusted to speak RESP, not to be sane: a reply buffered past this many bytes, an
+ * array of more elements, a reply no command asked for, or a pub/sub message hiredis cannot route
+ * (it would assert) drops the connection as a protocol error (it reconnects with backoff). The
+ * largest legitimate reply is an L2 value (cache/l2fleet.h: 8 MiB). */
+#define DC_REDIS_MAX_REPLY_BYTES (64u * 1024 * 1024)
+#define DC_REDIS_MAX_REPLY_ELEMENTS (1 << 20)
+/* After such drops, reconnects start their backoff higher (one step per drop in a row); a
+ * connection that stays up this long clears the count. */
+#define DC_REDIS_STRIKES_FORGET_MS 30000
+
 /* Reply callback. Either err == 0 and reply is the hiredis reply (owned by hiredis, valid only
  * during the call; a Redis error reply is err 0 with reply->type == REDIS_REPLY_ERROR), or err < 0
  * and reply == NULL: DC_ETIMEDOUT (no reply within command_timeout_ms), DC_EIO (the connection

@@ -11,6 +11,8 @@
 #include "core/log.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 static void on_poll_closed(uv_handle_t *h)
 {
@@ -72,6 +74,138 @@ static void ev_cleanup(void *p)
     uv_close((uv_handle_t *)&conn->poll, on_poll_closed);
 }
 
+/*
+ * The reply guard. hiredis 0.14 asserts (aborting the process) on a reply no callback waits for
+ * outside pub/sub, and on a pub/sub array that is not [string, string, ...] or an unsubscribe
+ * without its count; it allocates an array of any announced size; and in pub/sub mode a reply that
+ * finds no callback (a message for a channel it does not hold, a non-array value with no command
+ * waiting) is handed to the PREVIOUS reply's callback again (redisProcessCallbacks keeps `cb`
+ * across its loop): a second call on a completed command, freed memory. Its reader builds every
+ * reply through reader->fn, so these wrappers see each value as it is parsed, before hiredis acts
+ * on it, and refuse (return NULL: a reader error, hiredis then drops the connection) whatever
+ * would not reach exactly the callback it belongs to. Top-level values are task->parent == NULL;
+ * the elements of a top-level array have that array's task as parent.
+ */
+static bool guard_top_level_ok(dc_redis_conn_t *conn, int type, int elements)
+{
+    redisAsyncContext *ac = conn->ac;
+    if (ac == NULL)
+        return false;
+    if (ac->replies.head != NULL)
+        return true; /* a command's callback takes it, whatever it is */
+    if (!(ac->c.flags & REDIS_SUBSCRIBED))
+        return false; /* nothing asked for it */
+    conn->guard_unsubscribe = false;
+    conn->guard_elements = elements;
+    /* pub/sub: ["message", channel, payload], ["subscribe", channel, count], ...; any other value
+     * goes to the callback of a command sent while subscribed (we send none) */
+    if (type != REDIS_REPLY_ARRAY)
+        return ac->sub.invalid.head != NULL;
+    return elements >= 3;
+}
+
+/* Is `channel` one hiredis holds a callback for (a live subscription sent on this connection)? */
+static bool guard_channel_known(dc_redis_conn_t *conn, const char *channel, size_t len)
+{
+    for (const dc_redis_sub_t *sub = conn->r->subs; sub != NULL; sub = sub->next)
+        if (sub->active && sub->len == len && memcmp(sub->channel, channel, len) == 0)
+            return true;
+    return false;
+}
+
+/* `elements`: of the array being created (hiredis sets task->elements only after createArray) */
+static bool guard_element_ok(dc_redis_conn_t *conn, const redisReadTask *task, const char *str, size_t len,
+                             int elements)
+{
+    if (task->parent == NULL)
+        return guard_top_level_ok(conn, task->type, elements);
+    if (task->parent->parent != NULL || conn->ac == NULL || conn->ac->replies.head != NULL ||
+        !(conn->ac->c.flags & REDIS_SUBSCRIBED))
+        return true;
+    /* an element of a pub/sub array: [0] a kind without the pattern variants (we subscribe to
+     * none), [1] a channel we hold, [2] of an unsubscribe its count */
+    if (task->idx == 0) {
+        if (task->type != REDIS_REPLY_STRING || len == 0 || str[0] == 'p' || str[0] == 'P')
+            return false;
+        conn->guard_unsubscribe = len == 11 && strncasecmp(str, "unsubscribe", 11) == 0;
+        return true;
+    }
+    if (task->idx == 1)
+        return task->type == REDIS_REPLY_STRING && guard_channel_known(conn, str, len);
+    if (task->idx == 2 && conn->guard_unsubscribe)
+        return task->type == REDIS_REPLY_INTEGER;
+    return true;
+}
+
+static void *guard_refuse(dc_redis_conn_t *conn)
+{
+    conn->guard_refused = true;
+    return NULL;
+}
+
+static void *guard_string(const redisReadTask *task, char *str, size_t len)
+{
+    dc_redis_conn_t *conn = task->privdata;
+    return guard_element_ok(conn, task, str, len, 0) ? conn->reader_fns->createString(task, str, len)
+                                                     : guard_refuse(conn);
+}
+
+static void *guard_array(const redisReadTask *task, int elements)
+{
+    dc_redis_conn_t *conn = task->privdata;
+    if (elements > DC_REDIS_MAX_REPLY_ELEMENTS || !guard_element_ok(conn, task, NULL, 0, elements))
+        return guard_refuse(conn);
+    return conn->reader_fns->createArray(task, elements);
+}
+
+static void *guard_integer(const redisReadTask *task, long long value)
+{
+    dc_redis_conn_t *conn = task->privdata;
+    return guard_element_ok(conn, task, NULL, 0, 0) ? conn->reader_fns->createInteger(task, value) : guard_refuse(conn);
+}
+
+static void *guard_nil(const redisReadTask *task)
+{
+    dc_redis_conn_t *conn = task->privdata;
+    return guard_element_ok(conn, task, NULL, 0, 0) ? conn->reader_fns->createNil(task) : guard_refuse(conn);
+}
+
+static void guard_install(dc_redis_conn_t *conn)
+{
+    redisReader *reader = conn->ac->c.reader;
+    conn->reader_fns = reader->fn;
+    conn->guard_fns = *reader->fn;
+    conn->guard_fns.createString = guard_string;
+    conn->guard_fns.createArray = guard_array;
+    conn->guard_fns.createInteger = guard_integer;
+    conn->guard_fns.createNil = guard_nil;
+    reader->fn = &conn->guard_fns;
+    reader->privdata = conn;
+}
+
+/* conn is dropped for a protocol error: back off harder next time (see protocol_strikes). */
+static void protocol_strike(dc_redis_conn_t *conn)
+{
+    dc_redis_t *r = conn->r;
+    if (conn->state == DC_REDIS_CONN_UP && uv_now(r->loop) - r->up_since_ms >= DC_REDIS_STRIKES_FORGET_MS)
+        r->protocol_strikes = 0;
+    if (r->protocol_strikes < 16)
+        r->protocol_strikes++;
+}
+
+/* Read what the socket has; a reply still incomplete past DC_REDIS_MAX_REPLY_BYTES (a bulk length
+ * of 2 GiB is only a header) is a protocol error. */
+static void handle_read(dc_redis_conn_t *conn)
+{
+    redisAsyncHandleRead(conn->ac);
+    if (conn->ac != NULL && conn->ac->c.reader != NULL &&
+        conn->ac->c.reader->len - conn->ac->c.reader->pos > DC_REDIS_MAX_REPLY_BYTES) {
+        dc_log_warn("redis: a reply over %u bytes, dropping connection", DC_REDIS_MAX_REPLY_BYTES);
+        protocol_strike(conn);
+        dc__redis_conn_drop(conn);
+    }
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     dc_redis_conn_t *conn = h->data;
@@ -83,7 +217,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
         if (conn->state == DC_REDIS_CONN_CONNECTING)
             redisAsyncHandleWrite(conn->ac);
         else
-            redisAsyncHandleRead(conn->ac);
+            handle_read(conn);
         if (conn->ac != NULL) {
             dc_log_warn("redis: socket error (%s), dropping connection", uv_strerror(status));
             dc__redis_conn_drop(conn);
@@ -93,7 +227,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
     if (events & UV_WRITABLE)
         redisAsyncHandleWrite(conn->ac);
     if ((events & UV_READABLE) && conn->ac != NULL)
-        redisAsyncHandleRead(conn->ac);
+        handle_read(conn);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -117,7 +251,13 @@ static void on_connect(const redisAsyncContext *ac, int status)
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
-    dc__redis_conn_lost(ac->data);
+    dc_redis_conn_t *conn = ac->data;
+    if (status != REDIS_OK && (conn->guard_refused || ac->err == REDIS_ERR_PROTOCOL)) {
+        dc_log_warn("redis: protocol error (%s), dropping connection",
+                    conn->guard_refused ? "a reply no command asked for, or malformed" : ac->errstr);
+        protocol_strike(conn);
+    }
+    dc__redis_conn_lost(conn);
 }
 
 static void on_retry_timer(uv_timer_t *t)
@@ -186,6 +326,7 @@ void dc__redis_conn_start(dc_redis_t *r)
     ac->ev.addWrite = ev_add_write;
     ac->ev.delWrite = ev_del_write;
     ac->ev.cleanup = ev_cleanup;
+    guard_install(conn);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     ev_update(conn, UV_WRITABLE, 0); /* the first writable event completes the connect */

@@ -98,6 +98,13 @@ struct dc_redis_conn {
     int events;          /* UV_READABLE | UV_WRITABLE currently requested by hiredis */
     unsigned gen;        /* r->gen when this connection started */
     unsigned setup_left; /* SETUP replies still awaited */
+    /* the reply guard (redis_conn.c): hiredis' reader builds replies through these, which refuse
+     * what hiredis would assert on or over-allocate for */
+    redisReplyObjectFunctions guard_fns;
+    const redisReplyObjectFunctions *reader_fns; /* hiredis' own, which the guard calls */
+    bool guard_refused;                          /* the guard refused a reply: the drop is a protocol error */
+    bool guard_unsubscribe;                      /* the pub/sub array being read is an (p)unsubscribe */
+    int guard_elements;                          /* elements of the top-level array being read */
 };
 
 struct dc_redis {
@@ -122,6 +129,11 @@ struct dc_redis {
     size_t inflight;                         /* records held by hiredis */
 
     unsigned attempt; /* reconnect attempts since the last successful connect */
+    /* connections in a row dropped for a protocol error (the reply guard, redis_conn.c): the next
+     * connect starts its backoff this far up, so a server that answers garbage is not reconnected
+     * to in a tight loop. Forgotten once a connection lasts DC_REDIS_STRIKES_FORGET_MS. */
+    unsigned protocol_strikes;
+    uint64_t up_since_ms; /* uv_now() when the current connection became usable */
     unsigned consecutive_timeouts;
     bool stalled;        /* a command timed out on the UP connection and nothing answered since */
     bool probe_pending;  /* a PROBE record has not completed yet */
