@@ -3,6 +3,7 @@
 #include "cache/key.h"
 #include "cache/store.h"
 #include "core/error.h"
+#include "core/list.h"
 #include "core/fmt.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -32,7 +33,7 @@ typedef struct dc_sse_channel dc_sse_channel_t;
 struct dc_sse_sub {
     dc_request_t *r; /* a reference while attached; NULL once detached */
     dc_sse_channel_t *ch;
-    dc_sse_sub_t *prev, *next; /* in ch->subs[worker] */
+    dc_list_node_t link; /* in ch->subs[worker] */
     dc_sse_event_t *q[SUB_QMAX];
     size_t qhead, qn, qbytes, qmax_bytes;
     dc_sse_event_t *sending[SEND_BATCH];
@@ -74,12 +75,11 @@ struct dc_sse_channel {
     dc_redis_sub_t *fsub;     /* fleet: this channel's pub/sub subscription (events of whoever polls) */
     bool leader;              /* fleet: this instance holds the channel's lease and polls */
 
-    dc_sse_sub_t **subs; /* [nworkers]: list heads, each touched only by its worker */
+    dc_list_t *subs; /* [nworkers]: subscribers through s->link (newest first), each touched only by its worker */
 };
 
-struct fan_msg;
 typedef struct fan_queue { /* one per worker, touched only by that worker */
-    struct fan_msg *head, *tail;
+    dc_list_t jobs;        /* fan_msg_t through j->link, in order */
     uv_idle_t idle;
     bool ready;
 } fan_queue_t;
@@ -144,6 +144,8 @@ dc_sse_t *dc_sse_create(struct dc_worker *workers, unsigned nworkers)
     h->workers = workers;
     h->nworkers = nworkers;
     h->fanq = dc_calloc(nworkers, sizeof(*h->fanq));
+    for (unsigned i = 0; i < nworkers; i++)
+        dc_list_init(&h->fanq[i].jobs);
     g_hub = h;
     dc_http_register_streams(&stream_ops);
     return h;
@@ -285,32 +287,43 @@ typedef struct fan_msg {
     dc_sse_event_t *ev;
     unsigned worker;
     dc_sse_sub_t *cursor; /* next subscriber to get it (fixed up when that one leaves) */
-    struct fan_msg *qnext;
+    dc_list_node_t link;  /* in the worker's fan_queue_t */
 } fan_msg_t;
+
+/* The subscriber after `s` in its channel's list for worker `wid`, or NULL. */
+static dc_sse_sub_t *sub_next(dc_sse_channel_t *ch, unsigned wid, dc_sse_sub_t *s)
+{
+    dc_list_node_t *n = dc_list_next(&ch->subs[wid], &s->link);
+    return n != NULL ? dc_container_of(n, dc_sse_sub_t, link) : NULL;
+}
+
+static fan_msg_t *fan_first(fan_queue_t *q)
+{
+    dc_list_node_t *n = dc_list_first(&q->jobs);
+    return n != NULL ? dc_container_of(n, fan_msg_t, link) : NULL;
+}
 
 static void on_fan_idle(uv_idle_t *h);
 
 static void fan_run(fan_queue_t *q)
 {
     size_t budget = FAN_SLICE;
-    while (q->head != NULL && budget > 0) {
-        fan_msg_t *j = q->head;
+    fan_msg_t *j;
+    while ((j = fan_first(q)) != NULL && budget > 0) {
         while (j->cursor != NULL && budget > 0) {
             dc_sse_sub_t *s = j->cursor;
-            j->cursor = s->next; /* before: delivering may end s's request */
+            j->cursor = sub_next(j->ch, j->worker, s); /* before: delivering may end s's request */
             sub_deliver(s, j->ev);
             budget--;
         }
         if (j->cursor != NULL)
             break;
-        q->head = j->qnext;
-        if (q->head == NULL)
-            q->tail = NULL;
+        dc_list_remove(&j->link);
         dc_sse_event_release(j->ev);
         channel_release(j->ch);
         free(j);
     }
-    if (q->head != NULL)
+    if (!dc_list_empty(&q->jobs))
         uv_idle_start(&q->idle, on_fan_idle);
     else if (q->ready)
         uv_idle_stop(&q->idle);
@@ -330,14 +343,10 @@ static void fan_add(fan_msg_t *j)
         q->idle.data = q;
         q->ready = true;
     }
-    j->cursor = j->ch->subs[j->worker];
-    j->qnext = NULL;
-    if (q->tail != NULL)
-        q->tail->qnext = j;
-    else
-        q->head = j;
-    q->tail = j;
-    if (q->head == j)
+    dc_list_node_t *first = dc_list_first(&j->ch->subs[j->worker]);
+    j->cursor = first != NULL ? dc_container_of(first, dc_sse_sub_t, link) : NULL;
+    dc_list_push_back(&q->jobs, &j->link);
+    if (fan_first(q) == j)
         fan_run(q); /* nothing ahead of it: start now */
 }
 
@@ -742,6 +751,8 @@ static dc_sse_channel_t *channel_get(dc_worker_t *w, dc_snapshot_t *snap, const 
     ch->last_event_ms = dc_now_mono_ms();
     pthread_mutex_init(&ch->lock, NULL);
     ch->subs = dc_calloc(hub->nworkers, sizeof(*ch->subs));
+    for (unsigned i = 0; i < hub->nworkers; i++)
+        dc_list_init(&ch->subs[i]);
     uv_timer_init(&w->loop, &ch->timer);
     ch->timer.data = ch;
     ch->bucket_next = hub->buckets[hash % NBUCKETS];
@@ -758,15 +769,13 @@ void dc_sse_detach(dc_sse_sub_t *s)
 {
     dc_sse_channel_t *ch = s->ch;
     unsigned wid = s->r->worker->id;
-    for (fan_msg_t *j = ch->hub->fanq[wid].head; j != NULL; j = j->qnext)
+    dc_list_node_t *n;
+    dc_list_foreach (n, &ch->hub->fanq[wid].jobs) {
+        fan_msg_t *j = dc_container_of(n, fan_msg_t, link);
         if (j->cursor == s)
-            j->cursor = s->next;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        ch->subs[wid] = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
+            j->cursor = sub_next(ch, wid, s);
+    }
+    dc_list_remove(&s->link);
     sub_release_queue(s);
     sub_release_sending(s);
     s->r->sse = NULL;
@@ -814,11 +823,7 @@ void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
 
     dc_sse_channel_t *ch = channel_get(r->worker, r->snap, st, rule, key, key_len, query, qlen);
     s->ch = ch;
-    unsigned wid = r->worker->id;
-    s->next = ch->subs[wid];
-    if (s->next != NULL)
-        s->next->prev = s;
-    ch->subs[wid] = s;
+    dc_list_push_front(&ch->subs[r->worker->id], &s->link);
 
     /* retry hint, then what the client missed (Last-Event-ID) or the latest state */
     dc_sse_event_t *retry = dc_sse_event_retry(st->interval_ms * 2 > 1000 ? st->interval_ms * 2 : 1000);
@@ -863,7 +868,9 @@ static dc_request_t **collect_subscribers(dc_sse_t *hub, dc_worker_t *w, size_t 
     pthread_mutex_lock(&hub->lock);
     for (unsigned b = 0; b < NBUCKETS; b++) {
         for (dc_sse_channel_t *ch = hub->buckets[b]; ch != NULL; ch = ch->bucket_next) {
-            for (dc_sse_sub_t *s = ch->subs[w->id]; s != NULL; s = s->next) {
+            dc_list_node_t *node;
+            dc_list_foreach (node, &ch->subs[w->id]) {
+                dc_sse_sub_t *s = dc_container_of(node, dc_sse_sub_t, link);
                 if (k == cap) {
                     cap *= 2;
                     out = dc_realloc(out, cap * sizeof(*out));
@@ -958,15 +965,14 @@ void dc_sse_worker_finish(dc_worker_t *w)
     if (hub == NULL)
         return;
     fan_queue_t *q = &hub->fanq[w->id];
-    while (q->head != NULL) { /* no subscriber is left: what is queued only releases */
-        fan_msg_t *j = q->head;
+    dc_list_node_t *n;
+    while ((n = dc_list_pop_front(&q->jobs)) != NULL) { /* no subscriber is left: what is queued only releases */
+        fan_msg_t *j = dc_container_of(n, fan_msg_t, link);
         DC_ASSERT(j->cursor == NULL);
-        q->head = j->qnext;
         dc_sse_event_release(j->ev);
         channel_release(j->ch);
         free(j);
     }
-    q->tail = NULL;
     if (q->ready) {
         q->ready = false;
         uv_close((uv_handle_t *)&q->idle, NULL); /* the queue lives in the hub, freed after the loops */
