@@ -26,8 +26,7 @@ static size_t values(const dc_list_t *l, int *out, size_t cap)
 {
     size_t n = 0;
     const dc_list_node_t *node;
-    dc_list_foreach(node, l)
-    {
+    dc_list_foreach (node, l) {
         assert_true(node->_next->_prev == node);
         assert_true(n < cap);
         out[n++] = dc_container_of(node, item_t, link)->value;
@@ -117,8 +116,7 @@ static void test_foreach_safe_removes_current(void **state)
     /* remove and free the odd ones while walking (ASan sees any touch of a freed node) */
     dc_list_node_t *node, *tmp;
     int seen = 0;
-    dc_list_foreach_safe(node, tmp, &l)
-    {
+    dc_list_foreach_safe (node, tmp, &l) {
         item_t *it = item_of(node);
         assert_int_equal(it->value, seen++);
         if (it->value % 2 == 1) {
@@ -132,8 +130,7 @@ static void test_foreach_safe_removes_current(void **state)
     for (int i = 0; i < 5; i++)
         assert_int_equal(v[i], 2 * i);
     /* and empty it completely the same way */
-    dc_list_foreach_safe(node, tmp, &l)
-    {
+    dc_list_foreach_safe (node, tmp, &l) {
         dc_list_remove(node);
         free(item_of(node));
     }
