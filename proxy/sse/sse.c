@@ -786,28 +786,18 @@ void dc_sse_detach(dc_sse_sub_t *s)
     free(s);
 }
 
-void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
+/* The cache rule a stream's polls follow: its route's rule for the upstream path, else the stream's own. */
+static const dc_config_cache_rule_t *stream_rule(const dc_config_stream_t *st)
 {
-    h2o_req_t *req = r->req;
-    const char *query = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : "";
-    size_t qlen = req->query_at != SIZE_MAX ? req->path.len - req->query_at - 1 : 0;
     const dc_config_cache_rule_t *rule =
         dc_config_cache_rule_match(st->route, st->upstream_path, strlen(st->upstream_path));
-    if (rule == NULL)
-        rule = &st->poll_rule;
-    size_t key_len;
-    char *key = channel_key(st, rule, query, qlen, &key_len);
-    if (key == NULL) {
-        dc_request_respond_error(r, 400, "malformed query");
-        return;
-    }
-    dc_sse_sub_t *s = dc_calloc(1, sizeof(*s));
-    s->qmax_bytes = st->max_subscriber_buffer;
-    s->r = r;
-    r->sse = s;
-    /* no reference: r lives until its pool is disposed, and that detaches s first */
-    atomic_fetch_add(&st_subscribers, 1);
+    return rule != NULL ? rule : &st->poll_rule;
+}
 
+/* The 200 head of an event stream, sent now (the body follows as events arrive). */
+static void start_event_stream(dc_request_t *r)
+{
+    h2o_req_t *req = r->req;
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
@@ -820,20 +810,13 @@ void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
     r->generator.proceed = dc_out_proceed;
     r->generator.stop = dc_out_stop;
     h2o_start_response(req, &r->generator);
+}
 
-    dc_sse_channel_t *ch = channel_get(r->worker, r->snap, st, rule, key, key_len, query, qlen);
-    s->ch = ch;
-    dc_list_push_front(&ch->subs[r->worker->id], &s->link);
-
-    /* retry hint, then what the client missed (Last-Event-ID) or the latest state */
-    dc_sse_event_t *retry = dc_sse_event_retry(st->interval_ms * 2 > 1000 ? st->interval_ms * 2 : 1000);
-    sub_push(s, retry);
-    dc_sse_event_release(retry);
-    uint64_t last = 0;
-    ssize_t hi = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
-    bool resume =
-        hi >= 0 && dc_sse_parse_last_id(req->headers.entries[hi].value.base, req->headers.entries[hi].value.len, &last);
-    dc_sse_event_t *backlog[DC_SSE_RING];
+/* What a new subscriber is owed from the channel's ring, as new references in backlog[] (returns
+ * the count): resuming (`resume`, after event `last`), the events after `last`, or only the newest
+ * when some were lost between `last` and the ring's oldest; else the latest state. */
+static size_t collect_backlog(dc_sse_channel_t *ch, bool resume, uint64_t last, dc_sse_event_t **backlog)
+{
     size_t nb = 0;
     pthread_mutex_lock(&ch->lock);
     for (size_t i = 0; i < ch->ring_n; i++) {
@@ -853,10 +836,51 @@ void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
     if (!resume && ch->ring_n > 0)
         backlog[nb++] = dc_sse_event_ref(ch->ring[(ch->ring_head + ch->ring_n - 1) % DC_SSE_RING]);
     pthread_mutex_unlock(&ch->lock);
+    return nb;
+}
+
+/* A new subscriber's first events: the retry hint, then what it missed (Last-Event-ID) or the
+ * latest state. */
+static void send_first_events(dc_sse_sub_t *s, const dc_config_stream_t *st, h2o_req_t *req)
+{
+    dc_sse_event_t *retry = dc_sse_event_retry(st->interval_ms * 2 > 1000 ? st->interval_ms * 2 : 1000);
+    sub_push(s, retry);
+    dc_sse_event_release(retry);
+    uint64_t last = 0;
+    ssize_t hi = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
+    bool resume =
+        hi >= 0 && dc_sse_parse_last_id(req->headers.entries[hi].value.base, req->headers.entries[hi].value.len, &last);
+    dc_sse_event_t *backlog[DC_SSE_RING];
+    size_t nb = collect_backlog(s->ch, resume, last, backlog);
     for (size_t i = 0; i < nb; i++) {
         sub_push(s, backlog[i]);
         dc_sse_event_release(backlog[i]);
     }
+}
+
+void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
+{
+    h2o_req_t *req = r->req;
+    const char *query = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : "";
+    size_t qlen = req->query_at != SIZE_MAX ? req->path.len - req->query_at - 1 : 0;
+    const dc_config_cache_rule_t *rule = stream_rule(st);
+    size_t key_len;
+    char *key = channel_key(st, rule, query, qlen, &key_len);
+    if (key == NULL) {
+        dc_request_respond_error(r, 400, "malformed query");
+        return;
+    }
+    dc_sse_sub_t *s = dc_calloc(1, sizeof(*s));
+    s->qmax_bytes = st->max_subscriber_buffer;
+    s->r = r;
+    r->sse = s;
+    /* no reference: r lives until its pool is disposed, and that detaches s first */
+    atomic_fetch_add(&st_subscribers, 1);
+    start_event_stream(r);
+    dc_sse_channel_t *ch = channel_get(r->worker, r->snap, st, rule, key, key_len, query, qlen);
+    s->ch = ch;
+    dc_list_push_front(&ch->subs[r->worker->id], &s->link);
+    send_first_events(s, st, req);
 }
 
 /* This worker's subscribers, each as a new reference to its request: collected under the registry
