@@ -1,6 +1,7 @@
 #include "cache/growing.h"
 #include "core/refcount.h"
 #include "core/error.h"
+#include "core/list.h"
 
 #include <stdlib.h>
 
@@ -10,7 +11,7 @@ struct dc_growing {
     dc_shared_body_t *body;
     size_t expected;
     bool ended, error;
-    dc_growing_sub_t *subs;
+    dc_list_t subs; /* through sub->link, newest first */
 };
 
 dc_growing_t *dc_growing_create(dc_shared_body_t *body, size_t expected)
@@ -20,6 +21,7 @@ dc_growing_t *dc_growing_create(dc_shared_body_t *body, size_t expected)
     pthread_mutex_init(&g->lock, NULL);
     g->body = dc_shared_body_ref(body);
     g->expected = expected;
+    dc_list_init(&g->subs);
     return g;
 }
 
@@ -33,7 +35,7 @@ void dc_growing_release(dc_growing_t *g)
 {
     if (g == NULL || !dc_refcount_drop(&g->refs))
         return;
-    DC_ASSERT(g->subs == NULL);
+    DC_ASSERT(dc_list_empty(&g->subs));
     dc_shared_body_release(g->body);
     pthread_mutex_destroy(&g->lock);
     free(g);
@@ -52,9 +54,12 @@ size_t dc_growing_expected(dc_growing_t *g)
 /* Lock held. Post one wake-up per subscriber unless one is already queued. */
 static void wake_all(dc_growing_t *g)
 {
-    for (dc_growing_sub_t *s = g->subs; s != NULL; s = s->next)
+    dc_list_node_t *n;
+    dc_list_foreach (n, &g->subs) {
+        dc_growing_sub_t *s = dc_container_of(n, dc_growing_sub_t, link);
         if (!atomic_exchange(&s->pending, true))
             s->post(s->target, &s->msg);
+    }
 }
 
 void dc_growing_append(dc_growing_t *g, const char *p, size_t len)
@@ -92,8 +97,8 @@ void dc_growing_subscribe(dc_growing_t *g, dc_growing_sub_t *sub)
     pthread_mutex_lock(&g->lock);
     atomic_store(&sub->pending, false);
     sub->cancelled = false;
-    sub->next = g->subs;
-    g->subs = sub;
+    sub->link = (dc_list_node_t){0}; /* not subscribed: the caller need not zero it */
+    dc_list_push_front(&g->subs, &sub->link);
     /* bytes may already be there: wake once so the subscriber starts sending */
     if (!atomic_exchange(&sub->pending, true))
         sub->post(sub->target, &sub->msg);
@@ -103,12 +108,8 @@ void dc_growing_subscribe(dc_growing_t *g, dc_growing_sub_t *sub)
 bool dc_growing_unsubscribe(dc_growing_t *g, dc_growing_sub_t *sub)
 {
     pthread_mutex_lock(&g->lock);
-    dc_growing_sub_t **pp = &g->subs;
-    while (*pp != NULL && *pp != sub)
-        pp = &(*pp)->next;
-    if (*pp == sub)
-        *pp = sub->next;
-    sub->next = NULL;
+    if (dc_list_node_linked(&sub->link)) /* unsubscribing twice is harmless */
+        dc_list_remove(&sub->link);
     bool queued = atomic_load(&sub->pending);
     if (queued)
         sub->cancelled = true;

@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include "cache/store.h"
+#include "core/list.h"
 #include "core/mailbox.h"
 
 typedef struct dc_growing dc_growing_t;
@@ -29,8 +30,8 @@ typedef struct dc_growing_sub {
     void *target; /* the subscriber's worker */
     void (*post)(void *target, dc_msg_t *msg);
     atomic_bool pending;
-    bool cancelled; /* set by unsubscribe while a wake-up was queued */
-    struct dc_growing_sub *next;
+    bool cancelled;      /* set by unsubscribe while a wake-up was queued */
+    dc_list_node_t link; /* in the growing body's subscribers (set by subscribe) */
 } dc_growing_sub_t;
 
 /* Wrap `body` (a reference is taken); `expected` = final length when known, else 0. */

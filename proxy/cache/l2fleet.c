@@ -31,8 +31,8 @@ uint64_t dc_fleet_l2_hits(void)
 /* ---- fill notices: this module's state on each fleet connection ---- */
 
 typedef struct l2fleet {
-    char *channel;            /* "<prefix>fill" */
-    dc_fleet_watch_t watches; /* sentinel of the followers waiting on this worker */
+    char *channel;     /* "<prefix>fill" */
+    dc_list_t watches; /* the followers waiting on this worker, through w->link (oldest first) */
 } l2fleet_t;
 
 /* A notice (key) from any instance's leader, or NULL after (re)subscribing: whatever was announced
@@ -40,25 +40,18 @@ typedef struct l2fleet {
 static void on_fill_notice(void *data, const char *key, size_t len)
 {
     l2fleet_t *l = data;
-    dc_fleet_watch_t fired = {.next = &fired, .prev = &fired};
-    dc_fleet_watch_t *w = l->watches.next;
-    while (w != &l->watches) { /* move the matches aside first: callbacks may unwatch others */
-        dc_fleet_watch_t *next = w->next;
+    dc_list_t fired;
+    dc_list_init(&fired);
+    dc_list_node_t *n, *tmp;
+    dc_list_foreach_safe (n, tmp, &l->watches) { /* move the matches aside first: callbacks may unwatch others */
+        dc_fleet_watch_t *w = dc_container_of(n, dc_fleet_watch_t, link);
         if (key == NULL || (w->len == len && memcmp(w->key, key, len) == 0)) {
-            w->prev->next = w->next;
-            w->next->prev = w->prev;
-            w->next = &fired;
-            w->prev = fired.prev;
-            fired.prev->next = w;
-            fired.prev = w;
+            dc_list_remove(n);
+            dc_list_push_back(&fired, n);
         }
-        w = next;
     }
-    while (fired.next != &fired) {
-        w = fired.next;
-        w->prev->next = w->next;
-        w->next->prev = w->prev;
-        w->next = w->prev = NULL;
+    while ((n = dc_list_pop_front(&fired)) != NULL) {
+        dc_fleet_watch_t *w = dc_container_of(n, dc_fleet_watch_t, link);
         w->cb(w);
     }
 }
@@ -67,7 +60,7 @@ static void *l2fleet_create(dc_fleet_t *f)
 {
     l2fleet_t *l = dc_calloc(1, sizeof(*l));
     l->channel = dc_fleet_key(f, "fill", "", 0);
-    l->watches.next = l->watches.prev = &l->watches;
+    dc_list_init(&l->watches);
     /* the subscription is owned by the fleet's subscriber and goes with it */
     dc_fleet_subscribe(f, l->channel, on_fill_notice, l);
     return l;
@@ -76,8 +69,8 @@ static void *l2fleet_create(dc_fleet_t *f)
 static void l2fleet_destroy(dc_fleet_t *f, void *state)
 {
     l2fleet_t *l = state;
-    while (l->watches.next != &l->watches) /* followers still waiting are detached: no callback */
-        dc_fleet_unwatch(f, l->watches.next);
+    while (!dc_list_empty(&l->watches)) /* followers still waiting are detached: no callback */
+        dc_fleet_unwatch(f, dc_container_of(dc_list_first(&l->watches), dc_fleet_watch_t, link));
     free(l->channel);
     free(l);
 }
@@ -102,20 +95,14 @@ static l2fleet_t *l2fleet(dc_fleet_t *f)
 void dc_fleet_watch(dc_fleet_t *f, dc_fleet_watch_t *w)
 {
     l2fleet_t *l = l2fleet(f);
-    DC_ASSERT(w->next == NULL);
-    w->next = &l->watches;
-    w->prev = l->watches.prev;
-    l->watches.prev->next = w;
-    l->watches.prev = w;
+    dc_list_push_back(&l->watches, &w->link); /* asserts w is not watching */
 }
 
 void dc_fleet_unwatch(dc_fleet_t *f, dc_fleet_watch_t *w)
 {
-    if (w->next == NULL)
-        return;
-    w->prev->next = w->next;
-    w->next->prev = w->prev;
-    w->next = w->prev = NULL;
+    (void)f;
+    if (dc_list_node_linked(&w->link))
+        dc_list_remove(&w->link);
 }
 
 /* ---- L2 ---- */

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/list.h"
 #include "redis/fleet.h"
 
 /* L2 get: the callback runs later with err 0 and the value (NULL/0 when absent) or err < 0. A
@@ -57,8 +58,8 @@ int dc_fleet_peek(dc_fleet_t *f, const char *key, size_t len, dc_fleet_peek_cb c
  * L2 by then, or there is none), or when the notice channel was (re)subscribed (notices may have
  * been missed). Notices are a shortcut: followers keep polling with dc_fleet_peek as well. */
 typedef struct dc_fleet_watch {
-    struct dc_fleet_watch *prev, *next; /* NULL when not watching */
-    const char *key;                    /* borrowed while watching */
+    dc_list_node_t link; /* not linked when not watching */
+    const char *key;     /* borrowed while watching */
     size_t len;
     void (*cb)(struct dc_fleet_watch *w);
 } dc_fleet_watch_t;

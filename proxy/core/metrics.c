@@ -169,85 +169,100 @@ static void label_counter_family(outbuf_t *b, dc_metrics_kind_t kind, const char
     }
 }
 
-char *dc_metrics_render(size_t *len)
+/* Client requests by route and status class, and requests the checks refused. Caller holds registry_lock. */
+static void render_requests(outbuf_t *b)
 {
-    outbuf_t b = {dc_malloc(16384), 0, 16384};
-    b.p[0] = '\0';
-    pthread_mutex_lock(&registry_lock);
-
-    out(&b, "# HELP dexcache_requests_total Client requests by route prefix and status class.\n"
-            "# TYPE dexcache_requests_total counter\n");
+    out(b, "# HELP dexcache_requests_total Client requests by route prefix and status class.\n"
+           "# TYPE dexcache_requests_total counter\n");
     for (unsigned id = 0; id < nlabels[DC_METRICS_ROUTE]; id++) {
         for (unsigned c = 0; c < 6; c++) {
             uint64_t v = SUM(requests[id][c]);
             if (v == 0 && id == 0)
                 continue;
-            out(&b, "dexcache_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
+            out(b, "dexcache_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
                 id == 0 ? "none" : labels[DC_METRICS_ROUTE][id], class_names[c], (unsigned long long)v);
         }
     }
-    out(&b, "# HELP dexcache_rejected_requests_total Requests refused by the request checks, by status class.\n"
-            "# TYPE dexcache_rejected_requests_total counter\n");
+    out(b, "# HELP dexcache_rejected_requests_total Requests refused by the request checks, by status class.\n"
+           "# TYPE dexcache_rejected_requests_total counter\n");
     for (unsigned c = 4; c < 6; c++)
-        out(&b, "dexcache_rejected_requests_total{code=\"%s\"} %llu\n", class_names[c],
+        out(b, "dexcache_rejected_requests_total{code=\"%s\"} %llu\n", class_names[c],
             (unsigned long long)SUM(rejected[c]));
+}
 
-    out(&b, "# HELP dexcache_upstream_responses_total Upstream attempts by outcome (error = no response).\n"
-            "# TYPE dexcache_upstream_responses_total counter\n");
+/* Upstream attempts by outcome; attempts, retries and timeouts per upstream. Caller holds registry_lock. */
+static void render_upstream_counters(outbuf_t *b)
+{
+    out(b, "# HELP dexcache_upstream_responses_total Upstream attempts by outcome (error = no response).\n"
+           "# TYPE dexcache_upstream_responses_total counter\n");
     for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++) {
         const char *u = labels[DC_METRICS_UPSTREAM][id];
         for (unsigned c = 0; c < 6; c++)
-            out(&b, "dexcache_upstream_responses_total{upstream=\"%s\",code=\"%s\"} %llu\n", u,
+            out(b, "dexcache_upstream_responses_total{upstream=\"%s\",code=\"%s\"} %llu\n", u,
                 c == 0 ? "error" : class_names[c], (unsigned long long)SUM(upstream_responses[id][c]));
     }
-    label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_requests_total",
+    label_counter_family(b, DC_METRICS_UPSTREAM, "dexcache_upstream_requests_total",
                          "Upstream attempts (each retry counts).", offsetof(dc_worker_metrics_t, upstream_attempts));
-    label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_retries_total", "Retried upstream attempts.",
+    label_counter_family(b, DC_METRICS_UPSTREAM, "dexcache_upstream_retries_total", "Retried upstream attempts.",
                          offsetof(dc_worker_metrics_t, upstream_retries));
-    label_counter_family(&b, DC_METRICS_UPSTREAM, "dexcache_upstream_timeouts_total",
+    label_counter_family(b, DC_METRICS_UPSTREAM, "dexcache_upstream_timeouts_total",
                          "Upstream fetches that hit their deadline.", offsetof(dc_worker_metrics_t, upstream_timeouts));
+}
 
-    out(&b, "# HELP dexcache_upstream_latency_seconds Time from the start of a fetch to the response head.\n"
-            "# TYPE dexcache_upstream_latency_seconds histogram\n");
+/* The per-upstream latency histogram (start of a fetch to the response head). Caller holds registry_lock. */
+static void render_upstream_latency(outbuf_t *b)
+{
+    out(b, "# HELP dexcache_upstream_latency_seconds Time from the start of a fetch to the response head.\n"
+           "# TYPE dexcache_upstream_latency_seconds histogram\n");
     for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++) {
         const char *u = labels[DC_METRICS_UPSTREAM][id];
         uint64_t cum = 0;
         for (unsigned k = 0; k < DC_METRICS_LATENCY_BUCKETS; k++) {
             cum += SUM(upstream_latency[id][k]);
-            out(&b, "dexcache_upstream_latency_seconds_bucket{upstream=\"%s\",le=\"%g\"} %llu\n", u,
+            out(b, "dexcache_upstream_latency_seconds_bucket{upstream=\"%s\",le=\"%g\"} %llu\n", u,
                 (double)latency_bounds_us[k] / 1e6, (unsigned long long)cum);
         }
         cum += SUM(upstream_latency[id][DC_METRICS_LATENCY_BUCKETS]);
-        out(&b, "dexcache_upstream_latency_seconds_bucket{upstream=\"%s\",le=\"+Inf\"} %llu\n", u,
+        out(b, "dexcache_upstream_latency_seconds_bucket{upstream=\"%s\",le=\"+Inf\"} %llu\n", u,
             (unsigned long long)cum);
-        out(&b, "dexcache_upstream_latency_seconds_sum{upstream=\"%s\"} %.6f\n", u,
+        out(b, "dexcache_upstream_latency_seconds_sum{upstream=\"%s\"} %.6f\n", u,
             (double)SUM(upstream_latency_sum_us[id]) / 1e6);
-        out(&b, "dexcache_upstream_latency_seconds_count{upstream=\"%s\"} %llu\n", u, (unsigned long long)cum);
+        out(b, "dexcache_upstream_latency_seconds_count{upstream=\"%s\"} %llu\n", u, (unsigned long long)cum);
     }
+}
 
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_hits_total", "Answers from a fresh cached entry.",
+/* The per-route cache and limit counters. Caller holds registry_lock. */
+static void render_cache_counters(outbuf_t *b)
+{
+    label_counter_family(b, DC_METRICS_ROUTE, "dexcache_cache_hits_total", "Answers from a fresh cached entry.",
                          offsetof(dc_worker_metrics_t, cache_hits));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_misses_total",
+    label_counter_family(b, DC_METRICS_ROUTE, "dexcache_cache_misses_total",
                          "Cacheable requests that went to the origin.", offsetof(dc_worker_metrics_t, cache_misses));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_stale_total",
+    label_counter_family(b, DC_METRICS_ROUTE, "dexcache_cache_stale_total",
                          "Answers from a stale copy (revalidating or origin failing).",
                          offsetof(dc_worker_metrics_t, cache_stale));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_collapsed_total",
+    label_counter_family(b, DC_METRICS_ROUTE, "dexcache_cache_collapsed_total",
                          "Requests served by another request's fetch.", offsetof(dc_worker_metrics_t, cache_collapsed));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_stores_total", "Entries stored.",
+    label_counter_family(b, DC_METRICS_ROUTE, "dexcache_cache_stores_total", "Entries stored.",
                          offsetof(dc_worker_metrics_t, cache_stores));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_bypass_total",
+    label_counter_family(b, DC_METRICS_ROUTE, "dexcache_cache_bypass_total",
                          "Requests not cacheable (method, rule, auth, hit-for-pass).",
                          offsetof(dc_worker_metrics_t, cache_bypass));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_cache_refreshes_total",
+    label_counter_family(b, DC_METRICS_ROUTE, "dexcache_cache_refreshes_total",
                          "Background refreshes started (stale-while-revalidate).",
                          offsetof(dc_worker_metrics_t, cache_refreshes));
-    label_counter_family(&b, DC_METRICS_ROUTE, "dexcache_limited_total", "Requests refused by the per-client limit.",
+    label_counter_family(b, DC_METRICS_ROUTE, "dexcache_limited_total", "Requests refused by the per-client limit.",
                          offsetof(dc_worker_metrics_t, limited));
+}
+
+/* The cache owner's gauges and totals (through the registered cache source), when there is one. Caller holds
+ * registry_lock. */
+static void render_cache_gauges(outbuf_t *b)
+{
     if (cache_source != NULL) {
         dc_metrics_cache_view_t cv;
         cache_source(cache_source_ctx, &cv);
-        out(&b,
+        out(b,
             "# HELP dexcache_cache_entries Entries in the cache.\n# TYPE dexcache_cache_entries gauge\n"
             "dexcache_cache_entries %llu\n"
             "# HELP dexcache_cache_bytes Bytes charged to the cache.\n# TYPE dexcache_cache_bytes gauge\n"
@@ -268,9 +283,13 @@ char *dc_metrics_render(size_t *len)
             (unsigned long long)cv.evictions, (unsigned long long)cv.expired, (unsigned long long)cv.purged,
             (unsigned long long)cv.too_big, (unsigned long long)cv.inflight);
     }
+}
 
+/* Client connections, requests in flight and bytes sent. Caller holds registry_lock. */
+static void render_connections(outbuf_t *b)
+{
     uint64_t acc = SUM(connections_accepted), closed = SUM(connections_closed);
-    out(&b,
+    out(b,
         "# HELP dexcache_connections_open Client connections currently open.\n"
         "# TYPE dexcache_connections_open gauge\n"
         "dexcache_connections_open %llu\n"
@@ -285,7 +304,12 @@ char *dc_metrics_render(size_t *len)
         "dexcache_response_bytes_total %llu\n",
         (unsigned long long)(acc >= closed ? acc - closed : 0), (unsigned long long)acc,
         (unsigned long long)SUM(requests_active), (unsigned long long)SUM(bytes_out));
-    out(&b,
+}
+
+/* The HTTP/2 guard's resets, closes and dropped deferrals. Caller holds registry_lock. */
+static void render_h2_guard(outbuf_t *b)
+{
+    out(b,
         "# HELP dexcache_h2_early_resets_total HTTP/2 streams the client reset before their answer.\n"
         "# TYPE dexcache_h2_early_resets_total counter\n"
         "dexcache_h2_early_resets_total %llu\n"
@@ -299,9 +323,12 @@ char *dc_metrics_render(size_t *len)
         "dexcache_h2_deferred_dropped_total %llu\n",
         (unsigned long long)SUM(h2_early_resets), (unsigned long long)SUM(h2_abuse_closed[0]),
         (unsigned long long)SUM(h2_abuse_closed[1]), (unsigned long long)SUM(h2_deferred_dropped));
-    for (unsigned i = 0; i < nsources; i++)
-        sources[i].render(sources[i].ctx, &b);
-    out(&b,
+}
+
+/* Process-wide counters (reloads, key quarantines, late budget slots) and uptime. Caller holds registry_lock. */
+static void render_process(outbuf_t *b)
+{
+    out(b,
         "# HELP dexcache_config_reloads_total Successful config reloads.\n"
         "# TYPE dexcache_config_reloads_total counter\n"
         "dexcache_config_reloads_total %llu\n"
@@ -323,6 +350,24 @@ char *dc_metrics_render(size_t *len)
         (unsigned long long)__atomic_load_n(&dc_metrics_process.key_quarantines, __ATOMIC_RELAXED),
         (unsigned long long)__atomic_load_n(&dc_metrics_process.budget_late_rereserves, __ATOMIC_RELAXED),
         (double)(dc_now_wall_ms() - dc_metrics_process.start_wall_ms) / 1000.0);
+}
+
+/* Families in a fixed order (scrapers and tests read them by name; the order is kept for diffs). */
+char *dc_metrics_render(size_t *len)
+{
+    outbuf_t b = {dc_malloc(16384), 0, 16384};
+    b.p[0] = '\0';
+    pthread_mutex_lock(&registry_lock);
+    render_requests(&b);
+    render_upstream_counters(&b);
+    render_upstream_latency(&b);
+    render_cache_counters(&b);
+    render_cache_gauges(&b);
+    render_connections(&b);
+    render_h2_guard(&b);
+    for (unsigned i = 0; i < nsources; i++)
+        sources[i].render(sources[i].ctx, &b);
+    render_process(&b);
     pthread_mutex_unlock(&registry_lock);
     *len = b.len;
     return b.p;

@@ -542,26 +542,21 @@ static void on_want_release(dc_waiter_t *w)
         br_done(br);
 }
 
-bool dc_batch_try(dc_request_t *r)
+/* The ids of a batchable request, split from its id parameter into pool memory: empty items and
+ * repeats dropped, the client's order kept. Returns the count, or 0 when the request is not batched
+ * (no id parameter, other parameters too, more ids than one upstream request takes). */
+static size_t read_id_list(h2o_req_t *req, const dc_config_batch_t *bc, char ***ids_out, size_t **lens_out)
 {
-    if (batch_slot == NO_SLOT)
-        return false;
-    dc_batcher_t *b = dc_snapshot_route_slot(r->snap, r->route, batch_slot);
-    if (b == NULL)
-        return false;
-    h2o_req_t *req = r->req;
-    const dc_config_batch_t *bc = &r->route->batch;
     if (req->query_at == SIZE_MAX)
-        return false;
+        return 0;
     const char *q = req->path.base + req->query_at + 1;
     size_t qlen = req->path.len - req->query_at - 1;
     char *val = h2o_mem_alloc_pool(&req->pool, qlen + 1);
     long vl = dc_cache_query_param(q, qlen, bc->param, val, qlen + 1);
     if (vl <= 0)
-        return false;
+        return 0;
     if (!dc_cache_query_only(q, qlen, bc->param)) /* not batched: a window mixes only plain id lists */
-        return false;
-    /* split, drop empty items and repeats, keep the client's order */
+        return 0;
     char **ids = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * MAX_IDS_PER_REQUEST);
     size_t *lens = h2o_mem_alloc_pool(&req->pool, sizeof(size_t) * MAX_IDS_PER_REQUEST);
     size_t n = 0;
@@ -573,12 +568,76 @@ bool dc_batch_try(dc_request_t *r)
             dup = lens[i] == il && memcmp(ids[i], p, il) == 0;
         if (il > 0 && !dup) {
             if (n == bc->max || n == MAX_IDS_PER_REQUEST)
-                return false; /* more than one upstream request allows: the upstream decides */
+                return 0; /* more than one upstream request allows: the upstream decides */
             ids[n] = p;
             lens[n++] = il;
         }
         p += il + 1;
     }
+    *ids_out = ids;
+    *lens_out = lens;
+    return n;
+}
+
+/* Set up one id of br: answered now (a fresh cached entry, or an id too long for a key: the want
+ * is settled and br->pending dropped), or waiting on the id's flight (joined, or led through the
+ * batcher, which then owns the key and the stale copy). */
+static void want_start(dc_batcher_t *b, batch_req_t *br, want_t *wt, char *id, size_t id_len, uint64_t now)
+{
+    dc_request_t *r = br->r;
+    dc_worker_t *w = r->worker;
+    const dc_config_batch_t *bc = &r->route->batch;
+    wt->br = br;
+    size_t pql;
+    char *pq = path_query(bc->path, bc->param, &id, &id_len, 1, &pql);
+    size_t key_len;
+    char *key = key_for("GET", r->route, r->rule, pq, pql, &key_len);
+    free(pq);
+    if (key == NULL) {
+        wt->status = 414;
+        wt->message = "id too long";
+        br->pending--;
+        return;
+    }
+    uint64_t hash = dc_cache_hash(key, key_len);
+    dc_cache_entry_t *e = dc_cache_lookup(w->cache, key, key_len, hash, now);
+    if (e != NULL && !e->is_pass && dc_cache_entry_freshness(e, false, now) == DC_FRESH) {
+        wt->entry = e;
+        br->pending--;
+        free(key);
+        return;
+    }
+    if (e != NULL && e->is_pass) {
+        dc_cache_entry_release(e);
+        e = NULL;
+    }
+    br->hit = false;
+    wt->waiter.on_result = on_want_result;
+    wt->waiter.on_release = on_want_release;
+    wt->waiter.target = w;
+    wt->waiter.data = wt;
+    dc_flight_t *flight;
+    if (dc_inflight_join(w->inflight, key, key_len, hash, &wt->waiter, &flight) == DC_INFLIGHT_LEADER) {
+        pending_id_t p = {dc_strndup(id, id_len), id_len, key, key_len, hash, flight, e};
+        batcher_add(b, r, &p);
+        dc_inflight_wait_on(w->inflight, flight, &wt->waiter); /* like everyone else */
+        return;                                                /* key and stale now belong to the batcher */
+    }
+    br->collapsed = true;
+    dc_cache_entry_release(e);
+    free(key);
+}
+
+bool dc_batch_try(dc_request_t *r)
+{
+    if (batch_slot == NO_SLOT)
+        return false;
+    dc_batcher_t *b = dc_snapshot_route_slot(r->snap, r->route, batch_slot);
+    if (b == NULL)
+        return false;
+    char **ids;
+    size_t *lens;
+    size_t n = read_id_list(r->req, &r->route->batch, &ids, &lens);
     /* in a fleet a lone id takes the normal path: its key is the same, and that path reads L2 and
      * collapses across instances (the batcher works per instance, on L1) */
     if (n == 0 || (n == 1 && r->worker->fleet != NULL))
@@ -591,50 +650,9 @@ bool dc_batch_try(dc_request_t *r)
     br->wants = dc_calloc(n, sizeof(want_t));
     br->pending = n + 1; /* +1 until every id is set up */
     br->hit = true;
-    dc_worker_t *w = r->worker;
     uint64_t now = dc_now_wall_ms();
-    for (size_t i = 0; i < n; i++) {
-        want_t *wt = &br->wants[i];
-        wt->br = br;
-        size_t pql;
-        char *pq = path_query(bc->path, bc->param, &ids[i], &lens[i], 1, &pql);
-        size_t key_len;
-        char *key = key_for("GET", r->route, r->rule, pq, pql, &key_len);
-        free(pq);
-        if (key == NULL) {
-            wt->status = 414;
-            wt->message = "id too long";
-            br->pending--;
-            continue;
-        }
-        uint64_t hash = dc_cache_hash(key, key_len);
-        dc_cache_entry_t *e = dc_cache_lookup(w->cache, key, key_len, hash, now);
-        if (e != NULL && !e->is_pass && dc_cache_entry_freshness(e, false, now) == DC_FRESH) {
-            wt->entry = e;
-            br->pending--;
-            free(key);
-            continue;
-        }
-        if (e != NULL && e->is_pass) {
-            dc_cache_entry_release(e);
-            e = NULL;
-        }
-        br->hit = false;
-        wt->waiter.on_result = on_want_result;
-        wt->waiter.on_release = on_want_release;
-        wt->waiter.target = w;
-        wt->waiter.data = wt;
-        dc_flight_t *flight;
-        if (dc_inflight_join(w->inflight, key, key_len, hash, &wt->waiter, &flight) == DC_INFLIGHT_LEADER) {
-            pending_id_t p = {dc_strndup(ids[i], lens[i]), lens[i], key, key_len, hash, flight, e};
-            batcher_add(b, r, &p);
-            dc_inflight_wait_on(w->inflight, flight, &wt->waiter); /* like everyone else */
-            continue;                                              /* key and stale now belong to the batcher */
-        }
-        br->collapsed = true;
-        dc_cache_entry_release(e);
-        free(key);
-    }
+    for (size_t i = 0; i < n; i++)
+        want_start(b, br, &br->wants[i], ids[i], lens[i], now);
     if (--br->pending == 0)
         br_done(br);
     return true;

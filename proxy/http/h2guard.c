@@ -12,6 +12,7 @@
  */
 #include "http/h2guard.h"
 #include "core/error.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "http/request.h"
@@ -105,7 +106,7 @@ struct dc_h2conn {
     h2o_conn_t *conn; /* valid while live > 0 (h2o disposes every request before freeing it) */
     uint64_t id;      /* h2o_conn_t::id: tells a reused pointer from the connection we saw */
     dc_h2conn_t *next_in_bucket;
-    dc_request_t *reqs; /* live requests, through r->h2_prev / r->h2_next */
+    dc_list_t reqs; /* live requests, through r->h2_link (newest first) */
     unsigned live;
     uint64_t ended;   /* requests ended (a progress signal) */
     uint64_t last_ms; /* loop time of the last request start or end */
@@ -114,18 +115,14 @@ struct dc_h2conn {
     bool closing; /* we closed it: later disposals are neither answers nor resets */
 };
 
-typedef struct defer_queue {
-    dc_request_t *head, *tail; /* through r->defer_next */
-} defer_queue_t;
-
 struct dc_h2guard {
     dc_worker_t *w;
     dc_h2conn_t **buckets;
     size_t nbuckets, count;
-    dc_h2conn_t *last;   /* the entry of the previous request (consecutive requests share a connection) */
-    defer_queue_t soon;  /* after the current read batch */
-    defer_queue_t later; /* delayed (budget spent), due times in r->defer_due_ms */
-    uv_idle_t idle;      /* runs `soon`: after the poll phase's callbacks, before the next poll */
+    dc_h2conn_t *last; /* the entry of the previous request (consecutive requests share a connection) */
+    dc_list_t soon;    /* after the current read batch, through r->defer_link (FIFO) */
+    dc_list_t later;   /* delayed (budget spent), due times in r->defer_due_ms (FIFO) */
+    uv_idle_t idle;    /* runs `soon`: after the poll phase's callbacks, before the next poll */
     uv_timer_t later_timer;
     uv_timer_t sweep_timer;
     bool idle_on, sweep_on;
@@ -149,6 +146,8 @@ dc_h2guard_t *dc_h2guard_of(dc_worker_t *w)
     g->w = w;
     g->nbuckets = INITIAL_BUCKETS;
     g->buckets = dc_calloc(g->nbuckets, sizeof(*g->buckets));
+    dc_list_init(&g->soon);
+    dc_list_init(&g->later);
     uv_idle_init(&w->loop, &g->idle);
     g->idle.data = g;
     uv_timer_init(&w->loop, &g->later_timer);
@@ -198,6 +197,7 @@ static dc_h2conn_t *entry_get(dc_h2guard_t *g, h2o_conn_t *conn)
     dc_h2conn_t *e = dc_calloc(1, sizeof(*e));
     e->conn = conn;
     e->id = conn->id;
+    dc_list_init(&e->reqs);
     dc_h2guard_budget_init(&e->budget, &lim);
     e->next_in_bucket = g->buckets[b];
     g->buckets[b] = e;
@@ -297,11 +297,7 @@ void dc_h2guard_attach(dc_request_t *r)
     if (e == NULL || e->conn != conn || e->id != conn->id)
         g->last = e = entry_get(g, conn);
     r->h2 = e;
-    r->h2_prev = NULL;
-    r->h2_next = e->reqs;
-    if (e->reqs != NULL)
-        e->reqs->h2_prev = r;
-    e->reqs = r;
+    dc_list_push_front(&e->reqs, &r->h2_link);
     e->live++;
     e->last_ms = uv_now(&r->worker->loop);
     dc_h2guard_budget_request(&e->budget);
@@ -313,14 +309,8 @@ void dc_h2guard_detach(dc_request_t *r)
     h2o_req_t *req = r->req;
     DC_ASSERT(e != NULL && req != NULL && e->live > 0);
     dc_h2guard_t *g = r->worker->h2guard;
-    if (r->h2_prev != NULL)
-        r->h2_prev->h2_next = r->h2_next;
-    else
-        e->reqs = r->h2_next;
-    if (r->h2_next != NULL)
-        r->h2_next->h2_prev = r->h2_prev;
+    dc_list_remove(&r->h2_link);
     r->h2 = NULL;
-    r->h2_prev = r->h2_next = NULL;
     e->live--;
     e->ended++;
     e->last_ms = uv_now(&r->worker->loop);
@@ -341,16 +331,6 @@ void dc_h2guard_detach(dc_request_t *r)
 
 /* ---- deferred upstream starts ---- */
 
-static void queue_push(defer_queue_t *q, dc_request_t *r)
-{
-    r->defer_next = NULL;
-    if (q->tail != NULL)
-        q->tail->defer_next = r;
-    else
-        q->head = r;
-    q->tail = r;
-}
-
 static void run_deferred(dc_h2guard_t *g, dc_request_t *r)
 {
     dc_h2guard_resume_cb cb = r->defer_cb;
@@ -366,34 +346,35 @@ static void on_idle(uv_idle_t *h)
 {
     dc_h2guard_t *g = h->data;
     /* only what is queued now: requests deferred by these callbacks wait for the next round */
-    defer_queue_t q = g->soon;
-    g->soon.head = g->soon.tail = NULL;
-    while (q.head != NULL) {
-        dc_request_t *r = q.head;
-        q.head = r->defer_next;
-        r->defer_next = NULL;
-        run_deferred(g, r);
-    }
-    if (g->soon.head == NULL) {
+    dc_list_t q;
+    dc_list_init(&q);
+    dc_list_splice_back(&q, &g->soon);
+    dc_list_node_t *n;
+    while ((n = dc_list_pop_front(&q)) != NULL)
+        run_deferred(g, dc_container_of(n, dc_request_t, defer_link));
+    if (dc_list_empty(&g->soon)) {
         uv_idle_stop(&g->idle);
         g->idle_on = false;
     }
+}
+
+static dc_request_t *later_first(dc_h2guard_t *g)
+{
+    dc_list_node_t *n = dc_list_first(&g->later);
+    return n != NULL ? dc_container_of(n, dc_request_t, defer_link) : NULL;
 }
 
 static void on_later(uv_timer_t *t)
 {
     dc_h2guard_t *g = t->data;
     uint64_t now = uv_now(&g->w->loop);
-    while (g->later.head != NULL && g->later.head->defer_due_ms <= now) {
-        dc_request_t *r = g->later.head;
-        g->later.head = r->defer_next;
-        if (g->later.head == NULL)
-            g->later.tail = NULL;
-        r->defer_next = NULL;
+    dc_request_t *r;
+    while ((r = later_first(g)) != NULL && r->defer_due_ms <= now) {
+        dc_list_remove(&r->defer_link);
         run_deferred(g, r);
     }
-    if (g->later.head != NULL)
-        uv_timer_start(&g->later_timer, on_later, g->later.head->defer_due_ms - now, 0);
+    if (r != NULL)
+        uv_timer_start(&g->later_timer, on_later, r->defer_due_ms - now, 0);
 }
 
 bool dc_h2guard_defer(dc_request_t *r, dc_h2guard_resume_cb resume, const char *a, const char *b)
@@ -410,7 +391,7 @@ bool dc_h2guard_defer(dc_request_t *r, dc_h2guard_resume_cb resume, const char *
     dc_request_ref(r); /* held by the queue */
     uint64_t delay = dc_h2guard_budget_delay(&r->h2->budget, &lim);
     if (delay == 0) {
-        queue_push(&g->soon, r);
+        dc_list_push_back(&g->soon, &r->defer_link);
         if (!g->idle_on) {
             g->idle_on = true;
             uv_idle_start(&g->idle, on_idle);
@@ -420,8 +401,8 @@ bool dc_h2guard_defer(dc_request_t *r, dc_h2guard_resume_cb resume, const char *
     /* FIFO: the delay is the same for every request (a reload may shorten it: those wait a little more) */
     uint64_t now = uv_now(&r->worker->loop);
     r->defer_due_ms = now + delay;
-    bool was_empty = g->later.head == NULL;
-    queue_push(&g->later, r);
+    bool was_empty = dc_list_empty(&g->later);
+    dc_list_push_back(&g->later, &r->defer_link);
     if (was_empty)
         uv_timer_start(&g->later_timer, on_later, delay, 0);
     return true;
@@ -437,7 +418,9 @@ static void sample_stall(dc_h2guard_t *g, dc_h2conn_t *e, uint64_t now)
     bool blocked = c->_write.buf_in_flight != NULL && c->_write.buf_in_flight->size != 0;
     uint64_t progress = e->ended;
     size_t held = 0;
-    for (dc_request_t *r = e->reqs; r != NULL; r = r->h2_next) {
+    dc_list_node_t *n;
+    dc_list_foreach (n, &e->reqs) {
+        dc_request_t *r = dc_container_of(n, dc_request_t, h2_link);
         h2o_http2_stream_t *st = H2O_STRUCT_FROM_MEMBER(h2o_http2_stream_t, req, r->req);
         if (h2o_http2_stream_has_pending_data(st))
             blocked = true;
@@ -492,7 +475,7 @@ void dc_h2guard_destroy(dc_worker_t *w)
     dc_h2guard_t *g = w->h2guard;
     if (g == NULL)
         return;
-    DC_ASSERT(g->soon.head == NULL && g->later.head == NULL);
+    DC_ASSERT(dc_list_empty(&g->soon) && dc_list_empty(&g->later));
     w->h2guard = NULL;
     for (size_t i = 0; i < g->nbuckets; i++) {
         while (g->buckets[i] != NULL) {

@@ -237,24 +237,40 @@ static bool cache_forwards(const dc_request_t *r, const char *name, size_t len)
  * on pass-through X-Forwarded-Host (the Host the client asked for: not in the cache key, so never
  * sent for a shared answer). Via gets our hop; X-Request-Id is ours.
  */
-const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
+/* What the copy of the client's headers set aside for the lines added after it. */
+typedef struct relayed {
+    const char *xff, *via; /* the client's X-Forwarded-For and Via values, or NULL */
+    size_t xff_len, via_len;
+    bool has_accept;
+} relayed_t;
+
+/* The value of the client's Connection header (the names it lists are hop-by-hop too), or NULL. */
+static const char *connection_value(const h2o_req_t *req, size_t *len)
+{
+    const char *value = NULL;
+    *len = 0;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (header_is(h, H2O_STRLIT("connection"))) {
+            value = h->value.base;
+            *len = h->value.len;
+        }
+    }
+    return value;
+}
+
+/* Copy the client's end-to-end headers into lines[*n...] ("Name: value", pool memory): no hop-by-hop,
+ * framing, spoofable or pseudo headers; the client's API key only where the route forwards it (never
+ * on the cache path), on the cache path only what the rule forwards. X-Forwarded-For and Via are set
+ * aside in *rel for the lines that follow. Sets r->client_key_forwarded. */
+static size_t copy_client_headers(dc_request_t *r, bool for_cache, const char **lines, size_t n, relayed_t *rel)
 {
     h2o_req_t *req = r->req;
     const dc_config_route_t *route = r->route;
     const char *key_header = route->upstream->key_header;
     size_t key_len = key_header ? strlen(key_header) : 0;
-    const char **lines = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * (req->headers.size + 10));
-    size_t n = 0;
-    const char *conn_value = NULL, *xff = NULL, *via = NULL;
-    size_t conn_len = 0, xff_len = 0, via_len = 0;
-    bool has_accept = false;
-    for (size_t i = 0; i < req->headers.size; i++) {
-        const h2o_header_t *h = &req->headers.entries[i];
-        if (header_is(h, H2O_STRLIT("connection"))) {
-            conn_value = h->value.base;
-            conn_len = h->value.len;
-        }
-    }
+    size_t conn_len;
+    const char *conn_value = connection_value(req, &conn_len);
     r->client_key_forwarded = false;
     for (size_t i = 0; i < req->headers.size; i++) {
         const h2o_header_t *h = &req->headers.entries[i];
@@ -268,15 +284,15 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
             (nlen > 0 && name[0] == ':'))
             continue;
         if (header_is(h, H2O_STRLIT("x-forwarded-for"))) {
-            xff = h->value.base; /* believed only from a trusted proxy (below) */
-            xff_len = h->value.len;
+            rel->xff = h->value.base; /* believed only from a trusted proxy (add_forwarded) */
+            rel->xff_len = h->value.len;
             continue;
         }
         if (dc_hop_is_spoofable(name, nlen))
             continue;
         if (header_is(h, H2O_STRLIT("via"))) {
-            via = h->value.base;
-            via_len = h->value.len;
+            rel->via = h->value.base;
+            rel->via_len = h->value.len;
             continue;
         }
         if (key_len > 0 && nlen == key_len && strncasecmp(name, key_header, key_len) == 0) {
@@ -287,18 +303,26 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
         if (for_cache && !cache_forwards(r, name, nlen))
             continue;
         if (header_is(h, H2O_STRLIT("accept")))
-            has_accept = true;
+            rel->has_accept = true;
         lines[n++] = concat(&req->pool, name, nlen, H2O_STRLIT(": "), h->value.base, h->value.len);
     }
+    return n;
+}
+
+/* X-Forwarded-For (the client's chain only from a trusted proxy), X-Forwarded-Proto, and Forwarded
+ * (RFC 7239; with the host and X-Forwarded-Host off the cache path, when the host is safe to quote). */
+static size_t add_forwarded(dc_request_t *r, bool for_cache, const relayed_t *rel, const char **lines, size_t n)
+{
+    h2o_req_t *req = r->req;
     const char *ip = dc_request_client_ip(r);
     size_t iplen = strlen(ip);
-    bool from_trusted = xff != NULL && r->snap != NULL && r->snap->ntrusted > 0 &&
+    bool from_trusted = rel->xff != NULL && r->snap != NULL && r->snap->ntrusted > 0 &&
                         dc_cidr_match_any(r->snap->trusted, r->snap->ntrusted, ip, iplen);
     if (from_trusted)
-        lines[n++] =
-            h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("X-Forwarded-For: ")), h2o_iovec_init(xff, xff_len),
-                       h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(ip, iplen))
-                .base;
+        lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("X-Forwarded-For: ")),
+                                h2o_iovec_init(rel->xff, rel->xff_len), h2o_iovec_init(H2O_STRLIT(", ")),
+                                h2o_iovec_init(ip, iplen))
+                         .base;
     else
         lines[n++] = concat(&req->pool, H2O_STRLIT("X-Forwarded-For: "), ip, iplen, "", 0);
     bool https = req->scheme == &H2O_URL_SCHEME_HTTPS;
@@ -313,32 +337,52 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
         lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Forwarded: for=")), fwd_for,
                                 h2o_iovec_init(proto, strlen(proto)))
                          .base;
-    } else {
-        h2o_iovec_t host = req->authority;
-        bool host_ok = host.len > 0 && host.len < 256 && memchr(host.base, '"', host.len) == NULL &&
-                       memchr(host.base, '\\', host.len) == NULL;
-        if (host_ok) {
-            lines[n++] = concat(&req->pool, H2O_STRLIT("X-Forwarded-Host: "), host.base, host.len, "", 0);
-            lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Forwarded: for=")), fwd_for,
-                                    h2o_iovec_init(H2O_STRLIT(";host=\"")), host, h2o_iovec_init(H2O_STRLIT("\"")),
-                                    h2o_iovec_init(proto, strlen(proto)))
-                             .base;
-        } else {
-            lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Forwarded: for=")), fwd_for,
-                                    h2o_iovec_init(proto, strlen(proto)))
-                             .base;
-        }
+        return n;
     }
+    h2o_iovec_t host = req->authority;
+    bool host_ok = host.len > 0 && host.len < 256 && memchr(host.base, '"', host.len) == NULL &&
+                   memchr(host.base, '\\', host.len) == NULL;
+    if (host_ok) {
+        lines[n++] = concat(&req->pool, H2O_STRLIT("X-Forwarded-Host: "), host.base, host.len, "", 0);
+        lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Forwarded: for=")), fwd_for,
+                                h2o_iovec_init(H2O_STRLIT(";host=\"")), host, h2o_iovec_init(H2O_STRLIT("\"")),
+                                h2o_iovec_init(proto, strlen(proto)))
+                         .base;
+    } else {
+        lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Forwarded: for=")), fwd_for,
+                                h2o_iovec_init(proto, strlen(proto)))
+                         .base;
+    }
+    return n;
+}
+
+/* Via (appended to the client's off the cache path), X-Request-Id, and an empty Accept when the
+ * client sent none. */
+static size_t add_via_and_id(dc_request_t *r, bool for_cache, const relayed_t *rel, const char **lines, size_t n)
+{
+    h2o_req_t *req = r->req;
     const char *hop = req->version >= 0x200 ? "2 dexcache" : (req->version == 0x100 ? "1.0 dexcache" : "1.1 dexcache");
-    if (via != NULL && !for_cache)
-        lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Via: ")), h2o_iovec_init(via, via_len),
+    if (rel->via != NULL && !for_cache)
+        lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("Via: ")), h2o_iovec_init(rel->via, rel->via_len),
                                 h2o_iovec_init(H2O_STRLIT(", ")), h2o_iovec_init(hop, strlen(hop)))
                          .base;
     else
         lines[n++] = concat(&req->pool, H2O_STRLIT("Via: "), hop, strlen(hop), "", 0);
     lines[n++] = concat(&req->pool, H2O_STRLIT("X-Request-Id: "), r->request_id, strlen(r->request_id), "", 0);
-    if (!has_accept)
+    if (!rel->has_accept)
         lines[n++] = "Accept:"; /* stop curl from inventing a default Accept header */
+    return n;
+}
+
+const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
+{
+    h2o_req_t *req = r->req;
+    /* the client's lines, then at most 7 of ours and the NULL (room for 10) */
+    const char **lines = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * (req->headers.size + 10));
+    relayed_t rel = {0};
+    size_t n = copy_client_headers(r, for_cache, lines, 0, &rel);
+    n = add_forwarded(r, for_cache, &rel, lines, n);
+    n = add_via_and_id(r, for_cache, &rel, lines, n);
     lines[n] = NULL;
     return lines;
 }

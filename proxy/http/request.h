@@ -28,6 +28,7 @@
 #include "cache/growing.h"
 #include "cache/store.h"
 #include "config/config.h"
+#include "core/list.h"
 #include "http/h2guard.h"
 #include "inflight/inflight.h"
 #include "server/snapshot.h"
@@ -114,10 +115,10 @@ typedef struct dc_request {
     const dc_config_stream_t *stream; /* a subscription to this stream (after the limit) */
     struct dc_sse_sub *sse;           /* detached when the request goes */
     /* HTTP/2 guard (h2guard.c) */
-    struct dc_h2conn *h2;                 /* the connection's entry while req is set (HTTP/2 only) */
-    struct dc_request *h2_prev, *h2_next; /* in the entry's list of live requests */
-    bool h2_deferred;                     /* upstream work was deferred once (never twice) */
-    struct dc_request *defer_next;        /* in a deferral queue (holding a reference) */
+    struct dc_h2conn *h2;      /* the connection's entry while req is set (HTTP/2 only) */
+    dc_list_node_t h2_link;    /* in the entry's list of live requests */
+    bool h2_deferred;          /* upstream work was deferred once (never twice) */
+    dc_list_node_t defer_link; /* in a deferral queue (holding a reference) */
     dc_h2guard_resume_cb defer_cb;
     const char *defer_a, *defer_b; /* the resume callback's arguments (static strings) */
     uint64_t defer_due_ms;

@@ -1,6 +1,7 @@
 #include "inflight/inflight.h"
 #include "cache/growing.h"
 #include "core/error.h"
+#include "core/list.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -19,7 +20,7 @@ struct dc_flight {
     char *key;
     size_t key_len;
     dc_flight_t *next;
-    dc_waiter_t *waiters;
+    dc_list_t waiters; /* through w->link, newest first */
     size_t nwaiters;
     unsigned shard;
     bool streaming;
@@ -85,7 +86,7 @@ static void result_release(dc_flight_result_t *res)
 /* Give waiter `w` its own copy of `res` and queue it to its worker. */
 static void post_result(dc_inflight_t *t, dc_waiter_t *w, const dc_flight_result_t *res)
 {
-    w->next = NULL;
+    DC_ASSERT(!dc_list_node_linked(&w->link));
     w->result = *res;
     result_ref(res);
     w->msg.run = run_waiter_msg;
@@ -118,6 +119,7 @@ static void enqueue_waiter(dc_inflight_t *t, unsigned si, dc_flight_t *f, dc_wai
 {
     w->cancelled = false;
     w->shard = si;
+    w->link = (dc_list_node_t){0}; /* in no list (not WAITING): the caller need not zero it */
     if (f->streaming) {
         w->state = W_POSTED;
         w->flight = NULL;
@@ -126,8 +128,7 @@ static void enqueue_waiter(dc_inflight_t *t, unsigned si, dc_flight_t *f, dc_wai
     }
     w->state = W_WAITING;
     w->flight = f;
-    w->next = f->waiters;
-    f->waiters = w;
+    dc_list_push_front(&f->waiters, &w->link);
     f->nwaiters++;
 }
 
@@ -150,6 +151,7 @@ dc_inflight_role_t dc_inflight_join(dc_inflight_t *t, const char *key, size_t le
     f->key = dc_strndup(key, len);
     f->key_len = len;
     f->shard = si;
+    dc_list_init(&f->waiters);
     f->next = *bucket(s, hash);
     *bucket(s, hash) = f;
     pthread_mutex_unlock(&s->lock);
@@ -190,6 +192,25 @@ static void run_waiter_msg(dc_msg_t *m)
     w->on_release(w);
 }
 
+/* Move f's waiters to `list` (in their order) and mark them POSTED. Called with f's shard lock held. */
+static void take_waiters(dc_flight_t *f, dc_list_t *list)
+{
+    dc_list_init(list);
+    dc_list_splice_back(list, &f->waiters);
+    dc_list_node_t *n;
+    dc_list_foreach (n, list)
+        dc_container_of(n, dc_waiter_t, link)->state = W_POSTED;
+}
+
+/* Post `res` to every waiter of `list`, front to back (each is unlinked before its post: the
+ * message may run, and the waiter be reused, at once on its worker). */
+static void post_all(dc_inflight_t *t, dc_list_t *list, const dc_flight_result_t *res)
+{
+    dc_list_node_t *n;
+    while ((n = dc_list_pop_front(list)) != NULL)
+        post_result(t, dc_container_of(n, dc_waiter_t, link), res);
+}
+
 void dc_inflight_finish(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result_t *res)
 {
     DC_CHECK_MAGIC(f, FLIGHT_MAGIC);
@@ -199,18 +220,11 @@ void dc_inflight_finish(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result
     while (*pp != f)
         pp = &(*pp)->next;
     *pp = f->next;
-    dc_waiter_t *list = f->waiters;
-    for (dc_waiter_t *w = list; w != NULL; w = w->next)
-        w->state = W_POSTED; /* from here on, cancel cannot take it back */
-    f->waiters = NULL;
+    dc_list_t list;
+    take_waiters(f, &list); /* from here on, cancel cannot take them back */
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_sub(&t->count, 1);
-
-    while (list != NULL) {
-        dc_waiter_t *w = list;
-        list = w->next;
-        post_result(t, w, res);
-    }
+    post_all(t, &list, res);
     if (f->streaming)
         result_release(&f->stream);
     free(f->key);
@@ -227,16 +241,10 @@ void dc_inflight_stream(dc_inflight_t *t, dc_flight_t *f, const dc_flight_result
     f->streaming = true;
     f->stream = *res;
     result_ref(res);
-    dc_waiter_t *list = f->waiters;
-    f->waiters = NULL;
+    dc_list_t list;
+    take_waiters(f, &list);
     f->nwaiters = 0;
-    for (dc_waiter_t *w = list; w != NULL; w = w->next)
-        w->state = W_POSTED;
-    while (list != NULL) {
-        dc_waiter_t *w = list;
-        list = w->next;
-        post_result(t, w, res);
-    }
+    post_all(t, &list, res);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -250,11 +258,8 @@ bool dc_inflight_cancel(dc_inflight_t *t, dc_waiter_t *w)
     pthread_mutex_lock(&s->lock);
     if (w->state == W_WAITING) {
         dc_flight_t *f = w->flight;
-        dc_waiter_t **pp = &f->waiters;
-        while (*pp != NULL && *pp != w)
-            pp = &(*pp)->next;
-        DC_ASSERT(*pp == w);
-        *pp = w->next;
+        DC_ASSERT(dc_list_node_linked(&w->link));
+        dc_list_remove(&w->link);
         f->nwaiters--;
         w->state = W_DONE;
         w->flight = NULL;

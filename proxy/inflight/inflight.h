@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "cache/store.h"
+#include "core/list.h"
 #include "core/mailbox.h"
 
 typedef struct dc_inflight dc_inflight_t;
@@ -61,7 +62,7 @@ struct dc_waiter {
     void *data;
     /* private */
     dc_msg_t msg;
-    dc_waiter_t *next;
+    dc_list_node_t link; /* in the flight's waiters (reset on each join: the struct may be reused) */
     dc_flight_t *flight; /* valid while state is WAITING (checked under the shard lock) */
     unsigned shard;
     int state;

@@ -117,13 +117,21 @@ static bool conn_open(const dc_redis_t *r)
 }
 
 /* Set up, answering, and nothing overdue: what callers may rely on (dc_redis_connected). */
+/* The oldest pending command (the first deadline), or NULL. */
+static dc_redis_cmd_t *pend_first(const dc_redis_t *r)
+{
+    dc_list_node_t *n = dc_list_first(&r->pending);
+    return n != NULL ? dc_container_of(n, dc_redis_cmd_t, link) : NULL;
+}
+
 static bool usable(const dc_redis_t *r)
 {
     const dc_redis_conn_t *conn = r->conn;
     if (conn == NULL || conn->ac == NULL || conn->state != DC_REDIS_CONN_UP || r->stalled)
         return false;
     /* the command timer expires overdue records, but it may not have run yet on a busy loop */
-    return r->pend_head == NULL || r->pend_head->deadline > uv_now(r->loop);
+    dc_redis_cmd_t *oldest = pend_first(r);
+    return oldest == NULL || oldest->deadline > uv_now(r->loop);
 }
 
 void dc__redis_report_state(dc_redis_t *r)
@@ -145,19 +153,11 @@ static void cmd_free_if_released(dc_redis_cmd_t *c)
     free(c);
 }
 
-static void pend_unlink(dc_redis_t *r, dc_redis_cmd_t *c)
+static void pend_unlink(dc_redis_cmd_t *c)
 {
     if (!c->in_pending)
         return;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        r->pend_head = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    else
-        r->pend_tail = c->prev;
-    c->prev = c->next = NULL;
+    dc_list_remove(&c->link);
     c->in_pending = false;
 }
 
@@ -166,7 +166,7 @@ static void cmd_complete(dc_redis_cmd_t *c, int err, const redisReply *reply)
 {
     DC_CHECK_MAGIC(c, DC_REDIS_CMD_MAGIC);
     DC_ASSERT(!c->done);
-    pend_unlink(c->r, c);
+    pend_unlink(c);
     c->done = true;
     c->cb(c->data, err, reply);
     cmd_free_if_released(c);
@@ -177,11 +177,12 @@ static void send_probe(dc_redis_t *r);
 
 static void arm_cmd_timer(dc_redis_t *r)
 {
-    if (r->pend_head == NULL || r->torn_down) {
+    dc_redis_cmd_t *oldest = pend_first(r);
+    if (oldest == NULL || r->torn_down) {
         uv_timer_stop(&r->cmd_timer);
         return;
     }
-    uint64_t now = uv_now(r->loop), d = r->pend_head->deadline;
+    uint64_t now = uv_now(r->loop), d = oldest->deadline;
     uv_timer_start(&r->cmd_timer, on_cmd_timer, d > now ? d - now : 0, 0);
 }
 
@@ -191,9 +192,10 @@ static void on_cmd_timer(uv_timer_t *t)
 {
     dc_redis_t *r = t->data;
     uint64_t now = uv_now(r->loop);
-    while (r->pend_head != NULL && r->pend_head->deadline <= now) {
+    dc_redis_cmd_t *oldest;
+    while ((oldest = pend_first(r)) != NULL && oldest->deadline <= now) {
         r->consecutive_timeouts++;
-        cmd_complete(r->pend_head, DC_ETIMEDOUT, NULL);
+        cmd_complete(oldest, DC_ETIMEDOUT, NULL);
     }
     bool up = r->conn != NULL && r->conn->state == DC_REDIS_CONN_UP && !r->closing;
     if (up && r->consecutive_timeouts > 0 && !r->stalled) {
@@ -220,12 +222,7 @@ static void on_idle(uv_idle_t *h);
 static void defer_fail(dc_redis_t *r, dc_redis_cmd_t *c, int err)
 {
     c->err = err;
-    c->next = NULL;
-    if (r->defer_tail != NULL)
-        r->defer_tail->next = c;
-    else
-        r->defer_head = c;
-    r->defer_tail = c;
+    dc_list_push_back(&r->deferred, &c->link);
     uv_idle_start(&r->idle, on_idle);
 }
 
@@ -246,13 +243,7 @@ static void submit(dc_redis_t *r, dc_redis_cmd_t *c, char *buf, int len)
     r->inflight++;
     c->deadline = uv_now(r->loop) + r->o.command_timeout_ms;
     c->in_pending = true;
-    c->next = NULL;
-    c->prev = r->pend_tail;
-    if (r->pend_tail != NULL)
-        r->pend_tail->next = c;
-    else
-        r->pend_head = c;
-    r->pend_tail = c;
+    dc_list_push_back(&r->pending, &c->link);
     if (!uv_is_active((uv_handle_t *)&r->cmd_timer))
         arm_cmd_timer(r);
 }
@@ -576,12 +567,12 @@ static void on_idle(uv_idle_t *h)
 {
     dc_redis_t *r = h->data;
     /* only the records present now: a callback that resubmits while down waits for the next turn */
-    dc_redis_cmd_t *list = r->defer_head;
-    r->defer_head = r->defer_tail = NULL;
-    while (list != NULL) {
-        dc_redis_cmd_t *c = list;
-        list = c->next;
-        c->next = NULL;
+    dc_list_t list;
+    dc_list_init(&list);
+    dc_list_splice_back(&list, &r->deferred);
+    dc_list_node_t *n;
+    while ((n = dc_list_pop_front(&list)) != NULL) {
+        dc_redis_cmd_t *c = dc_container_of(n, dc_redis_cmd_t, link);
         cmd_complete(c, c->err, NULL);
     }
     if (r->drop_requested) {
@@ -593,11 +584,11 @@ static void on_idle(uv_idle_t *h)
         r->torn_down = true;
         if (r->conn != NULL)
             dc__redis_conn_drop(r->conn); /* every command in hiredis completes with DC_EIO */
-        DC_ASSERT(r->pend_head == NULL && r->defer_head == NULL);
+        DC_ASSERT(dc_list_empty(&r->pending) && dc_list_empty(&r->deferred));
         dc__redis_close_handles(r);
         return;
     }
-    if (r->defer_head == NULL)
+    if (dc_list_empty(&r->deferred))
         uv_idle_stop(h);
 }
 
@@ -605,6 +596,8 @@ int dc_redis_create(uv_loop_t *loop, const dc_redis_opts_t *opts, dc_redis_t **o
 {
     dc_redis_t *r = dc_calloc(1, sizeof(*r));
     r->magic = DC_REDIS_MAGIC;
+    dc_list_init(&r->pending);
+    dc_list_init(&r->deferred);
     r->loop = loop;
     if (parse_url(r, opts->url) != 0) {
         free(r->host);

@@ -25,6 +25,7 @@
 #ifndef DC_REDIS_PRIVATE_H
 #define DC_REDIS_PRIVATE_H
 
+#include "core/list.h"
 #include "redis/redis.h"
 
 #include <hiredis/async.h>
@@ -50,7 +51,7 @@ struct dc_redis_script {
 
 struct dc_redis_cmd {
     uint32_t magic;
-    dc_redis_cmd_t *prev, *next; /* pending list or deferred list */
+    dc_list_node_t link; /* in r->pending (in_pending) or r->deferred */
     dc_redis_t *r;
     dc_redis_cb cb;
     void *data;
@@ -124,9 +125,9 @@ struct dc_redis {
     uv_timer_t ka_timer;    /* keepalive: probe an idle command connection */
     int open_handles;
 
-    dc_redis_cmd_t *pend_head, *pend_tail;   /* in hiredis, not done, deadline order */
-    dc_redis_cmd_t *defer_head, *defer_tail; /* to complete with cmd->err next turn */
-    size_t inflight;                         /* records held by hiredis */
+    dc_list_t pending;  /* commands in hiredis, not done, deadline order, through c->link */
+    dc_list_t deferred; /* commands to complete with c->err next turn, through c->link */
+    size_t inflight;    /* records held by hiredis */
 
     unsigned attempt; /* reconnect attempts since the last successful connect */
     /* connections in a row dropped for a protocol error (the reply guard, redis_conn.c): the next

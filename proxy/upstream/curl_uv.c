@@ -23,22 +23,13 @@ void dc_curl_global_cleanup(void)
 
 static void xfer_link(dc_curl_loop_t *cl, dc_curl_xfer_t *x)
 {
-    x->_prev = NULL;
-    x->_next = cl->_active;
-    if (cl->_active != NULL)
-        cl->_active->_prev = x;
-    cl->_active = x;
+    x->_link = (dc_list_node_t){0}; /* not active: the caller need not zero it */
+    dc_list_push_front(&cl->_active, &x->_link);
 }
 
-static void xfer_unlink(dc_curl_loop_t *cl, dc_curl_xfer_t *x)
+static void xfer_unlink(dc_curl_xfer_t *x)
 {
-    if (x->_prev != NULL)
-        x->_prev->_next = x->_next;
-    else
-        cl->_active = x->_next;
-    if (x->_next != NULL)
-        x->_next->_prev = x->_prev;
-    x->_prev = x->_next = NULL;
+    dc_list_remove(&x->_link);
 }
 
 static void drain_messages(dc_curl_loop_t *cl)
@@ -55,7 +46,7 @@ static void drain_messages(dc_curl_loop_t *cl)
         curl_multi_remove_handle(cl->multi, easy);
         if (xfer != NULL) {
             xfer->active = 0;
-            xfer_unlink(cl, xfer);
+            xfer_unlink(xfer);
             xfer->cb(xfer, result);
         }
     }
@@ -140,7 +131,7 @@ int dc_curl_loop_init(dc_curl_loop_t *cl, uv_loop_t *loop)
 {
     cl->loop = loop;
     cl->closing = 0;
-    cl->_active = NULL;
+    dc_list_init(&cl->_active);
     cl->multi = curl_multi_init();
     if (cl->multi == NULL)
         return DC_EIO;
@@ -175,7 +166,7 @@ void dc_curl_loop_remove(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
         return;
     curl_multi_remove_handle(cl->multi, xfer->easy);
     xfer->active = 0;
-    xfer_unlink(cl, xfer);
+    xfer_unlink(xfer);
 }
 
 void dc_curl_loop_unpause(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
@@ -204,11 +195,11 @@ void dc_curl_loop_close(dc_curl_loop_t *cl, void (*on_closed)(dc_curl_loop_t *))
     cl->closing = 1;
     cl->on_closed = on_closed;
     /* one at a time from the head: a done callback may remove other transfers */
-    while (cl->_active != NULL) {
-        dc_curl_xfer_t *x = cl->_active;
+    while (!dc_list_empty(&cl->_active)) {
+        dc_curl_xfer_t *x = dc_container_of(dc_list_first(&cl->_active), dc_curl_xfer_t, _link);
         curl_multi_remove_handle(cl->multi, x->easy);
         x->active = 0;
-        xfer_unlink(cl, x);
+        xfer_unlink(x);
         x->cb(x, CURLE_ABORTED_BY_CALLBACK);
     }
     uv_timer_stop(&cl->timer);
@@ -218,7 +209,8 @@ void dc_curl_loop_close(dc_curl_loop_t *cl, void (*on_closed)(dc_curl_loop_t *))
 size_t dc_curl_loop_active(const dc_curl_loop_t *cl)
 {
     size_t n = 0;
-    for (const dc_curl_xfer_t *x = cl->_active; x != NULL; x = x->_next)
+    const dc_list_node_t *node;
+    dc_list_foreach (node, &cl->_active)
         n++;
     return n;
 }

@@ -13,6 +13,8 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "core/list.h"
+
 typedef struct dc_curl_xfer dc_curl_xfer_t;
 typedef void (*dc_curl_done_cb)(dc_curl_xfer_t *xfer, CURLcode result);
 
@@ -21,8 +23,8 @@ struct dc_curl_xfer {
     CURL *easy;
     dc_curl_done_cb cb;
     void *data;
-    int active;                         /* 1 between add and done/remove */
-    struct dc_curl_xfer *_prev, *_next; /* in the loop's list of active transfers */
+    int active;           /* 1 between add and done/remove */
+    dc_list_node_t _link; /* in the loop's list of active transfers */
 };
 
 typedef struct dc_curl_loop {
@@ -30,7 +32,7 @@ typedef struct dc_curl_loop {
     CURLM *multi;
     uv_timer_t timer;
     int closing;
-    dc_curl_xfer_t *_active; /* transfers between add and done/remove */
+    dc_list_t _active; /* transfers between add and done/remove, newest first, through x->_link */
     void (*on_closed)(struct dc_curl_loop *);
 } dc_curl_loop_t;
 

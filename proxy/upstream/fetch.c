@@ -186,6 +186,127 @@ static void record_attempt(dc_fetch_t *f, bool failed)
 
 static void arm_timer(dc_fetch_t *f);
 
+/* A status line: a new (possibly interim) response starts. */
+static void start_head(dc_fetch_t *f, const dc_hline_t *line)
+{
+    reset_head(f);
+    f->status = line->status;
+    f->reason = dc_strndup(line->value != NULL ? line->value : "", line->value_len);
+}
+
+/* A header line "Name: value": framing sees it, and it is kept with a lower-case name. */
+static void store_header_line(dc_fetch_t *f, const dc_hline_t *line)
+{
+    dc_framing_field(&f->framing, line->name, line->name_len, line->value, line->value_len);
+    if (f->nheaders == f->capheaders) {
+        f->capheaders = f->capheaders ? f->capheaders * 2 : 16;
+        f->headers = dc_realloc(f->headers, f->capheaders * sizeof(*f->headers));
+    }
+    dc_fetch_header_t *h = &f->headers[f->nheaders++];
+    size_t nlen = line->name_len;
+    h->name = dc_strndup(line->name, nlen);
+    for (size_t i = 0; i < nlen; i++)
+        h->name[i] = (char)tolower((unsigned char)h->name[i]);
+    h->name_len = nlen;
+    h->value = dc_strndup(line->value, line->value_len);
+    h->value_len = line->value_len;
+}
+
+/* The local budget (and, on a 429, every instance) learns from a final status; `ra` is a 429's
+ * Retry-After in microseconds (0 = none). */
+static void budget_learn_status(dc_fetch_t *f, uint64_t ra)
+{
+    if (f->budget == NULL)
+        return;
+    if (f->status == 429) {
+        dc_budget_on_429(f->budget, dc_now_mono_us(), ra);
+        if (f->fleet != NULL && f->budget_name != NULL)
+            dc_fleet_cooldown(f->fleet, f->budget_name, ra ? ra : 1000000); /* every instance pauses */
+    } else if (f->status < 500)
+        dc_budget_on_success(f->budget);
+}
+
+/* A 401/403 to a request that carried a ring key: the key is set aside here (and on every instance
+ * through the bus). Returns whether the key was rejected; *keys_usable = keys left usable then. */
+static bool quarantine_rejected_key(dc_fetch_t *f, size_t *keys_usable)
+{
+    *keys_usable = 0;
+    if (!((f->status == 401 || f->status == 403) && f->key_index >= 0))
+        return false;
+    uint64_t now = dc_now_mono_ms();
+    if (dc_keyring_quarantine(f->keyring, f->key_index, now)) {
+        __atomic_fetch_add(&dc_metrics_process.key_quarantines, 1, __ATOMIC_RELAXED);
+        dc_log_warn("upstream %s: key #%d (id %s) answered %d; set aside for %llums", f->url, f->key_index,
+                    f->keyring->ids[f->key_index], f->status, (unsigned long long)f->keyring->quarantine_ms);
+        if (f->upstream_name != NULL) { /* every instance sets it aside */
+            char body[256];
+            int n = snprintf(body, sizeof(body), "%s\t%s", f->upstream_name, f->keyring->ids[f->key_index]);
+            if (n > 0 && (size_t)n < sizeof(body))
+                dc_bus_post(DC_BUS_QUARANTINE, dc_now_wall_ms(), body, (size_t)n);
+        }
+    }
+    *keys_usable = dc_keyring_usable(f->keyring, now);
+    return true;
+}
+
+/* Whether this final head goes to the caller; false: the attempt is discarded and retried after
+ * f->pause_ms. A 429 is retried only after the pause it announces (every instance observes it too,
+ * see dc_fleet_cooldown), and only if that still fits before the deadline: otherwise the client gets
+ * the 429 itself (upstream/retry.h has the rules). */
+static bool head_is_delivered(dc_fetch_t *f, bool key_rejected, size_t keys_usable, uint64_t ra)
+{
+    dc_retry_head_in_t rin = {.status = f->status,
+                              .key_rejected = key_rejected,
+                              .keys_usable = keys_usable,
+                              .may_retry = can_retry(f),
+                              .retry_after_us = ra,
+                              .now_ms = dc_now_mono_ms(),
+                              .deadline_ms = f->deadline_ms};
+    uint64_t pause_ms;
+    if (dc_retry_on_head(&rin, &pause_ms) == DC_RETRY_DELIVER)
+        return true;
+    f->discard = true;
+    f->last_err = DC_EUPSTREAM;
+    f->pause_ms = pause_ms;
+    return false;
+}
+
+/* The blank line that ends a head: an interim head is skipped; a final one is checked (framing),
+ * recorded (health, budget, keys), then either discarded for a retry or handed to the caller.
+ * Returns what on_header returns to curl (0 aborts the transfer). */
+static size_t end_of_head(dc_fetch_t *f, size_t len)
+{
+    long code = 0;
+    curl_easy_getinfo(f->xfer.easy, CURLINFO_RESPONSE_CODE, &code);
+    if (code > 0)
+        f->status = (int)code;
+    if (f->status >= 100 && f->status < 200)
+        return len; /* interim response: wait for the final one */
+    if (dc_framing_finish(&f->framing) != 0) {
+        dc_log_warn("upstream %s: invalid response framing (%s)", f->url, f->framing.error);
+        f->proto_err = true;
+        f->last_err = DC_EPROTO;
+        return 0; /* aborts the transfer; not retried: the origin would frame it the same way (the
+                   * failure is recorded when the transfer ends) */
+    }
+    f->content_length = f->framing.chunked ? -1 : f->framing.content_length;
+    record_attempt(f, f->status >= 500);
+    uint64_t ra = f->status == 429 ? retry_after_us_from(f) : 0;
+    budget_learn_status(f, ra);
+    size_t keys_usable;
+    bool key_rejected = quarantine_rejected_key(f, &keys_usable);
+    if (!head_is_delivered(f, key_rejected, keys_usable, ra))
+        return 0; /* aborts this attempt; done handler schedules the retry */
+    f->head_us = dc_now_mono_us() - f->started_us;
+    f->head_delivered = true;
+    f->state = ST_BODY;
+    arm_timer(f); /* from now on: the deadline, and the idle timeout between bytes */
+    f->in_callback = true;
+    f->cbs.on_head(f->data, f);
+    f->in_callback = false;
+    return f->aborted ? 0 : len;
+}
+
 static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 {
     dc_fetch_t *f = userdata;
@@ -196,101 +317,19 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
         return len; /* trailers of a chunked body: not relayed */
     dc_hline_t line;
     dc_hline_parse(buf, len, &line);
-    if (line.kind == DC_HLINE_STATUS) {
-        /* a new (possibly interim) response starts */
-        reset_head(f);
-        f->status = line.status;
-        f->reason = dc_strndup(line.value != NULL ? line.value : "", line.value_len);
+    switch (line.kind) {
+    case DC_HLINE_STATUS:
+        start_head(f, &line);
         return len;
-    }
-    if (line.kind == DC_HLINE_INVALID) {
+    case DC_HLINE_INVALID:
         dc_framing_fail(&f->framing, "malformed header line");
         return len; /* reported at the end of the head */
+    case DC_HLINE_END:
+        return end_of_head(f, len);
+    default:
+        store_header_line(f, &line);
+        return len;
     }
-    if (line.kind == DC_HLINE_END) {
-        /* end of a head */
-        long code = 0;
-        curl_easy_getinfo(f->xfer.easy, CURLINFO_RESPONSE_CODE, &code);
-        if (code > 0)
-            f->status = (int)code;
-        if (f->status >= 100 && f->status < 200)
-            return len; /* interim response: wait for the final one */
-        if (dc_framing_finish(&f->framing) != 0) {
-            dc_log_warn("upstream %s: invalid response framing (%s)", f->url, f->framing.error);
-            f->proto_err = true;
-            f->last_err = DC_EPROTO;
-            return 0; /* aborts the transfer; not retried: the origin would frame it the same way (the
-                       * failure is recorded when the transfer ends) */
-        }
-        f->content_length = f->framing.chunked ? -1 : f->framing.content_length;
-        record_attempt(f, f->status >= 500);
-        uint64_t ra = f->status == 429 ? retry_after_us_from(f) : 0;
-        if (f->budget != NULL) {
-            if (f->status == 429) {
-                dc_budget_on_429(f->budget, dc_now_mono_us(), ra);
-                if (f->fleet != NULL && f->budget_name != NULL)
-                    dc_fleet_cooldown(f->fleet, f->budget_name, ra ? ra : 1000000); /* every instance pauses */
-            } else if (f->status < 500)
-                dc_budget_on_success(f->budget);
-        }
-        bool key_rejected = (f->status == 401 || f->status == 403) && f->key_index >= 0;
-        size_t keys_usable = 0;
-        if (key_rejected) {
-            uint64_t now = dc_now_mono_ms();
-            if (dc_keyring_quarantine(f->keyring, f->key_index, now)) {
-                __atomic_fetch_add(&dc_metrics_process.key_quarantines, 1, __ATOMIC_RELAXED);
-                dc_log_warn("upstream %s: key #%d (id %s) answered %d; set aside for %llums", f->url, f->key_index,
-                            f->keyring->ids[f->key_index], f->status, (unsigned long long)f->keyring->quarantine_ms);
-                if (f->upstream_name != NULL) { /* every instance sets it aside */
-                    char body[256];
-                    int n = snprintf(body, sizeof(body), "%s\t%s", f->upstream_name, f->keyring->ids[f->key_index]);
-                    if (n > 0 && (size_t)n < sizeof(body))
-                        dc_bus_post(DC_BUS_QUARANTINE, dc_now_wall_ms(), body, (size_t)n);
-                }
-            }
-            keys_usable = dc_keyring_usable(f->keyring, now);
-        }
-        /* a 429 is retried only after the pause it announces (every instance observes it too, see
-         * dc_fleet_cooldown), and only if that still fits before the deadline: otherwise the client
-         * gets the 429 itself (upstream/retry.h has the rules) */
-        dc_retry_head_in_t rin = {.status = f->status,
-                                  .key_rejected = key_rejected,
-                                  .keys_usable = keys_usable,
-                                  .may_retry = can_retry(f),
-                                  .retry_after_us = ra,
-                                  .now_ms = dc_now_mono_ms(),
-                                  .deadline_ms = f->deadline_ms};
-        uint64_t pause_ms;
-        if (dc_retry_on_head(&rin, &pause_ms) != DC_RETRY_DELIVER) {
-            f->discard = true;
-            f->last_err = DC_EUPSTREAM;
-            f->pause_ms = pause_ms;
-            return 0; /* aborts this attempt; done handler schedules the retry */
-        }
-        f->head_us = dc_now_mono_us() - f->started_us;
-        f->head_delivered = true;
-        f->state = ST_BODY;
-        arm_timer(f); /* from now on: the deadline, and the idle timeout between bytes */
-        f->in_callback = true;
-        f->cbs.on_head(f->data, f);
-        f->in_callback = false;
-        return f->aborted ? 0 : len;
-    }
-    /* a header line "Name: value" */
-    dc_framing_field(&f->framing, line.name, line.name_len, line.value, line.value_len);
-    if (f->nheaders == f->capheaders) {
-        f->capheaders = f->capheaders ? f->capheaders * 2 : 16;
-        f->headers = dc_realloc(f->headers, f->capheaders * sizeof(*f->headers));
-    }
-    dc_fetch_header_t *h = &f->headers[f->nheaders++];
-    size_t nlen = line.name_len;
-    h->name = dc_strndup(line.name, nlen);
-    for (size_t i = 0; i < nlen; i++)
-        h->name[i] = (char)tolower((unsigned char)h->name[i]);
-    h->name_len = nlen;
-    h->value = dc_strndup(line.value, line.value_len);
-    h->value_len = line.value_len;
-    return len;
 }
 
 /* libcurl reports some framing faults only as text: a body longer than its Content-Length is cut
@@ -571,19 +610,10 @@ static void leave_for_slot(dc_fetch_t *f)
     finish(f, DC_EAGAIN);
 }
 
-static void begin_attempt(dc_fetch_t *f)
+/* The request's header lines for this attempt (f->slist, rebuilt each attempt): the caller's lines,
+ * the ring key (picked now unless a key budget chose it), and blanks for what curl would invent. */
+static void build_request_headers(dc_fetch_t *f)
 {
-    f->attempts++;
-    f->discard = false;
-    f->proto_err = false;
-    f->body_bytes = 0;
-    f->state = ST_ATTEMPT;
-    reset_head(f);
-    if (f->xfer.easy == NULL)
-        f->xfer.easy = curl_easy_init();
-    else
-        curl_easy_reset(f->xfer.easy);
-    CURL *e = f->xfer.easy;
     if (f->slist)
         curl_slist_free_all(f->slist);
     f->slist = NULL;
@@ -604,7 +634,11 @@ static void begin_attempt(dc_fetch_t *f)
     f->slist = slist_add(f->slist, "Expect:");
     if (!has_content_type)
         f->slist = slist_add(f->slist, "Content-Type:");
+}
 
+/* Transport options: callbacks, timeouts, protocol, TLS, no automatic decoding. */
+static void set_transfer_options(dc_fetch_t *f, CURL *e)
+{
     curl_easy_setopt(e, CURLOPT_URL, f->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->slist);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -631,6 +665,11 @@ static void begin_attempt(dc_fetch_t *f)
     /* pass bytes through as the origin encoded them: no automatic decoding */
     curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     curl_easy_setopt(e, CURLOPT_HTTP_TRANSFER_DECODING, 1L);
+}
+
+/* The method, and the body for the methods that carry one (an empty one when the client sent none). */
+static void set_method_and_body(dc_fetch_t *f, CURL *e)
+{
     if (strcmp(f->method, "GET") == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else if (strcmp(f->method, "HEAD") == 0) {
@@ -643,6 +682,24 @@ static void begin_attempt(dc_fetch_t *f)
             curl_easy_setopt(e, CURLOPT_POSTFIELDS, f->body != NULL ? f->body : "");
         }
     }
+}
+
+static void begin_attempt(dc_fetch_t *f)
+{
+    f->attempts++;
+    f->discard = false;
+    f->proto_err = false;
+    f->body_bytes = 0;
+    f->state = ST_ATTEMPT;
+    reset_head(f);
+    if (f->xfer.easy == NULL)
+        f->xfer.easy = curl_easy_init();
+    else
+        curl_easy_reset(f->xfer.easy);
+    CURL *e = f->xfer.easy;
+    build_request_headers(f);
+    set_transfer_options(f, e);
+    set_method_and_body(f, e);
     f->xfer.cb = on_xfer_done;
     f->xfer.data = f;
     /* the whole response (every attempt, head and body) must be in by the deadline, counted from

@@ -9,7 +9,8 @@ import re
 import sys
 
 ASSERTS = ("DC_ASSERT", "DC_CHECK_MAGIC")
-PURE = {"sizeof", "offsetof", "_Alignof", "__builtin_expect"}
+# core/list.h predicates are static inline reads (no side effect)
+PURE = {"sizeof", "offsetof", "_Alignof", "__builtin_expect", "dc_list_empty", "dc_list_node_linked"}
 CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
 ASSIGN = re.compile(r"(?<![=!<>+\-*/%&|^])=(?!=)|\+\+|--|[+\-*/%&|^]=|<<=|>>=")
 
