@@ -1,6 +1,7 @@
 /*
  * Header-value parsers for the caching policy: Cache-Control (RFC 9111 5.2, list syntax of
- * RFC 9110 5.6.1) and HTTP-date (RFC 9110 5.6.7). Declared in cache/policy.h.
+ * RFC 9110 5.6.1), targeted fields (RFC 9213, sf-dictionary of RFC 8941), Age (RFC 9111 5.1) and
+ * HTTP-date (RFC 9110 5.6.7). Declared in cache/policy.h.
  *
  * Both are pure, bounded by the given length (never read v[len], never need a NUL), locale-free
  * and allocation-free; both are fuzzed (tests/fuzz/fuzz_cache_control.c).
@@ -104,10 +105,23 @@ static void apply(dc_cc_t *cc, const char *name, size_t nlen, const char *val, s
         {"min-fresh", offsetof(dc_cc_t, min_fresh)},
     };
 
-    /* A flag is present whatever follows its name: no-cache="x" and private="set-cookie" are
-     * no-cache and private (the field-name forms are not implemented, so the whole response is
-     * concerned), and "no-store junk" is still no-store. For the restrictive flags this errs toward
-     * caching less; dc_policy_decide() does not act on the others. */
+    /* A flag is present whatever follows its name ("no-store junk" is still no-store). no-cache and
+     * private with a well-formed, non-empty value are the qualified forms (field names, found later
+     * by dc_cc_names_field); malformed or empty, they count as unqualified: that errs toward caching
+     * less. must-understand lets a known status through no-store (dc_policy_decide). */
+    bool qualified = val != NULL && !bad && vlen > 0;
+    if (qualified && name_is(name, nlen, "no-cache")) {
+        cc->no_cache_fields = true;
+        return;
+    }
+    if (qualified && name_is(name, nlen, "private")) {
+        cc->private_fields = true;
+        return;
+    }
+    if (name_is(name, nlen, "must-understand")) {
+        cc->must_understand = true;
+        return;
+    }
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
         if (name_is(name, nlen, flags[i].name)) {
             *(bool *)((char *)cc + flags[i].off) = true;
@@ -125,10 +139,15 @@ static void apply(dc_cc_t *cc, const char *name, size_t nlen, const char *val, s
             n = deltas[i].off == offsetof(dc_cc_t, max_stale) ? DELTA_MAX : -1; /* bare max-stale: any */
         else
             n = parse_delta(val, vlen);
-        /* RFC 9111 4.2.1 allows "first occurrence" for duplicates: the first well-formed value
-         * wins, in this line and across lines (merging is therefore idempotent). */
-        if (n >= 0 && *field < 0)
-            *field = n;
+        bool freshness = deltas[i].off == offsetof(dc_cc_t, max_age) || deltas[i].off == offsetof(dc_cc_t, s_maxage);
+        if (freshness) {
+            /* RFC 9111 4.2.1: the first occurrence is used, valid or not; an invalid one (1.2.2:
+             * "1a", "-1", empty) is invalid freshness information: stale (5.2) */
+            if (*field == -1)
+                *field = n >= 0 ? n : DC_CC_INVALID;
+        } else if (n >= 0 && *field < 0) {
+            *field = n; /* the extensions and request directives: the first well-formed value */
+        }
         return;
     }
 }
@@ -140,14 +159,16 @@ void dc_cc_init(dc_cc_t *cc)
     cc->max_stale = cc->min_fresh = -1;
 }
 
+typedef void (*directive_cb)(void *ctx, const char *name, size_t nlen, const char *val, size_t vlen, bool bad);
+
 /*
  * cache-directive = token [ "=" ( token / quoted-string ) ], comma-separated, OWS around elements.
  * Leniencies (RFC 9111 5.2 asks recipients to be lenient): names are case-insensitive; OWS is also
  * accepted around "="; empty elements are skipped; numeric values may be quoted ("60"); an element
  * that is not a directive (junk, stray quotes) is skipped up to the next comma outside quotes and
- * the following directives still count.
+ * the following directives still count. Calls cb once per element with a name.
  */
-void dc_cc_parse(const char *v, size_t len, dc_cc_t *cc)
+static void walk(const char *v, size_t len, directive_cb cb, void *ctx)
 {
     if (len == 0)
         return; /* v may be NULL then, and NULL + 0 is undefined */
@@ -196,8 +217,339 @@ void dc_cc_parse(const char *v, size_t len, dc_cc_t *cc)
             p = element_end(p, end);
         }
         if (nlen > 0)
-            apply(cc, name, nlen, val, vlen, bad);
+            cb(ctx, name, nlen, val, vlen, bad);
     }
+}
+
+static void apply_cb(void *ctx, const char *name, size_t nlen, const char *val, size_t vlen, bool bad)
+{
+    apply(ctx, name, nlen, val, vlen, bad);
+}
+
+void dc_cc_parse(const char *v, size_t len, dc_cc_t *cc)
+{
+    walk(v, len, apply_cb, cc);
+}
+
+typedef struct names_ctx {
+    const char *name;
+    size_t len;
+    bool found;
+} names_ctx_t;
+
+/* A qualified no-cache / private: is the wanted field in its comma-separated list? */
+static void names_cb(void *ctx, const char *name, size_t nlen, const char *val, size_t vlen, bool bad)
+{
+    names_ctx_t *c = ctx;
+    if (bad || val == NULL || !(name_is(name, nlen, "no-cache") || name_is(name, nlen, "private")))
+        return;
+    const char *p = val, *end = val + vlen;
+    while (p < end && !c->found) {
+        while (p < end && (dc_http_is_ows(*p) || *p == ','))
+            p++;
+        const char *s = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && dc_http_is_ows(e[-1]))
+            e--;
+        c->found = (size_t)(e - s) == c->len && ascii_ieq(s, c->name, c->len);
+    }
+}
+
+bool dc_cc_names_field(const char *v, size_t len, const char *name, size_t name_len)
+{
+    names_ctx_t c = {name, name_len, false};
+    if (name_len > 0)
+        walk(v, len, names_cb, &c);
+    return c.found;
+}
+
+/* ---- Age ------------------------------------------------------------------------------------ */
+
+int64_t dc_age_parse(const char *v, size_t len)
+{
+    size_t i = 0;
+    while (i < len && dc_http_is_ows(v[i]))
+        i++;
+    size_t e = i;
+    while (e < len && v[e] != ',')
+        e++;
+    while (e > i && dc_http_is_ows(v[e - 1]))
+        e--;
+    return parse_delta(v + i, e - i); /* -1 for empty, a sign, a fraction or letters */
+}
+
+/* ---- targeted fields: sf-dictionary (RFC 8941 4.2.2) --------------------------------------- */
+
+typedef enum { SF_INT = 1, SF_DEC, SF_STR, SF_TOKEN, SF_BIN, SF_BOOL, SF_INNER } sf_type_t;
+
+typedef struct sf_cursor {
+    const char *p, *end;
+} sf_cursor_t;
+
+static bool sf_lcalpha(char c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static bool sf_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static void sf_skip_sp(sf_cursor_t *c)
+{
+    while (c->p < c->end && *c->p == ' ')
+        c->p++;
+}
+
+/* key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" ) */
+static bool sf_key(sf_cursor_t *c, const char **k, size_t *klen)
+{
+    if (c->p == c->end || !(sf_lcalpha(*c->p) || *c->p == '*'))
+        return false;
+    *k = c->p;
+    while (c->p < c->end &&
+           (sf_lcalpha(*c->p) || sf_digit(*c->p) || *c->p == '_' || *c->p == '-' || *c->p == '.' || *c->p == '*'))
+        c->p++;
+    *klen = (size_t)(c->p - *k);
+    return true;
+}
+
+/* sf-integer (at most 15 digits) or sf-decimal (at most 12 integer and 3 fraction digits). */
+static bool sf_number(sf_cursor_t *c, sf_type_t *type, int64_t *out)
+{
+    bool neg = false;
+    if (c->p < c->end && *c->p == '-') {
+        neg = true;
+        c->p++;
+    }
+    int digits = 0, frac = -1;
+    int64_t n = 0;
+    while (c->p < c->end) {
+        char ch = *c->p;
+        if (sf_digit(ch)) {
+            n = n * 10 + (ch - '0');
+            if (frac >= 0)
+                frac++;
+            else
+                digits++;
+        } else if (ch == '.' && frac < 0 && digits > 0 && digits <= 12) {
+            frac = 0;
+        } else {
+            break;
+        }
+        if (digits > 15 || frac > 3)
+            return false;
+        c->p++;
+    }
+    if (digits == 0 || frac == 0)
+        return false;
+    *type = frac > 0 ? SF_DEC : SF_INT;
+    *out = neg ? -n : n;
+    return true;
+}
+
+static bool sf_bare_item(sf_cursor_t *c, sf_type_t *type, int64_t *ival, const char **str, size_t *slen)
+{
+    if (c->p == c->end)
+        return false;
+    char ch = *c->p;
+    if (ch == '-' || sf_digit(ch))
+        return sf_number(c, type, ival);
+    if (ch == '"') {
+        *str = ++c->p;
+        for (;;) {
+            if (c->p == c->end)
+                return false;
+            char x = *c->p;
+            if (x == '\\') {
+                if (c->p + 1 == c->end || (c->p[1] != '"' && c->p[1] != '\\'))
+                    return false;
+                c->p += 2;
+            } else if (x == '"') {
+                *slen = (size_t)(c->p - *str);
+                c->p++;
+                *type = SF_STR;
+                return true;
+            } else if (x < 0x20 || x > 0x7e) {
+                return false;
+            } else {
+                c->p++;
+            }
+        }
+    }
+    if (sf_lcalpha(ch) || (ch >= 'A' && ch <= 'Z') || ch == '*') {
+        while (c->p < c->end && (dc_http_is_tchar(*c->p) || *c->p == ':' || *c->p == '/'))
+            c->p++;
+        *type = SF_TOKEN;
+        return true;
+    }
+    if (ch == ':') {
+        c->p++;
+        while (c->p < c->end && *c->p != ':') {
+            char x = *c->p++;
+            if (!((x >= 'A' && x <= 'Z') || sf_lcalpha(x) || sf_digit(x) || x == '+' || x == '/' || x == '='))
+                return false;
+        }
+        if (c->p == c->end)
+            return false;
+        c->p++;
+        *type = SF_BIN;
+        return true;
+    }
+    if (ch == '?') {
+        if (c->end - c->p < 2 || (c->p[1] != '0' && c->p[1] != '1'))
+            return false;
+        *ival = c->p[1] == '1';
+        c->p += 2;
+        *type = SF_BOOL;
+        return true;
+    }
+    return false;
+}
+
+/* parameters = *( ";" *SP key [ "=" bare-item ] ): checked and ignored. */
+static bool sf_parameters(sf_cursor_t *c)
+{
+    while (c->p < c->end && *c->p == ';') {
+        c->p++;
+        sf_skip_sp(c);
+        const char *k;
+        size_t kl;
+        if (!sf_key(c, &k, &kl))
+            return false;
+        if (c->p < c->end && *c->p == '=') {
+            c->p++;
+            sf_type_t t;
+            int64_t iv;
+            const char *sv;
+            size_t sl;
+            if (!sf_bare_item(c, &t, &iv, &sv, &sl))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* inner-list = "(" *SP [ sf-item *( 1*SP sf-item ) *SP ] ")" parameters */
+static bool sf_inner_list(sf_cursor_t *c)
+{
+    c->p++;
+    for (;;) {
+        sf_skip_sp(c);
+        if (c->p == c->end)
+            return false;
+        if (*c->p == ')') {
+            c->p++;
+            return sf_parameters(c);
+        }
+        sf_type_t t;
+        int64_t iv;
+        const char *sv;
+        size_t sl;
+        if (!sf_bare_item(c, &t, &iv, &sv, &sl) || !sf_parameters(c))
+            return false;
+        if (c->p < c->end && *c->p != ' ' && *c->p != ')')
+            return false;
+    }
+}
+
+/* One dictionary member, applied to *cc (a later member with the same key overrides: RFC 8941). */
+static void sf_apply(dc_cc_t *cc, const char *k, size_t kl, sf_type_t t, int64_t iv)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } flags[] = {
+        {"no-store", offsetof(dc_cc_t, no_store)},
+        {"no-cache", offsetof(dc_cc_t, no_cache)},
+        {"private", offsetof(dc_cc_t, private_)},
+        {"public", offsetof(dc_cc_t, public_)},
+        {"must-revalidate", offsetof(dc_cc_t, must_revalidate)},
+        {"proxy-revalidate", offsetof(dc_cc_t, proxy_revalidate)},
+        {"immutable", offsetof(dc_cc_t, immutable)},
+        {"must-understand", offsetof(dc_cc_t, must_understand)},
+    };
+    static const struct {
+        const char *name;
+        size_t off;
+    } deltas[] = {
+        {"max-age", offsetof(dc_cc_t, max_age)},
+        {"s-maxage", offsetof(dc_cc_t, s_maxage)},
+        {"stale-while-revalidate", offsetof(dc_cc_t, stale_while_revalidate)},
+        {"stale-if-error", offsetof(dc_cc_t, stale_if_error)},
+    };
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (!(strlen(flags[i].name) == kl && memcmp(flags[i].name, k, kl) == 0))
+            continue;
+        bool *f = (bool *)((char *)cc + flags[i].off);
+        *f = t == SF_BOOL && iv == 1;
+        if (flags[i].off == offsetof(dc_cc_t, no_cache))
+            cc->no_cache_fields = t == SF_STR;
+        if (flags[i].off == offsetof(dc_cc_t, private_))
+            cc->private_fields = t == SF_STR;
+        return;
+    }
+    for (size_t i = 0; i < sizeof(deltas) / sizeof(deltas[0]); i++) {
+        if (strlen(deltas[i].name) == kl && memcmp(deltas[i].name, k, kl) == 0) {
+            *(int64_t *)((char *)cc + deltas[i].off) = t == SF_INT && iv >= 0 ? (iv > DELTA_MAX ? DELTA_MAX : iv) : -1;
+            return;
+        }
+    }
+}
+
+/* RFC 8941 4.2.2, with 4.2's leading and trailing SP discarded; an empty line is refused (RFC 9213
+ * 2.1: an empty targeted field is ignored). Parsing into a scratch copy first, so that a line that
+ * turns out invalid leaves *cc untouched. */
+bool dc_cc_parse_targeted(const char *v, size_t len, dc_cc_t *cc)
+{
+    if (len == 0)
+        return false;
+    dc_cc_t tmp = *cc;
+    sf_cursor_t c = {v, v + len};
+    sf_skip_sp(&c);
+    while (c.end > c.p && c.end[-1] == ' ')
+        c.end--;
+    if (c.p == c.end)
+        return false;
+    for (;;) {
+        const char *k;
+        size_t kl;
+        if (!sf_key(&c, &k, &kl))
+            return false;
+        sf_type_t t = SF_BOOL;
+        int64_t iv = 1;
+        const char *sv;
+        size_t sl;
+        if (c.p < c.end && *c.p == '=') {
+            c.p++;
+            if (c.p < c.end && *c.p == '(') {
+                if (!sf_inner_list(&c))
+                    return false;
+                t = SF_INNER;
+            } else if (!sf_bare_item(&c, &t, &iv, &sv, &sl) || !sf_parameters(&c)) {
+                return false;
+            }
+        } else if (!sf_parameters(&c)) {
+            return false;
+        }
+        sf_apply(&tmp, k, kl, t, iv);
+        while (c.p < c.end && dc_http_is_ows(*c.p))
+            c.p++;
+        if (c.p == c.end)
+            break;
+        if (*c.p != ',')
+            return false;
+        c.p++;
+        while (c.p < c.end && dc_http_is_ows(*c.p))
+            c.p++;
+        if (c.p == c.end)
+            return false; /* trailing comma */
+    }
+    *cc = tmp;
+    return true;
 }
 
 /* ---- HTTP-date -------------------------------------------------------------------------------- */

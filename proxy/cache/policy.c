@@ -61,15 +61,23 @@ const char *dc_policy_verdict_name(dc_policy_verdict_t v)
         return "incomplete";
     case DC_POLICY_ZERO_TTL:
         return "zero-ttl";
+    case DC_POLICY_NO_FRESHNESS:
+        return "no-origin-freshness";
+    case DC_POLICY_MUST_UNDERSTAND:
+        return "must-understand";
     }
     return "unknown";
 }
 
-typedef enum { STATUS_UNCACHEABLE, STATUS_POSITIVE, STATUS_NEGATIVE } status_class_t;
+/* Never stored whatever the headers say: interim answers, partial content (no ranges are stored
+ * here), 304 (a revalidation answer, fill.c handles it), and what is not a final status at all. */
+static bool status_never(int status)
+{
+    return status < 200 || status > 599 || status == 206 || status == 304;
+}
 
-/* The lists of policy.h, exactly: everything else (1xx, 201, 206, 302, 304, 307, 5xx but 501...)
- * is never stored. */
-static status_class_t status_class(int status)
+/* RFC 9110 15.1: heuristically cacheable by default. */
+static bool status_heuristic(int status)
 {
     switch (status) {
     case 200:
@@ -78,38 +86,59 @@ static status_class_t status_class(int status)
     case 300:
     case 301:
     case 308:
-        return STATUS_POSITIVE;
-    case 400:
     case 404:
     case 405:
     case 410:
     case 414:
+    case 451:
     case 501:
-        return STATUS_NEGATIVE;
+        return true;
     default:
-        return STATUS_UNCACHEABLE;
+        return false;
     }
 }
 
-/* Freshness lifetime the origin gave (RFC 9111 4.2.1, shared-cache order: s-maxage, max-age,
- * Expires - Date), in ms, before the Age correction; false when it gave none. `no_cache` (origin
- * no-cache, or Pragma: no-cache without Cache-Control) is a lifetime of 0. */
-static bool origin_lifetime(const dc_policy_response_t *res, const dc_cc_t *cc, bool no_cache, uint64_t now_ms,
-                            uint64_t *ms)
+/* The rule's own statuses (respect_origin false, or nothing from the origin): negative ones live
+ * negative_ttl, positive ones ttl. 400 is ours, not RFC 9110's. */
+static bool status_rule_negative(int status)
 {
-    if (no_cache) {
-        *ms = 0;
-    } else if (cc != NULL && cc->s_maxage >= 0) {
-        *ms = delta_ms(cc->s_maxage);
-    } else if (cc != NULL && cc->max_age >= 0) {
-        *ms = delta_ms(cc->max_age);
-    } else if (res->expires_s < -1) {
+    return status == 400 || status == 404 || status == 405 || status == 410 || status == 414 || status == 451 ||
+           status == 501;
+}
+
+static bool status_rule_positive(int status)
+{
+    return status == 200 || status == 203 || status == 204 || status == 300 || status == 301 || status == 308;
+}
+
+/* must-understand (RFC 9111 5.2.2.3): the statuses whose caching rules this cache implements. */
+static bool status_understood(int status)
+{
+    return status_heuristic(status) || status == 302 || status == 307 || status == 400;
+}
+
+static uint64_t epoch_ms(int64_t s)
+{
+    return (uint64_t)(s < EPOCH_CAP_S ? s : EPOCH_CAP_S) * 1000u;
+}
+
+/* Explicit freshness lifetime the origin gave (RFC 9111 4.2.1, shared-cache order: s-maxage,
+ * max-age, Expires - Date), in ms, before the age correction; false when it gave none. An invalid
+ * max-age / s-maxage and an invalid or past Expires are a lifetime of 0 (stale on arrival).
+ * `use_expires` is false when a targeted field decides (RFC 9213 2.2: Expires is ignored then). */
+static bool explicit_lifetime(const dc_policy_response_t *res, const dc_cc_t *cc, bool use_expires, uint64_t now_ms,
+                              uint64_t *ms)
+{
+    if (cc != NULL && cc->s_maxage != -1) {
+        *ms = cc->s_maxage >= 0 ? delta_ms(cc->s_maxage) : 0;
+    } else if (cc != NULL && cc->max_age != -1) {
+        *ms = cc->max_age >= 0 ? delta_ms(cc->max_age) : 0;
+    } else if (use_expires && res->expires_s < -1) {
         *ms = 0; /* present but invalid: already expired (RFC 9111 5.3) */
-    } else if (res->expires_s >= 0) {
-        uint64_t exp = (uint64_t)(res->expires_s < EPOCH_CAP_S ? res->expires_s : EPOCH_CAP_S) * 1000u;
+    } else if (use_expires && res->expires_s >= 0) {
+        uint64_t exp = epoch_ms(res->expires_s);
         /* Expires relative to the origin's own Date, so that its clock skew cancels out */
-        uint64_t base =
-            res->date_s >= 0 ? (uint64_t)(res->date_s < EPOCH_CAP_S ? res->date_s : EPOCH_CAP_S) * 1000u : now_ms;
+        uint64_t base = res->date_s >= 0 ? epoch_ms(res->date_s) : now_ms;
         *ms = min_u64(exp > base ? exp - base : 0, DELTA_MAX_S * 1000u);
     } else {
         return false;
@@ -117,10 +146,89 @@ static bool origin_lifetime(const dc_policy_response_t *res, const dc_cc_t *cc, 
     return true;
 }
 
+/* Heuristic lifetime (RFC 9111 4.2.2): rule->heuristic of the time from Last-Modified to Date (or
+ * now), capped; false when there is no usable Last-Modified (absent, invalid, after Date). */
+static bool heuristic_lifetime(const dc_config_cache_rule_t *rule, const dc_policy_response_t *res, uint64_t now_ms,
+                               uint64_t *ms)
+{
+    if (rule->heuristic <= 0 || res->last_modified_s < 0)
+        return false;
+    uint64_t base = res->date_s >= 0 ? epoch_ms(res->date_s) : now_ms;
+    uint64_t lm = epoch_ms(res->last_modified_s);
+    if (lm > base)
+        return false;
+    double h = (double)(base - lm) * (rule->heuristic > 1 ? 1 : rule->heuristic);
+    *ms = min_u64(h >= (double)rule->heuristic_max_ms ? rule->heuristic_max_ms : (uint64_t)h, DELTA_MAX_S * 1000u);
+    return true;
+}
+
+/* corrected_initial_age (RFC 9111 4.2.3) in seconds, capped at 2^31. apparent_age counts from the
+ * end of Date's second: Date names a whole second, and the answer was made somewhere inside it. */
+static uint64_t corrected_initial_age_s(const dc_policy_response_t *res, uint64_t now_ms)
+{
+    uint64_t apparent = 0;
+    if (res->date_s >= 0) {
+        uint64_t date_end = sat_add(epoch_ms(res->date_s), 1000);
+        apparent = now_ms > date_end ? (now_ms - date_end) / 1000u : 0;
+    }
+    uint64_t corrected = res->age_s >= 0 ? (uint64_t)res->age_s + res->response_delay_ms / 1000u : 0;
+    return min_u64(max_u64(apparent, corrected), DELTA_MAX_S);
+}
+
+/* The directives that decide (RFC 9213 2.2): Dexcache-Cache-Control, then CDN-Cache-Control under
+ * cdn_role, each only when valid and non-empty, else Cache-Control (NULL when absent). */
+static const dc_cc_t *deciding_cc(const dc_config_cache_rule_t *rule, const dc_policy_response_t *res,
+                                  dc_cc_source_t *src)
+{
+    *src = DC_CC_FROM_CACHE_CONTROL;
+    if (res->has_dcc) {
+        *src = DC_CC_FROM_DEXCACHE;
+        return &res->dcc;
+    }
+    if (rule != NULL && rule->cdn_role && res->has_cdncc) {
+        *src = DC_CC_FROM_CDN;
+        return &res->cdncc;
+    }
+    return res->has_cc ? &res->cc : NULL;
+}
+
+/* Does the rule's own lifetime cover this status (respect_origin false, or nothing from the
+ * origin)? Negative ones live negative_ttl (0 = not stored), positive ones ttl; under
+ * respect_origin, `public` adds every final status (RFC 9111 3: "public" makes it storable). */
+static bool rule_negative(const dc_config_cache_rule_t *rule, const dc_cc_t *cc, int status)
+{
+    return status_rule_negative(status) ||
+           (rule->respect_origin && cc != NULL && cc->public_ && status >= 400 && !status_rule_positive(status));
+}
+
+static bool rule_positive(const dc_config_cache_rule_t *rule, const dc_cc_t *cc, int status)
+{
+    return status_rule_positive(status) || (rule->respect_origin && cc != NULL && cc->public_ && status < 400);
+}
+
+/* May a response of this status be stored at all (RFC 9111 3), whatever its other directives? */
+static bool status_storable(const dc_config_cache_rule_t *rule, const dc_policy_response_t *res, const dc_cc_t *cc,
+                            bool targeted, uint64_t now_ms)
+{
+    int status = res->status;
+    if (status_never(status))
+        return false;
+    if (rule_positive(rule, cc, status) || (rule_negative(rule, cc, status) && rule->negative_ttl_ms > 0))
+        return true;
+    if (!rule->respect_origin)
+        return false;
+    uint64_t ms;
+    if (explicit_lifetime(res, cc, !targeted, now_ms, &ms))
+        return true;
+    return (status_heuristic(status) || (cc != NULL && cc->public_)) && heuristic_lifetime(rule, res, now_ms, &ms);
+}
+
 /* Why the response may not be stored at all, or DC_POLICY_STORE. Checked in this order, so the
- * reported reason is the first that applies: request side, status, then response directives. */
+ * reported reason is the first that applies: request side, status, then response directives (a
+ * 500 with Set-Cookie is "status": shared with the waiters, not private to the leader). */
 static dc_policy_verdict_t refusal(const dc_config_cache_rule_t *rule, const dc_policy_request_t *req,
-                                   const dc_policy_response_t *res, const dc_cc_t *cc, status_class_t sc)
+                                   const dc_policy_response_t *res, const dc_cc_t *cc, dc_cc_source_t src,
+                                   uint64_t now_ms)
 {
     if (rule == NULL)
         return DC_POLICY_NO_RULE;
@@ -131,13 +239,16 @@ static dc_policy_verdict_t refusal(const dc_config_cache_rule_t *rule, const dc_
      * is exactly the leak this check exists for. */
     if (req->has_authorization && !rule->is_public)
         return DC_POLICY_AUTHORIZATION;
-    if (sc == STATUS_UNCACHEABLE || (sc == STATUS_NEGATIVE && rule->negative_ttl_ms == 0))
+    bool understood = cc != NULL && cc->must_understand && status_understood(res->status);
+    if (cc != NULL && cc->must_understand && !understood && !status_never(res->status))
+        return DC_POLICY_MUST_UNDERSTAND;
+    if (!status_storable(rule, res, cc, src != DC_CC_FROM_CACHE_CONTROL, now_ms))
         return DC_POLICY_STATUS;
-    if (cc != NULL && cc->no_store)
+    if (cc != NULL && cc->no_store && !understood)
         return DC_POLICY_NO_STORE;
     if (cc != NULL && cc->private_)
         return DC_POLICY_PRIVATE;
-    if (res->has_set_cookie)
+    if (res->has_set_cookie && !res->set_cookie_named[src])
         return DC_POLICY_SET_COOKIE;
     if (res->vary_star || res->vary_other)
         return DC_POLICY_VARY;
@@ -148,43 +259,72 @@ static dc_policy_verdict_t refusal(const dc_config_cache_rule_t *rule, const dc_
 
 /*
  * Choices the header leaves open, made here:
- *  - Pragma: no-cache (only without Cache-Control) is treated as Cache-Control: no-cache in every
- *    respect: lifetime 0 under respect_origin, and no_stale whatever respect_origin says.
- *  - For a negative status the rule's lifetime is negative_ttl_ms, and an origin lifetime replaces
- *    it under respect_origin just as it replaces ttl_ms; negative_ttl_ms 0 still refuses the
- *    status (negative caching is the operator's opt-in). Stale windows apply alike.
- *  - The Age correction is the origin's Age only (no apparent age from Date: our instances' clocks
- *    and the origin's need not agree), and only for origin-given lifetimes: a rule ttl counts
- *    from our receipt of the response.
+ *  - Pragma: no-cache (only without Cache-Control or a deciding targeted field) is treated as
+ *    Cache-Control: no-cache in every respect.
+ *  - A negative status's rule lifetime is negative_ttl_ms; negative_ttl_ms 0 refuses it unless the
+ *    origin gave it a lifetime under respect_origin. Stale windows apply alike.
+ *  - A rule ttl counts from our receipt (no age correction); origin and heuristic lifetimes have
+ *    the corrected initial age taken off. origin_age_s is reported whatever the lifetime's source.
+ *  - An explicit lifetime of 0 (max-age=0, no-cache, an invalid max-age, a past Expires) with a
+ *    validator is stored, stale at once, to be revalidated: a 304 is cheaper than a full answer.
  *  - When not stored because of a refusal, the times are all now_ms (nothing to keep); for
- *    DC_POLICY_ZERO_TTL they are the computed ones (also all now_ms). origin_age_s and negative
- *    are filled whenever known.
+ *    DC_POLICY_ZERO_TTL they are the computed ones (also all now_ms). origin_age_s, negative and
+ *    cc_source are filled whenever known.
  */
 void dc_policy_decide(const dc_config_cache_rule_t *rule, const dc_policy_request_t *req,
                       const dc_policy_response_t *res, uint64_t now_ms, dc_policy_decision_t *out)
 {
     DC_ASSERT(req != NULL && res != NULL && out != NULL);
-    const dc_cc_t *cc = res->has_cc ? &res->cc : NULL;
-    status_class_t sc = status_class(res->status);
+    dc_cc_source_t src;
+    const dc_cc_t *cc = deciding_cc(rule, res, &src);
+    bool targeted = src != DC_CC_FROM_CACHE_CONTROL;
+    int status = res->status;
 
     memset(out, 0, sizeof(*out));
     out->fresh_until_ms = out->swr_until_ms = out->sie_until_ms = out->keep_until_ms = now_ms;
-    out->negative = sc == STATUS_NEGATIVE;
-    out->origin_age_s = res->age_s < 0 ? 0 : res->age_s > UINT32_MAX ? UINT32_MAX : (uint32_t)res->age_s;
-    out->verdict = refusal(rule, req, res, cc, sc);
+    out->negative = status >= 400;
+    out->cc_source = src;
+    uint64_t age_s = corrected_initial_age_s(res, now_ms);
+    out->origin_age_s = age_s > UINT32_MAX ? UINT32_MAX : (uint32_t)age_s;
+    out->verdict = refusal(rule, req, res, cc, src, now_ms);
     if (out->verdict != DC_POLICY_STORE)
         return;
+    out->strip_fields = cc != NULL && (cc->no_cache_fields || cc->private_fields);
 
-    bool no_cache = cc != NULL ? cc->no_cache : res->pragma_no_cache;
-    out->no_stale = no_cache || (cc != NULL && (cc->must_revalidate || cc->proxy_revalidate));
+    bool no_cache = cc != NULL ? cc->no_cache : (!targeted && res->pragma_no_cache);
+    /* s-maxage implies proxy-revalidate (RFC 9111 5.2.2.10) where the origin's lifetimes are used */
+    out->no_stale =
+        no_cache ||
+        (cc != NULL && (cc->must_revalidate || cc->proxy_revalidate || (rule->respect_origin && cc->s_maxage != -1)));
 
-    uint64_t lifetime = sc == STATUS_NEGATIVE ? rule->negative_ttl_ms : rule->ttl_ms;
-    uint64_t swr = rule->stale_while_revalidate_ms, sie = rule->stale_if_error_ms;
-    uint64_t origin;
-    if (rule->respect_origin && origin_lifetime(res, cc, no_cache, now_ms, &origin)) {
-        uint64_t age_ms = (uint64_t)out->origin_age_s * 1000u;
-        lifetime = origin > age_ms ? origin - age_ms : 0;
+    /* the lifetime: from the origin (explicit, else heuristic) under respect_origin, else the rule's */
+    uint64_t lifetime = 0;
+    bool from_origin = false;
+    if (rule->respect_origin) {
+        if (no_cache) {
+            from_origin = true; /* a lifetime of 0: stored only to be revalidated */
+        } else if (explicit_lifetime(res, cc, !targeted, now_ms, &lifetime)) {
+            from_origin = true;
+        } else if ((status_heuristic(status) || (cc != NULL && cc->public_)) &&
+                   heuristic_lifetime(rule, res, now_ms, &lifetime)) {
+            from_origin = out->heuristic = true;
+        }
     }
+    if (from_origin) {
+        uint64_t age_ms = age_s * 1000u;
+        lifetime = lifetime > age_ms ? lifetime - age_ms : 0;
+    } else {
+        /* status_storable() let it through on the rule's own lifetime */
+        bool negative = rule_negative(rule, cc, status);
+        DC_ASSERT(negative ? rule->negative_ttl_ms > 0 : rule_positive(rule, cc, status));
+        if (!negative && rule->ttl_ms == 0 && rule->respect_origin) {
+            out->verdict = DC_POLICY_NO_FRESHNESS; /* ttl 0 + respect_origin: the origin decides */
+            return;
+        }
+        lifetime = negative ? rule->negative_ttl_ms : rule->ttl_ms;
+    }
+
+    uint64_t swr = rule->stale_while_revalidate_ms, sie = rule->stale_if_error_ms;
     if (rule->respect_origin && cc != NULL && cc->stale_while_revalidate >= 0)
         swr = delta_ms(cc->stale_while_revalidate);
     if (rule->respect_origin && cc != NULL && cc->stale_if_error >= 0)
@@ -196,7 +336,7 @@ void dc_policy_decide(const dc_config_cache_rule_t *rule, const dc_policy_reques
     out->swr_until_ms = sat_add(out->fresh_until_ms, swr);
     out->sie_until_ms = sat_add(out->fresh_until_ms, sie);
     out->keep_until_ms = max_u64(out->swr_until_ms, out->sie_until_ms);
-    if (lifetime == 0 && swr == 0 && sie == 0)
+    if (lifetime == 0 && swr == 0 && sie == 0 && !res->has_validator)
         out->verdict = DC_POLICY_ZERO_TTL;
 }
 

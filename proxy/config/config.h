@@ -65,7 +65,7 @@ typedef enum { DC_CLIENT_NO_CACHE_IGNORE = 0, DC_CLIENT_NO_CACHE_REVALIDATE } dc
 /* routes[].cache[]: first matching rule (prefix of the upstream path) wins. */
 typedef struct dc_config_cache_rule {
     char *path;      /* prefix of the upstream path, "/" = everything */
-    uint64_t ttl_ms; /* required */
+    uint64_t ttl_ms; /* required; 0 only with respect_origin (the origin decides) */
     uint64_t stale_while_revalidate_ms;
     uint64_t stale_if_error_ms;
     uint64_t negative_ttl_ms; /* for 400/404 answers; 0 = not cached */
@@ -79,6 +79,10 @@ typedef struct dc_config_cache_rule {
     double prefetch;                      /* refresh-ahead fraction of ttl (0 = off, else 0.5..0.99) */
     dc_client_no_cache_t client_no_cache; /* default ignore */
     bool is_public;                       /* "public: true": cache even with Authorization */
+    double heuristic;                     /* heuristic freshness, fraction of Date - Last-Modified; 0 = off */
+    uint64_t heuristic_max_ms;            /* cap of a heuristic lifetime, default 1h */
+    bool cdn_role;                        /* dexcache is a CDN for its clients: CDN-Cache-Control applies (RFC 9213) */
+    bool forward_cdn_cache_control;       /* the origin's CDN-Cache-Control reaches clients; default true */
 } dc_config_cache_rule_t;
 
 /* routes[].batch */

@@ -40,6 +40,61 @@ static const char *const preamble =
     "elsewhere.\n"
     "Durations are stored in milliseconds, sizes in bytes.\n";
 
+/* How the cache decides what it stores and for how long (the cache rules' keys above). */
+static const char *const caching_storage =
+    "\n## Caching: what is stored, and for how long (RFC 9111, RFC 9213)\n"
+    "\n"
+    "A GET or HEAD answer is stored under the first cache rule whose `path` prefixes the upstream path, "
+    "unless one of these holds (the reason is the `detail=` of the leader's `Cache-Status`): the request "
+    "had Authorization and the rule is not `public` (`authorization`); the status is 1xx, 206, 304 or not "
+    "a final status at all, or no rule covers it (`status`); `Cache-Control: must-understand` on a status "
+    "dexcache does not implement (`must-understand`; the understood ones are 200 203 204 300 301 302 307 "
+    "308 400 404 405 410 414 451 501, and for them `no-store` is ignored); `no-store`; `private` without "
+    "field names; Set-Cookie (unless a `no-cache=\"Set-Cookie\"` or `private=\"Set-Cookie\"` names it: then "
+    "stored without it); `Vary` on anything but Accept-Encoding; an incomplete body.\n"
+    "\n"
+    "**Statuses and lifetimes.** With `respect_origin: false` (the default, tuned for the DEX APIs) the rule "
+    "decides: 200 203 204 300 301 308 are fresh for `ttl`, 400 404 405 410 414 451 501 for `negative_ttl` "
+    "(0 = not stored), anything else is not stored; the origin's max-age / s-maxage / Expires are not used, "
+    "but its no-store, private, no-cache and must-revalidate / proxy-revalidate still are. With "
+    "`respect_origin: true`, explicit freshness from the origin (s-maxage, else max-age, else Expires - Date) "
+    "makes any final status storable for that lifetime (a 503 with `max-age=5` is stored; a 5xx or 429 "
+    "while a usable stale copy exists is still answered with that copy); without it, `heuristic` (when on, "
+    "for 200 203 204 300 301 308 404 405 410 414 451 501 or a `public` answer with a Last-Modified): that "
+    "share of Date - Last-Modified, at most `heuristic_max`; else the rule's `ttl` / `negative_ttl` for their "
+    "statuses (and, with `public`, for any other: `ttl` below 400, `negative_ttl` from 400). `ttl: 0` "
+    "(accepted only with `respect_origin: true`) means the origin decides: an answer without explicit or "
+    "heuristic freshness is not stored (`no-origin-freshness`).\n"
+    "\n"
+    "**Parsing.** max-age and s-maxage: the first occurrence wins, quoted values (`max-age=\"5\"`) are "
+    "accepted, a value that is not a delta-seconds (`1a`, `-1`, `1.5`) makes the answer stale on arrival, "
+    "values above 2147483648 are that. An invalid Expires (`0`, several Expires) or one in the past: stale "
+    "on arrival. An answer stale on arrival, or sent with `no-cache` (a lifetime of 0 under respect_origin), "
+    "is kept only when it has a validator (ETag or Last-Modified: it is then revalidated with the origin, "
+    "If-None-Match / If-Modified-Since, before every use) or a stale window (served stale inside it). "
+    "`no-cache=\"X\"` and `private=\"X\"` (field names): stored, without those header fields. "
+    "`must-revalidate`, `proxy-revalidate`, `no-cache` and (with `respect_origin`) `s-maxage`, which implies "
+    "proxy-revalidate, forbid any stale use (stale_while_revalidate / stale_if_error windows are 0).\n"
+    "\n"
+    "**Age.** The origin's `Age` is read as RFC 9111 5.1 says (of a list or several lines the first; a "
+    "value with a sign, a fraction or letters is ignored; above 2147483648 it is that) and the age dexcache "
+    "reports and counts is the corrected initial age of RFC 9111 4.2.3: the larger of Age + the time the "
+    "origin took to answer and the apparent age, now - Date (counted from the end of Date's second, since "
+    "Date has a one-second resolution). Origin and heuristic lifetimes are shortened by it; a rule's `ttl` "
+    "counts from when dexcache received the answer. Hits carry `Age` = that age + the time stored.\n"
+    "\n"
+    "**Targeted fields (RFC 9213).** `Dexcache-Cache-Control` is addressed to dexcache alone: when it is a "
+    "valid, non-empty Structured Fields dictionary it replaces Cache-Control, Expires and Pragma for "
+    "dexcache's storage decision on every route, and it never reaches clients or the cache. A rule with "
+    "`cdn_role: true` says that dexcache is a CDN for its clients: a valid `CDN-Cache-Control` from the origin "
+    "then decides in the same way (after Dexcache-Cache-Control). An invalid dictionary is ignored as if "
+    "absent; a member of the wrong type (`max-age=\"5\"`) is ignored. `forward_cdn_cache_control` says "
+    "whether the origin's CDN-Cache-Control is passed on to clients (default yes). This is separate from the "
+    "route's `cdn:` block, which writes dexcache's own Cache-Control / CDN-Cache-Control for the CDN in "
+    "front of dexcache (Cloudflare) from the route's settings: with `cdn.cdn_cache_control: true` the "
+    "route's CDN-Cache-Control replaces the origin's toward clients, whatever `forward_cdn_cache_control` "
+    "says; `cdn_role` only changes what dexcache itself stores.\n";
+
 /* Markdown table cell text: '|' would end the cell, '<' would start an HTML tag. */
 static void md_text(FILE *out, const char *s)
 {
@@ -125,4 +180,5 @@ void dc__config_write_reference(FILE *out)
         fputs("| key | type | default | range | description |\n|---|---|---|---|---|\n", out);
         write_rows(out, &one, "");
     }
+    fputs(caching_storage, out);
 }

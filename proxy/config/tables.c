@@ -224,6 +224,25 @@ static int parse_prefetch(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const ch
     return 0;
 }
 
+/* heuristic: "N%" with N from 0 to 100 (decimals allowed), stored as a fraction. */
+static int parse_percent(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const char *text, const dc__ynode_t *node,
+                         void *base)
+{
+    size_t len = strlen(text);
+    bool ok = len >= 2 && len < 32 && text[len - 1] == '%' && isdigit((unsigned char)text[0]) &&
+              strspn(text, "0123456789.") == len - 1;
+    double v = 0;
+    if (ok) {
+        char *end;
+        v = strtod(text, &end);
+        ok = end == text + len - 1 && isfinite(v) && v >= 0 && v <= 100;
+    }
+    if (!ok)
+        return dc__cfg_fail_expected(ctx, d, node, false);
+    *FIELD(base, d->offset, double) = v / 100.0;
+    return 0;
+}
+
 /* limit.by: "client" or "header:<name>"; the header name goes to the field at d->aux. */
 static int parse_limit_by(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const char *text, const dc__ynode_t *node,
                           void *base)
@@ -499,13 +518,41 @@ static const int client_no_cache_values[] = {DC_CLIENT_NO_CACHE_IGNORE, DC_CLIEN
 static const dc__directive_t rule_rows[] = {
     R_STR("path", RULE, path, NULL, "prefix of the upstream path this rule covers; / = everything",
           .flags = DC__D_REQUIRED, .check = check_abs_path, .expect = "a path starting with '/'"),
-    R_DUR("ttl", RULE, ttl_ms, NULL, 1, 365 * DAY, "how long an answer is fresh", .flags = DC__D_REQUIRED),
+    R_DUR("ttl", RULE, ttl_ms, NULL, 0, 365 * DAY,
+          "how long an answer is fresh; 0 (only with respect_origin: true) = the origin decides: an answer "
+          "without freshness from the origin (max-age, s-maxage, Expires, or heuristic) is not stored",
+          .flags = DC__D_REQUIRED),
     R_DUR("stale_while_revalidate", RULE, stale_while_revalidate_ms, "0", 0, 365 * DAY,
           "after ttl, serve stale while one background refresh runs"),
     R_DUR("stale_if_error", RULE, stale_if_error_ms, "0", 0, 365 * DAY,
           "after ttl, serve stale when the upstream fails"),
-    R_DUR("negative_ttl", RULE, negative_ttl_ms, "0", 0, 365 * DAY, "ttl of 400/404 answers; 0 = not cached"),
-    R_BOOL("respect_origin", RULE, respect_origin, "false", "origin Cache-Control / Expires win over ttl when sent"),
+    R_DUR("negative_ttl", RULE, negative_ttl_ms, "0", 0, 365 * DAY,
+          "ttl of 400/404/405/410/414/451/501 answers; 0 = not cached (unless, under respect_origin, the "
+          "origin gives them a lifetime)"),
+    R_BOOL("respect_origin", RULE, respect_origin, "false",
+           "RFC 9111 freshness: the origin's s-maxage / max-age / Expires (minus the Age and Date correction) "
+           "win over ttl when sent, and make any final status storable (5xx, 429 and 302 included; never 1xx, "
+           "206, 304); without them the rule's ttl / negative_ttl (or heuristic) apply as usual"),
+    {.name = "heuristic",
+     .type = DC__T_CUSTOM,
+     .offset = offsetof(RULE, heuristic),
+     .dflt = "0%",
+     .parse = parse_percent,
+     .expect = "a percentage from 0% to 100%",
+     .doc = "heuristic freshness (RFC 9111 4.2.2), with respect_origin only: an answer of a heuristically "
+            "cacheable status (200 203 204 300 301 308 404 405 410 414 451 501, or any with `public`) that "
+            "has a Last-Modified and no explicit freshness is fresh for this share of the time between "
+            "Last-Modified and Date, capped by heuristic_max, instead of ttl; 0% = off"},
+    R_DUR("heuristic_max", RULE, heuristic_max_ms, "1h", 0, 365 * DAY,
+          "longest heuristic lifetime (a day-old object at 10% would get 2.4 h)"),
+    R_BOOL("cdn_role", RULE, cdn_role, "false",
+           "dexcache acts as a CDN for its clients (RFC 9213): a valid CDN-Cache-Control from the origin "
+           "replaces Cache-Control, Expires and Pragma for dexcache's own storage decision (a valid "
+           "Dexcache-Cache-Control, targeted at dexcache alone, always does and comes first)"),
+    R_BOOL("forward_cdn_cache_control", RULE, forward_cdn_cache_control, "true",
+           "the origin's CDN-Cache-Control reaches clients (false: dropped, for example when dexcache is the "
+           "last CDN layer); replaced by the route's own when cdn.cdn_cache_control is on. "
+           "Dexcache-Cache-Control never leaves dexcache"),
     R_LIST("key_sets", RULE, key_sets, nkey_sets, "params whose comma lists are sorted and deduplicated in the key"),
     R_LIST("ignore_params", RULE, ignore_params, nignore_params, "params left out of the cache key"),
     R_LIST("key_headers", RULE, key_headers, nkey_headers,
@@ -550,7 +597,28 @@ static int rule_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *ar
     return 0;
 }
 
-static const dc__table_t rule_table = TABLE(rule_rows, NULL);
+/* ttl 0 and heuristic freshness hand the decision to the origin's headers: only with respect_origin. */
+static int rule_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    const RULE *r = base;
+    if (map == NULL || r->respect_origin)
+        return 0;
+    char found[256];
+    const dc__ynode_t *node;
+    if (r->ttl_ms == 0 && (node = dc__ynode_get(map, "ttl")) != NULL) {
+        dc__ynode_describe(node, found, sizeof(found));
+        return dc__cfg_fail(ctx, node, NULL,
+                            "expected a ttl above 0 (ttl 0 needs respect_origin: true: the origin decides), found %s",
+                            found);
+    }
+    if (r->heuristic > 0 && (node = dc__ynode_get(map, "heuristic")) != NULL) {
+        dc__ynode_describe(node, found, sizeof(found));
+        return dc__cfg_fail(ctx, node, NULL, "expected heuristic only with respect_origin: true, found %s", found);
+    }
+    return 0;
+}
+
+static const dc__table_t rule_table = TABLE(rule_rows, rule_finish);
 
 typedef dc_config_batch_t BATCH;
 static const dc__directive_t batch_rows[] = {

@@ -308,6 +308,7 @@ static void on_head(void *data, dc_fetch_t *f)
     dc_policy_request_t preq = {.method_cacheable = true, .has_authorization = false, .client_no_cache = false};
     dc_policy_response_t pres;
     dc_resphdr_policy_view(status, hs, n, &pres);
+    pres.response_delay_ms = dc_fetch_head_us(f) / 1000u;
     dc_policy_decide(fill->rule, &preq, &pres, now, &fill->decision);
     int64_t cl = dc_fetch_content_length(f);
     uint64_t max_object = dc_cache_max_object(fill->worker->cache);
@@ -320,7 +321,7 @@ static void on_head(void *data, dc_fetch_t *f)
         mbedtls_sha256_init(&fill->sha);
         mbedtls_sha256_starts_ret(&fill->sha, 0);
         fill->sha_on = true;
-    } else if (v == DC_POLICY_STATUS || v == DC_POLICY_ZERO_TTL) {
+    } else if (v == DC_POLICY_STATUS || v == DC_POLICY_ZERO_TTL || v == DC_POLICY_NO_FRESHNESS) {
         fill->mode = FILL_SHARE;
     } else {
         fill->mode = FILL_PASS;
@@ -390,6 +391,13 @@ static void stream_to_waiters(dc_fill_t *fill, dc_fetch_t *f)
     dc_cache_entry_release(preview);
 }
 
+/* The origin's CDN-Cache-Control stays with us: the rule says so, or the route sends its own. */
+static bool drop_cdn_cache_control(const dc_fill_t *fill)
+{
+    return (fill->rule != NULL && !fill->rule->forward_cdn_cache_control) ||
+           (fill->route->cdn.enabled && fill->route->cdn.cdn_cache_control);
+}
+
 /* The leader's response head goes out now (see the file comment for when). */
 static void start_leader(dc_fill_t *fill, dc_fetch_t *f)
 {
@@ -414,7 +422,7 @@ static void start_leader(dc_fill_t *fill, dc_fetch_t *f)
                              fill->ntags, &cdn);
     dc_serve_follow_start(r, fill, f, decoded ? fill->sb_ident : fill->sb, "MISS",
                           leader_cache_status(fill, status, &r->req->pool), with_cdn ? &cdn : NULL,
-                          decoded ? DC_HEAD_DECODED : 0);
+                          (decoded ? DC_HEAD_DECODED : 0) | (drop_cdn_cache_control(fill) ? DC_HEAD_SKIP_CDN_CC : 0));
     if (with_cdn)
         dc_cdn_headers_dispose(&cdn);
 }
@@ -600,6 +608,7 @@ static dc_cache_entry_t *build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *f)
     dc_policy_request_t preq = {.method_cacheable = true};
     dc_policy_response_t pres;
     dc_resphdr_policy_view(old->status, m, mn, &pres);
+    pres.response_delay_ms = dc_fetch_head_us(f) / 1000u;
     dc_policy_decide(fill->rule, &preq, &pres, now, &fill->decision);
     dc_cache_hdr_t *kept = dc_calloc(mn ? mn : 1, sizeof(*kept));
     for (size_t i = 0; i < mn; i++)
@@ -639,6 +648,10 @@ static dc_cache_entry_t *entry_from_head(dc_fill_t *fill, dc_fetch_t *f)
             continue;
         if (with_cdn && hs[i].name_len == 13 && memcmp(hs[i].name, "cache-control", 13) == 0)
             continue; /* replaced by the route's CDN policy */
+        if (hs[i].name_len == 17 && memcmp(hs[i].name, "cdn-cache-control", 17) == 0 && drop_cdn_cache_control(fill))
+            continue;
+        if (fill->decision.strip_fields && dc_resphdr_cc_strips(hs, n, fill->decision.cc_source, &hs[i]))
+            continue; /* a qualified no-cache / private named it: never replayed from the cache */
         if ((hs[i].name_len == 16 && memcmp(hs[i].name, "content-encoding", 16) == 0) ||
             (hs[i].name_len == 4 && memcmp(hs[i].name, "vary", 4) == 0))
             continue; /* the entry describes the identity body; serve.c adds both per representation */

@@ -460,6 +460,7 @@ void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags
         const dc_fetch_header_t *h = &hs[i];
         if (!dc_resphdr_forward(h, conn, conn_len) || ((flags & DC_HEAD_SKIP_ETAG) && named(h, "etag")) ||
             ((flags & DC_HEAD_SKIP_CACHE_CONTROL) && named(h, "cache-control")) ||
+            ((flags & DC_HEAD_SKIP_CDN_CC) && named(h, "cdn-cache-control")) ||
             ((flags & DC_HEAD_DECODED) && (named(h, "content-encoding") || named(h, "vary"))))
             continue;
         dc_request_add_header(r, h->name, h->name_len, h->value, h->value_len);

@@ -201,6 +201,7 @@ enum {
     DC_HEAD_SKIP_CACHE_CONTROL = 1, /* the route's CDN policy replaces the origin's */
     DC_HEAD_SKIP_ETAG = 2,          /* our strong ETag names cached representations */
     DC_HEAD_DECODED = 4,            /* the body is sent decoded: no Content-Encoding/Length, no Vary from origin */
+    DC_HEAD_SKIP_CDN_CC = 8,        /* the origin's CDN-Cache-Control is not passed on (rule or route says so) */
 };
 void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags);
 /* Fetch options of upstream `up` (timeouts, retries, HTTP/2, TLS verification, key header, budget);

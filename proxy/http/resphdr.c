@@ -17,7 +17,8 @@ bool dc_resphdr_forward(const dc_fetch_header_t *h, const char *conn, size_t con
         return false;
     if (conn != NULL && dc_hop_listed_in_connection(conn, conn_len, h->name, h->name_len))
         return false;
-    return !(is(h, "content-length") || is(h, "date") || is(h, "server") || is(h, "via") || is(h, "age"));
+    return !(is(h, "content-length") || is(h, "date") || is(h, "server") || is(h, "via") || is(h, "age") ||
+             is(h, "dexcache-cache-control"));
 }
 
 bool dc_resphdr_store(const dc_fetch_header_t *h, const char *conn, size_t conn_len)
@@ -38,22 +39,6 @@ const char *dc_resphdr_find(const dc_fetch_header_t *hs, size_t n, const char *n
     }
     *len = 0;
     return NULL;
-}
-
-static int64_t parse_delta(const char *v, size_t len)
-{
-    int64_t n = 0;
-    size_t i = 0;
-    while (i < len && (v[i] == ' ' || v[i] == '\t'))
-        i++;
-    if (i == len || v[i] < '0' || v[i] > '9')
-        return -1;
-    for (; i < len && v[i] >= '0' && v[i] <= '9'; i++) {
-        n = n * 10 + (v[i] - '0');
-        if (n > 2147483648LL)
-            n = 2147483648LL;
-    }
-    return n;
 }
 
 /* Does a Vary value name anything other than Accept-Encoding? (Vary: * is reported separately.) */
@@ -83,15 +68,26 @@ void dc_resphdr_policy_view(int status, const dc_fetch_header_t *hs, size_t n, d
     memset(out, 0, sizeof(*out));
     out->status = status;
     dc_cc_init(&out->cc);
+    dc_cc_init(&out->dcc);
+    dc_cc_init(&out->cdncc);
     out->expires_s = -1;
     out->date_s = -1;
     out->age_s = -1;
+    out->last_modified_s = -1;
     out->complete = true;
+    bool dcc_bad = false, cdncc_bad = false, seen_date = false, seen_age = false;
     for (size_t i = 0; i < n; i++) {
         const dc_fetch_header_t *h = &hs[i];
         if (is(h, "cache-control")) {
             out->has_cc = true;
             dc_cc_parse(h->value, h->value_len, &out->cc);
+        } else if (is(h, "dexcache-cache-control")) {
+            /* RFC 9213 2.1: a line that is not a valid sf-dictionary voids the whole field */
+            dcc_bad |= !dc_cc_parse_targeted(h->value, h->value_len, &out->dcc);
+            out->has_dcc = true;
+        } else if (is(h, "cdn-cache-control")) {
+            cdncc_bad |= !dc_cc_parse_targeted(h->value, h->value_len, &out->cdncc);
+            out->has_cdncc = true;
         } else if (is(h, "pragma")) {
             if (dc_hop_listed_in_connection(h->value, h->value_len, "no-cache", 8)) /* a token in a list */
                 out->pragma_no_cache = true;
@@ -100,13 +96,48 @@ void dc_resphdr_policy_view(int status, const dc_fetch_header_t *hs, size_t n, d
             int64_t t = dc_http_date_parse(h->value, h->value_len);
             out->expires_s = (t >= 0 && out->expires_s == -1) ? t : -2;
         } else if (is(h, "date")) {
-            out->date_s = dc_http_date_parse(h->value, h->value_len);
+            if (!seen_date) /* a singleton: the first line counts */
+                out->date_s = dc_http_date_parse(h->value, h->value_len);
+            seen_date = true;
         } else if (is(h, "age")) {
-            out->age_s = parse_delta(h->value, h->value_len);
+            if (!seen_age) /* RFC 9111 5.1: the first member of the first line; invalid = ignored */
+                out->age_s = dc_age_parse(h->value, h->value_len);
+            seen_age = true;
+        } else if (is(h, "last-modified")) {
+            out->last_modified_s = dc_http_date_parse(h->value, h->value_len);
+            out->has_validator = true;
+        } else if (is(h, "etag")) {
+            out->has_validator = true;
         } else if (is(h, "set-cookie")) {
             out->has_set_cookie = true;
         } else if (is(h, "vary")) {
             scan_vary(h->value, h->value_len, &out->vary_star, &out->vary_other);
         }
     }
+    if (dcc_bad) {
+        out->has_dcc = false;
+        dc_cc_init(&out->dcc);
+    }
+    if (cdncc_bad) {
+        out->has_cdncc = false;
+        dc_cc_init(&out->cdncc);
+    }
+    if (out->has_set_cookie) {
+        /* stored without Set-Cookie when a qualified no-cache / private of the deciding field names
+         * it; which field decides is the policy's choice, so each is asked */
+        static const dc_fetch_header_t sc = {(char *)"set-cookie", 10, (char *)"", 0};
+        for (int src = 0; src < DC_CC_SOURCES; src++)
+            out->set_cookie_named[src] = dc_resphdr_cc_strips(hs, n, (dc_cc_source_t)src, &sc);
+    }
+}
+
+bool dc_resphdr_cc_strips(const dc_fetch_header_t *hs, size_t n, dc_cc_source_t src, const dc_fetch_header_t *h)
+{
+    const char *field = src == DC_CC_FROM_DEXCACHE ? "dexcache-cache-control"
+                        : src == DC_CC_FROM_CDN    ? "cdn-cache-control"
+                                                   : "cache-control";
+    for (size_t i = 0; i < n; i++)
+        if (is(&hs[i], field) && dc_cc_names_field(hs[i].value, hs[i].value_len, h->name, h->name_len))
+            return true;
+    return false;
 }

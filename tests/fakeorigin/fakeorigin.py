@@ -1021,6 +1021,29 @@ def h_echo(c):
                  "headers": r.hdict, "body_len": r.body_len, "body_sha256": r.body_sha}
 
 
+def respond_time_knobs(c):
+    """/respond knobs for clock-relative headers (cache-policy tests): date_offset=N sends Date N
+    seconds from now (negative: in the past), date=none sends no Date, lm_ago=N a Last-Modified N
+    seconds before now, expires_in=N an Expires N seconds from now. Returns header lines."""
+    out = []
+    now = int(time.time())
+
+    def fmt(t):
+        return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(t))
+    try:
+        if c.p.get("date") == "none":
+            out.append("Date: -")  # send_response: no Date at all
+        elif "date_offset" in c.p:
+            out.append("Date: " + fmt(now + int(c.p["date_offset"])))
+        if "lm_ago" in c.p:
+            out.append("Last-Modified: " + fmt(now - int(c.p["lm_ago"])))
+        if "expires_in" in c.p:
+            out.append("Expires: " + fmt(now + int(c.p["expires_in"])))
+    except ValueError:
+        raise HttpError(400, {"error": "date_offset, lm_ago and expires_in must be integers"})
+    return out
+
+
 def h_respond(c):
     """GET /respond?status=N&h=Name:value&h=...: an answer with the status and response headers the
     test chooses (cache-policy tests: Cache-Control, Expires, Set-Cookie, Vary, ETag...). The body
@@ -1029,7 +1052,7 @@ def h_respond(c):
         status = int(c.p.get("status", "200"))
     except ValueError:
         raise HttpError(400, {"error": "status must be an integer"})
-    extra = [v for (k, v) in c.plist if k == "h" and ":" in v]
+    extra = [v for (k, v) in c.plist if k == "h" and ":" in v] + respond_time_knobs(c)
     # conditional requests: 304 when If-None-Match names the ETag (or If-Modified-Since equals the
     # Last-Modified) this answer carries, so revalidation can be tested
     given = {h.split(":", 1)[0].strip().lower(): h.split(":", 1)[1].strip() for h in extra}
@@ -1885,8 +1908,10 @@ def send_response(conn, req, status, ctype, body, extra, fx, keep, gz_body=None)
     chunked = cfg.chunked and req.version == "HTTP/1.1" and not truncate and status not in (204, 304)
     if req.version != "HTTP/1.1" and not req.keep_alive:
         keep = False
-    h = ["HTTP/1.1 %d %s" % (status, REASONS.get(status, "Status")), "Date: " + http_date(),
-         "Server: fakeorigin", "Content-Type: " + ctype]
+    # a handler's own Date line replaces ours ("Date: -": none at all)
+    own_date = [] if any(x[:5].lower() == "date:" for x in extra) else ["Date: " + http_date()]
+    h = ["HTTP/1.1 %d %s" % (status, REASONS.get(status, "Status"))] + own_date + \
+        ["Server: fakeorigin", "Content-Type: " + ctype]
     if chunked:
         h.append("Transfer-Encoding: chunked")
     else:
@@ -1895,7 +1920,7 @@ def send_response(conn, req, status, ctype, body, extra, fx, keep, gz_body=None)
         h.append("Content-Encoding: gzip")
     if cfg.gzip:
         h.append("Vary: Accept-Encoding")
-    h.extend(extra)
+    h.extend(x for x in extra if x != "Date: -")
     h.append("Connection: keep-alive" if keep else "Connection: close")
     head = ("\r\n".join(h) + "\r\n\r\n").encode("latin-1")
     sock = conn.sock

@@ -38,6 +38,28 @@ static bool delta_ok(int64_t v)
     return v == -1 || (v >= 0 && v <= DELTA_MAX);
 }
 
+/* max-age / s-maxage may also be invalid (stale on arrival) */
+static bool fresh_ok(int64_t v)
+{
+    return v == DC_CC_INVALID || delta_ok(v);
+}
+
+/* The targeted-field (sf-dictionary) parser, Age and the field-name lookup on the same bytes:
+ * durations stay in range, a refused line leaves the result untouched, Age is -1 or 0..2^31. */
+static void fuzz_more(const char *buf, size_t size)
+{
+    dc_cc_t t, before;
+    dc_cc_init(&t);
+    before = t;
+    if (dc_cc_parse_targeted(buf, size, &t))
+        check(delta_ok(t.max_age) && delta_ok(t.s_maxage) && delta_ok(t.stale_while_revalidate) &&
+              delta_ok(t.stale_if_error));
+    else
+        check(cc_equal(&t, &before));
+    check(delta_ok(dc_age_parse(buf, size)));
+    (void)dc_cc_names_field(buf, size, "set-cookie", 10);
+}
+
 static char *exact_copy(const uint8_t *data, size_t size)
 {
     char *p = malloc(size ? size : 1); /* exact size: ASan sees any overread */
@@ -60,7 +82,7 @@ static void fuzz_cc(const char *buf, size_t size, dc_cc_t *once)
 {
     dc_cc_init(once);
     dc_cc_parse(buf, size, once);
-    check(delta_ok(once->max_age) && delta_ok(once->s_maxage) && delta_ok(once->stale_while_revalidate) &&
+    check(fresh_ok(once->max_age) && fresh_ok(once->s_maxage) && delta_ok(once->stale_while_revalidate) &&
           delta_ok(once->stale_if_error) && delta_ok(once->max_stale) && delta_ok(once->min_fresh));
 
     dc_cc_t twice = *once;
@@ -131,6 +153,8 @@ static void fuzz_decide(const uint8_t *data, size_t size, const dc_cc_t *cc, int
     rule.negative_ttl_ms = (uint64_t)(b[3] & 7) * 1000u;
     rule.respect_origin = b[4] & 1;
     rule.is_public = b[4] & 2;
+    rule.heuristic = b[4] & 16 ? 0.1 : 0;
+    rule.heuristic_max_ms = 3600000;
     dc_policy_request_t req = {.method_cacheable = true, .has_authorization = b[4] & 4};
     static const int statuses[8] = {200, 404, 501, 206, 500, 301, 410, 204};
     dc_policy_response_t res = {.status = statuses[b[5] & 7],
@@ -140,14 +164,18 @@ static void fuzz_decide(const uint8_t *data, size_t size, const dc_cc_t *cc, int
                                 .expires_s = b[5] & 32 ? date : -1,
                                 .date_s = b[5] & 64 ? date - b[6] : -1,
                                 .age_s = b[5] & 128 ? b[7] : -1,
+                                .last_modified_s = b[4] & 32 ? date - b[6] * 10 : -1,
+                                .has_validator = b[4] & 8,
                                 .complete = true};
+    dc_cc_init(&res.dcc);
+    dc_cc_init(&res.cdncc);
     const uint64_t now = UINT64_C(1700000000000);
     dc_policy_decision_t d;
     dc_policy_decide(&rule, &req, &res, now, &d);
     check(d.fresh_until_ms >= now && d.swr_until_ms >= d.fresh_until_ms && d.sie_until_ms >= d.fresh_until_ms);
     check(d.keep_until_ms == (d.swr_until_ms > d.sie_until_ms ? d.swr_until_ms : d.sie_until_ms));
     check(d.verdict != DC_POLICY_ZERO_TTL || d.keep_until_ms == now);
-    check(d.verdict != DC_POLICY_STORE || d.keep_until_ms > now);
+    check(d.verdict != DC_POLICY_STORE || d.keep_until_ms > now || res.has_validator); /* kept to revalidate */
     check(!d.no_stale || (d.swr_until_ms == d.fresh_until_ms && d.sie_until_ms == d.fresh_until_ms));
     if (d.verdict == DC_POLICY_STORE) {
         check(dc_policy_freshness(d.fresh_until_ms, d.swr_until_ms, d.sie_until_ms, d.no_stale, false,
@@ -162,6 +190,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *buf = exact_copy(data, size);
     dc_cc_t cc;
     fuzz_cc(buf, size, &cc);
+    fuzz_more(buf, size);
     fuzz_date(data, buf, size);
     fuzz_decide(data, size, &cc, dc_http_date_parse(buf, size));
     free(buf);

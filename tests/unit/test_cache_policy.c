@@ -53,6 +53,9 @@ static dc_policy_response_t res_ok(void)
     r.expires_s = -1;
     r.date_s = -1;
     r.age_s = -1;
+    r.last_modified_s = -1;
+    dc_cc_init(&r.dcc);
+    dc_cc_init(&r.cdncc);
     r.complete = true;
     return r;
 }
@@ -131,20 +134,24 @@ static void test_cc_case_and_whitespace(void **state)
 
 static void test_cc_quoted_values(void **state)
 {
+    /* qualified private / no-cache: field-name lists, not the whole response */
     dc_cc_t cc = cc_of("private=\"set-cookie\", no-cache=\"x\", max-age=\"60\"");
-    assert_true(cc.private_);
-    assert_true(cc.no_cache);
+    assert_false(cc.private_);
+    assert_false(cc.no_cache);
+    assert_true(cc.private_fields && cc.no_cache_fields);
     assert_int_equal(cc.max_age, 60);
-    /* quoted but not a number, or empty */
-    assert_int_equal(cc_of("max-age=\"6 0\"").max_age, -1);
-    assert_int_equal(cc_of("max-age=\"\"").max_age, -1);
-    assert_int_equal(cc_of("max-age=\"\\6\"").max_age, -1);
+    /* quoted but not a number, or empty: invalid (stale) */
+    assert_int_equal(cc_of("max-age=\"6 0\"").max_age, DC_CC_INVALID);
+    assert_int_equal(cc_of("max-age=\"\"").max_age, DC_CC_INVALID);
+    assert_int_equal(cc_of("max-age=\"\\6\"").max_age, DC_CC_INVALID);
+    /* an empty qualified list counts as the unqualified directive */
+    assert_true(cc_of("no-cache=\"\"").no_cache);
 }
 
 static void test_cc_commas_in_quotes(void **state)
 {
     dc_cc_t cc = cc_of("no-cache=\"set-cookie, max-age=5\", s-maxage=7");
-    assert_true(cc.no_cache);
+    assert_true(cc.no_cache_fields && !cc.no_cache);
     assert_int_equal(cc.max_age, -1);
     assert_int_equal(cc.s_maxage, 7);
     /* escaped quote inside a quoted string does not end it */
@@ -159,10 +166,10 @@ static void test_cc_commas_in_quotes(void **state)
 static void test_cc_unterminated_quote(void **state)
 {
     dc_cc_t cc = cc_of("private=\"abc, max-age=5");
-    assert_true(cc.private_);
+    assert_true(cc.private_); /* malformed qualified form: the whole response */
     assert_int_equal(cc.max_age, -1);
     cc = cc_of("max-age=\"5");
-    assert_int_equal(cc.max_age, -1);
+    assert_int_equal(cc.max_age, DC_CC_INVALID);
     cc = cc_of("no-store=\"\\");
     assert_true(cc.no_store);
 }
@@ -175,12 +182,12 @@ static void test_cc_malformed_numbers(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         dc_cc_t cc = cc_of(bad[i]);
-        if (cc.max_age != -1)
+        if (cc.max_age != DC_CC_INVALID)
             fail_msg("\"%s\" gave max-age %lld", bad[i], (long long)cc.max_age);
     }
     /* a malformed directive does not hide the next one */
     dc_cc_t cc = cc_of("max-age=5x, s-maxage=4");
-    assert_int_equal(cc.max_age, -1);
+    assert_int_equal(cc.max_age, DC_CC_INVALID);
     assert_int_equal(cc.s_maxage, 4);
     /* stale-while-revalidate needs a value */
     assert_int_equal(cc_of("stale-while-revalidate").stale_while_revalidate, -1);
@@ -200,8 +207,11 @@ static void test_cc_overflow(void **state)
 static void test_cc_duplicates_first_wins(void **state)
 {
     assert_int_equal(cc_of("max-age=10, max-age=20").max_age, 10);
-    /* "first" is the first well-formed one */
-    assert_int_equal(cc_of("max-age=bad, max-age=20").max_age, 20);
+    /* max-age / s-maxage: the first occurrence, valid or not (RFC 9111 4.2.1) */
+    assert_int_equal(cc_of("max-age=bad, max-age=20").max_age, DC_CC_INVALID);
+    assert_int_equal(cc_of("max-age=1a, max-age=20").max_age, DC_CC_INVALID);
+    /* the extensions: the first well-formed one */
+    assert_int_equal(cc_of("stale-if-error=x, stale-if-error=20").stale_if_error, 20);
     dc_cc_t cc = cc_of("no-store, no-store, s-maxage=1, s-maxage=0");
     assert_true(cc.no_store);
     assert_int_equal(cc.s_maxage, 1);
@@ -243,7 +253,8 @@ static void test_cc_flag_with_junk(void **state)
     /* a restrictive flag counts whatever follows its name in its element */
     assert_true(cc_of("no-store junk").no_store);
     assert_true(cc_of("no-store=1").no_store);
-    assert_true(cc_of("private=set-cookie").private_);
+    assert_true(cc_of("private=set-cookie").private_fields); /* token form of the qualified directive */
+    assert_true(cc_of("private=\"a\" junk").private_);       /* malformed: unqualified */
     assert_false(cc_of("no-storex").no_store);
     assert_false(cc_of("x-no-store").no_store);
 }
@@ -270,7 +281,7 @@ static void test_cc_length_bounded(void **state)
     /* an embedded NUL is just an invalid byte */
     dc_cc_init(&cc);
     dc_cc_parse("max-age=5\0, no-store", 20, &cc);
-    assert_int_equal(cc.max_age, -1);
+    assert_int_equal(cc.max_age, DC_CC_INVALID);
     assert_true(cc.no_store);
 }
 
@@ -496,7 +507,7 @@ static void test_decide_positive_statuses(void **state)
 static void test_decide_uncacheable_statuses(void **state)
 {
     static const int no[] = {0,   100, 101, 103, 199, 201, 202, 205, 206, 207, 226, 302, 303, 304, 305, 307,
-                             401, 402, 403, 406, 408, 409, 413, 415, 429, 451, 500, 502, 503, 504, 599, 999};
+                             401, 402, 403, 406, 408, 409, 413, 415, 429, 500, 502, 503, 504, 599, 999};
     dc_config_cache_rule_t rule = rule_default();
     dc_policy_request_t q = req_get();
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
@@ -505,13 +516,13 @@ static void test_decide_uncacheable_statuses(void **state)
         dc_policy_decision_t d = decide(&rule, &q, &r);
         if (d.verdict != DC_POLICY_STATUS)
             fail_msg("status %d: verdict %s", no[i], dc_policy_verdict_name(d.verdict));
-        assert_false(d.negative);
+        assert_int_equal(d.negative, no[i] >= 400);
     }
 }
 
 static void test_decide_negative(void **state)
 {
-    static const int neg[] = {400, 404, 405, 410, 414, 501};
+    static const int neg[] = {400, 404, 405, 410, 414, 451, 501};
     dc_config_cache_rule_t rule = rule_default();
     dc_policy_request_t q = req_get();
     for (size_t i = 0; i < sizeof(neg) / sizeof(neg[0]); i++) {
@@ -532,10 +543,18 @@ static void test_decide_negative_ttl_zero(void **state)
     dc_policy_request_t q = req_get();
     dc_policy_response_t r = res_ok();
     r.status = 404;
-    res_cc(&r, "max-age=60"); /* an origin lifetime does not opt in to negative caching */
-    dc_policy_decision_t d = decide(&rule, &q, &r);
+    dc_policy_decision_t d = decide(&rule, &q, &r); /* the origin says nothing: not stored */
     assert_refused(&d, DC_POLICY_STATUS);
     assert_true(d.negative);
+    /* an origin lifetime makes it storable under respect_origin (RFC 9111 3) */
+    res_cc(&r, "max-age=60");
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_times(&d, 60000, 20000, 60000);
+    /* not without respect_origin */
+    rule.respect_origin = false;
+    d = decide(&rule, &q, &r);
+    assert_refused(&d, DC_POLICY_STATUS);
 }
 
 static void test_decide_negative_respect_origin(void **state)
@@ -574,9 +593,12 @@ static void test_decide_private(void **state)
     dc_policy_decision_t d = decide(&rule, &q, &r);
     assert_refused(&d, DC_POLICY_PRIVATE);
     r = res_ok();
-    res_cc(&r, "max-age=60, private=\"set-cookie\"");
+    /* qualified private (RFC 9111 5.2.2.7): stored, the named fields are not (strip_fields) */
+    res_cc(&r, "max-age=60, private=\"x-user\"");
     d = decide(&rule, &q, &r);
-    assert_refused(&d, DC_POLICY_PRIVATE);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_true(d.strip_fields);
+    assert_int_equal(d.cc_source, DC_CC_FROM_CACHE_CONTROL);
 }
 
 static void test_decide_set_cookie(void **state)
@@ -712,12 +734,18 @@ static void test_decide_respect_without_origin_lifetime(void **state)
     rule.respect_origin = true;
     dc_policy_request_t q = req_get();
     dc_policy_response_t r = res_ok();
-    res_cc(&r, "public, max-age=oops");
+    res_cc(&r, "public");
     r.date_s = NOW_S; /* a Date alone gives no lifetime */
     r.age_s = 3;      /* and Age is not subtracted from the rule's ttl */
     dc_policy_decision_t d = decide(&rule, &q, &r);
     assert_int_equal(d.verdict, DC_POLICY_STORE);
     assert_times(&d, 10000, 20000, 60000);
+    /* an invalid max-age is invalid freshness information: stale on arrival (RFC 9111 4.2.1) */
+    r = res_ok();
+    res_cc(&r, "public, max-age=oops");
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_times(&d, 0, 20000, 60000);
 }
 
 static void test_decide_s_maxage_beats_max_age(void **state)
@@ -729,13 +757,18 @@ static void test_decide_s_maxage_beats_max_age(void **state)
     res_cc(&r, "max-age=600, s-maxage=30");
     r.expires_s = NOW_S + 9999;
     dc_policy_decision_t d = decide(&rule, &q, &r);
-    assert_times(&d, 30000, 20000, 60000);
-    /* s-maxage=0 also wins over a larger max-age */
+    assert_true(d.no_stale); /* s-maxage implies proxy-revalidate (RFC 9111 5.2.2.10): no window */
+    assert_times(&d, 30000, 0, 0);
+    /* s-maxage=0 also wins over a larger max-age: nothing to keep without a validator */
     r = res_ok();
     res_cc(&r, "s-maxage=0, max-age=600");
     d = decide(&rule, &q, &r);
-    assert_int_equal(d.verdict, DC_POLICY_STORE); /* the rule's windows remain */
-    assert_times(&d, 0, 20000, 60000);
+    assert_int_equal(d.verdict, DC_POLICY_ZERO_TTL);
+    /* with one: kept, stale at once, for revalidation */
+    r.has_validator = true;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_times(&d, 0, 0, 0);
 }
 
 static void test_decide_max_age_beats_expires(void **state)
@@ -756,11 +789,19 @@ static void test_decide_expires_minus_date(void **state)
     rule.respect_origin = true;
     dc_policy_request_t q = req_get();
     dc_policy_response_t r = res_ok();
-    /* the origin's clock is 1h behind ours: Expires - Date is what counts */
-    r.date_s = NOW_S - 3600;
-    r.expires_s = NOW_S - 3600 + 120;
+    r.date_s = NOW_S;
+    r.expires_s = NOW_S + 120;
     dc_policy_decision_t d = decide(&rule, &q, &r);
     assert_times(&d, 120000, 20000, 60000);
+    /* Expires counts from Date, and an old Date is apparent age (RFC 9111 4.2.3): a Date 1h behind
+     * (from the end of its second: 3599 s) leaves nothing of a 120 s lifetime */
+    r.date_s = NOW_S - 3600;
+    r.expires_s = NOW_S - 3600 + 120;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.origin_age_s, 3599);
+    assert_times(&d, 0, 20000, 60000);
+    r.date_s = NOW_S;
+    r.expires_s = NOW_S + 120;
     /* Cache-Control without a lifetime does not hide Expires */
     res_cc(&r, "public");
     d = decide(&rule, &q, &r);
@@ -834,9 +875,9 @@ static void test_decide_origin_age_reported(void **state)
     dc_policy_response_t r = res_ok();
     dc_policy_decision_t d = decide(&rule, &q, &r);
     assert_int_equal(d.origin_age_s, 0); /* absent */
-    r.age_s = INT64_C(1) << 40;
+    r.age_s = INT64_C(1) << 40;          /* capped at 2^31 (RFC 9111 1.2.2) */
     d = decide(&rule, &q, &r);
-    assert_int_equal(d.origin_age_s, UINT32_MAX);
+    assert_int_equal(d.origin_age_s, UINT32_C(2147483648));
     /* reported on refusals too */
     r.age_s = 9;
     r.complete = false;
@@ -870,7 +911,7 @@ static void test_decide_origin_windows(void **state)
 
 static void test_decide_no_stale_directives(void **state)
 {
-    static const char *const cc[] = {"must-revalidate", "proxy-revalidate", "no-cache", "no-cache=\"set-cookie\""};
+    static const char *const cc[] = {"must-revalidate", "proxy-revalidate", "no-cache", "no-cache=\"\""};
     dc_policy_request_t q = req_get();
     for (int respect = 0; respect <= 1; respect++) {
         for (size_t i = 0; i < sizeof(cc) / sizeof(cc[0]); i++) {
@@ -975,12 +1016,12 @@ static void test_decide_clamping(void **state)
     rule.respect_origin = true;
     dc_policy_request_t q = req_get();
     dc_policy_response_t r = res_ok();
-    res_cc(&r, "s-maxage=99999999999999, stale-if-error=99999999999999");
+    res_cc(&r, "max-age=99999999999999, stale-if-error=99999999999999");
     dc_policy_decision_t d = decide(&rule, &q, &r);
     assert_times(&d, UINT64_C(2147483648000), 20000, UINT64_C(2147483648000));
     /* Expires far away is capped the same way; absurd Date/Expires values do not wrap */
     r = res_ok();
-    r.date_s = 0;
+    r.date_s = NOW_S;
     r.expires_s = INT64_MAX;
     d = decide(&rule, &q, &r);
     assert_int_equal(d.fresh_until_ms, NOW + UINT64_C(2147483648000));
@@ -998,10 +1039,400 @@ static void test_decide_clamping(void **state)
     assert_int_equal(d.keep_until_ms, UINT64_MAX);
 }
 
+/* ---- issue 15: statuses, ttl 0, heuristic, Age, targeted fields ------------------------------ */
+
+static dc_config_cache_rule_t rule_respect(void)
+{
+    dc_config_cache_rule_t r = rule_default();
+    r.respect_origin = true;
+    r.negative_ttl_ms = 0;
+    r.heuristic_max_ms = 3600000;
+    return r;
+}
+
+static void test_decide_any_status_with_explicit_freshness(void **state)
+{
+    static const int ok[] = {200, 201, 203, 204, 300, 301, 302, 303, 307, 308, 403, 404, 410, 429, 451, 500, 503};
+    dc_config_cache_rule_t rule = rule_respect();
+    dc_policy_request_t q = req_get();
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        dc_policy_response_t r = res_ok();
+        r.status = ok[i];
+        res_cc(&r, "max-age=5");
+        dc_policy_decision_t d = decide(&rule, &q, &r);
+        if (d.verdict != DC_POLICY_STORE)
+            fail_msg("status %d with max-age: %s", ok[i], dc_policy_verdict_name(d.verdict));
+        assert_int_equal(d.fresh_until_ms, NOW + 5000);
+        assert_int_equal(d.negative, ok[i] >= 400);
+        /* the same with s-maxage, or Expires */
+        r = res_ok();
+        r.status = ok[i];
+        r.date_s = NOW_S;
+        r.expires_s = NOW_S + 7;
+        d = decide(&rule, &q, &r);
+        assert_int_equal(d.verdict, DC_POLICY_STORE);
+        assert_int_equal(d.fresh_until_ms, NOW + 7000);
+        /* without explicit freshness: only the rule's own statuses (negative_ttl 0 here) */
+        r = res_ok();
+        r.status = ok[i];
+        d = decide(&rule, &q, &r);
+        bool rule_status = ok[i] == 200 || ok[i] == 203 || ok[i] == 204 || ok[i] == 300 || ok[i] == 301 || ok[i] == 308;
+        assert_int_equal(d.verdict, rule_status ? DC_POLICY_STORE : DC_POLICY_STATUS);
+    }
+    /* never: 1xx, 206, 304, outside 200..599, whatever the headers */
+    static const int never[] = {100, 103, 206, 304, 600, 999};
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+        dc_policy_response_t r = res_ok();
+        r.status = never[i];
+        res_cc(&r, "public, max-age=60");
+        dc_policy_decision_t d = decide(&rule, &q, &r);
+        assert_refused(&d, DC_POLICY_STATUS);
+    }
+    /* without respect_origin an origin lifetime adds no status */
+    rule.respect_origin = false;
+    dc_policy_response_t r = res_ok();
+    r.status = 503;
+    res_cc(&r, "max-age=5");
+    dc_policy_decision_t d = decide(&rule, &q, &r);
+    assert_refused(&d, DC_POLICY_STATUS);
+}
+
+static void test_decide_public_adds_statuses(void **state)
+{
+    dc_config_cache_rule_t rule = rule_respect();
+    dc_policy_request_t q = req_get();
+    dc_policy_response_t r = res_ok();
+    r.status = 302;
+    res_cc(&r, "public");
+    dc_policy_decision_t d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_times(&d, 10000, 20000, 60000); /* the rule's ttl */
+    r.status = 403;                        /* negative: negative_ttl, 0 here */
+    d = decide(&rule, &q, &r);
+    assert_refused(&d, DC_POLICY_STATUS);
+    rule.negative_ttl_ms = 3000;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_times(&d, 3000, 20000, 60000);
+    rule.respect_origin = false; /* public does nothing without respect_origin */
+    r.status = 302;
+    d = decide(&rule, &q, &r);
+    assert_refused(&d, DC_POLICY_STATUS);
+}
+
+static void test_decide_ttl_zero_origin_decides(void **state)
+{
+    dc_config_cache_rule_t rule = rule_respect();
+    rule.ttl_ms = 0;
+    dc_policy_request_t q = req_get();
+    dc_policy_response_t r = res_ok();
+    dc_policy_decision_t d = decide(&rule, &q, &r);
+    assert_refused(&d, DC_POLICY_NO_FRESHNESS); /* windows do not keep it either */
+    assert_string_equal(dc_policy_verdict_name(d.verdict), "no-origin-freshness");
+    res_cc(&r, "max-age=9");
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_times(&d, 9000, 20000, 60000);
+    /* a negative status keeps its own rule: negative_ttl */
+    r = res_ok();
+    r.status = 404;
+    rule.negative_ttl_ms = 2000;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_times(&d, 2000, 20000, 60000);
+}
+
+static void test_decide_heuristic(void **state)
+{
+    dc_config_cache_rule_t rule = rule_respect();
+    rule.heuristic = 0.10;
+    dc_policy_request_t q = req_get();
+    dc_policy_response_t r = res_ok();
+    r.date_s = NOW_S;
+    r.last_modified_s = NOW_S - 1000; /* 10% of 1000 s */
+    r.has_validator = true;
+    dc_policy_decision_t d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_true(d.heuristic);
+    assert_times(&d, 100000, 20000, 60000);
+    /* capped */
+    r.last_modified_s = NOW_S - 10 * 86400;
+    d = decide(&rule, &q, &r);
+    assert_times(&d, 3600000, 20000, 60000);
+    /* explicit freshness wins */
+    res_cc(&r, "max-age=4");
+    d = decide(&rule, &q, &r);
+    assert_false(d.heuristic);
+    assert_times(&d, 4000, 20000, 60000);
+    /* a 404 is heuristically cacheable (even with negative_ttl 0); a 302 is not, unless public */
+    r = res_ok();
+    r.status = 404;
+    r.last_modified_s = NOW_S - 1000;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_int_equal(d.fresh_until_ms, NOW + 100000);
+    r.status = 302;
+    d = decide(&rule, &q, &r);
+    assert_refused(&d, DC_POLICY_STATUS);
+    res_cc(&r, "public");
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.fresh_until_ms, NOW + 100000);
+    /* no Last-Modified, or one after Date: the rule's ttl */
+    r = res_ok();
+    d = decide(&rule, &q, &r);
+    assert_false(d.heuristic);
+    assert_times(&d, 10000, 20000, 60000);
+    r.date_s = NOW_S;
+    r.last_modified_s = NOW_S + 5;
+    d = decide(&rule, &q, &r);
+    assert_times(&d, 10000, 20000, 60000);
+    /* with ttl 0 the heuristic is the origin's freshness */
+    rule.ttl_ms = 0;
+    r.last_modified_s = NOW_S - 50;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_times(&d, 5000, 20000, 60000);
+    /* never without respect_origin */
+    rule = rule_default();
+    rule.heuristic = 0.10;
+    rule.heuristic_max_ms = 3600000;
+    d = decide(&rule, &q, &r);
+    assert_false(d.heuristic);
+    assert_times(&d, 10000, 20000, 60000);
+}
+
+static void test_age_parse(void **state)
+{
+    static const struct {
+        const char *v;
+        int64_t want;
+    } cases[] = {
+        {"0", 0},
+        {"42", 42},
+        {" 42 ", 42},
+        {"7, 9", 7},
+        {"7,9", 7},
+        {"-1", -1},
+        {"1.5", -1},
+        {"abc", -1},
+        {"", -1},
+        {"5a", -1},
+        {"+5", -1},
+        {"2147483649", DELTA_MAX},
+        {"99999999999999999999999", DELTA_MAX},
+        {", 5", -1},
+        {"x, 5", -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t got = dc_age_parse(cases[i].v, strlen(cases[i].v));
+        if (got != cases[i].want)
+            fail_msg("Age \"%s\": %lld, want %lld", cases[i].v, (long long)got, (long long)cases[i].want);
+    }
+}
+
+static void test_decide_corrected_age(void **state)
+{
+    dc_config_cache_rule_t rule = rule_respect();
+    dc_policy_request_t q = req_get();
+    dc_policy_response_t r = res_ok();
+    res_cc(&r, "max-age=100");
+    /* Age + response_delay */
+    r.age_s = 10;
+    r.response_delay_ms = 2500;
+    dc_policy_decision_t d = decide(&rule, &q, &r);
+    assert_int_equal(d.origin_age_s, 12);
+    assert_int_equal(d.fresh_until_ms, NOW + 88000);
+    /* apparent age from Date, when larger (from the end of Date's second) */
+    r.date_s = NOW_S - 30;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.origin_age_s, 29);
+    assert_int_equal(d.fresh_until_ms, NOW + 71000);
+    /* a Date in the same second, or in the future: no apparent age */
+    r = res_ok();
+    res_cc(&r, "max-age=100");
+    r.date_s = NOW_S;
+    dc_policy_decide(&rule, &q, &r, NOW + 999, &d);
+    assert_int_equal(d.origin_age_s, 0);
+    dc_policy_decide(&rule, &q, &r, NOW + 1999, &d);
+    assert_int_equal(d.origin_age_s, 0);
+    r.date_s = NOW_S + 3600;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.origin_age_s, 0);
+    /* a rule ttl is not shortened by the age, but the age is reported */
+    rule.respect_origin = false;
+    r.date_s = NOW_S - 30;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.origin_age_s, 29);
+    assert_times(&d, 10000, 20000, 60000);
+}
+
+static void test_decide_must_understand(void **state)
+{
+    dc_config_cache_rule_t rule = rule_respect();
+    dc_policy_request_t q = req_get();
+    dc_policy_response_t r = res_ok();
+    res_cc(&r, "must-understand, no-store, max-age=60");
+    dc_policy_decision_t d = decide(&rule, &q, &r); /* understood: no-store ignored */
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_times(&d, 60000, 20000, 60000);
+    static const int not_understood[] = {201, 299, 418, 422, 599};
+    for (size_t i = 0; i < sizeof(not_understood) / sizeof(not_understood[0]); i++) {
+        r.status = not_understood[i];
+        d = decide(&rule, &q, &r);
+        assert_refused(&d, DC_POLICY_MUST_UNDERSTAND);
+    }
+    /* without must-understand, no-store wins as usual */
+    r = res_ok();
+    res_cc(&r, "no-store, max-age=60");
+    d = decide(&rule, &q, &r);
+    assert_refused(&d, DC_POLICY_NO_STORE);
+}
+
+static void test_decide_no_cache_kept_for_revalidation(void **state)
+{
+    dc_config_cache_rule_t rule = rule_respect();
+    dc_policy_request_t q = req_get();
+    dc_policy_response_t r = res_ok();
+    res_cc(&r, "no-cache, max-age=60");
+    dc_policy_decision_t d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_ZERO_TTL); /* nothing to revalidate with */
+    r.has_validator = true;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_true(d.no_stale);
+    assert_times(&d, 0, 0, 0);
+    assert_int_equal(dc_policy_freshness(d.fresh_until_ms, d.swr_until_ms, d.sie_until_ms, d.no_stale, false, NOW),
+                     DC_EXPIRED);
+    /* the qualified form: stored as usual, fields stripped */
+    r = res_ok();
+    res_cc(&r, "no-cache=\"set-cookie\", max-age=60");
+    r.has_set_cookie = true;
+    r.set_cookie_named[DC_CC_FROM_CACHE_CONTROL] = true;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_false(d.no_stale);
+    assert_true(d.strip_fields);
+    /* Set-Cookie not named: refused */
+    r.set_cookie_named[DC_CC_FROM_CACHE_CONTROL] = false;
+    d = decide(&rule, &q, &r);
+    assert_refused(&d, DC_POLICY_SET_COOKIE);
+}
+
+static void test_cc_names_field(void **state)
+{
+    const char *v = "max-age=5, no-cache=\"Set-Cookie, X-A\", private=x-b";
+    assert_true(dc_cc_names_field(v, strlen(v), "set-cookie", 10));
+    assert_true(dc_cc_names_field(v, strlen(v), "x-a", 3));
+    assert_true(dc_cc_names_field(v, strlen(v), "x-b", 3));
+    assert_false(dc_cc_names_field(v, strlen(v), "x-c", 3));
+    assert_false(dc_cc_names_field(v, strlen(v), "max-age", 7));
+    const char *w = "no-cache, private, ext=\"set-cookie\"";
+    assert_false(dc_cc_names_field(w, strlen(w), "set-cookie", 10));
+    const char *sf = "no-cache=\"x-foo\";a=1, max-age=5";        /* an sf-dictionary with a parameter */
+    assert_false(dc_cc_names_field(sf, strlen(sf), "x-foo", 5)); /* parameters make it junk: not named */
+}
+
+static dc_cc_t tcc_of(const char *v, bool *ok)
+{
+    dc_cc_t cc;
+    dc_cc_init(&cc);
+    *ok = dc_cc_parse_targeted(v, strlen(v), &cc);
+    return cc;
+}
+
+static void test_cc_targeted_parse(void **state)
+{
+    bool ok;
+    dc_cc_t cc = tcc_of("max-age=60, must-revalidate, stale-if-error=5", &ok);
+    assert_true(ok);
+    assert_int_equal(cc.max_age, 60);
+    assert_true(cc.must_revalidate);
+    assert_int_equal(cc.stale_if_error, 5);
+    cc = tcc_of("no-store;p=1, private=\"x-a, x-b\", no-cache=?0, s-maxage=2147483649", &ok);
+    assert_true(ok);
+    assert_true(cc.no_store);
+    assert_true(cc.private_fields && !cc.private_);
+    assert_false(cc.no_cache);
+    assert_int_equal(cc.s_maxage, DELTA_MAX);
+    /* wrong types: the directive is absent */
+    cc = tcc_of("max-age=\"60\", s-maxage=1.5, stale-while-revalidate=-3, no-store=5, public=tok", &ok);
+    assert_true(ok);
+    assert_int_equal(cc.max_age, -1);
+    assert_int_equal(cc.s_maxage, -1);
+    assert_int_equal(cc.stale_while_revalidate, -1);
+    assert_false(cc.no_store || cc.public_);
+    /* later duplicates override (a dictionary) */
+    cc = tcc_of("max-age=10, max-age=20", &ok);
+    assert_int_equal(cc.max_age, 20);
+    /* inner lists and byte sequences parse (and are ignored) */
+    cc = tcc_of("x=(a \"b\" 1);q, y=:YWJj:, max-age=3", &ok);
+    assert_true(ok);
+    assert_int_equal(cc.max_age, 3);
+    /* invalid dictionaries: the whole field is ignored, *cc untouched */
+    static const char *const bad[] = {"",
+                                      "   ",
+                                      "Max-Age=60",
+                                      "max-age=60,",
+                                      "max-age=60;;",
+                                      "max-age = 60",
+                                      "max-age=1a",
+                                      "a=\"unterminated",
+                                      "=5",
+                                      "max-age=60 x",
+                                      "a=?2",
+                                      "a=:@@:",
+                                      "a=(1",
+                                      "max-age=1234567890123456",
+                                      "no-cache=\"\\x\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cc = tcc_of(bad[i], &ok);
+        if (ok)
+            fail_msg("\"%s\" parsed as a dictionary", bad[i]);
+        assert_int_equal(cc.max_age, -1);
+    }
+}
+
+static void test_decide_targeted(void **state)
+{
+    dc_config_cache_rule_t rule = rule_respect();
+    dc_policy_request_t q = req_get();
+    dc_policy_response_t r = res_ok();
+    res_cc(&r, "no-store");
+    r.date_s = NOW_S;
+    r.expires_s = NOW_S + 500;
+    bool ok;
+    r.cdncc = tcc_of("max-age=30", &ok);
+    r.has_cdncc = true;
+    /* without cdn_role, CDN-Cache-Control is not ours: Cache-Control's no-store decides */
+    dc_policy_decision_t d = decide(&rule, &q, &r);
+    assert_refused(&d, DC_POLICY_NO_STORE);
+    rule.cdn_role = true;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_int_equal(d.cc_source, DC_CC_FROM_CDN);
+    assert_times(&d, 30000, 20000, 60000);
+    /* Expires is ignored when a targeted field decides */
+    r.cdncc = tcc_of("public", &ok);
+    d = decide(&rule, &q, &r);
+    assert_times(&d, 10000, 20000, 60000);
+    /* Dexcache-Cache-Control comes first, with or without cdn_role */
+    r.dcc = tcc_of("max-age=7", &ok);
+    r.has_dcc = true;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.cc_source, DC_CC_FROM_DEXCACHE);
+    assert_times(&d, 7000, 20000, 60000);
+    rule.cdn_role = false;
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.cc_source, DC_CC_FROM_DEXCACHE);
+    r.dcc = tcc_of("no-store", &ok);
+    d = decide(&rule, &q, &r);
+    assert_refused(&d, DC_POLICY_NO_STORE);
+}
+
 static void test_verdict_names(void **state)
 {
-    const char *seen[DC_POLICY_ZERO_TTL + 1];
-    for (int v = DC_POLICY_STORE; v <= DC_POLICY_ZERO_TTL; v++) {
+    const char *seen[DC_POLICY_MUST_UNDERSTAND + 1];
+    for (int v = DC_POLICY_STORE; v <= DC_POLICY_MUST_UNDERSTAND; v++) {
         seen[v] = dc_policy_verdict_name((dc_policy_verdict_t)v);
         assert_non_null(seen[v]);
         assert_string_not_equal(seen[v], "unknown");
@@ -1089,6 +1520,17 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cc_init),
+        cmocka_unit_test(test_decide_any_status_with_explicit_freshness),
+        cmocka_unit_test(test_decide_public_adds_statuses),
+        cmocka_unit_test(test_decide_ttl_zero_origin_decides),
+        cmocka_unit_test(test_decide_heuristic),
+        cmocka_unit_test(test_age_parse),
+        cmocka_unit_test(test_decide_corrected_age),
+        cmocka_unit_test(test_decide_must_understand),
+        cmocka_unit_test(test_decide_no_cache_kept_for_revalidation),
+        cmocka_unit_test(test_cc_names_field),
+        cmocka_unit_test(test_cc_targeted_parse),
+        cmocka_unit_test(test_decide_targeted),
         cmocka_unit_test(test_cc_all_directives),
         cmocka_unit_test(test_cc_case_and_whitespace),
         cmocka_unit_test(test_cc_quoted_values),

@@ -606,6 +606,29 @@ static void test_defaults(void **state)
 
 /* ---- matching ---------------------------------------------------------------------------------- */
 
+/* issue 15: ttl 0 with respect_origin, heuristic, targeted fields */
+static void test_rule_policy_keys(void **state)
+{
+    dc_config_t *cfg =
+        load_ok(UPSTREAM_OK "routes:\n  - prefix: /\n    upstream: jupiter\n    cache:\n"
+                            "      - { path: /a, ttl: 0, respect_origin: true, heuristic: 12.5%,\n"
+                            "          heuristic_max: 10m, cdn_role: true, forward_cdn_cache_control: false }\n"
+                            "      - { path: /b, ttl: 1s }\n");
+    const dc_config_cache_rule_t *a = &cfg->routes[0].cache[0], *b = &cfg->routes[0].cache[1];
+    assert_int_equal(a->ttl_ms, 0);
+    assert_true(a->respect_origin);
+    assert_true(a->heuristic > 0.1249 && a->heuristic < 0.1251);
+    assert_int_equal(a->heuristic_max_ms, 600000);
+    assert_true(a->cdn_role);
+    assert_false(a->forward_cdn_cache_control);
+    /* defaults */
+    assert_true(b->heuristic == 0);
+    assert_int_equal(b->heuristic_max_ms, 3600000);
+    assert_false(b->cdn_role);
+    assert_true(b->forward_cdn_cache_control);
+    dc_config_release(cfg);
+}
+
 static void test_route_match(void **state)
 {
     dc_config_t *cfg = load_ok(UPSTREAM_OK "routes:\n"
@@ -911,6 +934,23 @@ static const bad_case_t bad_cases[] = {
      UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n"
                  "    cache: [{ path: /, ttl: 1s, prefetch: 0.3 }]\n",
      "bad.yaml:6:43: routes[0].cache[0].prefetch: expected 0 or a fraction from 0.5 to 0.99, found '0.3'"},
+    {"ttl 0 without respect_origin",
+     UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n"
+                 "    cache: [{ path: /, ttl: 0 }]\n",
+     "bad.yaml:6:29: routes[0].cache[0].ttl: expected a ttl above 0 (ttl 0 needs respect_origin: true: the origin "
+     "decides), found '0'"},
+    {"heuristic without respect_origin",
+     UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n"
+                 "    cache: [{ path: /, ttl: 1s, heuristic: 10% }]\n",
+     "bad.yaml:6:44: routes[0].cache[0].heuristic: expected heuristic only with respect_origin: true, found '10%'"},
+    {"bad heuristic",
+     UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n"
+                 "    cache: [{ path: /, ttl: 1s, respect_origin: true, heuristic: 0.1 }]\n",
+     "bad.yaml:6:66: routes[0].cache[0].heuristic: expected a percentage from 0% to 100%, found '0.1'"},
+    {"heuristic above 100%",
+     UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n"
+                 "    cache: [{ path: /, ttl: 1s, respect_origin: true, heuristic: 101% }]\n",
+     "bad.yaml:6:66: routes[0].cache[0].heuristic: expected a percentage from 0% to 100%, found '101%'"},
     {"max_object above memory", "cache: { memory: 64MiB, max_object: 1GiB }\n" UPSTREAM_OK ROUTE_OK,
      "bad.yaml:1:37: cache.max_object: expected a size of at most cache.memory (64MiB), found '1GiB'"},
     {"batch without param",
@@ -976,13 +1016,21 @@ static void test_reference_up_to_date(void **state)
 int main(void)
 {
     const struct CMUnitTest fixed[] = {
-        cmocka_unit_test(test_parse_duration),     cmocka_unit_test(test_parse_size),
-        cmocka_unit_test(test_parse_rate),         cmocka_unit_test(test_parse_listen),
-        cmocka_unit_test(test_expand_env),         cmocka_unit_test(test_parse_cidr_and_bool),
-        cmocka_unit_test(test_full_config),        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_route_match),        cmocka_unit_test(test_cache_rule_match),
-        cmocka_unit_test(test_refcount),           cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_small_error_buffer), cmocka_unit_test(test_reference_up_to_date),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_rate),
+        cmocka_unit_test(test_parse_listen),
+        cmocka_unit_test(test_expand_env),
+        cmocka_unit_test(test_parse_cidr_and_bool),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_rule_policy_keys),
+        cmocka_unit_test(test_route_match),
+        cmocka_unit_test(test_cache_rule_match),
+        cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_small_error_buffer),
+        cmocka_unit_test(test_reference_up_to_date),
     };
     size_t nfixed = sizeof(fixed) / sizeof(fixed[0]), nbad = sizeof(bad_cases) / sizeof(bad_cases[0]);
     /* one named test per bad config, so a failure names the case */
