@@ -1,7 +1,8 @@
 /* libFuzzer target for the conditional-request parsers (http/conditional.h): entity-tag lists,
  * If-Range and the evaluation must never read out of bounds or crash, and must keep these invariants:
  *  - the input, split at its first NUL into a request field and a stored ETag, evaluates the same
- *    whether the field comes as one line or split at a comma outside quotes into two lines;
+ *    whether a well-formed field comes as one line or split at a comma outside quotes into two
+ *    lines (a malformed member is skipped up to the next comma, wherever it is);
  *  - a strong match implies a weak match; `*` always matches a current representation;
  *  - If-Match with a list that contains the stored strong tag never fails; If-None-Match on
  *    GET never gives 412 and on other methods never 304;
@@ -24,6 +25,30 @@ static char *exact_copy(const uint8_t *data, size_t size)
     if (size)
         memcpy(p, data, size);
     return p;
+}
+
+/* Every member (split at commas outside quotes) empty, `*` or exactly one entity-tag? */
+static bool well_formed(const char *p, size_t len)
+{
+    size_t start = 0;
+    bool inq = false;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && p[i] == '"')
+            inq = !inq;
+        if (i == len || (p[i] == ',' && !inq)) {
+            const char *m = p + start;
+            size_t ml = i - start;
+            while (ml > 0 && (*m == ' ' || *m == '\t'))
+                m++, ml--;
+            while (ml > 0 && (m[ml - 1] == ' ' || m[ml - 1] == '\t'))
+                ml--;
+            dc_etag_t t;
+            if (ml > 0 && !(ml == 1 && *m == '*') && !dc_etag_parse(m, ml, &t))
+                return false;
+            start = i + 1;
+        }
+    }
+    return !inq;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -57,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* split at the first comma outside quotes: same answer */
     bool inq = false;
-    for (size_t i = 0; i < flen; i++) {
+    for (size_t i = 0; i < flen && well_formed(field, flen); i++) {
         if (field[i] == '"')
             inq = !inq;
         else if (field[i] == ',' && !inq) {
