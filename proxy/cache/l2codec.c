@@ -36,7 +36,10 @@ char *dc_l2_encode(const dc_cache_entry_t *e, size_t *len)
     wbuf_t b = {0};
     put(&b, "DCL2", 4);
     put_u(&b, DC_L2_VERSION, 1);
-    put_u(&b, (e->no_stale ? 1u : 0u) | (e->negative ? 2u : 0u) | (e->compressible ? 4u : 0u), 1);
+    put_u(&b,
+          (e->no_stale ? 1u : 0u) | (e->negative ? 2u : 0u) | (e->compressible ? 4u : 0u) |
+              (e->etag_enc != 0 ? 8u : 0u),
+          1);
     put_u(&b, (uint64_t)e->status, 2);
     put_u(&b, e->stored_at_ms, 8);
     put_u(&b, e->fresh_until_ms, 8);
@@ -161,6 +164,9 @@ dc_cache_entry_t *dc_l2_decode(const char *key, size_t key_len, const char *buf,
         e->no_stale = flags & 1;
         e->negative = (flags & 2) != 0;
         e->compressible = (flags & 4) != 0;
+        /* only the identity body travels: when the origin's tag named another representation
+         * (its gzip bytes), no representation here is the origin's any more (all tags weak) */
+        e->etag_enc = (flags & 8) != 0 ? 3 : 0;
         e->stored_at_ms = t[0];
         e->fresh_until_ms = t[1];
         e->swr_until_ms = t[2];

@@ -156,6 +156,7 @@ dc_cache_entry_t *dc_cache_entry_clone(const dc_cache_entry_t *e)
             dc_cache_entry_set_variant(n, (unsigned)i, dc_shared_body_ref(e->variants[i]));
     memcpy(n->etag, e->etag, sizeof(n->etag));
     n->etag_len = e->etag_len;
+    n->etag_enc = e->etag_enc;
     n->compressible = e->compressible;
     n->is_pass = e->is_pass;
     n->stored_at_ms = e->stored_at_ms;

@@ -55,9 +55,16 @@ typedef struct dc_cache_entry {
     dc_shared_body_t *body;        /* identity representation; NULL for pass markers */
     dc_shared_body_t *variants[3]; /* [1] gzip, [2] br (dc_encoding_t order); [0] unused (= body) */
     bool compressible;             /* worth compressing (type and size): Vary: Accept-Encoding is sent */
-    char etag[40];                 /* strong validator we give clients: "\"<32 hex of sha256>\"" */
+    char etag[40];                 /* our strong validator "\"<32 hex of sha256>\"" of the identity body, used
+                                      only when the origin sent no ETag; etag_len 0 when not computed */
     size_t etag_len;
-    const char *origin_etag; /* validators the origin gave (for revalidation); NULL when absent */
+    /* The representation (dc_encoding_t) whose bytes the base ETag (origin_etag, else etag) names
+     * as sent; the others are made here and get that tag weakened (http/condserve.h). 0 =
+     * identity; DC_ENC_COUNT (3) = none: every representation was made here (e.g. the origin's gzip
+     * after an L2 round trip, which keeps only the identity body). */
+    uint8_t etag_enc;
+    const char *origin_etag; /* validators the origin gave (passed to clients, used to revalidate);
+                                NULL when absent */
     const char *origin_last_modified;
     const char *const *tags; /* Surrogate-Key/Cache-Tag values, for purge by tag */
     size_t ntags;

@@ -96,6 +96,47 @@ static const char *const caching_storage =
     "says; `cdn_role` only changes what dexcache itself stores.\n";
 
 /* Markdown table cell text: '|' would end the cell, '<' would start an HTML tag. */
+static const char *const validators_doc =
+    "\n"
+    "## Validators and conditional requests\n"
+    "\n"
+    "Not configurable; how dexcache behaves (RFC 9110 sections 8.8, 13, 15.4.5; RFC 9111 sections 3.2, 4.3).\n"
+    "\n"
+    "- **ETag and Last-Modified.** The origin's `ETag` and `Last-Modified` reach the client unchanged on\n"
+    "  every answer that carries the origin's bytes: the first (leader's) answer, hits, stale answers,\n"
+    "  collapsed waiters (also while streaming from another worker) and entries read from the fleet's L2.\n"
+    "- **dexcache's own ETag**, only when the origin sent none: `\"<32 hex digits of the SHA-256 of the\n"
+    "  identity body>\"` (strong). The leader's answer carries it only when the whole body arrived before its\n"
+    "  head went out (bodies up to 256 KiB); a larger leader's answer and the streams to waiters on other\n"
+    "  workers have no ETag (the digest needs the whole body); every later answer has it.\n"
+    "- **Representations dexcache makes** (gzip and br compressed here, the identity body inflated from\n"
+    "  the origin's gzip, and every representation of an entry that came through L2 from an origin's\n"
+    "  gzip) carry the weak form of that tag: `W/\"v1\"` for `\"v1\"`, as nginx does when it compresses. The\n"
+    "  bytes are not the origin's (and may differ between instances), but the content is the same: so\n"
+    "  `If-None-Match` (weak comparison) revalidates any representation with either form, while\n"
+    "  `If-Match` and `If-Range` (strong comparison) never match a weak tag. An origin tag that is\n"
+    "  already weak is used as it is for every representation.\n"
+    "- **Preconditions answered here**, in the order of RFC 9110 13.2.2, on any 2xx answer (stored or\n"
+    "  just fetched; a stored 404 is served as it is): `If-Match` (strong comparison, lists, `*`) and\n"
+    "  else `If-Unmodified-Since` (an invalid date is ignored) fail with 412; `If-None-Match` (weak\n"
+    "  comparison, lists, `*`) and else `If-Modified-Since` (GET/HEAD only; an invalid date, several\n"
+    "  dates or a date later than now are ignored; without Last-Modified the time the entry was received\n"
+    "  is used) give 304. A 304 carries only `Cache-Control`, `CDN-Cache-Control`, `Content-Location`,\n"
+    "  `Date`, `ETag`, `Expires`, `Vary` and dexcache's `Age`, `Via`, `X-Cache`, `Cache-Status`,\n"
+    "  `X-Request-Id`: no body, no Content-Length or Content-Type.\n"
+    "- **Cache path vs pass-through.** On a cacheable request the client's conditionals are not sent\n"
+    "  upstream: dexcache fetches the full answer (or revalidates its own stored copy with its own\n"
+    "  validators), stores it and answers the client 304/412 from it. On a pass-through request (no\n"
+    "  cache rule, hit-for-pass) they are forwarded as sent and the origin's 304/412 is passed on.\n"
+    "- **Revalidation with the origin.** An expired entry is revalidated with `If-None-Match` (the\n"
+    "  origin's ETag) and `If-Modified-Since` (its Last-Modified), both when both exist. A 304 updates the\n"
+    "  stored headers and lifetimes, except Content-Length, Content-Encoding, Content-Range and Vary (the\n"
+    "  stored body depends on them) and hop-by-hop fields. A 304 whose ETag does not match the stored one\n"
+    "  (strong comparison for a strong tag, weak for a weak one), or whose Last-Modified differs, updates\n"
+    "  nothing (RFC 9111 4.3.4): dexcache asks the origin again without validators and stores the new\n"
+    "  answer. A 304 with neither validator confirms the ones dexcache sent. dexcache always fetches with\n"
+    "  GET (a HEAD from a client fills the GET entry), so no upstream HEAD answer ever refreshes an entry.\n";
+
 static void md_text(FILE *out, const char *s)
 {
     for (; *s != '\0'; s++) {
@@ -181,4 +222,5 @@ void dc__config_write_reference(FILE *out)
         write_rows(out, &one, "");
     }
     fputs(caching_storage, out);
+    fputs(validators_doc, out);
 }

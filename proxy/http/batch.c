@@ -180,10 +180,17 @@ static dc_cache_entry_t *entry_with_body(const dc_cache_entry_t *like, const cha
     dc_body_t b;
     dc_body_init(&b, len);
     dc_body_append(&b, body, len);
-    dc_cache_entry_t *e = dc_cache_entry_create(key, key_len, like->status, like->headers, like->nheaders, tags, ntags,
-                                                dc_shared_body_create(&b));
+    /* the batch answer's ETag names the whole batch, not this item: the item gets our digest tag */
+    dc_cache_hdr_t *hs = dc_calloc(like->nheaders ? like->nheaders : 1, sizeof(*hs));
+    size_t nh = 0;
+    for (size_t i = 0; i < like->nheaders; i++)
+        if (!(like->headers[i].name_len == 4 && memcmp(like->headers[i].name, "etag", 4) == 0))
+            hs[nh++] = like->headers[i];
+    dc_cache_entry_t *e =
+        dc_cache_entry_create(key, key_len, like->status, hs, nh, tags, ntags, dc_shared_body_create(&b));
     for (size_t i = 0; i < e->nheaders; i++)
-        e->headers[i].token = like->headers[i].token;
+        e->headers[i].token = hs[i].token;
+    free(hs);
     e->stored_at_ms = like->stored_at_ms;
     e->fresh_until_ms = like->fresh_until_ms;
     e->swr_until_ms = like->swr_until_ms;

@@ -34,6 +34,8 @@
 #include "core/metrics.h"
 #include "core/time.h"
 #include "http/cdn.h"
+#include "http/conditional.h"
+#include "http/condserve.h"
 #include "http/request.h"
 #include "http/resphdr.h"
 
@@ -90,6 +92,12 @@ typedef struct dc_fill {
     bool client_revalidate;
     char **tags;
     size_t ntags;
+    char digest_tag[40]; /* our tag of the identity body once complete (no origin ETag); "" before */
+    /* for an unconditional fetch again after a 304 that does not match the stored entry */
+    char *url;
+    char **hdrs;         /* NULL-terminated, heap */
+    bool unconditional;  /* our validators are not sent (again) */
+    bool reval_mismatch; /* the origin's 304 names another representation than fill->stale */
 } dc_fill_t;
 
 static dc_cache_entry_t *entry_from_head(struct dc_fill *fill, dc_fetch_t *f);
@@ -146,6 +154,10 @@ static void fill_free(dc_fill_t *fill)
     for (size_t i = 0; i < fill->ntags; i++)
         free(fill->tags[i]);
     free(fill->tags);
+    for (size_t i = 0; fill->hdrs != NULL && fill->hdrs[i] != NULL; i++)
+        free(fill->hdrs[i]);
+    free(fill->hdrs);
+    free(fill->url);
     dc_shared_body_release(fill->sb);
     dc_cache_entry_release(fill->stale);
     dc_snapshot_release(fill->snap);
@@ -282,6 +294,30 @@ static const char *leader_cache_status(dc_fill_t *fill, int status, h2o_mem_pool
     return h2o_strdup(pool, buf, strlen(buf)).base;
 }
 
+/* RFC 9111 §4.3.4: does the origin's 304 select the stored `old` for update? An ETag in it must
+ * match the stored one (strong comparison when it is strong, weak when weak); else a Last-Modified
+ * in it must equal the stored one. A 304 with neither confirms the validators we sent (a common
+ * origin habit; refetching on each would cost the full body every time). */
+static bool reval_304_selects(const dc_cache_entry_t *old, const dc_fetch_header_t *hs, size_t n)
+{
+    size_t el, ll;
+    const char *et = dc_resphdr_find(hs, n, "etag", &el);
+    const char *lm = dc_resphdr_find(hs, n, "last-modified", &ll);
+    if (et != NULL) {
+        dc_etag_t got, have;
+        if (old->origin_etag == NULL || !dc_etag_parse(et, el, &got) ||
+            !dc_etag_parse(old->origin_etag, strlen(old->origin_etag), &have))
+            return false;
+        return got.weak ? dc_etag_weak_eq(&got, &have) : dc_etag_strong_eq(&got, &have);
+    }
+    int64_t t = lm != NULL ? dc_http_date_parse(lm, ll) : -1;
+    if (t < 0 || old->origin_last_modified == NULL)
+        return true;
+    return dc_http_date_parse(old->origin_last_modified, strlen(old->origin_last_modified)) == t;
+}
+
+static void start_fetch(dc_fill_t *fill);
+
 static void on_head(void *data, dc_fetch_t *f)
 {
     dc_fill_t *fill = data;
@@ -299,9 +335,11 @@ static void on_head(void *data, dc_fetch_t *f)
         return;
     }
 
-    if (status == 304 && fill->stale != NULL) {
-        /* our copy is still good: on_done builds its successor (no body to wait for) */
+    if (status == 304 && fill->stale != NULL && !fill->unconditional) {
+        /* our copy is still good: on_done builds its successor (no body to wait for), unless the
+         * 304 names another representation (RFC 9111 §4.3.4): then on_done asks again, unconditionally */
         fill->mode = FILL_REVALIDATED;
+        fill->reval_mismatch = !reval_304_selects(fill->stale, hs, n);
         return;
     }
 
@@ -318,9 +356,12 @@ static void on_head(void *data, dc_fetch_t *f)
         fill->mode = FILL_PASS;
     } else if (v == DC_POLICY_STORE) {
         fill->mode = FILL_STORE;
-        mbedtls_sha256_init(&fill->sha);
-        mbedtls_sha256_starts_ret(&fill->sha, 0);
-        fill->sha_on = true;
+        size_t et_len;
+        if (dc_resphdr_find(hs, n, "etag", &et_len) == NULL) { /* our own tag only where the origin gave none */
+            mbedtls_sha256_init(&fill->sha);
+            mbedtls_sha256_starts_ret(&fill->sha, 0);
+            fill->sha_on = true;
+        }
     } else if (v == DC_POLICY_STATUS || v == DC_POLICY_ZERO_TTL || v == DC_POLICY_NO_FRESHNESS) {
         fill->mode = FILL_SHARE;
     } else {
@@ -415,6 +456,22 @@ static void start_leader(dc_fill_t *fill, dc_fetch_t *f)
     if (fill->mode == FILL_STORE && ct != NULL && dc_encoding_compressible_type(ct, ct_len) &&
         (decoded || dc_resphdr_find(hs, n, "vary", &vary_len) == NULL))
         dc_request_add_header(r, H2O_STRLIT("vary"), H2O_STRLIT("Accept-Encoding"));
+    /* the origin's ETag as it came when the leader gets the origin's bytes; weakened on the body
+     * inflated here; our digest tag only when the whole body was in before this head */
+    unsigned flags = decoded ? DC_HEAD_DECODED : 0;
+    size_t et_len;
+    const char *et = dc_resphdr_find(hs, n, "etag", &et_len);
+    h2o_iovec_t tag = h2o_iovec_init(NULL, 0);
+    if (et != NULL && decoded) {
+        flags |= DC_HEAD_SKIP_ETAG;
+        tag = dc_condserve_weaken(et, et_len, &r->req->pool);
+    } else if (et == NULL && fill->digest_tag[0] != '\0') {
+        size_t dl = strlen(fill->digest_tag);
+        tag = fill->inflating && !decoded ? dc_condserve_weaken(fill->digest_tag, dl, &r->req->pool)
+                                          : h2o_iovec_init(fill->digest_tag, dl);
+    }
+    if (tag.len > 0)
+        dc_request_add_header(r, H2O_STRLIT("etag"), tag.base, tag.len);
     dc_cdn_headers_t cdn;
     bool with_cdn = fill->route->cdn.enabled && fill->mode == FILL_STORE;
     if (with_cdn)
@@ -422,7 +479,7 @@ static void start_leader(dc_fill_t *fill, dc_fetch_t *f)
                              fill->ntags, &cdn);
     dc_serve_follow_start(r, fill, f, decoded ? fill->sb_ident : fill->sb, "MISS",
                           leader_cache_status(fill, status, &r->req->pool), with_cdn ? &cdn : NULL,
-                          (decoded ? DC_HEAD_DECODED : 0) | (drop_cdn_cache_control(fill) ? DC_HEAD_SKIP_CDN_CC : 0));
+                          flags | (drop_cdn_cache_control(fill) ? DC_HEAD_SKIP_CDN_CC : 0));
     if (with_cdn)
         dc_cdn_headers_dispose(&cdn);
 }
@@ -517,7 +574,7 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
     if (fill->mode == FILL_PASS && fill->client != NULL && fill->leader_started &&
         fill->client->body->body.len - fill->client->acked >= DC_STREAM_HIGH_WATER)
         return 1; /* the leader is behind: pause the upstream until it catches up */
-    if (fill->mode == FILL_STORE && !fill->inflating)
+    if (fill->mode == FILL_STORE && fill->sha_on && !fill->inflating)
         mbedtls_sha256_update_ret(&fill->sha, (const unsigned char *)buf, len);
     if (fill->inflating && fill->growing_gz != NULL)
         dc_growing_append(fill->growing_gz, buf, len); /* the gzip representation, as received */
@@ -571,6 +628,18 @@ static void apply_decision(dc_cache_entry_t *e, const dc_policy_decision_t *d, u
     e->origin_age_s = d->origin_age_s;
 }
 
+/* Fields a 304 never changes in a stored entry (RFC 9111 §3.2): Content-Length, and the ones the
+ * stored body depends on (it is kept decoded, with our own Content-Encoding and Vary per
+ * representation; a 304 describes no range). Hop-by-hop and unstored ones are dc_resphdr_store's. */
+static bool kept_from_304(const dc_fetch_header_t *h, const char *conn, size_t conn_len)
+{
+    static const char *const fixed[] = {"content-length", "content-encoding", "content-range", "vary"};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (h->name_len == strlen(fixed[i]) && memcmp(h->name, fixed[i], h->name_len) == 0)
+            return false;
+    return dc_resphdr_store(h, conn, conn_len);
+}
+
 /* Headers of a revalidated entry: the stored ones, replaced by same-named ones from the 304. */
 static dc_fetch_header_t *merge_304_headers(const dc_cache_entry_t *old, const dc_fetch_header_t *hs, size_t n,
                                             size_t *out_n)
@@ -584,13 +653,12 @@ static dc_fetch_header_t *merge_304_headers(const dc_cache_entry_t *old, const d
         bool replaced = false;
         for (size_t j = 0; j < n && !replaced; j++)
             replaced = hs[j].name_len == h->name_len && memcmp(hs[j].name, h->name, h->name_len) == 0 &&
-                       dc_resphdr_store(&hs[j], conn, conn_len);
+                       kept_from_304(&hs[j], conn, conn_len);
         if (!replaced)
             m[k++] = (dc_fetch_header_t){(char *)h->name, h->name_len, (char *)h->value, h->value_len};
     }
     for (size_t j = 0; j < n; j++)
-        if (dc_resphdr_store(&hs[j], conn, conn_len) &&
-            !(hs[j].name_len == 14 && memcmp(hs[j].name, "content-length", 14) == 0))
+        if (kept_from_304(&hs[j], conn, conn_len))
             m[k++] = hs[j];
     *out_n = k;
     return m;
@@ -624,6 +692,7 @@ static dc_cache_entry_t *build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *f)
     e->compressible = old->compressible;
     memcpy(e->etag, old->etag, sizeof(e->etag));
     e->etag_len = old->etag_len;
+    e->etag_enc = old->etag_enc;
     apply_decision(e, &fill->decision, now);
     e->route_metric = old->route_metric;
     return e;
@@ -677,6 +746,8 @@ static dc_cache_entry_t *entry_from_head(dc_fill_t *fill, dc_fetch_t *f)
         }
     }
     dc_shared_body_t *identity = fill->inflating ? fill->sb_ident : fill->sb;
+    size_t et_len;
+    bool origin_tag = dc_resphdr_find(hs, n, "etag", &et_len) != NULL;
     dc_cache_entry_t *e =
         dc_cache_entry_create(fill->key, fill->key_len, dc_fetch_status(f), kept, k, (const char *const *)fill->tags,
                               fill->ntags, dc_shared_body_ref(identity));
@@ -688,18 +759,24 @@ static dc_cache_entry_t *entry_from_head(dc_fill_t *fill, dc_fetch_t *f)
                       identity->body.len >= DC_VARIANTS_MIN_BYTES;
     apply_decision(e, &fill->decision, dc_now_wall_ms());
     e->route_metric = dc_snapshot_route_rt(fill->snap, fill->route)->metrics_id;
+    /* the origin's tag names the bytes it sent (gzip when we inflate); our digest names identity */
+    e->etag_enc = fill->inflating && origin_tag ? DC_ENC_GZIP : DC_ENC_IDENTITY;
     return e;
 }
 
-/* The complete entry: as from the head, plus the gzip representation and our strong ETag. */
+/* The complete entry: as from the head, plus the gzip representation and, when the origin sent no
+ * ETag, our strong one (a digest of the identity body). */
 static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
 {
     dc_cache_entry_t *e = entry_from_head(fill, f);
     if (fill->inflating)
         dc_cache_entry_set_variant(e, DC_ENC_GZIP, dc_shared_body_ref(fill->sb)); /* as the origin sent it */
-    unsigned char digest[32];
-    mbedtls_sha256_finish_ret(&fill->sha, digest);
-    dc_cache_entry_set_etag(e, digest);
+    if (fill->sha_on) {
+        unsigned char digest[32];
+        mbedtls_sha256_finish_ret(&fill->sha, digest);
+        dc_cache_entry_set_etag(e, digest);
+        memcpy(fill->digest_tag, e->etag, e->etag_len + 1);
+    }
     return e;
 }
 
@@ -766,6 +843,17 @@ static void on_done(void *data, dc_fetch_t *f, int err)
         finish_with_error(fill, err, 0);
         client_fallback(fill, f, err, 0);
         fill_free(fill);
+        return;
+    }
+    if (fill->mode == FILL_REVALIDATED && err == 0 && fill->reval_mismatch) {
+        /* the 304 was about another representation: ours can't be refreshed from it, and the client
+         * needs the current one: ask again without our validators */
+        dc_log_info("upstream %s answered 304 with a validator %s does not have: fetching it again",
+                    fill->route->upstream->name, fill->key);
+        fill->mode = FILL_HEAD_WAIT;
+        fill->unconditional = true;
+        fill->reval_mismatch = false;
+        start_fetch(fill);
         return;
     }
     if (fill->mode == FILL_REVALIDATED) {
@@ -875,28 +963,41 @@ void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, co
     collect_tags(fill, url);
     if (client != NULL)
         client->fill = fill;
-
-    /* revalidate what we have when the origin gave validators */
+    fill->url = dc_strdup(url);
     size_t nh = 0;
     while (headers[nh] != NULL)
         nh++;
+    fill->hdrs = dc_calloc(nh + 1, sizeof(char *));
+    for (size_t i = 0; i < nh; i++)
+        fill->hdrs[i] = dc_strdup(headers[i]);
+    start_fetch(fill);
+}
+
+/* The upstream request: our headers, gzip asked, and our stored validators when there is a stale
+ * copy to revalidate (both when both exist: RFC 9110 §13.2.2 lets the origin pick). */
+static void start_fetch(dc_fill_t *fill)
+{
+    size_t nh = 0;
+    while (fill->hdrs[nh] != NULL)
+        nh++;
     const char **hv = dc_calloc(nh + 4, sizeof(char *));
-    memcpy(hv, headers, nh * sizeof(char *));
+    memcpy(hv, fill->hdrs, nh * sizeof(char *));
     hv[nh++] = "Accept-Encoding: gzip"; /* see on_head: stored in both representations */
     char *inm = NULL, *ims = NULL;
+    const dc_cache_entry_t *stale = fill->unconditional ? NULL : fill->stale;
     if (stale != NULL && stale->origin_etag != NULL)
         hv[nh++] = inm = dc_asprintf("If-None-Match: %s", stale->origin_etag);
-    else if (stale != NULL && stale->origin_last_modified != NULL)
+    if (stale != NULL && stale->origin_last_modified != NULL)
         hv[nh++] = ims = dc_asprintf("If-Modified-Since: %s", stale->origin_last_modified);
 
-    const dc_config_upstream_t *up = route->upstream;
+    dc_worker_t *w = fill->worker;
     dc_fetch_request_t fr = {0};
     fr.method = "GET";
-    fr.url = url;
+    fr.url = fill->url;
     fr.headers = hv;
     fr.idempotent = true;
-    dc_fetch_request_from_upstream(&fr, up, fill->up_rt, true, w->fleet);
-    fr.background = client == NULL; /* refreshes take free slots only: client misses come first */
+    dc_fetch_request_from_upstream(&fr, fill->route->upstream, fill->up_rt, true, w->fleet);
+    fr.background = fill->client == NULL; /* refreshes take free slots only: client misses come first */
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
     fill->fetch = dc_fetch_start(&w->curl, &fr, &cbs, fill); /* copies the headers */
     free(inm);

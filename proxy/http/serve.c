@@ -9,6 +9,7 @@
 #include "core/time.h"
 #include "cache/encode.h"
 #include "http/cdn.h"
+#include "http/condserve.h"
 #include "http/request.h"
 #include "http/resphdr.h"
 #include "http/respond.h"
@@ -92,34 +93,6 @@ void dc_out_stop(h2o_generator_t *gen, h2o_req_t *req)
     dc_request_detach_sources(r);
 }
 
-/* Does an If-None-Match value match our strong ETag? (weak comparison, RFC 9110 13.1.2) */
-static bool etag_matches(const char *v, size_t len, const char *etag, size_t etag_len)
-{
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        if (i < len && v[i] == '*')
-            return true;
-        if (i + 2 <= len && v[i] == 'W' && v[i + 1] == '/')
-            i += 2;
-        size_t s = i;
-        if (i < len && v[i] == '"') {
-            i++;
-            while (i < len && v[i] != '"')
-                i++;
-            if (i < len)
-                i++;
-        } else {
-            while (i < len && v[i] != ',')
-                i++;
-        }
-        if (i - s == etag_len && memcmp(v + s, etag, etag_len) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* X-Cache, Cache-Status, X-Request-Id (and Via). The values are static strings, request-pool
  * memory or r->request_id, all alive until the response is out: added without copies. */
 static void add_common(dc_request_t *r, const char *x_cache, const char *cache_status, bool via)
@@ -166,15 +139,8 @@ void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_ca
     dc_request_set_body(r, chosen, true);
     r->body_end = chosen->body.len;
     r->sent = r->acked = 0;
-    /* each representation has its own strong validator: "<digest>", "<digest>-gz", "<digest>-br" */
-    size_t etag_len = e->etag_len;
-    char *etag = h2o_mem_alloc_pool(&req->pool, etag_len + 4);
-    memcpy(etag, e->etag, etag_len);
-    if (enc != DC_ENC_IDENTITY && etag_len >= 2) {
-        const char *sfx = enc == DC_ENC_GZIP ? "-gz\"" : "-br\"";
-        memcpy(etag + etag_len - 1, sfx, 4);
-        etag_len += 3;
-    }
+    /* the origin's ETag (else our digest tag), weakened for a representation made here */
+    h2o_iovec_t etag = dc_condserve_entry_etag(e, enc, &req->pool);
 
     req->res.status = e->status;
     req->res.reason = dc_http_reason(e->status);
@@ -183,14 +149,14 @@ void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_ca
     for (size_t i = 0; i < e->nheaders; i++) {
         const dc_cache_hdr_t *h = &e->headers[i];
         if (h->token == H2O_TOKEN_ETAG)
-            continue; /* the origin's validator; clients get our strong ETag below */
+            continue; /* added below, as it fits the representation sent */
         if (h->token != NULL)
             h2o_add_header(&req->pool, &req->res.headers, h->token, NULL, h->value, h->value_len);
         else
             h2o_add_header_by_str(&req->pool, &req->res.headers, h->name, h->name_len, 0, NULL, h->value, h->value_len);
     }
-    if (etag_len > 0)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, etag, etag_len);
+    if (etag.len > 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, etag.base, etag.len);
     if (enc != DC_ENC_IDENTITY) {
         const char *name = dc_encoding_name(enc);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, name, strlen(name));
@@ -204,17 +170,18 @@ void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_ca
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, agebuf, al);
     add_common(r, x_cache, cache_status, true);
 
-    ssize_t inm = h2o_find_header(&req->headers, H2O_TOKEN_IF_NONE_MATCH, -1);
-    bool not_modified =
-        inm >= 0 && etag_len > 0 && e->status == 200 &&
-        etag_matches(req->headers.entries[inm].value.base, req->headers.entries[inm].value.len, etag, etag_len);
+    /* preconditions (RFC 9110 §13.2): a 304 or 412 instead of a stored 2xx; without Last-Modified,
+     * If-Modified-Since is evaluated against the time the entry was received (RFC 9111 §4.3.2) */
+    dc_cond_result_t cond = dc_condserve_apply(req, (int64_t)(e->stored_at_ms / 1000));
+    if (cond == DC_COND_PRECONDITION_FAIL) {
+        r->final_sent = true;
+        dc_condserve_respond_412(req, r->request_id);
+        return;
+    }
     r->out = DC_OUT_BODY;
     r->generator.proceed = dc_out_proceed;
     r->generator.stop = dc_out_stop;
-    if (not_modified) {
-        req->res.status = 304;
-        req->res.reason = dc_http_reason(304);
-        req->res.content_length = SIZE_MAX;
+    if (cond == DC_COND_NOT_MODIFIED) {
         r->body_end = 0;
         r->is_head = true; /* no body */
     } else if (e->status == 204) {
@@ -245,13 +212,21 @@ void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f,
                            unsigned head_flags)
 {
     h2o_req_t *req = r->req;
-    dc_request_set_upstream_head(r, f, head_flags | DC_HEAD_SKIP_ETAG | (cdn != NULL ? DC_HEAD_SKIP_CACHE_CONTROL : 0));
+    dc_request_set_upstream_head(r, f, head_flags | (cdn != NULL ? DC_HEAD_SKIP_CACHE_CONTROL : 0));
     if (cdn != NULL)
         add_cdn(r, cdn);
     add_common(r, x_cache, cache_status, false);
     dc_request_set_body(r, dc_shared_body_ref(body), false);
     r->fill = fill;
-    r->body_end = SIZE_MAX;
+    dc_cond_result_t cond = dc_condserve_apply(req, -1);
+    if (cond == DC_COND_PRECONDITION_FAIL) {
+        r->final_sent = true; /* the fill may still pump: nothing more is sent */
+        dc_condserve_respond_412(req, r->request_id);
+        return;
+    }
+    if (cond == DC_COND_NOT_MODIFIED)
+        r->is_head = true; /* no body: the response ends once the fill is over, or at once below */
+    r->body_end = cond == DC_COND_NOT_MODIFIED ? 0 : SIZE_MAX;
     r->sent = r->acked = 0;
     r->out = DC_OUT_BODY;
     r->generator.proceed = dc_out_proceed;
@@ -317,7 +292,7 @@ void dc_serve_stream(dc_request_t *r, dc_cache_entry_t *preview, dc_growing_t *g
     for (size_t i = 0; i < preview->nheaders; i++) {
         const dc_cache_hdr_t *h = &preview->headers[i];
         if (h->token == H2O_TOKEN_ETAG)
-            continue;
+            continue; /* added below, as it fits the representation sent */
         if (h->token != NULL)
             h2o_add_header(&req->pool, &req->res.headers, h->token, NULL, h->value, h->value_len);
         else
@@ -326,8 +301,32 @@ void dc_serve_stream(dc_request_t *r, dc_cache_entry_t *preview, dc_growing_t *g
     if (content_encoding != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_ENCODING, NULL, content_encoding,
                        strlen(content_encoding));
+    /* the origin's ETag (our digest is not known before the end): the stream is gzip only when it
+     * is the origin's gzip bytes */
+    h2o_iovec_t etag =
+        dc_condserve_entry_etag(preview, content_encoding != NULL ? DC_ENC_GZIP : DC_ENC_IDENTITY, &req->pool);
+    if (etag.len > 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, etag.base, etag.len);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Accept-Encoding"));
     add_common(r, x_cache, cache_status, true);
+    dc_cond_result_t cond = dc_condserve_apply(req, -1);
+    if (cond == DC_COND_PRECONDITION_FAIL) {
+        r->final_sent = true;
+        dc_condserve_respond_412(req, r->request_id);
+        return;
+    }
+    if (cond == DC_COND_NOT_MODIFIED) {
+        /* no body to follow: the response ends now (the request still holds g until disposed) */
+        r->out = DC_OUT_BODY;
+        r->generator.proceed = dc_out_proceed;
+        r->generator.stop = dc_out_stop;
+        h2o_start_response(req, &r->generator);
+        r->final_sent = true;
+        dc_request_ref(r);
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        dc_request_unref(r);
+        return;
+    }
     size_t expected = dc_growing_expected(g);
     req->res.content_length = expected > 0 ? expected : (r->is_head ? 0 : SIZE_MAX);
     r->sent = r->acked = 0;

@@ -1060,8 +1060,21 @@ def h_respond(c):
     ims = c.req.hdict.get("if-modified-since")
     if (inm is not None and "etag" in given and given["etag"] in [t.strip() for t in inm.split(",")]) or \
             (ims is not None and inm is None and given.get("last-modified") == ims):
-        return 304, Raw(b""), extra
+        if c.p.get("no304") is None:
+            return 304, Raw(b""), respond_304_knobs(c, extra)
     return status, {"version": c.version, "key": c.key}, extra
+
+
+def respond_304_knobs(c, extra):
+    """/respond knobs for the 304 it gives (conditional-request tests): `etag304=V` sends ETag V on
+    the 304 instead of the answer's (a 304 about another representation); `nov304=1` sends the 304
+    without ETag and Last-Modified. (`no304=1`, read by h_respond, never answers 304.)"""
+    out = extra
+    if c.p.get("nov304") is not None:
+        out = [h for h in out if h.split(":", 1)[0].strip().lower() not in ("etag", "last-modified")]
+    if c.p.get("etag304") is not None:
+        out = [h for h in out if h.split(":", 1)[0].strip().lower() != "etag"] + ["ETag:" + c.p["etag304"]]
+    return out
 
 
 _BLOCK = [None]
