@@ -1067,7 +1067,32 @@ def h_bytes(c):
     n = c.p.get("n")
     if n is None or not n.isdigit():
         raise HttpError(400, {"error": "n must be a non-negative integer"})
+    if c.p.get("ranges") == "1":
+        ranged = bytes_range(c, int(n))
+        if ranged is not None:
+            return ranged
     return 200, ByteStream(int(n))
+
+
+def bytes_range(c, n):
+    """/bytes?n=N&ranges=1: a single `Range: bytes=F-L` (or F-, or -S) is answered 206 with
+    Content-Range and those bytes (pass-through range tests); anything else: None (the whole 200)."""
+    v = c.req.hdict.get("range", "")
+    m = re.fullmatch(r"bytes=(\d*)-(\d*)", v.strip())
+    if m is None or (m.group(1) == "" and m.group(2) == "") or n == 0:
+        return None
+    if m.group(1) == "":
+        first, last = max(0, n - int(m.group(2))), n - 1
+    else:
+        first = int(m.group(1))
+        last = min(n - 1, int(m.group(2))) if m.group(2) else n - 1
+    if first >= n:
+        return 416, Raw(b""), ["Content-Range: bytes */%d" % n]
+    if last < first:
+        return None
+    block = bytes_block()
+    out = (block * (last // len(block) + 1))[first:last + 1]
+    return 206, Raw(out), ["Content-Range: bytes %d-%d/%d" % (first, last, n)]
 
 
 # --------------------------------------------------------------------------
@@ -1145,7 +1170,8 @@ EXACT = {
 }
 ECHO_METHODS = {m: h_echo for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 COMMON = {"/echo": Route("/echo", "echo", ECHO_METHODS), "/bytes": _r("/bytes", "bytes", GET=h_bytes),
-          "/respond": _r("/respond", "echo", GET=h_respond, HEAD=h_respond)}
+          "/respond": _r("/respond", "echo", GET=h_respond, HEAD=h_respond, POST=h_respond, PUT=h_respond,
+                         DELETE=h_respond, PATCH=h_respond)}
 R_TOP = _r("/tokens/v2/{category}/{interval}", "tokens", GET=h_top)
 R_PAIR = _r("/pair/{address}", "pair", GET=h_pair_one)
 R_POOLGROUP = _r("/pools/groups/{pair}", "pair", GET=h_pool_group)
