@@ -1030,6 +1030,7 @@ def h_respond(c):
     except ValueError:
         raise HttpError(400, {"error": "status must be an integer"})
     extra = [v for (k, v) in c.plist if k == "h" and ":" in v]
+    extra += respond_interim(c)
     # conditional requests: 304 when If-None-Match names the ETag (or If-Modified-Since equals the
     # Last-Modified) this answer carries, so revalidation can be tested
     given = {h.split(":", 1)[0].strip().lower(): h.split(":", 1)[1].strip() for h in extra}
@@ -1039,6 +1040,15 @@ def h_respond(c):
             (ims is not None and inm is None and given.get("last-modified") == ims):
         return 304, Raw(b""), extra
     return status, {"version": c.version, "key": c.key}, extra
+
+
+def respond_interim(c):
+    """/respond?interim=1NN: an interim response (e.g. 103 Early Hints, 100 Continue) is sent
+    before the final one (1xx handling tests); returned as a marker header send_response acts on."""
+    v = c.p.get("interim", "")
+    if len(v) == 3 and v.isdigit() and v[0] == "1" and v != "101":
+        return ["X-Fake-Interim-Status: " + v]
+    return []
 
 
 _BLOCK = [None]
@@ -1924,6 +1934,11 @@ def send_response(conn, req, status, ctype, body, extra, fx, keep, gz_body=None)
     h.extend(extra)
     h.append("Connection: keep-alive" if keep else "Connection: close")
     head = ("\r\n".join(h) + "\r\n\r\n").encode("latin-1")
+    for e in extra:
+        if e.startswith("X-Fake-Interim-Status: "):  # respond_interim: a 1xx goes first
+            code = int(e.split(": ", 1)[1])
+            head = (b"HTTP/1.1 %d %s\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                    % (code, REASONS.get(code, "Interim").encode())) + head
     sock = conn.sock
     sent = 0
     # rate and cut-off
