@@ -88,33 +88,6 @@ dc_range_result_t dc_range_eval(const char *v, size_t len, uint64_t size, uint64
     return DC_RANGE_SINGLE;
 }
 
-static void trim(const char **v, size_t *len)
-{
-    while (*len > 0 && ows(**v))
-        (*v)++, (*len)--;
-    while (*len > 0 && ows((*v)[*len - 1]))
-        (*len)--;
-}
-
-bool dc_range_if_range_ok(const char *v, size_t len, const char *etag, size_t etag_len, const char *last_modified,
-                          size_t lm_len)
-{
-    trim(&v, &len);
-    if (len == 0)
-        return false;
-    if (v[0] == '"' || (len >= 2 && v[0] == 'W' && v[1] == '/')) {
-        /* strong comparison: neither weak, same opaque-tag */
-        if (v[0] != '"' || len < 2 || v[len - 1] != '"' || etag == NULL)
-            return false;
-        trim(&etag, &etag_len);
-        return etag_len == len && etag[0] == '"' && memcmp(v, etag, len) == 0;
-    }
-    if (last_modified == NULL)
-        return false;
-    trim(&last_modified, &lm_len);
-    return lm_len == len && memcmp(v, last_modified, len) == 0;
-}
-
 size_t dc_range_content_range(char *out, uint64_t first, uint64_t last, uint64_t size)
 {
     size_t n = 0;

@@ -1,7 +1,7 @@
 /*
  * Byte ranges (RFC 9110 §14), pure: the Range header of a GET evaluated against the length of the
- * representation dexcache is about to send, and the If-Range precondition. No I/O, no allocation;
- * unit-tested (tests/unit/test_range.c) and fuzzed (tests/fuzz/fuzz_range.c).
+ * representation dexcache is about to send (If-Range is http/conditional.h's dc_cond_if_range_ok). No I/O, no
+ * allocation; unit-tested (tests/unit/test_range.c) and fuzzed (tests/fuzz/fuzz_range.c).
  *
  * What dexcache answers (http/serve.c applies it):
  *   DC_RANGE_NONE           no usable Range (absent, another unit, invalid syntax, a zero-length
@@ -36,16 +36,6 @@ typedef enum {
  * saturate: "bytes=99999999999999999999999-" is simply unsatisfiable).
  */
 dc_range_result_t dc_range_eval(const char *v, size_t len, uint64_t size, uint64_t *first, uint64_t *last);
-
-/*
- * If-Range (RFC 9110 §13.1.5): may the Range be honoured? `v` is the If-Range value; `etag` /
- * `last_modified` (may be NULL) are the validators the answer carries. An entity-tag matches only
- * by strong comparison (both strong, identical); a date only when it equals Last-Modified exactly.
- * Anything else (weak tags, no validator, a date that differs) means: send the whole body, 200.
- * (A minimal check of our own; http/conditional.h of issue 15's COND part may replace it.)
- */
-bool dc_range_if_range_ok(const char *v, size_t len, const char *etag, size_t etag_len, const char *last_modified,
-                          size_t lm_len);
 
 /* "bytes F-L/LEN" or, with first == UINT64_MAX, "bytes * /LEN" (without the space) into out
  * (at least DC_RANGE_CONTENT_RANGE_MAX bytes). Returns the length written (no NUL counted). */

@@ -9,6 +9,7 @@
 #include "core/time.h"
 #include "cache/encode.h"
 #include "http/cdn.h"
+#include "http/conditional.h"
 #include "http/range.h"
 #include "http/request.h"
 #include "http/resphdr.h"
@@ -193,9 +194,9 @@ static void apply_range(dc_request_t *r, size_t len)
     ssize_t ii = h2o_find_header(&req->headers, H2O_TOKEN_IF_RANGE, -1);
     if (ii >= 0) {
         const h2o_iovec_t *etag = res_header(req, H2O_TOKEN_ETAG), *lm = res_header(req, H2O_TOKEN_LAST_MODIFIED);
-        if (!dc_range_if_range_ok(req->headers.entries[ii].value.base, req->headers.entries[ii].value.len,
-                                  etag ? etag->base : NULL, etag ? etag->len : 0, lm ? lm->base : NULL,
-                                  lm ? lm->len : 0))
+        dc_cond_validators_t val = {etag ? etag->base : NULL, etag ? etag->len : 0,
+                                    lm ? dc_http_date_parse(lm->base, lm->len) : -1, -1};
+        if (!dc_cond_if_range_ok(req->headers.entries[ii].value.base, req->headers.entries[ii].value.len, &val))
             return; /* the client's copy is outdated: the whole new one */
     }
     uint64_t first = 0, last = 0;

@@ -3,8 +3,7 @@
  *  - a single range lies inside the representation: first <= last < size;
  *  - results other than SINGLE leave the positions untouched;
  *  - the range unit is case-insensitive (upper-casing the input changes nothing);
- *  - Content-Range values fit DC_RANGE_CONTENT_RANGE_MAX;
- *  - If-Range of a value against itself as ETag holds exactly when it is a strong tag. */
+ *  - Content-Range values fit DC_RANGE_CONTENT_RANGE_MAX. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +41,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char cr[DC_RANGE_CONTENT_RANGE_MAX];
         check(dc_range_content_range(cr, res == DC_RANGE_SINGLE ? f : UINT64_MAX, l, len) < sizeof(cr));
     }
-    bool self = dc_range_if_range_ok(buf, size, buf, size, NULL, 0);
-    if (self && size > 0)
-        check(memchr(buf, '"', size) != NULL);
     free(buf);
     return 0;
 }

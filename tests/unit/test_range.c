@@ -1,4 +1,4 @@
-/* Byte ranges (http/range.h): Range evaluation against a representation length, If-Range, and the
+/* Byte ranges (http/range.h): Range evaluation against a representation length and the
  * Content-Range value. */
 #include "cmocka_prelude.h"
 
@@ -73,28 +73,6 @@ static void test_not_nul_terminated(void **state)
     assert_true(f == 1 && l == 2);
 }
 
-static bool ir(const char *v, const char *etag, const char *lm)
-{
-    return dc_range_if_range_ok(v, strlen(v), etag, etag ? strlen(etag) : 0, lm, lm ? strlen(lm) : 0);
-}
-
-static void test_if_range(void **state)
-{
-    const char *lm = "Wed, 21 Oct 2015 07:28:00 GMT";
-    assert_true(ir("\"abc\"", "\"abc\"", NULL));
-    assert_true(ir(" \"abc\" ", "\"abc\"", lm));
-    assert_false(ir("\"abc\"", "\"abd\"", lm));
-    assert_false(ir("W/\"abc\"", "\"abc\"", lm)); /* weak: never for If-Range */
-    assert_false(ir("\"abc\"", "W/\"abc\"", lm));
-    assert_false(ir("\"abc\"", NULL, lm));
-    assert_false(ir("\"abc", "\"abc", lm));
-    assert_true(ir(lm, "\"abc\"", lm));
-    assert_false(ir("Wed, 21 Oct 2015 07:28:01 GMT", "\"abc\"", lm));
-    assert_false(ir(lm, "\"abc\"", NULL));
-    assert_false(ir("", "\"abc\"", lm));
-    assert_false(ir("   ", "\"abc\"", lm));
-}
-
 static void test_content_range(void **state)
 {
     char buf[DC_RANGE_CONTENT_RANGE_MAX];
@@ -113,7 +91,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single),          cmocka_unit_test(test_multi_and_unsatisfiable),
         cmocka_unit_test(test_invalid_ignored), cmocka_unit_test(test_not_nul_terminated),
-        cmocka_unit_test(test_if_range),        cmocka_unit_test(test_content_range),
+        cmocka_unit_test(test_content_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
