@@ -572,10 +572,14 @@ static const dc__directive_t rule_rows[] = {
      .dflt = "ignore",
      .enum_names = client_no_cache_names,
      .enum_values = client_no_cache_values,
-     .doc = "what a client's Cache-Control: no-cache (or Pragma: no-cache, max-age=0) does. ignore: served "
-            "from cache anyway, because one client asking for a fresh copy on every call would spend the "
-            "shared upstream budget of all clients; revalidate: the request goes to the origin (collapsed "
-            "with others asking for the same key) and falls back to the cached copy if the origin fails"},
+     .doc = "what a client's freshness directives (Cache-Control no-cache, max-age, min-fresh, max-stale; "
+            "Pragma: no-cache) do. ignore: served from cache anyway, because one client asking for a fresh copy "
+            "on every call would spend the shared upstream budget of all clients (Cache-Status says "
+            "detail=client-cc-ignored); revalidate: RFC 9111 5.2.1 - no-cache, max-age=0, an entry older than "
+            "max-age or fresh for less than min-fresh go to the origin (collapsed with others asking for the "
+            "same key, falling back to the cached copy if the origin fails), and max-stale accepts a stale copy "
+            "still kept (not past must-revalidate). Either way only-if-cached answers 504 instead of asking the "
+            "origin, and a request's no-store keeps its own answer out of the cache"},
     R_BOOL("public", RULE, is_public, "false", "cache even requests that carry Authorization"),
 };
 
@@ -700,7 +704,13 @@ static const dc__directive_t route_rows[] = {
      .elem_size = sizeof(RULE),
      .sub = &rule_table,
      .item_check = rule_item_check,
-     .doc = "cache rules; the first whose path prefixes the upstream path wins; no match = not cached"},
+     .doc = "cache rules; the first whose path prefixes the upstream path wins; no match = not cached. "
+            "Stored 200s answer `Range: bytes=` themselves (RFC 9110 14): one range = 206 with Content-Range over "
+            "the representation sent (the gzip bytes when the client gets gzip; each has its own ETag for "
+            "If-Range), several = the whole 200, none satisfiable = 416; a miss fetches the whole object once "
+            "(Range is never sent upstream on the cache path) and slices it. A 2xx/3xx answer to POST, PUT, "
+            "DELETE or PATCH on the route removes the stored answers of its URI and of its Location / "
+            "Content-Location on the same host and route (RFC 9111 4.4), on every instance of a fleet"},
     R_LIST("no_cache", ROUTE, no_cache, nno_cache, "upstream path prefixes never cached, checked before cache rules",
            .check = check_abs_path),
     R_MAP("batch", offsetof(ROUTE, batch), offsetof(ROUTE, batch.enabled), &batch_table,

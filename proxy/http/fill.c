@@ -90,6 +90,7 @@ typedef struct dc_fill {
     bool sha_on;
     const char *pass_detail; /* why a storable answer passes (Cache-Status detail); NULL = too big */
     bool client_revalidate;
+    bool client_no_store; /* the leader's request said no-store: nothing it fetches is stored */
     char **tags;
     size_t ntags;
     char digest_tag[40]; /* our tag of the identity body once complete (no origin ETag); "" before */
@@ -285,7 +286,8 @@ static const char *leader_cache_status(dc_fill_t *fill, int status, h2o_mem_pool
         snprintf(buf, sizeof(buf), "dexcache; fwd=%s; stored", fwd);
     else if (fill->mode == FILL_SHARE)
         snprintf(buf, sizeof(buf), "dexcache; fwd=%s; fwd-status=%d; detail=%s", fwd, status,
-                 dc_policy_verdict_name(fill->decision.verdict));
+                 fill->decision.verdict == DC_POLICY_STORE ? "client-no-store"
+                                                           : dc_policy_verdict_name(fill->decision.verdict));
     else if (fill->decision.verdict == DC_POLICY_STORE) /* over cache.max_object, or a coding we can't store */
         snprintf(buf, sizeof(buf), "dexcache; fwd=%s; detail=%s", fwd,
                  fill->pass_detail != NULL ? fill->pass_detail : "too-big");
@@ -351,9 +353,15 @@ static void on_head(void *data, dc_fetch_t *f)
     int64_t cl = dc_fetch_content_length(f);
     uint64_t max_object = dc_cache_max_object(fill->worker->cache);
     dc_policy_verdict_t v = fill->decision.verdict;
-    if (v == DC_POLICY_STORE && cl >= 0 && (uint64_t)cl > max_object) {
+    if (status == 206) {
+        /* we never ask for a range on the cache path (request.c): a partial answer is nobody's */
+        fill->decision.verdict = DC_POLICY_STATUS;
+        fill->mode = FILL_PASS;
+    } else if (v == DC_POLICY_STORE && cl >= 0 && (uint64_t)cl > max_object) {
         dc_cache_note_too_big(fill->worker->cache);
         fill->mode = FILL_PASS;
+    } else if (v == DC_POLICY_STORE && fill->client_no_store) {
+        fill->mode = FILL_SHARE; /* request no-store (RFC 9111 §5.2.1.5): collapsed waiters share it, unstored */
     } else if (v == DC_POLICY_STORE) {
         fill->mode = FILL_STORE;
         size_t et_len;
@@ -477,9 +485,16 @@ static void start_leader(dc_fill_t *fill, dc_fetch_t *f)
     if (with_cdn)
         dc_cdn_headers_build(&fill->route->cdn, fill->rule, fill->decision.negative, (const char *const *)fill->tags,
                              fill->ntags, &cdn);
-    dc_serve_follow_start(r, fill, f, decoded ? fill->sb_ident : fill->sb, "MISS",
-                          leader_cache_status(fill, status, &r->req->pool), with_cdn ? &cdn : NULL,
-                          flags | (drop_cdn_cache_control(fill) ? DC_HEAD_SKIP_CDN_CC : 0));
+    /* Ranges of an answer being stored are served from its bytes as they arrive, when its final
+     * length is known now: complete, or announced and not being inflated (a gzip answer inflated
+     * for a client that takes gzip could still turn private mid-body); else the whole body. */
+    dc_shared_body_t *followed = decoded ? fill->sb_ident : fill->sb;
+    int64_t cl = dc_fetch_content_length(f);
+    unsigned ranges = fill->mode == FILL_STORE && status == 200 ? DC_HEAD_RANGES : 0;
+    size_t range_len = fill->completed ? followed->body.len : (!fill->inflating && cl >= 0 ? (size_t)cl : SIZE_MAX);
+    dc_serve_follow_start(r, fill, f, followed, "MISS", leader_cache_status(fill, status, &r->req->pool),
+                          with_cdn ? &cdn : NULL,
+                          flags | ranges | (drop_cdn_cache_control(fill) ? DC_HEAD_SKIP_CDN_CC : 0), range_len);
     if (with_cdn)
         dc_cdn_headers_dispose(&cdn);
 }
@@ -960,6 +975,7 @@ void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, co
     fill->stale = stale != NULL ? dc_cache_entry_ref(stale) : NULL;
     fill->client = client;
     fill->client_revalidate = client != NULL && client->client_revalidate;
+    fill->client_no_store = client != NULL && client->client_no_store;
     collect_tags(fill, url);
     if (client != NULL)
         client->fill = fill;

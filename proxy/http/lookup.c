@@ -11,6 +11,7 @@
 #include "core/metrics.h"
 #include "core/time.h"
 #include "http/batch.h"
+#include "http/reqcc.h"
 #include "http/reqcheck.h"
 #include "http/request.h"
 #include "http/respond.h"
@@ -45,19 +46,47 @@ void dc__http_wait_timer_stop(dc_request_t *r)
 
 /* ---- cache path ---- */
 
-static bool client_asks_no_cache(h2o_req_t *req)
+/* The request's Cache-Control lines (merged) and Pragma: no-cache, read once (one header lookup
+ * when the request has neither): sets r->client_* (http/reqcc.h says what is honoured when). */
+static void read_client_cc(dc_request_t *r)
 {
+    h2o_req_t *req = r->req;
     ssize_t i = -1;
+    bool any = false;
+    dc_cc_init(&r->client_cc);
     while ((i = h2o_find_header(&req->headers, H2O_TOKEN_CACHE_CONTROL, i)) >= 0) {
-        dc_cc_t cc;
-        dc_cc_init(&cc);
-        dc_cc_parse(req->headers.entries[i].value.base, req->headers.entries[i].value.len, &cc);
-        if (cc.no_cache || (cc.max_age == 0))
-            return true;
+        any = true;
+        dc_cc_parse(req->headers.entries[i].value.base, req->headers.entries[i].value.len, &r->client_cc);
     }
     i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("pragma"), -1);
-    return i >= 0 && req->headers.entries[i].value.len >= 8 &&
-           strncasecmp(req->headers.entries[i].value.base, "no-cache", 8) == 0;
+    bool pragma = i >= 0 && req->headers.entries[i].value.len >= 8 &&
+                  strncasecmp(req->headers.entries[i].value.base, "no-cache", 8) == 0;
+    if (!any && !pragma)
+        return;
+    r->client_cc_set = true;
+    r->client_pragma_no_cache = pragma;
+    r->client_no_store = r->client_cc.no_store;
+    r->client_only_if_cached = r->client_cc.only_if_cached;
+    if (!dc_reqcc_has_freshness(&r->client_cc, pragma))
+        return;
+    if (r->rule->client_no_cache == DC_CLIENT_NO_CACHE_REVALIDATE)
+        r->client_revalidate = r->client_cc.no_cache || pragma || r->client_cc.max_age == 0;
+    else
+        r->client_cc_ignored = true;
+}
+
+/* Under client_no_cache: revalidate, what the request's freshness directives make of entry e:
+ * may set r->client_revalidate; returns true when e is stale and max-stale accepts it. */
+static bool judge_client_cc(dc_request_t *r, const dc_cache_entry_t *e, uint64_t now)
+{
+    if (!r->client_cc_set || r->rule->client_no_cache != DC_CLIENT_NO_CACHE_REVALIDATE)
+        return false;
+    uint64_t age_ms = (now > e->stored_at_ms ? now - e->stored_at_ms : 0) + e->origin_age_s * 1000u;
+    int64_t left_ms = (int64_t)e->fresh_until_ms - (int64_t)now;
+    dc_reqcc_verdict_t v = dc_reqcc_judge(&r->client_cc, r->client_pragma_no_cache, age_ms, left_ms, e->no_stale);
+    if (v == DC_REQCC_REVALIDATE)
+        r->client_revalidate = true;
+    return v == DC_REQCC_STALE_OK;
 }
 
 static bool build_key(dc_request_t *r)
@@ -249,14 +278,13 @@ static void resume_lookup(dc_request_t *r, const char *a, const char *b)
 
 void dc__http_cache_path(dc_request_t *r)
 {
-    h2o_req_t *req = r->req;
     dc_worker_metrics_t *m = &r->worker->metrics;
     if (!build_key(r)) {
         dc_counter_add(&m->cache_bypass[r->route_metric], 1);
         dc_passthrough_start(r, "BYPASS", "dexcache; fwd=bypass; detail=key");
         return;
     }
-    r->client_revalidate = r->rule->client_no_cache == DC_CLIENT_NO_CACHE_REVALIDATE && client_asks_no_cache(req);
+    read_client_cc(r);
     dc__http_cache_lookup(r, true);
 }
 
@@ -273,6 +301,10 @@ void dc__http_cache_lookup(dc_request_t *r, bool may_ask_l2)
             dc__http_ask_l2(r);
         return;
     }
+    if (e != NULL && e->is_pass && r->client_only_if_cached) {
+        dc_cache_entry_release(e);
+        e = NULL; /* hit-for-pass means the origin: not for only-if-cached (below) */
+    }
     if (e != NULL && e->is_pass) {
         dc_cache_entry_release(e);
         dc_counter_add(&m->cache_bypass[r->route_metric], 1);
@@ -280,6 +312,7 @@ void dc__http_cache_lookup(dc_request_t *r, bool may_ask_l2)
         return;
     }
     if (e != NULL) {
+        bool max_stale_ok = judge_client_cc(r, e, now);
         dc_freshness_t fr = dc_cache_entry_freshness(e, r->client_revalidate, now);
         if (fr == DC_FRESH) {
             dc_counter_add(&m->cache_hits[r->route_metric], 1);
@@ -325,9 +358,22 @@ void dc__http_cache_lookup(dc_request_t *r, bool may_ask_l2)
             dc_cache_entry_release(e);
             return;
         }
+        if (max_stale_ok) { /* the client accepts this much staleness (RFC 9111 §5.2.1.2) */
+            dc_counter_add(&m->cache_stale[r->route_metric], 1);
+            long long ttl = -(long long)((now - e->fresh_until_ms) / 1000);
+            dc_serve_entry(r, e, "STALE", fmt_status(r, "dexcache; hit; ttl=%lld; detail=max-stale", ttl));
+            dc_cache_entry_release(e);
+            return;
+        }
         /* kept to fall back on if the origin fails (inside stale-if-error) and for its validators
          * (revalidation with If-None-Match / If-Modified-Since) */
         r->stale = e;
+    }
+    if (r->client_only_if_cached) {
+        /* RFC 9111 §5.2.1.7: nothing stored may answer, and the origin must not be asked */
+        dc_counter_add(&m->cache_misses[r->route_metric], 1);
+        dc_request_respond_error(r, 504, "only-if-cached: no stored answer for this request");
+        return;
     }
     /* miss: HTTP/2 requests go on after the read batch, unless a reset in it cancelled them */
     if (!dc_h2guard_defer(r, resume_miss, NULL, NULL))

@@ -11,6 +11,7 @@
  */
 #include "core/error.h"
 #include "core/log.h"
+#include "http/invalidate.h"
 #include "http/request.h"
 #include "http/resphdr.h"
 #include "http/respond.h"
@@ -87,7 +88,11 @@ static void on_head(void *data, dc_fetch_t *f)
 {
     dc_request_t *r = data;
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
-    (void)f; /* the head is sent by pass_start, once the body is complete or large */
+    /* the head is sent by pass_start, once the body is complete or large; an unsafe method's
+     * success invalidates what it changed now (RFC 9111 §4.4) */
+    size_t n;
+    const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
+    dc_http_invalidate(r, dc_fetch_status(f), hs, n);
 }
 
 static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)

@@ -214,6 +214,8 @@ static bool in_names(char *const *names, size_t n, const char *name, size_t len)
  * forward_headers, the rule's key_headers (those are in the key). */
 static bool cache_forwards(const dc_request_t *r, const char *name, size_t len)
 {
+    if ((len == 5 && strncasecmp(name, "range", 5) == 0) || (len == 8 && strncasecmp(name, "if-range", 8) == 0))
+        return false; /* the cache fetches whole objects and slices them itself (http/range.h) */
     return dc_hop_cache_default_forward(name, len) ||
            in_names(r->route->forward_headers, r->route->nforward_headers, name, len) ||
            (r->rule != NULL && in_names(r->rule->key_headers, r->rule->nkey_headers, name, len));
@@ -461,7 +463,8 @@ void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags
         if (!dc_resphdr_forward(h, conn, conn_len) || ((flags & DC_HEAD_SKIP_ETAG) && named(h, "etag")) ||
             ((flags & DC_HEAD_SKIP_CACHE_CONTROL) && named(h, "cache-control")) ||
             ((flags & DC_HEAD_SKIP_CDN_CC) && named(h, "cdn-cache-control")) ||
-            ((flags & DC_HEAD_DECODED) && (named(h, "content-encoding") || named(h, "vary"))))
+            ((flags & DC_HEAD_DECODED) && (named(h, "content-encoding") || named(h, "vary"))) ||
+            ((flags & DC_HEAD_RANGES) && named(h, "accept-ranges")))
             continue;
         dc_request_add_header(r, h->name, h->name_len, h->value, h->value_len);
     }

@@ -77,7 +77,13 @@ typedef struct dc_request {
     size_t key_len;
     bool key_owned;
     uint64_t hash;
-    bool client_revalidate;      /* client no-cache + client_no_cache: revalidate */
+    bool client_revalidate;     /* client no-cache + client_no_cache: revalidate */
+    bool client_no_store;       /* request Cache-Control: no-store: its answer is not stored */
+    bool client_only_if_cached; /* request Cache-Control: only-if-cached: 504 rather than the origin */
+    bool client_cc_ignored;     /* freshness directives ignored (client_no_cache: ignore): Cache-Status says so */
+    bool client_cc_set;         /* client_cc holds the request's Cache-Control (+ Pragma: no-cache) */
+    bool client_pragma_no_cache;
+    dc_cc_t client_cc;
     bool from_l2;                /* the entry was just read from the fleet's L2 */
     bool l2_read_done;           /* the L2 read this request waited for has ended (see ask_l2) */
     struct dc_flight *l2_flight; /* leading the read of this key from L2 (see ask_l2) */
@@ -107,6 +113,8 @@ typedef struct dc_request {
     size_t sent, acked;      /* bytes handed to h2o / confirmed by proceed() */
     size_t body_end;         /* bytes of `body` to send (SIZE_MAX while the fill still runs) */
     bool body_error;         /* the fill failed mid-body: end the response with an error */
+    bool ranged;             /* a 206 / 416: only bytes [sent, range_end) of the body go out */
+    size_t range_end;
     /* following a body another worker's fill is receiving (DC_OUT_BODY with growing != NULL) */
     dc_growing_t *growing; /* owned ref */
     dc_growing_sub_t gsub;
@@ -158,10 +166,13 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
 void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status);
 /* Start a response whose body is still being appended to `body` by the fill this leader follows. */
 struct dc_cdn_headers;
-/* `cdn` (may be NULL): headers toward CDNs that replace the origin's Cache-Control. */
+/* `cdn` (may be NULL): headers toward CDNs that replace the origin's Cache-Control. With
+ * DC_HEAD_RANGES (a 200 being stored) the answer says Accept-Ranges: bytes and a Range is served
+ * from the body as it arrives when `range_len` (the body's final length) is known (else SIZE_MAX:
+ * the whole body). */
 void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f, dc_shared_body_t *body,
                            const char *x_cache, const char *cache_status, const struct dc_cdn_headers *cdn,
-                           unsigned head_flags);
+                           unsigned head_flags, size_t range_len);
 /* Answer with `preview`'s head now and send `g`'s bytes as another worker's fill receives them.
  * Takes over the caller's reference to `g`. */
 void dc_serve_stream(dc_request_t *r, dc_cache_entry_t *preview, dc_growing_t *g, const char *content_encoding,
@@ -202,6 +213,7 @@ enum {
     DC_HEAD_SKIP_ETAG = 2,          /* our strong ETag names cached representations */
     DC_HEAD_DECODED = 4,            /* the body is sent decoded: no Content-Encoding/Length, no Vary from origin */
     DC_HEAD_SKIP_CDN_CC = 8,        /* the origin's CDN-Cache-Control is not passed on (rule or route says so) */
+    DC_HEAD_RANGES = 16,            /* ranges are served from the cache: no Accept-Ranges from origin */
 };
 void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags);
 /* Fetch options of upstream `up` (timeouts, retries, HTTP/2, TLS verification, key header, budget);

@@ -26,7 +26,9 @@ bool dc_resphdr_store(const dc_fetch_header_t *h, const char *conn, size_t conn_
     if (!dc_resphdr_forward(h, conn, conn_len))
         return false;
     /* the origin's ETag is kept as a validator for revalidation; clients get our own (serve.c) */
-    return !(is(h, "set-cookie") || is(h, "x-cache") || is(h, "cache-status"));
+    /* Accept-Ranges / Content-Range: ranges of a stored answer are dexcache's (serve.c) */
+    return !(is(h, "set-cookie") || is(h, "x-cache") || is(h, "cache-status") || is(h, "accept-ranges") ||
+             is(h, "content-range"));
 }
 
 const char *dc_resphdr_find(const dc_fetch_header_t *hs, size_t n, const char *name, size_t *len)

@@ -9,7 +9,9 @@
 #include "core/time.h"
 #include "cache/encode.h"
 #include "http/cdn.h"
+#include "http/conditional.h"
 #include "http/condserve.h"
+#include "http/range.h"
 #include "http/request.h"
 #include "http/resphdr.h"
 #include "http/respond.h"
@@ -22,7 +24,22 @@
 
 void dc__pass_proceed(dc_request_t *r);
 
-/* Send the next part of the body (or finish). The bytes come from r->body (a complete entry, or
+/* Keep the first `max` bytes of n spans; returns the number of spans left. */
+static size_t trim_spans(size_t *lens, size_t n, size_t max)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (total + lens[i] >= max) {
+            lens[i] = max - total;
+            return lens[i] > 0 ? i + 1 : i;
+        }
+        total += lens[i];
+    }
+    return n;
+}
+
+/* Send the next part of the body (or finish). With r->ranged, only bytes [r->sent, r->range_end)
+ * go out (r->sent starts at the range's first byte). The bytes come from r->body (a complete entry, or
  * the fill this leader follows on its own thread) or, when following another worker's fill, from
  * r->growing under its lock. May complete the request: callers hold a reference. */
 static void body_pump(dc_request_t *r)
@@ -34,10 +51,22 @@ static void body_pump(dc_request_t *r)
     bool complete, error;
     if (r->growing != NULL) {
         n = dc_growing_read(r->growing, r->sent, bases, lens, MAX_SPANS, &end, &complete, &error);
+        if (r->ranged && end >= r->range_end) {
+            end = r->range_end; /* the last byte of the range is in: done, whatever follows */
+            complete = true;
+            error = false;
+        }
+        if (r->ranged) /* spans may reach past the range: cut them at its end */
+            n = trim_spans(lens, n, end > r->sent ? end - r->sent : 0);
     } else {
         complete = r->body_end != SIZE_MAX;
         end = complete ? r->body_end : r->body->body.len;
         error = r->body_error;
+        if (r->ranged && end >= r->range_end) {
+            end = r->range_end;
+            complete = true;
+            error = false;
+        }
         n = r->sent < end ? dc_body_spans(&r->body->body, r->sent, end - r->sent, bases, lens, MAX_SPANS) : 0;
     }
     h2o_send_state_t final = error ? H2O_SEND_STATE_ERROR : H2O_SEND_STATE_FINAL;
@@ -99,6 +128,10 @@ static void add_common(dc_request_t *r, const char *x_cache, const char *cache_s
 {
     h2o_req_t *req = r->req;
     r->x_cache = x_cache;
+    if (r->client_cc_ignored && strstr(cache_status, "detail=") == NULL) /* http/reqcc.h */
+        cache_status = h2o_concat(&req->pool, h2o_iovec_init(cache_status, strlen(cache_status)),
+                                  h2o_iovec_init(H2O_STRLIT("; detail=client-cc-ignored")))
+                           .base;
     if (via)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VIA, NULL, H2O_STRLIT("1.1 dexcache"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-cache"), 0, NULL, x_cache, strlen(x_cache));
@@ -106,6 +139,62 @@ static void add_common(dc_request_t *r, const char *x_cache, const char *cache_s
                           strlen(cache_status));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->request_id,
                           strlen(r->request_id));
+}
+
+/* The value of response header `token` already on r's answer, or NULL. */
+static const h2o_iovec_t *res_header(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i = h2o_find_header(&req->res.headers, token, -1);
+    return i >= 0 ? &req->res.headers.entries[i].value : NULL;
+}
+
+/*
+ * Byte ranges (http/range.h) on a 200 of a cached object whose selected representation is `len`
+ * bytes (SIZE_MAX: not known yet, the Range is ignored): Accept-Ranges, then 206 with
+ * Content-Range and the slice's Content-Length, or 416 with "bytes * /len" and no body, or nothing
+ * (the whole body). If-Range is checked against the ETag / Last-Modified already on the answer.
+ * Call after the headers are on req->res and before h2o_start_response, with r->sent == 0.
+ */
+static void apply_range(dc_request_t *r, size_t len)
+{
+    h2o_req_t *req = r->req;
+    if (req->res.status != 200)
+        return;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCEPT_RANGES, NULL, H2O_STRLIT("bytes"));
+    ssize_t ri;
+    if (r->is_head || len == SIZE_MAX || (ri = h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1)) < 0)
+        return; /* the common case: one header lookup */
+    ssize_t ii = h2o_find_header(&req->headers, H2O_TOKEN_IF_RANGE, -1);
+    if (ii >= 0) {
+        const h2o_iovec_t *etag = res_header(req, H2O_TOKEN_ETAG), *lm = res_header(req, H2O_TOKEN_LAST_MODIFIED);
+        dc_cond_validators_t val = {etag ? etag->base : NULL, etag ? etag->len : 0,
+                                    lm ? dc_http_date_parse(lm->base, lm->len) : -1, -1};
+        if (!dc_cond_if_range_ok(req->headers.entries[ii].value.base, req->headers.entries[ii].value.len, &val))
+            return; /* the client's copy is outdated: the whole new one */
+    }
+    uint64_t first = 0, last = 0;
+    dc_range_result_t res =
+        dc_range_eval(req->headers.entries[ri].value.base, req->headers.entries[ri].value.len, len, &first, &last);
+    if (res != DC_RANGE_SINGLE && res != DC_RANGE_UNSATISFIABLE)
+        return;
+    char *cr = h2o_mem_alloc_pool(&req->pool, DC_RANGE_CONTENT_RANGE_MAX);
+    size_t crlen;
+    r->ranged = true;
+    if (res == DC_RANGE_SINGLE) {
+        req->res.status = 206;
+        crlen = dc_range_content_range(cr, first, last, len);
+        req->res.content_length = (size_t)(last - first + 1);
+        r->sent = r->acked = (size_t)first;
+        r->range_end = (size_t)last + 1;
+    } else {
+        req->res.status = 416;
+        crlen = dc_range_content_range(cr, UINT64_MAX, 0, len);
+        req->res.content_length = 0;
+        r->sent = r->acked = 0;
+        r->range_end = 0; /* no body */
+    }
+    req->res.reason = dc_http_reason(req->res.status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL, cr, crlen);
 }
 
 void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status)
@@ -139,6 +228,7 @@ void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_ca
     dc_request_set_body(r, chosen, true);
     r->body_end = chosen->body.len;
     r->sent = r->acked = 0;
+    r->ranged = false;
     /* the origin's ETag (else our digest tag), weakened for a representation made here */
     h2o_iovec_t etag = dc_condserve_entry_etag(e, enc, &req->pool);
 
@@ -188,6 +278,7 @@ void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_ca
         req->res.content_length = SIZE_MAX;
     } else {
         req->res.content_length = chosen->body.len;
+        apply_range(r, chosen->body.len);
     }
     h2o_start_response(req, &r->generator);
     dc_request_ref(r);
@@ -209,7 +300,7 @@ static void add_cdn(dc_request_t *r, const dc_cdn_headers_t *cdn)
 
 void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f, dc_shared_body_t *body,
                            const char *x_cache, const char *cache_status, const dc_cdn_headers_t *cdn,
-                           unsigned head_flags)
+                           unsigned head_flags, size_t range_len)
 {
     h2o_req_t *req = r->req;
     dc_request_set_upstream_head(r, f, head_flags | (cdn != NULL ? DC_HEAD_SKIP_CACHE_CONTROL : 0));
@@ -228,6 +319,9 @@ void dc_serve_follow_start(dc_request_t *r, struct dc_fill *fill, dc_fetch_t *f,
         r->is_head = true; /* no body: the response ends once the fill is over, or at once below */
     r->body_end = cond == DC_COND_NOT_MODIFIED ? 0 : SIZE_MAX;
     r->sent = r->acked = 0;
+    r->ranged = false;
+    if (head_flags & DC_HEAD_RANGES)
+        apply_range(r, range_len);
     r->out = DC_OUT_BODY;
     r->generator.proceed = dc_out_proceed;
     r->generator.stop = dc_out_stop;
@@ -330,6 +424,8 @@ void dc_serve_stream(dc_request_t *r, dc_cache_entry_t *preview, dc_growing_t *g
     size_t expected = dc_growing_expected(g);
     req->res.content_length = expected > 0 ? expected : (r->is_head ? 0 : SIZE_MAX);
     r->sent = r->acked = 0;
+    r->ranged = false;
+    apply_range(r, expected > 0 ? expected : SIZE_MAX); /* a stored 200's bytes, as they arrive */
     r->body_end = SIZE_MAX;
     r->out = DC_OUT_BODY;
     r->generator.proceed = dc_out_proceed;

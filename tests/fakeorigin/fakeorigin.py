@@ -1053,6 +1053,7 @@ def h_respond(c):
     except ValueError:
         raise HttpError(400, {"error": "status must be an integer"})
     extra = [v for (k, v) in c.plist if k == "h" and ":" in v] + respond_time_knobs(c)
+    extra += respond_interim(c)
     # conditional requests: 304 when If-None-Match names the ETag (or If-Modified-Since equals the
     # Last-Modified) this answer carries, so revalidation can be tested
     given = {h.split(":", 1)[0].strip().lower(): h.split(":", 1)[1].strip() for h in extra}
@@ -1075,6 +1076,15 @@ def respond_304_knobs(c, extra):
     if c.p.get("etag304") is not None:
         out = [h for h in out if h.split(":", 1)[0].strip().lower() != "etag"] + ["ETag:" + c.p["etag304"]]
     return out
+
+
+def respond_interim(c):
+    """/respond?interim=1NN: an interim response (e.g. 103 Early Hints, 100 Continue) is sent
+    before the final one (1xx handling tests); returned as a marker header send_response acts on."""
+    v = c.p.get("interim", "")
+    if len(v) == 3 and v.isdigit() and v[0] == "1" and v != "101":
+        return ["X-Fake-Interim-Status: " + v]
+    return []
 
 
 _BLOCK = [None]
@@ -1103,7 +1113,32 @@ def h_bytes(c):
     n = c.p.get("n")
     if n is None or not n.isdigit():
         raise HttpError(400, {"error": "n must be a non-negative integer"})
+    if c.p.get("ranges") == "1":
+        ranged = bytes_range(c, int(n))
+        if ranged is not None:
+            return ranged
     return 200, ByteStream(int(n))
+
+
+def bytes_range(c, n):
+    """/bytes?n=N&ranges=1: a single `Range: bytes=F-L` (or F-, or -S) is answered 206 with
+    Content-Range and those bytes (pass-through range tests); anything else: None (the whole 200)."""
+    v = c.req.hdict.get("range", "")
+    m = re.fullmatch(r"bytes=(\d*)-(\d*)", v.strip())
+    if m is None or (m.group(1) == "" and m.group(2) == "") or n == 0:
+        return None
+    if m.group(1) == "":
+        first, last = max(0, n - int(m.group(2))), n - 1
+    else:
+        first = int(m.group(1))
+        last = min(n - 1, int(m.group(2))) if m.group(2) else n - 1
+    if first >= n:
+        return 416, Raw(b""), ["Content-Range: bytes */%d" % n]
+    if last < first:
+        return None
+    block = bytes_block()
+    out = (block * (last // len(block) + 1))[first:last + 1]
+    return 206, Raw(out), ["Content-Range: bytes %d-%d/%d" % (first, last, n)]
 
 
 # --------------------------------------------------------------------------
@@ -1181,7 +1216,8 @@ EXACT = {
 }
 ECHO_METHODS = {m: h_echo for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 COMMON = {"/echo": Route("/echo", "echo", ECHO_METHODS), "/bytes": _r("/bytes", "bytes", GET=h_bytes),
-          "/respond": _r("/respond", "echo", GET=h_respond, HEAD=h_respond)}
+          "/respond": _r("/respond", "echo", GET=h_respond, HEAD=h_respond, POST=h_respond, PUT=h_respond,
+                         DELETE=h_respond, PATCH=h_respond)}
 R_TOP = _r("/tokens/v2/{category}/{interval}", "tokens", GET=h_top)
 R_PAIR = _r("/pair/{address}", "pair", GET=h_pair_one)
 R_POOLGROUP = _r("/pools/groups/{pair}", "pair", GET=h_pool_group)
@@ -1936,6 +1972,11 @@ def send_response(conn, req, status, ctype, body, extra, fx, keep, gz_body=None)
     h.extend(x for x in extra if x != "Date: -")
     h.append("Connection: keep-alive" if keep else "Connection: close")
     head = ("\r\n".join(h) + "\r\n\r\n").encode("latin-1")
+    for e in extra:
+        if e.startswith("X-Fake-Interim-Status: "):  # respond_interim: a 1xx goes first
+            code = int(e.split(": ", 1)[1])
+            head = (b"HTTP/1.1 %d %s\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                    % (code, REASONS.get(code, "Interim").encode())) + head
     sock = conn.sock
     sent = 0
     # rate and cut-off
