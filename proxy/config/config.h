@@ -79,6 +79,7 @@ typedef struct dc_config_cache_rule {
     double prefetch;                      /* refresh-ahead fraction of ttl (0 = off, else 0.5..0.99) */
     dc_client_no_cache_t client_no_cache; /* default ignore */
     bool is_public;                       /* "public: true": cache even with Authorization */
+    uint32_t max_variants;                /* Vary: variants kept per URL (least recently used goes), default 8 */
 } dc_config_cache_rule_t;
 
 /* routes[].batch */

@@ -615,7 +615,7 @@ bool dc_batch_try(dc_request_t *r)
             free(key);
             continue;
         }
-        if (e != NULL && e->is_pass) {
+        if (e != NULL && (e->is_pass || e->is_vary)) { /* a vary record is no answer (http/vary.h) */
             dc_cache_entry_release(e);
             e = NULL;
         }
