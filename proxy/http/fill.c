@@ -7,7 +7,8 @@
  *   STORE  body accumulated (up to cache.max_object), stored on success, waiters get the entry;
  *   SHARE  not storable but shareable (5xx, 429, uncached statuses): accumulated, handed to the
  *          waiters, never stored;
- *   PASS   private to the leader (no-store, private, Set-Cookie, Vary, too large): waiters are told
+ *   PASS   private to the leader (no-store, private, Set-Cookie, a Vary that cannot be keyed (http/
+ *          vary.h), too large): waiters are told
  *          to go to the origin themselves, the key is marked hit-for-pass for a while so later
  *          requests do not queue behind each other, and the body streams to the leader with
  *          back-pressure (sent chunks are dropped).
