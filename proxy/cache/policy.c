@@ -316,7 +316,8 @@ void dc_policy_decide(const dc_config_cache_rule_t *rule, const dc_policy_reques
     } else {
         /* status_storable() let it through on the rule's own lifetime */
         bool negative = rule_negative(rule, cc, status);
-        DC_ASSERT(negative ? rule->negative_ttl_ms > 0 : rule_positive(rule, cc, status));
+        bool positive = rule_positive(rule, cc, status);
+        DC_ASSERT(negative ? rule->negative_ttl_ms > 0 : positive);
         if (!negative && rule->ttl_ms == 0 && rule->respect_origin) {
             out->verdict = DC_POLICY_NO_FRESHNESS; /* ttl 0 + respect_origin: the origin decides */
             return;

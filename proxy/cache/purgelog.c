@@ -1,4 +1,5 @@
 #include "cache/purgelog.h"
+#include "cache/vary.h"
 #include "core/error.h"
 
 #include <stdlib.h>
@@ -22,8 +23,9 @@ bool dc_purge_matches(dc_purge_kind_t kind, const char *arg, size_t len, const c
                       const char *const *tags, size_t ntags)
 {
     switch (kind) {
-    case DC_PURGE_KEY:
-        return key_len == len && memcmp(key, arg, len) == 0;
+    case DC_PURGE_KEY: /* the key itself, or a variant stored under it (cache/vary.h) */
+        return key_len >= len && memcmp(key, arg, len) == 0 &&
+               (key_len == len || dc_vary_primary_len(key, key_len) == len);
     case DC_PURGE_PREFIX:
         return key_len >= len && memcmp(key, arg, len) == 0;
     case DC_PURGE_TAG:

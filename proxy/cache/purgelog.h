@@ -20,7 +20,7 @@
 #define DC_PURGELOG_MAX 1024
 
 typedef enum {
-    DC_PURGE_KEY = 'k',    /* one exact cache key */
+    DC_PURGE_KEY = 'k',    /* one exact cache key (and the Vary variants stored under it) */
     DC_PURGE_PREFIX = 'p', /* every key starting with the argument */
     DC_PURGE_TAG = 't',    /* every entry carrying the tag */
 } dc_purge_kind_t;

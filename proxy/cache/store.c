@@ -1,6 +1,7 @@
 #include "cache/store.h"
 #include "core/refcount.h"
 #include "cache/purgelog.h"
+#include "cache/vary.h"
 #include "core/error.h"
 #include "core/hash.h"
 
@@ -100,7 +101,14 @@ dc_cache_entry_t *dc_cache_entry_create(const char *key, size_t key_len, int sta
     e->status = status;
     e->body = body;
     e->hash = dc_cache_hash(key, key_len);
+    e->primary_len = dc_vary_primary_len(key, key_len);
+    if (e->primary_len < key_len) /* under a secondary key: in its record's shard */
+        e->hash = dc_vary_hash(dc_cache_hash(key, e->primary_len), e->hash);
     const dc_cache_hdr_t *h;
+    if ((h = dc_cache_entry_header(e, "vary", 4)) != NULL) {
+        e->vary = h->value;
+        e->vary_len = h->value_len;
+    }
     if ((h = dc_cache_entry_header(e, "etag", 4)) != NULL)
         e->origin_etag = h->value;
     if ((h = dc_cache_entry_header(e, "last-modified", 13)) != NULL)
@@ -159,6 +167,8 @@ dc_cache_entry_t *dc_cache_entry_clone(const dc_cache_entry_t *e)
     n->etag_enc = e->etag_enc;
     n->compressible = e->compressible;
     n->is_pass = e->is_pass;
+    n->is_vary = e->is_vary;
+    n->vary_max = e->vary_max;
     n->stored_at_ms = e->stored_at_ms;
     n->fresh_until_ms = e->fresh_until_ms;
     n->swr_until_ms = e->swr_until_ms;
@@ -249,6 +259,37 @@ static dc_cache_entry_t *table_find(shard_t *s, const char *key, size_t len, uin
     return NULL;
 }
 
+/* ---- a record's variants (lock held) ---- */
+
+static void vlist_unlink(dc_cache_entry_t *v)
+{
+    dc_cache_entry_t *rec = v->vrec;
+    if (v->vprev != NULL)
+        v->vprev->vnext = v->vnext;
+    else
+        rec->vhead = v->vnext;
+    if (v->vnext != NULL)
+        v->vnext->vprev = v->vprev;
+    v->vprev = v->vnext = v->vrec = NULL;
+    rec->nvariants--;
+}
+
+static void vlist_push_front(dc_cache_entry_t *rec, dc_cache_entry_t *v)
+{
+    v->vrec = rec;
+    v->vprev = NULL;
+    v->vnext = rec->vhead;
+    if (rec->vhead != NULL)
+        rec->vhead->vprev = v;
+    rec->vhead = v;
+    rec->nvariants++;
+}
+
+static bool same_names(const dc_cache_entry_t *a, const dc_cache_entry_t *b)
+{
+    return a->vary_len == b->vary_len && memcmp(a->vary, b->vary, a->vary_len) == 0;
+}
+
 /* Unlink `e` from its shard; returns it so the caller drops the store's reference after unlocking. */
 static dc_cache_entry_t *detach(dc_cache_t *c, shard_t *s, dc_cache_entry_t *e)
 {
@@ -258,11 +299,42 @@ static dc_cache_entry_t *detach(dc_cache_t *c, shard_t *s, dc_cache_entry_t *e)
     *pp = e->hnext;
     e->hnext = NULL;
     lru_unlink(e);
+    if (e->vrec != NULL)
+        vlist_unlink(e);
     e->in_store = false;
     s->count--;
     atomic_fetch_sub(&c->bytes, e->charge);
     atomic_fetch_sub(&c->entries, 1);
     return e;
+}
+
+/* Unlink `e` and, when it is a vary record, its variants (unreachable without it). Returns a chain
+ * through hnext, e first, for release_chain() after unlocking. */
+static dc_cache_entry_t *detach_all(dc_cache_t *c, shard_t *s, dc_cache_entry_t *e)
+{
+    detach(c, s, e);
+    while (e->vhead != NULL) {
+        dc_cache_entry_t *v = e->vhead;
+        DC_ASSERT(v->shard == e->shard);
+        detach(c, s, v);
+        v->hnext = e->hnext;
+        e->hnext = v;
+    }
+    return e;
+}
+
+/* Drop the store's references to a chain from detach_all(); returns how many there were. */
+static size_t release_chain(dc_cache_entry_t *e)
+{
+    size_t n = 0;
+    while (e != NULL) {
+        dc_cache_entry_t *next = e->hnext;
+        e->hnext = NULL;
+        dc_cache_entry_release(e);
+        e = next;
+        n++;
+    }
+    return n;
 }
 
 /* ---- public ---- */
@@ -290,7 +362,7 @@ void dc_cache_destroy(dc_cache_t *c)
     for (int i = 0; i < NSHARDS; i++) {
         shard_t *s = &c->shards[i];
         while (s->lru.lru_next != &s->lru)
-            dc_cache_entry_release(detach(c, s, s->lru.lru_next));
+            release_chain(detach_all(c, s, s->lru.lru_next));
         free(s->buckets);
         pthread_mutex_destroy(&s->lock);
     }
@@ -317,11 +389,10 @@ static void evict_to_budget(dc_cache_t *c, unsigned start_shard)
         dc_cache_entry_t *victim = NULL;
         pthread_mutex_lock(&s->lock);
         if (s->lru.lru_prev != &s->lru)
-            victim = detach(c, s, s->lru.lru_prev);
+            victim = detach_all(c, s, s->lru.lru_prev);
         pthread_mutex_unlock(&s->lock);
         if (victim != NULL) {
-            atomic_fetch_add(&c->evictions, 1);
-            dc_cache_entry_release(victim);
+            atomic_fetch_add(&c->evictions, release_chain(victim));
             empty_in_a_row = 0;
         } else {
             empty_in_a_row++;
@@ -345,40 +416,30 @@ dc_cache_entry_t *dc_cache_lookup(dc_cache_t *c, const char *key, size_t len, ui
     e = table_find(s, key, len, hash);
     if (e != NULL) {
         if (now_ms >= e->keep_until_ms) {
-            dead = detach(c, s, e);
+            dead = detach_all(c, s, e);
             e = NULL;
         } else {
             if (s->lru.lru_next != e) {
                 lru_unlink(e);
                 lru_push_front(s, e);
             }
+            if (e->vrec != NULL && e->vrec->vhead != e) { /* a variant: most recently used of its record */
+                dc_cache_entry_t *rec = e->vrec;
+                vlist_unlink(e);
+                vlist_push_front(rec, e);
+            }
             dc_refcount_take(&e->refs);
         }
     }
     pthread_mutex_unlock(&s->lock);
-    if (dead != NULL) {
-        atomic_fetch_add(&c->expired, 1);
-        dc_cache_entry_release(dead);
-    }
+    if (dead != NULL)
+        atomic_fetch_add(&c->expired, release_chain(dead));
     return e;
 }
 
-int dc_cache_insert(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms)
+/* Link e into the table and the LRU (lock held; the store's reference is taken by the caller). */
+static void link_entry(dc_cache_t *c, shard_t *s, unsigned idx, dc_cache_entry_t *e)
 {
-    DC_CHECK_MAGIC(e, DC_CACHE_ENTRY_MAGIC);
-    DC_ASSERT(!e->in_store);
-    if (e->charge > atomic_load(&c->max_object) || e->charge > atomic_load(&c->memory)) {
-        atomic_fetch_add(&c->too_big, 1);
-        return DC_ETOOBIG;
-    }
-    unsigned idx = (unsigned)(e->hash % NSHARDS);
-    shard_t *s = &c->shards[idx];
-    dc_cache_entry_t *old;
-    dc_refcount_take(&e->refs); /* the store's reference */
-    pthread_mutex_lock(&s->lock);
-    old = table_find(s, e->key, e->key_len, e->hash);
-    if (old != NULL)
-        detach(c, s, old);
     if (s->count + 1 > s->nbuckets)
         table_grow(s);
     dc_cache_entry_t **b = bucket_of(s, e->hash);
@@ -390,11 +451,71 @@ int dc_cache_insert(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms)
     s->count++;
     atomic_fetch_add(&c->bytes, e->charge);
     atomic_fetch_add(&c->entries, 1);
+}
+
+int dc_cache_insert(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms)
+{
+    return dc_cache_insert_variant(c, e, now_ms, NULL);
+}
+
+int dc_cache_insert_variant(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms, bool *vary_evicted)
+{
+    (void)now_ms;
+    DC_CHECK_MAGIC(e, DC_CACHE_ENTRY_MAGIC);
+    DC_ASSERT(!e->in_store);
+    if (vary_evicted != NULL)
+        *vary_evicted = false;
+    if (e->charge > atomic_load(&c->max_object) || e->charge > atomic_load(&c->memory)) {
+        atomic_fetch_add(&c->too_big, 1);
+        return DC_ETOOBIG;
+    }
+    unsigned idx = (unsigned)(e->hash % NSHARDS);
+    shard_t *s = &c->shards[idx];
+    dc_cache_entry_t *old = NULL, *lru_variant = NULL, *rec = NULL;
+    bool is_variant = e->primary_len < e->key_len && e->vary != NULL;
+    pthread_mutex_lock(&s->lock);
+    if (is_variant) {
+        rec = table_find(s, e->key, e->primary_len, dc_cache_hash(e->key, e->primary_len));
+        if (rec == NULL || !rec->is_vary || !same_names(rec, e)) {
+            pthread_mutex_unlock(&s->lock);
+            return DC_ENOTFOUND; /* its record is gone or says other names: unreachable */
+        }
+    }
+    old = table_find(s, e->key, e->key_len, e->hash);
+    if (e->is_vary && old != NULL && old->is_vary && same_names(old, e)) {
+        /* the same record: keep it and its variants */
+        if (e->keep_until_ms > old->keep_until_ms)
+            old->keep_until_ms = e->keep_until_ms;
+        old->vary_max = e->vary_max;
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    if (old != NULL)
+        detach_all(c, s, old);
+    if (rec != NULL && rec->nvariants >= (rec->vary_max > 0 ? rec->vary_max : 1)) {
+        lru_variant = rec->vhead;
+        while (lru_variant->vnext != NULL)
+            lru_variant = lru_variant->vnext;
+        detach(c, s, lru_variant);
+    }
+    dc_refcount_take(&e->refs); /* the store's reference */
+    link_entry(c, s, idx, e);
+    if (rec != NULL) {
+        vlist_push_front(rec, e);
+        if (e->keep_until_ms > rec->keep_until_ms)
+            rec->keep_until_ms = e->keep_until_ms;
+    }
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add(&c->inserts, 1);
     if (old != NULL) {
         atomic_fetch_add(&c->replaced, 1);
-        dc_cache_entry_release(old);
+        release_chain(old);
+    }
+    if (lru_variant != NULL) {
+        atomic_fetch_add(&c->evictions, 1);
+        dc_cache_entry_release(lru_variant);
+        if (vary_evicted != NULL)
+            *vary_evicted = true;
     }
     evict_to_budget(c, idx);
     return 0;
@@ -415,20 +536,15 @@ int dc_cache_replace(dc_cache_t *c, dc_cache_entry_t *old, dc_cache_entry_t *suc
         pthread_mutex_unlock(&s->lock);
         return DC_ENOTFOUND;
     }
-    detach(c, s, old);
+    dc_cache_entry_t *rec = old->vrec; /* a variant's successor takes its place under the record */
+    detach_all(c, s, old);
     dc_refcount_take(&successor->refs); /* the store's reference */
-    dc_cache_entry_t **b = bucket_of(s, successor->hash);
-    successor->hnext = *b;
-    *b = successor;
-    lru_push_front(s, successor);
-    successor->in_store = true;
-    successor->shard = idx;
-    s->count++;
-    atomic_fetch_add(&c->bytes, successor->charge);
-    atomic_fetch_add(&c->entries, 1);
+    link_entry(c, s, idx, successor);
+    if (rec != NULL)
+        vlist_push_front(rec, successor);
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add(&c->replaced, 1);
-    dc_cache_entry_release(old); /* the store's reference to the old one */
+    release_chain(old); /* the store's reference to the old one (and a record's variants) */
     evict_to_budget(c, idx);
     return 0;
 }
@@ -439,10 +555,9 @@ void dc_cache_remove_entry(dc_cache_t *c, dc_cache_entry_t *e)
     dc_cache_entry_t *victim = NULL;
     pthread_mutex_lock(&s->lock);
     if (e->in_store && table_find(s, e->key, e->key_len, e->hash) == e)
-        victim = detach(c, s, e);
+        victim = detach_all(c, s, e);
     pthread_mutex_unlock(&s->lock);
-    if (victim != NULL)
-        dc_cache_entry_release(victim);
+    release_chain(victim);
 }
 
 static bool purge_covers(const dc_cache_entry_t *e, dc_purge_kind_t kind, const char *arg, size_t len, uint64_t at_ms)
@@ -459,12 +574,9 @@ static size_t purge_one_key(dc_cache_t *c, const char *key, size_t len, uint64_t
     pthread_mutex_lock(&s->lock);
     dc_cache_entry_t *e = table_find(s, key, len, hash);
     if (e != NULL && e->stored_at_ms <= at_ms)
-        victim = detach(c, s, e);
+        victim = detach_all(c, s, e); /* a record: with its variants */
     pthread_mutex_unlock(&s->lock);
-    if (victim == NULL)
-        return 0;
-    dc_cache_entry_release(victim);
-    return 1;
+    return release_chain(victim);
 }
 
 size_t dc_cache_purge(dc_cache_t *c, dc_purge_kind_t kind, const char *arg, size_t len, uint64_t at_ms)
@@ -482,20 +594,19 @@ size_t dc_cache_purge(dc_cache_t *c, dc_purge_kind_t kind, const char *arg, size
             while (e != &s->lru) {
                 dc_cache_entry_t *next = e->lru_next;
                 if (purge_covers(e, kind, arg, len, at_ms)) {
-                    detach(c, s, e);
-                    e->hnext = doomed; /* reuse the chain link for the release list */
+                    while (next != &s->lru && next->vrec == e) /* going with e */
+                        next = next->lru_next;
+                    dc_cache_entry_t *tail = detach_all(c, s, e);
+                    while (tail->hnext != NULL) /* the chain goes in front of the release list */
+                        tail = tail->hnext, n++;
+                    tail->hnext = doomed;
                     doomed = e;
                     n++;
                 }
                 e = next;
             }
             pthread_mutex_unlock(&s->lock);
-            while (doomed != NULL) { /* released outside the lock */
-                dc_cache_entry_t *next = doomed->hnext;
-                doomed->hnext = NULL;
-                dc_cache_entry_release(doomed);
-                doomed = next;
-            }
+            release_chain(doomed); /* outside the lock */
         }
     }
     atomic_fetch_add(&c->purged, n);

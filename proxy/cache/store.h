@@ -49,6 +49,16 @@ typedef struct dc_cache_entry {
     size_t key_len;
 
     bool is_pass; /* hit-for-pass marker: this key was uncacheable; bypass until keep_until */
+    /* Vary (cache/vary.h). A vary record (is_vary) stands under a URL's primary key for the
+     * variants stored under its secondary keys; it has no body and is never served. `vary` is the
+     * canonical name list of a record and of each variant (its stored "vary" header, also sent to
+     * clients), NULL for every other entry; primary_len < key_len for an entry under a secondary key
+     * (a variant, or a hit-for-pass marker of one), whose hash is dc_vary_hash()'s. */
+    bool is_vary;
+    unsigned vary_max; /* record: the most variants kept (the rule's max_variants) */
+    const char *vary;
+    size_t vary_len;
+    size_t primary_len;
     int status;
     dc_cache_hdr_t *headers; /* replayed on hits (hop-by-hop, framing, Date/Server/Via/Age excluded) */
     size_t nheaders;
@@ -88,6 +98,9 @@ typedef struct dc_cache_entry {
     unsigned shard;
     bool in_store;
     struct dc_cache_entry *hnext, *lru_prev, *lru_next;
+    /* a record's variants (same shard), most recently used first; vrec is a variant's record */
+    struct dc_cache_entry *vrec, *vprev, *vnext, *vhead;
+    unsigned nvariants;
     char *arena; /* key, header strings, tags */
 } dc_cache_entry_t;
 
@@ -182,18 +195,28 @@ uint64_t dc_cache_hash(const char *key, size_t len);
 /* A new reference to the entry for `key`, or NULL. Entries past keep_until are dropped here. */
 dc_cache_entry_t *dc_cache_lookup(dc_cache_t *c, const char *key, size_t len, uint64_t hash, uint64_t now_ms);
 /* Insert (the store takes its own reference; the caller keeps its own). Replaces an entry with the
- * same key. Returns 0, or DC_ETOOBIG when the entry is larger than max_object (not stored). */
+ * same key. Returns 0, or DC_ETOOBIG when the entry is larger than max_object (not stored).
+ * Vary (cache/vary.h):
+ *  - an entry replacing a vary record (a plain entry, or a record with another name list) drops
+ *    the record's variants with it: they can no longer be reached;
+ *  - a record finding a record with the same names keeps that one (and its variants), only
+ *    extending its keep time and taking the new vary_max; `e` is then not stored (returns 0);
+ *  - a variant is stored only under a record with its name list (else DC_ENOTFOUND); when the
+ *    record has vary_max variants already, the least recently used one goes (*vary_evicted, when
+ *    not NULL, says so). dc_cache_lookup() of a variant makes it the most recently used. */
 int dc_cache_insert(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms);
+int dc_cache_insert_variant(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms, bool *vary_evicted);
 /* Insert `successor` in place of `old` only if `old` is still the entry stored under its key (so a
  * newer answer is never overwritten by an older one's successor). Returns 0, DC_ENOTFOUND when
  * `old` is gone, or DC_ETOOBIG. */
 int dc_cache_replace(dc_cache_t *c, dc_cache_entry_t *old, dc_cache_entry_t *successor, uint64_t now_ms);
 /* Remove this exact entry if it is still the one stored under its key (used to drop a stale copy
- * without racing a newer insert). */
+ * without racing a newer insert). A record goes with its variants. */
 void dc_cache_remove_entry(dc_cache_t *c, dc_cache_entry_t *e);
 
 /* Remove the entries matching (kind, arg) that were stored at or before `at_ms` (wall ms; a purge
- * from another instance carries its own time, so a copy stored after it survives), and remember
+ * from another instance carries its own time, so a copy stored after it survives; a vary record
+ * removed takes all its variants), and remember
  * the purge (see cache/purgelog.h). Returns the number of entries removed. */
 size_t dc_cache_purge(dc_cache_t *c, dc_purge_kind_t kind, const char *arg, size_t len, uint64_t at_ms);
 /* Is `e` (typically just read from L2) covered by a purge remembered here? Then it must not be

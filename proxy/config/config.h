@@ -83,6 +83,7 @@ typedef struct dc_config_cache_rule {
     uint64_t heuristic_max_ms;            /* cap of a heuristic lifetime, default 1h */
     bool cdn_role;                        /* dexcache is a CDN for its clients: CDN-Cache-Control applies (RFC 9213) */
     bool forward_cdn_cache_control;       /* the origin's CDN-Cache-Control reaches clients; default true */
+    uint32_t max_variants;                /* Vary: variants kept per URL (least recently used goes), default 8 */
 } dc_config_cache_rule_t;
 
 /* routes[].batch */

@@ -555,6 +555,14 @@ static const dc__directive_t rule_rows[] = {
            "Dexcache-Cache-Control never leaves dexcache"),
     R_LIST("key_sets", RULE, key_sets, nkey_sets, "params whose comma lists are sorted and deduplicated in the key"),
     R_LIST("ignore_params", RULE, ignore_params, nignore_params, "params left out of the cache key"),
+    R_UINT("max_variants", RULE, max_variants, "8", 1, 64,
+           "Vary (RFC 9111 4.1): answers whose Vary names request headers (other than Accept-Encoding) are "
+           "stored as variants of their URL keyed by the normalised values of those headers, up to this many per "
+           "URL; a new variant past it evicts the least recently used one (Cache-Status detail=vary-limit). "
+           "Vary: * and Vary on Host, Authorization, Cookie, hop-by-hop or forwarding headers or the upstream's "
+           "key header are never stored (detail=vary); a changed Vary list drops the URL's other variants; "
+           "headers a URL varies on are forwarded upstream once it has variants (add them to forward_headers "
+           "to have the first request's sent too); variants are not shared through Redis L2"),
     R_LIST("key_headers", RULE, key_headers, nkey_headers,
            "request headers that are forwarded upstream and made part of the cache key (each value its own "
            "entry); not applied to batched requests, which forward none of the client's headers",

@@ -614,7 +614,7 @@ static void want_start(dc_batcher_t *b, batch_req_t *br, want_t *wt, char *id, s
         free(key);
         return;
     }
-    if (e != NULL && e->is_pass) {
+    if (e != NULL && (e->is_pass || e->is_vary)) { /* a vary record is no answer (http/vary.h) */
         dc_cache_entry_release(e);
         e = NULL;
     }

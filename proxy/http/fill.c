@@ -7,7 +7,8 @@
  *   STORE  body accumulated (up to cache.max_object), stored on success, waiters get the entry;
  *   SHARE  not storable but shareable (5xx, 429, uncached statuses): accumulated, handed to the
  *          waiters, never stored;
- *   PASS   private to the leader (no-store, private, Set-Cookie, Vary, too large): waiters are told
+ *   PASS   private to the leader (no-store, private, Set-Cookie, a Vary that cannot be keyed (http/
+ *          vary.h), too large): waiters are told
  *          to go to the origin themselves, the key is marked hit-for-pass for a while so later
  *          requests do not queue behind each other, and the body streams to the leader with
  *          back-pressure (sent chunks are dropped).
@@ -28,6 +29,7 @@
 #include "cache/l2fleet.h"
 #include "upstream/upstream_state.h"
 #include "cache/variants.h"
+#include "cache/vary.h"
 #include "cache/policy.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -38,6 +40,7 @@
 #include "http/condserve.h"
 #include "http/request.h"
 #include "http/resphdr.h"
+#include "http/vary.h"
 
 #include <mbedtls/sha256.h>
 #include <zlib.h>
@@ -99,6 +102,16 @@ typedef struct dc_fill {
     char **hdrs;         /* NULL-terminated, heap */
     bool unconditional;  /* our validators are not sent (again) */
     bool reval_mismatch; /* the origin's 304 names another representation than fill->stale */
+    /* Vary (http/vary.h): the header lines sent upstream (heap, NULL-terminated), whether this fill
+     * may store variants (not for batch and stream polls, which forward none of a client's headers),
+     * and, when the answer varies, its canonical name list and the variant's secondary key (heap) */
+    char **sent_lines;
+    bool vary_ok;
+    bool vary_evicted; /* storing this variant evicted the least recently used one (detail=vary-limit) */
+    char vary_names[DC_VARY_NAMES_MAX + 1];
+    size_t vary_names_len;
+    char *vary_key;
+    size_t vary_key_len;
 } dc_fill_t;
 
 static dc_cache_entry_t *entry_from_head(struct dc_fill *fill, dc_fetch_t *f);
@@ -135,6 +148,14 @@ static void finish_flight(dc_fill_t *fill, const dc_flight_result_t *res)
     dc_inflight_finish(fill->worker->inflight, f, res);
 }
 
+/* A NULL-terminated heap array of heap strings (NULL is fine). */
+static void free_lines(char **v)
+{
+    for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+        free(v[i]);
+    free(v);
+}
+
 static void fill_free(dc_fill_t *fill)
 {
     DC_ASSERT(fill->flight == NULL && fill->client == NULL);
@@ -155,14 +176,14 @@ static void fill_free(dc_fill_t *fill)
     for (size_t i = 0; i < fill->ntags; i++)
         free(fill->tags[i]);
     free(fill->tags);
-    for (size_t i = 0; fill->hdrs != NULL && fill->hdrs[i] != NULL; i++)
-        free(fill->hdrs[i]);
-    free(fill->hdrs);
+    free_lines(fill->hdrs);
     free(fill->url);
     dc_shared_body_release(fill->sb);
     dc_cache_entry_release(fill->stale);
     dc_snapshot_release(fill->snap);
     free(fill->key);
+    free(fill->vary_key);
+    free_lines(fill->sent_lines);
     fill->magic = 0;
     free(fill);
 }
@@ -180,7 +201,8 @@ void dc_fill_share_l2(dc_worker_t *w, const dc_cache_entry_t *e)
 {
     dc_fleet_t *fleet = w->fleet;
     uint64_t now = dc_now_wall_ms();
-    if (fleet == NULL || !dc_fleet_up(fleet) || e->body->body.len > DC_FLEET_L2_MAX || e->keep_until_ms <= now)
+    if (fleet == NULL || !dc_fleet_up(fleet) || e->body->body.len > DC_FLEET_L2_MAX || e->keep_until_ms <= now ||
+        e->vary != NULL) /* Vary variants stay on the instance that fetched them (http/vary.h) */
         return;
     size_t len;
     char *buf = dc_l2_encode(e, &len);
@@ -283,7 +305,7 @@ static const char *leader_cache_status(dc_fill_t *fill, int status, h2o_mem_pool
     const char *fwd = fill->client_revalidate ? "request" : (fill->stale != NULL ? "stale" : "miss");
     char buf[128];
     if (fill->mode == FILL_STORE)
-        snprintf(buf, sizeof(buf), "dexcache; fwd=%s; stored", fwd);
+        snprintf(buf, sizeof(buf), "dexcache; fwd=%s; stored%s", fwd, fill->vary_evicted ? "; detail=vary-limit" : "");
     else if (fill->mode == FILL_SHARE)
         snprintf(buf, sizeof(buf), "dexcache; fwd=%s; fwd-status=%d; detail=%s", fwd, status,
                  fill->decision.verdict == DC_POLICY_STORE ? "client-no-store"
@@ -320,6 +342,36 @@ static bool reval_304_selects(const dc_cache_entry_t *old, const dc_fetch_header
 
 static void start_fetch(dc_fill_t *fill);
 
+/* The answer's Vary (other than Accept-Encoding): when variants can be stored for it (a fill that
+ * forwarded a client's headers, names dexcache can key on, a key that can be built), the policy no
+ * longer refuses it and fill->vary_key is the variant's secondary key, built from the header lines
+ * the origin was sent; otherwise it stays refused (detail=vary) as before. Vary: * always is. */
+static void vary_at_head(dc_fill_t *fill, const dc_fetch_header_t *hs, size_t n, dc_policy_response_t *pres)
+{
+    if (!pres->vary_other || pres->vary_star || !fill->vary_ok)
+        return;
+    const char *vals[16];
+    size_t lens[16], nv = 0;
+    for (size_t i = 0; i < n && nv < 16; i++) {
+        if (hs[i].name_len == 4 && memcmp(hs[i].name, "vary", 4) == 0) {
+            vals[nv] = hs[i].value;
+            lens[nv++] = hs[i].value_len;
+        }
+    }
+    unsigned flags = 0;
+    size_t len = dc_vary_names_parse(vals, lens, nv, fill->vary_names, sizeof(fill->vary_names), &flags);
+    if ((flags & (DC_VARY_STAR | DC_VARY_TOO_MANY | DC_VARY_INVALID)) || len == 0 ||
+        !dc_http_vary_names_ok(fill->vary_names, len, fill->route->upstream->key_header))
+        return;
+    size_t plen = dc_vary_primary_len(fill->key, fill->key_len);
+    fill->vary_key = dc_http_vary_key_from_lines(fill->key, plen, fill->vary_names, len,
+                                                 (const char *const *)fill->sent_lines, &fill->vary_key_len);
+    if (fill->vary_key == NULL)
+        return;
+    fill->vary_names_len = len;
+    pres->vary_other = false;
+}
+
 static void on_head(void *data, dc_fetch_t *f)
 {
     dc_fill_t *fill = data;
@@ -349,6 +401,7 @@ static void on_head(void *data, dc_fetch_t *f)
     dc_policy_response_t pres;
     dc_resphdr_policy_view(status, hs, n, &pres);
     pres.response_delay_ms = dc_fetch_head_us(f) / 1000u;
+    vary_at_head(fill, hs, n, &pres);
     dc_policy_decide(fill->rule, &preq, &pres, now, &fill->decision);
     int64_t cl = dc_fetch_content_length(f);
     uint64_t max_object = dc_cache_max_object(fill->worker->cache);
@@ -480,6 +533,8 @@ static void start_leader(dc_fill_t *fill, dc_fetch_t *f)
     }
     if (tag.len > 0)
         dc_request_add_header(r, H2O_STRLIT("etag"), tag.base, tag.len);
+    if (decoded && fill->vary_key != NULL) /* the origin's Vary went with its coding: its other names */
+        dc_request_add_header(r, H2O_STRLIT("vary"), fill->vary_names, fill->vary_names_len);
     dc_cdn_headers_t cdn;
     bool with_cdn = fill->route->cdn.enabled && fill->mode == FILL_STORE;
     if (with_cdn)
@@ -692,6 +747,8 @@ static dc_cache_entry_t *build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *f)
     dc_policy_response_t pres;
     dc_resphdr_policy_view(old->status, m, mn, &pres);
     pres.response_delay_ms = dc_fetch_head_us(f) / 1000u;
+    if (old->vary != NULL && !pres.vary_star)
+        pres.vary_other = false; /* a variant: its names were checked when it was stored */
     dc_policy_decide(fill->rule, &preq, &pres, now, &fill->decision);
     dc_cache_hdr_t *kept = dc_calloc(mn ? mn : 1, sizeof(*kept));
     for (size_t i = 0; i < mn; i++)
@@ -725,8 +782,10 @@ static dc_cache_entry_t *entry_from_head(dc_fill_t *fill, dc_fetch_t *f)
     if (with_cdn)
         dc_cdn_headers_build(&fill->route->cdn, fill->rule, fill->decision.negative, (const char *const *)fill->tags,
                              fill->ntags, &cdn);
-    dc_cache_hdr_t *kept = dc_calloc(n + 4, sizeof(*kept));
+    dc_cache_hdr_t *kept = dc_calloc(n + 5, sizeof(*kept));
     size_t k = 0;
+    if (fill->vary_key != NULL) /* the origin's Vary names but Accept-Encoding, sent with the answer */
+        kept[k++] = (dc_cache_hdr_t){H2O_TOKEN_VARY, "vary", 4, fill->vary_names, fill->vary_names_len};
     for (size_t i = 0; i < n; i++) {
         if (!dc_resphdr_store(&hs[i], conn, conn_len))
             continue;
@@ -764,8 +823,9 @@ static dc_cache_entry_t *entry_from_head(dc_fill_t *fill, dc_fetch_t *f)
     size_t et_len;
     bool origin_tag = dc_resphdr_find(hs, n, "etag", &et_len) != NULL;
     dc_cache_entry_t *e =
-        dc_cache_entry_create(fill->key, fill->key_len, dc_fetch_status(f), kept, k, (const char *const *)fill->tags,
-                              fill->ntags, dc_shared_body_ref(identity));
+        dc_cache_entry_create(fill->vary_key != NULL ? fill->vary_key : fill->key,
+                              fill->vary_key != NULL ? fill->vary_key_len : fill->key_len, dc_fetch_status(f), kept, k,
+                              (const char *const *)fill->tags, fill->ntags, dc_shared_body_ref(identity));
     free(kept);
     if (with_cdn)
         dc_cdn_headers_dispose(&cdn);
@@ -795,6 +855,24 @@ static dc_cache_entry_t *build_entry(dc_fill_t *fill, dc_fetch_t *f)
     return e;
 }
 
+/* The vary record for variant `e` under the primary key (cache/store.h keeps an existing one with
+ * the same names, and with it the other variants; other names replace it and drop them). */
+static void store_vary_record(dc_fill_t *fill, const dc_cache_entry_t *e)
+{
+    dc_cache_hdr_t h = {H2O_TOKEN_VARY, "vary", 4, fill->vary_names, fill->vary_names_len};
+    size_t plen = dc_vary_primary_len(fill->key, fill->key_len);
+    dc_cache_entry_t *rec =
+        dc_cache_entry_create(fill->key, plen, 0, &h, 1, (const char *const *)fill->tags, fill->ntags, NULL);
+    rec->is_vary = true;
+    rec->no_stale = true;
+    rec->vary_max = fill->rule->max_variants;
+    rec->stored_at_ms = e->stored_at_ms;
+    rec->keep_until_ms = e->keep_until_ms;
+    rec->route_metric = e->route_metric;
+    dc_cache_insert(fill->worker->cache, rec, dc_now_wall_ms());
+    dc_cache_entry_release(rec);
+}
+
 /* Every byte of a STORE/SHARE answer is here: store it and hand it to the waiters. Called from
  * on_body as soon as Content-Length bytes have arrived (before the leader is sent its last bytes,
  * so a client that saw a complete answer finds it stored), or from on_done otherwise. Returns 0 or
@@ -820,7 +898,9 @@ static int complete_body(dc_fill_t *fill, dc_fetch_t *f)
         want &= ~now_part;
     }
     if (fill->mode == FILL_STORE) {
-        stored = dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
+        if (fill->vary_key != NULL)
+            store_vary_record(fill, e);
+        stored = dc_cache_insert_variant(fill->worker->cache, e, dc_now_wall_ms(), &fill->vary_evicted) == 0;
         if (stored) {
             dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
             dc_fill_share_l2(fill->worker, e);
@@ -949,12 +1029,13 @@ static void collect_tags(dc_fill_t *fill, const char *url)
     }
 }
 
-void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
-                   const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
-                   dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers,
-                   bool holds_fleet_lock)
+static void fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
+                       const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
+                       dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers,
+                       bool holds_fleet_lock, bool vary_ok)
 {
     dc_fill_t *fill = dc_calloc(1, sizeof(*fill));
+    fill->vary_ok = vary_ok;
     fill->magic = FILL_MAGIC;
     fill->worker = w;
     fill->snap = dc_snapshot_ref(snap);
@@ -1015,10 +1096,22 @@ static void start_fetch(dc_fill_t *fill)
     dc_fetch_request_from_upstream(&fr, fill->route->upstream, fill->up_rt, true, w->fleet);
     fr.background = fill->client == NULL; /* refreshes take free slots only: client misses come first */
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
+    free_lines(fill->sent_lines); /* a second fetch (unconditional after a mismatched 304) */
+    fill->sent_lines = dc_calloc(nh + 1, sizeof(char *));
+    for (size_t i = 0; i < nh; i++)
+        fill->sent_lines[i] = dc_strdup(hv[i]);
     fill->fetch = dc_fetch_start(&w->curl, &fr, &cbs, fill); /* copies the headers */
     free(inm);
     free(ims);
     free(hv);
+}
+
+void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
+                   const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
+                   dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers,
+                   bool holds_fleet_lock)
+{
+    fill_start(client, w, snap, route, rule, key, key_len, hash, flight, stale, url, headers, holds_fleet_lock, true);
 }
 
 void dc_fill_detach(struct dc_fill *fill, dc_request_t *r)
@@ -1053,6 +1146,6 @@ void dc_fill_fetch_as_waiter(dc_worker_t *w, dc_snapshot_t *snap, const dc_confi
     if (dc_inflight_join(w->inflight, key, key_len, hash, waiter, &flight) == DC_INFLIGHT_JOINED)
         return;
     static const char *const headers[] = {"Accept: application/json", NULL};
-    dc_fill_start(NULL, w, snap, route, rule, key, key_len, hash, flight, stale, url, headers, false);
+    fill_start(NULL, w, snap, route, rule, key, key_len, hash, flight, stale, url, headers, false, false);
     dc_inflight_wait_on(w->inflight, flight, waiter); /* the fill runs asynchronously */
 }

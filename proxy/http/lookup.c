@@ -16,6 +16,7 @@
 #include "http/request.h"
 #include "http/respond.h"
 #include "http/steps.h"
+#include "http/vary.h"
 #include "ratelimit/clientid.h"
 #include "ratelimit/gcra_fleet.h"
 #include "ratelimit/local.h"
@@ -133,6 +134,12 @@ static void on_wait_result(dc_waiter_t *w, dc_flight_result_t *res)
         dc_growing_release(res->growing_gz);
         return;
     }
+    if ((res->outcome == DC_FLIGHT_ENTRY || res->outcome == DC_FLIGHT_STREAM) && !dc_http_vary_matches(r, res->entry)) {
+        /* another variant than this request's: look again once released (on_wait_release) */
+        r->vary_retry = true;
+        dc_flight_result_release(res);
+        return;
+    }
     dc_request_ref(r);
     dc_worker_metrics_t *m = &r->worker->metrics;
     switch (res->outcome) {
@@ -193,6 +200,20 @@ static void on_wait_release(dc_waiter_t *w)
 {
     dc_request_t *r = w->data;
     r->waiting = false;
+    if (r->vary_retry && r->req != NULL) {
+        /* the answer we waited for was another variant: now that its vary record is stored, the
+         * lookup finds ours or leads its fill; a second mismatch (the record keeps changing, or
+         * was not stored) passes through */
+        r->vary_retry = false;
+        dc_cache_entry_release(r->stale);
+        r->stale = NULL;
+        if (r->vary_retries++ == 0) {
+            dc__http_cache_lookup(r, false);
+        } else {
+            dc_counter_add(&r->worker->metrics.cache_bypass[r->route_metric], 1);
+            dc_passthrough_start(r, "MISS", "dexcache; fwd=miss; detail=vary-mismatch");
+        }
+    }
     dc_request_unref(r);
 }
 
@@ -293,8 +314,22 @@ void dc__http_cache_lookup(dc_request_t *r, bool may_ask_l2)
     h2o_req_t *req = r->req;
     dc_worker_metrics_t *m = &r->worker->metrics;
     uint64_t now = dc_now_wall_ms();
+    if (r->vary_names != NULL)
+        dc_http_vary_reset(r); /* looking again: from the primary key */
     dc_cache_entry_t *e = dc_cache_lookup(r->worker->cache, r->key, r->key_len, r->hash, now);
-    if (e == NULL && may_ask_l2 && r->worker->fleet != NULL && dc_fleet_up(r->worker->fleet) &&
+    if (e != NULL && e->is_vary) {
+        /* the URL has variants (http/vary.h): look up this request's own, by its secondary key;
+         * variants are not shared through L2 (only this instance's are used) */
+        bool ok = dc_http_vary_select(r, e);
+        dc_cache_entry_release(e);
+        if (!ok) {
+            dc_counter_add(&m->cache_bypass[r->route_metric], 1);
+            dc_passthrough_start(r, "BYPASS", "dexcache; fwd=bypass; detail=vary-key");
+            return;
+        }
+        e = dc_cache_lookup(r->worker->cache, r->key, r->key_len, r->hash, now);
+    }
+    if (e == NULL && may_ask_l2 && r->vary_names == NULL && r->worker->fleet != NULL && dc_fleet_up(r->worker->fleet) &&
         !dc_inflight_active(r->worker->inflight, r->key, r->key_len, r->hash)) {
         /* HTTP/2: after the read batch (a reset in it cancels the request first), looking again */
         if (!dc_h2guard_defer(r, resume_lookup, NULL, NULL))

@@ -7,6 +7,7 @@
 #include "ratelimit/clientid.h"
 #include "http/respond.h"
 #include "http/resphdr.h"
+#include "http/vary.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -211,14 +212,16 @@ static bool in_names(char *const *names, size_t n, const char *name, size_t len)
 }
 
 /* Is request header `name` forwarded on the cache path? The default allow-list, the route's
- * forward_headers, the rule's key_headers (those are in the key). */
+ * forward_headers, the rule's key_headers and the names of the URL's vary record (those are in the
+ * key). */
 static bool cache_forwards(const dc_request_t *r, const char *name, size_t len)
 {
     if ((len == 5 && strncasecmp(name, "range", 5) == 0) || (len == 8 && strncasecmp(name, "if-range", 8) == 0))
         return false; /* the cache fetches whole objects and slices them itself (http/range.h) */
     return dc_hop_cache_default_forward(name, len) ||
            in_names(r->route->forward_headers, r->route->nforward_headers, name, len) ||
-           (r->rule != NULL && in_names(r->rule->key_headers, r->rule->nkey_headers, name, len));
+           (r->rule != NULL && in_names(r->rule->key_headers, r->rule->nkey_headers, name, len)) ||
+           (r->vary_names != NULL && dc_http_vary_forwards(r, name, len)); /* in the secondary key */
 }
 
 /*

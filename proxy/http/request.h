@@ -88,6 +88,10 @@ typedef struct dc_request {
     bool l2_read_done;           /* the L2 read this request waited for has ended (see ask_l2) */
     struct dc_flight *l2_flight; /* leading the read of this key from L2 (see ask_l2) */
     dc_cache_entry_t *stale;     /* a copy to fall back on if the origin fails (owned ref) */
+    const char *vary_names;      /* the vary record's names when r->key is a secondary key (pool), else NULL */
+    size_t vary_names_len;
+    bool vary_retry;       /* a waiter handed another variant: look up again once released (http/vary.h) */
+    unsigned vary_retries; /* how often it did (once more: pass through) */
 
     /* waiting on another request's fetch */
     dc_waiter_t waiter;

@@ -299,7 +299,7 @@ static void poll_now(dc_sse_channel_t *ch)
         schedule(ch);
         return;
     }
-    if (e != NULL && e->is_pass) {
+    if (e != NULL && (e->is_pass || e->is_vary)) { /* a vary record is no answer (cache/store.h) */
         dc_cache_entry_release(e);
         e = NULL;
     }

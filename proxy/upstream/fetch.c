@@ -153,6 +153,21 @@ static struct curl_slist *slist_add(struct curl_slist *l, const char *line)
     return n;
 }
 
+/* A request header line. "Name:" (nothing after the colon) is libcurl's way to suppress a header
+ * it would add, and stays so; "Name: " (a header whose value is empty, as a client sent it) would be
+ * dropped too, so it goes as "Name;", libcurl's spelling of an empty value. */
+static struct curl_slist *slist_add_header(struct curl_slist *l, const char *line)
+{
+    const char *colon = strchr(line, ':');
+    if (colon == NULL || colon[1] != ' ' || colon[1 + strspn(colon + 1, " \t")] != '\0')
+        return slist_add(l, line);
+    char *semi = dc_strndup(line, (size_t)(colon - line) + 1);
+    semi[colon - line] = ';';
+    l = slist_add(l, semi);
+    free(semi);
+    return l;
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     fetch_free(h->data);
@@ -619,7 +634,7 @@ static void build_request_headers(dc_fetch_t *f)
     f->slist = NULL;
     bool has_content_type = false;
     for (size_t i = 0; i < f->nreq_headers; i++) {
-        f->slist = slist_add(f->slist, f->req_headers[i]);
+        f->slist = slist_add_header(f->slist, f->req_headers[i]);
         has_content_type = has_content_type || strncasecmp(f->req_headers[i], "content-type:", 13) == 0;
     }
     if (f->keyring != NULL && f->keyring->nkeys > 0) {

@@ -1063,7 +1063,25 @@ def h_respond(c):
             (ims is not None and inm is None and given.get("last-modified") == ims):
         if c.p.get("no304") is None:
             return 304, Raw(b""), respond_304_knobs(c, extra)
-    return status, {"version": c.version, "key": c.key}, extra
+    body = {"version": c.version, "key": c.key}
+    respond_echo(c, body)
+    return status, body, extra + respond_vary_from(c)
+
+
+def respond_vary_from(c):
+    """/respond knob vary_from=Name: the answer's Vary is the value of the request header Name (no
+    Vary when the request has none), so one URL's Vary can change between requests."""
+    name = c.p.get("vary_from", "").strip().lower()
+    v = c.req.hdict.get(name) if name else None
+    return ["Vary: " + v] if v else []
+
+
+def respond_echo(c, body):
+    """/respond knob echo=Name (repeatable): the body's "echo" maps each named request header
+    (lower case) to the value the origin received, or null when it was absent (Vary tests)."""
+    names = [v.strip().lower() for (k, v) in c.plist if k == "echo" and v.strip()]
+    if names:
+        body["echo"] = {n: c.req.hdict.get(n) for n in names}
 
 
 def respond_304_knobs(c, extra):

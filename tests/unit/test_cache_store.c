@@ -188,6 +188,130 @@ static void test_purgelog_bounded(void **state)
     dc_purgelog_dispose(&pl);
 }
 
+/* ---- Vary: records and variants ---- */
+
+static dc_cache_entry_t *make_record(const char *key, const char *names, unsigned max, uint64_t keep)
+{
+    dc_cache_hdr_t h = {NULL, "vary", 4, names, strlen(names)};
+    dc_cache_entry_t *e = dc_cache_entry_create(key, strlen(key), 0, &h, 1, NULL, 0, NULL);
+    e->is_vary = true;
+    e->vary_max = max;
+    e->keep_until_ms = keep;
+    return e;
+}
+
+static dc_cache_entry_t *make_variant(const char *key, const char *names, uint64_t keep)
+{
+    dc_body_t b;
+    dc_body_init(&b, 0);
+    dc_body_append(&b, key, strlen(key));
+    dc_cache_hdr_t h = {NULL, "vary", 4, names, strlen(names)};
+    const char *tags[] = {"jup"};
+    dc_cache_entry_t *e = dc_cache_entry_create(key, strlen(key), 200, &h, 1, tags, 1, dc_shared_body_create(&b));
+    e->fresh_until_ms = e->swr_until_ms = e->sie_until_ms = e->keep_until_ms = keep;
+    return e;
+}
+
+static int insert_v(dc_cache_t *c, dc_cache_entry_t *e, bool *evicted)
+{
+    int rc = dc_cache_insert_variant(c, e, 0, evicted);
+    dc_cache_entry_release(e);
+    return rc;
+}
+
+static bool present(dc_cache_t *c, const char *key)
+{
+    size_t l = strlen(key);
+    size_t pl = 0;
+    while (pl < l && strncmp(key + pl, " {vary}", 7) != 0)
+        pl++;
+    uint64_t h = dc_cache_hash(key, l);
+    if (pl < l)
+        h = (h & ~0xffull) | (dc_cache_hash(key, pl) & 0xff);
+    dc_cache_entry_t *e = dc_cache_lookup(c, key, l, h, 1);
+    dc_cache_entry_release(e);
+    return e != NULL;
+}
+
+#define VA "GET /v {vary} accept-language:en"
+#define VB "GET /v {vary} accept-language:fr"
+#define VC "GET /v {vary} accept-language:de"
+
+static void test_vary_variants(void **state)
+{
+    dc_cache_t *c = dc_cache_create(1 << 20, 1 << 20);
+    bool ev;
+    /* no record: a variant is not stored */
+    assert_int_equal(insert_v(c, make_variant(VA, "accept-language", 1000), &ev), DC_ENOTFOUND);
+    assert_false(present(c, VA));
+    insert(c, make_record("GET /v", "accept-language", 2, 10));
+    assert_int_equal(insert_v(c, make_variant(VA, "accept-language", 1000), &ev), 0);
+    assert_false(ev);
+    assert_int_equal(insert_v(c, make_variant(VB, "accept-language", 1000), &ev), 0);
+    assert_false(ev);
+    /* the record lives as long as its longest variant */
+    dc_cache_entry_t *r = dc_cache_lookup(c, "GET /v", 6, dc_cache_hash("GET /v", 6), 500);
+    assert_non_null(r);
+    assert_true(r->is_vary);
+    assert_int_equal(r->nvariants, 2);
+    dc_cache_entry_release(r);
+    /* a variant with other names than the record's is refused */
+    assert_int_equal(insert_v(c, make_variant(VC, "x-other", 1000), &ev), DC_ENOTFOUND);
+    /* the limit: VA was used last, so VB (least recently used) goes for VC */
+    assert_true(present(c, VA));
+    assert_int_equal(insert_v(c, make_variant(VC, "accept-language", 1000), &ev), 0);
+    assert_true(ev);
+    assert_true(present(c, VA));
+    assert_false(present(c, VB));
+    assert_true(present(c, VC));
+    /* replacing a variant does not count against the limit */
+    assert_int_equal(insert_v(c, make_variant(VC, "accept-language", 1000), &ev), 0);
+    assert_false(ev);
+    assert_true(present(c, VA));
+    /* the same record again keeps the variants */
+    insert(c, make_record("GET /v", "accept-language", 2, 10));
+    assert_true(present(c, VA));
+    assert_true(present(c, VC));
+    /* a record with other names drops them */
+    insert(c, make_record("GET /v", "accept-language,x-t", 2, 10));
+    assert_false(present(c, VA));
+    assert_false(present(c, VC));
+    dc_cache_stats_t st;
+    dc_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 1);
+    /* a plain entry replacing the record drops its variants too */
+    insert(c, make_record("GET /v", "accept-language", 2, 10));
+    assert_int_equal(insert_v(c, make_variant(VA, "accept-language", 1000), &ev), 0);
+    insert(c, make("GET /v", 10, 1000));
+    assert_false(present(c, VA));
+    dc_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 1);
+    dc_cache_destroy(c);
+}
+
+static void test_vary_purge(void **state)
+{
+    dc_cache_t *c = dc_cache_create(1 << 20, 1 << 20);
+    bool ev;
+    for (int kind = 0; kind < 3; kind++) {
+        insert(c, make_record("GET /v", "accept-language", 8, 10));
+        assert_int_equal(insert_v(c, make_variant(VA, "accept-language", 1000), &ev), 0);
+        assert_int_equal(insert_v(c, make_variant(VB, "accept-language", 1000), &ev), 0);
+        size_t n = kind == 0   ? dc_cache_purge(c, DC_PURGE_KEY, "GET /v", 6, 10)
+                   : kind == 1 ? dc_cache_purge(c, DC_PURGE_PREFIX, "GET /", 5, 10)
+                               : dc_cache_purge(c, DC_PURGE_TAG, "jup", 3, 10);
+        assert_int_equal(n, kind == 2 ? 2 : 3); /* the record carries no tag: its variants go by theirs */
+        assert_false(present(c, VA));
+        assert_false(present(c, VB));
+        /* an L2 copy of a variant stored before the purge is refused */
+        dc_cache_entry_t *l2 = make_variant(VA, "accept-language", 1000);
+        assert_true(dc_cache_purged(c, l2));
+        dc_cache_entry_release(l2);
+        dc_cache_purge(c, DC_PURGE_KEY, "GET /v", 6, 10); /* the record left by the tag purge */
+    }
+    dc_cache_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +322,8 @@ int main(void)
         cmocka_unit_test(test_purge_prefix_and_tag),
         cmocka_unit_test(test_purge_at_time_and_l2_refusal),
         cmocka_unit_test(test_purgelog_bounded),
+        cmocka_unit_test(test_vary_variants),
+        cmocka_unit_test(test_vary_purge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
