@@ -320,8 +320,8 @@ static const char *leader_cache_status(dc_fill_t *fill, int status, h2o_mem_pool
 
 /* RFC 9111 §4.3.4: does the origin's 304 select the stored `old` for update? An ETag in it must
  * match the stored one (strong comparison when it is strong, weak when weak); else a Last-Modified
- * in it must equal the stored one. A 304 with neither confirms the validators we sent (a common
- * origin habit; refetching on each would cost the full body every time). */
+ * in it must equal the stored one; a 304 with neither selects the stored response only when that
+ * has no validator either (we then sent none: nothing of ours was confirmed). */
 static bool reval_304_selects(const dc_cache_entry_t *old, const dc_fetch_header_t *hs, size_t n)
 {
     size_t el, ll;
@@ -334,10 +334,11 @@ static bool reval_304_selects(const dc_cache_entry_t *old, const dc_fetch_header
             return false;
         return got.weak ? dc_etag_weak_eq(&got, &have) : dc_etag_strong_eq(&got, &have);
     }
-    int64_t t = lm != NULL ? dc_http_date_parse(lm, ll) : -1;
-    if (t < 0 || old->origin_last_modified == NULL)
-        return true;
-    return dc_http_date_parse(old->origin_last_modified, strlen(old->origin_last_modified)) == t;
+    if (lm == NULL)
+        return old->origin_etag == NULL && old->origin_last_modified == NULL;
+    int64_t t = dc_http_date_parse(lm, ll);
+    return t >= 0 && old->origin_last_modified != NULL &&
+           dc_http_date_parse(old->origin_last_modified, strlen(old->origin_last_modified)) == t;
 }
 
 static void start_fetch(dc_fill_t *fill);
