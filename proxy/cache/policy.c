@@ -264,7 +264,10 @@ static dc_policy_verdict_t refusal(const dc_config_cache_rule_t *rule, const dc_
  *  - A negative status's rule lifetime is negative_ttl_ms; negative_ttl_ms 0 refuses it unless the
  *    origin gave it a lifetime under respect_origin. Stale windows apply alike.
  *  - A rule ttl counts from our receipt (no age correction); origin and heuristic lifetimes have
- *    the corrected initial age taken off. origin_age_s is reported whatever the lifetime's source.
+ *    the corrected initial age taken off, and so have their stale windows past the lifetime (they
+ *    run from when the answer became stale, RFC 5861).
+ *  - Origin no-cache (unqualified) is a lifetime of 0 also with respect_origin: false. origin_age_s is reported
+ * whatever the lifetime's source.
  *  - An explicit lifetime of 0 (max-age=0, no-cache, an invalid max-age, a past Expires) with a
  *    validator is stored, stale at once, to be revalidated: a 304 is cheaper than a full answer.
  *  - When not stored because of a refusal, the times are all now_ms (nothing to keep); for
@@ -300,18 +303,23 @@ void dc_policy_decide(const dc_config_cache_rule_t *rule, const dc_policy_reques
     /* the lifetime: from the origin (explicit, else heuristic) under respect_origin, else the rule's */
     uint64_t lifetime = 0;
     bool from_origin = false;
-    if (rule->respect_origin) {
-        if (no_cache) {
-            from_origin = true; /* a lifetime of 0: stored only to be revalidated */
-        } else if (explicit_lifetime(res, cc, !targeted, now_ms, &lifetime)) {
+    if (no_cache) {
+        /* a lifetime of 0 whatever respect_origin says (RFC 9111 5.2.2.4: never used without
+         * revalidation; respect_origin: false overrides lifetimes, not this): stored only to be
+         * revalidated, with a validator */
+        from_origin = true;
+    } else if (rule->respect_origin) {
+        if (explicit_lifetime(res, cc, !targeted, now_ms, &lifetime)) {
             from_origin = true;
         } else if ((status_heuristic(status) || (cc != NULL && cc->public_)) &&
                    heuristic_lifetime(rule, res, now_ms, &lifetime)) {
             from_origin = out->heuristic = true;
         }
     }
+    uint64_t overage_ms = 0; /* how long before its receipt the answer became stale */
     if (from_origin) {
         uint64_t age_ms = age_s * 1000u;
+        overage_ms = age_ms > lifetime ? age_ms - lifetime : 0;
         lifetime = lifetime > age_ms ? lifetime - age_ms : 0;
     } else {
         /* status_storable() let it through on the rule's own lifetime */
@@ -332,6 +340,9 @@ void dc_policy_decide(const dc_config_cache_rule_t *rule, const dc_policy_reques
         sie = delta_ms(cc->stale_if_error);
     if (out->no_stale)
         swr = sie = 0;
+    /* the stale windows run from when the answer became stale (RFC 5861), not from its receipt */
+    swr = swr > overage_ms ? swr - overage_ms : 0;
+    sie = sie > overage_ms ? sie - overage_ms : 0;
 
     out->fresh_until_ms = sat_add(now_ms, lifetime);
     out->swr_until_ms = sat_add(out->fresh_until_ms, swr);

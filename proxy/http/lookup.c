@@ -59,7 +59,8 @@ static void read_client_cc(dc_request_t *r)
         any = true;
         dc_cc_parse(req->headers.entries[i].value.base, req->headers.entries[i].value.len, &r->client_cc);
     }
-    i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("pragma"), -1);
+    /* Pragma counts only without Cache-Control (RFC 9111 5.4) */
+    i = any ? -1 : h2o_find_header_by_str(&req->headers, H2O_STRLIT("pragma"), -1);
     bool pragma = i >= 0 && req->headers.entries[i].value.len >= 8 &&
                   strncasecmp(req->headers.entries[i].value.base, "no-cache", 8) == 0;
     if (!any && !pragma)

@@ -17,7 +17,8 @@ bool dc_resphdr_forward(const dc_fetch_header_t *h, const char *conn, size_t con
         return false;
     if (conn != NULL && dc_hop_listed_in_connection(conn, conn_len, h->name, h->name_len))
         return false;
-    return !(is(h, "content-length") || is(h, "date") || is(h, "server") || is(h, "via") || is(h, "age") ||
+    /* Age goes on end to end (RFC 9111 5.1): a CDN in front counts the origin's share too */
+    return !(is(h, "content-length") || is(h, "date") || is(h, "server") || is(h, "via") ||
              is(h, "dexcache-cache-control"));
 }
 
@@ -27,8 +28,9 @@ bool dc_resphdr_store(const dc_fetch_header_t *h, const char *conn, size_t conn_
         return false;
     /* the origin's ETag is kept as a validator for revalidation; clients get our own (serve.c) */
     /* Accept-Ranges / Content-Range: ranges of a stored answer are dexcache's (serve.c) */
+    /* Age: a stored answer's age is counted when it is served (serve.c) */
     return !(is(h, "set-cookie") || is(h, "x-cache") || is(h, "cache-status") || is(h, "accept-ranges") ||
-             is(h, "content-range"));
+             is(h, "content-range") || is(h, "age"));
 }
 
 const char *dc_resphdr_find(const dc_fetch_header_t *hs, size_t n, const char *name, size_t *len)

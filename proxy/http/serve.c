@@ -164,6 +164,8 @@ static void apply_range(dc_request_t *r, size_t len)
     ssize_t ri;
     if (r->is_head || len == SIZE_MAX || (ri = h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1)) < 0)
         return; /* the common case: one header lookup */
+    if (h2o_find_header(&req->headers, H2O_TOKEN_RANGE, ri) >= 0)
+        return; /* two Range lines make no valid field: ignored (RFC 9110 14.2), the whole body */
     ssize_t ii = h2o_find_header(&req->headers, H2O_TOKEN_IF_RANGE, -1);
     if (ii >= 0) {
         const h2o_iovec_t *etag = res_header(req, H2O_TOKEN_ETAG), *lm = res_header(req, H2O_TOKEN_LAST_MODIFIED);

@@ -297,8 +297,12 @@ static size_t end_of_head(dc_fetch_t *f, size_t len)
         f->status = (int)code;
     if (f->status >= 100 && f->status < 200)
         return len; /* interim response: wait for the final one */
-    if (dc_framing_finish(&f->framing) != 0) {
-        dc_log_warn("upstream %s: invalid response framing (%s)", f->url, f->framing.error);
+    const char *bad = f->status < 200 || f->status > 599 ? "status outside 200-599" : NULL;
+    if (bad == NULL && dc_framing_finish(&f->framing) != 0)
+        bad = f->framing.error;
+    if (bad != NULL) {
+        /* RFC 9110 15: a final status is 2xx-5xx; anything else is no answer we can relay */
+        dc_log_warn("upstream %s: invalid response framing (%s)", f->url, bad);
         f->proto_err = true;
         f->last_err = DC_EPROTO;
         return 0; /* aborts the transfer; not retried: the origin would frame it the same way (the

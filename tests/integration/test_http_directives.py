@@ -166,3 +166,14 @@ def test_expect_100_continue_post_pass_through(proxy, clean):
     assert j["body_sha256"] == hashlib.sha256(body).hexdigest()
     assert "expect" not in j["headers"]  # hop-by-hop: never forwarded
     assert total(clean) == 1
+
+
+def test_pragma_counts_only_without_cache_control(proxy, clean):
+    """RFC 9111 5.4: Pragma: no-cache is ignored when the request has Cache-Control."""
+    path = "/rev/respond?pragma=1"
+    assert get(proxy, path).headers["x-cache"] == "MISS"
+    r = get(proxy, path, "max-stale=5", headers={"Pragma": "no-cache"})
+    assert r.headers["x-cache"] == "HIT", r.headers["cache-status"]
+    r = get(proxy, path, headers={"Pragma": "no-cache"})
+    assert r.headers["x-cache"] == "MISS" and "fwd=request" in r.headers["cache-status"]
+    assert total(clean) == 2

@@ -35,6 +35,11 @@ routes:
   - prefix: /heur
     upstream: jupiter
     cache: [{{ path: /, ttl: 1s, respect_origin: true, heuristic: 10%%, heuristic_max: 1h }}]
+  - prefix: /swr
+    upstream: jupiter
+    cache: [{{ path: /, ttl: 1s, stale_while_revalidate: 30s, respect_origin: true }}]
+  - prefix: /pt
+    upstream: jupiter
   - prefix: /cdnr
     upstream: jupiter
     cache: [{{ path: /, ttl: 1s, respect_origin: true, cdn_role: true, forward_cdn_cache_control: false }}]
@@ -286,3 +291,60 @@ def test_targeted_cache_control(proxy, clean):
     r1, r2 = stored_then_hit(proxy, path)
     assert r2.headers["cache-status"] == "dexcache; hit; ttl=20"
     assert "dexcache-cache-control" not in r1.headers and "dexcache-cache-control" not in r2.headers
+
+
+def test_no_cache_is_honoured_without_respect_origin(proxy, clean):
+    """RFC 9111 5.2.2.4 on a DEX-default rule (ttl 30s, respect_origin false): an answer with
+    no-cache and a validator is stored but revalidated before every use (a 304 each time, no HIT);
+    without a validator it is not stored at all."""
+    path = "/dex/respond?k=nc1&h=Cache-Control:no-cache&h=ETag:%22n1%22"
+    r1 = get(proxy, path)
+    assert r1.status_code == 200 and r1.headers["x-cache"] == "MISS"
+    for _ in range(2):
+        r = get(proxy, path)
+        assert r.status_code == 200, r.status_code
+        assert r.headers["cache-status"] == "dexcache; fwd=stale; fwd-status=304; stored", r.headers["cache-status"]
+        assert r.headers["etag"] == '"n1"'
+    assert [q["status"] for q in clean.requests(0)] == [200, 304, 304]
+    clean.reset()
+    path2 = "/dex/respond?k=nc2&h=Cache-Control:no-cache"
+    for _ in range(2):
+        r = get(proxy, path2)
+        assert r.status_code == 200 and r.headers["x-cache"] == "MISS", r.headers["cache-status"]
+    assert total(clean) == 2
+
+
+def test_stale_windows_run_from_when_the_answer_became_stale(proxy, clean):
+    """max-age=60 with Age 1000: stale 940 s before it arrived, so a 30 s stale-while-revalidate
+    window is long over (RFC 5861): the next request goes to the origin, nothing is served stale."""
+    path = "/swr/respond?k=sw1&h=Cache-Control:max-age%3D60&h=Age:1000"
+    r1 = get(proxy, path)
+    assert r1.status_code == 200 and r1.headers["x-cache"] == "MISS"
+    r2 = get(proxy, path)
+    assert r2.headers["x-cache"] == "MISS", r2.headers["cache-status"]
+    assert total(clean) == 2
+    # while an answer 10 s past its lifetime keeps 20 s of its 30 s window
+    clean.reset()
+    path = "/swr/respond?k=sw2&h=Cache-Control:max-age%3D60&h=Age:70"
+    get(proxy, path)
+    r = get(proxy, path)
+    assert r.headers["x-cache"] == "STALE", r.headers["cache-status"]
+
+
+def test_origin_age_reaches_clients_on_miss_and_pass_through(proxy, clean):
+    """Age is end to end (RFC 9111 5.1): a CDN in front must see the origin's share on the first
+    answer too, not only on hits."""
+    r = get(proxy, "/ro/respond?k=ag1&h=Cache-Control:max-age%3D60&h=Age:50")
+    assert r.headers["x-cache"] == "MISS" and r.headers["age"] == "50"
+    r = get(proxy, "/pt/respond?k=ag2&h=Cache-Control:max-age%3D60&h=Age:50")
+    assert r.headers.get("age") == "50", dict(r.headers)
+    r = get(proxy, "/ro/respond?k=ag1&h=Cache-Control:max-age%3D60&h=Age:50")
+    assert r.headers["x-cache"] == "HIT" and int(r.headers["age"]) >= 50
+
+
+def test_status_outside_200_599_is_no_answer(proxy, clean):
+    """A final status of 999 (or 600) is not relayed: 502, nothing stored."""
+    for path in ("/dex/respond?k=s999&status=999", "/pt/respond?k=s600&status=600"):
+        r = get(proxy, path)
+        assert r.status_code == 502, (path, r.status_code)
+        assert r.json()["error"] == "upstream sent an invalid response", r.text

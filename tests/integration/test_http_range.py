@@ -2,6 +2,7 @@
 If-Range, the miss path (one full fetch, collapsed, Range never sent upstream; the leader is answered
 206 from the body as it arrives), pass-through ranges, and a 206 from the origin never stored."""
 import http.client
+import socket
 import threading
 
 import pytest
@@ -201,3 +202,27 @@ def test_206_from_the_origin_is_never_stored(proxy, clean):
         st, h, body = raw_get(proxy, path, {})
         assert st == 206 and h["x-cache"] == "MISS"
     assert clean.stats()["jup"]["total"] == 2
+
+
+def test_two_range_lines_are_no_range(proxy, clean):
+    """Two Range field lines combine into "bytes=0-9, bytes=20-29", which is no valid ranges-specifier
+    (RFC 9110 14.2): ignored, the whole 200 (before: the first line was answered 206)."""
+    path = "/jup/bytes?n=5000"
+    full = expected_bytes(5000)
+    warm(proxy, path)
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+    try:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\nRange: bytes=0-9\r\n"
+                   "Range: bytes=20-29\r\nConnection: close\r\n\r\n" % path).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head[:40]
+    assert b"content-range" not in head.lower()
+    assert body == full
