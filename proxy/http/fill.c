@@ -61,11 +61,7 @@ typedef enum { FILL_HEAD_WAIT = 0, FILL_STORE, FILL_SHARE, FILL_PASS, FILL_REVAL
 
 typedef struct dc_fill {
     uint32_t magic;
-    dc_worker_t *worker;
-    dc_snapshot_t *snap;
-    const dc_config_route_t *route;
-    const dc_config_cache_rule_t *rule;
-    dc_upstream_rt_t *up_rt;
+    dc_route_ctx_t ctx; /* holds one snapshot reference (ctx.snap) */
     char *key;
     size_t key_len;
     uint64_t hash;
@@ -127,15 +123,15 @@ static void release_fleet_lock(dc_fill_t *fill)
         uv_close((uv_handle_t *)fill->lease_timer, (uv_close_cb)free);
         fill->lease_timer = NULL;
     }
-    if (fill->worker->fleet != NULL)
-        dc_fleet_unlock(fill->worker->fleet, fill->key, fill->key_len);
+    if (fill->ctx.worker->fleet != NULL)
+        dc_fleet_unlock(fill->ctx.worker->fleet, fill->key, fill->key_len);
 }
 
 static void on_lease_timer(uv_timer_t *t)
 {
     dc_fill_t *fill = t->data;
-    if (fill->fleet_lock && dc_fleet_up(fill->worker->fleet))
-        dc_fleet_lock_renew(fill->worker->fleet, fill->key, fill->key_len, DC_FLEET_LOCK_LEASE_MS);
+    if (fill->fleet_lock && dc_fleet_up(fill->ctx.worker->fleet))
+        dc_fleet_lock_renew(fill->ctx.worker->fleet, fill->key, fill->key_len, DC_FLEET_LOCK_LEASE_MS);
 }
 
 static void finish_flight(dc_fill_t *fill, const dc_flight_result_t *res)
@@ -145,7 +141,7 @@ static void finish_flight(dc_fill_t *fill, const dc_flight_result_t *res)
         return;
     dc_flight_t *f = fill->flight;
     fill->flight = NULL;
-    dc_inflight_finish(fill->worker->inflight, f, res);
+    dc_inflight_finish(fill->ctx.worker->inflight, f, res);
 }
 
 /* A NULL-terminated heap array of heap strings (NULL is fine). */
@@ -180,7 +176,7 @@ static void fill_free(dc_fill_t *fill)
     free(fill->url);
     dc_shared_body_release(fill->sb);
     dc_cache_entry_release(fill->stale);
-    dc_snapshot_release(fill->snap);
+    dc_snapshot_release(fill->ctx.snap);
     free(fill->key);
     free(fill->vary_key);
     free_lines(fill->sent_lines);
@@ -216,7 +212,7 @@ static void mark_pass(dc_fill_t *fill, uint64_t now)
     m->is_pass = true;
     m->stored_at_ms = now;
     m->fresh_until_ms = m->swr_until_ms = m->sie_until_ms = m->keep_until_ms = now + PASS_MARKER_MS;
-    dc_cache_insert(fill->worker->cache, m, now);
+    dc_cache_insert(fill->ctx.worker->cache, m, now);
     dc_cache_entry_release(m);
 }
 
@@ -272,7 +268,7 @@ static void finish_with_error(dc_fill_t *fill, int err, int fwd_status)
 {
     uint64_t now = dc_now_wall_ms();
     if (fill->stale != NULL && err != DC_EAGAIN && err != DC_EUNAVAIL) {
-        const dc_config_upstream_t *up = fill->route->upstream;
+        const dc_config_upstream_t *up = fill->ctx.route->upstream;
         dc_breaker_params_t bp = {up->breaker_failures, up->breaker_backoff_ms, up->breaker_max_backoff_ms, 0};
         uint64_t pause = dc_breaker_backoff_ms(&bp, dc_cache_entry_refresh_failures(fill->stale) + 1);
         pause = pause / 2 + pause / 2 * (fill->hash % 1024) / 1024; /* [1/2, 1): keys do not line up */
@@ -362,7 +358,7 @@ static void vary_at_head(dc_fill_t *fill, const dc_fetch_header_t *hs, size_t n,
     unsigned flags = 0;
     size_t len = dc_vary_names_parse(vals, lens, nv, fill->vary_names, sizeof(fill->vary_names), &flags);
     if ((flags & (DC_VARY_STAR | DC_VARY_TOO_MANY | DC_VARY_INVALID)) || len == 0 ||
-        !dc_http_vary_names_ok(fill->vary_names, len, fill->route->upstream->key_header))
+        !dc_http_vary_names_ok(fill->vary_names, len, fill->ctx.route->upstream->key_header))
         return;
     size_t plen = dc_vary_primary_len(fill->key, fill->key_len);
     fill->vary_key = dc_http_vary_key_from_lines(fill->key, plen, fill->vary_names, len,
@@ -403,16 +399,16 @@ static void on_head(void *data, dc_fetch_t *f)
     dc_resphdr_policy_view(status, hs, n, &pres);
     pres.response_delay_ms = dc_fetch_head_us(f) / 1000u;
     vary_at_head(fill, hs, n, &pres);
-    dc_policy_decide(fill->rule, &preq, &pres, now, &fill->decision);
+    dc_policy_decide(fill->ctx.rule, &preq, &pres, now, &fill->decision);
     int64_t cl = dc_fetch_content_length(f);
-    uint64_t max_object = dc_cache_max_object(fill->worker->cache);
+    uint64_t max_object = dc_cache_max_object(fill->ctx.worker->cache);
     dc_policy_verdict_t v = fill->decision.verdict;
     if (status == 206) {
         /* we never ask for a range on the cache path (request.c): a partial answer is nobody's */
         fill->decision.verdict = DC_POLICY_STATUS;
         fill->mode = FILL_PASS;
     } else if (v == DC_POLICY_STORE && cl >= 0 && (uint64_t)cl > max_object) {
-        dc_cache_note_too_big(fill->worker->cache);
+        dc_cache_note_too_big(fill->ctx.worker->cache);
         fill->mode = FILL_PASS;
     } else if (v == DC_POLICY_STORE && fill->client_no_store) {
         fill->mode = FILL_SHARE; /* request no-store (RFC 9111 §5.2.1.5): collapsed waiters share it, unstored */
@@ -490,15 +486,15 @@ static void stream_to_waiters(dc_fill_t *fill, dc_fetch_t *f)
                               .growing = fill->growing,
                               .growing_gz = fill->growing_gz,
                               .fwd_status = dc_fetch_status(f)};
-    dc_inflight_stream(fill->worker->inflight, fill->flight, &res);
+    dc_inflight_stream(fill->ctx.worker->inflight, fill->flight, &res);
     dc_cache_entry_release(preview);
 }
 
 /* The origin's CDN-Cache-Control stays with us: the rule says so, or the route sends its own. */
 static bool drop_cdn_cache_control(const dc_fill_t *fill)
 {
-    return (fill->rule != NULL && !fill->rule->forward_cdn_cache_control) ||
-           (fill->route->cdn.enabled && fill->route->cdn.cdn_cache_control);
+    return (fill->ctx.rule != NULL && !fill->ctx.rule->forward_cdn_cache_control) ||
+           (fill->ctx.route->cdn.enabled && fill->ctx.route->cdn.cdn_cache_control);
 }
 
 /* The leader's response head goes out now (see the file comment for when). */
@@ -537,10 +533,10 @@ static void start_leader(dc_fill_t *fill, dc_fetch_t *f)
     if (decoded && fill->vary_key != NULL) /* the origin's Vary went with its coding: its other names */
         dc_request_add_header(r, H2O_STRLIT("vary"), fill->vary_names, fill->vary_names_len);
     dc_cdn_headers_t cdn;
-    bool with_cdn = fill->route->cdn.enabled && fill->mode == FILL_STORE;
+    bool with_cdn = fill->ctx.route->cdn.enabled && fill->mode == FILL_STORE;
     if (with_cdn)
-        dc_cdn_headers_build(&fill->route->cdn, fill->rule, fill->decision.negative, (const char *const *)fill->tags,
-                             fill->ntags, &cdn);
+        dc_cdn_headers_build(&fill->ctx.route->cdn, fill->ctx.rule, fill->decision.negative,
+                             (const char *const *)fill->tags, fill->ntags, &cdn);
     /* Ranges of an answer being stored are served from its bytes as they arrive, when its final
      * length is known now: complete, or announced and not being inflated (a gzip answer inflated
      * for a client that takes gzip could still turn private mid-body); else the whole body. */
@@ -623,16 +619,16 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
         return 0; /* a 304 has no body; ignore anything a broken origin sends */
     dc_shared_body_t *identity = fill->inflating ? fill->sb_ident : fill->sb;
     if (fill->mode == FILL_STORE && fill->growing != NULL &&
-        identity->body.len + len > dc_cache_max_object(fill->worker->cache)) {
+        identity->body.len + len > dc_cache_max_object(fill->ctx.worker->cache)) {
         /* followers on other workers send straight from these chunks: they can't be dropped, so an
          * answer that outgrows what it announced fails for everyone instead of turning private */
-        dc_cache_note_too_big(fill->worker->cache);
+        dc_cache_note_too_big(fill->ctx.worker->cache);
         fail_mid_body(fill, f);
         return 0;
     }
-    if (fill->mode == FILL_STORE && identity->body.len + len > dc_cache_max_object(fill->worker->cache)) {
+    if (fill->mode == FILL_STORE && identity->body.len + len > dc_cache_max_object(fill->ctx.worker->cache)) {
         /* larger than any entry may be: stop sharing, keep streaming to the leader */
-        dc_cache_note_too_big(fill->worker->cache);
+        dc_cache_note_too_big(fill->ctx.worker->cache);
         fill->mode = FILL_PASS;
         dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = dc_fetch_status(f)};
         finish_flight(fill, &res);
@@ -654,7 +650,7 @@ static int on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
     else
         append_identity(fill, fill->sb, buf, len);
     if (fill->inflating && !inflate_into(fill, buf, len)) {
-        dc_log_warn("upstream %s sent a corrupt gzip body for %s", fill->route->upstream->name, fill->key);
+        dc_log_warn("upstream %s sent a corrupt gzip body for %s", fill->ctx.route->upstream->name, fill->key);
         fail_mid_body(fill, f);
         return 0;
     }
@@ -750,7 +746,7 @@ static dc_cache_entry_t *build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *f)
     pres.response_delay_ms = dc_fetch_head_us(f) / 1000u;
     if (old->vary != NULL && !pres.vary_star)
         pres.vary_other = false; /* a variant: its names were checked when it was stored */
-    dc_policy_decide(fill->rule, &preq, &pres, now, &fill->decision);
+    dc_policy_decide(fill->ctx.rule, &preq, &pres, now, &fill->decision);
     dc_cache_hdr_t *kept = dc_calloc(mn ? mn : 1, sizeof(*kept));
     for (size_t i = 0; i < mn; i++)
         kept[i] = (dc_cache_hdr_t){h2o_lookup_token(m[i].name, m[i].name_len), m[i].name, m[i].name_len, m[i].value,
@@ -778,11 +774,11 @@ static dc_cache_entry_t *entry_from_head(dc_fill_t *fill, dc_fetch_t *f)
     size_t n, conn_len;
     const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
     const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
-    bool with_cdn = fill->route->cdn.enabled;
+    bool with_cdn = fill->ctx.route->cdn.enabled;
     dc_cdn_headers_t cdn;
     if (with_cdn)
-        dc_cdn_headers_build(&fill->route->cdn, fill->rule, fill->decision.negative, (const char *const *)fill->tags,
-                             fill->ntags, &cdn);
+        dc_cdn_headers_build(&fill->ctx.route->cdn, fill->ctx.rule, fill->decision.negative,
+                             (const char *const *)fill->tags, fill->ntags, &cdn);
     dc_cache_hdr_t *kept = dc_calloc(n + 5, sizeof(*kept));
     size_t k = 0;
     if (fill->vary_key != NULL) /* the origin's Vary names but Accept-Encoding, sent with the answer */
@@ -834,7 +830,7 @@ static dc_cache_entry_t *entry_from_head(dc_fill_t *fill, dc_fetch_t *f)
     e->compressible = ct != NULL && dc_encoding_compressible_type(ct->value, ct->value_len) &&
                       identity->body.len >= DC_VARIANTS_MIN_BYTES;
     apply_decision(e, &fill->decision, dc_now_wall_ms());
-    e->route_metric = dc_snapshot_route_rt(fill->snap, fill->route)->metrics_id;
+    e->route_metric = fill->ctx.route_metric;
     /* the origin's tag names the bytes it sent (gzip when we inflate); our digest names identity */
     e->etag_enc = fill->inflating && origin_tag ? DC_ENC_GZIP : DC_ENC_IDENTITY;
     return e;
@@ -866,11 +862,11 @@ static void store_vary_record(dc_fill_t *fill, const dc_cache_entry_t *e)
         dc_cache_entry_create(fill->key, plen, 0, &h, 1, (const char *const *)fill->tags, fill->ntags, NULL);
     rec->is_vary = true;
     rec->no_stale = true;
-    rec->vary_max = fill->rule->max_variants;
+    rec->vary_max = fill->ctx.rule->max_variants;
     rec->stored_at_ms = e->stored_at_ms;
     rec->keep_until_ms = e->keep_until_ms;
     rec->route_metric = e->route_metric;
-    dc_cache_insert(fill->worker->cache, rec, dc_now_wall_ms());
+    dc_cache_insert(fill->ctx.worker->cache, rec, dc_now_wall_ms());
     dc_cache_entry_release(rec);
 }
 
@@ -883,7 +879,7 @@ static int complete_body(dc_fill_t *fill, dc_fetch_t *f)
     int err = 0;
     fill->completed = true;
     if (fill->inflating && fill->zs.total_in > 0 && inflate(&fill->zs, Z_FINISH) != Z_STREAM_END) {
-        dc_log_warn("upstream %s sent a truncated gzip body for %s", fill->route->upstream->name, fill->key);
+        dc_log_warn("upstream %s sent a truncated gzip body for %s", fill->ctx.route->upstream->name, fill->key);
         err = DC_EUPSTREAM;
     }
     if (err != 0) {
@@ -901,13 +897,13 @@ static int complete_body(dc_fill_t *fill, dc_fetch_t *f)
     if (fill->mode == FILL_STORE) {
         if (fill->vary_key != NULL)
             store_vary_record(fill, e);
-        stored = dc_cache_insert_variant(fill->worker->cache, e, dc_now_wall_ms(), &fill->vary_evicted) == 0;
+        stored = dc_cache_insert_variant(fill->ctx.worker->cache, e, dc_now_wall_ms(), &fill->vary_evicted) == 0;
         if (stored) {
-            dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
-            dc_fill_share_l2(fill->worker, e);
+            dc_counter_add(&fill->ctx.worker->metrics.cache_stores[e->route_metric], 1);
+            dc_fill_share_l2(fill->ctx.worker, e);
         }
         if (stored && want != 0)
-            dc_variants_schedule(&fill->worker->loop, fill->worker->cache, e, want);
+            dc_variants_schedule(&fill->ctx.worker->loop, fill->ctx.worker->cache, e, want);
     }
     dc_flight_result_t res = {
         .outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored, .fwd_status = dc_fetch_status(f)};
@@ -926,7 +922,7 @@ static void on_done(void *data, dc_fetch_t *f, int err)
 {
     dc_fill_t *fill = data;
     DC_CHECK_MAGIC(fill, FILL_MAGIC);
-    dc_request_record_upstream(fill->worker, fill->up_rt, f, err);
+    dc_request_record_upstream(fill->ctx.worker, fill->ctx.up_rt, f, err);
     fill->fetch = NULL;
     if (fill->client != NULL) {
         fill->client->attempts = dc_fetch_attempts(f);
@@ -945,7 +941,7 @@ static void on_done(void *data, dc_fetch_t *f, int err)
         /* the 304 was about another representation: ours can't be refreshed from it, and the client
          * needs the current one: ask again without our validators */
         dc_log_info("upstream %s answered 304 with a validator %s does not have: fetching it again",
-                    fill->route->upstream->name, fill->key);
+                    fill->ctx.route->upstream->name, fill->key);
         fill->mode = FILL_HEAD_WAIT;
         fill->unconditional = true;
         fill->reval_mismatch = false;
@@ -960,11 +956,11 @@ static void on_done(void *data, dc_fetch_t *f, int err)
             return;
         }
         dc_cache_entry_t *e = build_revalidated_entry(fill, f);
-        bool stored =
-            fill->decision.verdict == DC_POLICY_STORE && dc_cache_insert(fill->worker->cache, e, dc_now_wall_ms()) == 0;
+        bool stored = fill->decision.verdict == DC_POLICY_STORE &&
+                      dc_cache_insert(fill->ctx.worker->cache, e, dc_now_wall_ms()) == 0;
         if (stored) {
-            dc_counter_add(&fill->worker->metrics.cache_stores[e->route_metric], 1);
-            dc_fill_share_l2(fill->worker, e);
+            dc_counter_add(&fill->ctx.worker->metrics.cache_stores[e->route_metric], 1);
+            dc_fill_share_l2(fill->ctx.worker, e);
         }
         dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored, .fwd_status = 304};
         finish_flight(fill, &res);
@@ -1002,7 +998,7 @@ static void collect_tags(dc_fill_t *fill, const char *url)
 {
     size_t cap = 4;
     fill->tags = dc_malloc(cap * sizeof(char *));
-    const char *prefix = fill->route->prefix;
+    const char *prefix = fill->ctx.route->prefix;
     fill->tags[fill->ntags++] = strcmp(prefix, "/") == 0 ? dc_strdup("root") : dc_strdup(prefix + 1);
     const char *q = strchr(url, '?');
     if (q == NULL)
@@ -1010,8 +1006,8 @@ static void collect_tags(dc_fill_t *fill, const char *url)
     q++;
     size_t qlen = strlen(q);
     char val[2048];
-    for (size_t i = 0; i < fill->route->cdn.ntag_params; i++) {
-        long l = dc_cache_query_param(q, qlen, fill->route->cdn.tag_params[i], val, sizeof(val));
+    for (size_t i = 0; i < fill->ctx.route->cdn.ntag_params; i++) {
+        long l = dc_cache_query_param(q, qlen, fill->ctx.route->cdn.tag_params[i], val, sizeof(val));
         if (l <= 0)
             continue;
         const char *p = val, *end = val + l;
@@ -1030,22 +1026,22 @@ static void collect_tags(dc_fill_t *fill, const char *url)
     }
 }
 
-static void fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
-                       const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
-                       dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers,
-                       bool holds_fleet_lock, bool vary_ok)
+static void fill_start(dc_request_t *client, const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_flight_t *flight,
+                       dc_cache_entry_t *stale, bool holds_fleet_lock, bool vary_ok)
 {
+    dc_worker_t *w = ctx->worker;
     dc_fill_t *fill = dc_calloc(1, sizeof(*fill));
     fill->vary_ok = vary_ok;
     fill->magic = FILL_MAGIC;
-    fill->worker = w;
-    fill->snap = dc_snapshot_ref(snap);
-    fill->route = route;
-    fill->rule = rule;
-    fill->up_rt = dc_snapshot_upstream_rt(snap, route->upstream);
-    fill->key = dc_strndup(key, key_len);
-    fill->key_len = key_len;
-    fill->hash = hash;
+    fill->ctx.worker = w;
+    fill->ctx.snap = dc_snapshot_ref(ctx->snap);
+    fill->ctx.route = ctx->route;
+    fill->ctx.rule = ctx->rule;
+    fill->ctx.up_rt = dc_snapshot_upstream_rt(ctx->snap, ctx->route->upstream);
+    fill->ctx.route_metric = dc_snapshot_route_rt(ctx->snap, ctx->route)->metrics_id;
+    fill->key = dc_strndup(t->key, t->key_len);
+    fill->key_len = t->key_len;
+    fill->hash = t->hash;
     fill->flight = flight;
     fill->fleet_lock = holds_fleet_lock;
     if (holds_fleet_lock) { /* a short lease, renewed while this fill runs (cache/l2fleet.h) */
@@ -1058,16 +1054,16 @@ static void fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap
     fill->client = client;
     fill->client_revalidate = client != NULL && client->client_revalidate;
     fill->client_no_store = client != NULL && client->client_no_store;
-    collect_tags(fill, url);
+    collect_tags(fill, t->url);
     if (client != NULL)
         client->fill = fill;
-    fill->url = dc_strdup(url);
+    fill->url = dc_strdup(t->url);
     size_t nh = 0;
-    while (headers[nh] != NULL)
+    while (t->headers[nh] != NULL)
         nh++;
     fill->hdrs = dc_calloc(nh + 1, sizeof(char *));
     for (size_t i = 0; i < nh; i++)
-        fill->hdrs[i] = dc_strdup(headers[i]);
+        fill->hdrs[i] = dc_strdup(t->headers[i]);
     start_fetch(fill);
 }
 
@@ -1088,13 +1084,13 @@ static void start_fetch(dc_fill_t *fill)
     if (stale != NULL && stale->origin_last_modified != NULL)
         hv[nh++] = ims = dc_asprintf("If-Modified-Since: %s", stale->origin_last_modified);
 
-    dc_worker_t *w = fill->worker;
+    dc_worker_t *w = fill->ctx.worker;
     dc_fetch_request_t fr = {0};
     fr.method = "GET";
     fr.url = fill->url;
     fr.headers = hv;
     fr.idempotent = true;
-    dc_fetch_request_from_upstream(&fr, fill->route->upstream, fill->up_rt, true, w->fleet);
+    dc_fetch_request_from_upstream(&fr, fill->ctx.route->upstream, fill->ctx.up_rt, true, w->fleet);
     fr.background = fill->client == NULL; /* refreshes take free slots only: client misses come first */
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
     free_lines(fill->sent_lines); /* a second fetch (unconditional after a mismatched 304) */
@@ -1107,12 +1103,10 @@ static void start_fetch(dc_fill_t *fill)
     free(hv);
 }
 
-void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
-                   const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
-                   dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers,
-                   bool holds_fleet_lock)
+void dc_fill_start(dc_request_t *client, const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_flight_t *flight,
+                   dc_cache_entry_t *stale, bool holds_fleet_lock)
 {
-    fill_start(client, w, snap, route, rule, key, key_len, hash, flight, stale, url, headers, holds_fleet_lock, true);
+    fill_start(client, ctx, t, flight, stale, holds_fleet_lock, true);
 }
 
 void dc_fill_detach(struct dc_fill *fill, dc_request_t *r)
@@ -1139,14 +1133,16 @@ void dc_fill_client_progress(struct dc_fill *fill)
         dc_fetch_resume(fill->fetch);
 }
 
-void dc_fill_fetch_as_waiter(dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
-                             const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
-                             dc_cache_entry_t *stale, const char *url, dc_waiter_t *waiter)
+void dc_fill_fetch_as_waiter(const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_cache_entry_t *stale,
+                             dc_waiter_t *waiter)
 {
+    dc_worker_t *w = ctx->worker;
     dc_flight_t *flight;
-    if (dc_inflight_join(w->inflight, key, key_len, hash, waiter, &flight) == DC_INFLIGHT_JOINED)
+    if (dc_inflight_join(w->inflight, t->key, t->key_len, t->hash, waiter, &flight) == DC_INFLIGHT_JOINED)
         return;
     static const char *const headers[] = {"Accept: application/json", NULL};
-    fill_start(NULL, w, snap, route, rule, key, key_len, hash, flight, stale, url, headers, false, false);
+    dc_fill_target_t ft = *t;
+    ft.headers = headers;
+    fill_start(NULL, ctx, &ft, flight, stale, false, false);
     dc_inflight_wait_on(w->inflight, flight, waiter); /* the fill runs asynchronously */
 }

@@ -432,7 +432,7 @@ void dc_serve_stream(dc_request_t *r, dc_cache_entry_t *preview, dc_growing_t *g
     r->generator.stop = dc_out_stop;
     h2o_start_response(req, &r->generator);
     r->gsub.msg.run = on_growing_wake;
-    r->gsub.target = r->worker;
+    r->gsub.target = r->ctx.worker;
     r->gsub.post = dc_worker_post;
     dc_request_ref(r); /* held by the subscription */
     r->subscribed = true;
