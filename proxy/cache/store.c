@@ -14,10 +14,14 @@
 
 typedef struct shard {
     pthread_mutex_t lock;
+    /* The hash table's chains stay singly linked through hnext: buckets are short (the table grows
+     * at one entry per bucket), removal walks its bucket, and a second pointer per entry would buy
+     * nothing (hnext also threads the chain detach_all() hands to release_chain()). The lists that
+     * need O(1) removal from the middle are core/list.h's. */
     dc_cache_entry_t **buckets;
     size_t nbuckets; /* power of two */
     size_t count;
-    dc_cache_entry_t lru; /* sentinel: lru.lru_next = most recent, lru.lru_prev = least recent */
+    dc_list_t lru; /* of entries (lru_link): first = most recently used, last = least */
 } shard_t;
 
 struct dc_cache {
@@ -67,6 +71,7 @@ dc_cache_entry_t *dc_cache_entry_create(const char *key, size_t key_len, int sta
     dc_cache_entry_t *e = dc_calloc(1, sizeof(*e));
     e->magic = DC_CACHE_ENTRY_MAGIC;
     dc_refcount_init(&e->refs, 1);
+    dc_list_init(&e->vlist); /* a zeroed list is not an empty one (core/list.h) */
     e->arena = dc_malloc(arena);
     e->headers = nheaders ? dc_malloc(nheaders * sizeof(*e->headers)) : NULL;
     e->tags = ntags ? dc_malloc(ntags * sizeof(char *)) : NULL;
@@ -211,19 +216,10 @@ uint64_t dc_cache_hash(const char *key, size_t len)
 
 /* ---- shard internals (lock held) ---- */
 
-static void lru_unlink(dc_cache_entry_t *e)
+/* The entry of an LRU node (NULL for NULL). */
+static dc_cache_entry_t *lru_entry(dc_list_node_t *n)
 {
-    e->lru_prev->lru_next = e->lru_next;
-    e->lru_next->lru_prev = e->lru_prev;
-    e->lru_prev = e->lru_next = NULL;
-}
-
-static void lru_push_front(shard_t *s, dc_cache_entry_t *e)
-{
-    e->lru_next = s->lru.lru_next;
-    e->lru_prev = &s->lru;
-    s->lru.lru_next->lru_prev = e;
-    s->lru.lru_next = e;
+    return n != NULL ? dc_container_of(n, dc_cache_entry_t, lru_link) : NULL;
 }
 
 static dc_cache_entry_t **bucket_of(shard_t *s, uint64_t hash)
@@ -263,26 +259,22 @@ static dc_cache_entry_t *table_find(shard_t *s, const char *key, size_t len, uin
 
 static void vlist_unlink(dc_cache_entry_t *v)
 {
-    dc_cache_entry_t *rec = v->vrec;
-    if (v->vprev != NULL)
-        v->vprev->vnext = v->vnext;
-    else
-        rec->vhead = v->vnext;
-    if (v->vnext != NULL)
-        v->vnext->vprev = v->vprev;
-    v->vprev = v->vnext = v->vrec = NULL;
-    rec->nvariants--;
+    dc_list_remove(&v->vlink);
+    v->vrec->nvariants--;
+    v->vrec = NULL;
 }
 
 static void vlist_push_front(dc_cache_entry_t *rec, dc_cache_entry_t *v)
 {
     v->vrec = rec;
-    v->vprev = NULL;
-    v->vnext = rec->vhead;
-    if (rec->vhead != NULL)
-        rec->vhead->vprev = v;
-    rec->vhead = v;
+    dc_list_push_front(&rec->vlist, &v->vlink);
     rec->nvariants++;
+}
+
+/* The entry of a variant node (NULL for NULL). */
+static dc_cache_entry_t *vlist_entry(dc_list_node_t *n)
+{
+    return n != NULL ? dc_container_of(n, dc_cache_entry_t, vlink) : NULL;
 }
 
 static bool same_names(const dc_cache_entry_t *a, const dc_cache_entry_t *b)
@@ -298,7 +290,7 @@ static dc_cache_entry_t *detach(dc_cache_t *c, shard_t *s, dc_cache_entry_t *e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
     e->hnext = NULL;
-    lru_unlink(e);
+    dc_list_remove(&e->lru_link);
     if (e->vrec != NULL)
         vlist_unlink(e);
     e->in_store = false;
@@ -313,8 +305,8 @@ static dc_cache_entry_t *detach(dc_cache_t *c, shard_t *s, dc_cache_entry_t *e)
 static dc_cache_entry_t *detach_all(dc_cache_t *c, shard_t *s, dc_cache_entry_t *e)
 {
     detach(c, s, e);
-    while (e->vhead != NULL) {
-        dc_cache_entry_t *v = e->vhead;
+    while (!dc_list_empty(&e->vlist)) {
+        dc_cache_entry_t *v = vlist_entry(dc_list_first(&e->vlist));
         DC_ASSERT(v->shard == e->shard);
         detach(c, s, v);
         v->hnext = e->hnext;
@@ -347,7 +339,7 @@ dc_cache_t *dc_cache_create(uint64_t memory, uint64_t max_object)
         pthread_mutex_init(&s->lock, NULL);
         s->nbuckets = 64;
         s->buckets = dc_calloc(s->nbuckets, sizeof(*s->buckets));
-        s->lru.lru_next = s->lru.lru_prev = &s->lru;
+        dc_list_init(&s->lru);
     }
     atomic_init(&c->memory, memory);
     atomic_init(&c->max_object, max_object);
@@ -361,8 +353,8 @@ void dc_cache_destroy(dc_cache_t *c)
         return;
     for (int i = 0; i < NSHARDS; i++) {
         shard_t *s = &c->shards[i];
-        while (s->lru.lru_next != &s->lru)
-            release_chain(detach_all(c, s, s->lru.lru_next));
+        while (!dc_list_empty(&s->lru))
+            release_chain(detach_all(c, s, lru_entry(dc_list_first(&s->lru))));
         free(s->buckets);
         pthread_mutex_destroy(&s->lock);
     }
@@ -388,8 +380,8 @@ static void evict_to_budget(dc_cache_t *c, unsigned start_shard)
         shard_t *s = &c->shards[i % NSHARDS];
         dc_cache_entry_t *victim = NULL;
         pthread_mutex_lock(&s->lock);
-        if (s->lru.lru_prev != &s->lru)
-            victim = detach_all(c, s, s->lru.lru_prev);
+        if (!dc_list_empty(&s->lru))
+            victim = detach_all(c, s, lru_entry(dc_list_last(&s->lru)));
         pthread_mutex_unlock(&s->lock);
         if (victim != NULL) {
             atomic_fetch_add(&c->evictions, release_chain(victim));
@@ -419,11 +411,12 @@ dc_cache_entry_t *dc_cache_lookup(dc_cache_t *c, const char *key, size_t len, ui
             dead = detach_all(c, s, e);
             e = NULL;
         } else {
-            if (s->lru.lru_next != e) {
-                lru_unlink(e);
-                lru_push_front(s, e);
+            if (dc_list_first(&s->lru) != &e->lru_link) {
+                dc_list_remove(&e->lru_link);
+                dc_list_push_front(&s->lru, &e->lru_link);
             }
-            if (e->vrec != NULL && e->vrec->vhead != e) { /* a variant: most recently used of its record */
+            if (e->vrec != NULL &&
+                dc_list_first(&e->vrec->vlist) != &e->vlink) { /* a variant: most recently used of its record */
                 dc_cache_entry_t *rec = e->vrec;
                 vlist_unlink(e);
                 vlist_push_front(rec, e);
@@ -445,7 +438,7 @@ static void link_entry(dc_cache_t *c, shard_t *s, unsigned idx, dc_cache_entry_t
     dc_cache_entry_t **b = bucket_of(s, e->hash);
     e->hnext = *b;
     *b = e;
-    lru_push_front(s, e);
+    dc_list_push_front(&s->lru, &e->lru_link);
     e->in_store = true;
     e->shard = idx;
     s->count++;
@@ -493,9 +486,7 @@ int dc_cache_insert_variant(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms,
     if (old != NULL)
         detach_all(c, s, old);
     if (rec != NULL && rec->nvariants >= (rec->vary_max > 0 ? rec->vary_max : 1)) {
-        lru_variant = rec->vhead;
-        while (lru_variant->vnext != NULL)
-            lru_variant = lru_variant->vnext;
+        lru_variant = vlist_entry(dc_list_last(&rec->vlist));
         detach(c, s, lru_variant);
     }
     dc_refcount_take(&e->refs); /* the store's reference */
@@ -590,12 +581,13 @@ size_t dc_cache_purge(dc_cache_t *c, dc_purge_kind_t kind, const char *arg, size
             shard_t *s = &c->shards[i];
             dc_cache_entry_t *doomed = NULL;
             pthread_mutex_lock(&s->lock);
-            dc_cache_entry_t *e = s->lru.lru_next;
-            while (e != &s->lru) {
-                dc_cache_entry_t *next = e->lru_next;
+            dc_list_node_t *node = dc_list_first(&s->lru);
+            while (node != NULL) {
+                dc_cache_entry_t *e = lru_entry(node);
+                dc_list_node_t *next = dc_list_next(&s->lru, node);
                 if (purge_covers(e, kind, arg, len, at_ms)) {
-                    while (next != &s->lru && next->vrec == e) /* going with e */
-                        next = next->lru_next;
+                    while (next != NULL && lru_entry(next)->vrec == e) /* going with e */
+                        next = dc_list_next(&s->lru, next);
                     dc_cache_entry_t *tail = detach_all(c, s, e);
                     while (tail->hnext != NULL) /* the chain goes in front of the release list */
                         tail = tail->hnext, n++;
@@ -603,7 +595,7 @@ size_t dc_cache_purge(dc_cache_t *c, dc_purge_kind_t kind, const char *arg, size
                     doomed = e;
                     n++;
                 }
-                e = next;
+                node = next;
             }
             pthread_mutex_unlock(&s->lock);
             release_chain(doomed); /* outside the lock */

@@ -23,6 +23,7 @@
 #include "cache/body.h"
 #include "cache/policy.h"
 #include "cache/purgelog.h"
+#include "core/list.h"
 
 #define DC_CACHE_ENTRY_MAGIC 0x43454e54u /* "CENT" */
 
@@ -97,11 +98,14 @@ typedef struct dc_cache_entry {
     size_t charge;
     unsigned shard;
     bool in_store;
-    struct dc_cache_entry *hnext, *lru_prev, *lru_next;
+    struct dc_cache_entry *hnext; /* the bucket's chain: singly linked (see store.c) */
+    dc_list_node_t lru_link;      /* in the shard's LRU list */
     /* a record's variants (same shard), most recently used first; vrec is a variant's record */
-    struct dc_cache_entry *vrec, *vprev, *vnext, *vhead;
-    unsigned nvariants;
-    char *arena; /* key, header strings, tags */
+    struct dc_cache_entry *vrec;
+    dc_list_node_t vlink; /* a variant: in its record's vlist */
+    dc_list_t vlist;      /* a record: its variants (an empty list on every other entry) */
+    unsigned nvariants;   /* a record: how many vlist holds */
+    char *arena;          /* key, header strings, tags */
 } dc_cache_entry_t;
 
 typedef struct dc_cache_stats {

@@ -152,11 +152,8 @@ static char *key_for(const char *method, const dc_config_route_t *route, const d
 
 typedef struct chunk {
     dc_waiter_t waiter;
-    dc_worker_t *worker;
-    dc_snapshot_t *snap;
-    const dc_config_route_t *route;
-    const dc_config_cache_rule_t *rule;
-    pending_id_t *ids; /* owned */
+    dc_route_ctx_t ctx; /* worker, snap (an owned reference), route, rule */
+    pending_id_t *ids;  /* owned */
     size_t n;
 } chunk_t;
 
@@ -230,19 +227,19 @@ static int on_member(void *data, const dc_json_member_t *m)
 /* The upstream's answer for the chunk: one stored entry per id. */
 static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
 {
-    dc_worker_t *w = c->worker;
+    dc_worker_t *w = c->ctx.worker;
     const dc_body_t *b = &all->body->body;
     char *flat = dc_body_flatten(b);
     split_t s = {c->ids, c->n, dc_calloc(c->n, sizeof(char *)), dc_calloc(c->n, sizeof(size_t))};
     if (dc_json_object_members(flat, b->len, on_member, &s) != 0) {
-        dc_log_warn("batch: upstream %s answered %s with something other than a JSON object", c->route->upstream->name,
-                    c->route->batch.path);
+        dc_log_warn("batch: upstream %s answered %s with something other than a JSON object",
+                    c->ctx.route->upstream->name, c->ctx.route->batch.path);
         for (size_t i = 0; i < c->n; i++)
             finish_id_error(w, &c->ids[i], 502, "upstream answer is not a JSON object", all->status);
     } else {
         bool tag_ids = false;
-        for (size_t i = 0; i < c->route->cdn.ntag_params; i++)
-            tag_ids = tag_ids || strcmp(c->route->cdn.tag_params[i], c->route->batch.param) == 0;
+        for (size_t i = 0; i < c->ctx.route->cdn.ntag_params; i++)
+            tag_ids = tag_ids || strcmp(c->ctx.route->cdn.tag_params[i], c->ctx.route->batch.param) == 0;
         uint64_t now = dc_now_wall_ms();
         for (size_t i = 0; i < c->n; i++) {
             pending_id_t *p = &c->ids[i];
@@ -290,23 +287,23 @@ static void on_chunk_result(dc_waiter_t *wt, dc_flight_result_t *res)
              * stale copy, else gets the upstream's status */
             int st = res->stale ? 502 : res->entry->status;
             for (size_t i = 0; i < c->n; i++)
-                finish_id_error(c->worker, &c->ids[i], st >= 400 ? st : 502, "upstream answered an error",
+                finish_id_error(c->ctx.worker, &c->ids[i], st >= 400 ? st : 502, "upstream answered an error",
                                 res->fwd_status ? res->fwd_status : res->entry->status);
         }
         dc_cache_entry_release(res->entry);
         break;
     case DC_FLIGHT_ERROR:
         for (size_t i = 0; i < c->n; i++)
-            finish_id_error(c->worker, &c->ids[i], res->status, res->message, res->fwd_status);
+            finish_id_error(c->ctx.worker, &c->ids[i], res->status, res->message, res->fwd_status);
         break;
     case DC_FLIGHT_PASS:
         for (size_t i = 0; i < c->n; i++)
-            finish_id_error(c->worker, &c->ids[i], 502, "upstream answer not cacheable", res->fwd_status);
+            finish_id_error(c->ctx.worker, &c->ids[i], 502, "upstream answer not cacheable", res->fwd_status);
         break;
     case DC_FLIGHT_STREAM:
         dc_flight_result_release(res);
         for (size_t i = 0; i < c->n; i++)
-            finish_id_error(c->worker, &c->ids[i], 502, "upstream answer too large to split", 0);
+            finish_id_error(c->ctx.worker, &c->ids[i], 502, "upstream answer too large to split", 0);
         break;
     }
     for (size_t i = 0; i < c->n; i++)
@@ -321,14 +318,14 @@ static void on_chunk_release(dc_waiter_t *wt)
         pending_dispose(&c->ids[i]);
     }
     free(c->ids);
-    dc_snapshot_release(c->snap);
+    dc_snapshot_release(c->ctx.snap);
     free(c);
 }
 
 static void chunk_start(chunk_t *c)
 {
-    dc_worker_t *w = c->worker;
-    const dc_config_batch_t *bc = &c->route->batch;
+    dc_worker_t *w = c->ctx.worker;
+    const dc_config_batch_t *bc = &c->ctx.route->batch;
     char **ids = dc_malloc(c->n * sizeof(char *));
     size_t *lens = dc_malloc(c->n * sizeof(size_t));
     for (size_t i = 0; i < c->n; i++) {
@@ -341,8 +338,8 @@ static void chunk_start(chunk_t *c)
     free(ids);
     free(lens);
     size_t key_len;
-    char *key = key_for("BATCH", c->route, c->rule, pq, pql, &key_len);
-    char *url = dc_asprintf("%s%s", c->route->upstream->url, pq);
+    char *key = key_for("BATCH", c->ctx.route, c->ctx.rule, pq, pql, &key_len);
+    char *url = dc_asprintf("%s%s", c->ctx.route->upstream->url, pq);
     free(pq);
     c->waiter.on_result = on_chunk_result;
     c->waiter.on_release = on_chunk_release;
@@ -358,7 +355,8 @@ static void chunk_start(chunk_t *c)
         free(url);
         return;
     }
-    dc_fill_fetch_as_waiter(w, c->snap, c->route, c->rule, key, key_len, hash, NULL, url, &c->waiter);
+    dc_fill_target_t t = {key, key_len, hash, url, NULL};
+    dc_fill_fetch_as_waiter(&c->ctx, &t, NULL, &c->waiter);
     free(key);
     free(url);
 }
@@ -366,16 +364,13 @@ static void chunk_start(chunk_t *c)
 typedef struct window {
     uv_timer_t timer;
     dc_batcher_t *b;
-    dc_worker_t *worker;
-    dc_snapshot_t *snap;
-    const dc_config_route_t *route;
-    const dc_config_cache_rule_t *rule;
+    dc_route_ctx_t ctx; /* worker, snap (an owned reference), route, rule */
 } window_t;
 
 static void on_window_closed(uv_handle_t *h)
 {
     window_t *win = (window_t *)h;
-    dc_snapshot_release(win->snap);
+    dc_snapshot_release(win->ctx.snap);
     free(win);
 }
 
@@ -390,13 +385,11 @@ static void on_window(uv_timer_t *t)
     b->n = b->cap = 0;
     b->window_open = false;
     pthread_mutex_unlock(&b->lock);
-    size_t max = win->route->batch.max;
+    size_t max = win->ctx.route->batch.max;
     for (size_t off = 0; off < n; off += max) {
         chunk_t *c = dc_calloc(1, sizeof(*c));
-        c->worker = win->worker;
-        c->snap = dc_snapshot_ref(win->snap);
-        c->route = win->route;
-        c->rule = win->rule;
+        c->ctx = win->ctx;
+        c->ctx.snap = dc_snapshot_ref(win->ctx.snap);
         c->n = n - off < max ? n - off : max;
         c->ids = dc_malloc(c->n * sizeof(pending_id_t));
         memcpy(c->ids, ids + off, c->n * sizeof(pending_id_t));
@@ -422,12 +415,10 @@ static void batcher_add(dc_batcher_t *b, dc_request_t *r, pending_id_t *p)
         return;
     window_t *win = dc_calloc(1, sizeof(*win));
     win->b = b;
-    win->worker = r->worker;
-    win->snap = dc_snapshot_ref(r->snap);
-    win->route = r->route;
-    win->rule = r->rule;
-    uv_timer_init(&r->worker->loop, &win->timer);
-    uv_timer_start(&win->timer, on_window, r->route->batch.window_ms, 0);
+    win->ctx = r->ctx;
+    win->ctx.snap = dc_snapshot_ref(r->ctx.snap);
+    uv_timer_init(&r->ctx.worker->loop, &win->timer);
+    uv_timer_start(&win->timer, on_window, r->ctx.route->batch.window_ms, 0);
 }
 
 /* ---- one client request ---- */
@@ -456,7 +447,7 @@ static void respond(batch_req_t *br)
     dc_request_t *r = br->r;
     if (r->req == NULL)
         return;
-    dc_worker_metrics_t *m = &r->worker->metrics;
+    dc_worker_metrics_t *m = &r->ctx.worker->metrics;
     for (size_t i = 0; i < br->n; i++) {
         want_t *wt = &br->wants[i];
         if (wt->entry == NULL) {
@@ -497,10 +488,10 @@ static void respond(batch_req_t *br)
     free(body);
     e->stored_at_ms = stored;
     if (br->hit) {
-        dc_counter_add(&m->cache_hits[r->route_metric], 1);
+        dc_counter_add(&m->cache_hits[r->ctx.route_metric], 1);
         dc_serve_entry(r, e, "HIT", "dexcache; hit; detail=batch");
     } else {
-        dc_counter_add(&m->cache_misses[r->route_metric], 1);
+        dc_counter_add(&m->cache_misses[r->ctx.route_metric], 1);
         dc_serve_entry(r, e, stale ? "STALE" : "MISS",
                        stale ? "dexcache; fwd=stale; detail=batch" : "dexcache; fwd=miss; stored; detail=batch");
     }
@@ -592,13 +583,13 @@ static size_t read_id_list(h2o_req_t *req, const dc_config_batch_t *bc, char ***
 static void want_start(dc_batcher_t *b, batch_req_t *br, want_t *wt, char *id, size_t id_len, uint64_t now)
 {
     dc_request_t *r = br->r;
-    dc_worker_t *w = r->worker;
-    const dc_config_batch_t *bc = &r->route->batch;
+    dc_worker_t *w = r->ctx.worker;
+    const dc_config_batch_t *bc = &r->ctx.route->batch;
     wt->br = br;
     size_t pql;
     char *pq = path_query(bc->path, bc->param, &id, &id_len, 1, &pql);
     size_t key_len;
-    char *key = key_for("GET", r->route, r->rule, pq, pql, &key_len);
+    char *key = key_for("GET", r->ctx.route, r->ctx.rule, pq, pql, &key_len);
     free(pq);
     if (key == NULL) {
         wt->status = 414;
@@ -639,15 +630,15 @@ bool dc_batch_try(dc_request_t *r)
 {
     if (batch_slot == NO_SLOT)
         return false;
-    dc_batcher_t *b = dc_snapshot_route_slot(r->snap, r->route, batch_slot);
+    dc_batcher_t *b = dc_snapshot_route_slot(r->ctx.snap, r->ctx.route, batch_slot);
     if (b == NULL)
         return false;
     char **ids;
     size_t *lens;
-    size_t n = read_id_list(r->req, &r->route->batch, &ids, &lens);
+    size_t n = read_id_list(r->req, &r->ctx.route->batch, &ids, &lens);
     /* in a fleet a lone id takes the normal path: its key is the same, and that path reads L2 and
      * collapses across instances (the batcher works per instance, on L1) */
-    if (n == 0 || (n == 1 && r->worker->fleet != NULL))
+    if (n == 0 || (n == 1 && r->ctx.worker->fleet != NULL))
         return false;
 
     batch_req_t *br = dc_calloc(1, sizeof(*br));

@@ -55,7 +55,7 @@ static int check_raw_h1_head(h2o_req_t *req, const dc_reqcheck_limits_t *limits,
 
 int dc__http_run_checks(dc_request_t *r, h2o_req_t *req, const char **why)
 {
-    const dc_config_t *cfg = r->snap->cfg;
+    const dc_config_t *cfg = r->ctx.snap->cfg;
     dc_reqcheck_limits_t limits = {cfg->server.max_uri, cfg->server.max_header_bytes, cfg->server.max_headers};
     int status;
     if ((status = dc_reqcheck_method(req->input.method.base, req->input.method.len, why)) != 0)

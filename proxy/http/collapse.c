@@ -57,7 +57,7 @@ static dc_cache_entry_t *adopt_l2(dc_worker_t *w, const char *key, size_t key_le
 
 static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size_t len)
 {
-    return adopt_l2(r->worker, r->key, r->key_len, r->route_metric, value, len);
+    return adopt_l2(r->ctx.worker, r->key, r->key_len, r->ctx.route_metric, value, len);
 }
 
 /*
@@ -103,7 +103,7 @@ typedef struct fleet_wait {
 
 static void fleet_wait_done(fleet_wait_t *fw)
 {
-    dc_fleet_unwatch(fw->r->worker->fleet, &fw->watch);
+    dc_fleet_unwatch(fw->r->ctx.worker->fleet, &fw->watch);
     free_headers(fw->headers);
     free(fw->url);
     dc_request_unref(fw->r);
@@ -113,8 +113,8 @@ static void fleet_wait_done(fleet_wait_t *fw)
 static void fleet_wait_fetch(fleet_wait_t *fw, bool lock)
 {
     dc_request_t *r = fw->r;
-    dc_fill_start(r->req != NULL ? r : NULL, r->worker, r->snap, r->route, r->rule, r->key, r->key_len, r->hash,
-                  fw->flight, r->stale, fw->url, (const char *const *)fw->headers, lock);
+    dc_fill_target_t t = {r->key, r->key_len, r->hash, fw->url, (const char *const *)fw->headers};
+    dc_fill_start(r->req != NULL ? r : NULL, &r->ctx, &t, fw->flight, r->stale, lock);
     fleet_wait_done(fw);
 }
 
@@ -132,7 +132,7 @@ static void fleet_wait_next(fleet_wait_t *fw)
 static void on_fleet_notice(dc_fleet_watch_t *w)
 {
     fleet_wait_t *fw = (fleet_wait_t *)((char *)w - offsetof(fleet_wait_t, watch));
-    dc_fleet_watch(fw->r->worker->fleet, &fw->watch); /* keep listening until done */
+    dc_fleet_watch(fw->r->ctx.worker->fleet, &fw->watch); /* keep listening until done */
     if (fw->busy) {
         fw->look_again = true;
         return;
@@ -146,10 +146,10 @@ static void fleet_wait_serve(fleet_wait_t *fw, dc_cache_entry_t *e)
 {
     dc_request_t *r = fw->r;
     dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
-    dc_inflight_finish(r->worker->inflight, fw->flight, &res); /* local waiters */
+    dc_inflight_finish(r->ctx.worker->inflight, fw->flight, &res); /* local waiters */
     if (r->req != NULL) {
-        dc_counter_add(&r->worker->metrics.cache_collapsed[r->route_metric], 1);
-        dc_counter_add(&r->worker->metrics.cache_hits[r->route_metric], 1);
+        dc_counter_add(&r->ctx.worker->metrics.cache_collapsed[r->ctx.route_metric], 1);
+        dc_counter_add(&r->ctx.worker->metrics.cache_hits[r->ctx.route_metric], 1);
         dc_serve_entry(r, e, "HIT", "dexcache; hit; collapsed; detail=fleet");
     }
     dc_cache_entry_release(e);
@@ -185,7 +185,7 @@ static void on_fleet_lock(void *data, int err, bool got, const char *l2, size_t 
     if (e != NULL) {
         /* stored by another instance since our L2 miss: no fetch (the lock, if we got it, goes back) */
         if (got)
-            dc_fleet_unlock(r->worker->fleet, r->key, r->key_len);
+            dc_fleet_unlock(r->ctx.worker->fleet, r->key, r->key_len);
         fleet_wait_serve(fw, e);
         return;
     }
@@ -211,7 +211,7 @@ static void on_fleet_peek(void *data, int err, const char *value, size_t len, bo
     }
     if (!locked) {
         /* the other leader is gone without a shareable answer: take over */
-        if (dc_fleet_lock(r->worker->fleet, r->key, r->key_len, DC_FLEET_LOCK_LEASE_MS, on_fleet_lock, fw) != 0)
+        if (dc_fleet_lock(r->ctx.worker->fleet, r->key, r->key_len, DC_FLEET_LOCK_LEASE_MS, on_fleet_lock, fw) != 0)
             fleet_wait_fetch(fw, false);
         return;
     }
@@ -228,26 +228,26 @@ static void fleet_poll(uv_timer_t *t)
     fleet_wait_t *fw = (fleet_wait_t *)t;
     dc_request_t *r = fw->r;
     fw->busy = true;
-    if (r->worker->fleet == NULL || !dc_fleet_up(r->worker->fleet) ||
-        dc_fleet_peek(r->worker->fleet, r->key, r->key_len, on_fleet_peek, fw) != 0)
+    if (r->ctx.worker->fleet == NULL || !dc_fleet_up(r->ctx.worker->fleet) ||
+        dc_fleet_peek(r->ctx.worker->fleet, r->key, r->key_len, on_fleet_peek, fw) != 0)
         fleet_wait_fetch(fw, false);
 }
 
 void dc__http_lead_fill(dc_request_t *r, dc_flight_t *flight)
 {
-    dc_counter_add(&r->worker->metrics.cache_misses[r->route_metric], 1);
+    dc_counter_add(&r->ctx.worker->metrics.cache_misses[r->ctx.route_metric], 1);
     const char *url = dc_request_cache_url(r);
     const char **headers = dc_request_upstream_headers(r, true);
-    dc_fleet_t *fleet = r->worker->fleet;
+    dc_fleet_t *fleet = r->ctx.worker->fleet;
     if (fleet == NULL || !dc_fleet_up(fleet)) {
-        dc_fill_start(r, r->worker, r->snap, r->route, r->rule, r->key, r->key_len, r->hash, flight, r->stale, url,
-                      headers, false);
+        dc_fill_target_t t = {r->key, r->key_len, r->hash, url, headers};
+        dc_fill_start(r, &r->ctx, &t, flight, r->stale, false);
         return;
     }
-    const dc_config_upstream_t *up = r->route->upstream;
+    const dc_config_upstream_t *up = r->ctx.route->upstream;
     dc_request_own_key(r); /* the wait may outlive the client (lifetime rule, request.h) */
     fleet_wait_t *fw = dc_calloc(1, sizeof(*fw));
-    uv_timer_init(&r->worker->loop, &fw->timer);
+    uv_timer_init(&r->ctx.worker->loop, &fw->timer);
     dc_request_ref(r);
     fw->r = r;
     fw->flight = flight;
@@ -274,14 +274,10 @@ void dc__http_lead_fill(dc_request_t *r, dc_flight_t *flight)
  * served by a fetch of our own rather than stranded).
  */
 typedef struct refresh_lock {
-    dc_worker_t *worker;
-    dc_snapshot_t *snap; /* owned reference */
-    const dc_config_route_t *route;
-    const dc_config_cache_rule_t *rule;
-    char *key; /* heap */
+    dc_route_ctx_t ctx; /* the request's, with an owned snapshot reference */
+    char *key;          /* heap */
     size_t key_len;
     uint64_t hash;
-    unsigned route_metric;
     dc_flight_t *flight;
     dc_cache_entry_t *stale; /* owned reference */
     char *url;
@@ -291,25 +287,25 @@ typedef struct refresh_lock {
 static void on_refresh_lock(void *data, int err, bool got, const char *l2, size_t l2_len)
 {
     refresh_lock_t *rl = data;
-    dc_worker_t *w = rl->worker;
+    dc_worker_t *w = rl->ctx.worker;
     dc_cache_entry_t *e =
-        err == 0 && l2 != NULL ? adopt_l2(w, rl->key, rl->key_len, rl->route_metric, l2, l2_len) : NULL;
+        err == 0 && l2 != NULL ? adopt_l2(w, rl->key, rl->key_len, rl->ctx.route_metric, l2, l2_len) : NULL;
     if (e != NULL && dc_cache_entry_freshness(e, false, dc_now_wall_ms()) == DC_FRESH) {
         if (got)
             dc_fleet_unlock(w->fleet, rl->key, rl->key_len);
         dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
         dc_inflight_finish(w->inflight, rl->flight, &res);
     } else if (err != 0 || got || dc_inflight_waiters(w->inflight, rl->flight) > 0) {
-        dc_counter_add(&w->metrics.cache_refreshes[rl->route_metric], 1);
-        dc_fill_start(NULL, w, rl->snap, rl->route, rl->rule, rl->key, rl->key_len, rl->hash, rl->flight, rl->stale,
-                      rl->url, (const char *const *)rl->headers, got);
+        dc_counter_add(&w->metrics.cache_refreshes[rl->ctx.route_metric], 1);
+        dc_fill_target_t t = {rl->key, rl->key_len, rl->hash, rl->url, (const char *const *)rl->headers};
+        dc_fill_start(NULL, &rl->ctx, &t, rl->flight, rl->stale, got);
     } else {
         dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS}; /* nobody waits: another instance refreshes */
         dc_inflight_finish(w->inflight, rl->flight, &res);
     }
     dc_cache_entry_release(e);
     dc_cache_entry_release(rl->stale);
-    dc_snapshot_release(rl->snap);
+    dc_snapshot_release(rl->ctx.snap);
     free_headers(rl->headers);
     free(rl->url);
     free(rl->key);
@@ -319,33 +315,24 @@ static void on_refresh_lock(void *data, int err, bool got, const char *l2, size_
 void dc__http_start_refresh(dc_request_t *r, dc_cache_entry_t *stale)
 {
     dc_flight_t *flight = NULL;
-    if (dc_inflight_join(r->worker->inflight, r->key, r->key_len, r->hash, NULL, &flight) != DC_INFLIGHT_LEADER)
+    if (dc_inflight_join(r->ctx.worker->inflight, r->key, r->key_len, r->hash, NULL, &flight) != DC_INFLIGHT_LEADER)
         return;
     const char *url = dc_request_cache_url(r);
     const char **headers = dc_request_upstream_headers(r, true);
-    dc_fleet_t *fleet = r->worker->fleet;
+    dc_fleet_t *fleet = r->ctx.worker->fleet;
     if (fleet != NULL && dc_fleet_up(fleet)) {
         refresh_lock_t *rl = dc_calloc(1, sizeof(*rl));
-        *rl = (refresh_lock_t){r->worker,
-                               dc_snapshot_ref(r->snap),
-                               r->route,
-                               r->rule,
-                               dc_strndup(r->key, r->key_len),
-                               r->key_len,
-                               r->hash,
-                               r->route_metric,
-                               flight,
-                               dc_cache_entry_ref(stale),
-                               dc_strdup(url),
-                               copy_headers(headers)};
+        *rl = (refresh_lock_t){r->ctx, dc_strndup(r->key, r->key_len), r->key_len,     r->hash,
+                               flight, dc_cache_entry_ref(stale),      dc_strdup(url), copy_headers(headers)};
+        rl->ctx.snap = dc_snapshot_ref(r->ctx.snap); /* the copy of r->ctx holds its own reference */
         if (dc_fleet_lock(fleet, rl->key, rl->key_len, DC_FLEET_LOCK_LEASE_MS, on_refresh_lock, rl) == 0)
             return;
         on_refresh_lock(rl, DC_EAGAIN, false, NULL, 0); /* Redis is not answering: refresh here */
         return;
     }
-    dc_counter_add(&r->worker->metrics.cache_refreshes[r->route_metric], 1);
-    dc_fill_start(NULL, r->worker, r->snap, r->route, r->rule, r->key, r->key_len, r->hash, flight, stale, url, headers,
-                  false);
+    dc_counter_add(&r->ctx.worker->metrics.cache_refreshes[r->ctx.route_metric], 1);
+    dc_fill_target_t t = {r->key, r->key_len, r->hash, url, headers};
+    dc_fill_start(NULL, &r->ctx, &t, flight, stale, false);
 }
 
 /* ---- one L2 read per key at a time ----
@@ -357,7 +344,7 @@ void dc__http_start_refresh(dc_request_t *r, dc_cache_entry_t *stale)
 static void l2_read_finish(dc_request_t *r)
 {
     dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS}; /* waiters only look again */
-    dc_inflight_finish(r->worker->inflight, r->l2_flight, &res);
+    dc_inflight_finish(r->ctx.worker->inflight, r->l2_flight, &res);
     r->l2_flight = NULL;
 }
 
@@ -398,7 +385,7 @@ static void on_l2_wait_release(dc_waiter_t *w)
 
 void dc__http_ask_l2(dc_request_t *r)
 {
-    dc_worker_t *w = r->worker;
+    dc_worker_t *w = r->ctx.worker;
     size_t klen = r->key_len + 3;
     char *k = h2o_mem_alloc_pool(&r->req->pool, klen);
     memcpy(k, "l2 ", 3);

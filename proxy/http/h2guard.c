@@ -291,7 +291,7 @@ static void close_conn(dc_h2guard_t *g, dc_h2conn_t *e, close_reason_t why)
 void dc_h2guard_attach(dc_request_t *r)
 {
     DC_ASSERT(r->req != NULL && r->req->version >= 0x200 && r->h2 == NULL);
-    dc_h2guard_t *g = dc_h2guard_of(r->worker);
+    dc_h2guard_t *g = dc_h2guard_of(r->ctx.worker);
     h2o_conn_t *conn = r->req->conn;
     dc_h2conn_t *e = g->last;
     if (e == NULL || e->conn != conn || e->id != conn->id)
@@ -299,7 +299,7 @@ void dc_h2guard_attach(dc_request_t *r)
     r->h2 = e;
     dc_list_push_front(&e->reqs, &r->h2_link);
     e->live++;
-    e->last_ms = uv_now(&r->worker->loop);
+    e->last_ms = uv_now(&r->ctx.worker->loop);
     dc_h2guard_budget_request(&e->budget);
 }
 
@@ -308,12 +308,12 @@ void dc_h2guard_detach(dc_request_t *r)
     dc_h2conn_t *e = r->h2;
     h2o_req_t *req = r->req;
     DC_ASSERT(e != NULL && req != NULL && e->live > 0);
-    dc_h2guard_t *g = r->worker->h2guard;
+    dc_h2guard_t *g = r->ctx.worker->h2guard;
     dc_list_remove(&r->h2_link);
     r->h2 = NULL;
     e->live--;
     e->ended++;
-    e->last_ms = uv_now(&r->worker->loop);
+    e->last_ms = uv_now(&r->ctx.worker->loop);
     h2o_http2_conn_t *c = (h2o_http2_conn_t *)req->conn;
     if (e->closing || c->state == H2O_HTTP2_CONN_STATE_IS_CLOSING)
         return; /* the connection is going away: its requests end with it */
@@ -381,7 +381,7 @@ bool dc_h2guard_defer(dc_request_t *r, dc_h2guard_resume_cb resume, const char *
 {
     if (r->h2 == NULL || r->h2_deferred)
         return false;
-    dc_h2guard_t *g = r->worker->h2guard;
+    dc_h2guard_t *g = r->ctx.worker->h2guard;
     dc_h2guard_limits_t lim;
     limits_of(g, &lim);
     r->h2_deferred = true;
@@ -399,7 +399,7 @@ bool dc_h2guard_defer(dc_request_t *r, dc_h2guard_resume_cb resume, const char *
         return true;
     }
     /* FIFO: the delay is the same for every request (a reload may shorten it: those wait a little more) */
-    uint64_t now = uv_now(&r->worker->loop);
+    uint64_t now = uv_now(&r->ctx.worker->loop);
     r->defer_due_ms = now + delay;
     bool was_empty = dc_list_empty(&g->later);
     dc_list_push_back(&g->later, &r->defer_link);

@@ -56,9 +56,9 @@ static void on_req_dispose(h2o_logger_t *self, h2o_req_t *req)
     dc_request_detach_sources(r);
     dc__http_wait_timer_stop(r);
     if (r->waiting)
-        dc_inflight_cancel(r->worker->inflight, &r->waiter); /* on_release drops the wait's reference */
-    dc_worker_metrics_t *m = &r->worker->metrics;
-    dc_counter_add(&m->requests[r->route_metric][dc_metrics_status_class(req->res.status)], 1);
+        dc_inflight_cancel(r->ctx.worker->inflight, &r->waiter); /* on_release drops the wait's reference */
+    dc_worker_metrics_t *m = &r->ctx.worker->metrics;
+    dc_counter_add(&m->requests[r->ctx.route_metric][dc_metrics_status_class(req->res.status)], 1);
     dc_counter_add(&m->bytes_out, req->bytes_sent);
     dc_counter_sub(&m->requests_active, 1);
     dc__http_access_log(r, req);
@@ -89,8 +89,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->refs = 1; /* held by the h2o request until on_req_dispose */
     h2o_req_getenv(req, H2O_STRLIT(REQUEST_VAR), 1)->base = (char *)r;
     r->req = req;
-    r->worker = w;
-    r->snap = dc_snapshot_ref(w->snap);
+    r->ctx.worker = w;
+    r->ctx.snap = dc_snapshot_ref(w->snap);
     r->start_us = dc_now_mono_us();
     r->is_head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     dc_counter_add(&w->metrics.requests_active, 1);
@@ -121,11 +121,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     /* route */
     size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    const dc_config_stream_t *stream = dc_config_stream_match(r->snap->cfg, req->path.base, pathlen);
+    const dc_config_stream_t *stream = dc_config_stream_match(r->ctx.snap->cfg, req->path.base, pathlen);
     if (stream != NULL) {
-        r->route = stream->route;
-        r->route_metric = dc_snapshot_route_rt(r->snap, r->route)->metrics_id;
-        r->up_rt = dc_snapshot_upstream_rt(r->snap, r->route->upstream);
+        r->ctx.route = stream->route;
+        r->ctx.route_metric = dc_snapshot_route_rt(r->ctx.snap, r->ctx.route)->metrics_id;
+        r->ctx.up_rt = dc_snapshot_upstream_rt(r->ctx.snap, r->ctx.route->upstream);
         if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
             dc_request_respond_error(r, 405, "event streams answer GET only");
@@ -133,26 +133,26 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         /* each subscription costs one token of the route's per-client limit (reconnect storms) */
         r->stream = stream;
-        if (r->route->limit.enabled && !dc__http_start_limit(r))
+        if (r->ctx.route->limit.enabled && !dc__http_start_limit(r))
             return 0;
         dc__http_continue(r);
         return 0;
     }
-    r->route = dc_config_route_match(r->snap->cfg, req->path.base, pathlen);
-    if (r->route == NULL) {
+    r->ctx.route = dc_config_route_match(r->ctx.snap->cfg, req->path.base, pathlen);
+    if (r->ctx.route == NULL) {
         dc_request_respond_error(r, 404, "no route for this path");
         return 0;
     }
-    r->route_metric = dc_snapshot_route_rt(r->snap, r->route)->metrics_id;
-    r->up_rt = dc_snapshot_upstream_rt(r->snap, r->route->upstream);
-    if (req->entity.base != NULL && req->entity.len > r->route->max_body) {
+    r->ctx.route_metric = dc_snapshot_route_rt(r->ctx.snap, r->ctx.route)->metrics_id;
+    r->ctx.up_rt = dc_snapshot_upstream_rt(r->ctx.snap, r->ctx.route->upstream);
+    if (req->entity.base != NULL && req->entity.len > r->ctx.route->max_body) {
         req->http1_is_persistent = 0;
         dc_request_respond_error(r, 413, "request body too large");
         return 0;
     }
 
     /* client limit (before anything costs a cache lookup or an upstream request) */
-    if (r->route->limit.enabled && !dc__http_start_limit(r))
+    if (r->ctx.route->limit.enabled && !dc__http_start_limit(r))
         return 0;
     dc__http_continue(r);
     return 0;
@@ -166,19 +166,20 @@ void dc__http_continue(dc_request_t *r)
         dc_http_stream_subscribe(r, r->stream);
         return;
     }
-    dc_worker_t *w = r->worker;
+    dc_worker_t *w = r->ctx.worker;
     size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    size_t plen = strcmp(r->route->prefix, "/") == 0 ? 0 : strlen(r->route->prefix);
+    size_t plen = strcmp(r->ctx.route->prefix, "/") == 0 ? 0 : strlen(r->ctx.route->prefix);
     bool get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) || r->is_head;
-    r->rule = get ? dc_config_cache_rule_match(r->route, req->path.base + plen, pathlen - plen) : NULL;
-    if (r->rule != NULL && !r->rule->is_public && h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) >= 0)
-        r->rule = NULL; /* a personal answer: never shared */
-    if (r->rule == NULL) {
-        dc_counter_add(&w->metrics.cache_bypass[r->route_metric], 1);
+    r->ctx.rule = get ? dc_config_cache_rule_match(r->ctx.route, req->path.base + plen, pathlen - plen) : NULL;
+    if (r->ctx.rule != NULL && !r->ctx.rule->is_public &&
+        h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) >= 0)
+        r->ctx.rule = NULL; /* a personal answer: never shared */
+    if (r->ctx.rule == NULL) {
+        dc_counter_add(&w->metrics.cache_bypass[r->ctx.route_metric], 1);
         dc_passthrough_start(r, "BYPASS", "dexcache; fwd=bypass");
         return;
     }
-    const dc_config_batch_t *bc = &r->route->batch;
+    const dc_config_batch_t *bc = &r->ctx.route->batch;
     if (bc->enabled && !r->is_head && pathlen - plen == strlen(bc->path) &&
         memcmp(req->path.base + plen, bc->path, pathlen - plen) == 0 && dc_batch_try(r))
         return;

@@ -91,7 +91,7 @@ long dc_invalidate_resolve(const char *v, size_t len, const char *host, size_t h
 /* Purge one (kind, arg) here and, in a fleet, everywhere. */
 static void purge(dc_request_t *r, dc_purge_kind_t kind, const char *arg, size_t len, uint64_t at)
 {
-    size_t n = dc_cache_purge(r->worker->cache, kind, arg, len, at);
+    size_t n = dc_cache_purge(r->ctx.worker->cache, kind, arg, len, at);
     char *body = dc_malloc(len + 1);
     body[0] = (char)kind;
     memcpy(body + 1, arg, len);
@@ -104,10 +104,10 @@ static void purge(dc_request_t *r, dc_purge_kind_t kind, const char *arg, size_t
 /* The GET key(s) of path-and-query `pq` (an absolute path) when it is on r's route. */
 static void invalidate_uri(dc_request_t *r, const char *pq, size_t pqlen, uint64_t at)
 {
-    const dc_config_route_t *route = r->route;
+    const dc_config_route_t *route = r->ctx.route;
     const char *q = memchr(pq, '?', pqlen);
     size_t pathlen = q != NULL ? (size_t)(q - pq) : pqlen;
-    if (dc_config_route_match(r->snap->cfg, pq, pathlen) != route)
+    if (dc_config_route_match(r->ctx.snap->cfg, pq, pathlen) != route)
         return; /* another route: not ours to touch (RFC 9111 §4.4: same origin; here, same route) */
     size_t plen = strcmp(route->prefix, "/") == 0 ? 0 : strlen(route->prefix);
     const dc_config_cache_rule_t *rule = dc_config_cache_rule_match(route, pq + plen, pathlen - plen);
@@ -134,7 +134,7 @@ static void invalidate_uri(dc_request_t *r, const char *pq, size_t pqlen, uint64
 static void invalidate_ref(dc_request_t *r, const char *v, size_t vlen, char *buf, char *upath, uint64_t at)
 {
     h2o_req_t *req = r->req;
-    const dc_config_route_t *route = r->route;
+    const dc_config_route_t *route = r->ctx.route;
     const char *url = route->upstream->url;
     const char *auth = strstr(url, "://");
     auth = auth != NULL ? auth + 3 : url;

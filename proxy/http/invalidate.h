@@ -29,7 +29,7 @@ bool dc_invalidate_applies(const char *method, size_t mlen, int status);
 long dc_invalidate_resolve(const char *v, size_t len, const char *host, size_t host_len, const char *base,
                            size_t base_len, char *out, size_t cap);
 
-/* The answer to r (an unsafe method on r->route) has arrived with this status and headers:
+/* The answer to r (an unsafe method on r->ctx.route) has arrived with this status and headers:
  * invalidate what it changed. No-op when dc_invalidate_applies() says no. */
 void dc_http_invalidate(dc_request_t *r, int status, const dc_fetch_header_t *hs, size_t n);
 

@@ -65,7 +65,7 @@ static bool finish_limit(dc_request_t *r, const dc_gcra_params_t *p, const dc_gc
     if (res->allowed)
         return true;
     add_number_header(req, H2O_STRLIT("retry-after"), ceil_s(res->retry_after_us));
-    dc_counter_add(&r->worker->metrics.limited[r->route_metric], 1);
+    dc_counter_add(&r->ctx.worker->metrics.limited[r->ctx.route_metric], 1);
     dc_request_respond_error(r, 429, "rate limit exceeded");
     return false;
 }
@@ -76,12 +76,12 @@ static void limit_locally(dc_request_t *r, const char *key, size_t len, const dc
                           dc_gcra_result_t *res)
 {
     dc_gcra_params_t share;
-    if (r->worker->fleet != NULL) {
+    if (r->ctx.worker->fleet != NULL) {
         dc_fleet_local_share(p, &share);
         dc_fleet_count_fallback();
         p = &share;
     }
-    dc_limiter_check(r->worker->limiter, key, len, p, dc_now_mono_us(), res);
+    dc_limiter_check(r->ctx.worker->limiter, key, len, p, dc_now_mono_us(), res);
 }
 
 typedef struct limit_wait {
@@ -100,16 +100,16 @@ static void on_limit_reply(void *data, int err, const dc_gcra_result_t *res, uns
         free(lw);
         return;
     }
-    const dc_gcra_params_t *p = &dc_snapshot_route_rt(r->snap, r->route)->limit;
+    const dc_gcra_params_t *p = &dc_snapshot_route_rt(r->ctx.snap, r->ctx.route)->limit;
     if (err != 0) {
         limit_locally(r, lw->key, lw->len, p, &local);
         res = &local;
     } else if (!res->allowed) {
         /* refuse this client locally until its retry time: no Redis round trip per refusal */
-        dc_limiter_deny(r->worker->limiter, lw->key, lw->len, dc_now_mono_us() + res->retry_after_us);
+        dc_limiter_deny(r->ctx.worker->limiter, lw->key, lw->len, dc_now_mono_us() + res->retry_after_us);
     } else if (granted > 1) {
         /* a lease: the next granted-1 requests of this client are decided here, for up to a second */
-        dc_limiter_lease_put(r->worker->limiter, lw->key, lw->len, granted - 1, dc_now_mono_us() + 1000000,
+        dc_limiter_lease_put(r->ctx.worker->limiter, lw->key, lw->len, granted - 1, dc_now_mono_us() + 1000000,
                              res->remaining);
     }
     if (finish_limit(r, p, res))
@@ -128,8 +128,8 @@ static void on_limit_reply(void *data, int err, const dc_gcra_result_t *res, uns
 bool dc__http_start_limit(dc_request_t *r)
 {
     h2o_req_t *req = r->req;
-    const dc_config_route_t *route = r->route;
-    const dc_gcra_params_t *p = &dc_snapshot_route_rt(r->snap, route)->limit;
+    const dc_config_route_t *route = r->ctx.route;
+    const dc_gcra_params_t *p = &dc_snapshot_route_rt(r->ctx.snap, route)->limit;
     char client[96];
     size_t clen = 0;
     if (route->limit.by == DC_LIMIT_BY_HEADER) {
@@ -145,8 +145,8 @@ bool dc__http_start_limit(dc_request_t *r)
         clen = dc_client_id(dc_request_client_ip(r), x >= 0 ? req->headers.entries[x].value.base : NULL,
                             x >= 0 ? req->headers.entries[x].value.len : 0,
                             c >= 0 ? req->headers.entries[c].value.base : NULL,
-                            c >= 0 ? req->headers.entries[c].value.len : 0, r->snap->trusted, r->snap->ntrusted, client,
-                            sizeof(client));
+                            c >= 0 ? req->headers.entries[c].value.len : 0, r->ctx.snap->trusted, r->ctx.snap->ntrusted,
+                            client, sizeof(client));
     }
     size_t plen = strlen(route->prefix);
     size_t klen = plen + 1 + clen;
@@ -156,15 +156,15 @@ bool dc__http_start_limit(dc_request_t *r)
     memcpy(key + plen + 1, client, clen);
 
     dc_gcra_result_t res;
-    dc_fleet_t *fleet = r->worker->fleet;
+    dc_fleet_t *fleet = r->ctx.worker->fleet;
     if (fleet != NULL && dc_fleet_up(fleet)) {
         uint64_t retry, hint;
         uint64_t now_us = dc_now_mono_us();
-        if (dc_limiter_denied(r->worker->limiter, key, klen, now_us, &retry)) {
+        if (dc_limiter_denied(r->ctx.worker->limiter, key, klen, now_us, &retry)) {
             res = (dc_gcra_result_t){.allowed = false, .retry_after_us = retry, .reset_us = retry};
             return finish_limit(r, p, &res);
         }
-        if (dc_limiter_lease_take(r->worker->limiter, key, klen, now_us, &hint)) {
+        if (dc_limiter_lease_take(r->ctx.worker->limiter, key, klen, now_us, &hint)) {
             uint64_t used = p->burst > hint ? p->burst - hint : 0;
             res = (dc_gcra_result_t){.allowed = true, .remaining = hint, .reset_us = used * p->emission_us};
             return finish_limit(r, p, &res);

@@ -71,7 +71,7 @@ static void read_client_cc(dc_request_t *r)
     r->client_only_if_cached = r->client_cc.only_if_cached;
     if (!dc_reqcc_has_freshness(&r->client_cc, pragma))
         return;
-    if (r->rule->client_no_cache == DC_CLIENT_NO_CACHE_REVALIDATE)
+    if (r->ctx.rule->client_no_cache == DC_CLIENT_NO_CACHE_REVALIDATE)
         r->client_revalidate = r->client_cc.no_cache || pragma || r->client_cc.max_age == 0;
     else
         r->client_cc_ignored = true;
@@ -81,7 +81,7 @@ static void read_client_cc(dc_request_t *r)
  * may set r->client_revalidate; returns true when e is stale and max-stale accepts it. */
 static bool judge_client_cc(dc_request_t *r, const dc_cache_entry_t *e, uint64_t now)
 {
-    if (!r->client_cc_set || r->rule->client_no_cache != DC_CLIENT_NO_CACHE_REVALIDATE)
+    if (!r->client_cc_set || r->ctx.rule->client_no_cache != DC_CLIENT_NO_CACHE_REVALIDATE)
         return false;
     uint64_t age_ms = (now > e->stored_at_ms ? now - e->stored_at_ms : 0) + e->origin_age_s * 1000u;
     int64_t left_ms = (int64_t)e->fresh_until_ms - (int64_t)now;
@@ -94,11 +94,12 @@ static bool judge_client_cc(dc_request_t *r, const dc_cache_entry_t *e, uint64_t
 static bool build_key(dc_request_t *r)
 {
     h2o_req_t *req = r->req;
-    const dc_config_route_t *route = r->route;
+    const dc_config_route_t *route = r->ctx.route;
     size_t plen = strcmp(route->prefix, "/") == 0 ? 0 : strlen(route->prefix);
     const char *pq = req->path.base + plen;
     size_t pqlen = req->path.len - plen;
-    dc_cache_key_opts_t opts = {r->rule->key_sets, r->rule->nkey_sets, r->rule->ignore_params, r->rule->nignore_params};
+    dc_cache_key_opts_t opts = {r->ctx.rule->key_sets, r->ctx.rule->nkey_sets, r->ctx.rule->ignore_params,
+                                r->ctx.rule->nignore_params};
     size_t cap = dc_cache_key_bound(req->method.len, strlen(route->prefix), pqlen);
     char *buf = h2o_mem_alloc_pool(&req->pool, cap);
     long n = dc_cache_key_build(req->method.base, req->method.len, route->prefix, pq, pqlen, &opts, buf, cap);
@@ -125,6 +126,61 @@ static bool client_accepts_gzip(h2o_req_t *req)
                                             1u << DC_ENC_GZIP) == DC_ENC_GZIP;
 }
 
+/* The leader's answer, handed over whole: stale (it failed and a stale copy stands in), shared
+ * but not stored, or stored. Releases res->entry. */
+static void serve_collapsed_entry(dc_request_t *r, dc_flight_result_t *res)
+{
+    dc_worker_metrics_t *m = &r->ctx.worker->metrics;
+    dc_counter_add(&m->cache_collapsed[r->ctx.route_metric], 1);
+    if (res->stale) {
+        dc_counter_add(&m->cache_stale[r->ctx.route_metric], 1);
+        dc_serve_entry(r, res->entry, "STALE",
+                       res->fwd_status
+                           ? fmt_status(r, "dexcache; fwd=stale; fwd-status=%lld; collapsed", res->fwd_status)
+                           : "dexcache; fwd=stale; collapsed");
+    } else if (res->shared_only) {
+        dc_serve_entry(r, res->entry, "MISS",
+                       fmt_status(r, "dexcache; fwd=miss; fwd-status=%lld; collapsed", res->fwd_status));
+    } else {
+        dc_counter_add(&m->cache_hits[r->ctx.route_metric], 1);
+        dc_serve_entry(r, res->entry, "HIT", "dexcache; hit; collapsed");
+    }
+    dc_cache_entry_release(res->entry);
+}
+
+/* A large answer another request is receiving: send its bytes as they arrive (the gzip stream to
+ * a client that takes it). Takes over the result's references. */
+static void serve_collapsed_stream(dc_request_t *r, dc_flight_result_t *res)
+{
+    dc_worker_metrics_t *m = &r->ctx.worker->metrics;
+    dc_counter_add(&m->cache_collapsed[r->ctx.route_metric], 1);
+    dc_counter_add(&m->cache_hits[r->ctx.route_metric], 1);
+    if (res->growing_gz != NULL && client_accepts_gzip(r->req)) {
+        dc_growing_release(res->growing);
+        dc_serve_stream(r, res->entry, res->growing_gz, "gzip", "HIT", "dexcache; hit; collapsed; detail=streaming");
+    } else {
+        dc_growing_release(res->growing_gz);
+        dc_serve_stream(r, res->entry, res->growing, NULL, "HIT", "dexcache; hit; collapsed; detail=streaming");
+    }
+    dc_cache_entry_release(res->entry);
+}
+
+/* The leader's fetch failed: our own stale copy when usable, else the error (with Retry-After). */
+static void answer_flight_error(dc_request_t *r, const dc_flight_result_t *res)
+{
+    if (dc_cache_entry_stale_usable(r->stale, dc_now_wall_ms())) {
+        dc_counter_add(&r->ctx.worker->metrics.cache_stale[r->ctx.route_metric], 1);
+        dc_serve_entry(r, r->stale, "STALE", "dexcache; fwd=stale; collapsed");
+        return;
+    }
+    if (res->retry_after_s > 0) {
+        char *ra = h2o_mem_alloc_pool(&r->req->pool, 24);
+        size_t n = dc_fmt_u64(ra, res->retry_after_s);
+        h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, n);
+    }
+    dc_request_respond_error(r, res->status, res->message);
+}
+
 static void on_wait_result(dc_waiter_t *w, dc_flight_result_t *res)
 {
     dc_request_t *r = w->data;
@@ -142,56 +198,20 @@ static void on_wait_result(dc_waiter_t *w, dc_flight_result_t *res)
         return;
     }
     dc_request_ref(r);
-    dc_worker_metrics_t *m = &r->worker->metrics;
     switch (res->outcome) {
     case DC_FLIGHT_ENTRY:
-        dc_counter_add(&m->cache_collapsed[r->route_metric], 1);
-        if (res->stale) {
-            dc_counter_add(&m->cache_stale[r->route_metric], 1);
-            dc_serve_entry(r, res->entry, "STALE",
-                           res->fwd_status
-                               ? fmt_status(r, "dexcache; fwd=stale; fwd-status=%lld; collapsed", res->fwd_status)
-                               : "dexcache; fwd=stale; collapsed");
-        } else if (res->shared_only) {
-            dc_serve_entry(r, res->entry, "MISS",
-                           fmt_status(r, "dexcache; fwd=miss; fwd-status=%lld; collapsed", res->fwd_status));
-        } else {
-            dc_counter_add(&m->cache_hits[r->route_metric], 1);
-            dc_serve_entry(r, res->entry, "HIT", "dexcache; hit; collapsed");
-        }
-        dc_cache_entry_release(res->entry);
+        serve_collapsed_entry(r, res);
         break;
     case DC_FLIGHT_STREAM:
-        /* a large answer another request is receiving: send its bytes as they arrive */
-        dc_counter_add(&m->cache_collapsed[r->route_metric], 1);
-        dc_counter_add(&m->cache_hits[r->route_metric], 1);
-        if (res->growing_gz != NULL && client_accepts_gzip(r->req)) {
-            dc_growing_release(res->growing);
-            dc_serve_stream(r, res->entry, res->growing_gz, "gzip", "HIT",
-                            "dexcache; hit; collapsed; detail=streaming");
-        } else {
-            dc_growing_release(res->growing_gz);
-            dc_serve_stream(r, res->entry, res->growing, NULL, "HIT", "dexcache; hit; collapsed; detail=streaming");
-        }
-        dc_cache_entry_release(res->entry);
+        serve_collapsed_stream(r, res);
         break;
     case DC_FLIGHT_PASS:
         /* the leader's answer was private: fetch our own */
-        dc_counter_add(&m->cache_bypass[r->route_metric], 1);
+        dc_counter_add(&r->ctx.worker->metrics.cache_bypass[r->ctx.route_metric], 1);
         dc_passthrough_start(r, "MISS", "dexcache; fwd=miss; detail=pass");
         break;
     case DC_FLIGHT_ERROR:
-        if (dc_cache_entry_stale_usable(r->stale, dc_now_wall_ms())) {
-            dc_counter_add(&m->cache_stale[r->route_metric], 1);
-            dc_serve_entry(r, r->stale, "STALE", "dexcache; fwd=stale; collapsed");
-        } else {
-            if (res->retry_after_s > 0) {
-                char *ra = h2o_mem_alloc_pool(&r->req->pool, 24);
-                size_t n = dc_fmt_u64(ra, res->retry_after_s);
-                h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, n);
-            }
-            dc_request_respond_error(r, res->status, res->message);
-        }
+        answer_flight_error(r, res);
         break;
     }
     dc_request_unref(r);
@@ -211,7 +231,7 @@ static void on_wait_release(dc_waiter_t *w)
         if (r->vary_retries++ == 0) {
             dc__http_cache_lookup(r, false);
         } else {
-            dc_counter_add(&r->worker->metrics.cache_bypass[r->route_metric], 1);
+            dc_counter_add(&r->ctx.worker->metrics.cache_bypass[r->ctx.route_metric], 1);
             dc_passthrough_start(r, "MISS", "dexcache; fwd=miss; detail=vary-mismatch");
         }
     }
@@ -226,17 +246,17 @@ static void on_wait_timeout(uv_timer_t *t)
         return;
     dc_request_ref(r);
     dc__http_wait_timer_stop(r);
-    if (r->waiting && dc_inflight_cancel(r->worker->inflight, &r->waiter) && r->req != NULL)
+    if (r->waiting && dc_inflight_cancel(r->ctx.worker->inflight, &r->waiter) && r->req != NULL)
         dc_request_respond_error(r, 504, "timed out waiting for the in-flight fetch of this key");
     dc_request_unref(r);
 }
 
 static void wait_for_flight(dc_request_t *r)
 {
-    const dc_config_upstream_t *up = r->route->upstream;
+    const dc_config_upstream_t *up = r->ctx.route->upstream;
     dc_wait_timer_t *wt = dc_calloc(1, sizeof(*wt));
     wt->r = r;
-    uv_timer_init(&r->worker->loop, &wt->timer);
+    uv_timer_init(&r->ctx.worker->loop, &wt->timer);
     /* the leader gives up after its own deadline; this is only a safety net */
     uv_timer_start(&wt->timer, on_wait_timeout, up->timeout_ms + up->connect_timeout_ms + 1000, 0);
     r->wait_timer = wt;
@@ -262,12 +282,12 @@ dc_flight_t *dc__http_join_or_lead(dc_request_t *r, const char *key, size_t len,
 {
     r->waiter.on_result = on_result;
     r->waiter.on_release = on_release;
-    r->waiter.target = r->worker;
+    r->waiter.target = r->ctx.worker;
     r->waiter.data = r;
     dc_request_ref(r); /* held by the wait until on_release */
     r->waiting = true;
     dc_flight_t *flight = NULL;
-    if (dc_inflight_join(r->worker->inflight, key, len, hash, &r->waiter, &flight) == DC_INFLIGHT_JOINED)
+    if (dc_inflight_join(r->ctx.worker->inflight, key, len, hash, &r->waiter, &flight) == DC_INFLIGHT_JOINED)
         return NULL;
     r->waiting = false;
     dc_request_unref(r);
@@ -300,9 +320,9 @@ static void resume_lookup(dc_request_t *r, const char *a, const char *b)
 
 void dc__http_cache_path(dc_request_t *r)
 {
-    dc_worker_metrics_t *m = &r->worker->metrics;
+    dc_worker_metrics_t *m = &r->ctx.worker->metrics;
     if (!build_key(r)) {
-        dc_counter_add(&m->cache_bypass[r->route_metric], 1);
+        dc_counter_add(&m->cache_bypass[r->ctx.route_metric], 1);
         dc_passthrough_start(r, "BYPASS", "dexcache; fwd=bypass; detail=key");
         return;
     }
@@ -310,28 +330,93 @@ void dc__http_cache_path(dc_request_t *r)
     dc__http_cache_lookup(r, true);
 }
 
-void dc__http_cache_lookup(dc_request_t *r, bool may_ask_l2)
+/* r's key in L1; when the URL has variants (http/vary.h), this request's own, by its secondary
+ * key (variants are not shared through L2: only this instance's are used). Returns false when the
+ * request was answered instead (no variant key can be built for it: it passes through). */
+static bool lookup_l1(dc_request_t *r, uint64_t now, dc_cache_entry_t **out)
 {
-    h2o_req_t *req = r->req;
-    dc_worker_metrics_t *m = &r->worker->metrics;
-    uint64_t now = dc_now_wall_ms();
-    if (r->vary_names != NULL)
-        dc_http_vary_reset(r); /* looking again: from the primary key */
-    dc_cache_entry_t *e = dc_cache_lookup(r->worker->cache, r->key, r->key_len, r->hash, now);
+    dc_cache_entry_t *e = dc_cache_lookup(r->ctx.worker->cache, r->key, r->key_len, r->hash, now);
     if (e != NULL && e->is_vary) {
-        /* the URL has variants (http/vary.h): look up this request's own, by its secondary key;
-         * variants are not shared through L2 (only this instance's are used) */
         bool ok = dc_http_vary_select(r, e);
         dc_cache_entry_release(e);
         if (!ok) {
-            dc_counter_add(&m->cache_bypass[r->route_metric], 1);
+            dc_counter_add(&r->ctx.worker->metrics.cache_bypass[r->ctx.route_metric], 1);
             dc_passthrough_start(r, "BYPASS", "dexcache; fwd=bypass; detail=vary-key");
-            return;
+            return false;
         }
-        e = dc_cache_lookup(r->worker->cache, r->key, r->key_len, r->hash, now);
+        e = dc_cache_lookup(r->ctx.worker->cache, r->key, r->key_len, r->hash, now);
     }
-    if (e == NULL && may_ask_l2 && r->vary_names == NULL && r->worker->fleet != NULL && dc_fleet_up(r->worker->fleet) &&
-        !dc_inflight_active(r->worker->inflight, r->key, r->key_len, r->hash)) {
+    *out = e;
+    return true;
+}
+
+/* A fresh hit; takes over the reference to e. Starts a refresh-ahead when one is due. */
+static void serve_fresh(dc_request_t *r, dc_cache_entry_t *e, uint64_t now)
+{
+    dc_counter_add(&r->ctx.worker->metrics.cache_hits[r->ctx.route_metric], 1);
+    if (r->from_l2) {
+        dc_serve_entry(
+            r, e, "HIT",
+            fmt_status(r, "dexcache; hit; ttl=%lld; detail=l2", (long long)((e->fresh_until_ms - now + 999) / 1000)));
+        dc_cache_entry_release(e);
+        return;
+    }
+    /* "dexcache; hit; ttl=N", hand-formatted: the hit path runs no printf */
+    static const char prefix[] = "dexcache; hit; ttl=";
+    char *cs = h2o_mem_alloc_pool(&r->req->pool, sizeof(prefix) + 21);
+    memcpy(cs, prefix, sizeof(prefix) - 1);
+    size_t l = sizeof(prefix) - 1 + dc_fmt_u64(cs + sizeof(prefix) - 1, (e->fresh_until_ms - now + 999) / 1000);
+    cs[l] = '\0';
+    dc_serve_entry_adopt(r, e, "HIT", cs); /* our reference is now the request's */
+    if (prefetch_due(r->ctx.rule, e, now) && dc_cache_entry_refresh_due(e, now))
+        dc__http_start_refresh(r, e); /* refresh-ahead: hot keys never go stale */
+}
+
+/* A stored answer that is no longer fresh (`fr`), served as it is when stale-while-revalidate,
+ * the origin's backoff after a failed refresh, or the client's max-stale allows: returns true
+ * (e released). Otherwise false, and e is untouched. */
+static bool serve_stale(dc_request_t *r, dc_cache_entry_t *e, dc_freshness_t fr, bool max_stale_ok, uint64_t now)
+{
+    dc_worker_metrics_t *m = &r->ctx.worker->metrics;
+    long long ttl = -(long long)((now - e->fresh_until_ms) / 1000);
+    if (fr == DC_STALE_SWR) {
+        dc_counter_add(&m->cache_stale[r->ctx.route_metric], 1);
+        bool refresh = dc_cache_entry_refresh_due(e, now);
+        dc_serve_entry(r, e, "STALE",
+                       fmt_status(r,
+                                  refresh ? "dexcache; hit; ttl=%lld; detail=revalidating"
+                                          : "dexcache; hit; ttl=%lld; detail=origin-backoff",
+                                  ttl));
+        if (refresh)
+            dc__http_start_refresh(r, e);
+    } else if (fr == DC_STALE_SIE && !r->client_revalidate && !dc_cache_entry_refresh_due(e, now) &&
+               dc_cache_entry_stale_usable(e, now)) {
+        /* the origin failed to refresh this entry a moment ago: answer with it until the
+         * backoff ends instead of asking again for every request */
+        dc_counter_add(&m->cache_stale[r->ctx.route_metric], 1);
+        dc_serve_entry(r, e, "STALE", fmt_status(r, "dexcache; hit; ttl=%lld; detail=origin-backoff", ttl));
+    } else if (max_stale_ok) { /* the client accepts this much staleness (RFC 9111 §5.2.1.2) */
+        dc_counter_add(&m->cache_stale[r->ctx.route_metric], 1);
+        dc_serve_entry(r, e, "STALE", fmt_status(r, "dexcache; hit; ttl=%lld; detail=max-stale", ttl));
+    } else {
+        return false;
+    }
+    dc_cache_entry_release(e);
+    return true;
+}
+
+void dc__http_cache_lookup(dc_request_t *r, bool may_ask_l2)
+{
+    dc_worker_metrics_t *m = &r->ctx.worker->metrics;
+    uint64_t now = dc_now_wall_ms();
+    if (r->vary_names != NULL)
+        dc_http_vary_reset(r); /* looking again: from the primary key */
+    dc_cache_entry_t *e;
+    if (!lookup_l1(r, now, &e))
+        return;
+    if (e == NULL && may_ask_l2 && r->vary_names == NULL && r->ctx.worker->fleet != NULL &&
+        dc_fleet_up(r->ctx.worker->fleet) &&
+        !dc_inflight_active(r->ctx.worker->inflight, r->key, r->key_len, r->hash)) {
         /* HTTP/2: after the read batch (a reset in it cancels the request first), looking again */
         if (!dc_h2guard_defer(r, resume_lookup, NULL, NULL))
             dc__http_ask_l2(r);
@@ -343,7 +428,7 @@ void dc__http_cache_lookup(dc_request_t *r, bool may_ask_l2)
     }
     if (e != NULL && e->is_pass) {
         dc_cache_entry_release(e);
-        dc_counter_add(&m->cache_bypass[r->route_metric], 1);
+        dc_counter_add(&m->cache_bypass[r->ctx.route_metric], 1);
         dc_passthrough_start(r, "MISS", "dexcache; fwd=miss; detail=hit-for-pass");
         return;
     }
@@ -351,63 +436,18 @@ void dc__http_cache_lookup(dc_request_t *r, bool may_ask_l2)
         bool max_stale_ok = judge_client_cc(r, e, now);
         dc_freshness_t fr = dc_cache_entry_freshness(e, r->client_revalidate, now);
         if (fr == DC_FRESH) {
-            dc_counter_add(&m->cache_hits[r->route_metric], 1);
-            if (r->from_l2) {
-                dc_serve_entry(r, e, "HIT",
-                               fmt_status(r, "dexcache; hit; ttl=%lld; detail=l2",
-                                          (long long)((e->fresh_until_ms - now + 999) / 1000)));
-                dc_cache_entry_release(e);
-                return;
-            }
-            /* "dexcache; hit; ttl=N", hand-formatted: the hit path runs no printf */
-            static const char prefix[] = "dexcache; hit; ttl=";
-            char *cs = h2o_mem_alloc_pool(&req->pool, sizeof(prefix) + 21);
-            memcpy(cs, prefix, sizeof(prefix) - 1);
-            size_t l = sizeof(prefix) - 1 + dc_fmt_u64(cs + sizeof(prefix) - 1, (e->fresh_until_ms - now + 999) / 1000);
-            cs[l] = '\0';
-            dc_serve_entry_adopt(r, e, "HIT", cs); /* our reference is now the request's */
-            if (prefetch_due(r->rule, e, now) && dc_cache_entry_refresh_due(e, now))
-                dc__http_start_refresh(r, e); /* refresh-ahead: hot keys never go stale */
+            serve_fresh(r, e, now);
             return;
         }
-        if (fr == DC_STALE_SWR) {
-            dc_counter_add(&m->cache_stale[r->route_metric], 1);
-            long long ttl = -(long long)((now - e->fresh_until_ms) / 1000);
-            bool refresh = dc_cache_entry_refresh_due(e, now);
-            dc_serve_entry(r, e, "STALE",
-                           fmt_status(r,
-                                      refresh ? "dexcache; hit; ttl=%lld; detail=revalidating"
-                                              : "dexcache; hit; ttl=%lld; detail=origin-backoff",
-                                      ttl));
-            if (refresh)
-                dc__http_start_refresh(r, e);
-            dc_cache_entry_release(e);
+        if (serve_stale(r, e, fr, max_stale_ok, now))
             return;
-        }
-        if (fr == DC_STALE_SIE && !r->client_revalidate && !dc_cache_entry_refresh_due(e, now) &&
-            dc_cache_entry_stale_usable(e, now)) {
-            /* the origin failed to refresh this entry a moment ago: answer with it until the
-             * backoff ends instead of asking again for every request */
-            dc_counter_add(&m->cache_stale[r->route_metric], 1);
-            long long ttl = -(long long)((now - e->fresh_until_ms) / 1000);
-            dc_serve_entry(r, e, "STALE", fmt_status(r, "dexcache; hit; ttl=%lld; detail=origin-backoff", ttl));
-            dc_cache_entry_release(e);
-            return;
-        }
-        if (max_stale_ok) { /* the client accepts this much staleness (RFC 9111 §5.2.1.2) */
-            dc_counter_add(&m->cache_stale[r->route_metric], 1);
-            long long ttl = -(long long)((now - e->fresh_until_ms) / 1000);
-            dc_serve_entry(r, e, "STALE", fmt_status(r, "dexcache; hit; ttl=%lld; detail=max-stale", ttl));
-            dc_cache_entry_release(e);
-            return;
-        }
         /* kept to fall back on if the origin fails (inside stale-if-error) and for its validators
          * (revalidation with If-None-Match / If-Modified-Since) */
         r->stale = e;
     }
     if (r->client_only_if_cached) {
         /* RFC 9111 §5.2.1.7: nothing stored may answer, and the origin must not be asked */
-        dc_counter_add(&m->cache_misses[r->route_metric], 1);
+        dc_counter_add(&m->cache_misses[r->ctx.route_metric], 1);
         dc_request_respond_error(r, 504, "only-if-cached: no stored answer for this request");
         return;
     }

@@ -121,7 +121,7 @@ static void on_done(void *data, dc_fetch_t *f, int err)
 {
     dc_request_t *r = data;
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
-    dc_request_record_upstream(r->worker, r->up_rt, f, err);
+    dc_request_record_upstream(r->ctx.worker, r->ctx.up_rt, f, err);
     r->attempts = dc_fetch_attempts(f);
     r->fetch = NULL;
     if (r->req == NULL)
@@ -137,7 +137,7 @@ static void on_done(void *data, dc_fetch_t *f, int err)
     r->upstream_err = err;
     if (err != 0)
         dc_log_warn("upstream %s failed after the response started (%s); client connection reset, rid=%s",
-                    r->route->upstream->name, dc_strerror(err), r->request_id);
+                    r->ctx.route->upstream->name, dc_strerror(err), r->request_id);
     dc_request_ref(r);
     pass_flush(r);
     dc_request_unref(r);
@@ -149,7 +149,7 @@ void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cach
     if (dc_h2guard_defer(r, dc_passthrough_start, x_cache, cache_status))
         return;
     h2o_req_t *req = r->req;
-    const dc_config_upstream_t *up = r->route->upstream;
+    const dc_config_upstream_t *up = r->ctx.route->upstream;
     r->x_cache = x_cache;
     dc_request_add_header(r, H2O_STRLIT("cache-status"), cache_status, strlen(cache_status));
     dc_fetch_request_t fr = {0};
@@ -160,7 +160,7 @@ void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cach
     fr.body = req->entity.base;
     fr.body_len = req->entity.base ? req->entity.len : 0;
     fr.idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    dc_fetch_request_from_upstream(&fr, up, r->up_rt, !r->client_key_forwarded, r->worker->fleet);
+    dc_fetch_request_from_upstream(&fr, up, r->ctx.up_rt, !r->client_key_forwarded, r->ctx.worker->fleet);
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
-    r->fetch = dc_fetch_start(&r->worker->curl, &fr, &cbs, r);
+    r->fetch = dc_fetch_start(&r->ctx.worker->curl, &fr, &cbs, r);
 }

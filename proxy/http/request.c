@@ -44,7 +44,7 @@ dc_request_t *dc_request_new(dc_worker_t *w)
         r = dc_calloc(1, sizeof(*r));
     }
     r->magic = DC_REQUEST_MAGIC;
-    r->worker = w;
+    r->ctx.worker = w;
     return r;
 }
 
@@ -94,7 +94,7 @@ void dc_request_unref(dc_request_t *r)
     dc_request_set_body(r, NULL, false);
     dc_cache_entry_release(r->entry);
     dc_cache_entry_release(r->stale);
-    dc_snapshot_release(r->snap);
+    dc_snapshot_release(r->ctx.snap);
     if (r->key_owned)
         free(r->key);
     request_recycle(r);
@@ -156,7 +156,7 @@ void dc_request_respond_error(dc_request_t *r, int status, const char *message)
 /* The upstream's base URL followed by `rest` (an upstream path and query), in r's pool. */
 static const char *upstream_url(dc_request_t *r, const char *rest, size_t rest_len)
 {
-    const char *base = r->route->upstream->url;
+    const char *base = r->ctx.route->upstream->url;
     size_t blen = strlen(base);
     bool need_slash = rest_len == 0 || rest[0] != '/';
     char *url = h2o_mem_alloc_pool(&r->req->pool, blen + rest_len + 2);
@@ -176,7 +176,7 @@ static size_t route_prefix_len(const dc_config_route_t *route)
 
 const char *dc_request_upstream_url(dc_request_t *r)
 {
-    size_t plen = route_prefix_len(r->route);
+    size_t plen = route_prefix_len(r->ctx.route);
     return upstream_url(r, r->req->path.base + plen, r->req->path.len - plen);
 }
 
@@ -187,7 +187,7 @@ const char *dc_request_cache_url(dc_request_t *r)
     const char *end = r->key + r->key_len;
     const char *k = memchr(r->key, ' ', r->key_len);
     DC_ASSERT(k != NULL);
-    const char *rest = k + 1 + route_prefix_len(r->route);
+    const char *rest = k + 1 + route_prefix_len(r->ctx.route);
     const char *sp = memchr(rest, ' ', (size_t)(end - rest));
     return upstream_url(r, rest, (size_t)((sp != NULL ? sp : end) - rest));
 }
@@ -219,8 +219,8 @@ static bool cache_forwards(const dc_request_t *r, const char *name, size_t len)
     if ((len == 5 && strncasecmp(name, "range", 5) == 0) || (len == 8 && strncasecmp(name, "if-range", 8) == 0))
         return false; /* the cache fetches whole objects and slices them itself (http/range.h) */
     return dc_hop_cache_default_forward(name, len) ||
-           in_names(r->route->forward_headers, r->route->nforward_headers, name, len) ||
-           (r->rule != NULL && in_names(r->rule->key_headers, r->rule->nkey_headers, name, len)) ||
+           in_names(r->ctx.route->forward_headers, r->ctx.route->nforward_headers, name, len) ||
+           (r->ctx.rule != NULL && in_names(r->ctx.rule->key_headers, r->ctx.rule->nkey_headers, name, len)) ||
            (r->vary_names != NULL && dc_http_vary_forwards(r, name, len)); /* in the secondary key */
 }
 
@@ -271,7 +271,7 @@ static const char *connection_value(const h2o_req_t *req, size_t *len)
 static size_t copy_client_headers(dc_request_t *r, bool for_cache, const char **lines, size_t n, relayed_t *rel)
 {
     h2o_req_t *req = r->req;
-    const dc_config_route_t *route = r->route;
+    const dc_config_route_t *route = r->ctx.route;
     const char *key_header = route->upstream->key_header;
     size_t key_len = key_header ? strlen(key_header) : 0;
     size_t conn_len;
@@ -321,8 +321,8 @@ static size_t add_forwarded(dc_request_t *r, bool for_cache, const relayed_t *re
     h2o_req_t *req = r->req;
     const char *ip = dc_request_client_ip(r);
     size_t iplen = strlen(ip);
-    bool from_trusted = rel->xff != NULL && r->snap != NULL && r->snap->ntrusted > 0 &&
-                        dc_cidr_match_any(r->snap->trusted, r->snap->ntrusted, ip, iplen);
+    bool from_trusted = rel->xff != NULL && r->ctx.snap != NULL && r->ctx.snap->ntrusted > 0 &&
+                        dc_cidr_match_any(r->ctx.snap->trusted, r->ctx.snap->ntrusted, ip, iplen);
     if (from_trusted)
         lines[n++] = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("X-Forwarded-For: ")),
                                 h2o_iovec_init(rel->xff, rel->xff_len), h2o_iovec_init(H2O_STRLIT(", ")),
@@ -394,7 +394,7 @@ const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache)
 
 void dc_request_key_add_headers(dc_request_t *r)
 {
-    const dc_config_cache_rule_t *rule = r->rule;
+    const dc_config_cache_rule_t *rule = r->ctx.rule;
     if (rule == NULL || rule->nkey_headers == 0)
         return;
     h2o_req_t *req = r->req;

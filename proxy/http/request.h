@@ -30,6 +30,7 @@
 #include "config/config.h"
 #include "core/list.h"
 #include "http/h2guard.h"
+#include "http/routectx.h"
 #include "inflight/inflight.h"
 #include "server/snapshot.h"
 #include "server/worker.h"
@@ -56,13 +57,8 @@ typedef enum {
 typedef struct dc_request {
     uint32_t magic;
     unsigned refs;
-    h2o_req_t *req; /* NULL once disposed */
-    dc_worker_t *worker;
-    dc_snapshot_t *snap;
-    const dc_config_route_t *route;
-    const dc_config_cache_rule_t *rule; /* NULL = not cacheable */
-    dc_upstream_rt_t *up_rt;
-    unsigned route_metric;
+    h2o_req_t *req;     /* NULL once disposed */
+    dc_route_ctx_t ctx; /* holds one snapshot reference (ctx.snap), released with r */
     char request_id[72];
     char client_ip[INET6_ADDRSTRLEN]; /* "" until dc_request_client_ip() fills it (a syscall: lazily) */
     uint64_t start_us;
@@ -190,21 +186,30 @@ void dc_serve_follow_end(dc_request_t *r, bool error);
 void dc_out_proceed(h2o_generator_t *gen, h2o_req_t *req);
 void dc_out_stop(h2o_generator_t *gen, h2o_req_t *req);
 
-/* fill.c: the answer for `key` delivered to `waiter` (its callbacks run later, on its target
+/* What a fill fetches and stores under: the cache key (and its hash), the upstream URL and the
+ * NULL-terminated upstream request header lines. All borrowed for the call (the fill copies them). */
+typedef struct dc_fill_target {
+    const char *key;
+    size_t key_len;
+    uint64_t hash;
+    const char *url;
+    const char *const *headers; /* NULL for dc_fill_fetch_as_waiter (it sends its own) */
+} dc_fill_target_t;
+
+/* fill.c: the answer for `t->key` delivered to `waiter` (its callbacks run later, on its target
  * worker): join the fetch in flight, or start one with no client (like a background refresh) and
- * wait for it (dc_inflight_wait_on). The waiter is always queued. `stale` (may be NULL) is
- * borrowed. */
-void dc_fill_fetch_as_waiter(dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
-                             const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
-                             dc_cache_entry_t *stale, const char *url, dc_waiter_t *waiter);
+ * wait for it (dc_inflight_wait_on). The waiter is always queued. `ctx` (worker, snap, route, rule
+ * are read) and `stale` (may be NULL) are borrowed. */
+void dc_fill_fetch_as_waiter(const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_cache_entry_t *stale,
+                             dc_waiter_t *waiter);
 /* fill.c: share a stored entry with the fleet (L2 in Redis; nothing without redis:). */
 void dc_fill_share_l2(dc_worker_t *w, const dc_cache_entry_t *e);
 /* fill.c: the leader's fetch that fills the cache for a key. `client` may be NULL (background
- * refresh). Takes over `flight`; `stale` (may be NULL) is borrowed (the fill takes its own ref). */
-void dc_fill_start(dc_request_t *client, dc_worker_t *w, dc_snapshot_t *snap, const dc_config_route_t *route,
-                   const dc_config_cache_rule_t *rule, const char *key, size_t key_len, uint64_t hash,
-                   dc_flight_t *flight, dc_cache_entry_t *stale, const char *url, const char *const *headers,
-                   bool holds_fleet_lock);
+ * refresh). Takes over `flight`; `ctx` is borrowed (the fill copies worker, route and rule and takes
+ * its own snapshot reference; up_rt is looked up in the snapshot); `stale` (may be NULL) is borrowed
+ * (the fill takes its own ref). */
+void dc_fill_start(dc_request_t *client, const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_flight_t *flight,
+                   dc_cache_entry_t *stale, bool holds_fleet_lock);
 /* The leader's client is gone. */
 void dc_fill_detach(struct dc_fill *fill, dc_request_t *r);
 /* Bytes the leader has confirmed sent (lets a pass-mode fill drop them and resume). */

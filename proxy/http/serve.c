@@ -204,36 +204,29 @@ void dc_serve_entry(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, c
     dc_serve_entry_adopt(r, dc_cache_entry_ref(e), x_cache, cache_status);
 }
 
-void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status)
+/* The representation of e the client accepts best among those it has (identity if none). */
+static dc_encoding_t choose_encoding(const h2o_req_t *req, const dc_cache_entry_t *e)
 {
-    h2o_req_t *req = r->req;
-    DC_ASSERT(!e->is_pass && e->body != NULL);
-    /* the request keeps the entry (header strings, and the representation it sends: an entry's
-     * bodies never change once it is in the store) alive until it is disposed */
-    dc_cache_entry_t *prev = r->entry;
-    dc_request_set_body(r, NULL, false);
-    r->entry = e;
-    dc_cache_entry_release(prev);
-    /* the representation the client accepts best among those the entry has */
     unsigned mask = 0;
     for (unsigned i = DC_ENC_GZIP; i < DC_ENC_COUNT; i++)
         if (e->variants[i] != NULL)
             mask |= 1u << i;
-    dc_encoding_t enc = DC_ENC_IDENTITY;
-    if (mask != 0) {
-        ssize_t ae = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
-        enc = ae >= 0
-                  ? dc_encoding_negotiate(req->headers.entries[ae].value.base, req->headers.entries[ae].value.len, mask)
-                  : DC_ENC_IDENTITY;
-    }
-    dc_shared_body_t *chosen = enc == DC_ENC_IDENTITY ? e->body : e->variants[enc];
-    dc_request_set_body(r, chosen, true);
-    r->body_end = chosen->body.len;
-    r->sent = r->acked = 0;
-    r->ranged = false;
-    /* the origin's ETag (else our digest tag), weakened for a representation made here */
-    h2o_iovec_t etag = dc_condserve_entry_etag(e, enc, &req->pool);
+    if (mask == 0)
+        return DC_ENC_IDENTITY;
+    ssize_t ae = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT_ENCODING, -1);
+    return ae >= 0
+               ? dc_encoding_negotiate(req->headers.entries[ae].value.base, req->headers.entries[ae].value.len, mask)
+               : DC_ENC_IDENTITY;
+}
 
+/* Status and headers of a stored answer for representation `enc`: the stored fields, the ETag
+ * that fits the representation (the origin's, else our digest tag; weakened for one made here),
+ * Content-Encoding, Vary, Age and ours. */
+static void add_entry_head(dc_request_t *r, const dc_cache_entry_t *e, dc_encoding_t enc, const char *x_cache,
+                           const char *cache_status)
+{
+    h2o_req_t *req = r->req;
+    h2o_iovec_t etag = dc_condserve_entry_etag(e, enc, &req->pool);
     req->res.status = e->status;
     req->res.reason = dc_http_reason(e->status);
     /* room for every header of the answer at once (growing the vector copies it each time) */
@@ -261,9 +254,15 @@ void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_ca
     size_t al = dc_fmt_u64(agebuf, age);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_AGE, NULL, agebuf, al);
     add_common(r, x_cache, cache_status, true);
+}
 
-    /* preconditions (RFC 9110 §13.2): a 304 or 412 instead of a stored 2xx; without Last-Modified,
-     * If-Modified-Since is evaluated against the time the entry was received (RFC 9111 §4.3.2) */
+/* Preconditions (RFC 9110 §13.2) decide what goes out: a 412 (answered here), a 304, or the
+ * stored status with `chosen`'s bytes (a range of them); then the response starts. */
+static void start_entry_body(dc_request_t *r, const dc_cache_entry_t *e, const dc_shared_body_t *chosen)
+{
+    h2o_req_t *req = r->req;
+    /* without Last-Modified, If-Modified-Since is evaluated against the time the entry was
+     * received (RFC 9111 §4.3.2) */
     dc_cond_result_t cond = dc_condserve_apply(req, (int64_t)(e->stored_at_ms / 1000));
     if (cond == DC_COND_PRECONDITION_FAIL) {
         r->final_sent = true;
@@ -286,6 +285,25 @@ void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_ca
     dc_request_ref(r);
     body_pump(r);
     dc_request_unref(r);
+}
+
+void dc_serve_entry_adopt(dc_request_t *r, dc_cache_entry_t *e, const char *x_cache, const char *cache_status)
+{
+    DC_ASSERT(!e->is_pass && e->body != NULL);
+    /* the request keeps the entry (header strings, and the representation it sends: an entry's
+     * bodies never change once it is in the store) alive until it is disposed */
+    dc_cache_entry_t *prev = r->entry;
+    dc_request_set_body(r, NULL, false);
+    r->entry = e;
+    dc_cache_entry_release(prev);
+    dc_encoding_t enc = choose_encoding(r->req, e);
+    dc_shared_body_t *chosen = enc == DC_ENC_IDENTITY ? e->body : e->variants[enc];
+    dc_request_set_body(r, chosen, true);
+    r->body_end = chosen->body.len;
+    r->sent = r->acked = 0;
+    r->ranged = false;
+    add_entry_head(r, e, enc, x_cache, cache_status);
+    start_entry_body(r, e, chosen);
 }
 
 static void add_cdn(dc_request_t *r, const dc_cdn_headers_t *cdn)
@@ -434,7 +452,7 @@ void dc_serve_stream(dc_request_t *r, dc_cache_entry_t *preview, dc_growing_t *g
     r->generator.stop = dc_out_stop;
     h2o_start_response(req, &r->generator);
     r->gsub.msg.run = on_growing_wake;
-    r->gsub.target = r->worker;
+    r->gsub.target = r->ctx.worker;
     r->gsub.post = dc_worker_post;
     dc_request_ref(r); /* held by the subscription */
     r->subscribed = true;

@@ -217,7 +217,7 @@ void dc__sse_broadcast(dc_sse_channel_t *ch, dc_sse_event_t *ev)
 void dc_sse_detach(dc_sse_sub_t *s)
 {
     dc_sse_channel_t *ch = s->ch;
-    unsigned wid = s->r->worker->id;
+    unsigned wid = s->r->ctx.worker->id;
     dc_list_node_t *n;
     dc_list_foreach (n, &ch->hub->fanq[wid].jobs) {
         fan_msg_t *j = dc_container_of(n, fan_msg_t, link);

@@ -187,9 +187,9 @@ void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
     /* no reference: r lives until its pool is disposed, and that detaches s first */
     atomic_fetch_add(&dc__sse_stats.subscribers, 1);
     start_event_stream(r);
-    dc_sse_channel_t *ch = dc__sse_channel_get(r->worker, r->snap, st, rule, key, key_len, query, qlen);
+    dc_sse_channel_t *ch = dc__sse_channel_get(r->ctx.worker, r->ctx.snap, st, rule, key, key_len, query, qlen);
     s->ch = ch;
-    dc_list_push_front(&ch->subs[r->worker->id], &s->link);
+    dc_list_push_front(&ch->subs[r->ctx.worker->id], &s->link);
     send_first_events(s, st, req);
 }
 
