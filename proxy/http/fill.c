@@ -369,6 +369,15 @@ static void on_head(void *data, dc_fetch_t *f)
         fill->reval_mismatch = !dc__fill_reval_304_selects(fill->stale, h.hs, h.n);
         return;
     }
+    if (h.status == 304) {
+        /* a 304 to a request without our validators answers nothing (RFC 9110 15.4.5): relayed, a
+         * client that never asked a conditional question would get an empty answer */
+        dc_log_warn("upstream %s answered 304 to an unconditional request", fill->url);
+        dc__fill_finish_with_error(fill, DC_EPROTO, 0);
+        dc__fill_client_fallback(fill, f, DC_EPROTO, 0);
+        dc__fill_abandon(fill, f);
+        return;
+    }
 
     h.cl = dc_fetch_content_length(f);
     h.max_object = dc_cache_max_object(fill->ctx.worker->cache);

@@ -106,9 +106,13 @@ static void start_leader(dc_fill_t *fill, dc_fetch_t *f)
     int64_t cl = dc_fetch_content_length(f);
     unsigned ranges = fill->mode == FILL_STORE && status == 200 ? DC_HEAD_RANGES : 0;
     size_t range_len = fill->completed ? followed->body.len : (!fill->inflating && cl >= 0 ? (size_t)cl : SIZE_MAX);
-    dc_serve_follow_start(
-        r, fill, f, followed, "MISS", leader_cache_status(fill, status, &r->req->pool), with_cdn ? &cdn : NULL,
-        flags | ranges | (dc__fill_drop_cdn_cache_control(fill) ? DC_HEAD_SKIP_CDN_CC : 0), range_len);
+    dc_serve_follow_start(r, fill, f, followed, "MISS", leader_cache_status(fill, status, &r->req->pool),
+                          with_cdn ? &cdn : NULL,
+                          flags | ranges | (dc__fill_drop_cdn_cache_control(fill) ? DC_HEAD_SKIP_CDN_CC : 0) |
+                              /* the route's Cache-Control for the CDN drops the origin's field-name qualifiers: the
+                               * fields they name must not reach a shared cache with it (RFC 9111 5.2.2.4, 5.2.2.7) */
+                              (with_cdn && fill->decision.strip_fields ? DC_HEAD_STRIP_QUALIFIED : 0),
+                          range_len);
     if (with_cdn)
         dc_cdn_headers_dispose(&cdn);
 }

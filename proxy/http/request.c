@@ -449,6 +449,13 @@ static bool named(const dc_fetch_header_t *h, const char *name)
     return h->name_len == l && memcmp(h->name, name, l) == 0;
 }
 
+/* Is h named by a field-name qualifier of any of the answer's cache directives? */
+static bool named_by_qualifier(const dc_fetch_header_t *hs, size_t n, const dc_fetch_header_t *h)
+{
+    return dc_resphdr_cc_strips(hs, n, DC_CC_FROM_CACHE_CONTROL, h) ||
+           dc_resphdr_cc_strips(hs, n, DC_CC_FROM_DEXCACHE, h) || dc_resphdr_cc_strips(hs, n, DC_CC_FROM_CDN, h);
+}
+
 void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags)
 {
     h2o_req_t *req = r->req;
@@ -467,7 +474,8 @@ void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags
             ((flags & DC_HEAD_SKIP_CACHE_CONTROL) && named(h, "cache-control")) ||
             ((flags & DC_HEAD_SKIP_CDN_CC) && named(h, "cdn-cache-control")) ||
             ((flags & DC_HEAD_DECODED) && (named(h, "content-encoding") || named(h, "vary"))) ||
-            ((flags & DC_HEAD_RANGES) && named(h, "accept-ranges")))
+            ((flags & DC_HEAD_RANGES) && named(h, "accept-ranges")) ||
+            ((flags & DC_HEAD_STRIP_QUALIFIED) && named_by_qualifier(hs, n, h)))
             continue;
         dc_request_add_header(r, h->name, h->name_len, h->value, h->value_len);
     }

@@ -223,6 +223,7 @@ enum {
     DC_HEAD_DECODED = 4,            /* the body is sent decoded: no Content-Encoding/Length, no Vary from origin */
     DC_HEAD_SKIP_CDN_CC = 8,        /* the origin's CDN-Cache-Control is not passed on (rule or route says so) */
     DC_HEAD_RANGES = 16,            /* ranges are served from the cache: no Accept-Ranges from origin */
+    DC_HEAD_STRIP_QUALIFIED = 32,   /* no field named by a no-cache="..." / private="..." qualifier */
 };
 void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags);
 /* Fetch options of upstream `up` (timeouts, retries, HTTP/2, TLS verification, key header, budget);

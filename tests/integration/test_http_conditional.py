@@ -255,3 +255,14 @@ def test_client_conditional_forwarded_on_pass_through(proxy, clean):
     assert len(q) == 2 and q[1]["headers"]["if-match"] == '"x"'
     assert q[1]["headers"]["if-unmodified-since"] == BEFORE
     assert s == 200 and h["etag"] == '"v1"'  # this origin ignores If-Match: its answer is passed on
+
+
+def test_304_to_an_unconditional_request_is_no_answer(proxy, clean):
+    """An origin 304 to a fetch that sent no validator answers no question (RFC 9110 15.4.5): 502,
+    never relayed to a client that sent no conditional, nothing stored."""
+    path = "/jup/respond?k=u304&status=304"
+    for _ in range(2):
+        r = get(proxy, path)
+        assert r.status_code == 502, r.status_code
+        assert r.json()["error"] == "upstream sent an invalid response"
+    assert [q["status"] for q in clean.requests(0)] == [304, 304]

@@ -40,6 +40,10 @@ routes:
     cache: [{{ path: /, ttl: 1s, stale_while_revalidate: 30s, respect_origin: true }}]
   - prefix: /pt
     upstream: jupiter
+  - prefix: /cdnq
+    upstream: jupiter
+    cdn: {{ max_age: 10s, s_maxage: 20s, cdn_cache_control: true }}
+    cache: [{{ path: /, ttl: 60s }}]
   - prefix: /cdnr
     upstream: jupiter
     cache: [{{ path: /, ttl: 1s, respect_origin: true, cdn_role: true, forward_cdn_cache_control: false }}]
@@ -348,3 +352,19 @@ def test_status_outside_200_599_is_no_answer(proxy, clean):
         r = get(proxy, path)
         assert r.status_code == 502, (path, r.status_code)
         assert r.json()["error"] == "upstream sent an invalid response", r.text
+
+
+@pytest.mark.parametrize("cc,field,value", [
+    ('private="X-Session-Token"', "X-Session-Token", "alice-secret"),
+    ('no-cache="Set-Cookie"', "Set-Cookie", "session=alice"),
+])
+def test_fields_named_by_qualifiers_never_reach_the_cdn(proxy, clean, cc, field, value):
+    """On a route whose cdn: block writes Cache-Control for the CDN in front, the origin's field-name
+    qualifiers are gone from what the CDN sees: the fields they name must not go out with it, on the
+    first answer either (before: the MISS carried them under 'public, s-maxage=20')."""
+    path = "/cdnq/respond?k=%s&h=Cache-Control:%s&h=%s:%s" % (field, requests.utils.quote(cc), field, value)
+    for want in ("MISS", "HIT"):
+        r = get(proxy, path)
+        assert r.status_code == 200 and r.headers["x-cache"] == want, r.headers["cache-status"]
+        assert field.lower() not in {k.lower() for k in r.headers}, dict(r.headers)
+        assert "s-maxage=20" in r.headers["cache-control"]
