@@ -43,7 +43,7 @@ dc_range_result_t dc_range_eval(const char *v, size_t len, uint64_t size, uint64
             i++;
         if (i == len)
             break;
-        uint64_t a, b;
+        uint64_t a = 0, b = 0; /* set by number() when it returns true; 0 keeps -O2 sure of it */
         bool has_first = number(v, len, &i, &a);
         if (i >= len || v[i] != '-')
             return DC_RANGE_NONE;
