@@ -137,7 +137,7 @@ typedef struct dc_request {
     /* plugins (http/plugins.h): the chain's per-request state (plugin/ owns it), NULL on routes
      * without plugins; the identity a plugin set for `limit.by: plugin` (pool memory, NULL = none,
      * the client IP then) and its tier */
-    struct dc_plugin_req *plugin;
+    struct dexcache_req *plugin; /* dexcache/plugin.h's dexcache_req_t, defined by plugin/ */
     const char *limit_id;
     size_t limit_id_len;
     const char *limit_tier;
