@@ -108,6 +108,21 @@ static int req_query(dexcache_req_t *pr, const char *name, size_t name_len, cons
     return DEXCACHE_ERROR;
 }
 
+static int req_remove_header(dexcache_req_t *pr, const char *name, size_t name_len)
+{
+    if (!live(pr) || pr->phase != DC__PH_REQUEST || name == NULL)
+        return DEXCACHE_ERROR;
+    h2o_headers_t *hs = &pr->r->req->headers;
+    for (size_t i = 0; i < hs->size;) {
+        const h2o_header_t *h = &hs->entries[i];
+        if (h->name->len == name_len && strncasecmp(h->name->base, name, name_len) == 0)
+            h2o_delete_header(hs, (ssize_t)i);
+        else
+            i++;
+    }
+    return DEXCACHE_CONTINUE;
+}
+
 static int req_path(dexcache_req_t *pr, const char **path, size_t *len)
 {
     if (!live(pr) || path == NULL)
@@ -548,4 +563,5 @@ const dexcache_host_t dc__plugin_host = {
     .conf_size = conf_size,
     .conf_error = conf_error,
     .view_write = view_write,
+    .req_remove_header = req_remove_header,
 };
