@@ -148,8 +148,6 @@ static int tp_request(dexcache_req_t *r, void *inst, void *ws)
     (void)ws;
     const char *v;
     size_t n;
-    if (in->strip_header != NULL)
-        H->req_remove_header(r, in->strip_header, strlen(in->strip_header));
     if (in->identity_header != NULL &&
         H->req_header(r, in->identity_header, strlen(in->identity_header), &v, &n) == DEXCACHE_CONTINUE) {
         const char *tier = NULL;
@@ -165,6 +163,8 @@ static int tp_request(dexcache_req_t *r, void *inst, void *ws)
             return DEXCACHE_ANSWERED;
         }
     }
+    if (in->strip_header != NULL) /* after the check: the origin never sees a verified key */
+        H->req_remove_header(r, in->strip_header, strlen(in->strip_header));
     if (in->suspend != 0) {
         dexcache_resume_t *h = H->suspend(r, on_resumed, NULL);
         if (h == NULL)
