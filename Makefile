@@ -11,7 +11,7 @@ DEB_PKGS := build-essential cmake pkg-config clang clang-format libclang-rt-14-d
 	libcjson-dev libcmocka-dev libsystemd-dev libssl-dev redis-server python3 python3-pytest \
 	python3-requests python3-brotli python3-h2 python3-matplotlib curl wrk nghttp2-client openssl nginx-light varnish
 
-.PHONY: all deps build build-asan build-fuzz build-release-tests run test unit integration fuzz bench-smoke clean format format-check soak
+.PHONY: install all deps build build-asan build-fuzz build-release-tests run test unit integration fuzz bench-smoke clean format format-check soak
 
 all: build
 
@@ -42,6 +42,12 @@ build-fuzz: deps
 build-release-tests: deps
 	cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-rel -j $(JOBS)
+
+# The daemon, the plugin ABI header and its pkg-config file (dexcache-plugin.pc) under PREFIX.
+PREFIX ?= /usr/local
+install: build
+	cmake -S . -B build -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --install build
 
 run: build
 	./build/dexcache -c $(CONF)

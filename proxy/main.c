@@ -2,6 +2,9 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "plugin/plugin.h"
+
+#include <dexcache/plugin.h>
 #include "server/server.h"
 #include "upstream/curl_uv.h"
 
@@ -21,7 +24,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: dexcache [-c FILE] [-t] [-v] [-h]\n"
                  "  -c FILE  configuration file (default: conf/dexcache.yaml)\n"
                  "  -t       check the configuration and exit (0 = valid, 1 = invalid); binds nothing\n"
-                 "  -v       print the version and exit\n"
+                 "  -v       print the version (and the plugins the configuration loads) and exit\n"
                  "  -h       this help\n"
                  "signals: SIGHUP reloads the configuration, SIGTERM drains and exits\n");
 }
@@ -29,7 +32,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     const char *config_path = "conf/dexcache.yaml";
-    int test_only = 0, opt;
+    int test_only = 0, show_version = 0, opt;
     while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
         switch (opt) {
         case 'c':
@@ -39,8 +42,8 @@ int main(int argc, char **argv)
             test_only = 1;
             break;
         case 'v':
-            printf("dexcache %s (libh2o %s, %s)\n", DC_VERSION, H2O_VERSION, curl_version());
-            return 0;
+            show_version = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -56,6 +59,21 @@ int main(int argc, char **argv)
 
     char err[DC_CONFIG_ERRLEN];
     dc_config_t *cfg = NULL;
+    if (show_version) {
+        printf("dexcache %s (libh2o %s, %s, plugin ABI %d.%d)\n", DC_VERSION, H2O_VERSION, curl_version(),
+               DEXCACHE_PLUGIN_ABI_MAJOR, DEXCACHE_PLUGIN_ABI_MINOR);
+        /* the plugins the configuration names, when it loads (no error otherwise: -v never fails) */
+        dc_plugin_set_t *set = NULL;
+        if (dc_config_load_file(config_path, &cfg, err, sizeof(err)) == 0 &&
+            dc_plugin_set_build(cfg, 1, &set, err, sizeof(err)) == 0) {
+            const char *name, *plugin, *version, *path;
+            for (size_t i = 0; dc_plugin_set_info(set, i, &name, &plugin, &version, &path); i++)
+                printf("plugin %s: %s %s (%s)\n", name, plugin, version, path);
+        }
+        dc_plugin_set_free(set);
+        dc_config_release(cfg);
+        return 0;
+    }
     if (dc_config_load_file(config_path, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "dexcache: %s\n", err);
         if (test_only)
@@ -63,6 +81,15 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test_only) {
+        /* every plugin is loaded and instantiated: ABI and plugin config errors fail the test */
+        dc_plugin_set_t *set = NULL;
+        if (dc_plugin_set_build(cfg, cfg->workers, &set, err, sizeof(err)) != 0) {
+            fprintf(stderr, "dexcache: %s\n", err);
+            fprintf(stderr, "dexcache: configuration file %s test failed\n", config_path);
+            dc_config_release(cfg);
+            return 1;
+        }
+        dc_plugin_set_free(set);
         printf("dexcache: configuration file %s test is successful\n", config_path);
         dc_config_release(cfg);
         return 0;

@@ -131,6 +131,18 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
     cJSON_AddNumberToObject(streams, "subscribers", (double)subscribers);
     cJSON_AddItemToObject(root, "streams", streams);
     cJSON_AddItemToObject(root, "upstreams", ups);
+    if (src->plugin_at != NULL) {
+        cJSON *plugins = cJSON_CreateArray();
+        const char *name, *plugin, *version;
+        for (size_t i = 0; src->plugin_at(src->ctx, snap, i, &name, &plugin, &version); i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", name);
+            cJSON_AddStringToObject(o, "plugin", plugin);
+            cJSON_AddStringToObject(o, "version", version);
+            cJSON_AddItemToArray(plugins, o);
+        }
+        cJSON_AddItemToObject(root, "plugins", plugins);
+    }
     char *txt = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     dc_snapshot_release(snap);

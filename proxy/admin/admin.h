@@ -40,6 +40,10 @@ typedef struct dc_admin_source {
     /* Send a purge order (already applied here) to every other instance: the message body is the
      * purge kind byte then its argument. Returns false when there is no fleet (stays local). */
     bool (*broadcast_purge)(void *ctx, uint64_t at_ms, const char *body, size_t len);
+    /* The i-th plugin instance of `snap`: instance name, plugin name, version; false past the last
+     * (may be NULL: no plugins section in /health). */
+    bool (*plugin_at)(void *ctx, const dc_snapshot_t *snap, size_t i, const char **name, const char **plugin,
+                      const char **version);
     dc_cache_t *cache;
     void *ctx;
 } dc_admin_source_t;

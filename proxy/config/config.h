@@ -95,14 +95,16 @@ typedef struct dc_config_batch {
     uint64_t window_ms; /* default 5ms */
 } dc_config_batch_t;
 
-typedef enum { DC_LIMIT_BY_CLIENT = 0, DC_LIMIT_BY_HEADER } dc_limit_by_t;
+/* limit.by: the client IP, a request header, or the identity a plugin set (plugin/: requests
+ * without one fall back to the client IP). */
+typedef enum { DC_LIMIT_BY_CLIENT = 0, DC_LIMIT_BY_HEADER, DC_LIMIT_BY_PLUGIN } dc_limit_by_t;
 
 /* routes[].limit: per-client limit. */
 typedef struct dc_config_limit {
     bool enabled;
     dc_config_rate_t rate; /* "10/1s" */
     uint32_t burst;        /* default = rate.limit */
-    dc_limit_by_t by;      /* "client" (IP) or "header:<name>" */
+    dc_limit_by_t by;      /* "client" (IP), "header:<name>" or "plugin" */
     char *by_header;       /* lowercased header name when by == DC_LIMIT_BY_HEADER */
 } dc_config_limit_t;
 
@@ -133,7 +135,22 @@ typedef struct dc_config_route {
     char **forward_headers;  /* request headers a cacheable request also forwards (lowercased) */
     size_t nforward_headers;
     uint64_t max_body; /* request body cap for this route; default = server.max_body */
+    char **plugins;    /* plugin instance names (under plugins:) run in this order; may be 0 */
+    size_t nplugins;
 } dc_config_route_t;
+
+typedef enum { DC_PLUGIN_ON_ERROR_CLOSED = 0, DC_PLUGIN_ON_ERROR_OPEN } dc_plugin_on_error_t;
+
+struct dc__ynode;
+/* plugins[]: one instance of a C plugin (lua-free-plugins/include/dexcache/plugin.h). The file is
+ * loaded and the instance built by plugin/ (layer above); config/ only checks the shape. */
+typedef struct dc_config_plugin {
+    char *name;                    /* instance name ([a-z0-9_-], 1..32), unique among plugins */
+    char *path;                    /* the shared object as written; relative = to the config file's folder */
+    struct dc__ynode *config;      /* its `config:` map, a copy owned by the snapshot (read through
+                                    * config/node.h, positions intact); NULL when absent */
+    dc_plugin_on_error_t on_error; /* a hook that fails: closed = 500, open = as if absent */
+} dc_config_plugin_t;
 
 typedef struct dc_config_stream {
     char *path; /* client path, e.g. /jup/stream/price */
@@ -207,6 +224,8 @@ typedef struct dc_config {
     size_t nroutes;
     dc_config_stream_t *streams;
     size_t nstreams;
+    dc_config_plugin_t *plugins; /* in file order */
+    size_t nplugins;
 } dc_config_t;
 
 /* Size of the error buffer callers should pass. */

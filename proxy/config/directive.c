@@ -97,6 +97,7 @@ void dc__directive_expect(const dc__directive_t *d, bool with_range, char *buf, 
         [DC__T_MAPLIST] = "a list of maps",
         [DC__T_NAMEDMAP] = "a map of name: settings",
         [DC__T_CUSTOM] = "a value",
+        [DC__T_TREE] = "a map",
     };
     if (d->type == DC__T_UINT || (with_range && has_range(d))) {
         static const char *const bare[] = {
@@ -133,6 +134,7 @@ const char *dc__directive_type_name(const dc__directive_t *d)
         [DC__T_MAPLIST] = "list of maps",
         [DC__T_NAMEDMAP] = "map of name: map",
         [DC__T_CUSTOM] = "custom",
+        [DC__T_TREE] = "map (checked by its plugin)",
     };
     return names[d->type];
 }
@@ -397,6 +399,11 @@ static int parse_value(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__y
         return parse_maplist(ctx, d, node, base);
     case DC__T_NAMEDMAP:
         return parse_namedmap(ctx, d, node, base);
+    case DC__T_TREE:
+        if (node->type != DC__YNODE_MAP && !(node->type == DC__YNODE_SCALAR && node->is_null))
+            return dc__cfg_fail_expected(ctx, d, node, false);
+        *FIELD(base, d->offset, dc__ynode_t *) = dc__ynode_copy(node, ctx->cfg->path);
+        return 0;
     default:
         dc_fatal("config: unhandled directive type %d", (int)d->type);
     }
@@ -520,6 +527,9 @@ void dc__table_release(const dc__table_t *t, void *base)
         case DC__T_CUSTOM:
             if (d->release != NULL)
                 d->release(d, base);
+            break;
+        case DC__T_TREE:
+            dc__ynode_copy_free(*FIELD(base, d->offset, dc__ynode_t *));
             break;
         default:
             break;

@@ -38,6 +38,7 @@ typedef enum {
     DC__T_MAPLIST,  /* list of `sub` maps: array at offset, count at aux, elem_size each; >= min items */
     DC__T_NAMEDMAP, /* map name -> `sub` map: array at offset, count at aux; the name goes to name_offset */
     DC__T_CUSTOM,   /* scalar handled by parse(); release() frees what it allocated */
+    DC__T_TREE,     /* a map kept as a tree: struct dc__ynode * (a copy, dc__ynode_copy) at offset */
 } dc__dtype_t;
 
 #define DC__NOFIELD ((size_t)-1)

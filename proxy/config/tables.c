@@ -251,6 +251,10 @@ static int parse_limit_by(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const ch
         *FIELD(base, d->offset, dc_limit_by_t) = DC_LIMIT_BY_CLIENT;
         return 0;
     }
+    if (strcmp(text, "plugin") == 0) {
+        *FIELD(base, d->offset, dc_limit_by_t) = DC_LIMIT_BY_PLUGIN;
+        return 0;
+    }
     if (strncmp(text, "header:", 7) != 0 || !dc__config_is_header_name(text + 7))
         return dc__cfg_fail_expected(ctx, d, node, false);
     char *name = dc_strdup(text + 7);
@@ -667,8 +671,10 @@ static const dc__directive_t limit_rows[] = {
      .dflt = "client",
      .parse = parse_limit_by,
      .release = release_string_at_aux,
-     .expect = "client or header:<name>",
-     .doc = "who is limited: client (IP) or header:<name> (for example an API key)"},
+     .expect = "client, header:<name> or plugin",
+     .doc = "who is limited: client (IP), header:<name> (for example an API key), or plugin: the identity a "
+            "plugin of the route set (set_client_id, for example the verified API key id or JWT subject); a "
+            "request no plugin gave an identity is limited by its client IP"},
 };
 static const dc__table_t limit_table = TABLE(limit_rows, limit_finish);
 
@@ -683,6 +689,29 @@ static const dc__directive_t cdn_rows[] = {
     R_LIST("tag_params", CDN, tag_params, ntag_params, "query params whose values become Surrogate-Key / Cache-Tag"),
 };
 static const dc__table_t cdn_table = TABLE(cdn_rows, NULL);
+
+/* routes[].plugins: names of instances under plugins: (parsed before routes), each once. */
+static int check_route_plugin(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    const dc_config_t *cfg = ctx->cfg;
+    for (size_t i = 0; i < cfg->nplugins; i++)
+        if (strcmp(cfg->plugins[i].name, *v) == 0)
+            goto known;
+    char found[160];
+    dc__ynode_describe(node, found, sizeof(found));
+    return dc__cfg_fail(ctx, node, NULL, "expected the name of a plugin under plugins:, found %s%s", found,
+                        cfg->nplugins == 0 ? " (no plugins are defined)" : "");
+known:
+    for (size_t i = 0; i < node->pindex && node->parent != NULL; i++) {
+        const dc__ynode_t *prev = node->parent->items[i];
+        if (prev != NULL && prev->type == DC__YNODE_SCALAR && strcmp(prev->value, *v) == 0) {
+            char again[160];
+            dc__ynode_describe(node, again, sizeof(again));
+            return dc__cfg_fail(ctx, node, NULL, "expected each plugin once per route, found %s again", again);
+        }
+    }
+    return 0;
+}
 
 typedef dc_config_route_t ROUTE;
 static int route_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
@@ -737,6 +766,10 @@ static const dc__directive_t route_rows[] = {
            .check = check_forward_header),
     R_SIZE("max_body", ROUTE, max_body, NULL, 0, DC__UNBOUNDED, "request body cap for this route",
            .dflt_doc = "server.max_body"),
+    R_LIST("plugins", ROUTE, plugins, nplugins,
+           "plugin instances (names under plugins:) this route runs, in order: on_request after routing and "
+           "before the limit, cache_key before the lookup, on_deliver before the answer's head leaves",
+           .check = check_route_plugin),
 };
 static const dc__table_t route_table = TABLE(route_rows, route_finish);
 
@@ -750,6 +783,61 @@ static int route_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *a
         const dc__ynode_t *node = dc__ynode_get(item, "prefix");
         dc__ynode_describe(node, found, sizeof(found));
         return dc__cfg_fail(ctx, node, NULL, "expected a prefix no other route has, found %s (routes[%zu] has it)",
+                            found, j);
+    }
+    return 0;
+}
+
+/* ---- plugins --------------------------------------------------------------------------------------- */
+
+typedef dc_config_plugin_t PLUGIN;
+
+static int check_plugin_name(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    size_t n = strlen(*v);
+    bool ok = n >= 1 && n <= 32;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = (*v)[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    }
+    return ok ? 0 : dc__cfg_fail_expected(ctx, d, node, false);
+}
+
+static const char *const on_error_names[] = {"closed", "open", NULL};
+static const int on_error_values[] = {DC_PLUGIN_ON_ERROR_CLOSED, DC_PLUGIN_ON_ERROR_OPEN};
+static const dc__directive_t plugin_rows[] = {
+    R_STR("name", PLUGIN, name, NULL, "the instance's name, which routes list ([a-z0-9_-], 1 to 32 characters)",
+          .flags = DC__D_REQUIRED, .check = check_plugin_name, .expect = "a name of 1 to 32 characters [a-z0-9_-]"),
+    R_STR("path", PLUGIN, path, NULL,
+          "the plugin's shared object; a relative path is taken from the config file's folder. Loaded with "
+          "dlopen(RTLD_NOW|RTLD_LOCAL) at start and never unloaded; its ABI version is checked (dexcache -t too)",
+          .flags = DC__D_REQUIRED, .check = check_nonempty),
+    {.name = "config",
+     .type = DC__T_TREE,
+     .offset = offsetof(PLUGIN, config),
+     .doc = "the instance's settings, checked against the options table the plugin declares (errors name the "
+            "line and column here)"},
+    {.name = "on_error",
+     .type = DC__T_ENUM,
+     .offset = offsetof(PLUGIN, on_error),
+     .dflt = "closed",
+     .enum_names = on_error_names,
+     .enum_values = on_error_values,
+     .doc = "a hook that fails: closed = the request is answered 500 (nothing cached, nothing sent upstream); "
+            "open = the request goes on as if the plugin were absent"},
+};
+static const dc__table_t plugin_table = TABLE(plugin_rows, NULL);
+
+static int plugin_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *array, size_t i)
+{
+    const PLUGIN *plugins = array;
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(plugins[j].name, plugins[i].name) != 0)
+            continue;
+        char found[160];
+        const dc__ynode_t *node = dc__ynode_get(item, "name");
+        dc__ynode_describe(node, found, sizeof(found));
+        return dc__cfg_fail(ctx, node, NULL, "expected a name no other plugin has, found %s (plugins[%zu] has it)",
                             found, j);
     }
     return 0;
@@ -851,6 +939,15 @@ static const dc__directive_t root_rows[] = {
      .sub = &upstream_table,
      .check = check_upstream_name,
      .doc = "origins by name ([a-z0-9_-], 1 to 64 characters)"},
+    {.name = "plugins",
+     .type = DC__T_MAPLIST,
+     .offset = offsetof(C, plugins),
+     .aux = offsetof(C, nplugins),
+     .elem_size = sizeof(PLUGIN),
+     .sub = &plugin_table,
+     .item_check = plugin_item_check,
+     .doc = "C plugins (lua-free-plugins/include/dexcache/plugin.h): each entry is one instance of a shared "
+            "object with its own config; routes name the instances they run"},
     {.name = "routes",
      .type = DC__T_MAPLIST,
      .flags = DC__D_REQUIRED,

@@ -170,6 +170,77 @@ void dc__ytree_free(dc__ynode_t *root)
     node_free(root);
 }
 
+static dc__ynode_t *copy_subtree(const dc__ynode_t *s, dc__ynode_t *parent, const char *file)
+{
+    dc__ynode_t *n = dc_calloc(1, sizeof(*n));
+    n->type = s->type;
+    n->file = file;
+    n->line = s->line;
+    n->col = s->col;
+    n->parent = parent;
+    n->pindex = s->pindex;
+    n->is_key = s->is_key;
+    n->is_null = s->is_null;
+    if (s->raw != NULL) {
+        n->raw = dc_strdup(s->raw);
+        n->value = s->value == s->raw ? n->raw : dc_strdup(s->value);
+    }
+    if (s->is_key)
+        n->pkey = n->raw;
+    if (s->n > 0) {
+        n->n = n->cap = s->n;
+        n->items = dc_calloc(s->n, sizeof(*n->items));
+        if (s->keys != NULL)
+            n->keys = dc_calloc(s->n, sizeof(*n->keys));
+        for (size_t i = 0; i < s->n; i++) {
+            if (s->keys != NULL)
+                n->keys[i] = copy_subtree(s->keys[i], n, file);
+            if (s->items[i] != NULL) {
+                n->items[i] = copy_subtree(s->items[i], n, file);
+                if (s->keys != NULL)
+                    n->items[i]->pkey = n->keys[i]->raw;
+            }
+        }
+    }
+    return n;
+}
+
+dc__ynode_t *dc__ynode_copy(const dc__ynode_t *node, const char *file)
+{
+    dc__ynode_t *copy = copy_subtree(node, NULL, file);
+    /* stubs for the ancestors: each owns (in raw) the key its child sits under */
+    dc__ynode_t *child = copy;
+    for (const dc__ynode_t *a = node; a->parent != NULL; a = a->parent) {
+        dc__ynode_t *stub = dc_calloc(1, sizeof(*stub));
+        stub->type = a->parent->type;
+        stub->file = file;
+        stub->line = a->parent->line;
+        stub->col = a->parent->col;
+        stub->pindex = a->parent->pindex;
+        if (a->pkey != NULL) {
+            stub->raw = dc_strdup(a->pkey);
+            stub->value = stub->raw;
+            child->pkey = stub->raw;
+        }
+        child->parent = stub;
+        child = stub;
+    }
+    return copy;
+}
+
+void dc__ynode_copy_free(dc__ynode_t *copy)
+{
+    if (copy == NULL)
+        return;
+    dc__ynode_t *up = copy->parent;
+    node_free(copy);
+    while (up != NULL) { /* the stubs: no children */
+        dc__ynode_t *next = up->parent;
+        node_free(up);
+        up = next;
+    }
+}
+
 static dc__ynode_t *node_new(const char *file, dc__ynode_type_t type, const yaml_mark_t *mark)
 {
     dc__ynode_t *n = dc_calloc(1, sizeof(*n));

@@ -48,6 +48,14 @@ struct dc__ynode {
 int dc__ytree_parse(const char *file, const char *text, size_t len, dc__ynode_t **out, char *err, size_t errlen);
 void dc__ytree_free(dc__ynode_t *root);
 
+/* A deep copy of `node` and its subtree that outlives the parsed tree: every node keeps its line,
+ * column and key, `file` becomes `file` given here (it must outlive the copy), and the copy hangs
+ * under stub copies of node's ancestors (no children of their own) so that dc__ynode_path() of a
+ * copied node still names the whole path ("plugins[0].config.jwt.alg"). Freed with
+ * dc__ynode_copy_free(). */
+dc__ynode_t *dc__ynode_copy(const dc__ynode_t *node, const char *file);
+void dc__ynode_copy_free(dc__ynode_t *copy);
+
 /* Value stored under `key` in a map node, or NULL. */
 const dc__ynode_t *dc__ynode_get(const dc__ynode_t *map, const char *key);
 /* The key node under which map->items[i] sits. */

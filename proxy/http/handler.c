@@ -21,6 +21,7 @@
 #include "core/metrics.h"
 #include "core/time.h"
 #include "http/batch.h"
+#include "http/plugins.h"
 #include "http/reqcheck.h"
 #include "http/request.h"
 #include "http/respond.h"
@@ -53,6 +54,8 @@ static void on_req_dispose(h2o_logger_t *self, h2o_req_t *req)
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);
     if (r->h2 != NULL)
         dc_h2guard_detach(r); /* answered, or reset by the client before its answer */
+    if (r->plugin != NULL)
+        dc__http_plugins_dispose(r);
     dc_request_detach_sources(r);
     dc__http_wait_timer_stop(r);
     if (r->waiting)
@@ -64,6 +67,12 @@ static void on_req_dispose(h2o_logger_t *self, h2o_req_t *req)
     dc__http_access_log(r, req);
     r->req = NULL;
     dc_request_unref(r);
+}
+
+dc_request_t *dc__http_request_of(h2o_req_t *req)
+{
+    h2o_iovec_t *var = h2o_req_getenv(req, H2O_STRLIT(REQUEST_VAR), 0);
+    return var != NULL ? (dc_request_t *)var->base : NULL;
 }
 
 static bool valid_request_id(const char *s, size_t len)
@@ -133,9 +142,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         /* each subscription costs one token of the route's per-client limit (reconnect storms) */
         r->stream = stream;
-        if (r->ctx.route->limit.enabled && !dc__http_start_limit(r))
+        const void *chain = dc_snapshot_route_rt(r->ctx.snap, r->ctx.route)->plugins;
+        if (chain != NULL && !dc__http_plugins_on_request(r, chain))
             return 0;
-        dc__http_continue(r);
+        dc_http_plugins_continue(r);
         return 0;
     }
     r->ctx.route = dc_config_route_match(r->ctx.snap->cfg, req->path.base, pathlen);
@@ -143,7 +153,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         dc_request_respond_error(r, 404, "no route for this path");
         return 0;
     }
-    r->ctx.route_metric = dc_snapshot_route_rt(r->ctx.snap, r->ctx.route)->metrics_id;
+    const dc_route_rt_t *rt = dc_snapshot_route_rt(r->ctx.snap, r->ctx.route);
+    r->ctx.route_metric = rt->metrics_id;
     r->ctx.up_rt = dc_snapshot_upstream_rt(r->ctx.snap, r->ctx.route->upstream);
     if (req->entity.base != NULL && req->entity.len > r->ctx.route->max_body) {
         req->http1_is_persistent = 0;
@@ -151,11 +162,20 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
-    /* client limit (before anything costs a cache lookup or an upstream request) */
-    if (r->ctx.route->limit.enabled && !dc__http_start_limit(r))
+    /* the route's plugins (authentication, identity), before the limit */
+    if (rt->plugins != NULL && !dc__http_plugins_on_request(r, rt->plugins))
         return 0;
-    dc__http_continue(r);
+    dc_http_plugins_continue(r);
     return 0;
+}
+
+/* After routing (and the route's plugins): the client limit, before anything costs a cache lookup
+ * or an upstream request, then the cache path or pass-through. */
+void dc_http_plugins_continue(dc_request_t *r)
+{
+    if (r->ctx.route->limit.enabled && !dc__http_start_limit(r))
+        return;
+    dc__http_continue(r);
 }
 
 /* After the limit: cacheable requests take the cache path, the rest pass through. */
@@ -192,4 +212,5 @@ void dc_http_handler_register(h2o_pathconf_t *pathconf)
     h->on_req = on_req;
     h2o_logger_t *disposal = h2o_create_logger(pathconf, sizeof(*disposal));
     disposal->log_access = on_req_dispose;
+    dc__http_plugins_register_filter(pathconf);
 }

@@ -130,9 +130,13 @@ bool dc__http_start_limit(dc_request_t *r)
     h2o_req_t *req = r->req;
     const dc_config_route_t *route = r->ctx.route;
     const dc_gcra_params_t *p = &dc_snapshot_route_rt(r->ctx.snap, route)->limit;
-    char client[96];
+    char client[160];
     size_t clen = 0;
-    if (route->limit.by == DC_LIMIT_BY_HEADER) {
+    if (route->limit.by == DC_LIMIT_BY_PLUGIN && r->limit_id != NULL && r->limit_id_len > 0) {
+        /* the identity a plugin verified (key id, token subject); none set: the client IP below */
+        clen = (size_t)snprintf(client, sizeof(client), "p:%.*s", (int)(r->limit_id_len > 128 ? 128 : r->limit_id_len),
+                                r->limit_id);
+    } else if (route->limit.by == DC_LIMIT_BY_HEADER) {
         ssize_t i = h2o_find_header_by_str(&req->headers, route->limit.by_header, strlen(route->limit.by_header), -1);
         if (i >= 0 && req->headers.entries[i].value.len > 0) {
             h2o_iovec_t v = req->headers.entries[i].value;

@@ -326,6 +326,9 @@ void dc__http_cache_path(dc_request_t *r)
         dc_passthrough_start(r, "BYPASS", "dexcache; fwd=bypass; detail=key");
         return;
     }
+    const void *chain = dc_snapshot_route_rt(r->ctx.snap, r->ctx.route)->plugins;
+    if (chain != NULL && !dc__http_plugins_cache_key(r, chain))
+        return;
     read_client_cc(r);
     dc__http_cache_lookup(r, true);
 }

@@ -130,6 +130,13 @@ typedef struct dc_request {
     dc_h2guard_resume_cb defer_cb;
     const char *defer_a, *defer_b; /* the resume callback's arguments (static strings) */
     uint64_t defer_due_ms;
+    /* plugins (http/plugins.h): the chain's per-request state (plugin/ owns it), NULL on routes
+     * without plugins; the identity a plugin set for `limit.by: plugin` (pool memory, NULL = none,
+     * the client IP then) and its tier */
+    struct dexcache_req *plugin; /* dexcache/plugin.h's dexcache_req_t, defined by plugin/ */
+    const char *limit_id;
+    size_t limit_id_len;
+    const char *limit_tier;
 } dc_request_t;
 
 /* The client's address as text, looked up on first use (hits with logging off never need it). */

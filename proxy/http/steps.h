@@ -21,8 +21,18 @@ int dc__http_run_checks(dc_request_t *r, h2o_req_t *req, const char **why);
  * (429) at once; true when it goes on: dc__http_continue() runs (now or after Redis answered). */
 bool dc__http_start_limit(dc_request_t *r);
 
+/* handler.c: the dc_request_t of an h2o request of our path, or NULL (refused before our handler). */
+dc_request_t *dc__http_request_of(h2o_req_t *req);
+
 /* handler.c: after the limit, cacheable requests take the cache path, the rest pass through. */
 void dc__http_continue(dc_request_t *r);
+
+/* plugins.c: the registered plugin operations (http/plugins.h), for a route with a chain. */
+bool dc__http_plugins_on_request(dc_request_t *r, const void *chain);
+bool dc__http_plugins_cache_key(dc_request_t *r, const void *chain);
+void dc__http_plugins_dispose(dc_request_t *r);
+/* The on_deliver filter on the request path's pathconf. */
+void dc__http_plugins_register_filter(h2o_pathconf_t *pathconf);
 
 /* lookup.c */
 void dc__http_cache_path(dc_request_t *r);

@@ -7,6 +7,7 @@
 #include "http/batch.h"
 #include "http/handler.h"
 #include "http/respond.h"
+#include "plugin/plugin.h"
 #include "redis/fleet.h"
 #include "ratelimit/fleet_metrics.h"
 #include "ratelimit/local.h"
@@ -121,6 +122,7 @@ static void register_modules(void)
         return;
     done = true;
     dc_batch_register();
+    dc_plugin_register();
     dc_fleet_metrics_register();
     dc_bus_metrics_register();
     dc_sse_metrics_register();
@@ -129,6 +131,12 @@ static void register_modules(void)
 int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **out, char *err, size_t errlen)
 {
     register_modules();
+    /* plugins first: a file, ABI or plugin config error stops start-up before anything is bound */
+    dc_plugin_set_t *plugins = NULL;
+    if (dc_plugin_set_build(cfg, cfg->workers, &plugins, err, errlen) != 0) {
+        dc_config_release(cfg);
+        return DC_ECONFIG;
+    }
     dc_server_t *s = dc_calloc(1, sizeof(*s));
     s->config_path = dc_strdup(config_path);
     s->admin_fd = -1;
@@ -136,6 +144,7 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
     s->nworkers = cfg->workers;
     s->generation = 1;
     s->snap = dc_snapshot_create(cfg, NULL, s->generation);
+    dc_plugin_attach(s->snap, plugins);
     s->cache = dc_cache_create(cfg->cache.memory, cfg->cache.max_object);
     s->inflight = dc_inflight_create(dc_worker_post);
     s->limiter = dc_limiter_create();
@@ -241,6 +250,13 @@ static void admin_streams(void *ctx, uint64_t *channels, uint64_t *subscribers)
     *subscribers = st.subscribers;
 }
 
+static bool admin_plugin_at(void *ctx, const dc_snapshot_t *snap, size_t i, const char **name, const char **plugin,
+                            const char **version)
+{
+    const char *path;
+    return dc_plugin_info(snap, i, name, plugin, version, &path);
+}
+
 static bool admin_broadcast_purge(void *ctx, uint64_t at_ms, const char *body, size_t len)
 {
     return dc_bus_post(DC_BUS_PURGE, at_ms, body, len);
@@ -318,6 +334,15 @@ static void reload(dc_server_t *s)
         sd_notify(0, "READY=1\nSTATUS=reload rejected; running the previous config");
         return;
     }
+    /* new instances from the new config; any failure keeps the running config (and its instances) */
+    dc_plugin_set_t *plugins = NULL;
+    if (dc_plugin_set_build(cfg, s->nworkers, &plugins, err, sizeof(err)) != 0) {
+        dc_log_error("reload rejected, the running config keeps serving: %s", err);
+        __atomic_fetch_add(&dc_metrics_process.reload_failures, 1, __ATOMIC_RELAXED);
+        sd_notify(0, "READY=1\nSTATUS=reload rejected; running the previous config");
+        dc_config_release(cfg);
+        return;
+    }
     const dc_config_t *old = s->snap->cfg;
     if (!listen_sets_equal(old->listen, old->nlisten, cfg->listen, cfg->nlisten) ||
         !listen_sets_equal(old->tls.listen, old->tls.nlisten, cfg->tls.listen, cfg->tls.nlisten) ||
@@ -328,6 +353,7 @@ static void reload(dc_server_t *s)
     dc_log_set_level((dc_log_level_t)cfg->log.level);
     dc_cache_set_limits(s->cache, cfg->cache.memory, cfg->cache.max_object, dc_now_wall_ms());
     dc_snapshot_t *snap = dc_snapshot_create(cfg, s->snap, ++s->generation);
+    dc_plugin_attach(snap, plugins);
     for (unsigned i = 0; i < s->nworkers; i++)
         dc_worker_post_snapshot(&s->workers[i], snap);
     pthread_mutex_lock(&s->snap_lock);
@@ -491,6 +517,7 @@ int dc_server_run(dc_server_t *s)
             .instances = admin_instances,
             .streams = admin_streams,
             .broadcast_purge = admin_broadcast_purge,
+            .plugin_at = admin_plugin_at,
             .cache = s->cache,
             .ctx = s,
         };

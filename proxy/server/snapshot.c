@@ -22,6 +22,22 @@ unsigned dc_snapshot_register_route_slot(void *(*create)(const dc_config_route_t
     return nroute_slots++;
 }
 
+static void (*plugins_release)(void *set);
+
+void dc_snapshot_register_plugins_release(void (*release)(void *set))
+{
+    DC_ASSERT(!snapshots_made);
+    plugins_release = release;
+}
+
+void dc_snapshot_attach_plugins(dc_snapshot_t *s, void *set, const void *const *chains)
+{
+    DC_ASSERT(s->plugins == NULL && plugins_release != NULL);
+    s->plugins = set;
+    for (size_t i = 0; i < s->cfg->nroutes; i++)
+        s->routes[i].plugins = chains[i];
+}
+
 /* Pacing state of each key that is still configured carries over a reload. */
 static void inherit_key_budgets(dc_upstream_rt_t *rt, const dc_config_upstream_t *u, const dc_upstream_rt_t *old,
                                 const dc_config_upstream_t *old_u)
@@ -108,6 +124,8 @@ void dc_snapshot_release(dc_snapshot_t *s)
                 route_slots[k].destroy(s->routes[i].slots[k]);
     free(s->routes);
     free(s->trusted);
+    if (s->plugins != NULL)
+        plugins_release(s->plugins);
     dc_config_release(s->cfg);
     s->magic = 0;
     free(s);

@@ -39,6 +39,8 @@ typedef struct dc_route_rt {
     unsigned metrics_id;
     dc_gcra_params_t limit;      /* valid when the route has limit: */
     void *slots[DC_ROUTE_SLOTS]; /* per-module state (dc_snapshot_register_route_slot), may be NULL */
+    const void *plugins;         /* this route's plugin chain (plugin/ sets it, dc_snapshot_attach_plugins),
+                                  * NULL when the route runs none: the one pointer the hit path checks */
 } dc_route_rt_t;
 
 typedef struct dc_snapshot {
@@ -50,6 +52,7 @@ typedef struct dc_snapshot {
     dc_route_rt_t *routes; /* parallel to cfg->routes */
     dc_cidr_t *trusted;    /* server.trusted_proxies, parsed */
     size_t ntrusted;
+    void *plugins; /* the plugin instances built from cfg (plugin/), owned; NULL when none */
 } dc_snapshot_t;
 
 /* Start-up only (main thread, before the first dc_snapshot_create): a slot whose state `create`
@@ -57,6 +60,13 @@ typedef struct dc_snapshot {
  * with non-NULL states only) frees when the snapshot goes. The state is shared by every worker
  * and lives as long as the snapshot. Returns the slot number. */
 unsigned dc_snapshot_register_route_slot(void *(*create)(const dc_config_route_t *route), void (*destroy)(void *state));
+
+/* Start-up only: how a snapshot frees its plugin set (the plugin module, above this layer). */
+void dc_snapshot_register_plugins_release(void (*release)(void *set));
+/* Before the snapshot is published (no other thread sees it yet): take over `set` (freed with the
+ * registered release when the snapshot goes) and each route's chain: chains[i] for cfg->routes[i],
+ * NULL for a route without plugins. `chains` is borrowed (the set owns what it points to). */
+void dc_snapshot_attach_plugins(dc_snapshot_t *s, void *set, const void *const *chains);
 
 /* Takes over the caller's reference to cfg. `prev` (may be NULL) lends state worth keeping across
  * a reload (key quarantines). Returns a snapshot with refcnt 1. */

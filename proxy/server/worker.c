@@ -6,6 +6,7 @@
 #include "http/h1gate.h"
 #include "http/h2guard.h"
 #include "redis/fleet.h"
+#include "plugin/plugin.h"
 #include "sse/sse.h"
 #include "server/server.h"
 
@@ -129,6 +130,7 @@ static void worker_close(dc_worker_t *w)
 static void worker_finish(dc_worker_t *w)
 {
     DC_ASSERT(w->quiet_reported);
+    dc_plugin_worker_finish(w); /* before the inbox closes: later resumes must not post here */
     dc_sse_worker_finish(w);
     dc_h2guard_destroy(w);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
@@ -284,6 +286,7 @@ static void *worker_main(void *arg)
             dc_fatal("worker %u: cannot listen on fd %d", w->id, l->fd);
         l->open = true;
     }
+    dc_plugin_worker_start(w);        /* the plugins' per-worker states, on this thread */
     uv_run(&w->loop, UV_RUN_DEFAULT); /* serving, until drained or stopped */
     worker_close(w);
     uv_run(&w->loop, UV_RUN_DEFAULT); /* until the finish */

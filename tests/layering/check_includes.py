@@ -29,7 +29,7 @@ LAYERS = {
     5: "upstream: fetch, budget, key rotation, health",
     6: "runtime: config snapshot with per-route slots, per-worker context",
     7: "http: the request path",
-    8: "request-facing modules on http: sse, admin",
+    8: "request-facing modules on http: sse, admin, plugin",
     9: "wiring: server (threads, listeners, reload, admin and module registration)",
     10: "main.c: command line, signals",
 }
@@ -47,6 +47,7 @@ MODULES = {
     "http": (7, ["http/"]),
     "sse": (8, ["sse/"]),
     "admin": (8, ["admin/"]),
+    "plugin": (8, ["plugin/"]),
     "server": (9, ["server/"]),
     "main": (10, ["main.c"]),
 }
@@ -114,8 +115,8 @@ def self_test():
     assert rc == 1 and "proxy/admin/admin.c:1: admin (layer 8) includes sse/sse.h of sse (layer 8, the same" in err, err
     rc, err = run({**base, "server/snapshot.c": '#include "server/snapshot.h"\n#include "http/request.h"\n'})
     assert rc == 1 and "proxy/server/snapshot.c:2: runtime (layer 6) includes http/request.h of http (layer 7" in err, err
-    rc, err = run({**base, "plugin/plugin.c": ""})
-    assert rc == 1 and "proxy/plugin/plugin.c: not in the layer table" in err, err
+    rc, err = run({**base, "newmod/newmod.c": ""})
+    assert rc == 1 and "proxy/newmod/newmod.c: not in the layer table" in err, err
     print("layering self-test: ok")
     return 0
 

@@ -799,7 +799,9 @@ static void test_decide_expires_minus_date(void **state)
     r.expires_s = NOW_S - 3600 + 120;
     d = decide(&rule, &q, &r);
     assert_int_equal(d.origin_age_s, 3599);
-    assert_times(&d, 0, 20000, 60000);
+    /* stale for 3479 s already: the rule's 20 s / 60 s windows, counted from then (RFC 5861), are over */
+    assert_int_equal(d.verdict, DC_POLICY_ZERO_TTL);
+    assert_times(&d, 0, 0, 0);
     r.date_s = NOW_S;
     r.expires_s = NOW_S + 120;
     /* Cache-Control without a lifetime does not hide Expires */
@@ -854,11 +856,15 @@ static void test_decide_age_subtracted(void **state)
     dc_policy_decision_t d = decide(&rule, &q, &r);
     assert_times(&d, 500000, 20000, 60000);
     assert_int_equal(d.origin_age_s, 100);
-    /* Age beyond the lifetime: 0, stale windows still count from now */
-    r.age_s = 700;
+    /* Age beyond the lifetime: 0, and the stale windows count from when it became stale (RFC
+     * 5861): 10 s past a 600 s lifetime leaves 10 s of the 20 s SWR and 50 s of the 60 s SIE */
+    r.age_s = 610;
     d = decide(&rule, &q, &r);
     assert_int_equal(d.verdict, DC_POLICY_STORE);
-    assert_times(&d, 0, 20000, 60000);
+    assert_times(&d, 0, 10000, 50000);
+    r.age_s = 700; /* past both windows: nothing worth keeping */
+    d = decide(&rule, &q, &r);
+    assert_int_equal(d.verdict, DC_POLICY_ZERO_TTL);
     /* also from Expires */
     r = res_ok();
     r.date_s = NOW_S;
@@ -923,7 +929,7 @@ static void test_decide_no_stale_directives(void **state)
             dc_policy_decision_t d = decide(&rule, &q, &r);
             assert_true(d.no_stale);
             bool no_cache = strncmp(cc[i], "no-cache", 8) == 0;
-            if (respect && no_cache) {
+            if (no_cache) {                                      /* a lifetime of 0 whatever respect_origin says */
                 assert_int_equal(d.verdict, DC_POLICY_ZERO_TTL); /* lifetime 0, no window */
                 assert_times(&d, 0, 0, 0);
             } else {
@@ -968,14 +974,14 @@ static void test_decide_pragma(void **state)
     assert_int_equal(d.verdict, DC_POLICY_STORE);
     assert_false(d.no_stale);
     assert_times(&d, 30000, 20000, 60000);
-    /* without respect_origin: like no-cache, rule ttl but never stale */
+    /* without respect_origin: like no-cache, a lifetime of 0 (not stored without a validator) */
     rule.respect_origin = false;
     r = res_ok();
     r.pragma_no_cache = true;
     d = decide(&rule, &q, &r);
-    assert_int_equal(d.verdict, DC_POLICY_STORE);
+    assert_int_equal(d.verdict, DC_POLICY_ZERO_TTL);
     assert_true(d.no_stale);
-    assert_times(&d, 10000, 0, 0);
+    assert_times(&d, 0, 0, 0);
 }
 
 static void test_decide_zero_ttl(void **state)

@@ -785,10 +785,10 @@ typedef struct bad_case {
 static const bad_case_t bad_cases[] = {
     {"unknown top-level key", "listen: [\"127.0.0.1:8080\"]\ncolour: blue\n",
      "bad.yaml:2:1: colour: unknown key (expected one of: listen, workers, tls, admin, log, cache, redis, server, "
-     "upstreams, routes, streams)"},
+     "upstreams, plugins, routes, streams)"},
     {"unknown nested key", UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n    cahce: []\n",
      "bad.yaml:6:5: routes[0].cahce: unknown key (expected one of: prefix, upstream, cache, no_cache, batch, limit, "
-     "cdn, forward_client_key, forward_headers, max_body)"},
+     "cdn, forward_client_key, forward_headers, max_body, plugins)"},
     {"forward_headers naming a header dexcache sets",
      UPSTREAM_OK "routes:\n  - { prefix: /jup, upstream: jupiter, forward_headers: [x-extra, X-Forwarded-Host] }\n",
      "bad.yaml:4:67: routes[0].forward_headers[1]: expected a header name dexcache does not set or decide itself "
@@ -929,7 +929,7 @@ static const bad_case_t bad_cases[] = {
      "bad.yaml:8:17: routes[0].cache[1].path: expected a path no earlier rule covers, found '/price/v3' "
      "(routes[0].cache[0] has path '/price')"},
     {"bad limit.by", UPSTREAM_OK "routes:\n  - { prefix: /jup, upstream: jupiter, limit: { rate: 1/s, by: cookie } }\n",
-     "bad.yaml:4:64: routes[0].limit.by: expected client or header:<name>, found 'cookie'"},
+     "bad.yaml:4:64: routes[0].limit.by: expected client, header:<name> or plugin, found 'cookie'"},
     {"bad prefetch",
      UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n"
                  "    cache: [{ path: /, ttl: 1s, prefetch: 0.3 }]\n",

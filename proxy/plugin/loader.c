@@ -1,0 +1,149 @@
+/*
+ * Loading plugin files: dlopen(RTLD_NOW | RTLD_LOCAL), never dlclose (pointers into a plugin stay
+ * valid for the process), and the ABI checks of plugin.h: magic, equal major, minor not above
+ * ours, struct size, name, reserved slots. Every refusal names the file. Main thread only (start,
+ * -t, reloads): the registry of loaded files needs no lock.
+ */
+#include "plugin/plugin_private.h"
+#include "core/error.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static dc__plugin_file_t **files;
+static size_t nfiles;
+
+static bool valid_name(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n == 0 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+/* Readable, a regular file, and an ELF object: clearer errors than dlopen's for the usual slips. */
+static int precheck(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        snprintf(err, errlen, "plugin %s: cannot read: %s", path, strerror(errno));
+        return DC_EIO;
+    }
+    struct stat st;
+    unsigned char magic[4] = {0};
+    ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, magic, 4) : -1;
+    close(fd);
+    if (n < 0 && !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "plugin %s: cannot read: not a regular file", path);
+        return DC_EIO;
+    }
+    if (n != 4 || memcmp(magic, "\177ELF", 4) != 0) {
+        snprintf(err, errlen, "plugin %s: not an ELF shared object", path);
+        return DC_ECONFIG;
+    }
+    return 0;
+}
+
+static int check_abi(const char *path, const dexcache_plugin_t *p, char *err, size_t errlen)
+{
+    if (p->magic != DEXCACHE_PLUGIN_MAGIC) {
+        snprintf(err, errlen, "plugin %s: bad magic 0x%08x in dexcache_plugin (expected 0x%08x): not a dexcache plugin",
+                 path, p->magic, DEXCACHE_PLUGIN_MAGIC);
+        return DC_ECONFIG;
+    }
+    if (p->abi_major != DEXCACHE_PLUGIN_ABI_MAJOR || p->abi_minor > DEXCACHE_PLUGIN_ABI_MINOR) {
+        snprintf(err, errlen, "plugin %s: built for plugin ABI %u.%u, this dexcache has ABI %u.%u (%s)", path,
+                 (unsigned)p->abi_major, (unsigned)p->abi_minor, DEXCACHE_PLUGIN_ABI_MAJOR, DEXCACHE_PLUGIN_ABI_MINOR,
+                 p->abi_major != DEXCACHE_PLUGIN_ABI_MAJOR ? "the major version must be equal"
+                                                           : "the minor version must not be above the host's");
+        return DC_ECONFIG;
+    }
+    if (p->size != sizeof(dexcache_plugin_t)) {
+        snprintf(err, errlen, "plugin %s: dexcache_plugin has size %u, expected %zu for ABI %u.x", path,
+                 (unsigned)p->size, sizeof(dexcache_plugin_t), DEXCACHE_PLUGIN_ABI_MAJOR);
+        return DC_ECONFIG;
+    }
+    for (size_t i = 0; i < sizeof(p->reserved) / sizeof(p->reserved[0]); i++) {
+        if (p->reserved[i] != NULL) {
+            snprintf(err, errlen, "plugin %s: reserved slot %zu is set (a hook of a later ABI minor?)", path, i);
+            return DC_ECONFIG;
+        }
+    }
+    if (!valid_name(p->name) || p->version == NULL) {
+        snprintf(err, errlen, "plugin %s: expected a name of 1 to 32 characters [a-z0-9_-] and a version string", path);
+        return DC_ECONFIG;
+    }
+    return 0;
+}
+
+int dc__plugin_load(const char *path, dc__plugin_file_t **out, char *err, size_t errlen)
+{
+    int rc = precheck(path, err, errlen);
+    if (rc != 0)
+        return rc;
+    char *real = realpath(path, NULL);
+    if (real == NULL) {
+        snprintf(err, errlen, "plugin %s: cannot read: %s", path, strerror(errno));
+        return DC_EIO;
+    }
+    dc__plugin_file_t *f = NULL;
+    for (size_t i = 0; i < nfiles && f == NULL; i++)
+        if (strcmp(files[i]->path, real) == 0)
+            f = files[i];
+    if (f == NULL) {
+        dlerror();
+        void *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
+        if (dl == NULL) {
+            const char *why = dlerror();
+            snprintf(err, errlen, "plugin %s: cannot load: %s", path, why != NULL ? why : "dlopen failed");
+            free(real);
+            return DC_ECONFIG;
+        }
+        const dexcache_plugin_t *p = dlsym(dl, DEXCACHE_PLUGIN_SYMBOL);
+        if (p == NULL) {
+            /* never dlclose: constructors may have run, and a plugin's pointers must not dangle */
+            snprintf(err, errlen, "plugin %s: does not export the symbol %s", path, DEXCACHE_PLUGIN_SYMBOL);
+            free(real);
+            return DC_ECONFIG;
+        }
+        if ((rc = check_abi(path, p, err, errlen)) != 0) {
+            free(real);
+            return rc;
+        }
+        for (size_t i = 0; i < nfiles; i++) {
+            if (strcmp(files[i]->p->name, p->name) == 0) {
+                snprintf(err, errlen, "plugin %s: the plugin name '%s' is already taken by %s", path, p->name,
+                         files[i]->path);
+                free(real);
+                return DC_ECONFIG;
+            }
+        }
+        f = dc_calloc(1, sizeof(*f));
+        f->path = real;
+        real = NULL;
+        f->dl = dl;
+        f->p = p;
+        files = dc_realloc(files, (nfiles + 1) * sizeof(*files));
+        files[nfiles++] = f;
+    }
+    free(real);
+    if (!f->inited && f->p->init != NULL) {
+        char why[512] = "";
+        if (f->p->init(&dc__plugin_host, why, sizeof(why)) != DEXCACHE_CONTINUE) {
+            snprintf(err, errlen, "plugin %s: init failed: %s", path, why[0] ? why : "(no message)");
+            return DC_ECONFIG;
+        }
+    }
+    f->inited = true;
+    *out = f;
+    return 0;
+}

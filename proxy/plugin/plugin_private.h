@@ -1,0 +1,81 @@
+/* Internal to plugin/: what loader.c, options.c, host.c and set.c share. */
+#ifndef DC_PLUGIN_PRIVATE_H
+#define DC_PLUGIN_PRIVATE_H
+
+#include <dexcache/plugin.h>
+#include <stdbool.h>
+
+#include "config/config.h"
+#include "config/node.h"
+#include "core/list.h"
+#include "http/request.h"
+#include "plugin/plugin.h"
+
+#define DC_PLUGIN_RESUME_MAGIC 0x52534d45u /* "RSME" */
+
+/* A loaded shared object (never unloaded). */
+typedef struct dc__plugin_file {
+    char *path; /* as resolved (absolute), the registry's key */
+    void *dl;
+    const dexcache_plugin_t *p;
+    bool inited; /* init() succeeded */
+} dc__plugin_file_t;
+
+typedef struct dc__plugin_inst {
+    const dc_config_plugin_t *cfg; /* name, on_error (in the snapshot's config) */
+    dc__plugin_file_t *file;
+    void *state;
+    bool built; /* instance_new succeeded: instance_free is owed */
+    unsigned nworkers;
+    void **wstate;          /* [nworkers], each touched by its worker only */
+    unsigned char *wstatus; /* [nworkers]: 0 not yet, 1 ready, 2 worker_init failed */
+} dc__plugin_inst_t;
+
+typedef struct dc__plugin_chain {
+    size_t n;
+    dc__plugin_inst_t **inst;
+} dc__plugin_chain_t;
+
+struct dc_plugin_set {
+    dc__plugin_inst_t *inst;
+    size_t ninst;
+    dc__plugin_chain_t *chains;     /* [cfg->nroutes] */
+    const void **chain_ptrs;        /* [cfg->nroutes]: &chains[i] or NULL */
+    dc__plugin_inst_t **chain_inst; /* what the chains point into */
+};
+
+enum { DC__PH_NONE = 0, DC__PH_REQUEST, DC__PH_KEY, DC__PH_DELIVER, DC__PH_RENDER };
+
+/* The per-request state; plugins see it as dexcache_req_t (request pool memory). */
+struct dexcache_req {
+    dc_request_t *r;
+    const dc__plugin_chain_t *chain;
+    size_t next;                  /* on_request: index of the instance whose hook runs next */
+    int phase;                    /* DC__PH_*: which host functions are allowed now */
+    const dc__plugin_inst_t *cur; /* the instance whose hook runs */
+    bool answered;                /* a plugin (or the host for it) answered: on_deliver is skipped */
+    struct dexcache_resume *suspended;
+};
+
+/* loader.c */
+/* Load (or find loaded) the file at `path` (absolute). 0 or DC_EIO / DC_ECONFIG with err. */
+int dc__plugin_load(const char *path, dc__plugin_file_t **out, char *err, size_t errlen);
+
+/* options.c */
+int dc__plugin_parse_int(const char *s, int64_t *out);
+/* The config map of an instance without `config:` (conf_* functions treat it as an empty map). */
+extern const dc_confnode_t *const dc__plugin_empty_conf;
+/* options.c: check `node` (a map) against a table. 0 or DC_ECONFIG with FILE:LINE:COL in err. */
+int dc__plugin_check_options(const dexcache_option_t *opts, const dc_confnode_t *node, char *err, size_t errlen);
+
+/* host.c */
+extern const dexcache_host_t dc__plugin_host;
+/* The deadline / disposal side of a suspended request (host.c). */
+void dc__plugin_suspend_dispose(struct dexcache_req *pr);
+/* set.c: handle the rc of the current instance's on_request (or its resume callback) and run the
+ * rest of the chain. Returns true when the request goes on now. */
+bool dc__plugin_after_hook(struct dexcache_req *pr, int rc);
+/* set.c: the per-worker state of an instance on r's worker (made on first use). */
+void *dc__plugin_wstate(dc__plugin_inst_t *in, dc_worker_t *w, bool *ok);
+
+#endif
