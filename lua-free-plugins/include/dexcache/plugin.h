@@ -1,5 +1,7 @@
 /*
- * dexcache plugin ABI, version 1.0.
+ * dexcache plugin ABI, version 1.1.
+ *
+ * History: 1.0 first version; 1.1 adds host->req_remove_header.
  *
  * This header is the whole contract between dexcache (the "host") and a plugin. A plugin is a
  * shared object that exports ONE symbol, `dexcache_plugin`, of type `dexcache_plugin_t`:
@@ -54,7 +56,7 @@ extern "C" {
 
 #define DEXCACHE_PLUGIN_MAGIC 0x44584350u /* "DXCP" */
 #define DEXCACHE_PLUGIN_ABI_MAJOR 1
-#define DEXCACHE_PLUGIN_ABI_MINOR 0
+#define DEXCACHE_PLUGIN_ABI_MINOR 1
 #define DEXCACHE_PLUGIN_SYMBOL "dexcache_plugin"
 
 #if defined(__cplusplus)
@@ -347,6 +349,13 @@ struct dexcache_host {
     /* ---- views ---- */
     /* Append bytes to a view answer (copied). Only inside view_render. */
     int (*view_write)(dexcache_view_out_t *out, const void *bytes, size_t len);
+
+    /* ---- since ABI 1.1 ---- */
+    /* Remove every occurrence of request header `name` (case-insensitive) before the request goes
+     * on: it is neither forwarded upstream nor seen by the cache (a verified `Authorization:
+     * Bearer` token removed here no longer makes the answer personal, and the upstream never sees
+     * it). Only in on_request / its resume callback. CONTINUE (also when absent) or ERROR. */
+    int (*req_remove_header)(dexcache_req_t *r, const char *name, size_t name_len);
 };
 
 /* Does `host` have function `field`? (Always true for functions of the plugin's own minor.) */
