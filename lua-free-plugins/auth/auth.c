@@ -173,6 +173,11 @@ static int conf_api_keys(auth_inst_t *a, const dexcache_conf_t *m, const char *d
         return host->conf_error(m, err, errlen, "api_keys needs a header or a query parameter name");
     if ((a->key_header != NULL && a->key_header[0] == '\0') || (a->key_query != NULL && a->key_query[0] == '\0'))
         return host->conf_error(m, err, errlen, "api_keys: an empty header or query name");
+    if (a->key_query != NULL)
+        host->log(&dexcache_plugin, NULL, DEXCACHE_LOG_WARN,
+                  "%s: api_keys.query: a key in the query string stays in the URL, which goes upstream and into "
+                  "the cache key (ABI 1.1 cannot remove a query parameter); prefer a header",
+                  a->name ? a->name : "auth");
     a->keys = dca_apikeys_new();
     if (a->keys == NULL)
         return host->conf_error(m, err, errlen, "out of memory");
@@ -483,6 +488,13 @@ static int accept_identity(dexcache_req_t *r, auth_inst_t *a, const char *id, si
         return refuse(r, a, AUTH_FORBIDDEN_TIER);
     if (host->set_client_id(r, id, id_len, limit_tier) != DEXCACHE_CONTINUE)
         return DEXCACHE_ERROR;
+    /* the credentials are dexcache's, never the upstream's: drop every header this instance reads
+     * them from (also the one not used), so that the answer is not personal to the cache and the
+     * upstream never sees them (ABI 1.1) */
+    if (a->key_header != NULL && host->req_remove_header(r, a->key_header, strlen(a->key_header)) != DEXCACHE_CONTINUE)
+        return DEXCACHE_ERROR;
+    if (a->jwt_header != NULL && host->req_remove_header(r, a->jwt_header, strlen(a->jwt_header)) != DEXCACHE_CONTINUE)
+        return DEXCACHE_ERROR;
     atomic_fetch_add_explicit(cached ? &a->accepted_cached : &a->accepted, 1, memory_order_relaxed);
     return DEXCACHE_CONTINUE;
 }
@@ -553,6 +565,10 @@ static int on_request(dexcache_req_t *r, void *instance, void *wstate)
 
 static int init(const dexcache_host_t *h, char *err, size_t errlen)
 {
+    if (!DEXCACHE_HOST_HAS(h, req_remove_header)) {
+        snprintf(err, errlen, "the host lacks req_remove_header (ABI 1.1)");
+        return DEXCACHE_ERROR;
+    }
     host = h;
     return DEXCACHE_CONTINUE;
 }

@@ -177,6 +177,17 @@ static int set_client_id(dexcache_req_t *r, const char *id, size_t len, const ch
     snprintf(r->tier, sizeof(r->tier), "%s", tier ? tier : "");
     return DEXCACHE_CONTINUE;
 }
+static int req_remove_header(dexcache_req_t *r, const char *name, size_t nl)
+{
+    for (size_t i = 0; i < r->nh;)
+        if (strlen(r->hname[i]) == nl && strncasecmp(r->hname[i], name, nl) == 0) {
+            memmove(r->hname + i, r->hname + i + 1, (r->nh - i - 1) * sizeof(r->hname[0]));
+            memmove(r->hvalue + i, r->hvalue + i + 1, (r->nh - i - 1) * sizeof(r->hvalue[0]));
+            r->nh--;
+        } else
+            i++;
+    return DEXCACHE_CONTINUE;
+}
 static void host_log(const dexcache_plugin_t *self, dexcache_req_t *r, int level, const char *fmt, ...) {}
 
 static const dexcache_host_t HOST = {
@@ -199,6 +210,7 @@ static const dexcache_host_t HOST = {
     .conf_duration_ms = conf_duration_ms,
     .conf_size = conf_size,
     .conf_error = conf_error,
+    .req_remove_header = req_remove_header,
 };
 
 static const dexcache_plugin_t *P;
@@ -346,6 +358,7 @@ static void test_jwt_requests(void **state)
         assert_int_equal(r.status, 0);
         assert_string_equal(r.id, "alice");
         assert_string_equal(r.tier, "pro");
+        assert_int_equal(r.nh, 0); /* the token does not go on */
     }
     req_t r1 = {.hname = {"authorization"}, .hvalue = {bearer(notier)}, .nh = 1};
     assert_int_equal(run(&in, &r1), DEXCACHE_CONTINUE);
@@ -411,6 +424,7 @@ static void test_api_key_requests(void **state)
     assert_int_equal(run(&in, &r1), DEXCACHE_CONTINUE);
     assert_string_equal(r1.id, "app2");
     assert_string_equal(r1.tier, "pro");
+    assert_int_equal(r1.nh, 0);
     req_t r2 = {.qname = "api_key", .qvalue = "k-plain"};
     assert_int_equal(run(&in, &r2), DEXCACHE_CONTINUE);
     assert_memory_equal(r2.id, "key-", 4);
@@ -421,10 +435,12 @@ static void test_api_key_requests(void **state)
     assert_int_equal(run(&in, &r3), DEXCACHE_ANSWERED);
     assert_int_equal(r3.status, 401);
     assert_non_null(strstr(r3.www, "the API key is not valid"));
+    assert_int_equal(r3.nh, 2); /* a refused request goes nowhere: nothing to strip */
     /* no key: the token is judged */
     req_t r4 = {.hname = {"authorization"}, .hvalue = {bearer(tok)}, .nh = 1};
     assert_int_equal(run(&in, &r4), DEXCACHE_CONTINUE);
     assert_string_equal(r4.id, "eve");
+    assert_int_equal(r4.nh, 0);
     /* a token signed with the RS256 key under an HS256 config */
     char *rs = ts_token(&T, TS_RS256, "{\"alg\":\"RS256\"}", "{\"sub\":\"eve\"}", NULL, 0, NULL);
     req_t r5 = {.hname = {"authorization"}, .hvalue = {bearer(rs)}, .nh = 1};
