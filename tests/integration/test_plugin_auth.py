@@ -299,3 +299,73 @@ routes:
         assert rc == 1, out
         assert want in out, out
         assert path + ":" in out, out  # errors name the config file (file:line:col)
+
+
+def test_tier_not_admitted_is_403_and_tier_claim_maps(proxy, origin):
+    r = get(proxy, "/es/echo", es(claims(plan="gold")))
+    assert r.status_code == 403
+    assert "www-authenticate" not in r.headers
+    assert r.json() == {"error": "forbidden: this credential's tier may not use this route", "status": 403,
+                        "request_id": r.headers["x-request-id"]}
+    assert get(proxy, "/es/echo", es(claims(plan="pro"))).status_code == 200
+    assert get(proxy, "/es/echo", es()).status_code == 200  # no plan: default_tier free, admitted
+    assert origin.stats()["jup"]["total"] == 2
+
+
+def test_jwks_rotation_on_sighup(fake, origin):
+    d = start(fake)
+    try:
+        a = rs(kid="rsa-a")
+        b = pyjwt.encode(claims(), read("test-only-rsa2048-b-private.pem"), algorithm="RS256", headers={"kid": "rsa-b"})
+        assert get(d, "/rs/echo?1", a).status_code == 200
+        assert get(d, "/rs/echo?2", b).status_code == 200
+        # key rsa-a is withdrawn from the JWK Set: a SIGHUP builds a new instance without it (and with
+        # fresh token caches, so the token verified above is not served from a cache either)
+        jwks = json.loads(read("test-jwks.json"))
+        jwks["keys"] = [k for k in jwks["keys"] if k["kid"] != "rsa-a"]
+        with open(os.path.join(d.workdir, "jwks.json"), "w") as f:
+            json.dump(jwks, f)
+        d.signal(signal.SIGHUP)
+        assert wait_for(lambda: get(d, "/rs/echo?3", a).status_code == 401, timeout=20)
+        assert_401(get(d, "/rs/echo?4", a), "no accepted key matches the token")
+        assert get(d, "/rs/echo?5", b).status_code == 200
+    finally:
+        d.stop()
+
+
+FLEET = PREAMBLE + """
+redis: {{ url: "%(redis)s", prefix: "dctest:" }}
+server: {{ trusted_proxies: ["127.0.0.1/32"] }}
+upstreams:
+  jupiter: {{ url: "%(jup)s" }}
+plugins:
+  - name: auth
+    path: "%(so)s"
+    config:
+      jwt: {{ alg: HS256, secret: "%(secret)s" }}
+routes:
+  - prefix: /users
+    upstream: jupiter
+    plugins: [auth]
+    limit: {{ rate: 6/10s, burst: 6, by: plugin }}
+"""
+
+
+def test_per_user_limit_across_three_instances(fake, origin, redis_server):
+    conf = FLEET % {"jup": fake.url("jup"), "redis": redis_server.url, "so": AUTH_SO, "secret": SECRET}
+    ds = [Dexcache(conf).start() for _ in range(3)]
+    try:
+        assert wait_for(lambda: all(d.health()["redis"] == "up" and d.health()["instances"] == 3 for d in ds),
+                        timeout=10), [d.health() for d in ds]
+        codes = []
+        for i in range(12):  # one user, a new token and a new address each time, round-robin over 3
+            t = hs(claims(sub="user-7", iat=int(time.time()) - i))
+            r = get(ds[i % 3], "/users/echo", t, headers={"X-Forwarded-For": "198.51.100.%d" % (i + 1)})
+            codes.append(r.status_code)
+        assert codes == [200] * 6 + [429] * 6
+        assert origin.stats()["jup"]["total"] == 6
+        assert get(ds[2], "/users/echo", hs(claims(sub="user-8"))).status_code == 200
+        assert ds[0].metric("dexcache_limit_fallbacks_total") == 0
+    finally:
+        for d in ds:
+            d.stop()
