@@ -12,6 +12,7 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/md.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/rsa.h>
 #include <mbedtls/sha256.h>
 
 typedef enum ts_how { TS_HS256, TS_HS384, TS_HS512, TS_RS256, TS_ES256, TS_ES256_DER, TS_UNSIGNED } ts_how_t;

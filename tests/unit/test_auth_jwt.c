@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "jwt.h"
 #include "auth_testsign.h"
@@ -542,6 +543,36 @@ static void test_tcache_direct(void **state)
     dca_tcache_free(off);
 }
 
+/* RSA keys under 2048 bits are refused, from a PEM file and from a JWKS */
+static void test_short_rsa_refused(void **state)
+{
+    mbedtls_pk_context pk;
+    mbedtls_pk_init(&pk);
+    assert_int_equal(mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA)), 0);
+    assert_int_equal(mbedtls_rsa_gen_key(mbedtls_pk_rsa(pk), mbedtls_ctr_drbg_random, &T.drbg, 1024, 65537), 0);
+    unsigned char pemtext[1024];
+    assert_int_equal(mbedtls_pk_write_pubkey_pem(&pk, pemtext, sizeof(pemtext)), 0);
+    char path[] = "/tmp/dc_rsa1024_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, pemtext, strlen((char *)pemtext)), (ssize_t)strlen((char *)pemtext));
+    close(fd);
+    dca_keyset_t *ks = NULL;
+    char err[256];
+    assert_int_equal(dca_keyset_from_pem_file(DCA_ALG_RS256, path, NULL, &ks, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "1024 bits, at least 2048"));
+    unlink(path);
+    unsigned char n[128], e[3] = {1, 0, 1};
+    assert_int_equal(mbedtls_rsa_export_raw(mbedtls_pk_rsa(pk), n, sizeof(n), NULL, 0, NULL, 0, NULL, 0, NULL, 0), 0);
+    char nb[200], eb[8], json[512];
+    ts_b64url(n, sizeof(n), nb);
+    ts_b64url(e, sizeof(e), eb);
+    snprintf(json, sizeof(json), "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"%s\"}]}", nb, eb);
+    assert_int_equal(dca_keyset_from_jwks(DCA_ALG_RS256, json, strlen(json), "jwks", &ks, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "at least 2048"));
+    mbedtls_pk_free(&pk);
+}
+
 static int setup(void **state)
 {
     const char *src = getenv("DC_SOURCE_DIR");
@@ -571,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_jwks_loading),
         cmocka_unit_test(test_token_cache),
         cmocka_unit_test(test_tcache_direct),
+        cmocka_unit_test(test_short_rsa_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
