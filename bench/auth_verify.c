@@ -21,7 +21,7 @@ static double mono(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void run(const char *label, dca_keyset_t *ks, const char *tok, int cache, double secs)
+static void run(const char *label, dca_keyset_t *ks, const char *tok, int cache, double secs, dca_reason_t want)
 {
     const char *aud[] = {"dexcache"};
     dca_jwt_conf_t c = {
@@ -39,8 +39,8 @@ static void run(const char *label, dca_keyset_t *ks, const char *tok, int cache,
     double t0 = mono(), t;
     do {
         for (int i = 0; i < 64; i++)
-            if (dca_jwt_verify(v, tok, len, NOW, &id, NULL) != DCA_OK) {
-                fprintf(stderr, "%s: refused\n", label);
+            if (dca_jwt_verify(v, tok, len, NOW, &id, NULL) != want) {
+                fprintf(stderr, "%s: unexpected answer\n", label);
                 exit(1);
             }
         n += 64;
@@ -62,14 +62,20 @@ int main(int argc, char **argv)
     char *es256 = ts_token(&T, TS_ES256, "{\"alg\":\"ES256\",\"typ\":\"JWT\"}", CLAIMS, NULL, 0, NULL);
     for (int cache = 0; cache <= 1; cache++) {
         dca_keyset_from_secret(DCA_ALG_HS256, SECRET, strlen(SECRET), &ks, err, sizeof(err));
-        run(cache ? "HS256, token cache hit" : "HS256, no cache", ks, hs256, cache, secs);
+        run(cache ? "HS256, token cache hit" : "HS256, no cache", ks, hs256, cache, secs, DCA_OK);
         ts_path(&T, "test-rsa2048-public.pem", path, sizeof(path));
         dca_keyset_from_pem_file(DCA_ALG_RS256, path, NULL, &ks, err, sizeof(err));
-        run(cache ? "RS256-2048, token cache hit" : "RS256-2048, no cache", ks, rs256, cache, secs);
+        run(cache ? "RS256-2048, token cache hit" : "RS256-2048, no cache", ks, rs256, cache, secs, DCA_OK);
         ts_path(&T, "test-ec-p256-public.pem", path, sizeof(path));
         dca_keyset_from_pem_file(DCA_ALG_ES256, path, NULL, &ks, err, sizeof(err));
-        run(cache ? "ES256, token cache hit" : "ES256, no cache", ks, es256, cache, secs);
+        run(cache ? "ES256, token cache hit" : "ES256, no cache", ks, es256, cache, secs, DCA_OK);
     }
+    /* a forged ES256 token sent again and again: refused from the refusal cache after the first */
+    char *forged = strdup(es256);
+    forged[strlen(forged) - 5] = forged[strlen(forged) - 5] == 'A' ? 'B' : 'A';
+    dca_keyset_from_pem_file(DCA_ALG_ES256, path, NULL, &ks, err, sizeof(err));
+    run("ES256 forged, repeated", ks, forged, 1, secs, DCA_R_BAD_SIGNATURE);
+    free(forged);
     free(hs256);
     free(rs256);
     free(es256);

@@ -206,6 +206,7 @@ struct dca_jwt_verifier {
     unsigned char *sig;     /* decoded signature: cap bytes, after buf in the same allocation */
     size_t cap;
     dca_tcache_t *cache;
+    dca_tcache_t *refused; /* tokens refused for good (tcache.h), a quarter of the size */
 };
 
 void dca_jwt_verifier_free(dca_jwt_verifier_t *v)
@@ -220,6 +221,7 @@ void dca_jwt_verifier_free(dca_jwt_verifier_t *v)
     mbedtls_mpi_free(&v->s);
     free(v->buf);
     dca_tcache_free(v->cache);
+    dca_tcache_free(v->refused);
     free(v);
 }
 
@@ -248,7 +250,8 @@ dca_jwt_verifier_t *dca_jwt_verifier_new(const dca_jwt_t *j, char *err, size_t e
     v->buf = malloc(2 * v->cap);
     v->sig = v->buf != NULL ? v->buf + v->cap : NULL;
     v->cache = dca_tcache_new(j->cache_entries);
-    if (v->buf == NULL || v->cache == NULL) {
+    v->refused = dca_tcache_new(j->cache_entries ? (j->cache_entries / 4 > 64 ? j->cache_entries / 4 : 64) : 0);
+    if (v->buf == NULL || v->cache == NULL || v->refused == NULL) {
         dca_jwt_verifier_free(v);
         return fail_null(err, errlen, "out of memory");
     }
@@ -443,6 +446,9 @@ static dca_reason_t check_claims(const dca_jwt_t *j, const cJSON *claims, int64_
     return DCA_OK;
 }
 
+static dca_reason_t verify_uncached(dca_jwt_verifier_t *v, const char *token, size_t len, int64_t now,
+                                    dca_identity_t *out);
+
 dca_reason_t dca_jwt_verify(dca_jwt_verifier_t *v, const char *token, size_t len, int64_t now, dca_identity_t *out,
                             int *cached)
 {
@@ -461,6 +467,25 @@ dca_reason_t dca_jwt_verify(dca_jwt_verifier_t *v, const char *token, size_t len
             *cached = 1;
         return DCA_OK;
     }
+    dca_reason_t r = (dca_reason_t)dca_tcache_get_refusal(v->refused, digest, now);
+    if (r != DCA_OK) {
+        if (cached != NULL)
+            *cached = 1;
+        return r;
+    }
+    r = verify_uncached(v, token, len, now, out);
+    if (r == DCA_OK)
+        dca_tcache_put(v->cache, digest, now, out);
+    else if (r != DCA_R_NOT_YET_VALID) /* the only refusal that time undoes */
+        dca_tcache_put_refusal(v->refused, digest, now, (int)r);
+    return r;
+}
+
+/* The full check of a token of 1..max_token bytes, without any cache. */
+static dca_reason_t verify_uncached(dca_jwt_verifier_t *v, const char *token, size_t len, int64_t now,
+                                    dca_identity_t *out)
+{
+    const dca_jwt_t *j = v->j;
 
     /* exactly three non-empty parts */
     const char *end = token + len, *d1 = memchr(token, '.', len);
@@ -507,7 +532,5 @@ dca_reason_t dca_jwt_verify(dca_jwt_verifier_t *v, const char *token, size_t len
         return DCA_R_MALFORMED;
     r = check_claims(j, claims, now, out);
     cJSON_Delete(claims);
-    if (r == DCA_OK)
-        dca_tcache_put(v->cache, digest, now, out);
     return r;
 }

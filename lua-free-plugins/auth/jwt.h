@@ -91,8 +91,10 @@ void dca_jwt_verifier_free(dca_jwt_verifier_t *v);
 
 /* Verifies `token` (the bare compact JWS, without "Bearer ") at unix time `now`. DCA_OK with *out
  * filled, or the reason of the refusal (*out is then unspecified). A token verified before and
- * still valid is answered from the verifier's cache without a signature check; *cached says which
- * (may be NULL). No allocation on a cache hit; on a miss only cJSON's and mbedtls bignum's. */
+ * still valid is answered from the verifier's cache without a signature check, and so is a token
+ * refused before for a reason time cannot undo (all but not_yet_valid; the refusals have a cache
+ * of their own, so bad tokens never evict good ones); *cached says which (may be NULL). No
+ * allocation on a cache hit; on a miss only cJSON's and mbedtls bignum's. */
 dca_reason_t dca_jwt_verify(dca_jwt_verifier_t *v, const char *token, size_t len, int64_t now, dca_identity_t *out,
                             int *cached);
 

@@ -11,6 +11,7 @@
 typedef struct entry {
     unsigned char digest[DCA_DIGEST_LEN];
     int64_t dies; /* 0 = empty slot */
+    int reason;   /* 0: `id` was proved; else why the token was refused (dca_tcache_put_refusal) */
     dca_identity_t id;
 } entry_t;
 
@@ -58,55 +59,93 @@ static entry_t *set_of(dca_tcache_t *c, const unsigned char *digest)
     return c->e + (h & (c->nsets - 1)) * WAYS;
 }
 
-int dca_tcache_get(dca_tcache_t *c, const unsigned char digest[DCA_DIGEST_LEN], int64_t now, dca_identity_t *out)
+/* the live entry of digest, or NULL (a dead one found on the way is cleared) */
+static entry_t *find(dca_tcache_t *c, const unsigned char *digest, int64_t now)
 {
-    if (c->nsets == 0) {
-        c->misses++;
-        return 0;
-    }
+    if (c->nsets == 0)
+        return NULL;
     entry_t *set = set_of(c, digest);
     for (int i = 0; i < WAYS; i++) {
         entry_t *e = set + i;
-        if (e->dies == 0)
-            continue;
-        if (mbedtls_ct_memcmp(e->digest, digest, DCA_DIGEST_LEN) != 0)
+        if (e->dies == 0 || mbedtls_ct_memcmp(e->digest, digest, DCA_DIGEST_LEN) != 0)
             continue;
         if (now >= e->dies) {
             memset(e, 0, sizeof(*e));
-            break;
+            return NULL;
         }
-        *out = e->id;
-        c->hits++;
-        return 1;
+        return e;
     }
-    c->misses++;
-    return 0;
+    return NULL;
+}
+
+int dca_tcache_get(dca_tcache_t *c, const unsigned char digest[DCA_DIGEST_LEN], int64_t now, dca_identity_t *out)
+{
+    entry_t *e = find(c, digest, now);
+    if (e == NULL || e->reason != 0) {
+        c->misses++;
+        return 0;
+    }
+    *out = e->id;
+    c->hits++;
+    return 1;
+}
+
+int dca_tcache_get_refusal(dca_tcache_t *c, const unsigned char digest[DCA_DIGEST_LEN], int64_t now)
+{
+    entry_t *e = find(c, digest, now);
+    if (e == NULL || e->reason == 0) {
+        c->misses++;
+        return 0;
+    }
+    c->hits++;
+    return e->reason;
+}
+
+/* the slot for digest: its own, a free or dead one, or the one that dies first (evicted) */
+static entry_t *slot_for(dca_tcache_t *c, const unsigned char *digest, int64_t now)
+{
+    entry_t *set = set_of(c, digest);
+    for (int i = 0; i < WAYS; i++)
+        if (set[i].dies != 0 && memcmp(set[i].digest, digest, DCA_DIGEST_LEN) == 0)
+            return set + i;
+    for (int i = 0; i < WAYS; i++)
+        if (set[i].dies == 0 || now >= set[i].dies)
+            return set + i;
+    entry_t *victim = set;
+    for (int i = 1; i < WAYS; i++)
+        if (set[i].dies < victim->dies)
+            victim = set + i;
+    c->evictions++;
+    return victim;
+}
+
+static int64_t capped(int64_t now, int64_t dies)
+{
+    if (now <= INT64_MAX - DCA_TCACHE_MAX_TTL && dies > now + DCA_TCACHE_MAX_TTL)
+        return now + DCA_TCACHE_MAX_TTL;
+    return dies;
 }
 
 void dca_tcache_put(dca_tcache_t *c, const unsigned char digest[DCA_DIGEST_LEN], int64_t now, const dca_identity_t *id)
 {
     if (c->nsets == 0 || now >= id->expires)
         return;
-    int64_t dies = id->expires;
-    if (now <= INT64_MAX - DCA_TCACHE_MAX_TTL && dies > now + DCA_TCACHE_MAX_TTL)
-        dies = now + DCA_TCACHE_MAX_TTL;
-    entry_t *set = set_of(c, digest), *victim = NULL;
-    for (int i = 0; i < WAYS && victim == NULL; i++)
-        if (set[i].dies != 0 && memcmp(set[i].digest, digest, DCA_DIGEST_LEN) == 0)
-            victim = set + i;
-    for (int i = 0; i < WAYS && victim == NULL; i++)
-        if (set[i].dies == 0 || now >= set[i].dies)
-            victim = set + i;
-    if (victim == NULL) {
-        victim = set;
-        for (int i = 1; i < WAYS; i++)
-            if (set[i].dies < victim->dies)
-                victim = set + i;
-        c->evictions++;
-    }
-    memcpy(victim->digest, digest, DCA_DIGEST_LEN);
-    victim->dies = dies;
-    victim->id = *id;
+    entry_t *e = slot_for(c, digest, now);
+    memcpy(e->digest, digest, DCA_DIGEST_LEN);
+    e->dies = capped(now, id->expires);
+    e->reason = 0;
+    e->id = *id;
+}
+
+void dca_tcache_put_refusal(dca_tcache_t *c, const unsigned char digest[DCA_DIGEST_LEN], int64_t now, int reason)
+{
+    if (c->nsets == 0 || reason == 0)
+        return;
+    entry_t *e = slot_for(c, digest, now);
+    memset(e, 0, sizeof(*e));
+    memcpy(e->digest, digest, DCA_DIGEST_LEN);
+    e->dies = capped(now, INT64_MAX);
+    e->reason = reason;
 }
 
 void dca_tcache_stats(const dca_tcache_t *c, dca_tcache_stats_t *out)

@@ -43,6 +43,13 @@ int dca_tcache_get(dca_tcache_t *c, const unsigned char digest[DCA_DIGEST_LEN], 
  * identity is not stored. When the set is full, the entry that dies first is replaced. */
 void dca_tcache_put(dca_tcache_t *c, const unsigned char digest[DCA_DIGEST_LEN], int64_t now, const dca_identity_t *id);
 
+/* Refusals, kept in a cache of their own so that a flood of bad tokens never evicts good ones: a
+ * token refused for a reason that time cannot change (bad signature, expired, wrong issuer, ...)
+ * is refused again for DCA_TCACHE_MAX_TTL at the cost of a lookup. get_refusal returns the reason
+ * stored for digest, or 0. */
+void dca_tcache_put_refusal(dca_tcache_t *c, const unsigned char digest[DCA_DIGEST_LEN], int64_t now, int reason);
+int dca_tcache_get_refusal(dca_tcache_t *c, const unsigned char digest[DCA_DIGEST_LEN], int64_t now);
+
 typedef struct dca_tcache_stats {
     uint64_t hits, misses, evictions;
     size_t capacity;

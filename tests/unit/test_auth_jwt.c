@@ -494,11 +494,23 @@ static void test_token_cache(void **state)
     /* at exp + leeway the entry is dead and the full check refuses */
     assert_int_equal(dca_jwt_verify(p.v, tok, strlen(tok), NOW + 15, &id, &cached), DCA_R_EXPIRED);
     assert_int_equal(cached, 0);
-    /* a refused token is never cached: tampered twice, checked twice */
+    /* a refused token is refused again from the refusal cache, never accepted */
     char *bad = tamper(tok, 2);
     assert_int_equal(dca_jwt_verify(p.v, bad, strlen(bad), NOW, &id, &cached), DCA_R_BAD_SIGNATURE);
-    assert_int_equal(dca_jwt_verify(p.v, bad, strlen(bad), NOW, &id, &cached), DCA_R_BAD_SIGNATURE);
     assert_int_equal(cached, 0);
+    assert_int_equal(dca_jwt_verify(p.v, bad, strlen(bad), NOW, &id, &cached), DCA_R_BAD_SIGNATURE);
+    assert_int_equal(cached, 1);
+    /* ... the expired one too; but not_yet_valid is checked again, and passes once its time comes */
+    assert_int_equal(dca_jwt_verify(p.v, tok, strlen(tok), NOW + 16, &id, &cached), DCA_R_EXPIRED);
+    assert_int_equal(cached, 1);
+    char *early =
+        ts_token(&T, TS_ES256, "{\"alg\":\"ES256\"}", "{\"sub\":\"early\",\"nbf\":1700000100}", NULL, 0, NULL);
+    assert_int_equal(dca_jwt_verify(p.v, early, strlen(early), NOW, &id, &cached), DCA_R_NOT_YET_VALID);
+    assert_int_equal(dca_jwt_verify(p.v, early, strlen(early), NOW, &id, &cached), DCA_R_NOT_YET_VALID);
+    assert_int_equal(cached, 0);
+    assert_int_equal(dca_jwt_verify(p.v, early, strlen(early), NOW + 95, &id, &cached), DCA_OK);
+    assert_string_equal(id.id, "early");
+    free(early);
     /* 100 distinct tokens through a 16-entry cache */
     for (int i = 0; i < 100; i++) {
         char claims[96];
@@ -516,7 +528,7 @@ static void test_token_cache(void **state)
     dca_jwt_verifier_stats(p.v, &st);
     assert_int_equal(st.capacity, 16);
     assert_true(st.evictions >= 100 - 16);
-    assert_int_equal(st.hits, 101);
+    assert_int_equal(st.hits, 101); /* the positive cache only */
     free(tok);
     free(bad);
     pair_free(&p);
