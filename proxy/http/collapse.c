@@ -239,7 +239,7 @@ void dc__http_lead_fill(dc_request_t *r, dc_flight_t *flight)
     const char *url = dc_request_cache_url(r);
     const char **headers = dc_request_upstream_headers(r, true);
     dc_fleet_t *fleet = r->ctx.worker->fleet;
-    if (fleet == NULL || !dc_fleet_up(fleet)) {
+    if (flight == NULL || fleet == NULL || !dc_fleet_up(fleet)) { /* no flight: a private fetch (no-store) */
         dc_fill_target_t t = {r->key, r->key_len, r->hash, url, headers};
         dc_fill_start(r, &r->ctx, &t, flight, r->stale, false);
         return;

@@ -297,6 +297,12 @@ dc_flight_t *dc__http_join_or_lead(dc_request_t *r, const char *key, size_t len,
 /* A miss: one fetch per key across all workers. */
 static void miss(dc_request_t *r)
 {
+    if (r->client_no_store) {
+        /* a request no-store (RFC 9111 5.2.1.5) fetches for itself: leading the shared fetch would
+         * leave every request collapsed onto it unstored (a client could keep a hot key uncached) */
+        dc__http_lead_fill(r, NULL);
+        return;
+    }
     dc_flight_t *flight = dc__http_join_or_lead(r, r->key, r->key_len, r->hash, on_wait_result, on_wait_release);
     if (flight == NULL) {
         wait_for_flight(r);

@@ -49,6 +49,7 @@ void dc__http_wait_timer_stop(dc_request_t *r);
 /* collapse.c */
 /* Lead the fill of r's key: in a fleet after the cross-instance lock (or following another
  * instance's fill), else at once. Takes over `flight`. */
+/* `flight` NULL: a fetch of r's own that nobody joins (request no-store), never through the fleet. */
 void dc__http_lead_fill(dc_request_t *r, dc_flight_t *flight);
 /* One background refresh of r's key (stale-while-revalidate, refresh-ahead), fleet-wide in a fleet.
  * `stale` is borrowed. */

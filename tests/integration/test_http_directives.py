@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -176,4 +177,31 @@ def test_pragma_counts_only_without_cache_control(proxy, clean):
     assert r.headers["x-cache"] == "HIT", r.headers["cache-status"]
     r = get(proxy, path, headers={"Pragma": "no-cache"})
     assert r.headers["x-cache"] == "MISS" and "fwd=request" in r.headers["cache-status"]
+    assert total(clean) == 2
+
+
+def test_request_no_store_never_leads_the_shared_fetch(proxy, clean):
+    """A no-store request on a cold key fetches for itself: a plain request arriving meanwhile
+    leads its own (shared, stored) fetch instead of collapsing onto an answer that will not be
+    stored, so a client sending no-store cannot keep a hot key uncached for everyone."""
+    path = "/jup/respond?ns=lead"
+    clean.gate("/respond")
+    out = {}
+
+    def one(name, cc):
+        out[name] = get(proxy, path, cc)
+
+    threads = [threading.Thread(target=one, args=("ns", "no-store")), threading.Thread(target=one, args=("plain", None))]
+    try:
+        threads[0].start()
+        clean.wait_held(1)
+        threads[1].start()
+        clean.wait_held(2)  # the plain request did not wait on the no-store one: 2 origin requests
+    finally:
+        clean.release()
+    for t in threads:
+        t.join(30)
+    assert "detail=client-no-store" in out["ns"].headers["cache-status"]
+    assert out["plain"].headers["cache-status"] == "dexcache; fwd=miss; stored", out["plain"].headers["cache-status"]
+    assert get(proxy, path).headers["x-cache"] == "HIT"
     assert total(clean) == 2
