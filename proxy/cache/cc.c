@@ -76,35 +76,39 @@ static int64_t parse_delta(const char *v, size_t len)
     return n;
 }
 
+/* The directives dexcache knows, for the header parser (apply) and the targeted fields' Structured
+ * Fields parser (sf_apply) alike: boolean flags, and delta-seconds (-1 when absent). Request-only
+ * directives in a response's field, and response-only ones in a request's, are parsed and ignored. */
+static const struct {
+    const char *name;
+    size_t off;
+} cc_flags[] = {
+    {"no-store", offsetof(dc_cc_t, no_store)},
+    {"no-cache", offsetof(dc_cc_t, no_cache)},
+    {"private", offsetof(dc_cc_t, private_)},
+    {"public", offsetof(dc_cc_t, public_)},
+    {"must-revalidate", offsetof(dc_cc_t, must_revalidate)},
+    {"proxy-revalidate", offsetof(dc_cc_t, proxy_revalidate)},
+    {"immutable", offsetof(dc_cc_t, immutable)},
+    {"only-if-cached", offsetof(dc_cc_t, only_if_cached)},
+    {"must-understand", offsetof(dc_cc_t, must_understand)},
+};
+static const struct {
+    const char *name;
+    size_t off;
+} cc_deltas[] = {
+    {"max-age", offsetof(dc_cc_t, max_age)},
+    {"s-maxage", offsetof(dc_cc_t, s_maxage)},
+    {"stale-while-revalidate", offsetof(dc_cc_t, stale_while_revalidate)},
+    {"stale-if-error", offsetof(dc_cc_t, stale_if_error)},
+    {"max-stale", offsetof(dc_cc_t, max_stale)},
+    {"min-fresh", offsetof(dc_cc_t, min_fresh)},
+};
+
 /* One directive. `val` is NULL when there was no "=value"; `bad` when the element did not end
  * right after the name or value (junk, unterminated quote, empty token). */
 static void apply(dc_cc_t *cc, const char *name, size_t nlen, const char *val, size_t vlen, bool bad)
 {
-    static const struct {
-        const char *name;
-        size_t off;
-    } flags[] = {
-        {"no-store", offsetof(dc_cc_t, no_store)},
-        {"no-cache", offsetof(dc_cc_t, no_cache)},
-        {"private", offsetof(dc_cc_t, private_)},
-        {"public", offsetof(dc_cc_t, public_)},
-        {"must-revalidate", offsetof(dc_cc_t, must_revalidate)},
-        {"proxy-revalidate", offsetof(dc_cc_t, proxy_revalidate)},
-        {"immutable", offsetof(dc_cc_t, immutable)},
-        {"only-if-cached", offsetof(dc_cc_t, only_if_cached)},
-    };
-    static const struct {
-        const char *name;
-        size_t off;
-    } deltas[] = {
-        {"max-age", offsetof(dc_cc_t, max_age)},
-        {"s-maxage", offsetof(dc_cc_t, s_maxage)},
-        {"stale-while-revalidate", offsetof(dc_cc_t, stale_while_revalidate)},
-        {"stale-if-error", offsetof(dc_cc_t, stale_if_error)},
-        {"max-stale", offsetof(dc_cc_t, max_stale)},
-        {"min-fresh", offsetof(dc_cc_t, min_fresh)},
-    };
-
     /* A flag is present whatever follows its name ("no-store junk" is still no-store). no-cache and
      * private with a well-formed, non-empty value are the qualified forms (field names, found later
      * by dc_cc_names_field); malformed or empty, they count as unqualified: that errs toward caching
@@ -118,28 +122,25 @@ static void apply(dc_cc_t *cc, const char *name, size_t nlen, const char *val, s
         cc->private_fields = true;
         return;
     }
-    if (name_is(name, nlen, "must-understand")) {
-        cc->must_understand = true;
-        return;
-    }
-    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
-        if (name_is(name, nlen, flags[i].name)) {
-            *(bool *)((char *)cc + flags[i].off) = true;
+    for (size_t i = 0; i < sizeof(cc_flags) / sizeof(cc_flags[0]); i++) {
+        if (name_is(name, nlen, cc_flags[i].name)) {
+            *(bool *)((char *)cc + cc_flags[i].off) = true;
             return;
         }
     }
-    for (size_t i = 0; i < sizeof(deltas) / sizeof(deltas[0]); i++) {
-        if (!name_is(name, nlen, deltas[i].name))
+    for (size_t i = 0; i < sizeof(cc_deltas) / sizeof(cc_deltas[0]); i++) {
+        if (!name_is(name, nlen, cc_deltas[i].name))
             continue;
-        int64_t *field = (int64_t *)((char *)cc + deltas[i].off);
+        int64_t *field = (int64_t *)((char *)cc + cc_deltas[i].off);
         int64_t n;
         if (bad)
             n = -1;
         else if (val == NULL)
-            n = deltas[i].off == offsetof(dc_cc_t, max_stale) ? DELTA_MAX : -1; /* bare max-stale: any */
+            n = cc_deltas[i].off == offsetof(dc_cc_t, max_stale) ? DELTA_MAX : -1; /* bare max-stale: any */
         else
             n = parse_delta(val, vlen);
-        bool freshness = deltas[i].off == offsetof(dc_cc_t, max_age) || deltas[i].off == offsetof(dc_cc_t, s_maxage);
+        bool freshness =
+            cc_deltas[i].off == offsetof(dc_cc_t, max_age) || cc_deltas[i].off == offsetof(dc_cc_t, s_maxage);
         if (freshness) {
             /* RFC 9111 4.2.1: the first occurrence is used, valid or not; an invalid one (1.2.2:
              * "1a", "-1", empty) is invalid freshness information: stale (5.2) */
@@ -459,42 +460,21 @@ static bool sf_inner_list(sf_cursor_t *c)
 /* One dictionary member, applied to *cc (a later member with the same key overrides: RFC 8941). */
 static void sf_apply(dc_cc_t *cc, const char *k, size_t kl, sf_type_t t, int64_t iv)
 {
-    static const struct {
-        const char *name;
-        size_t off;
-    } flags[] = {
-        {"no-store", offsetof(dc_cc_t, no_store)},
-        {"no-cache", offsetof(dc_cc_t, no_cache)},
-        {"private", offsetof(dc_cc_t, private_)},
-        {"public", offsetof(dc_cc_t, public_)},
-        {"must-revalidate", offsetof(dc_cc_t, must_revalidate)},
-        {"proxy-revalidate", offsetof(dc_cc_t, proxy_revalidate)},
-        {"immutable", offsetof(dc_cc_t, immutable)},
-        {"must-understand", offsetof(dc_cc_t, must_understand)},
-    };
-    static const struct {
-        const char *name;
-        size_t off;
-    } deltas[] = {
-        {"max-age", offsetof(dc_cc_t, max_age)},
-        {"s-maxage", offsetof(dc_cc_t, s_maxage)},
-        {"stale-while-revalidate", offsetof(dc_cc_t, stale_while_revalidate)},
-        {"stale-if-error", offsetof(dc_cc_t, stale_if_error)},
-    };
-    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
-        if (!(strlen(flags[i].name) == kl && memcmp(flags[i].name, k, kl) == 0))
+    for (size_t i = 0; i < sizeof(cc_flags) / sizeof(cc_flags[0]); i++) {
+        if (!(strlen(cc_flags[i].name) == kl && memcmp(cc_flags[i].name, k, kl) == 0))
             continue;
-        bool *f = (bool *)((char *)cc + flags[i].off);
+        bool *f = (bool *)((char *)cc + cc_flags[i].off);
         *f = t == SF_BOOL && iv == 1;
-        if (flags[i].off == offsetof(dc_cc_t, no_cache))
+        if (cc_flags[i].off == offsetof(dc_cc_t, no_cache))
             cc->no_cache_fields = t == SF_STR;
-        if (flags[i].off == offsetof(dc_cc_t, private_))
+        if (cc_flags[i].off == offsetof(dc_cc_t, private_))
             cc->private_fields = t == SF_STR;
         return;
     }
-    for (size_t i = 0; i < sizeof(deltas) / sizeof(deltas[0]); i++) {
-        if (strlen(deltas[i].name) == kl && memcmp(deltas[i].name, k, kl) == 0) {
-            *(int64_t *)((char *)cc + deltas[i].off) = t == SF_INT && iv >= 0 ? (iv > DELTA_MAX ? DELTA_MAX : iv) : -1;
+    for (size_t i = 0; i < sizeof(cc_deltas) / sizeof(cc_deltas[0]); i++) {
+        if (strlen(cc_deltas[i].name) == kl && memcmp(cc_deltas[i].name, k, kl) == 0) {
+            *(int64_t *)((char *)cc + cc_deltas[i].off) =
+                t == SF_INT && iv >= 0 ? (iv > DELTA_MAX ? DELTA_MAX : iv) : -1;
             return;
         }
     }
