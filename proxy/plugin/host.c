@@ -123,6 +123,46 @@ static int req_remove_header(dexcache_req_t *pr, const char *name, size_t name_l
     return DEXCACHE_CONTINUE;
 }
 
+/* Rebuild the URL without parameter `name` (pool memory, like checks.c's normalised target). */
+static int req_remove_query(dexcache_req_t *pr, const char *name, size_t name_len)
+{
+    if (!live(pr) || pr->phase != DC__PH_REQUEST || name == NULL)
+        return DEXCACHE_ERROR;
+    h2o_req_t *req = pr->r->req;
+    if (req->query_at == SIZE_MAX)
+        return DEXCACHE_CONTINUE;
+    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    char *out = h2o_mem_alloc_pool(&req->pool, req->path.len + 1);
+    char *k = h2o_mem_alloc_pool(&req->pool, req->path.len + 1);
+    memcpy(out, req->path.base, req->query_at);
+    size_t o = req->query_at;
+    bool removed = false, kept = false;
+    while (q <= end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp != NULL ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ke = eq != NULL ? eq : pe;
+        size_t kl = pct_decode(k, q, (size_t)(ke - q));
+        if (kl == name_len && memcmp(k, name, name_len) == 0) {
+            removed = true;
+        } else {
+            out[o++] = kept ? '&' : '?';
+            memcpy(out + o, q, (size_t)(pe - q));
+            o += (size_t)(pe - q);
+            kept = true;
+        }
+        if (amp == NULL)
+            break;
+        q = pe + 1;
+    }
+    if (!removed)
+        return DEXCACHE_CONTINUE;
+    out[o] = '\0';
+    req->path = h2o_iovec_init(out, o);
+    req->query_at = kept ? req->query_at : SIZE_MAX; /* out[query_at] is the '?' when kept */
+    return DEXCACHE_CONTINUE;
+}
+
 static int req_path(dexcache_req_t *pr, const char **path, size_t *len)
 {
     if (!live(pr) || path == NULL)
@@ -564,4 +604,6 @@ const dexcache_host_t dc__plugin_host = {
     .conf_error = conf_error,
     .view_write = view_write,
     .req_remove_header = req_remove_header,
+    .req_remove_query = req_remove_query,
+    .metric_add = dc__plugin_metric_add,
 };

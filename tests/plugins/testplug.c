@@ -22,6 +22,9 @@
 #ifndef TP_MAJOR
 #define TP_MAJOR DEXCACHE_PLUGIN_ABI_MAJOR
 #endif
+#ifdef TP_MINOR_PLUS /* the host's minor + 1, whatever it is */
+#define TP_MINOR (DEXCACHE_PLUGIN_ABI_MINOR + 1)
+#endif
 #ifndef TP_MINOR
 #define TP_MINOR DEXCACHE_PLUGIN_ABI_MINOR
 #endif
