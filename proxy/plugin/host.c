@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/mailbox.h"
 #include "http/plugins.h"
+#include "ratelimit/clientid.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -203,9 +204,24 @@ static const char *req_id(dexcache_req_t *pr)
     return pr != NULL && pr->r != NULL ? pr->r->request_id : "";
 }
 
+/* The address the limit uses for `by: client` (X-Forwarded-For / CF-Connecting-IP only from a
+ * trusted proxy), as the contract says: a plugin keyed on it sees clients, not the proxy. */
 static const char *req_client_ip(dexcache_req_t *pr)
 {
-    return live(pr) ? dc_request_client_ip(pr->r) : "";
+    if (!live(pr))
+        return "";
+    h2o_req_t *req = pr->r->req;
+    ssize_t x = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-for"), -1);
+    ssize_t c = h2o_find_header_by_str(&req->headers, H2O_STRLIT("cf-connecting-ip"), -1);
+    if (pr->r->ctx.snap->ntrusted == 0 || (x < 0 && c < 0))
+        return dc_request_client_ip(pr->r);
+    char *out = h2o_mem_alloc_pool(&req->pool, 64);
+    size_t n = dc_client_id(
+        dc_request_client_ip(pr->r), x >= 0 ? req->headers.entries[x].value.base : NULL,
+        x >= 0 ? req->headers.entries[x].value.len : 0, c >= 0 ? req->headers.entries[c].value.base : NULL,
+        c >= 0 ? req->headers.entries[c].value.len : 0, pr->r->ctx.snap->trusted, pr->r->ctx.snap->ntrusted, out, 64);
+    out[n < 64 ? n : 63] = '\0';
+    return out;
 }
 
 static const char *req_route(dexcache_req_t *pr)

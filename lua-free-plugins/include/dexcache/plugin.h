@@ -279,7 +279,8 @@ struct dexcache_host {
     int (*req_method)(dexcache_req_t *r, const char **method, size_t *len);
     /* The request id dexcache logs and puts in X-Request-Id and JSON errors. */
     const char *(*req_id)(dexcache_req_t *r);
-    /* The client's address (after trusted_proxies), as text. */
+    /* The client's address (after trusted_proxies: X-Forwarded-For / CF-Connecting-IP only from a
+     * trusted peer, as the limit's `by: client`), as text. */
     const char *(*req_client_ip)(dexcache_req_t *r);
     /* The route's prefix, as configured. */
     const char *(*req_route)(dexcache_req_t *r);
