@@ -1,5 +1,6 @@
 /* dexcache: command line, logging set-up, and the server's lifecycle. No logic lives here. */
 #include "config/config.h"
+#include "core/crash.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "plugin/plugin.h"
@@ -119,6 +120,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "dexcache: libcurl initialisation failed\n");
         return 1;
     }
+    dc_crash_install(); /* the report's text is set by the server (version, plugins) */
     dc_server_t *server = NULL;
     if (dc_server_create(config_path, cfg, &server, err, sizeof(err)) != 0) {
         fprintf(stderr, "dexcache: %s\n", err);

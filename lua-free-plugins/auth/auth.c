@@ -39,6 +39,7 @@
 #include <time.h>
 
 #include "apikeys.h"
+#include "flood.h"
 #include "jwt.h"
 
 /* reasons of this file on top of jwt.h's, for the counters */
@@ -62,6 +63,8 @@ typedef struct auth_inst {
     int has_tiers;
     char *default_tier;
     char *realm;
+    /* failed-auth flood protection: per client address, shared by the workers (NULL: off) */
+    dca_flood_t *flood;
     /* counters, all workers */
     _Atomic uint64_t accepted, accepted_cached, refused[AUTH_NREASONS];
 } auth_inst_t;
@@ -100,12 +103,21 @@ static const dexcache_option_t jwt_opts[] = {
     {"max_token", DEXCACHE_OPT_SIZE, 0, 64, 1048576, NULL, "longest accepted token (default 8KB)"},
     {"cache_entries", DEXCACHE_OPT_INT, 0, 0, 1 << 20, NULL, "verified tokens cached per worker (0: none)"},
     {0}};
+static const dexcache_option_t flood_opts[] = {
+    {"failures", DEXCACHE_OPT_INT, 0, 0, 1000000, NULL,
+     "refusals of one client address within `window` that block it (default 20; 0: off)"},
+    {"window", DEXCACHE_OPT_DURATION, 0, 1, 86400000, NULL, "the window failures are counted in (default 1m)"},
+    {"block", DEXCACHE_OPT_DURATION, 0, 1, 86400000, NULL, "how long a blocked address gets 429 (default 1m)"},
+    {0}};
 static const dexcache_option_t auth_opts[] = {
     {"api_keys", DEXCACHE_OPT_MAP, 0, 0, 0, api_keys_opts, "API keys"},
     {"jwt", DEXCACHE_OPT_MAP, 0, 0, 0, jwt_opts, "JWT bearer tokens"},
     {"tiers", DEXCACHE_OPT_MAP, 0, 0, 0, NULL, "credential tier -> limit tier; other tiers get 403"},
     {"default_tier", DEXCACHE_OPT_STRING, 0, 0, 0, NULL, "tier of a credential that names none"},
     {"realm", DEXCACHE_OPT_STRING, 0, 0, 0, NULL, "realm of the WWW-Authenticate challenge (default dexcache)"},
+    {"flood", DEXCACHE_OPT_MAP, 0, 0, 0, flood_opts,
+     "failed-auth flood protection: an address with `failures` refusals in `window` gets 429 for `block`, "
+     "without any signature check"},
     {0}};
 
 /* ---- instance ---- */
@@ -128,6 +140,7 @@ static void inst_free(void *p)
     free(a->tiers);
     free(a->default_tier);
     free(a->realm);
+    dca_flood_free(a->flood);
     free(a);
 }
 
@@ -173,11 +186,6 @@ static int conf_api_keys(auth_inst_t *a, const dexcache_conf_t *m, const char *d
         return host->conf_error(m, err, errlen, "api_keys needs a header or a query parameter name");
     if ((a->key_header != NULL && a->key_header[0] == '\0') || (a->key_query != NULL && a->key_query[0] == '\0'))
         return host->conf_error(m, err, errlen, "api_keys: an empty header or query name");
-    if (a->key_query != NULL)
-        host->log(&dexcache_plugin, NULL, DEXCACHE_LOG_WARN,
-                  "%s: api_keys.query: a key in the query string stays in the URL, which goes upstream and into "
-                  "the cache key (ABI 1.1 cannot remove a query parameter); prefer a header",
-                  a->name ? a->name : "auth");
     a->keys = dca_apikeys_new();
     if (a->keys == NULL)
         return host->conf_error(m, err, errlen, "out of memory");
@@ -396,6 +404,21 @@ static int inst_new(const dexcache_instance_args_t *args, void **instance, char 
         rc = host->conf_error(host->conf_get(cfg, "realm"), err, errlen, "a realm holds no quote or backslash");
     if (rc == DEXCACHE_CONTINUE && a->realm == NULL)
         a->realm = strdup("dexcache");
+    if (rc == DEXCACHE_CONTINUE) {
+        const dexcache_conf_t *f = host->conf_get(cfg, "flood");
+        int64_t failures = 20;
+        uint64_t window_ms = 60000, block_ms = 60000;
+        if (f != NULL) {
+            if (host->conf_get(f, "failures") != NULL)
+                host->conf_int(host->conf_get(f, "failures"), &failures);
+            if (host->conf_get(f, "window") != NULL)
+                host->conf_duration_ms(host->conf_get(f, "window"), &window_ms);
+            if (host->conf_get(f, "block") != NULL)
+                host->conf_duration_ms(host->conf_get(f, "block"), &block_ms);
+        }
+        if (failures > 0 && (a->flood = dca_flood_new((uint32_t)failures, window_ms, block_ms)) == NULL)
+            rc = host->conf_error(cfg, err, errlen, "out of memory");
+    }
     if (rc != DEXCACHE_CONTINUE) {
         inst_free(a);
         return DEXCACHE_ERROR;
@@ -441,12 +464,25 @@ static void worker_fini(void *instance, unsigned worker, void *wstate)
 
 /* ---- requests ---- */
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static int refuse(dexcache_req_t *r, auth_inst_t *a, int reason)
 {
     atomic_fetch_add_explicit(&a->refused[reason], 1, memory_order_relaxed);
     char challenge[256], msg[160];
     const char *name = reason == AUTH_FORBIDDEN_TIER ? "forbidden_tier" : dca_reason_name((dca_reason_t)reason);
     host->log(&dexcache_plugin, r, DEXCACHE_LOG_DEBUG, "%s: refused (%s)", a->name, name);
+    host->metric_add(&dexcache_plugin, r, "refused", name, 1);
+    /* a credential that failed (not a missing one, nor a valid one of a tier not admitted) counts
+     * against the client's address */
+    if (a->flood != NULL && reason != DCA_R_MISSING && reason != AUTH_FORBIDDEN_TIER &&
+        dca_flood_fail(a->flood, host->req_client_ip(r), now_ms()))
+        host->metric_add(&dexcache_plugin, r, "flood_blocks", "", 1);
     if (reason == AUTH_FORBIDDEN_TIER) {
         host->respond_error(r, 403, "forbidden: this credential's tier may not use this route");
         return DEXCACHE_ANSWERED;
@@ -495,6 +531,9 @@ static int accept_identity(dexcache_req_t *r, auth_inst_t *a, const char *id, si
         return DEXCACHE_ERROR;
     if (a->jwt_header != NULL && host->req_remove_header(r, a->jwt_header, strlen(a->jwt_header)) != DEXCACHE_CONTINUE)
         return DEXCACHE_ERROR;
+    /* and the query parameter (ABI 1.2): not upstream, not in the cache key */
+    if (a->key_query != NULL && host->req_remove_query(r, a->key_query, strlen(a->key_query)) != DEXCACHE_CONTINUE)
+        return DEXCACHE_ERROR;
     atomic_fetch_add_explicit(cached ? &a->accepted_cached : &a->accepted, 1, memory_order_relaxed);
     return DEXCACHE_CONTINUE;
 }
@@ -509,6 +548,20 @@ static int one_header(dexcache_req_t *r, auth_inst_t *a, const char *name, const
     if (host->req_header_at(r, name, strlen(name), 1, &v2, &l2) == DEXCACHE_CONTINUE)
         return refuse(r, a, DCA_R_MALFORMED);
     return DEXCACHE_CONTINUE;
+}
+
+/* A request with a credential from an address the flood protection blocks: 429, no check at all. */
+static int flood_gate(dexcache_req_t *r, auth_inst_t *a)
+{
+    uint64_t retry_ms;
+    if (a->flood == NULL || !dca_flood_blocked(a->flood, host->req_client_ip(r), now_ms(), &retry_ms))
+        return DEXCACHE_CONTINUE;
+    char v[24];
+    int n = snprintf(v, sizeof(v), "%llu", (unsigned long long)((retry_ms + 999) / 1000));
+    host->resp_set_header(r, "retry-after", 11, v, (size_t)n);
+    host->metric_add(&dexcache_plugin, r, "refused", "flood", 1);
+    host->respond_error(r, 429, "too many failed authentication attempts from this address");
+    return DEXCACHE_ANSWERED;
 }
 
 static int on_request(dexcache_req_t *r, void *instance, void *wstate)
@@ -531,6 +584,8 @@ static int on_request(dexcache_req_t *r, void *instance, void *wstate)
         if (!found && a->key_query != NULL)
             found = host->req_query(r, a->key_query, strlen(a->key_query), &v, &len) == DEXCACHE_CONTINUE;
         if (found) {
+            if ((rc = flood_gate(r, a)) != DEXCACHE_CONTINUE)
+                return rc;
             const dca_apikey_t *k = dca_apikeys_lookup(a->keys, v, len);
             if (k == NULL)
                 return refuse(r, a, DCA_R_UNKNOWN_KEY);
@@ -555,9 +610,13 @@ static int on_request(dexcache_req_t *r, void *instance, void *wstate)
         len--;
     if (len == 0)
         return refuse(r, a, DCA_R_MISSING);
+    if ((rc = flood_gate(r, a)) != DEXCACHE_CONTINUE)
+        return rc;
     dca_identity_t id;
     int cached = 0;
     dca_reason_t why = dca_jwt_verify(w->v, v, len, (int64_t)time(NULL), &id, &cached);
+    if (!cached) /* a token neither the verified nor the refused cache knew: parsed and checked */
+        host->metric_add(&dexcache_plugin, r, "jwt_checks", "", 1);
     if (why != DCA_OK)
         return refuse(r, a, why);
     return accept_identity(r, a, id.id, id.id_len, id.tier, cached);
@@ -565,8 +624,9 @@ static int on_request(dexcache_req_t *r, void *instance, void *wstate)
 
 static int init(const dexcache_host_t *h, char *err, size_t errlen)
 {
-    if (!DEXCACHE_HOST_HAS(h, req_remove_header)) {
-        snprintf(err, errlen, "the host lacks req_remove_header (ABI 1.1)");
+    if (!DEXCACHE_HOST_HAS(h, req_remove_header) || !DEXCACHE_HOST_HAS(h, req_remove_query) ||
+        !DEXCACHE_HOST_HAS(h, metric_add)) {
+        snprintf(err, errlen, "the host lacks req_remove_header, req_remove_query or metric_add (ABI 1.2)");
         return DEXCACHE_ERROR;
     }
     host = h;
@@ -575,7 +635,7 @@ static int init(const dexcache_host_t *h, char *err, size_t errlen)
 
 DEXCACHE_PLUGIN_EXPORT const dexcache_plugin_t dexcache_plugin = {
     DEXCACHE_PLUGIN_HEADER,     .name = "auth",
-    .version = "1.0.0",         .description = "client authentication: API keys and JWT (HS256/384/512, RS256, ES256)",
+    .version = "1.1.0",         .description = "client authentication: API keys and JWT (HS256/384/512, RS256, ES256)",
     .options = auth_opts,       .init = init,
     .instance_new = inst_new,   .instance_free = inst_free,
     .worker_init = worker_init, .worker_fini = worker_fini,

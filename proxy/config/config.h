@@ -99,13 +99,23 @@ typedef struct dc_config_batch {
  * without one fall back to the client IP). */
 typedef enum { DC_LIMIT_BY_CLIENT = 0, DC_LIMIT_BY_HEADER, DC_LIMIT_BY_PLUGIN } dc_limit_by_t;
 
+/* routes[].limit.tiers.<name>: the rate of clients a plugin put in tier <name> (set_client_id). */
+typedef struct dc_config_limit_tier {
+    char *name;            /* [A-Za-z0-9_.-]{1,64} */
+    dc_config_rate_t rate; /* "600/1m" */
+    uint32_t burst;        /* default = rate.limit */
+} dc_config_limit_tier_t;
+
 /* routes[].limit: per-client limit. */
 typedef struct dc_config_limit {
     bool enabled;
-    dc_config_rate_t rate; /* "10/1s" */
-    uint32_t burst;        /* default = rate.limit */
-    dc_limit_by_t by;      /* "client" (IP), "header:<name>" or "plugin" */
-    char *by_header;       /* lowercased header name when by == DC_LIMIT_BY_HEADER */
+    dc_config_rate_t rate;         /* "10/1s" */
+    uint32_t burst;                /* default = rate.limit */
+    dc_limit_by_t by;              /* "client" (IP), "header:<name>" or "plugin" */
+    char *by_header;               /* lowercased header name when by == DC_LIMIT_BY_HEADER */
+    dc_config_limit_tier_t *tiers; /* by: plugin: rates selected by the tier a plugin set; a tier not
+                                    * listed (or none) gets rate/burst above */
+    size_t ntiers;
 } dc_config_limit_t;
 
 /* routes[].cdn: headers toward CDNs and browsers. */

@@ -653,8 +653,41 @@ static int limit_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
     LIMIT *l = base;
     if (map != NULL && dc__ynode_get(map, "burst") == NULL)
         l->burst = l->rate.limit;
+    const dc__ynode_t *tiers = map != NULL ? dc__ynode_get(map, "tiers") : NULL;
+    if (tiers != NULL && l->by != DC_LIMIT_BY_PLUGIN)
+        return dc__cfg_fail(ctx, tiers, NULL, "expected tiers only with by: plugin (a plugin sets the tier)");
     return 0;
 }
+
+/* limit.tiers: tier names as plugins hand them (auth: the credential's tier after its `tiers:` map). */
+static int check_tier_name(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    size_t n = strlen(*v);
+    bool ok = n >= 1 && n <= 64;
+    for (const char *p = *v; ok && *p != '\0'; p++)
+        ok = isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.';
+    return ok ? 0 : fail_found(ctx, node, "a tier name of 1 to 64 characters from A-Z, a-z, 0-9, '_', '-', '.'");
+}
+
+typedef dc_config_limit_tier_t TIER;
+static int tier_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    TIER *t = base;
+    if (map != NULL && dc__ynode_get(map, "burst") == NULL)
+        t->burst = t->rate.limit;
+    return 0;
+}
+
+static const dc__directive_t tier_rows[] = {
+    {.name = "rate",
+     .type = DC__T_RATE,
+     .flags = DC__D_REQUIRED,
+     .offset = offsetof(TIER, rate),
+     .doc = "sustained rate per client of this tier"},
+    R_UINT("burst", TIER, burst, NULL, 1, UINT32_MAX, "requests allowed at once above the tier's rate",
+           .dflt_doc = "the tier's rate count"),
+};
+static const dc__table_t tier_table = TABLE(tier_rows, tier_finish);
 
 static const dc__directive_t limit_rows[] = {
     {.name = "rate",
@@ -675,6 +708,17 @@ static const dc__directive_t limit_rows[] = {
      .doc = "who is limited: client (IP), header:<name> (for example an API key), or plugin: the identity a "
             "plugin of the route set (set_client_id, for example the verified API key id or JWT subject); a "
             "request no plugin gave an identity is limited by its client IP"},
+    {.name = "tiers",
+     .type = DC__T_NAMEDMAP,
+     .offset = offsetof(LIMIT, tiers),
+     .aux = offsetof(LIMIT, ntiers),
+     .elem_size = sizeof(TIER),
+     .name_offset = offsetof(TIER, name),
+     .sub = &tier_table,
+     .check = check_tier_name,
+     .doc = "with by: plugin, rates by the tier the plugin set (for example the auth plugin's credential tier): "
+            "tiers: {pro: {rate: 600/1m, burst: 50}}; a client of a tier not listed, or of none, gets rate and "
+            "burst above. Each tier is its own bucket, across the fleet like every limit"},
 };
 static const dc__table_t limit_table = TABLE(limit_rows, limit_finish);
 

@@ -88,6 +88,7 @@ typedef struct limit_wait {
     dc_request_t *r;
     char *key; /* request pool */
     size_t len;
+    const dc_gcra_params_t *p; /* in r's snapshot (r holds it) */
 } limit_wait_t;
 
 static void on_limit_reply(void *data, int err, const dc_gcra_result_t *res, unsigned granted)
@@ -100,7 +101,7 @@ static void on_limit_reply(void *data, int err, const dc_gcra_result_t *res, uns
         free(lw);
         return;
     }
-    const dc_gcra_params_t *p = &dc_snapshot_route_rt(r->ctx.snap, r->ctx.route)->limit;
+    const dc_gcra_params_t *p = lw->p;
     if (err != 0) {
         limit_locally(r, lw->key, lw->len, p, &local);
         res = &local;
@@ -129,13 +130,23 @@ bool dc__http_start_limit(dc_request_t *r)
 {
     h2o_req_t *req = r->req;
     const dc_config_route_t *route = r->ctx.route;
-    const dc_gcra_params_t *p = &dc_snapshot_route_rt(r->ctx.snap, route)->limit;
-    char client[160];
+    const dc_route_rt_t *rt = dc_snapshot_route_rt(r->ctx.snap, route);
+    const dc_gcra_params_t *p = &rt->limit;
+    char client[240];
     size_t clen = 0;
     if (route->limit.by == DC_LIMIT_BY_PLUGIN && r->limit_id != NULL && r->limit_id_len > 0) {
-        /* the identity a plugin verified (key id, token subject); none set: the client IP below */
-        clen = (size_t)snprintf(client, sizeof(client), "p:%.*s", (int)(r->limit_id_len > 128 ? 128 : r->limit_id_len),
-                                r->limit_id);
+        /* the identity a plugin verified (key id, token subject); none set: the client IP below. A
+         * tier the limit lists selects its rate, in a bucket of its own (the tier is in the key, in
+         * Redis too: a client moved to another tier never inherits a TAT made under other params) */
+        const dc_config_limit_tier_t *tier = NULL;
+        for (size_t t = 0; r->limit_tier != NULL && t < route->limit.ntiers; t++)
+            if (strcmp(route->limit.tiers[t].name, r->limit_tier) == 0) {
+                tier = &route->limit.tiers[t];
+                p = &rt->tier_limits[t];
+            }
+        clen =
+            (size_t)snprintf(client, sizeof(client), "p:%.*s%s%s", (int)(r->limit_id_len > 128 ? 128 : r->limit_id_len),
+                             r->limit_id, tier != NULL ? "|t:" : "", tier != NULL ? tier->name : "");
     } else if (route->limit.by == DC_LIMIT_BY_HEADER) {
         ssize_t i = h2o_find_header_by_str(&req->headers, route->limit.by_header, strlen(route->limit.by_header), -1);
         if (i >= 0 && req->headers.entries[i].value.len > 0) {
@@ -177,6 +188,7 @@ bool dc__http_start_limit(dc_request_t *r)
         lw->r = r;
         lw->key = key;
         lw->len = klen;
+        lw->p = p;
         dc_request_ref(r); /* held until the reply */
         if (dc_fleet_gcra(fleet, key, klen, p, on_limit_reply, lw) == 0)
             return false;

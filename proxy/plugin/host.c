@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/mailbox.h"
 #include "http/plugins.h"
+#include "ratelimit/clientid.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -123,6 +124,46 @@ static int req_remove_header(dexcache_req_t *pr, const char *name, size_t name_l
     return DEXCACHE_CONTINUE;
 }
 
+/* Rebuild the URL without parameter `name` (pool memory, like checks.c's normalised target). */
+static int req_remove_query(dexcache_req_t *pr, const char *name, size_t name_len)
+{
+    if (!live(pr) || pr->phase != DC__PH_REQUEST || name == NULL)
+        return DEXCACHE_ERROR;
+    h2o_req_t *req = pr->r->req;
+    if (req->query_at == SIZE_MAX)
+        return DEXCACHE_CONTINUE;
+    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    char *out = h2o_mem_alloc_pool(&req->pool, req->path.len + 1);
+    char *k = h2o_mem_alloc_pool(&req->pool, req->path.len + 1);
+    memcpy(out, req->path.base, req->query_at);
+    size_t o = req->query_at;
+    bool removed = false, kept = false;
+    while (q <= end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp != NULL ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ke = eq != NULL ? eq : pe;
+        size_t kl = pct_decode(k, q, (size_t)(ke - q));
+        if (kl == name_len && memcmp(k, name, name_len) == 0) {
+            removed = true;
+        } else {
+            out[o++] = kept ? '&' : '?';
+            memcpy(out + o, q, (size_t)(pe - q));
+            o += (size_t)(pe - q);
+            kept = true;
+        }
+        if (amp == NULL)
+            break;
+        q = pe + 1;
+    }
+    if (!removed)
+        return DEXCACHE_CONTINUE;
+    out[o] = '\0';
+    req->path = h2o_iovec_init(out, o);
+    req->query_at = kept ? req->query_at : SIZE_MAX; /* out[query_at] is the '?' when kept */
+    return DEXCACHE_CONTINUE;
+}
+
 static int req_path(dexcache_req_t *pr, const char **path, size_t *len)
 {
     if (!live(pr) || path == NULL)
@@ -163,9 +204,24 @@ static const char *req_id(dexcache_req_t *pr)
     return pr != NULL && pr->r != NULL ? pr->r->request_id : "";
 }
 
+/* The address the limit uses for `by: client` (X-Forwarded-For / CF-Connecting-IP only from a
+ * trusted proxy), as the contract says: a plugin keyed on it sees clients, not the proxy. */
 static const char *req_client_ip(dexcache_req_t *pr)
 {
-    return live(pr) ? dc_request_client_ip(pr->r) : "";
+    if (!live(pr))
+        return "";
+    h2o_req_t *req = pr->r->req;
+    ssize_t x = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-for"), -1);
+    ssize_t c = h2o_find_header_by_str(&req->headers, H2O_STRLIT("cf-connecting-ip"), -1);
+    if (pr->r->ctx.snap->ntrusted == 0 || (x < 0 && c < 0))
+        return dc_request_client_ip(pr->r);
+    char *out = h2o_mem_alloc_pool(&req->pool, 64);
+    size_t n = dc_client_id(
+        dc_request_client_ip(pr->r), x >= 0 ? req->headers.entries[x].value.base : NULL,
+        x >= 0 ? req->headers.entries[x].value.len : 0, c >= 0 ? req->headers.entries[c].value.base : NULL,
+        c >= 0 ? req->headers.entries[c].value.len : 0, pr->r->ctx.snap->trusted, pr->r->ctx.snap->ntrusted, out, 64);
+    out[n < 64 ? n : 63] = '\0';
+    return out;
 }
 
 static const char *req_route(dexcache_req_t *pr)
@@ -564,4 +620,6 @@ const dexcache_host_t dc__plugin_host = {
     .conf_error = conf_error,
     .view_write = view_write,
     .req_remove_header = req_remove_header,
+    .req_remove_query = req_remove_query,
+    .metric_add = dc__plugin_metric_add,
 };

@@ -44,6 +44,10 @@ bool dc_plugin_info(const dc_snapshot_t *snap, size_t i, const char **name, cons
 bool dc_plugin_set_info(const dc_plugin_set_t *set, size_t i, const char **name, const char **plugin,
                         const char **version, const char **path);
 
+/* One line per instance of the snapshot's set, "plugin NAME: PLUGIN VERSION (ABI M.m, PATH)\n",
+ * into buf (NUL-terminated, cut at len): the crash report's list (core/crash.h). */
+void dc_plugin_describe(const dc_snapshot_t *snap, char *buf, size_t len);
+
 /* Worker start (its thread): per-worker states of the current snapshot's instances. */
 void dc_plugin_worker_start(dc_worker_t *w);
 /* Worker finish (its thread, its inbox about to close): suspended requests of this worker are

@@ -68,6 +68,12 @@ extern const dc_confnode_t *const dc__plugin_empty_conf;
 /* options.c: check `node` (a map) against a table. 0 or DC_ECONFIG with FILE:LINE:COL in err. */
 int dc__plugin_check_options(const dexcache_option_t *opts, const dc_confnode_t *node, char *err, size_t errlen);
 
+/* events.c: host->metric_add, and the /metrics source of its series (registered by
+ * dc_plugin_register). */
+int dc__plugin_metric_add(const dexcache_plugin_t *self, dexcache_req_t *r, const char *event, const char *reason,
+                          uint64_t n);
+void dc__plugin_events_register(void);
+
 /* host.c */
 extern const dexcache_host_t dc__plugin_host;
 /* The deadline / disposal side of a suspended request (host.c). */

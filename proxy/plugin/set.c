@@ -169,6 +169,25 @@ bool dc_plugin_info(const dc_snapshot_t *snap, size_t i, const char **name, cons
     return dc_plugin_set_info(snap->plugins, i, name, plugin, version, path);
 }
 
+void dc_plugin_describe(const dc_snapshot_t *snap, char *buf, size_t len)
+{
+    const dc_plugin_set_t *set = snap->plugins;
+    size_t o = 0;
+    if (len == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t i = 0; set != NULL && i < set->ninst && o < len; i++) {
+        const dc__plugin_inst_t *in = &set->inst[i];
+        const dexcache_plugin_t *p = in->file->p;
+        int n = snprintf(buf + o, len - o, "plugin %s: %s %s (ABI %u.%u, %s)\n", in->cfg->name, p->name,
+                         p->version != NULL ? p->version : "?", (unsigned)p->abi_major, (unsigned)p->abi_minor,
+                         in->file->path);
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
+}
+
 /* ---- per-worker states (each worker's thread) ---- */
 
 void *dc__plugin_wstate(dc__plugin_inst_t *in, dc_worker_t *w, bool *ok)
@@ -352,4 +371,5 @@ void dc_plugin_register(void)
 {
     dc_http_register_plugins(&ops);
     dc_snapshot_register_plugins_release(set_release);
+    dc__plugin_events_register();
 }

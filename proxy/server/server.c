@@ -1,5 +1,6 @@
 #include "server/server.h"
 #include "admin/admin.h"
+#include "core/crash.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -18,6 +19,7 @@
 #include "server/worker.h"
 #include "upstream/curl_uv.h"
 
+#include <dexcache/plugin.h>
 #include <h2o.h>
 #include <malloc.h>
 #include <openssl/err.h>
@@ -115,6 +117,17 @@ static uint64_t max_route_body(const dc_config_t *cfg)
 /* The modules' start-up registrations with the layers below them (proxy/README.md): route slots
  * before the first snapshot, and the /metrics sources, whose order is the order of their families
  * in the exposition. Once per process. */
+/* What a crash report says besides the signal and the backtrace (core/crash.h): formatted now, on
+ * the main thread, for the snapshot about to serve. */
+static void crash_info(const dc_snapshot_t *snap)
+{
+    char plugins[6144], text[8192];
+    dc_plugin_describe(snap, plugins, sizeof(plugins));
+    snprintf(text, sizeof(text), "dexcache %s (plugin ABI %d.%d), config generation %llu\n%s", DC_VERSION,
+             DEXCACHE_PLUGIN_ABI_MAJOR, DEXCACHE_PLUGIN_ABI_MINOR, (unsigned long long)snap->generation, plugins);
+    dc_crash_set_info(text);
+}
+
 static void register_modules(void)
 {
     static bool done;
@@ -145,6 +158,7 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
     s->generation = 1;
     s->snap = dc_snapshot_create(cfg, NULL, s->generation);
     dc_plugin_attach(s->snap, plugins);
+    crash_info(s->snap);
     s->cache = dc_cache_create(cfg->cache.memory, cfg->cache.max_object);
     s->inflight = dc_inflight_create(dc_worker_post);
     s->limiter = dc_limiter_create();
@@ -361,6 +375,7 @@ static void reload(dc_server_t *s)
     s->snap = snap;
     pthread_mutex_unlock(&s->snap_lock);
     dc_snapshot_release(prev);
+    crash_info(snap);
     __atomic_fetch_add(&dc_metrics_process.reloads, 1, __ATOMIC_RELAXED);
     dc_log_info("config reloaded from %s (generation %llu)", s->config_path, (unsigned long long)s->generation);
     sd_notify(0, "READY=1\nSTATUS=serving");

@@ -86,6 +86,13 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
             s->routes[i].slots[k] = route_slots[k].create(r);
         if (r->limit.enabled)
             dc_gcra_params_init(&s->routes[i].limit, r->limit.rate.limit, r->limit.rate.window_ms, r->limit.burst);
+        if (r->limit.enabled && r->limit.ntiers > 0) {
+            s->routes[i].tier_limits = dc_calloc(r->limit.ntiers, sizeof(dc_gcra_params_t));
+            for (size_t t = 0; t < r->limit.ntiers; t++) {
+                const dc_config_limit_tier_t *ti = &r->limit.tiers[t];
+                dc_gcra_params_init(&s->routes[i].tier_limits[t], ti->rate.limit, ti->rate.window_ms, ti->burst);
+            }
+        }
     }
     s->trusted = dc_calloc(cfg->server.ntrusted_proxies ? cfg->server.ntrusted_proxies : 1, sizeof(*s->trusted));
     for (size_t i = 0; i < cfg->server.ntrusted_proxies; i++)
@@ -118,10 +125,12 @@ void dc_snapshot_release(dc_snapshot_t *s)
         }
     }
     free(s->ups);
-    for (size_t i = 0; i < s->cfg->nroutes; i++)
+    for (size_t i = 0; i < s->cfg->nroutes; i++) {
         for (unsigned k = 0; k < nroute_slots; k++)
             if (s->routes[i].slots[k] != NULL)
                 route_slots[k].destroy(s->routes[i].slots[k]);
+        free(s->routes[i].tier_limits);
+    }
     free(s->routes);
     free(s->trusted);
     if (s->plugins != NULL)

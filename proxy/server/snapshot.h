@@ -37,10 +37,11 @@ typedef struct dc_upstream_rt {
 
 typedef struct dc_route_rt {
     unsigned metrics_id;
-    dc_gcra_params_t limit;      /* valid when the route has limit: */
-    void *slots[DC_ROUTE_SLOTS]; /* per-module state (dc_snapshot_register_route_slot), may be NULL */
-    const void *plugins;         /* this route's plugin chain (plugin/ sets it, dc_snapshot_attach_plugins),
-                                  * NULL when the route runs none: the one pointer the hit path checks */
+    dc_gcra_params_t limit;        /* valid when the route has limit: */
+    dc_gcra_params_t *tier_limits; /* parallel to cfg limit.tiers (NULL when none) */
+    void *slots[DC_ROUTE_SLOTS];   /* per-module state (dc_snapshot_register_route_slot), may be NULL */
+    const void *plugins;           /* this route's plugin chain (plugin/ sets it, dc_snapshot_attach_plugins),
+                                    * NULL when the route runs none: the one pointer the hit path checks */
 } dc_route_rt_t;
 
 typedef struct dc_snapshot {

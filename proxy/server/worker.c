@@ -1,4 +1,5 @@
 #include "server/worker.h"
+#include "core/crash.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "cache/variants.h"
@@ -286,6 +287,7 @@ static void *worker_main(void *arg)
             dc_fatal("worker %u: cannot listen on fd %d", w->id, l->fd);
         l->open = true;
     }
+    dc_crash_thread_init();           /* a crash report also after a stack overflow here */
     dc_plugin_worker_start(w);        /* the plugins' per-worker states, on this thread */
     uv_run(&w->loop, UV_RUN_DEFAULT); /* serving, until drained or stopped */
     worker_close(w);

@@ -136,7 +136,7 @@ def test_failing_instance_new_and_options_errors_name_the_yaml_position():
             "(resume delay)" % pos(text, "soon"))
     text = one(plug("testhooks"), "{ dealy: 1s }")
     refused(text, "c.yaml:%s: plugins[0].config.dealy: unknown key (expected one of: deny, key_header, deliver, "
-            "identity_header, strip_header, suspend, delay, fail_new)" % pos(text, "1s"))
+            "identity_header, strip_header, suspend, delay, fail_new, crash_header)" % pos(text, "1s"))
     text = one(plug("testhooks"), "{ deny: { header: x-key } }")
     refused(text, "c.yaml:%s: plugins[0].config.deny: expected the key value (a string: the value it must have), "
             "found nothing (the key is required)" % pos(text, "{ header"))

@@ -9,9 +9,12 @@
  *   suspend: thread | never      on_request suspends; `thread` resumes from a new thread after
  *   delay: 100ms                 `delay` (the callback sets x-resumed, or logs when r is gone)
  *   fail_new: true               instance_new fails, pointing at that key
+ *   crash_header: NAME           on_request: a request with header NAME dies of the signal its value
+ *                                names (segv, bus, abort, fpe): the crash report's test
  */
 #include <dexcache/plugin.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +24,9 @@
 #endif
 #ifndef TP_MAJOR
 #define TP_MAJOR DEXCACHE_PLUGIN_ABI_MAJOR
+#endif
+#ifdef TP_MINOR_PLUS /* the host's minor + 1, whatever it is */
+#define TP_MINOR (DEXCACHE_PLUGIN_ABI_MINOR + 1)
 #endif
 #ifndef TP_MINOR
 #define TP_MINOR DEXCACHE_PLUGIN_ABI_MINOR
@@ -42,6 +48,7 @@ extern const dexcache_plugin_t TP_SYMBOL;
 
 typedef struct {
     char *deny_header, *deny_value, *key_header, *deliver_name, *deliver_value, *identity_header, *strip_header;
+    char *crash_header;
     int suspend; /* 0 no, 1 thread, 2 never */
     uint64_t delay_ms;
 } inst_t;
@@ -65,6 +72,7 @@ static const dexcache_option_t options[] = {
     {"suspend", DEXCACHE_OPT_STRING, 0, 0, 0, NULL, "thread or never"},
     {"delay", DEXCACHE_OPT_DURATION, 0, 0, 60000, NULL, "resume delay"},
     {"fail_new", DEXCACHE_OPT_BOOL, 0, 0, 0, NULL, "make instance_new fail"},
+    {"crash_header", DEXCACHE_OPT_STRING, 0, 0, 0, NULL, "request header whose value names a signal to die of"},
     {0},
 };
 
@@ -87,7 +95,7 @@ static void tp_free(void *p)
     if (in == NULL)
         return;
     free(in->deny_header), free(in->deny_value), free(in->key_header), free(in->deliver_name);
-    free(in->deliver_value), free(in->identity_header), free(in->strip_header);
+    free(in->deliver_value), free(in->identity_header), free(in->strip_header), free(in->crash_header);
     free(in);
 }
 
@@ -106,6 +114,7 @@ static int tp_new(const dexcache_instance_args_t *a, void **out, char *err, size
     in->key_header = str(c, "key_header");
     in->identity_header = str(c, "identity_header");
     in->strip_header = str(c, "strip_header");
+    in->crash_header = str(c, "crash_header");
     char *s = str(c, "suspend");
     in->suspend = s == NULL ? 0 : strcmp(s, "thread") == 0 ? 1 : strcmp(s, "never") == 0 ? 2 : 0;
     free(s);
@@ -148,6 +157,12 @@ static int tp_request(dexcache_req_t *r, void *inst, void *ws)
     (void)ws;
     const char *v;
     size_t n;
+    if (in->crash_header != NULL &&
+        H->req_header(r, in->crash_header, strlen(in->crash_header), &v, &n) == DEXCACHE_CONTINUE) {
+        if (strcmp(v, "abort") == 0)
+            abort();
+        raise(strcmp(v, "bus") == 0 ? SIGBUS : strcmp(v, "fpe") == 0 ? SIGFPE : SIGSEGV);
+    }
     if (in->identity_header != NULL &&
         H->req_header(r, in->identity_header, strlen(in->identity_header), &v, &n) == DEXCACHE_CONTINUE) {
         const char *tier = NULL;

@@ -188,6 +188,21 @@ static int req_remove_header(dexcache_req_t *r, const char *name, size_t nl)
             i++;
     return DEXCACHE_CONTINUE;
 }
+static int req_remove_query(dexcache_req_t *r, const char *name, size_t nl)
+{
+    if (r->qname != NULL && strlen(r->qname) == nl && memcmp(r->qname, name, nl) == 0)
+        r->qname = r->qvalue = NULL;
+    return DEXCACHE_CONTINUE;
+}
+static const char *req_client_ip(dexcache_req_t *r)
+{
+    return "192.0.2.1";
+}
+static int metric_add(const dexcache_plugin_t *self, dexcache_req_t *r, const char *event, const char *reason,
+                      uint64_t n)
+{
+    return DEXCACHE_CONTINUE;
+}
 static void host_log(const dexcache_plugin_t *self, dexcache_req_t *r, int level, const char *fmt, ...) {}
 
 static const dexcache_host_t HOST = {
@@ -211,6 +226,9 @@ static const dexcache_host_t HOST = {
     .conf_size = conf_size,
     .conf_error = conf_error,
     .req_remove_header = req_remove_header,
+    .req_client_ip = req_client_ip,
+    .req_remove_query = req_remove_query,
+    .metric_add = metric_add,
 };
 
 static const dexcache_plugin_t *P;

@@ -1,7 +1,8 @@
 /*
- * dexcache plugin ABI, version 1.1.
+ * dexcache plugin ABI, version 1.2.
  *
- * History: 1.0 first version; 1.1 adds host->req_remove_header.
+ * History: 1.0 first version; 1.1 adds host->req_remove_header; 1.2 adds host->req_remove_query and
+ * host->metric_add.
  *
  * This header is the whole contract between dexcache (the "host") and a plugin. A plugin is a
  * shared object that exports ONE symbol, `dexcache_plugin`, of type `dexcache_plugin_t`:
@@ -56,7 +57,7 @@ extern "C" {
 
 #define DEXCACHE_PLUGIN_MAGIC 0x44584350u /* "DXCP" */
 #define DEXCACHE_PLUGIN_ABI_MAJOR 1
-#define DEXCACHE_PLUGIN_ABI_MINOR 1
+#define DEXCACHE_PLUGIN_ABI_MINOR 2
 #define DEXCACHE_PLUGIN_SYMBOL "dexcache_plugin"
 
 #if defined(__cplusplus)
@@ -278,7 +279,8 @@ struct dexcache_host {
     int (*req_method)(dexcache_req_t *r, const char **method, size_t *len);
     /* The request id dexcache logs and puts in X-Request-Id and JSON errors. */
     const char *(*req_id)(dexcache_req_t *r);
-    /* The client's address (after trusted_proxies), as text. */
+    /* The client's address (after trusted_proxies: X-Forwarded-For / CF-Connecting-IP only from a
+     * trusted peer, as the limit's `by: client`), as text. */
     const char *(*req_client_ip)(dexcache_req_t *r);
     /* The route's prefix, as configured. */
     const char *(*req_route)(dexcache_req_t *r);
@@ -354,6 +356,23 @@ struct dexcache_host {
      * Bearer` token removed here no longer makes the answer personal, and the upstream never sees
      * it). Only in on_request / its resume callback. CONTINUE (also when absent) or ERROR. */
     int (*req_remove_header)(dexcache_req_t *r, const char *name, size_t name_len);
+
+    /* ---- since ABI 1.2 ---- */
+    /* Remove every occurrence of query parameter `name` (compared percent-decoded, as req_query
+     * reads it) from the request's URL before the request goes on: the upstream never sees it and
+     * it is not part of the cache key (an API key sent as ?api_key=... then leaves one shared
+     * answer for every client). The other parameters keep their bytes and order; a query left
+     * empty loses its '?'. Only in on_request / its resume callback. CONTINUE (also when absent)
+     * or ERROR. */
+    int (*req_remove_query)(dexcache_req_t *r, const char *name, size_t name_len);
+    /* Count an event of the plugin in /metrics, as
+     * dexcache_plugin_events_total{plugin="<instance name>",event="<event>",reason="<reason>"}
+     * (the instance is the one whose hook runs on `r`; with r NULL, the plugin's own name). `event`
+     * and `reason` are [a-z0-9_]{1,32} (reason may be NULL or "": label ""). A series is made on
+     * first use and lives for the process (across reloads); at most 1024 series per process (ERROR
+     * past that). Any thread; cheap enough for every request (a lock-free lookup once made). */
+    int (*metric_add)(const dexcache_plugin_t *self, dexcache_req_t *r, const char *event, const char *reason,
+                      uint64_t n);
 };
 
 /* Does `host` have function `field`? (Always true for functions of the plugin's own minor.) */
