@@ -9,7 +9,8 @@ PYTHON ?= /usr/bin/python3
 DEB_PKGS := build-essential cmake pkg-config clang clang-format libclang-rt-14-dev libh2o-dev libuv1-dev \
 	libcurl4-openssl-dev libhiredis-dev libyaml-dev libmbedtls-dev zlib1g-dev libbrotli-dev \
 	libcjson-dev libcmocka-dev libsystemd-dev libssl-dev redis-server python3 python3-pytest \
-	python3-requests python3-brotli python3-h2 python3-matplotlib curl wrk nghttp2-client openssl nginx-light varnish
+	python3-requests python3-brotli python3-h2 python3-matplotlib curl wrk nghttp2-client openssl nginx-light varnish \
+	chromium
 
 .PHONY: install all deps build build-asan build-fuzz build-release-tests run test unit integration fuzz bench-smoke clean format format-check soak
 

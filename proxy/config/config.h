@@ -130,6 +130,30 @@ typedef struct dc_config_cdn {
     size_t ntag_params;
 } dc_config_cdn_t;
 
+/* cors: (top level, the default of every route) and routes[].cors: the CORS policy dexcache applies
+ * itself (http/cors.h). Absent everywhere = no policy: the upstream's own Access-Control-* headers
+ * pass through. The *_value fields are the header values built at load (joined lists). */
+#define DC_CORS_VALUE_MAX 1024
+typedef struct dc_config_cors {
+    bool enabled; /* the map is present */
+    char **
+        allow_origins; /* normalised: "*", "https://app.example", "https://STAR.example.org" (STAR = the character *) */
+    size_t nallow_origins;
+    char **allow_methods; /* absent = GET, HEAD, POST */
+    size_t nallow_methods;
+    char **allow_headers; /* absent = Content-Type, Authorization, X-Api-Key, X-Request-Id */
+    size_t nallow_headers;
+    char **expose_headers; /* absent = dexcache's debugging and limit headers */
+    size_t nexpose_headers;
+    uint64_t max_age_ms; /* preflight lifetime in browsers, default 10m */
+    bool credentials;    /* Access-Control-Allow-Credentials: true (never with "*") */
+    bool any_origin;     /* allow_origins is ["*"] */
+    char methods_value[DC_CORS_VALUE_MAX];
+    char headers_value[DC_CORS_VALUE_MAX];
+    char expose_value[DC_CORS_VALUE_MAX];
+    char max_age_value[24];
+} dc_config_cors_t;
+
 typedef struct dc_config_route {
     char *prefix; /* "/jup"; no trailing slash (except "/" itself) */
     char *upstream_name;
@@ -147,6 +171,7 @@ typedef struct dc_config_route {
     uint64_t max_body; /* request body cap for this route; default = server.max_body */
     char **plugins;    /* plugin instance names (under plugins:) run in this order; may be 0 */
     size_t nplugins;
+    dc_config_cors_t cors; /* this route's own policy (enabled = written); else the top-level one */
 } dc_config_route_t;
 
 typedef enum { DC_PLUGIN_ON_ERROR_CLOSED = 0, DC_PLUGIN_ON_ERROR_OPEN } dc_plugin_on_error_t;
@@ -236,6 +261,7 @@ typedef struct dc_config {
     size_t nstreams;
     dc_config_plugin_t *plugins; /* in file order */
     size_t nplugins;
+    dc_config_cors_t cors; /* the default CORS policy of routes without their own */
 } dc_config_t;
 
 /* Size of the error buffer callers should pass. */
@@ -266,6 +292,26 @@ const dc_config_stream_t *dc_config_stream_match(const dc_config_t *cfg, const c
  * NULL = not cached. Pure. */
 const dc_config_cache_rule_t *dc_config_cache_rule_match(const dc_config_route_t *route, const char *upstream_path,
                                                          size_t len);
+
+/* The CORS policy of `route` (its own, else the top-level one), or NULL when neither is written.
+ * `route` may be NULL (no route matched): the top-level one. Pure. */
+static inline const dc_config_cors_t *dc_config_cors_for(const dc_config_t *cfg, const dc_config_route_t *route)
+{
+    if (route != NULL && route->cors.enabled)
+        return &route->cors;
+    return cfg->cors.enabled ? &cfg->cors : NULL;
+}
+
+/* An allow_origins entry: checks and normalises `s` in place (lowercase scheme and host, default
+ * port dropped). Accepted: "*", scheme://host[:port] with scheme http or https and no path, and
+ * scheme://STAR.domain[:port] (any subdomain, at any depth, of a domain with at least two labels).
+ * "null" is refused (any sandboxed page or file: sends it). Returns 0, or -1 with *why set to
+ * what was expected. Pure. */
+int dc_config_cors_origin_normalise(char *s, const char **why);
+
+/* Whether the request's Origin value [origin, origin+len) is allowed by policy p (exact match on the
+ * serialised origin, or a wildcard's subdomain with the same scheme and port). Pure. */
+bool dc_config_cors_origin_allowed(const dc_config_cors_t *p, const char *origin, size_t len);
 
 /* Value parsers shared with tests and other modules. Return 0 or DC_EINVAL / DC_ERANGE. */
 int dc_config_parse_duration_ms(const char *s, uint64_t *out);      /* "500ms" "2s" "5m" "1h" "1d" "3" (s) "1.5s" */

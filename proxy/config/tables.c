@@ -734,6 +734,106 @@ static const dc__directive_t cdn_rows[] = {
 };
 static const dc__table_t cdn_table = TABLE(cdn_rows, NULL);
 
+/* ---- cors (top level and per route) ---------------------------------------------------------------- */
+
+typedef dc_config_cors_t CORS;
+
+static int check_cors_origin(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    const char *why;
+    return dc_config_cors_origin_normalise(*v, &why) == 0 ? 0 : fail_found(ctx, node, why);
+}
+
+/* A method or header name as written (a token; names are case-insensitive, browsers compare so). */
+static int check_cors_token(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    return dc__config_is_header_name(*v) ? 0 : fail_found(ctx, node, "a token (GET, Content-Type, X-Cache)");
+}
+
+/* Join a list into one header value ("a, b"), or take dflt when the list is absent. */
+static int cors_join(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, const char *key, char **items, size_t n,
+                     const char *dflt, char *out)
+{
+    size_t o = 0;
+    if (dc__ynode_get(map, key) == NULL) {
+        snprintf(out, DC_CORS_VALUE_MAX, "%s", dflt);
+        return 0;
+    }
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(out + o, DC_CORS_VALUE_MAX - o, "%s%s", i ? ", " : "", items[i]);
+        if (w < 0 || (size_t)w >= DC_CORS_VALUE_MAX - o)
+            return dc__cfg_fail(ctx, dc__ynode_get(map, key), NULL,
+                                "expected a list shorter than %d characters joined, found a longer one",
+                                DC_CORS_VALUE_MAX);
+        o += (size_t)w;
+    }
+    return 0;
+}
+
+static int cors_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    CORS *c = base;
+    if (map == NULL)
+        return 0;
+    for (size_t i = 0; i < c->nallow_origins; i++)
+        if (strcmp(c->allow_origins[i], "*") == 0)
+            c->any_origin = true;
+    const dc__ynode_t *origins = dc__ynode_get(map, "allow_origins");
+    if (c->nallow_origins == 0)
+        return dc__cfg_fail(ctx, origins, NULL, "expected at least one origin, found an empty list");
+    if (c->any_origin && c->nallow_origins > 1)
+        return dc__cfg_fail(ctx, origins, NULL,
+                            "expected either [\"*\"] or a list of origins, found \"*\" among other origins");
+    if (c->any_origin && c->credentials)
+        return dc__cfg_fail(ctx, dc__ynode_get(map, "credentials"), NULL,
+                            "expected false with allow_origins [\"*\"] (browsers refuse a wildcard with "
+                            "credentials: list the origins), found true");
+    int rc;
+    if ((rc = cors_join(ctx, map, "allow_methods", c->allow_methods, c->nallow_methods, "GET, HEAD, POST",
+                        c->methods_value)) != 0 ||
+        (rc = cors_join(ctx, map, "allow_headers", c->allow_headers, c->nallow_headers,
+                        "Content-Type, Authorization, X-Api-Key, X-Request-Id", c->headers_value)) != 0 ||
+        (rc = cors_join(ctx, map, "expose_headers", c->expose_headers, c->nexpose_headers,
+                        "X-Cache, Cache-Status, Age, X-Request-Id, RateLimit-Policy, RateLimit, Retry-After",
+                        c->expose_value)) != 0)
+        return rc;
+    snprintf(c->max_age_value, sizeof(c->max_age_value), "%llu", (unsigned long long)(c->max_age_ms / 1000));
+    return 0;
+}
+
+static const dc__directive_t cors_rows[] = {
+    R_LIST("allow_origins", CORS, allow_origins, nallow_origins,
+           "origins allowed: exact ones (https://app.example, http://127.0.0.1:3000), any subdomain "
+           "(https://*.example.org matches https://a.example.org and https://a.b.example.org, not "
+           "https://example.org), or [\"*\"] alone; null is refused. An allowed Origin is echoed with "
+           "Vary: Origin (`*` is sent as `*`); any other Origin gets no CORS header, the answer otherwise unchanged",
+           .flags = DC__D_REQUIRED, .check = check_cors_origin),
+    R_LIST("allow_methods", CORS, allow_methods, nallow_methods, "Access-Control-Allow-Methods of preflight answers",
+           .check = check_cors_token, .dflt_doc = "GET, HEAD, POST"),
+    R_LIST("allow_headers", CORS, allow_headers, nallow_headers,
+           "Access-Control-Allow-Headers of preflight answers (request headers a page may set)",
+           .check = check_cors_token, .dflt_doc = "Content-Type, Authorization, X-Api-Key, X-Request-Id"),
+    R_LIST("expose_headers", CORS, expose_headers, nexpose_headers,
+           "Access-Control-Expose-Headers of every allowed answer (response headers a page may read)",
+           .check = check_cors_token,
+           .dflt_doc = "X-Cache, Cache-Status, Age, X-Request-Id, RateLimit-Policy, RateLimit, Retry-After"),
+    R_DUR("max_age", CORS, max_age_ms, "10m", 0, DAY,
+          "Access-Control-Max-Age: how long a browser reuses a preflight (Chromium caps it at 2h)"),
+    R_BOOL("credentials", CORS, credentials, "false",
+           "Access-Control-Allow-Credentials: true (cookies, HTTP auth); refused with allow_origins [\"*\"]"),
+};
+static const dc__table_t cors_table = TABLE(cors_rows, cors_finish);
+
+#define CORS_DOC                                                                                                       \
+    "CORS answered by dexcache: preflights (OPTIONS with Origin and Access-Control-Request-Method) get a 204 "         \
+    "here, before plugins and the client limit (they are not counted against it), never sent upstream nor "            \
+    "charged to its budget; every other answer (hits, misses, stale, collapsed, streams, batches, "                    \
+    "pass-through and dexcache's own errors) gets Access-Control-Allow-Origin, -Allow-Credentials and "                \
+    "-Expose-Headers for an allowed Origin. The upstream's own Access-Control-* headers are dropped (never "           \
+    "stored, never sent). Absent = the upstream's pass through (an answer with Vary: Origin is then stored "           \
+    "per Origin, as any Vary)"
+
 /* routes[].plugins: names of instances under plugins: (parsed before routes), each once. */
 static int check_route_plugin(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
 {
@@ -814,6 +914,9 @@ static const dc__directive_t route_rows[] = {
            "plugin instances (names under plugins:) this route runs, in order: on_request after routing and "
            "before the limit, cache_key before the lookup, on_deliver before the answer's head leaves",
            .check = check_route_plugin),
+    R_MAP("cors", offsetof(ROUTE, cors), offsetof(ROUTE, cors.enabled), &cors_table,
+          "this route's CORS policy, replacing the top-level cors: as a whole (keys it omits take their "
+          "defaults)"),
 };
 static const dc__table_t route_table = TABLE(route_rows, route_finish);
 
@@ -974,6 +1077,7 @@ static const dc__directive_t root_rows[] = {
     R_MAP("redis", 0, offsetof(C, redis.enabled), &redis_table,
           "shared limiter state, L2 cache, fleet locks and pub/sub; absent = standalone"),
     R_MAP("server", 0, DC__NOFIELD, &server_table, "client-facing limits and timeouts"),
+    R_MAP("cors", offsetof(C, cors), offsetof(C, cors.enabled), &cors_table, CORS_DOC),
     {.name = "upstreams",
      .type = DC__T_NAMEDMAP,
      .offset = offsetof(C, upstreams),

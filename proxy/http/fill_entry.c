@@ -13,6 +13,7 @@
 #include "core/time.h"
 #include "http/cdn.h"
 #include "http/conditional.h"
+#include "http/cors.h"
 #include "http/condserve.h"
 #include "http/fill_private.h"
 #include "http/request.h"
@@ -90,7 +91,7 @@ static bool kept_from_304(const dc_fetch_header_t *h, const char *conn, size_t c
 
 /* Headers of a revalidated entry: the stored ones, replaced by same-named ones from the 304. */
 static dc_fetch_header_t *merge_304_headers(const dc_cache_entry_t *old, const dc_fetch_header_t *hs, size_t n,
-                                            size_t *out_n)
+                                            bool drop_cors, size_t *out_n)
 {
     size_t conn_len;
     const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
@@ -106,7 +107,7 @@ static dc_fetch_header_t *merge_304_headers(const dc_cache_entry_t *old, const d
             m[k++] = (dc_fetch_header_t){(char *)h->name, h->name_len, (char *)h->value, h->value_len};
     }
     for (size_t j = 0; j < n; j++)
-        if (kept_from_304(&hs[j], conn, conn_len))
+        if (kept_from_304(&hs[j], conn, conn_len) && !(drop_cors && dc_cors_is_cors_header(hs[j].name, hs[j].name_len)))
             m[k++] = hs[j];
     *out_n = k;
     return m;
@@ -119,7 +120,8 @@ dc_cache_entry_t *dc__fill_build_revalidated_entry(dc_fill_t *fill, dc_fetch_t *
     const dc_cache_entry_t *old = fill->stale;
     size_t n, mn;
     const dc_fetch_header_t *hs = dc_fetch_headers(f, &n);
-    dc_fetch_header_t *m = merge_304_headers(old, hs, n, &mn);
+    dc_fetch_header_t *m =
+        merge_304_headers(old, hs, n, dc_config_cors_for(fill->ctx.snap->cfg, fill->ctx.route) != NULL, &mn);
     uint64_t now = dc_now_wall_ms();
     dc_policy_request_t preq = {.method_cacheable = true};
     dc_policy_response_t pres;
@@ -157,11 +159,14 @@ static size_t keep_head_fields(dc_fill_t *fill, const dc_fetch_header_t *hs, siz
     size_t conn_len;
     const char *conn = dc_resphdr_find(hs, n, "connection", &conn_len);
     size_t k = 0;
+    bool drop_cors = dc_config_cors_for(fill->ctx.snap->cfg, fill->ctx.route) != NULL;
     if (fill->vary_key != NULL) /* the origin's Vary names but Accept-Encoding, sent with the answer */
         kept[k++] = (dc_cache_hdr_t){H2O_TOKEN_VARY, "vary", 4, fill->vary_names, fill->vary_names_len};
     for (size_t i = 0; i < n; i++) {
         if (!dc_resphdr_store(&hs[i], conn, conn_len))
             continue;
+        if (drop_cors && dc_cors_is_cors_header(hs[i].name, hs[i].name_len))
+            continue; /* the route's CORS policy answers for them, per request (http/cors.h) */
         if (with_cdn && hs[i].name_len == 13 && memcmp(hs[i].name, "cache-control", 13) == 0)
             continue; /* replaced by the route's CDN policy */
         if (hs[i].name_len == 17 && memcmp(hs[i].name, "cdn-cache-control", 17) == 0 &&

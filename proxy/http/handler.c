@@ -21,6 +21,7 @@
 #include "core/metrics.h"
 #include "core/time.h"
 #include "http/batch.h"
+#include "http/cors.h"
 #include "http/plugins.h"
 #include "http/reqcheck.h"
 #include "http/request.h"
@@ -135,6 +136,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         r->ctx.route = stream->route;
         r->ctx.route_metric = dc_snapshot_route_rt(r->ctx.snap, r->ctx.route)->metrics_id;
         r->ctx.up_rt = dc_snapshot_upstream_rt(r->ctx.snap, r->ctx.route->upstream);
+        if (dc__http_cors_preflight(r))
+            return 0;
         if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
             dc_request_respond_error(r, 405, "event streams answer GET only");
@@ -162,6 +165,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
+    /* a CORS preflight is answered here: browsers send it without credentials, so before the
+     * plugins (authentication) and the limit, and never upstream */
+    if (dc__http_cors_preflight(r))
+        return 0;
     /* the route's plugins (authentication, identity), before the limit */
     if (rt->plugins != NULL && !dc__http_plugins_on_request(r, rt->plugins))
         return 0;
@@ -213,4 +220,5 @@ void dc_http_handler_register(h2o_pathconf_t *pathconf)
     h2o_logger_t *disposal = h2o_create_logger(pathconf, sizeof(*disposal));
     disposal->log_access = on_req_dispose;
     dc__http_plugins_register_filter(pathconf);
+    dc__http_cors_register_filter(pathconf);
 }

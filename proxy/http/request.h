@@ -64,6 +64,7 @@ typedef struct dc_request {
     uint64_t start_us;
     const char *x_cache; /* X-Cache value, also for the access log */
     bool is_head;
+    bool cors_preflight; /* answered by http/cors.c as a CORS preflight */
     bool client_key_forwarded;
     uint64_t upstream_us;
     unsigned attempts;

@@ -1065,7 +1065,20 @@ def h_respond(c):
             return 304, Raw(b""), respond_304_knobs(c, extra)
     body = {"version": c.version, "key": c.key}
     respond_echo(c, body)
-    return status, body, extra + respond_vary_from(c)
+    return status, body, extra + respond_vary_from(c) + respond_echo_origin(c)
+
+
+def respond_echo_origin(c):
+    """/respond knob echo_origin=1: CORS done by the origin as many apps do it, echoing the request's
+    Origin: always Vary: Origin, and with an Origin, Access-Control-Allow-Origin: <it> and
+    Access-Control-Allow-Credentials: true (CORS poisoning tests)."""
+    if c.p.get("echo_origin") is None:
+        return []
+    o = c.req.hdict.get("origin")
+    out = ["Vary: Origin"]
+    if o:
+        out += ["Access-Control-Allow-Origin: " + o, "Access-Control-Allow-Credentials: true"]
+    return out
 
 
 def respond_vary_from(c):

@@ -785,10 +785,10 @@ typedef struct bad_case {
 static const bad_case_t bad_cases[] = {
     {"unknown top-level key", "listen: [\"127.0.0.1:8080\"]\ncolour: blue\n",
      "bad.yaml:2:1: colour: unknown key (expected one of: listen, workers, tls, admin, log, cache, redis, server, "
-     "upstreams, plugins, routes, streams)"},
+     "cors, upstreams, plugins, routes, streams)"},
     {"unknown nested key", UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n    cahce: []\n",
      "bad.yaml:6:5: routes[0].cahce: unknown key (expected one of: prefix, upstream, cache, no_cache, batch, limit, "
-     "cdn, forward_client_key, forward_headers, max_body, plugins)"},
+     "cdn, forward_client_key, forward_headers, max_body, plugins, cors)"},
     {"forward_headers naming a header dexcache sets",
      UPSTREAM_OK "routes:\n  - { prefix: /jup, upstream: jupiter, forward_headers: [x-extra, X-Forwarded-Host] }\n",
      "bad.yaml:4:67: routes[0].forward_headers[1]: expected a header name dexcache does not set or decide itself "
