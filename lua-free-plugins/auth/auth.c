@@ -516,13 +516,17 @@ static int map_tier(const auth_inst_t *a, const char *tier, const char **out)
     return -1;
 }
 
-static int accept_identity(dexcache_req_t *r, auth_inst_t *a, const char *id, size_t id_len, const char *tier,
-                           int cached)
+/* `kind` names the credential ("key" or "jwt"): the identity the limit sees is "kind:id", so an API
+ * key's id and a token's subject that happen to be equal never share one bucket. */
+static int accept_identity(dexcache_req_t *r, auth_inst_t *a, const char *kind, const char *id, size_t id_len,
+                           const char *tier, int cached)
 {
     const char *limit_tier;
     if (map_tier(a, tier, &limit_tier) != 0)
         return refuse(r, a, AUTH_FORBIDDEN_TIER);
-    if (host->set_client_id(r, id, id_len, limit_tier) != DEXCACHE_CONTINUE)
+    char ident[512];
+    int il = snprintf(ident, sizeof(ident), "%s:%.*s", kind, (int)(id_len > 480 ? 480 : id_len), id);
+    if (il <= 0 || host->set_client_id(r, ident, (size_t)il, limit_tier) != DEXCACHE_CONTINUE)
         return DEXCACHE_ERROR;
     /* the credentials are dexcache's, never the upstream's: drop every header this instance reads
      * them from (also the one not used), so that the answer is not personal to the cache and the
@@ -589,7 +593,7 @@ static int on_request(dexcache_req_t *r, void *instance, void *wstate)
             const dca_apikey_t *k = dca_apikeys_lookup(a->keys, v, len);
             if (k == NULL)
                 return refuse(r, a, DCA_R_UNKNOWN_KEY);
-            return accept_identity(r, a, k->id, strlen(k->id), k->tier, 0);
+            return accept_identity(r, a, "key", k->id, strlen(k->id), k->tier, 0);
         }
     }
     if (a->jwt == NULL)
@@ -619,7 +623,7 @@ static int on_request(dexcache_req_t *r, void *instance, void *wstate)
         host->metric_add(&dexcache_plugin, r, "jwt_checks", "", 1);
     if (why != DCA_OK)
         return refuse(r, a, why);
-    return accept_identity(r, a, id.id, id.id_len, id.tier, cached);
+    return accept_identity(r, a, "jwt", id.id, id.id_len, id.tier, cached);
 }
 
 static int init(const dexcache_host_t *h, char *err, size_t errlen)

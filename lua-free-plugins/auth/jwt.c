@@ -306,6 +306,13 @@ static cJSON *parse_object(dca_jwt_verifier_t *v, long n)
     for (long i = 0; i < n; i++)
         if (v->buf[i] < 0x20 && v->buf[i] != '\t' && v->buf[i] != '\n' && v->buf[i] != '\r')
             return NULL;
+    /* nor an escaped NUL: cJSON's strings end at it, so "alice\u0000bob" would read as "alice" (an
+     * identity, iss or aud check on a prefix). Refused wherever it stands (also a literal "\\u0000"
+     * in a value: rare, and erring toward refusal). */
+    for (long i = 0; i + 6 <= n; i++)
+        if (v->buf[i] == '\\' && (v->buf[i + 1] == 'u' || v->buf[i + 1] == 'U') && v->buf[i + 2] == '0' &&
+            v->buf[i + 3] == '0' && v->buf[i + 4] == '0' && v->buf[i + 5] == '0')
+            return NULL;
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts((const char *)v->buf, (size_t)n + 1, &end, 1);
     if (o == NULL)

@@ -6,6 +6,7 @@
  */
 #include "plugin/plugin_private.h"
 #include "core/error.h"
+#include "core/log.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -30,8 +31,9 @@ static bool valid_name(const char *s)
     return true;
 }
 
-/* Readable, a regular file, and an ELF object: clearer errors than dlopen's for the usual slips. */
-static int precheck(const char *path, char *err, size_t errlen)
+/* Readable, a regular file, not writable by everyone (any local user could replace the code
+ * dexcache runs), and an ELF object: clearer errors than dlopen's for the usual slips. Fills *out. */
+static int precheck(const char *path, struct stat *out, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
@@ -46,10 +48,15 @@ static int precheck(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "plugin %s: cannot read: not a regular file", path);
         return DC_EIO;
     }
+    if (st.st_mode & S_IWOTH) {
+        snprintf(err, errlen, "plugin %s: writable by every user: refused (chmod o-w)", path);
+        return DC_ECONFIG;
+    }
     if (n != 4 || memcmp(magic, "\177ELF", 4) != 0) {
         snprintf(err, errlen, "plugin %s: not an ELF shared object", path);
         return DC_ECONFIG;
     }
+    *out = st;
     return 0;
 }
 
@@ -87,7 +94,8 @@ static int check_abi(const char *path, const dexcache_plugin_t *p, char *err, si
 
 int dc__plugin_load(const char *path, dc__plugin_file_t **out, char *err, size_t errlen)
 {
-    int rc = precheck(path, err, errlen);
+    struct stat st;
+    int rc = precheck(path, &st, err, errlen);
     if (rc != 0)
         return rc;
     char *real = realpath(path, NULL);
@@ -99,6 +107,11 @@ int dc__plugin_load(const char *path, dc__plugin_file_t **out, char *err, size_t
     for (size_t i = 0; i < nfiles && f == NULL; i++)
         if (strcmp(files[i]->path, real) == 0)
             f = files[i];
+    if (f != NULL && (f->dev != st.st_dev || f->ino != st.st_ino || f->size != st.st_size ||
+                      f->mtime.tv_sec != st.st_mtim.tv_sec || f->mtime.tv_nsec != st.st_mtim.tv_nsec))
+        dc_log_warn("plugin %s changed on disk since it was loaded: the loaded code keeps running until "
+                    "dexcache restarts (plugins are never unloaded)",
+                    path);
     if (f == NULL) {
         dlerror();
         void *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
@@ -132,6 +145,10 @@ int dc__plugin_load(const char *path, dc__plugin_file_t **out, char *err, size_t
         real = NULL;
         f->dl = dl;
         f->p = p;
+        f->dev = st.st_dev;
+        f->ino = st.st_ino;
+        f->size = st.st_size;
+        f->mtime = st.st_mtim;
         files = dc_realloc(files, (nfiles + 1) * sizeof(*files));
         files[nfiles++] = f;
     }

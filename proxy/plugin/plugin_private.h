@@ -2,6 +2,8 @@
 #ifndef DC_PLUGIN_PRIVATE_H
 #define DC_PLUGIN_PRIVATE_H
 
+#include <sys/types.h>
+#include <time.h>
 #include <dexcache/plugin.h>
 #include <stdbool.h>
 
@@ -19,6 +21,12 @@ typedef struct dc__plugin_file {
     void *dl;
     const dexcache_plugin_t *p;
     bool inited; /* init() succeeded */
+    /* the file as it was loaded: a reload that finds another file there says so (the loaded code
+     * stays: plugins are never unloaded) */
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
+    off_t size;
 } dc__plugin_file_t;
 
 typedef struct dc__plugin_inst {

@@ -157,6 +157,18 @@ def test_start_with_a_bad_plugin_exits_1_before_binding():
         s.bind(("127.0.0.1", d.port))
 
 
+def test_world_writable_plugin_refused():
+    """Any local user could replace the code a world-writable plugin file holds."""
+    d = workdir()
+    so = os.path.join(d, "open.so")
+    shutil.copy(plug("testhooks"), so)
+    os.chmod(so, 0o666)
+    refused(one(so), "plugin %s: writable by every user: refused (chmod o-w)" % so)
+    os.chmod(so, 0o644)
+    rc, out, _ = run_check(one(so))
+    assert rc == 0, out
+
+
 def test_older_minor_loads_and_is_listed(fake, origin):
     if MINOR == 0:
         pytest.skip("no older minor of this major")
@@ -219,6 +231,23 @@ def test_bad_plugin_config_on_sighup_keeps_the_old_one(fake, origin):
         assert wait_for(lambda: d.metric("dexcache_config_reloads_total") == 1, timeout=15)
         assert wait_for(lambda: requests.get(d.url + "/jup/echo", timeout=10).headers.get("x-hello") == "two",
                         timeout=10)
+
+
+def test_plugin_file_replaced_on_disk_is_reported_at_reload(fake, origin):
+    """Plugins are never unloaded: a new file at a loaded path (an upgrade) cannot take effect
+    before a restart, and a reload says so instead of looking like it applied it."""
+    d0 = workdir()
+    so = os.path.join(d0, "hello.so")
+    shutil.copy(plug("hello"), so)
+    with Dexcache(HELLO % (fake.url("jup"), so, "{{ header: x-hello, value: one }}")) as d:
+        assert requests.get(d.url + "/jup/echo", timeout=10).headers["x-hello"] == "one"
+        fresh = so + ".new"
+        shutil.copy(plug("hello"), fresh)
+        os.rename(fresh, so)  # a new inode, as an upgrade installs it
+        d.reload(HELLO % (fake.url("jup"), so, "{{ header: x-hello, value: two }}"))
+        assert wait_for(lambda: d.metric("dexcache_config_reloads_total") == 1, timeout=15)
+        assert wait_for(lambda: "plugin %s changed on disk since it was loaded: the loaded code keeps running "
+                        "until dexcache restarts" % so in d.stderr(), timeout=10), d.stderr()[-2000:]
 
 
 def test_example_builds_out_of_tree_through_pkg_config_and_loads(fake, origin):

@@ -411,13 +411,11 @@ static void test_malformed(void **state)
         free(tok);
     }
     /* claims: not an object, duplicated sub, control bytes (outside and inside strings), trailing bytes */
-    static const char *const claims[] = {"[1]",
-                                         "{\"sub\":\"a\",\"sub\":\"b\"}",
-                                         "{\"sub\":\"a\"}\x01",
-                                         "\x01{\"sub\":\"a\"}",
-                                         "{\"sub\":\"a\x01\"}",
-                                         "\"a\"",
-                                         "{}{}"};
+    static const char *const claims[] = {"[1]", "{\"sub\":\"a\",\"sub\":\"b\"}", "{\"sub\":\"a\"}\x01",
+                                         "\x01{\"sub\":\"a\"}", "{\"sub\":\"a\x01\"}", "\"a\"", "{}{}",
+                                         /* an escaped NUL would end the string at "alice" */
+                                         "{\"sub\":\"alice\\u0000bob\"}",
+                                         "{\"sub\":\"a\",\"iss\":\"https://issuer.test\\u0000evil\"}"};
     for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); i++) {
         char *tok = ts_token(&T, TS_HS256, "{\"alg\":\"HS256\"}", claims[i], SECRET, strlen(SECRET), NULL);
         dca_reason_t r = verify(&p, tok, NULL);
