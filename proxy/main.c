@@ -30,6 +30,91 @@ static void usage(FILE *out)
                  "signals: SIGHUP reloads the configuration, SIGTERM drains and exits\n");
 }
 
+/* -v: versions, and the plugins the configuration names when it loads (-v never fails). */
+static int print_versions(const char *config_path)
+{
+    char err[DC_CONFIG_ERRLEN];
+    dc_config_t *cfg = NULL;
+    printf("dexcache %s (libh2o %s, %s, plugin ABI %d.%d)\n", DC_VERSION, H2O_VERSION, curl_version(),
+           DEXCACHE_PLUGIN_ABI_MAJOR, DEXCACHE_PLUGIN_ABI_MINOR);
+    dc_plugin_set_t *set = NULL;
+    if (dc_config_load_file(config_path, &cfg, err, sizeof(err)) == 0 &&
+        dc_plugin_set_build(cfg, 1, &set, err, sizeof(err)) == 0) {
+        const char *name, *plugin, *version, *path;
+        for (size_t i = 0; dc_plugin_set_info(set, i, &name, &plugin, &version, &path); i++)
+            printf("plugin %s: %s %s (%s)\n", name, plugin, version, path);
+    }
+    dc_plugin_set_free(set);
+    dc_config_release(cfg);
+    return 0;
+}
+
+/* -t with a loaded config: every plugin is loaded and instantiated, so ABI and plugin config errors
+ * fail the test too. Takes over cfg. */
+static int test_config(const char *config_path, dc_config_t *cfg)
+{
+    char err[DC_CONFIG_ERRLEN];
+    dc_plugin_set_t *set = NULL;
+    int rc = dc_plugin_set_build(cfg, cfg->workers, &set, err, sizeof(err));
+    dc_config_release(cfg);
+    if (rc != 0) {
+        fprintf(stderr, "dexcache: %s\n", err);
+        fprintf(stderr, "dexcache: configuration file %s test failed\n", config_path);
+        return 1;
+    }
+    dc_plugin_set_free(set);
+    printf("dexcache: configuration file %s test is successful\n", config_path);
+    return 0;
+}
+
+/* Process-wide settings before the server starts: descriptors, allocator thresholds, randomness. */
+static void tune_process(void)
+{
+    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    /* every client, upstream connection and event-stream subscriber is a descriptor: use all the
+     * process may have (like nginx's worker_rlimit_nofile; systemd sets the hard limit) */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) != 0)
+            dc_log_warn("cannot raise the open files limit to %llu", (unsigned long long)nofile.rlim_max);
+    }
+    /* Codec state (zlib ~256 KiB per stream) sits above glibc's dynamic mmap threshold, so every
+     * small inline compression paid mmap + munmap + page faults. Fixed thresholds keep such
+     * buffers in the heap (cache chunks of 512 KiB and more are still mmapped and returned on
+     * free), and trimming waits until 8 MiB are free at the top. */
+    mallopt(M_MMAP_THRESHOLD, 512 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
+}
+
+/* Run the server on a loaded config (taken over) until it stops; the exit status. */
+static int run(const char *config_path, dc_config_t *cfg)
+{
+    char err[DC_CONFIG_ERRLEN];
+    dc_log_set_level((dc_log_level_t)cfg->log.level);
+    if (dc_log_set_access(cfg->log.access ? cfg->log.access : "stdout") != 0) {
+        dc_config_release(cfg);
+        return 1;
+    }
+    tune_process();
+    if (dc_curl_global_init() != 0) {
+        fprintf(stderr, "dexcache: libcurl initialisation failed\n");
+        dc_config_release(cfg);
+        return 1;
+    }
+    dc_crash_install(); /* the report's text is set by the server (version, plugins) */
+    dc_server_t *server = NULL;
+    if (dc_server_create(config_path, cfg, &server, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dexcache: %s\n", err);
+        dc_curl_global_cleanup();
+        return 1;
+    }
+    int rc = dc_server_run(server);
+    dc_server_destroy(server);
+    dc_curl_global_cleanup();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = "conf/dexcache.yaml";
@@ -57,78 +142,15 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
-
+    if (show_version)
+        return print_versions(config_path);
     char err[DC_CONFIG_ERRLEN];
     dc_config_t *cfg = NULL;
-    if (show_version) {
-        printf("dexcache %s (libh2o %s, %s, plugin ABI %d.%d)\n", DC_VERSION, H2O_VERSION, curl_version(),
-               DEXCACHE_PLUGIN_ABI_MAJOR, DEXCACHE_PLUGIN_ABI_MINOR);
-        /* the plugins the configuration names, when it loads (no error otherwise: -v never fails) */
-        dc_plugin_set_t *set = NULL;
-        if (dc_config_load_file(config_path, &cfg, err, sizeof(err)) == 0 &&
-            dc_plugin_set_build(cfg, 1, &set, err, sizeof(err)) == 0) {
-            const char *name, *plugin, *version, *path;
-            for (size_t i = 0; dc_plugin_set_info(set, i, &name, &plugin, &version, &path); i++)
-                printf("plugin %s: %s %s (%s)\n", name, plugin, version, path);
-        }
-        dc_plugin_set_free(set);
-        dc_config_release(cfg);
-        return 0;
-    }
     if (dc_config_load_file(config_path, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "dexcache: %s\n", err);
         if (test_only)
             fprintf(stderr, "dexcache: configuration file %s test failed\n", config_path);
         return 1;
     }
-    if (test_only) {
-        /* every plugin is loaded and instantiated: ABI and plugin config errors fail the test */
-        dc_plugin_set_t *set = NULL;
-        if (dc_plugin_set_build(cfg, cfg->workers, &set, err, sizeof(err)) != 0) {
-            fprintf(stderr, "dexcache: %s\n", err);
-            fprintf(stderr, "dexcache: configuration file %s test failed\n", config_path);
-            dc_config_release(cfg);
-            return 1;
-        }
-        dc_plugin_set_free(set);
-        printf("dexcache: configuration file %s test is successful\n", config_path);
-        dc_config_release(cfg);
-        return 0;
-    }
-
-    dc_log_set_level((dc_log_level_t)cfg->log.level);
-    if (dc_log_set_access(cfg->log.access ? cfg->log.access : "stdout") != 0) {
-        dc_config_release(cfg);
-        return 1;
-    }
-    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
-    /* every client, upstream connection and event-stream subscriber is a descriptor: use all the
-     * process may have (like nginx's worker_rlimit_nofile; systemd sets the hard limit) */
-    struct rlimit nofile;
-    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-        nofile.rlim_cur = nofile.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &nofile) != 0)
-            dc_log_warn("cannot raise the open files limit to %llu", (unsigned long long)nofile.rlim_max);
-    }
-    /* Codec state (zlib ~256 KiB per stream) sits above glibc's dynamic mmap threshold, so every
-     * small inline compression paid mmap + munmap + page faults. Fixed thresholds keep such
-     * buffers in the heap (cache chunks of 512 KiB and more are still mmapped and returned on
-     * free), and trimming waits until 8 MiB are free at the top. */
-    mallopt(M_MMAP_THRESHOLD, 512 * 1024);
-    mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
-    if (dc_curl_global_init() != 0) {
-        fprintf(stderr, "dexcache: libcurl initialisation failed\n");
-        return 1;
-    }
-    dc_crash_install(); /* the report's text is set by the server (version, plugins) */
-    dc_server_t *server = NULL;
-    if (dc_server_create(config_path, cfg, &server, err, sizeof(err)) != 0) {
-        fprintf(stderr, "dexcache: %s\n", err);
-        dc_curl_global_cleanup();
-        return 1;
-    }
-    int rc = dc_server_run(server);
-    dc_server_destroy(server);
-    dc_curl_global_cleanup();
-    return rc;
+    return test_only ? test_config(config_path, cfg) : run(config_path, cfg);
 }
