@@ -83,6 +83,18 @@ def origin_pairs(fo):
         return json.loads(r.read())
 
 
+def raw_members(fo):
+    """address -> the member's exact bytes in the origin's /pair/all."""
+    with urllib.request.urlopen(fo.url("meteora") + "/pair/all", timeout=60) as r:
+        text = r.read().decode()
+    dec, out, i = json.JSONDecoder(), {}, 1
+    while i < len(text) and text[i] != "]":
+        obj, end = dec.raw_decode(text, i)
+        out[obj["address"]] = text[i:end].encode()
+        i = end + 1 if text[end] == "," else end
+    return out
+
+
 def num(v):
     try:
         return float(v)
@@ -159,3 +171,131 @@ def test_cold_views_collapse_to_one_fetch_and_one_build(mo):
         etag = r.headers["etag"]
         assert get(d, "?mint=%s&limit=10" % mint, headers={"if-none-match": etag}).status_code == 304
         assert source_requests(mo) == 1 and builds(d) == 1
+
+
+def test_answers_equal_filtering_the_origin_json(mo):
+    with Dexcache(cfg(mo)) as d:
+        pairs = origin_pairs(mo)
+        raw = raw_members(mo)
+        rng = random.Random(16)
+        mints = sorted({p["mint_x"] for p in pairs} | {p["mint_y"] for p in pairs})
+        for i in range(50):
+            q, kw = [], {}
+            if rng.random() < 0.8:
+                ms = rng.sample(mints, rng.choice((1, 1, 2, 3)))
+                q.append("mint=" + ",".join(ms))
+                kw["mints"] = set(ms)
+            if rng.random() < 0.2:
+                a = [p["address"] for p in rng.sample(pairs, 3)]
+                q.append("address=" + ",".join(a))
+                kw["addresses"] = set(a)
+            if rng.random() < 0.5:
+                f = rng.choice(("liquidity", "trade_volume_24h"))
+                v = round(10 ** rng.uniform(1, 5), 2)
+                q.append("min_%s=%s" % (f, v))
+                kw["mins"] = {f: v}
+            if rng.random() < 0.2:
+                v = round(10 ** rng.uniform(3, 7), 2)
+                q.append("max_liquidity=%s" % v)
+                kw["maxs"] = {"liquidity": v}
+            if rng.random() < 0.7:
+                s = rng.choice(("", "-")) + rng.choice(NUM)
+                q.append("sort=" + s)
+                kw["sort"] = s
+            kw["limit"] = rng.choice((1, 10, 50, 1000))
+            kw["offset"] = rng.choice((0, 0, 3))
+            q.append("limit=%d&offset=%d" % (kw["limit"], kw["offset"]))
+            if rng.random() < 0.3:
+                kw["fields"] = ["address", "name", "liquidity"]
+                q.append("fields=address,name,liquidity")
+            r = get(d, "?" + "&".join(q))
+            assert r.status_code == 200, (q, r.text)
+            assert r.json() == expected(pairs, **kw), q
+            if "fields" not in kw:  # byte for byte: each member is the source's own text
+                want = b"[" + b",".join(raw[p["address"]] for p in expected(pairs, **kw)) + b"]"
+                assert r.content == want, q
+        assert source_requests(mo) == 3  # ours (2) and dexcache's one, not one per query
+        assert builds(d) == 1
+
+
+def test_source_refresh_changes_the_answers_after_its_ttl(mo):
+    with Dexcache(cfg(mo, ttl="2s")) as d:
+        pairs = origin_pairs(mo)
+        mint = pairs[0]["mint_x"]
+        q = "?mint=%s&sort=-liquidity" % mint
+        first = get(d, q)
+        assert first.status_code == 200 and first.json() == expected(pairs, mints={mint}, sort="-liquidity")
+        assert get(d, q).headers["x-cache"] == "HIT"
+        mo.version()  # new data at the origin
+        new = origin_pairs(mo)
+        assert new != pairs
+        want = expected(new, mints={mint}, sort="-liquidity")
+        assert want != first.json()
+        # never longer than the source's freshness: within its ttl (2 s) the answer changes
+        assert wait_for(lambda: get(d, q).json() == want, timeout=10, step=0.2)
+        assert builds(d) >= 2
+        r = get(d, q)
+        assert r.status_code == 200 and r.json() == want
+
+
+def test_purge_of_the_source_empties_its_views(mo):
+    with Dexcache(cfg(mo)) as d:
+        mint = origin_pairs(mo)[0]["mint_x"]
+        views = ["?mint=%s" % mint, "?mint=%s&limit=5" % mint, "?sort=-apr&limit=3"]
+        for v in views:
+            assert get(d, v).headers["x-cache"] == "MISS"
+            assert get(d, v).headers["x-cache"] == "HIT"
+        assert source_requests(mo) == 2
+        r = requests.post(d.admin_url + "/purge", json={"url": "/meteora-legacy/pair/all"}, timeout=10)
+        assert r.status_code == 200 and r.json()["purged"] == 1 + len(views)  # the source and its 3 views
+        for v in views:
+            assert get(d, v).headers["x-cache"] == "MISS"
+        assert source_requests(mo) == 3  # fetched again, once
+        assert builds(d) == 2
+
+
+def test_stale_source_within_stale_if_error_when_the_origin_fails(mo):
+    with Dexcache(cfg(mo, ttl="1s")) as d:
+        pairs = origin_pairs(mo)
+        mint = pairs[1]["mint_y"]
+        want = expected(pairs, mints={mint})
+        assert get(d, "?mint=%s" % mint).json() == want
+        mo.add_rule("route=/pair/all,status=503")
+        try:
+            # once the source's ttl (1 s) has run out, the view is rendered from the stale source
+            last = []
+            assert wait_for(lambda: last.append(get(d, "?mint=%s&limit=7" % mint)) or
+                            last[-1].headers["x-cache"] == "STALE", timeout=10, step=0.1)
+            r = last[-1]
+            assert r.status_code == 200 and all(x.status_code == 200 for x in last)
+            assert r.json() == want[:7]
+            # not stored: a stale source makes no fresh view
+            assert get(d, "?mint=%s&limit=7" % mint).headers["x-cache"] != "HIT"
+        finally:
+            mo.clear_rules()
+
+
+@pytest.mark.parametrize("query,status,param", [
+    ("?colour=red", 400, "colour"),
+    ("?mint=", 400, "mint"),
+    ("?min_liquidity=abc", 400, "min_liquidity"),
+    ("?min_apr=1", 400, "min_apr"),
+    ("?limit=1001", 400, "limit"),
+    ("?limit=-1", 400, "limit"),
+    ("?offset=x", 400, "offset"),
+    ("?sort=name", 400, "sort"),
+    ("?sort=-liquidity&sort=apr", 400, "sort"),
+    ("?fields=address,no_such_field", 400, "fields"),
+])
+def test_bad_queries_are_400_naming_the_parameter(mo, query, status, param):
+    with Dexcache(cfg(mo)) as d:
+        r = get(d, query)
+        assert r.status_code == status
+        body = r.json()
+        assert body["status"] == status and param in body["error"]
+        assert body["request_id"] == r.headers["x-request-id"]
+        assert r.headers["cache-control"] == "no-store"
+        r2 = get(d, query)
+        assert r2.status_code == status and r2.headers.get("x-cache") != "HIT"
+        # only `fields` needs the index (the source's names): the others never cost a fetch
+        assert source_requests(mo) == (1 if param == "fields" else 0)
