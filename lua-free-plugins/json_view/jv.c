@@ -39,8 +39,8 @@ static size_t str_end(const char *s, size_t n, size_t i)
     }
 }
 
-/* The index just past the value starting at s[i], or BAD. Nested values are skipped by counting
- * brackets (strings excepted), never parsed. */
+/* The index just past the value starting at s[i], or BAD. Nested values are skipped by matching
+ * brackets (strings excepted; at most JV_MAX_DEPTH deep), never parsed. */
 static size_t skip_value(const char *s, size_t n, size_t i)
 {
     if (i >= n)
@@ -49,6 +49,7 @@ static size_t skip_value(const char *s, size_t n, size_t i)
     if (c == '"')
         return str_end(s, n, i);
     if (c == '{' || c == '[') {
+        char open[JV_MAX_DEPTH];
         size_t depth = 0;
         while (i < n) {
             c = s[i];
@@ -58,8 +59,12 @@ static size_t skip_value(const char *s, size_t n, size_t i)
                 continue;
             }
             if (c == '{' || c == '[') {
-                depth++;
+                if (depth == JV_MAX_DEPTH)
+                    return BAD;
+                open[depth++] = c;
             } else if (c == '}' || c == ']') {
+                if (open[depth - 1] != (c == '}' ? '{' : '['))
+                    return BAD;
                 if (--depth == 0)
                     return i + 1;
             }
@@ -699,6 +704,8 @@ static int cmp_u32(const void *a, const void *b)
 
 static void sort_unique(ids_t *s)
 {
+    if (s->n == 0)
+        return;
     qsort(s->v, s->n, sizeof(uint32_t), cmp_u32);
     size_t o = 0;
     for (size_t i = 0; i < s->n; i++)
@@ -857,7 +864,7 @@ int jv_answer(const jv_conf_t *c, const jv_index_t *ix, const jv_query_t *q, jv_
             if (keep(c, ix, q, cand.v[i]))
                 cand.v[o++] = cand.v[i];
         cand.n = o;
-        if (q->sort_field >= 0) {
+        if (q->sort_field >= 0 && cand.n > 1) {
             sort_ctx_t sc = {ix->num[q->sort_field], q->sort_desc};
             qsort_r(cand.v, cand.n, sizeof(uint32_t), cmp_sort, &sc);
         }
