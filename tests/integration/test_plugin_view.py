@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from dexcache import BIN, RSS_CHECKS, SANITIZER_RSS_MIB, Dexcache, wait_for
+from test_transport import rss_kib
 from fake import FakeOrigin
 
 JSON_VIEW = os.path.join(os.path.dirname(BIN), "plugins", "json_view.so")
@@ -299,3 +300,41 @@ def test_bad_queries_are_400_naming_the_parameter(mo, query, status, param):
         assert r2.status_code == status and r2.headers.get("x-cache") != "HIT"
         # only `fields` needs the index (the source's names): the others never cost a fetch
         assert source_requests(mo) == (1 if param == "fields" else 0)
+
+
+def test_big_source_index_is_charged_and_rss_stays_under_the_budget():
+    pairs_n = 30000  # about 38 MB of JSON
+    budget_mib = 128
+    with FakeOrigin(args=["--lat", "fixed=0", "--pairs", str(pairs_n)], profiles=("meteora",)) as fo:
+        with Dexcache(cfg(fo, memory="%dMB" % budget_mib, max_object="100MB")) as d:
+            base = rss_kib(d.proc.pid)
+            t0 = time.time()
+            r = get(d, "?sort=-trade_volume_24h&limit=50")
+            assert r.status_code == 200 and len(r.json()) == 50
+            print("first view (fetch %d pairs + index + render): %.2f s" % (pairs_n, time.time() - t0))
+            m = re.search(r"view index built for \S+ \S+ \((\d+) bytes of source\): (\d+) bytes in ([\d.]+) ms",
+                          d.stderr())
+            assert m, d.stderr()
+            src_bytes, ix_bytes, ms = int(m.group(1)), int(m.group(2)), float(m.group(3))
+            print("index: %d bytes for %d bytes of source (%.1f%%), built in %.1f ms" %
+                  (ix_bytes, src_bytes, 100.0 * ix_bytes / src_bytes, ms))
+            assert src_bytes > 30 * 10**6 and ix_bytes < src_bytes / 4
+            # the index is charged to the cache budget, with the source
+            charged = d.metric("dexcache_cache_bytes")
+            assert charged >= src_bytes + ix_bytes
+            assert charged <= budget_mib * 2**20
+            pairs = json.loads(urllib.request.urlopen(fo.url("meteora") + "/pair/all", timeout=60).read())
+            rng = random.Random(7)
+            t0 = time.time()
+            for p in rng.sample(pairs, 200):
+                r = get(d, "?mint=%s&sort=-liquidity&limit=20" % p["mint_x"])
+                assert r.status_code == 200 and r.json() == expected(pairs, mints={p["mint_x"]},
+                                                                     sort="-liquidity", limit=20)
+            print("200 distinct views: %.2f s" % (time.time() - t0))
+            assert builds(d) == 1 and source_requests(fo) == 2
+            growth = (rss_kib(d.proc.pid) - base) / 1024
+            print("RSS growth %.1f MiB for a %.1f MB source under a %d MiB budget" %
+                  (growth, src_bytes / 1e6, budget_mib))
+            # ASan adds its shadow memory (1/8 of what is mapped) and its quarantine to the process
+            assert not RSS_CHECKS or growth < budget_mib * (1.125 if SANITIZER_RSS_MIB else 1) + SANITIZER_RSS_MIB
+            assert d.metric("dexcache_cache_bytes") <= budget_mib * 2**20
