@@ -623,9 +623,26 @@ jv_index_t *jv_index_build(const jv_conf_t *c, const char *body, size_t len, cha
         jv_index_free(ix);
         return NULL;
     }
+    if (ix->n > 0 && ix->n < ix->cap) { /* no room left over: the index lives as long as the source */
+        uint32_t *p = realloc(ix->off, ix->n * sizeof(uint32_t));
+        ix->off = p != NULL ? p : ix->off;
+        p = realloc(ix->mlen, ix->n * sizeof(uint32_t));
+        ix->mlen = p != NULL ? p : ix->mlen;
+        for (unsigned f = 0; f < c->nfields; f++) {
+            double *d = ix->num[f] != NULL ? realloc(ix->num[f], ix->n * sizeof(double)) : NULL;
+            ix->num[f] = d != NULL ? d : ix->num[f];
+        }
+        ix->cap = ix->n; /* a failed shrink keeps a larger block: never smaller than counted */
+    }
     for (unsigned f = 0; f < c->nfields; f++) {
-        if (ix->post[f] != NULL)
+        if (ix->post[f] != NULL && ix->npost[f] > 0) { /* sorted, and no room left over */
             qsort(ix->post[f], ix->npost[f], sizeof(posting_t), cmp_post);
+            posting_t *p = realloc(ix->post[f], ix->npost[f] * sizeof(posting_t));
+            if (p != NULL) {
+                ix->post[f] = p;
+                ix->cappost[f] = ix->npost[f];
+            }
+        }
         if (c->is_sort[f] && ix->n > 0) {
             ix->order[f] = malloc(ix->n * sizeof(uint32_t));
             if (ix->order[f] == NULL) {
