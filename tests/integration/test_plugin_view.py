@@ -45,16 +45,16 @@ routes:
     upstream: meteora_legacy
     plugins: [pairs]
     cache:
-      - {{ path: /pair/all, ttl: %(ttl)s, stale_if_error: 60s }}
+      - {{ path: /pair/all, ttl: %(ttl)s, stale_if_error: 60s%(swr)s }}
       - {{ path: /pairs, ttl: 60s }}
 """
 
 NUM = ("liquidity", "trade_volume_24h", "apr")
 
 
-def cfg(fo, ttl="60s", memory="256MB", max_object="128MB"):
+def cfg(fo, ttl="60s", memory="256MB", max_object="128MB", swr=None):
     return CONFIG % {"meteora": fo.url("meteora"), "so": JSON_VIEW, "ttl": ttl, "memory": memory,
-                     "max_object": max_object}
+                     "max_object": max_object, "swr": ", stale_while_revalidate: %s" % swr if swr else ""}
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +237,25 @@ def test_source_refresh_changes_the_answers_after_its_ttl(mo):
         assert builds(d) >= 2
         r = get(d, q)
         assert r.status_code == 200 and r.json() == want
+
+
+def test_stale_while_revalidate_source_one_background_refresh(mo):
+    with Dexcache(cfg(mo, ttl="2s", swr="60s")) as d:
+        pairs = origin_pairs(mo)
+        mint = pairs[2]["mint_x"]
+        q = "?mint=%s&sort=apr" % mint
+        assert get(d, q).json() == expected(pairs, mints={mint}, sort="apr")
+        mo.version()
+        new = origin_pairs(mo)
+        # once the source is stale: answered at once from it (STALE, not stored), one refresh
+        last = []
+        assert wait_for(lambda: last.append(get(d, q)) or last[-1].headers["x-cache"] == "STALE", timeout=10,
+                        step=0.1)
+        assert last[-1].json() == expected(pairs, mints={mint}, sort="apr")
+        want = expected(new, mints={mint}, sort="apr")
+        assert wait_for(lambda: get(d, q).json() == want, timeout=10, step=0.1)
+        assert source_requests(mo) == 4  # ours (2), dexcache's fill and its one refresh
+        assert builds(d) == 2
 
 
 def test_purge_of_the_source_empties_its_views(mo):
