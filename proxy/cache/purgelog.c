@@ -23,9 +23,15 @@ bool dc_purge_matches(dc_purge_kind_t kind, const char *arg, size_t len, const c
                       const char *const *tags, size_t ntags)
 {
     switch (kind) {
-    case DC_PURGE_KEY: /* the key itself, or a variant stored under it (cache/vary.h) */
-        return key_len >= len && memcmp(key, arg, len) == 0 &&
-               (key_len == len || dc_vary_primary_len(key, key_len) == len);
+    case DC_PURGE_KEY: /* the key itself, a variant stored under it (cache/vary.h), or an entry
+                        * derived from it (tagged with the key: a view of a source object) */
+        if (key_len >= len && memcmp(key, arg, len) == 0 &&
+            (key_len == len || dc_vary_primary_len(key, key_len) == len))
+            return true;
+        for (size_t i = 0; i < ntags; i++)
+            if (strlen(tags[i]) == len && memcmp(tags[i], arg, len) == 0)
+                return true;
+        return false;
     case DC_PURGE_PREFIX:
         return key_len >= len && memcmp(key, arg, len) == 0;
     case DC_PURGE_TAG:

@@ -32,6 +32,7 @@ struct dc_cache {
     _Atomic uint64_t entries;
     _Atomic uint64_t inserts, replaced, evictions, expired, purged, too_big;
     _Atomic unsigned evict_cursor;
+    _Atomic uint64_t derived; /* entries in store tagged with another key (views): see dc_cache_purge */
     dc_purgelog_t purges;
 };
 
@@ -42,6 +43,7 @@ dc_shared_body_t *dc_shared_body_create(dc_body_t *b)
     dc_shared_body_t *sb = dc_malloc(sizeof(*sb));
     dc_refcount_init(&sb->refs, 1);
     sb->body = *b;
+    atomic_init(&sb->attached, NULL);
     memset(b, 0, sizeof(*b));
     return sb;
 }
@@ -55,9 +57,46 @@ dc_shared_body_t *dc_shared_body_ref(dc_shared_body_t *sb)
 void dc_shared_body_release(dc_shared_body_t *sb)
 {
     if (sb != NULL && dc_refcount_drop(&sb->refs)) {
+        dc_cache_attach_t *a = atomic_load(&sb->attached);
+        while (a != NULL) {
+            dc_cache_attach_t *next = a->next;
+            atomic_fetch_sub(&a->charged->bytes, a->bytes);
+            a->release(a);
+            a = next;
+        }
         dc_body_dispose(&sb->body);
         free(sb);
     }
+}
+
+static void evict_to_budget(dc_cache_t *c, unsigned start_shard);
+
+void dc_cache_body_attach(dc_cache_t *c, dc_shared_body_t *sb, dc_cache_attach_t *a)
+{
+    a->charged = c;
+    atomic_fetch_add(&c->bytes, a->bytes);
+    dc_cache_attach_t *head = atomic_load(&sb->attached);
+    do
+        a->next = head;
+    while (!atomic_compare_exchange_weak(&sb->attached, &head, a));
+    evict_to_budget(c, atomic_fetch_add(&c->evict_cursor, 1));
+}
+
+dc_cache_attach_t *dc_cache_body_attached(dc_shared_body_t *sb, const void *owner)
+{
+    for (dc_cache_attach_t *a = atomic_load(&sb->attached); a != NULL; a = a->next)
+        if (a->owner == owner)
+            return a;
+    return NULL;
+}
+
+/* Does e carry a tag that is a cache key ("GET /...": derived from that key's entry)? */
+static bool is_derived(const dc_cache_entry_t *e)
+{
+    for (size_t i = 0; i < e->ntags; i++)
+        if (strncmp(e->tags[i], "GET ", 4) == 0)
+            return true;
+    return false;
 }
 
 dc_cache_entry_t *dc_cache_entry_create(const char *key, size_t key_len, int status, const dc_cache_hdr_t *headers,
@@ -297,6 +336,8 @@ static dc_cache_entry_t *detach(dc_cache_t *c, shard_t *s, dc_cache_entry_t *e)
     s->count--;
     atomic_fetch_sub(&c->bytes, e->charge);
     atomic_fetch_sub(&c->entries, 1);
+    if (is_derived(e))
+        atomic_fetch_sub(&c->derived, 1);
     return e;
 }
 
@@ -444,6 +485,8 @@ static void link_entry(dc_cache_t *c, shard_t *s, unsigned idx, dc_cache_entry_t
     s->count++;
     atomic_fetch_add(&c->bytes, e->charge);
     atomic_fetch_add(&c->entries, 1);
+    if (is_derived(e))
+        atomic_fetch_add(&c->derived, 1);
 }
 
 int dc_cache_insert(dc_cache_t *c, dc_cache_entry_t *e, uint64_t now_ms)
@@ -574,9 +617,9 @@ size_t dc_cache_purge(dc_cache_t *c, dc_purge_kind_t kind, const char *arg, size
 {
     dc_purgelog_add(&c->purges, kind, arg, len, at_ms);
     size_t n = 0;
-    if (kind == DC_PURGE_KEY) {
+    if (kind == DC_PURGE_KEY)
         n = purge_one_key(c, arg, len, at_ms);
-    } else {
+    if (kind != DC_PURGE_KEY || atomic_load(&c->derived) > 0) { /* a key: also what derives from it */
         for (int i = 0; i < NSHARDS; i++) {
             shard_t *s = &c->shards[i];
             dc_cache_entry_t *doomed = NULL;

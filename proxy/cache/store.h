@@ -37,9 +37,21 @@ typedef struct dc_cache_hdr {
     size_t value_len;
 } dc_cache_hdr_t;
 
+/* Something derived from a body (a plugin's view index, plugin/view.c) that lives exactly as long
+ * as the body: attached once, released when the body's last reference goes, its bytes charged to
+ * the cache budget meanwhile. The attacher embeds it in its own object and frees that in release. */
+typedef struct dc_cache_attach {
+    struct dc_cache_attach *next;               /* set by dc_cache_body_attach */
+    const void *owner;                          /* who attached it: one attachment per owner and body */
+    size_t bytes;                               /* charged to `charged`'s budget until released */
+    struct dc_cache *charged;                   /* set by dc_cache_body_attach */
+    void (*release)(struct dc_cache_attach *a); /* any thread: the body is being freed */
+} dc_cache_attach_t;
+
 typedef struct dc_shared_body {
     dc_refcount_t refs;
     dc_body_t body;
+    _Atomic(dc_cache_attach_t *) attached; /* a push-only list until the body is freed */
 } dc_shared_body_t;
 
 typedef struct dc_cache_entry {
@@ -182,6 +194,14 @@ dc_shared_body_t *dc_shared_body_create(dc_body_t *b);
 dc_shared_body_t *dc_shared_body_ref(dc_shared_body_t *sb);
 void dc_shared_body_release(dc_shared_body_t *sb);
 
+/* Attach `a` (a->owner, a->bytes and a->release set) to `sb`: its bytes count against `c`'s
+ * budget (least recently used entries are evicted to make room, maybe the one holding `sb`: the
+ * attachment then lives on with the body while readers hold it) until `sb` is freed, when
+ * a->release runs. Any thread. The caller makes sure an owner attaches at most once per body. */
+void dc_cache_body_attach(dc_cache_t *c, dc_shared_body_t *sb, dc_cache_attach_t *a);
+/* The attachment of `owner` on `sb`, or NULL. Any thread. */
+dc_cache_attach_t *dc_cache_body_attached(dc_shared_body_t *sb, const void *owner);
+
 /* ---- the store ---- */
 
 dc_cache_t *dc_cache_create(uint64_t memory, uint64_t max_object);
@@ -219,6 +239,8 @@ int dc_cache_replace(dc_cache_t *c, dc_cache_entry_t *old, dc_cache_entry_t *suc
 void dc_cache_remove_entry(dc_cache_t *c, dc_cache_entry_t *e);
 
 /* Remove the entries matching (kind, arg) that were stored at or before `at_ms` (wall ms; a purge
+ * by key also removes the entries derived from that key: those carrying the key as a tag, such as
+ * a plugin's views of a source object; a purge
  * from another instance carries its own time, so a copy stored after it survives; a vary record
  * removed takes all its variants), and remember
  * the purge (see cache/purgelog.h). Returns the number of entries removed. */

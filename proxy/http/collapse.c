@@ -236,6 +236,10 @@ static void fleet_poll(uv_timer_t *t)
 void dc__http_lead_fill(dc_request_t *r, dc_flight_t *flight)
 {
     dc_counter_add(&r->ctx.worker->metrics.cache_misses[r->ctx.route_metric], 1);
+    if (r->view) { /* rendered from its source by the plugin module, never fetched under its own key */
+        dc__http_plugins_view_fill(r, flight);
+        return;
+    }
     const char *url = dc_request_cache_url(r);
     const char **headers = dc_request_upstream_headers(r, true);
     dc_fleet_t *fleet = r->ctx.worker->fleet;
@@ -314,6 +318,8 @@ static void on_refresh_lock(void *data, int err, bool got, const char *l2, size_
 
 void dc__http_start_refresh(dc_request_t *r, dc_cache_entry_t *stale)
 {
+    if (r->view)
+        return; /* a view is rendered again from its source once it expires (plugin module) */
     dc_flight_t *flight = NULL;
     if (dc_inflight_join(r->ctx.worker->inflight, r->key, r->key_len, r->hash, NULL, &flight) != DC_INFLIGHT_LEADER)
         return;

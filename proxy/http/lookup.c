@@ -333,7 +333,7 @@ void dc__http_cache_path(dc_request_t *r)
         return;
     }
     const void *chain = dc_snapshot_route_rt(r->ctx.snap, r->ctx.route)->plugins;
-    if (chain != NULL && !dc__http_plugins_cache_key(r, chain))
+    if (chain != NULL && (!dc__http_plugins_cache_key(r, chain) || !dc__http_plugins_view_claim(r, chain)))
         return;
     read_client_cc(r);
     dc__http_cache_lookup(r, true);
@@ -377,7 +377,7 @@ static void serve_fresh(dc_request_t *r, dc_cache_entry_t *e, uint64_t now)
     size_t l = sizeof(prefix) - 1 + dc_fmt_u64(cs + sizeof(prefix) - 1, (e->fresh_until_ms - now + 999) / 1000);
     cs[l] = '\0';
     dc_serve_entry_adopt(r, e, "HIT", cs); /* our reference is now the request's */
-    if (prefetch_due(r->ctx.rule, e, now) && dc_cache_entry_refresh_due(e, now))
+    if (!r->view && prefetch_due(r->ctx.rule, e, now) && dc_cache_entry_refresh_due(e, now))
         dc__http_start_refresh(r, e); /* refresh-ahead: hot keys never go stale */
 }
 
@@ -423,7 +423,7 @@ void dc__http_cache_lookup(dc_request_t *r, bool may_ask_l2)
     dc_cache_entry_t *e;
     if (!lookup_l1(r, now, &e))
         return;
-    if (e == NULL && may_ask_l2 && r->vary_names == NULL && r->ctx.worker->fleet != NULL &&
+    if (e == NULL && may_ask_l2 && r->vary_names == NULL && !r->view && r->ctx.worker->fleet != NULL &&
         dc_fleet_up(r->ctx.worker->fleet) &&
         !dc_inflight_active(r->ctx.worker->inflight, r->key, r->key_len, r->hash)) {
         /* HTTP/2: after the read batch (a reset in it cancels the request first), looking again */

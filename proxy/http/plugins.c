@@ -35,6 +35,17 @@ bool dc__http_plugins_cache_key(dc_request_t *r, const void *chain)
     return plugin_ops == NULL || plugin_ops->cache_key(r, chain);
 }
 
+bool dc__http_plugins_view_claim(dc_request_t *r, const void *chain)
+{
+    return plugin_ops == NULL || plugin_ops->view_claim == NULL || plugin_ops->view_claim(r, chain);
+}
+
+void dc__http_plugins_view_fill(dc_request_t *r, dc_flight_t *flight)
+{
+    DC_ASSERT(r->view && plugin_ops != NULL); /* only a claim sets r->view */
+    plugin_ops->view_fill(r, flight);
+}
+
 void dc__http_plugins_dispose(dc_request_t *r)
 {
     if (plugin_ops != NULL)

@@ -8,6 +8,9 @@
  * Hook points (design "Plugins"):
  *   on_request  after routing, before the client limit
  *   cache_key   after the cache key is built, before the lookup (cacheable requests only)
+ *   view_claim  right after cache_key: is this a view of a cached source object (r->view)?
+ *   view_fill   a view request missed its own key: the plugin module renders it from the source
+ *               instead of an upstream fetch (lookup, collapsing and serving stay http's)
  *   on_deliver  before the response head leaves (an h2o filter: hits, misses, pass-through, errors)
  */
 #ifndef DC_HTTP_PLUGINS_H
@@ -29,6 +32,13 @@ typedef struct dc_http_plugin_ops {
     void (*on_deliver)(dc_request_t *r, const void *chain);
     /* r (r->plugin != NULL) is being disposed: the client is gone or the answer is done. */
     void (*dispose)(dc_request_t *r);
+    /* Views: after cache_key, before the lookup of a cacheable request. Sets r->view when one of
+     * the chain's plugins answers it from a source object; false when r was answered (a bad view
+     * query: 400). */
+    bool (*view_claim)(dc_request_t *r, const void *chain);
+    /* A view request (r->view) missed its own key: answer it, and finish `flight` (the view key's
+     * flight this request leads; NULL: a fetch of its own that nobody joins), from the source. */
+    void (*view_fill)(dc_request_t *r, dc_flight_t *flight);
 } dc_http_plugin_ops_t;
 
 /* Start-up only. `ops` must stay valid for the life of the process. */

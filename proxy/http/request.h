@@ -135,6 +135,9 @@ typedef struct dc_request {
      * without plugins; the identity a plugin set for `limit.by: plugin` (pool memory, NULL = none,
      * the client IP then) and its tier */
     struct dexcache_req *plugin; /* dexcache/plugin.h's dexcache_req_t, defined by plugin/ */
+    /* a plugin's view (http/plugins.h view_claim): answered from a cached source object by the
+     * plugin module, never fetched upstream under its own key, never refreshed, never read from L2 */
+    bool view;
     const char *limit_id;
     size_t limit_id_len;
     const char *limit_tier;

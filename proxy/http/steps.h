@@ -31,6 +31,8 @@ void dc__http_continue(dc_request_t *r);
 bool dc__http_plugins_on_request(dc_request_t *r, const void *chain);
 bool dc__http_plugins_cache_key(dc_request_t *r, const void *chain);
 void dc__http_plugins_dispose(dc_request_t *r);
+bool dc__http_plugins_view_claim(dc_request_t *r, const void *chain);
+void dc__http_plugins_view_fill(dc_request_t *r, struct dc_flight *flight);
 /* The on_deliver filter on the request path's pathconf. */
 void dc__http_plugins_register_filter(h2o_pathconf_t *pathconf);
 

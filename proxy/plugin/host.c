@@ -21,9 +21,15 @@
 
 typedef struct dexcache_req preq_t;
 
+/* A hook on a live request (view_render never reads the live request: only its key). */
 static bool live(preq_t *pr)
 {
-    return pr != NULL && pr->phase != DC__PH_NONE && pr->r != NULL && pr->r->req != NULL;
+    return pr != NULL && pr->phase != DC__PH_NONE && pr->phase != DC__PH_RENDER && pr->r != NULL && pr->r->req != NULL;
+}
+
+static bool rendering(preq_t *pr)
+{
+    return pr != NULL && pr->phase == DC__PH_RENDER && pr->render != NULL;
 }
 
 /* ---- reading the request ---- */
@@ -82,22 +88,32 @@ static size_t pct_decode(char *out, const char *s, size_t n)
 
 static int req_query(dexcache_req_t *pr, const char *name, size_t name_len, const char **value, size_t *len)
 {
-    if (!live(pr) || name == NULL || value == NULL)
+    if ((!live(pr) && !rendering(pr)) || name == NULL || value == NULL)
         return DEXCACHE_ERROR;
-    h2o_req_t *req = pr->r->req;
-    if (req->query_at == SIZE_MAX)
-        return DEXCACHE_ERROR;
-    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    h2o_mem_pool_t *pool;
+    const char *q, *end;
+    if (rendering(pr)) {
+        pool = &pr->render->pool;
+        q = pr->render->query;
+        end = q + pr->render->query_len;
+    } else {
+        h2o_req_t *req = pr->r->req;
+        if (req->query_at == SIZE_MAX)
+            return DEXCACHE_ERROR;
+        pool = &req->pool;
+        q = req->path.base + req->query_at + 1;
+        end = req->path.base + req->path.len;
+    }
     while (q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
         const char *pe = amp != NULL ? amp : end;
         const char *eq = memchr(q, '=', (size_t)(pe - q));
         const char *ke = eq != NULL ? eq : pe;
-        char *k = h2o_mem_alloc_pool(&req->pool, (size_t)(ke - q) + 1);
+        char *k = h2o_mem_alloc_pool(pool, (size_t)(ke - q) + 1);
         size_t kl = pct_decode(k, q, (size_t)(ke - q));
         if (kl == name_len && memcmp(k, name, name_len) == 0) {
             const char *vs = eq != NULL ? eq + 1 : pe;
-            char *v = h2o_mem_alloc_pool(&req->pool, (size_t)(pe - vs) + 1);
+            char *v = h2o_mem_alloc_pool(pool, (size_t)(pe - vs) + 1);
             size_t vl = pct_decode(v, vs, (size_t)(pe - vs));
             *value = v;
             if (len != NULL)
@@ -166,6 +182,12 @@ static int req_remove_query(dexcache_req_t *pr, const char *name, size_t name_le
 
 static int req_path(dexcache_req_t *pr, const char **path, size_t *len)
 {
+    if (rendering(pr) && path != NULL) {
+        *path = pr->render->path;
+        if (len != NULL)
+            *len = pr->render->path_len;
+        return DEXCACHE_CONTINUE;
+    }
     if (!live(pr) || path == NULL)
         return DEXCACHE_ERROR;
     h2o_req_t *req = pr->r->req;
@@ -178,6 +200,12 @@ static int req_path(dexcache_req_t *pr, const char **path, size_t *len)
 
 static int req_query_string(dexcache_req_t *pr, const char **query, size_t *len)
 {
+    if (rendering(pr) && query != NULL) {
+        *query = pr->render->query;
+        if (len != NULL)
+            *len = pr->render->query_len;
+        return DEXCACHE_CONTINUE;
+    }
     if (!live(pr) || query == NULL)
         return DEXCACHE_ERROR;
     h2o_req_t *req = pr->r->req;
@@ -249,7 +277,7 @@ static bool forbidden_name(const char *n, size_t len)
 static int resp_set_header(dexcache_req_t *pr, const char *name, size_t name_len, const char *value, size_t value_len)
 {
     if (!live(pr) || name == NULL || name_len == 0 || (value == NULL && value_len > 0) ||
-        (pr->phase != DC__PH_REQUEST && pr->phase != DC__PH_DELIVER && pr->phase != DC__PH_RENDER))
+        (pr->phase != DC__PH_REQUEST && pr->phase != DC__PH_DELIVER))
         return DEXCACHE_ERROR;
     for (size_t i = 0; i < name_len; i++)
         if (!is_tchar((unsigned char)name[i]))
@@ -276,8 +304,16 @@ static int resp_status(dexcache_req_t *pr)
 
 static int respond_error(dexcache_req_t *pr, int status, const char *message)
 {
+    if (rendering(pr)) { /* the host answers for the render (every request waiting on this key) */
+        if (pr->render->err_status != 0 || status < 400 || status > 599)
+            return DEXCACHE_ERROR;
+        const char *m = message != NULL ? message : "";
+        pr->render->err_status = status;
+        pr->render->err_message = h2o_strdup(&pr->render->pool, m, strlen(m)).base;
+        return DEXCACHE_CONTINUE;
+    }
     if (!live(pr) || pr->answered || status < 400 || status > 599 ||
-        (pr->phase != DC__PH_REQUEST && pr->phase != DC__PH_RENDER) || pr->r->req->_generator != NULL)
+        (pr->phase != DC__PH_REQUEST && pr->phase != DC__PH_VIEW) || pr->r->req->_generator != NULL)
         return DEXCACHE_ERROR;
     pr->answered = true; /* before the head goes: on_deliver does not run on a plugin's own answer */
     dc_request_respond_error(pr->r, status, message != NULL ? message : "");
@@ -309,8 +345,9 @@ static int cache_key_add(dexcache_req_t *pr, const void *bytes, size_t len)
 
 static void *alloc(dexcache_req_t *pr, size_t len)
 {
-    DC_ASSERT(pr != NULL && pr->r != NULL && pr->r->req != NULL);
-    char *p = h2o_mem_alloc_pool(&pr->r->req->pool, len + 15);
+    bool in_render = rendering(pr);
+    DC_ASSERT(pr != NULL && pr->r != NULL && (in_render || pr->r->req != NULL));
+    char *p = h2o_mem_alloc_pool(in_render ? &pr->render->pool : &pr->r->req->pool, len + 15);
     return (void *)(((uintptr_t)p + 15) & ~(uintptr_t)15);
 }
 
@@ -582,8 +619,11 @@ static int conf_error(const dexcache_conf_t *c, char *err, size_t errlen, const 
 
 static int view_write(dexcache_view_out_t *out, const void *bytes, size_t len)
 {
-    (void)out, (void)bytes, (void)len;
-    return DEXCACHE_ERROR; /* views are not served by this host yet (no view_render call is made) */
+    if (out == NULL || !out->open || (bytes == NULL && len > 0))
+        return DEXCACHE_ERROR;
+    if (len > 0)
+        dc_body_append(&out->body, bytes, len);
+    return DEXCACHE_CONTINUE;
 }
 
 const dexcache_host_t dc__plugin_host = {

@@ -31,6 +31,7 @@ typedef struct dc__plugin_file {
 
 typedef struct dc__plugin_inst {
     const dc_config_plugin_t *cfg; /* name, on_error (in the snapshot's config) */
+    dc_plugin_set_t *set;          /* the set it belongs to */
     dc__plugin_file_t *file;
     void *state;
     bool built; /* instance_new succeeded: instance_free is owed */
@@ -45,6 +46,7 @@ typedef struct dc__plugin_chain {
 } dc__plugin_chain_t;
 
 struct dc_plugin_set {
+    _Atomic unsigned refs; /* the snapshot's, plus one per view index of its instances (view.c) */
     dc__plugin_inst_t *inst;
     size_t ninst;
     dc__plugin_chain_t *chains;     /* [cfg->nroutes] */
@@ -52,7 +54,22 @@ struct dc_plugin_set {
     dc__plugin_inst_t **chain_inst; /* what the chains point into */
 };
 
-enum { DC__PH_NONE = 0, DC__PH_REQUEST, DC__PH_KEY, DC__PH_DELIVER, DC__PH_RENDER };
+enum { DC__PH_NONE = 0, DC__PH_REQUEST, DC__PH_KEY, DC__PH_DELIVER, DC__PH_VIEW, DC__PH_RENDER };
+
+/* What a view_render call sees instead of the live request (view.c): the path and normalised query
+ * of the view's cache key, a pool for host->alloc, the answer's bytes and an error it chose. */
+typedef struct dc__view_render {
+    const char *path, *query; /* NUL-terminated; query "" when none */
+    size_t path_len, query_len;
+    h2o_mem_pool_t pool;
+    int err_status; /* respond_error was called: 400..599 */
+    const char *err_message;
+} dc__view_render_t;
+
+struct dexcache_view_out {
+    dc_body_t body;
+    bool open; /* during view_render only */
+};
 
 /* The per-request state; plugins see it as dexcache_req_t (request pool memory). */
 struct dexcache_req {
@@ -63,6 +80,11 @@ struct dexcache_req {
     const dc__plugin_inst_t *cur; /* the instance whose hook runs */
     bool answered;                /* a plugin (or the host for it) answered: on_deliver is skipped */
     struct dexcache_resume *suspended;
+    /* views (view.c): the instance whose view_source claimed the request and the source path it
+     * named; during view_render, what the render sees */
+    dc__plugin_inst_t *view_inst;
+    const char *view_source;
+    dc__view_render_t *render;
 };
 
 /* loader.c */
@@ -91,5 +113,16 @@ void dc__plugin_suspend_dispose(struct dexcache_req *pr);
 bool dc__plugin_after_hook(struct dexcache_req *pr, int rc);
 /* set.c: the per-worker state of an instance on r's worker (made on first use). */
 void *dc__plugin_wstate(dc__plugin_inst_t *in, dc_worker_t *w, bool *ok);
+/* set.c: references to a set (its instances live as long as it). The last unref frees it. */
+void dc__plugin_set_ref(dc_plugin_set_t *set);
+void dc__plugin_set_unref(dc_plugin_set_t *set);
+/* set.c: a hook failed; on_error decides (true: the request goes on). */
+bool dc__plugin_hook_failed(struct dexcache_req *pr, const dc__plugin_inst_t *in, const char *hook);
+/* set.c: the request's plugin state (request pool), made on first use. */
+struct dexcache_req *dc__plugin_preq(dc_request_t *r, const dc__plugin_chain_t *chain);
+
+/* view.c: the view hooks registered with http (http/plugins.h). */
+bool dc__plugin_view_claim(dc_request_t *r, const void *chain);
+void dc__plugin_view_fill(dc_request_t *r, dc_flight_t *flight);
 
 #endif

@@ -8,6 +8,7 @@
 #include "http/plugins.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,17 @@ static void inst_release(dc__plugin_inst_t *in)
     free(in->wstatus);
 }
 
+void dc__plugin_set_ref(dc_plugin_set_t *set)
+{
+    atomic_fetch_add(&set->refs, 1);
+}
+
+void dc__plugin_set_unref(dc_plugin_set_t *set)
+{
+    if (set != NULL && atomic_fetch_sub(&set->refs, 1) == 1)
+        dc_plugin_set_free(set);
+}
+
 void dc_plugin_set_free(dc_plugin_set_t *set)
 {
     if (set == NULL)
@@ -41,9 +53,10 @@ void dc_plugin_set_free(dc_plugin_set_t *set)
     free(set);
 }
 
+/* The snapshot's reference; view indexes of its instances may keep the set a while longer. */
 static void set_release(void *set)
 {
-    dc_plugin_set_free(set);
+    dc__plugin_set_unref(set);
 }
 
 /* `path` as the config names it: absolute, or relative to the config file's folder. */
@@ -75,6 +88,7 @@ int dc_plugin_set_build(const dc_config_t *cfg, unsigned nworkers, dc_plugin_set
     if (cfg->nplugins == 0)
         return 0;
     dc_plugin_set_t *set = dc_calloc(1, sizeof(*set));
+    atomic_init(&set->refs, 1);
     set->inst = dc_calloc(cfg->nplugins, sizeof(*set->inst));
     char *dir = config_dir(cfg);
     int rc = 0;
@@ -83,6 +97,7 @@ int dc_plugin_set_build(const dc_config_t *cfg, unsigned nworkers, dc_plugin_set
         dc__plugin_inst_t *in = &set->inst[i];
         set->ninst = i + 1;
         in->cfg = pc;
+        in->set = set;
         in->nworkers = nworkers;
         in->wstate = dc_calloc(nworkers ? nworkers : 1, sizeof(void *));
         in->wstatus = dc_calloc(nworkers ? nworkers : 1, 1);
@@ -218,7 +233,7 @@ void dc_plugin_worker_start(dc_worker_t *w)
 
 /* ---- the hooks (the request's worker) ---- */
 
-static preq_t *preq_of(dc_request_t *r, const dc__plugin_chain_t *chain)
+preq_t *dc__plugin_preq(dc_request_t *r, const dc__plugin_chain_t *chain)
 {
     if (r->plugin == NULL) {
         preq_t *pr = h2o_mem_alloc_pool(&r->req->pool, sizeof(*pr));
@@ -232,7 +247,7 @@ static preq_t *preq_of(dc_request_t *r, const dc__plugin_chain_t *chain)
 
 /* A hook failed (ERROR, or a worker state that could not be made): on_error decides. Returns true
  * when the request goes on. */
-static bool hook_failed(preq_t *pr, const dc__plugin_inst_t *in, const char *hook)
+bool dc__plugin_hook_failed(preq_t *pr, const dc__plugin_inst_t *in, const char *hook)
 {
     if (in->cfg->on_error == DC_PLUGIN_ON_ERROR_OPEN) {
         dc_log_warn("plugin %s: %s failed (on_error: open, request %s goes on)", in->cfg->name, hook,
@@ -260,7 +275,7 @@ static bool run_on_request(preq_t *pr)
         bool ok;
         void *ws = dc__plugin_wstate(in, pr->r->ctx.worker, &ok);
         if (!ok) {
-            if (!hook_failed(pr, in, "worker_init"))
+            if (!dc__plugin_hook_failed(pr, in, "worker_init"))
                 return false;
             continue;
         }
@@ -296,14 +311,14 @@ bool dc__plugin_after_hook(preq_t *pr, int rc)
                      rc == DEXCACHE_ANSWERED ? "ANSWERED" : "PENDING",
                      rc == DEXCACHE_ANSWERED ? "answering" : "suspending");
     }
-    if (!hook_failed(pr, in, "on_request"))
+    if (!dc__plugin_hook_failed(pr, in, "on_request"))
         return false;
     return pr->next >= pr->chain->n ? true : run_on_request(pr);
 }
 
 static bool on_request(dc_request_t *r, const void *chain_)
 {
-    preq_t *pr = preq_of(r, chain_);
+    preq_t *pr = dc__plugin_preq(r, chain_);
     pr->next = 0;
     return run_on_request(pr);
 }
@@ -311,7 +326,7 @@ static bool on_request(dc_request_t *r, const void *chain_)
 static bool cache_key(dc_request_t *r, const void *chain_)
 {
     const dc__plugin_chain_t *chain = chain_;
-    preq_t *pr = preq_of(r, chain);
+    preq_t *pr = dc__plugin_preq(r, chain);
     for (size_t i = 0; i < chain->n; i++) {
         dc__plugin_inst_t *in = chain->inst[i];
         const dexcache_plugin_t *p = in->file->p;
@@ -323,7 +338,7 @@ static bool cache_key(dc_request_t *r, const void *chain_)
         pr->phase = DC__PH_KEY;
         int rc = ok ? p->cache_key(pr, in->state, ws) : DEXCACHE_ERROR;
         pr->phase = DC__PH_NONE;
-        if (rc != DEXCACHE_CONTINUE && !hook_failed(pr, in, "cache_key"))
+        if (rc != DEXCACHE_CONTINUE && !dc__plugin_hook_failed(pr, in, "cache_key"))
             return false;
     }
     return true;
@@ -365,6 +380,8 @@ static const dc_http_plugin_ops_t ops = {
     .cache_key = cache_key,
     .on_deliver = on_deliver,
     .dispose = dispose,
+    .view_claim = dc__plugin_view_claim,
+    .view_fill = dc__plugin_view_fill,
 };
 
 void dc_plugin_register(void)

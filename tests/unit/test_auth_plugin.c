@@ -374,13 +374,13 @@ static void test_jwt_requests(void **state)
         req_t r = {.hname = {"Authorization"}, .hvalue = {bearer(good)}, .nh = 1};
         assert_int_equal(run(&in, &r), DEXCACHE_CONTINUE);
         assert_int_equal(r.status, 0);
-        assert_string_equal(r.id, "alice");
+        assert_string_equal(r.id, "jwt:alice");
         assert_string_equal(r.tier, "pro");
         assert_int_equal(r.nh, 0); /* the token does not go on */
     }
     req_t r1 = {.hname = {"authorization"}, .hvalue = {bearer(notier)}, .nh = 1};
     assert_int_equal(run(&in, &r1), DEXCACHE_CONTINUE);
-    assert_string_equal(r1.id, "bob");
+    assert_string_equal(r1.id, "jwt:bob");
     assert_string_equal(r1.tier, "free"); /* default_tier */
     /* a tier the map does not admit: 403, no identity */
     req_t r2 = {.hname = {"authorization"}, .hvalue = {bearer(gold)}, .nh = 1};
@@ -417,7 +417,7 @@ static void test_jwt_requests(void **state)
     snprintf(loose, sizeof(loose), "bEaReR   %s  ", good);
     req_t r5 = {.hname = {"authorization"}, .hvalue = {loose}, .nh = 1};
     assert_int_equal(run(&in, &r5), DEXCACHE_CONTINUE);
-    assert_string_equal(r5.id, "alice");
+    assert_string_equal(r5.id, "jwt:alice");
     free(good);
     free(notier);
     free(gold);
@@ -440,12 +440,12 @@ static void test_api_key_requests(void **state)
         fail_msg("%s", err);
     req_t r1 = {.hname = {"x-api-key"}, .hvalue = {"k-pro"}, .nh = 1};
     assert_int_equal(run(&in, &r1), DEXCACHE_CONTINUE);
-    assert_string_equal(r1.id, "app2");
+    assert_string_equal(r1.id, "key:app2");
     assert_string_equal(r1.tier, "pro");
     assert_int_equal(r1.nh, 0);
     req_t r2 = {.qname = "api_key", .qvalue = "k-plain"};
     assert_int_equal(run(&in, &r2), DEXCACHE_CONTINUE);
-    assert_memory_equal(r2.id, "key-", 4);
+    assert_memory_equal(r2.id, "key:key-", 8);
     assert_int_equal(r2.has_tier, 0);
     /* an unknown key decides alone, even next to a valid token */
     char *tok = ts_token(&T, TS_HS256, "{\"alg\":\"HS256\"}", "{\"sub\":\"eve\"}", SECRET, strlen(SECRET), NULL);
@@ -457,7 +457,7 @@ static void test_api_key_requests(void **state)
     /* no key: the token is judged */
     req_t r4 = {.hname = {"authorization"}, .hvalue = {bearer(tok)}, .nh = 1};
     assert_int_equal(run(&in, &r4), DEXCACHE_CONTINUE);
-    assert_string_equal(r4.id, "eve");
+    assert_string_equal(r4.id, "jwt:eve");
     assert_int_equal(r4.nh, 0);
     /* a token signed with the RS256 key under an HS256 config */
     char *rs = ts_token(&T, TS_RS256, "{\"alg\":\"RS256\"}", "{\"sub\":\"eve\"}", NULL, 0, NULL);

@@ -1,8 +1,11 @@
 /*
- * dexcache plugin ABI, version 1.2.
+ * dexcache plugin ABI, version 1.3.
  *
  * History: 1.0 first version; 1.1 adds host->req_remove_header; 1.2 adds host->req_remove_query and
- * host->metric_add.
+ * host->metric_add; 1.3 makes views work: the host calls view_source / view_prepare / view_render /
+ * view_free; view_source may answer a bad query (ANSWERED); the source body handed to view_prepare
+ * stays valid as long as the index built from it (dexcache_view_source_t.flags); view_render sees
+ * the normalised query only.
  *
  * This header is the whole contract between dexcache (the "host") and a plugin. A plugin is a
  * shared object that exports ONE symbol, `dexcache_plugin`, of type `dexcache_plugin_t`:
@@ -57,7 +60,7 @@ extern "C" {
 
 #define DEXCACHE_PLUGIN_MAGIC 0x44584350u /* "DXCP" */
 #define DEXCACHE_PLUGIN_ABI_MAJOR 1
-#define DEXCACHE_PLUGIN_ABI_MINOR 2
+#define DEXCACHE_PLUGIN_ABI_MINOR 3
 #define DEXCACHE_PLUGIN_SYMBOL "dexcache_plugin"
 
 #if defined(__cplusplus)
@@ -148,13 +151,20 @@ typedef struct dexcache_instance_args {
  * ------------------------------------------------------------------------------------------- */
 typedef struct dexcache_view_source {
     uint32_t size;    /* sizeof as the host was built */
-    const char *body; /* the complete, decoded source body (valid during view_prepare) */
+    const char *body; /* the complete, decoded source body, contiguous (valid during view_prepare;
+                       * with DEXCACHE_VIEW_BODY_KEPT until view_free of the index built from it) */
     size_t body_len;
     const char *path;      /* its upstream-side path (and query), NUL-terminated */
     const char *etag;      /* its validator, or NULL */
     uint64_t version;      /* changes with every stored version of the source */
     uint64_t expires_unix; /* when it stops being fresh (seconds) */
+    /* ---- since ABI 1.3 (present when size covers it) ---- */
+    uint32_t flags; /* DEXCACHE_VIEW_* */
 } dexcache_view_source_t;
+
+/* dexcache_view_source_t.flags: `body` stays valid, unchanged, until view_free of the index built
+ * from it: an index may point into it (member spans) instead of copying. Always set by 1.3 hosts. */
+#define DEXCACHE_VIEW_BODY_KEPT 1u
 
 /* Reply callbacks of view_render: the answer's body is the bytes appended, in order. */
 typedef struct dexcache_view_out dexcache_view_out_t;
@@ -217,18 +227,27 @@ struct dexcache_plugin {
 
     /* Derived views. view_source: does this request ask for a view of this instance? Return
      * CONTINUE with *source_path (upstream-side path and query of the source, plugin-owned,
-     * valid until instance_free) set, or set it to NULL for "not a view". Worker thread. */
+     * valid until instance_free) set, or set it to NULL for "not a view". Worker thread. Called
+     * for cacheable requests of routes that run the plugin, after cache_key, before the lookup
+     * of the view's own key. Since 1.3 it may check the query and answer a bad one itself
+     * (host->respond_error, 400 naming the parameter) and return ANSWERED: nothing is looked up,
+     * fetched or cached. The source is an object on the same route, cached under its own key
+     * (as a plain GET of that path would be), so it needs a cache rule of that route. */
     int (*view_source)(dexcache_req_t *r, void *instance, void *wstate, const char **source_path);
     /* Build the index of one source version. A thread-pool thread, maybe concurrently for two
      * versions. Set *index and *index_bytes (charged to the cache budget while the index lives).
-     * Return CONTINUE or ERROR (logged; views answer 502 until the next version). */
+     * Return CONTINUE or ERROR (logged; views answer 502 until the next version). The host calls
+     * it once per source version and instance (concurrent view requests wait for it). */
     int (*view_prepare)(void *instance, const dexcache_view_source_t *src, void **index, size_t *index_bytes);
     /* Free an index (any thread) once no render uses it. */
     void (*view_free)(void *instance, void *index);
     /* Answer a view request from an index: write the body with host->view_write (the host sends
      * 200 application/json, caches it per normalised query no longer than the source stays
      * fresh), or host->respond_error (400 naming a bad parameter) and return ANSWERED.
-     * Worker thread. */
+     * Worker thread. Since 1.3: the answer is shared by every request with the same cache key, so
+     * only req_path / req_query / req_query_string (the path and normalised query of that key,
+     * route prefix included as in req_path), alloc (freed after the render), log, view_write and
+     * respond_error may be called; the client may be gone by then. */
     int (*view_render)(dexcache_req_t *r, void *instance, void *wstate, const void *index, dexcache_view_out_t *out);
 
     /* Room for hooks of later minors (must be NULL). */
