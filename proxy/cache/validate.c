@@ -167,7 +167,11 @@ int dc_payload_time_ms(const cJSON *v, int64_t *ms)
         double d = strtod(s, &end);
         return *end == '\0' ? number_ms(d, ms) : DC_EINVAL;
     }
-    return dc_rfc3339_parse_ms(s, n, ms);
+    int64_t t;
+    if (dc_rfc3339_parse_ms(s, n, &t) != 0 || t < 0)
+        return DC_EINVAL; /* before 1970: no payload time, as for a negative number */
+    *ms = t;
+    return 0;
 }
 
 bool dc_validate_status_fails(const dc_config_cache_rule_t *rule, int status)

@@ -34,7 +34,7 @@ const cJSON *dc_json_pointer_get(const cJSON *root, const char *p);
 int dc_rfc3339_parse_ms(const char *s, size_t len, int64_t *ms);
 /* A payload timestamp: a number (seconds, or milliseconds from DC_PAYLOAD_MS_FROM on; fractions
  * allowed), a string of such a number, or an RFC 3339 string. Returns 0 with *ms, or DC_EINVAL
- * (missing, negative, not finite, another type). */
+ * (missing, negative or before 1970, not finite, another type). */
 int dc_payload_time_ms(const cJSON *v, int64_t *ms);
 
 /* Does `rule` count `status` as a failure (fail_statuses)? */
