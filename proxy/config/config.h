@@ -62,6 +62,20 @@ typedef struct dc_config_upstream {
 
 typedef enum { DC_CLIENT_NO_CACHE_IGNORE = 0, DC_CLIENT_NO_CACHE_REVALIDATE } dc_client_no_cache_t;
 
+/* routes[].cache[].validate: what a 2xx answer's body must be before it is stored or shared. */
+typedef enum { DC_VALIDATE_NONE = 0, DC_VALIDATE_JSON } dc_validate_mode_t;
+
+/* routes[].cache[].validate_rules[]: one check on an RFC 6901 JSON pointer (cache/validate.h);
+ * exactly one of the three flags is set. */
+typedef struct dc_config_validate_rule {
+    char *pointer;       /* "" (the whole document) or "/a/0/b~1c" */
+    bool absent;         /* the pointer must resolve to nothing */
+    bool present;        /* it must resolve to something (null included) */
+    bool nonempty_array; /* it must resolve to an array with at least one element */
+} dc_config_validate_rule_t;
+
+#define DC_FAIL_STATUS_WORDS 10 /* a bit per status 0..639 */
+
 /* routes[].cache[]: first matching rule (prefix of the upstream path) wins. */
 typedef struct dc_config_cache_rule {
     char *path;      /* prefix of the upstream path, "/" = everything */
@@ -84,15 +98,28 @@ typedef struct dc_config_cache_rule {
     bool cdn_role;                        /* dexcache is a CDN for its clients: CDN-Cache-Control applies (RFC 9213) */
     bool forward_cdn_cache_control;       /* the origin's CDN-Cache-Control reaches clients; default true */
     uint32_t max_variants;                /* Vary: variants kept per URL (least recently used goes), default 8 */
+    /* validation before storing and sharing (cache/validate.h) */
+    dc_validate_mode_t validate;               /* none (default) or json */
+    dc_config_validate_rule_t *validate_rules; /* 0..n, all must pass */
+    size_t nvalidate_rules;
+    char **fail_statuses; /* as written: "400", "404" */
+    size_t nfail_statuses;
+    uint64_t fail_status_bits[DC_FAIL_STATUS_WORDS]; /* derived at load from fail_statuses */
+    char *payload_time;                              /* JSON pointer to the payload's own timestamp, or NULL */
+    uint64_t max_payload_age_ms;                     /* an answer older than this by payload_time fails; 0 = off */
+    bool validate_body; /* derived: the body is parsed (validate: json, rules or payload_time) */
 } dc_config_cache_rule_t;
+
+typedef enum { DC_ABSENT_IDS_REMEMBER = 0, DC_ABSENT_IDS_REFETCH } dc_absent_ids_t;
 
 /* routes[].batch */
 typedef struct dc_config_batch {
     bool enabled;
     char *path;
     char *param;
-    uint32_t max;       /* default 50 */
-    uint64_t window_ms; /* default 5ms */
+    uint32_t max;               /* default 50 */
+    uint64_t window_ms;         /* default 5ms */
+    dc_absent_ids_t absent_ids; /* an id the upstream left out: remembered (stored as {}) or refetched */
 } dc_config_batch_t;
 
 /* limit.by: the client IP, a request header, or the identity a plugin set (plugin/: requests

@@ -94,6 +94,27 @@ static int check_abs_path(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc
     return is_abs_path(*v) ? 0 : fail_found(ctx, node, "a path starting with '/' (no spaces, '?' or '#')");
 }
 
+/* An RFC 6901 JSON pointer: "" (the whole document) or "/"-separated tokens where '~' is only
+ * ever followed by '0' or '1'. */
+static int check_json_pointer(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    const char *p = *v;
+    bool ok = p[0] == '\0' || p[0] == '/';
+    for (; ok && *p != '\0'; p++)
+        if (*p == '~' && p[1] != '0' && p[1] != '1')
+            ok = false;
+    return ok ? 0 : fail_found(ctx, node, "a JSON pointer (RFC 6901: \"\" or \"/a/0/b\", '~' only as ~0 or ~1)");
+}
+
+/* A status from 100 to 599 (fail_statuses). */
+static int check_status(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    const char *p = *v;
+    bool ok =
+        strlen(p) == 3 && p[0] >= '1' && p[0] <= '5' && isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]);
+    return ok ? 0 : fail_found(ctx, node, "an HTTP status from 100 to 599");
+}
+
 /* Route prefixes lose their trailing slashes so "/jup/" and "/jup" are the same route. */
 static int check_route_prefix(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
 {
@@ -519,6 +540,31 @@ typedef dc_config_cache_rule_t RULE;
 static const char *const client_no_cache_names[] = {"ignore", "revalidate", NULL};
 static const int client_no_cache_values[] = {DC_CLIENT_NO_CACHE_IGNORE, DC_CLIENT_NO_CACHE_REVALIDATE};
 
+typedef dc_config_validate_rule_t VRULE;
+static const dc__directive_t vrule_rows[] = {
+    R_STR("pointer", VRULE, pointer, NULL, "RFC 6901 JSON pointer into the answer (\"\" = the whole document)",
+          .flags = DC__D_REQUIRED, .check = check_json_pointer),
+    R_BOOL("absent", VRULE, absent, "false", "the pointer must resolve to nothing (an error member, say)"),
+    R_BOOL("present", VRULE, present, "false", "the pointer must resolve to something (null counts)"),
+    R_BOOL("nonempty_array", VRULE, nonempty_array, "false", "the pointer must resolve to a non-empty array"),
+};
+
+/* Exactly one check per item. */
+static int vrule_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    const VRULE *v = base;
+    if (map == NULL || (int)v->absent + (int)v->present + (int)v->nonempty_array == 1)
+        return 0;
+    char found[256];
+    dc__ynode_describe(map, found, sizeof(found));
+    return dc__cfg_fail(ctx, map, NULL, "expected exactly one of absent, present, nonempty_array set to true, found %s",
+                        found);
+}
+static const dc__table_t vrule_table = TABLE(vrule_rows, vrule_finish);
+
+static const char *const validate_names[] = {"none", "json", NULL};
+static const int validate_values[] = {DC_VALIDATE_NONE, DC_VALIDATE_JSON};
+
 static const dc__directive_t rule_rows[] = {
     R_STR("path", RULE, path, NULL, "prefix of the upstream path this rule covers; / = everything",
           .flags = DC__D_REQUIRED, .check = check_abs_path, .expect = "a path starting with '/'"),
@@ -593,6 +639,37 @@ static const dc__directive_t rule_rows[] = {
             "still kept (not past must-revalidate). Either way only-if-cached answers 504 instead of asking the "
             "origin, and a request's no-store keeps its own answer out of the cache"},
     R_BOOL("public", RULE, is_public, "false", "cache even requests that carry Authorization"),
+    {.name = "validate",
+     .type = DC__T_ENUM,
+     .offset = offsetof(RULE, validate),
+     .dflt = "none",
+     .enum_names = validate_names,
+     .enum_values = validate_values,
+     .doc = "json: a 2xx answer's body must parse as JSON, else the answer is an upstream failure: never stored, "
+            "never written to L2, never handed to collapsed waiters as a success; they and the client get the "
+            "stale copy (within stale_if_error) or a 502 whose JSON error names the reason, and it counts as a "
+            "failure of the upstream (health, breaker). validate_rules and payload_time imply json. Bodies are "
+            "validated up to 4 MiB (decoded): a validated answer's head waits for its whole body up to that "
+            "size; larger ones stream as before and are not checked"},
+    {.name = "validate_rules",
+     .type = DC__T_MAPLIST,
+     .offset = offsetof(RULE, validate_rules),
+     .aux = offsetof(RULE, nvalidate_rules),
+     .elem_size = sizeof(VRULE),
+     .sub = &vrule_table,
+     .doc = "checks on JSON pointers a 2xx answer must all pass, as for validate: json, e.g. "
+            "[{ pointer: /error, absent: true }, { pointer: /data, nonempty_array: true }]"},
+    R_LIST("fail_statuses", RULE, fail_statuses, nfail_statuses,
+           "upstream statuses that count as failures (as for validate): e.g. [400] for an API that answers "
+           "transient errors with 400; a failure is never cached nor shared, even under negative_ttl",
+           .check = check_status),
+    R_STR("payload_time", RULE, payload_time, NULL,
+          "JSON pointer to the answer's own timestamp: unix seconds, unix milliseconds (numbers from 1e11 on), "
+          "either as a decimal string, or an RFC 3339 string; with max_payload_age",
+          .check = check_json_pointer),
+    R_DUR("max_payload_age", RULE, max_payload_age_ms, "0", 0, 365 * DAY,
+          "a 2xx answer whose payload_time is older than this (or missing, or not a timestamp) is a failure, "
+          "as for validate, whatever its HTTP freshness; 0 = off"),
 };
 
 /* A rule whose path starts with an earlier rule's path can never match: first match wins. */
@@ -616,11 +693,23 @@ static int rule_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *ar
 /* ttl 0 and heuristic freshness hand the decision to the origin's headers: only with respect_origin. */
 static int rule_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
 {
-    const RULE *r = base;
-    if (map == NULL || r->respect_origin)
-        return 0;
+    RULE *r = base;
     char found[256];
     const dc__ynode_t *node;
+    memset(r->fail_status_bits, 0, sizeof(r->fail_status_bits));
+    for (size_t i = 0; i < r->nfail_statuses; i++) {
+        unsigned st = (unsigned)atoi(r->fail_statuses[i]);
+        r->fail_status_bits[st / 64] |= 1ull << (st % 64);
+    }
+    if (map != NULL && (r->payload_time != NULL) != (r->max_payload_age_ms > 0)) {
+        node = dc__ynode_get(map, r->payload_time != NULL ? "payload_time" : "max_payload_age");
+        dc__ynode_describe(node, found, sizeof(found));
+        return dc__cfg_fail(ctx, node, NULL, "expected payload_time and max_payload_age together, found %s alone",
+                            found);
+    }
+    r->validate_body = r->validate == DC_VALIDATE_JSON || r->nvalidate_rules > 0 || r->payload_time != NULL;
+    if (map == NULL || r->respect_origin)
+        return 0;
     if (r->ttl_ms == 0 && (node = dc__ynode_get(map, "ttl")) != NULL) {
         dc__ynode_describe(node, found, sizeof(found));
         return dc__cfg_fail(ctx, node, NULL,
@@ -637,6 +726,8 @@ static int rule_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
 static const dc__table_t rule_table = TABLE(rule_rows, rule_finish);
 
 typedef dc_config_batch_t BATCH;
+static const char *const absent_ids_names[] = {"remember", "refetch", NULL};
+static const int absent_ids_values[] = {DC_ABSENT_IDS_REMEMBER, DC_ABSENT_IDS_REFETCH};
 static const dc__directive_t batch_rows[] = {
     R_STR("path", BATCH, path, NULL, "upstream path whose requests are split per id and batched",
           .flags = DC__D_REQUIRED, .check = check_abs_path, .expect = "a path starting with '/'"),
@@ -644,6 +735,15 @@ static const dc__directive_t batch_rows[] = {
           .check = check_nonempty),
     R_UINT("max", BATCH, max, "50", 1, 1000, "most ids per upstream request"),
     R_DUR("window", BATCH, window_ms, "5ms", 0, SEC, "how long misses are gathered before one upstream request"),
+    {.name = "absent_ids",
+     .type = DC__T_ENUM,
+     .offset = offsetof(BATCH, absent_ids),
+     .dflt = "remember",
+     .enum_names = absent_ids_names,
+     .enum_values = absent_ids_values,
+     .doc = "an id the upstream left out of its answer (Jupiter's /price/v3 leaves out unpriced mints). "
+            "remember: stored as absent ({}) for the rule's ttl like any answer; refetch: answered {} this "
+            "time but not stored, so the next request for it asks the upstream again"},
 };
 static const dc__table_t batch_table = TABLE(batch_rows, NULL);
 
@@ -1007,7 +1107,10 @@ static const dc__directive_t stream_rows[] = {
      .doc = "upstream polled for this channel"},
     R_STR("upstream_path", STREAM, upstream_path, NULL, "upstream path polled", .flags = DC__D_REQUIRED,
           .check = check_abs_path, .expect = "a path starting with '/'"),
-    R_DUR("interval", STREAM, interval_ms, "1s", 10, HOUR, "poll interval, one poll per channel"),
+    R_DUR("interval", STREAM, interval_ms, "1s", 10, HOUR,
+          "poll interval, one poll per channel; also how fresh the stream's data must be: a cached answer (the "
+          "route's, shared with plain GETs) older than half an interval is refreshed at the poll, whatever the "
+          "route's ttl, and the refreshed entry serves plain GETs too"),
     R_BOOL("on_change", STREAM, on_change, "true", "push an event only when the polled body changed"),
     R_DUR("heartbeat", STREAM, heartbeat_ms, "15s", 100, HOUR,
           "a comment line sent to subscribers this often, so dead HTTP/1.1 clients are found"),

@@ -259,7 +259,9 @@ static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
             const char *tags[2] = {all->ntags > 0 ? all->tags[0] : "batch", p->id};
             dc_cache_entry_t *e = entry_with_body(all, p->key, p->key_len, tags, tag_ids ? 2 : 1, body, len);
             free(body);
-            bool stored = dc_cache_insert(w->cache, e, now) == 0;
+            /* absent_ids: refetch: an id left out is answered {} now but not remembered */
+            bool remember = s.vals[i] != NULL || c->ctx.route->batch.absent_ids == DC_ABSENT_IDS_REMEMBER;
+            bool stored = remember && dc_cache_insert(w->cache, e, now) == 0;
             if (stored) {
                 dc_counter_add(&w->metrics.cache_stores[e->route_metric], 1);
                 dc_fill_share_l2(w, e); /* single-id requests on other instances find it */

@@ -182,11 +182,15 @@ void dc__fill_client_fallback(dc_fill_t *fill, dc_fetch_t *f, int err, int fwd_s
     uint64_t now = dc_now_wall_ms();
     if (dc_cache_entry_stale_usable(fill->stale, now)) {
         char cs[96];
-        if (fwd_status != 0)
+        if (fill->fail_reason != NULL)
+            snprintf(cs, sizeof(cs), "dexcache; fwd=stale; fwd-status=%d; detail=invalid", dc_fetch_status(f));
+        else if (fwd_status != 0)
             snprintf(cs, sizeof(cs), "dexcache; fwd=stale; fwd-status=%d", fwd_status);
         else
             snprintf(cs, sizeof(cs), "dexcache; fwd=stale; detail=%s", err == DC_ETIMEDOUT ? "timeout" : "error");
         dc_serve_entry(r, fill->stale, "STALE", h2o_strdup(&r->req->pool, cs, strlen(cs)).base);
+    } else if (fill->fail_reason != NULL) {
+        dc_request_respond_error(r, 502, fill->fail_reason);
     } else {
         dc_request_respond_fetch_error(r, f, err);
     }
@@ -215,14 +219,15 @@ void dc__fill_finish_with_error(dc_fill_t *fill, int err, int fwd_status)
     } else {
         res.outcome = DC_FLIGHT_ERROR;
         bool later = err == DC_EAGAIN || err == DC_EUNAVAIL; /* nothing was sent: come back later */
-        res.status = err == DC_ETIMEDOUT ? 504 : (later ? 503 : 502);
+        res.status = fill->fail_reason != NULL ? 502 : err == DC_ETIMEDOUT ? 504 : (later ? 503 : 502);
         res.retry_after_s = later ? fill->retry_after_s : 0;
-        res.message = err == DC_ETIMEDOUT      ? "upstream timed out"
-                      : err == DC_EAGAIN       ? "upstream budget exhausted"
-                      : err == DC_EUNAVAIL     ? "upstream unavailable: its circuit breaker is open"
-                      : err == DC_ECONNREFUSED ? "upstream connection refused"
-                      : err == DC_EPROTO       ? "upstream sent an invalid response"
-                                               : "upstream failed";
+        res.message = fill->fail_reason != NULL ? fill->fail_reason
+                      : err == DC_ETIMEDOUT     ? "upstream timed out"
+                      : err == DC_EAGAIN        ? "upstream budget exhausted"
+                      : err == DC_EUNAVAIL      ? "upstream unavailable: its circuit breaker is open"
+                      : err == DC_ECONNREFUSED  ? "upstream connection refused"
+                      : err == DC_EPROTO        ? "upstream sent an invalid response"
+                                                : "upstream failed";
     }
     dc__fill_finish_flight(fill, &res);
 }
@@ -379,9 +384,18 @@ static void on_head(void *data, dc_fetch_t *f)
         return;
     }
 
+    if (dc__fill_status_fails(fill, h.status)) { /* fail_statuses: an upstream error, whatever the policy says */
+        dc__fill_finish_with_error(fill, DC_EUPSTREAM, h.status);
+        dc__fill_client_fallback(fill, f, DC_EUPSTREAM, h.status);
+        dc__fill_abandon(fill, f);
+        return;
+    }
+
     h.cl = dc_fetch_content_length(f);
     h.max_object = dc_cache_max_object(fill->ctx.worker->cache);
     decide_mode(fill, &h);
+    fill->validating =
+        (fill->mode == FILL_STORE || fill->mode == FILL_SHARE) && dc__fill_wants_validation(fill, h.status);
     if (fill->mode == FILL_PASS)
         announce_pass(fill, h.status, h.now);
     dc_body_t body;

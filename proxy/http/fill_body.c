@@ -224,12 +224,15 @@ int dc__fill_on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
     if ((fill->mode == FILL_STORE || fill->mode == FILL_SHARE) && !fill->completed && cl >= 0 &&
         fill->sb->body.len == (size_t)cl)
         fill->complete_err = dc__fill_complete_body(fill, f);
-    if (fill->mode == FILL_STORE && fill->flight != NULL && fill->growing == NULL && !fill->completed &&
+    /* a body being validated is held back whole (up to DC_VALIDATE_MAX_BODY): nobody sees an answer
+     * that may still fail */
+    bool held = !fill->completed && dc__fill_holds_for_validation(fill);
+    if (fill->mode == FILL_STORE && fill->flight != NULL && fill->growing == NULL && !fill->completed && !held &&
         identity->body.len >= STREAM_TO_WAITERS_MIN)
         stream_to_waiters(fill, f);
     if (fill->client != NULL && !fill->leader_started) {
         dc_shared_body_t *followed = fill->leader_decoded ? fill->sb_ident : fill->sb;
-        if ((fill->completed && fill->complete_err == 0) || followed->body.len >= HOLD_HEAD_MAX)
+        if ((fill->completed && fill->complete_err == 0) || (followed->body.len >= HOLD_HEAD_MAX && !held))
             start_leader(fill, f);
     }
     if (fill->client != NULL && fill->leader_started)
@@ -249,8 +252,10 @@ int dc__fill_complete_body(dc_fill_t *fill, dc_fetch_t *f)
         dc_log_warn("upstream %s sent a truncated gzip body for %s", fill->ctx.route->upstream->name, fill->key);
         err = DC_EUPSTREAM;
     }
+    if (err == 0)
+        err = dc__fill_validate_body(fill);
     if (err != 0) {
-        dc__fill_finish_with_error(fill, err, 0);
+        dc__fill_finish_with_error(fill, err, fill->fail_reason != NULL ? dc_fetch_status(f) : 0);
         return err;
     }
     dc_cache_entry_t *e = dc__fill_build_entry(fill, f);

@@ -79,6 +79,9 @@ typedef struct dc_fill {
     size_t vary_names_len;
     char *vary_key;
     size_t vary_key_len;
+    /* validation (fill_validate.c) */
+    bool validating;         /* a 2xx answer whose body the rule checks before anyone sees it */
+    const char *fail_reason; /* the answer failed: the 502 message (interned, process lifetime), else NULL */
 } dc_fill_t;
 
 /* fill.c */
@@ -101,6 +104,18 @@ int dc__fill_on_body(void *data, dc_fetch_t *f, const char *buf, size_t len);
 int dc__fill_complete_body(dc_fill_t *fill, dc_fetch_t *f);
 /* The fetch is over for the leader (err == 0: complete). */
 void dc__fill_end_leader(dc_fill_t *fill, dc_fetch_t *f, int err);
+
+/* fill_validate.c */
+/* Does the rule count this status as a failure? If so fill->fail_reason is set and the upstream's
+ * breaker learns of it. */
+bool dc__fill_status_fails(dc_fill_t *fill, int status);
+/* Does the rule check the body of an answer with this status? */
+bool dc__fill_wants_validation(const dc_fill_t *fill, int status);
+/* Are the leader's head and the waiters' stream held back for validation (the body is still small
+ * enough to check)? Turns validation off for good once the body outgrows DC_VALIDATE_MAX_BODY. */
+bool dc__fill_holds_for_validation(dc_fill_t *fill);
+/* Check the complete identity body: 0, or DC_EUPSTREAM with fill->fail_reason set. */
+int dc__fill_validate_body(dc_fill_t *fill);
 
 /* fill_entry.c */
 /* Does the origin's 304 select the stored `old` for update (RFC 9111 §4.3.4)? */

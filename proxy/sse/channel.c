@@ -290,7 +290,11 @@ static void poll_now(dc_sse_channel_t *ch)
     dc_worker_t *w = ch->home;
     uint64_t now = dc_now_wall_ms();
     dc_cache_entry_t *e = dc_cache_lookup(w->cache, ch->key, ch->key_len, ch->hash, now);
-    if (e != NULL && !e->is_pass && dc_cache_entry_freshness(e, false, now) == DC_FRESH) { /* shared with plain GETs */
+    /* the stream's interval is how fresh its data must be: a fresh entry is shared (with plain GETs,
+     * with other workers' polls) only while younger than half an interval, whatever the route's ttl;
+     * an older one is refreshed now, and the new entry serves plain GETs too */
+    if (e != NULL && !e->is_pass && dc_cache_entry_freshness(e, false, now) == DC_FRESH &&
+        now < e->stored_at_ms + ch->stream->interval_ms / 2) {
         if (e->status < 400)
             publish_entry(ch, e);
         else

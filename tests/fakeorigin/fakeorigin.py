@@ -1063,9 +1063,31 @@ def h_respond(c):
             (ims is not None and inm is None and given.get("last-modified") == ims):
         if c.p.get("no304") is None:
             return 304, Raw(b""), respond_304_knobs(c, extra)
-    body = {"version": c.version, "key": c.key}
-    respond_echo(c, body)
+    body = respond_body(c)
+    if body is None:
+        body = {"version": c.version, "key": c.key}
+        respond_echo(c, body)
     return status, body, extra + respond_vary_from(c) + respond_echo_origin(c)
+
+
+def respond_body(c):
+    """/respond knobs for the body itself (validation tests: an error inside a 200, an old
+    payload timestamp): `body=TEXT` (url-encoded) is sent as is instead of the default JSON, with
+    `$NOW_MS` and `$NOW` replaced by the unix time in milliseconds / seconds; `later=TEXT` with
+    `later_from=V` is sent instead once data_version >= V (one URL, a good answer then a bad one).
+    Returns Raw, or None for the default body."""
+    text = c.p.get("body")
+    if "later" in c.p:
+        try:
+            if c.version >= int(c.p.get("later_from", "0")):
+                text = c.p["later"]
+        except ValueError:
+            raise HttpError(400, {"error": "later_from must be an integer"})
+    if text is None:
+        return None
+    now = time.time()
+    text = text.replace("$NOW_MS", str(int(now * 1000))).replace("$NOW", str(int(now)))
+    return Raw(text.encode())
 
 
 def respond_echo_origin(c):

@@ -132,10 +132,13 @@ def test_last_event_id_resumes_from_the_ring(fake, origin):
 def test_heartbeats_on_a_quiet_channel(fake, origin):
     d = start(fake, ttl="30s", interval="100ms", on_change="true", heartbeat="300ms")
     try:
+        t0 = time.time()
         c = sub(d, "/jup/stream/price?ids=" + MINT)
         assert c.wait(lambda c: len(c.comments) >= 3, timeout=5)
         assert len(c.updates()) == 1  # the body did not change: no more updates
-        assert price_polls(origin) == 1  # and the cache answered every poll
+        # the interval, not the route's 30 s ttl, says how fresh the data must be: polled each interval
+        polls, el = price_polls(origin), time.time() - t0
+        assert 2 <= polls <= el / 0.1 + 2, (polls, el)
         c.close()
     finally:
         d.stop()
