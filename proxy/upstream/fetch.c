@@ -90,15 +90,15 @@ struct dc_fetch {
     /* tiers (upstream/tier.h) and the retry budget */
     dc_fetch_tier_t tiers[DC_TIERS_MAX];
     size_t ntiers;
-    size_t base0_len;          /* length of tiers[0].url at the start of url */
-    char *attempt_url;         /* this attempt's URL (its tier's base) */
-    unsigned tier;             /* index of this attempt's tier */
-    uint32_t tried;            /* tiers tried in this round (bit i = tier i) */
-    bool failover_next;        /* the next attempt moves down to a tier not tried in this round, at once */
-    unsigned failovers;        /* attempts that were failovers (not counted against `retries`) */
-    dc_upstream_state_t *health; /* this attempt's tier's */
-    bool counted;              /* counted as an active request of the retry budget */
-    bool holds_retry;          /* holds a slot of the retry budget */
+    size_t base0_len;             /* length of tiers[0].url at the start of url */
+    char *attempt_url;            /* this attempt's URL (its tier's base) */
+    unsigned tier;                /* index of this attempt's tier */
+    uint32_t tried;               /* tiers tried in this round (bit i = tier i) */
+    bool failover_next;           /* the next attempt moves down to a tier not tried in this round, at once */
+    unsigned failovers;           /* attempts that were failovers (not counted against `retries`) */
+    dc_upstream_state_t *health;  /* this attempt's tier's */
+    bool counted;                 /* counted as an active request of the retry budget */
+    bool holds_retry;             /* holds a slot of the retry budget */
     uint64_t attempt_deadline_ms; /* monotonic: this attempt's own timeout (0 = none) */
 };
 
@@ -241,8 +241,8 @@ static bool untried_tier_ready(dc_fetch_t *f)
         dc_upstream_state_t *h = f->tiers[i].health;
         if (f->tried & (1u << i))
             continue;
-        if (h != NULL && (atomic_load(&h->cordoned) ||
-                          dc_upstream_state_peek(h, &f->opts.breaker, now) == DC_BREAKER_OPEN))
+        if (h != NULL &&
+            (atomic_load(&h->cordoned) || dc_upstream_state_peek(h, &f->opts.breaker, now) == DC_BREAKER_OPEN))
             continue;
         return true;
     }
@@ -562,10 +562,11 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
     /* no head delivered: this attempt failed or is being discarded for a retry */
     int err = f->discard ? f->last_err : map_curl_error(rc);
     bool retry = f->discard;
-    if (!f->discard && !f->proto_err && rc != CURLE_OK && rc != CURLE_WEIRD_SERVER_REPLY && dc_retry_origin_failed(rc)) {
+    if (!f->discard && !f->proto_err && rc != CURLE_OK && rc != CURLE_WEIRD_SERVER_REPLY &&
+        dc_retry_origin_failed(rc)) {
         dc_tier_fail_t why = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ? DC_TIER_FAIL_CONNECT
-                             : rc == CURLE_OPERATION_TIMEDOUT                                 ? DC_TIER_FAIL_TIMEOUT
-                                                                                              : DC_TIER_FAIL_TRANSPORT;
+                             : rc == CURLE_OPERATION_TIMEDOUT                                ? DC_TIER_FAIL_TIMEOUT
+                                                                                             : DC_TIER_FAIL_TRANSPORT;
         retry = plan_failover(f, why) || (dc_retry_curl_code(rc) && can_retry(f) && take_retry_slot(f));
     }
     if (f->proto_err || rc == CURLE_WEIRD_SERVER_REPLY) {
@@ -904,8 +905,8 @@ static void init_tiers(dc_fetch_t *f, const dc_fetch_request_t *req)
     if (n > 0 && strncmp(f->url, req->tiers[0].url, strlen(req->tiers[0].url)) != 0)
         n = 1; /* a URL outside tier 1's base (never made by http/): it alone, as given */
     if (n == 0 || req->ntiers == 0) {
-        f->tiers[0] = (dc_fetch_tier_t){"", req->keyring, req->budget, req->key_budgets, req->health,
-                                        req->upstream_name};
+        f->tiers[0] =
+            (dc_fetch_tier_t){"", req->keyring, req->budget, req->key_budgets, req->health, req->upstream_name};
         f->ntiers = 1;
         f->base0_len = 0;
         return;

@@ -34,12 +34,12 @@ typedef struct dc_upstream_state {
     _Atomic uint64_t last_success_ms;
     _Atomic uint64_t last_failure_ms;
     /* breaker */
-    _Atomic uint64_t open_until_ms; /* 0 = closed */
-    _Atomic uint32_t trips;         /* openings since the last success: the pause doubles each time */
-    _Atomic uint64_t probe_at_ms;   /* half-open: when the probe went out (0 = none out) */
-    _Atomic uint64_t opened_total;  /* metrics: times the breaker opened */
-    _Atomic uint64_t refused_total; /* metrics: attempts not sent because it was open */
-    _Atomic bool cordoned;          /* set aside by hand (admin): no attempt goes out, whatever the breaker */
+    _Atomic uint64_t open_until_ms;  /* 0 = closed */
+    _Atomic uint32_t trips;          /* openings since the last success: the pause doubles each time */
+    _Atomic uint64_t probe_at_ms;    /* half-open: when the probe went out (0 = none out) */
+    _Atomic uint64_t opened_total;   /* metrics: times the breaker opened */
+    _Atomic uint64_t refused_total;  /* metrics: attempts not sent because it was open */
+    _Atomic bool cordoned;           /* set aside by hand (admin): no attempt goes out, whatever the breaker */
     _Atomic uint64_t answered_total; /* metrics: answers delivered from this origin (tiers) */
 } dc_upstream_state_t;
 
