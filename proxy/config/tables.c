@@ -524,13 +524,16 @@ static int upstream_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *bas
     }
     const dc_config_tier_t *t0 = &u->tiers[0];
     u->url = dc_strdup(t0->url);
+    free(u->keys); /* absent: empty, but maybe allocated by the defaults */
+    free(u->rates);
     u->nkeys = t0->nkeys;
     u->keys = dc_calloc(t0->nkeys ? t0->nkeys : 1, sizeof(char *));
     for (size_t k = 0; k < t0->nkeys; k++)
         u->keys[k] = dc_strdup(t0->keys[k]);
     u->nrates = t0->nrates;
     u->rates = dc_calloc(t0->nrates ? t0->nrates : 1, sizeof(dc_config_rate_t));
-    memcpy(u->rates, t0->rates, t0->nrates * sizeof(dc_config_rate_t));
+    if (t0->nrates > 0)
+        memcpy(u->rates, t0->rates, t0->nrates * sizeof(dc_config_rate_t));
     return 0;
 }
 
