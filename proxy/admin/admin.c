@@ -22,6 +22,53 @@ struct dc_admin {
     dc_admin_source_t src;
 };
 
+static char *append_line(char *part, char *line)
+{
+    char *n = dc_asprintf("%s%s", part, line);
+    free(part);
+    free(line);
+    return n;
+}
+
+/* Per tier (breaker, cordon, answers) and per upstream retry budget (allowed, denied, failovers). */
+static char *append_tier_metrics(dc_snapshot_t *snap, char *part, uint64_t now)
+{
+    part =
+        append_line(part, dc_strdup("# HELP dexcache_upstream_tier_state 0 closed, 0.5 half-open, 1 open, 2 cordoned "
+                                    "by hand.\n# TYPE dexcache_upstream_tier_state gauge\n"
+                                    "# HELP dexcache_upstream_tier_answers_total Answers delivered from each tier.\n"
+                                    "# TYPE dexcache_upstream_tier_answers_total counter\n"));
+    for (size_t i = 0; i < snap->cfg->nupstreams; i++)
+        for (size_t t = 0; t < snap->ups[i].ntiers; t++) {
+            dc_upstream_state_t *h = dc_upstream_rt_tier_health(&snap->ups[i], t);
+            const char *st = dc_upstream_state_breaker_name(h, now);
+            double v = atomic_load(&h->cordoned)      ? 2.0
+                       : strcmp(st, "open") == 0      ? 1.0
+                       : strcmp(st, "half-open") == 0 ? 0.5
+                                                      : 0.0;
+            const char *u = snap->cfg->upstreams[i].name;
+            part = append_line(part,
+                               dc_asprintf("dexcache_upstream_tier_state{upstream=\"%s\",tier=\"%zu\"} %g\n"
+                                           "dexcache_upstream_tier_answers_total{upstream=\"%s\",tier=\"%zu\"} %llu\n",
+                                           u, t + 1, v, u, t + 1, (unsigned long long)atomic_load(&h->answered_total)));
+        }
+    part = append_line(part, dc_strdup("# HELP dexcache_upstream_retry_budget_total Retries and failovers the retry "
+                                       "budget allowed or denied (failover: allowed, to another tier).\n"
+                                       "# TYPE dexcache_upstream_retry_budget_total counter\n"));
+    for (size_t i = 0; i < snap->cfg->nupstreams; i++) {
+        dc_retry_budget_t *rb = &snap->ups[i].retry_budget;
+        const char *u = snap->cfg->upstreams[i].name;
+        part = append_line(
+            part, dc_asprintf("dexcache_upstream_retry_budget_total{upstream=\"%s\",outcome=\"allowed\"} %llu\n"
+                              "dexcache_upstream_retry_budget_total{upstream=\"%s\",outcome=\"denied\"} %llu\n"
+                              "dexcache_upstream_retry_budget_total{upstream=\"%s\",outcome=\"failover\"} %llu\n",
+                              u, (unsigned long long)atomic_load(&rb->allowed_total), u,
+                              (unsigned long long)atomic_load(&rb->denied_total), u,
+                              (unsigned long long)atomic_load(&rb->failovers_total)));
+    }
+    return part;
+}
+
 /* The upstream breakers (state lives in the snapshot's upstream runtime, not in per-worker
  * counters): appended to the metrics text. Takes over `body` (malloc'd, `*len` bytes). */
 static char *append_breaker_metrics(const dc_admin_source_t *src, char *body, size_t *len)
@@ -54,6 +101,8 @@ static char *append_breaker_metrics(const dc_admin_source_t *src, char *body, si
             free(part);
             part = line;
         }
+        if (f == 2)
+            part = append_tier_metrics(snap, part, now);
         size_t pl = strlen(part);
         body = dc_realloc(body, *len + pl + 1);
         memcpy(body + *len, part, pl + 1);
@@ -100,6 +149,20 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
         cJSON_AddNumberToObject(br, "opened", (double)atomic_load(&rt->health.opened_total));
         cJSON_AddNumberToObject(br, "refused", (double)atomic_load(&rt->health.refused_total));
         cJSON_AddItemToObject(o, "breaker", br);
+        cJSON *tiers = cJSON_CreateArray();
+        for (size_t t = 0; t < rt->ntiers; t++) {
+            dc_upstream_state_t *h = dc_upstream_rt_tier_health(rt, t);
+            cJSON *to = cJSON_CreateObject();
+            cJSON_AddNumberToObject(to, "tier", (double)(t + 1));
+            cJSON_AddStringToObject(to, "url", rt->tiers[t].url);
+            cJSON_AddStringToObject(to, "state", dc_upstream_state_name(h, now));
+            cJSON_AddStringToObject(to, "breaker", dc_upstream_state_breaker_name(h, now));
+            cJSON_AddBoolToObject(to, "cordoned", atomic_load(&h->cordoned));
+            cJSON_AddNumberToObject(to, "consecutive_failures", (double)dc_upstream_state_failures(h));
+            cJSON_AddNumberToObject(to, "answers", (double)atomic_load(&h->answered_total));
+            cJSON_AddItemToArray(tiers, to);
+        }
+        cJSON_AddItemToObject(o, "tiers", tiers);
         cJSON_AddItemToObject(ups, u->name, o);
     }
     const char *redis = !snap->cfg->redis.enabled ? "disabled" : src->redis_state(src->ctx);
@@ -271,6 +334,61 @@ static void handle_purge(dc_admin_t *a, h2o_req_t *req)
     send_owned(req, 200, "application/json", body, strlen(body));
 }
 
+/*
+ * POST /upstreams/<name>/tiers/<n>/cordon and .../uncordon (admin token): tier n (1-based) takes no
+ * attempt while cordoned. Local to this instance (not sent to the fleet); kept across reloads while
+ * the tier keeps its URL and place. Answers {"upstream":..,"tier":n,"cordoned":bool}.
+ */
+static bool handle_cordon(dc_admin_t *a, h2o_req_t *req, size_t plen)
+{
+    static const char prefix[] = "/upstreams/";
+    if (plen < sizeof(prefix) - 1 || memcmp(req->path.base, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    char path[256];
+    if (plen >= sizeof(path)) {
+        dc_respond_error(req, 404, "no such admin endpoint", NULL);
+        return true;
+    }
+    memcpy(path, req->path.base, plen);
+    path[plen] = '\0';
+    char name[80], verb[16];
+    unsigned n;
+    int used = 0;
+    if (sscanf(path, "/upstreams/%79[a-z0-9_-]/tiers/%u/%15[a-z]%n", name, &n, verb, &used) != 3 ||
+        (size_t)used != plen || (strcmp(verb, "cordon") != 0 && strcmp(verb, "uncordon") != 0)) {
+        dc_respond_error(req, 404, "no such admin endpoint", NULL);
+        return true;
+    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        dc_respond_error(req, 405, "method not allowed", NULL);
+        return true;
+    }
+    dc_snapshot_t *snap = a->src.current_snapshot(a->src.ctx);
+    if (!authorized(a, req, snap->cfg)) {
+        dc_snapshot_release(snap);
+        dc_respond_error(req, 401, "admin token required", NULL);
+        return true;
+    }
+    dc_upstream_rt_t *rt = NULL;
+    for (size_t i = 0; i < snap->cfg->nupstreams; i++)
+        if (strcmp(snap->cfg->upstreams[i].name, name) == 0)
+            rt = &snap->ups[i];
+    if (rt == NULL || n < 1 || n > rt->ntiers) {
+        dc_snapshot_release(snap);
+        dc_respond_error(req, 404, rt == NULL ? "no such upstream" : "no such tier", NULL);
+        return true;
+    }
+    bool on = strcmp(verb, "cordon") == 0;
+    atomic_store(&dc_upstream_rt_tier_health(rt, n - 1)->cordoned, on);
+    dc_log_warn("admin: upstream %s tier %u (%s) %s", name, n, rt->tiers[n - 1].url, on ? "cordoned" : "uncordoned");
+    dc_snapshot_release(snap);
+    char *body = dc_asprintf("{\"upstream\":\"%s\",\"tier\":%u,\"cordoned\":%s,\"fleet\":false}", name, n,
+                             on ? "true" : "false");
+    send_owned(req, 200, "application/json", body, strlen(body));
+    return true;
+}
+
 static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
 {
     dc_admin_t *a = ((admin_handler_t *)self)->admin;
@@ -301,6 +419,8 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
         handle_purge(a, req);
         return 0;
     }
+    if (handle_cordon(a, req, plen))
+        return 0;
     dc_respond_error(req, 404, "no such admin endpoint", NULL);
     return 0;
 not_allowed:

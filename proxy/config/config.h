@@ -36,6 +36,17 @@ typedef struct dc_config_rate {
 
 typedef enum { DC_RATE_PER_ACCOUNT = 0, DC_RATE_PER_KEY } dc_rate_per_t;
 
+/* upstreams.<name>.tiers[]: one origin of an upstream, in order of preference. */
+typedef struct dc_config_tier {
+    char *url;   /* base URL, as the upstream's url */
+    char **keys; /* this origin's own API keys (may be 0: keyless) */
+    size_t nkeys;
+    dc_config_rate_t *rates; /* this origin's own budget windows (may be 0) */
+    size_t nrates;
+} dc_config_tier_t;
+
+#define DC_CONFIG_TIERS_MAX 4
+
 typedef struct dc_config_upstream {
     char *name;  /* map key under upstreams: */
     char *url;   /* "https://api.jup.ag" or "http://127.0.0.1:18081/base"; no trailing slash */
@@ -58,6 +69,13 @@ typedef struct dc_config_upstream {
     uint64_t key_quarantine_ms;      /* a key answered 401/403 is set aside this long, default 60s */
     bool http2;                      /* allow HTTP/2 to the upstream when offered (ALPN), default true */
     bool tls_verify;                 /* verify the upstream certificate, default true */
+    /* tiers: as written (0 = the single-url form). With tiers, url / keys / rates above are a copy
+     * of tiers[0]'s, so every reader of the first origin is unchanged. */
+    dc_config_tier_t *tiers;
+    size_t ntiers;
+    uint64_t attempt_timeout_ms;   /* an attempt without a head by then moves to the next tier; 0 = none */
+    uint32_t retry_budget_percent; /* retry_budget: { percent } default 20 */
+    uint32_t retry_budget_min;     /* retry_budget: { min_concurrency } default 3 */
 } dc_config_upstream_t;
 
 typedef enum { DC_CLIENT_NO_CACHE_IGNORE = 0, DC_CLIENT_NO_CACHE_REVALIDATE } dc_client_no_cache_t;

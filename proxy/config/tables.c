@@ -494,8 +494,72 @@ static const dc__table_t breaker_table = TABLE(breaker_rows, NULL);
 static const char *const rate_per_names[] = {"account", "key", NULL};
 static const int rate_per_values[] = {DC_RATE_PER_ACCOUNT, DC_RATE_PER_KEY};
 
+typedef dc_config_tier_t UTIER;
+
+static const dc__directive_t origin_tier_rows[] = {
+    R_STR("url", UTIER, url, NULL, "this origin's base URL, http or https", .flags = DC__D_REQUIRED,
+          .check = check_upstream_url, .expect = "an http:// or https:// URL"),
+    R_LIST("keys", UTIER, keys, nkeys, "this origin's own API keys (none = keyless)", .flags = DC__D_DROP_EMPTY,
+           .check = check_header_value),
+    {.name = "rate",
+     .type = DC__T_RATES,
+     .offset = offsetof(UTIER, rates),
+     .aux = offsetof(UTIER, nrates),
+     .doc = "this origin's own fleet-wide budget, one or more windows"},
+};
+static const dc__table_t origin_tier_table = TABLE(origin_tier_rows, NULL);
+
+static const dc__directive_t retry_budget_rows[] = {
+    R_UINT("percent", U, retry_budget_percent, "20", 0, 100,
+           "retries and failovers in progress may be this share of the upstream's active requests"),
+    R_UINT("min_concurrency", U, retry_budget_min, "3", 0, 100000,
+           "retries and failovers always allowed at once, whatever the share"),
+};
+static const dc__table_t retry_budget_table = TABLE(retry_budget_rows, NULL);
+
+/* url or tiers (exactly one); with tiers, the first origin's url, keys and rate are copied to the
+ * upstream's own fields, which every reader of the first origin uses. */
+static int upstream_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    U *u = base;
+    if (map == NULL)
+        return 0;
+    const dc__ynode_t *tiers = dc__ynode_get(map, "tiers");
+    if (u->ntiers == 0) {
+        if (tiers != NULL)
+            return fail_found(ctx, tiers, "a list of 1 to 4 tiers ({ url: ..., keys: [...], rate: ... })");
+        if (u->url == NULL)
+            return dc__cfg_fail(ctx, map, "url",
+                                "expected an http:// or https:// URL, found nothing (the key is "
+                                "required)");
+        return 0;
+    }
+    if (u->ntiers > DC_CONFIG_TIERS_MAX)
+        return fail_found(ctx, tiers, "a list of 1 to 4 tiers");
+    static const char *const moved[] = {"url", "keys", "rate"};
+    for (size_t i = 0; i < 3; i++) {
+        const dc__ynode_t *node = dc__ynode_get(map, moved[i]);
+        if (node != NULL)
+            return dc__cfg_fail(ctx, node, NULL, "expected no %s beside tiers: (give each tier its own), found one",
+                                moved[i]);
+    }
+    const dc_config_tier_t *t0 = &u->tiers[0];
+    u->url = dc_strdup(t0->url);
+    free(u->keys); /* absent: empty, but maybe allocated by the defaults */
+    free(u->rates);
+    u->nkeys = t0->nkeys;
+    u->keys = dc_calloc(t0->nkeys ? t0->nkeys : 1, sizeof(char *));
+    for (size_t k = 0; k < t0->nkeys; k++)
+        u->keys[k] = dc_strdup(t0->keys[k]);
+    u->nrates = t0->nrates;
+    u->rates = dc_calloc(t0->nrates ? t0->nrates : 1, sizeof(dc_config_rate_t));
+    if (t0->nrates > 0)
+        memcpy(u->rates, t0->rates, t0->nrates * sizeof(dc_config_rate_t));
+    return 0;
+}
+
 static const dc__directive_t upstream_rows[] = {
-    R_STR("url", U, url, NULL, "base URL, http or https; a trailing slash is dropped", .flags = DC__D_REQUIRED,
+    R_STR("url", U, url, NULL, "base URL, http or https; a trailing slash is dropped; required unless `tiers` is given",
           .check = check_upstream_url, .expect = "an http:// or https:// URL"),
     R_LIST("keys", U, keys, nkeys, "API keys rotated across requests; empty entries (unset ${VAR}) are dropped",
            .flags = DC__D_DROP_EMPTY, .check = check_header_value),
@@ -530,8 +594,24 @@ static const dc__directive_t upstream_rows[] = {
     R_DUR("key_quarantine", U, key_quarantine_ms, "60s", 0, DAY, "how long a key answered 401/403 is set aside"),
     R_BOOL("http2", U, http2, "true", "use HTTP/2 when the upstream offers it (ALPN)"),
     R_BOOL("tls_verify", U, tls_verify, "true", "verify the upstream certificate"),
+    {.name = "tiers",
+     .type = DC__T_MAPLIST,
+     .offset = offsetof(U, tiers),
+     .aux = offsetof(U, ntiers),
+     .elem_size = sizeof(UTIER),
+     .min = 1,
+     .sub = &origin_tier_table,
+     .doc = "origins in order of preference (1 to 4), instead of url/keys/rate: a request goes to the first "
+            "that is not cordoned, whose breaker admits it and that has budget, and an idempotent one moves "
+            "down on a connect error, a timeout (attempt_timeout), a 5xx or a 429, within `timeout`; each tier has "
+            "its own keys, budget and breaker; Cache-Status says detail=tier-N when tier N > 1 answered"},
+    R_DUR("attempt_timeout", U, attempt_timeout_ms, "0", 0, HOUR,
+          "with tiers: an attempt with no response head by then moves to the next tier (0 = wait for `timeout`)"),
+    R_MAP("retry_budget", 0, DC__NOFIELD, &retry_budget_table,
+          "retries and failovers in progress stay below max(min_concurrency, percent of active requests), as "
+          "Envoy's retry_budget: an outage never multiplies the load on the origin"),
 };
-static const dc__table_t upstream_table = TABLE(upstream_rows, NULL);
+static const dc__table_t upstream_table = TABLE(upstream_rows, upstream_finish);
 
 /* ---- routes ---------------------------------------------------------------------------------------- */
 

@@ -45,6 +45,8 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
                      ts, dc_request_client_ip(r), (int)req->input.method.len, req->input.method.base, pathlen,
                      req->input.path.base, req->res.status, req->bytes_sent, dur_ms, (double)r->upstream_us / 1000.0,
                      r->attempts, r->x_cache ? r->x_cache : "-", r->request_id);
+    if (n > 0 && (size_t)n < sizeof(line) && r->tier > 0 && r->ctx.up_rt != NULL && r->ctx.up_rt->ntiers > 1)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, " tier=%u", r->tier); /* which origin answered */
     if (n > 0)
         dc_log_access_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }

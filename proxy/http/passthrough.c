@@ -143,6 +143,24 @@ static void on_done(void *data, dc_fetch_t *f, int err)
     dc_request_unref(r);
 }
 
+/* Is the request's upstream path on its route's no_cache list (swaps, orders: each call is a new
+ * transaction upstream)? Such a request is never retried nor moved to another tier once sent. */
+static bool on_no_cache_list(const dc_request_t *r)
+{
+    const dc_config_route_t *route = r->ctx.route;
+    h2o_req_t *req = r->req;
+    size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    size_t plen = strcmp(route->prefix, "/") == 0 ? 0 : strlen(route->prefix);
+    if (pathlen < plen)
+        return false;
+    for (size_t i = 0; i < route->nno_cache; i++) {
+        size_t n = strlen(route->no_cache[i]);
+        if (n <= pathlen - plen && memcmp(req->path.base + plen, route->no_cache[i], n) == 0)
+            return true;
+    }
+    return false;
+}
+
 void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cache_status)
 {
     /* HTTP/2: the fetch starts after the read batch, unless a reset in it cancelled the request */
@@ -159,7 +177,7 @@ void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cach
     fr.headers = dc_request_upstream_headers(r, false);
     fr.body = req->entity.base;
     fr.body_len = req->entity.base ? req->entity.len : 0;
-    fr.idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    fr.idempotent = (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) && !on_no_cache_list(r);
     dc_fetch_request_from_upstream(&fr, up, r->ctx.up_rt, !r->client_key_forwarded, r->ctx.worker->fleet);
     static const dc_fetch_callbacks_t cbs = {on_head, on_body, on_done};
     r->fetch = dc_fetch_start(&r->ctx.worker->curl, &fr, &cbs, r);

@@ -456,8 +456,45 @@ static bool named_by_qualifier(const dc_fetch_header_t *hs, size_t n, const dc_f
            dc_resphdr_cc_strips(hs, n, DC_CC_FROM_DEXCACHE, h) || dc_resphdr_cc_strips(hs, n, DC_CC_FROM_CDN, h);
 }
 
+const char *dc_request_cache_status_tier(h2o_mem_pool_t *pool, const char *cs, unsigned tier)
+{
+    if (tier <= 1)
+        return cs;
+    const char *d = strstr(cs, "detail=");
+    char *out;
+    if (d == NULL) {
+        out = h2o_mem_alloc_pool(pool, strlen(cs) + 32);
+        sprintf(out, "%s; detail=tier-%u", cs, tier);
+        return out;
+    }
+    const char *v = d + 7;
+    size_t vlen = strcspn(v, ";");
+    if (*v == '"') /* a string already: leave it */
+        return cs;
+    out = h2o_mem_alloc_pool(pool, strlen(cs) + 40);
+    sprintf(out, "%.*s\"%.*s tier-%u\"%s", (int)(v - cs), cs, (int)vlen, v, tier, v + vlen);
+    return out;
+}
+
+/* Passthrough added its Cache-Status before the fetch: name the tier in it now. */
+static void note_tier(dc_request_t *r, dc_fetch_t *f)
+{
+    r->tier = dc_fetch_tier(f);
+    if (r->tier <= 1)
+        return;
+    h2o_req_t *req = r->req;
+    ssize_t i = h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("cache-status"), -1);
+    if (i < 0)
+        return;
+    h2o_header_t *h = &req->res.headers.entries[i];
+    const char *cs = h2o_strdup(&req->pool, h->value.base, h->value.len).base;
+    const char *n = dc_request_cache_status_tier(&req->pool, cs, r->tier);
+    h->value = h2o_iovec_init(n, strlen(n));
+}
+
 void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags)
 {
+    note_tier(r, f);
     h2o_req_t *req = r->req;
     int status = dc_fetch_status(f);
     r->upstream_us = dc_fetch_head_us(f);
@@ -523,6 +560,10 @@ void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upst
     fr->health = &rt->health;
     fr->breaker = (dc_breaker_params_t){up->breaker_failures, up->breaker_backoff_ms, up->breaker_max_backoff_ms,
                                         up->connect_timeout_ms + up->timeout_ms};
+    fr->tiers = with_keys ? rt->tiers : rt->tiers_keyless;
+    fr->ntiers = rt->ntiers;
+    fr->retry_budget = &rt->retry_budget;
+    fr->attempt_timeout_ms = up->attempt_timeout_ms;
 }
 
 /* ---- event streams (registered from the layer above: sse/) ---- */

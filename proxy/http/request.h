@@ -68,6 +68,7 @@ typedef struct dc_request {
     bool client_key_forwarded;
     uint64_t upstream_us;
     unsigned attempts;
+    unsigned tier; /* 1-based tier of the upstream that answered (0 = none), from dc_request_set_upstream_head */
 
     /* cache */
     char *key; /* request-pool memory, or heap once dc_request_own_key() ran (key_owned) */
@@ -237,6 +238,10 @@ enum {
     DC_HEAD_STRIP_QUALIFIED = 32,   /* no field named by a no-cache="..." / private="..." qualifier */
 };
 void dc_request_set_upstream_head(dc_request_t *r, dc_fetch_t *f, unsigned flags);
+/* Cache-Status `cs` naming the tier that answered when it is not the first (RFC 9211 2.8: the
+ * `detail` parameter, since an unregistered parameter would need IANA registration):
+ * "...; detail=tier-2", or "...; detail=\"pass tier-2\"" when cs already has a detail token. */
+const char *dc_request_cache_status_tier(h2o_mem_pool_t *pool, const char *cs, unsigned tier);
 /* Fetch options of upstream `up` (timeouts, retries, HTTP/2, TLS verification, key header, budget);
  * with_keys: our API keys are injected (false when the client's own key is forwarded). */
 void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upstream_t *up, dc_upstream_rt_t *rt,

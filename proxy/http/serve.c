@@ -132,6 +132,7 @@ static void add_common(dc_request_t *r, const char *x_cache, const char *cache_s
         cache_status = h2o_concat(&req->pool, h2o_iovec_init(cache_status, strlen(cache_status)),
                                   h2o_iovec_init(H2O_STRLIT("; detail=client-cc-ignored")))
                            .base;
+    cache_status = dc_request_cache_status_tier(&req->pool, cache_status, r->tier); /* a fill's answer */
     if (via)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VIA, NULL, H2O_STRLIT("1.1 dexcache"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-cache"), 0, NULL, x_cache, strlen(x_cache));

@@ -50,6 +50,41 @@ static void inherit_key_budgets(dc_upstream_rt_t *rt, const dc_config_upstream_t
                 dc_budget_inherit(&rt->key_budgets[k], &old->key_budgets[j]);
 }
 
+/* Tiers 2.. get their own key ring, budget and breaker; every tier is described for fetches. */
+static void init_tiers(dc_upstream_rt_t *rt, const dc_config_upstream_t *u)
+{
+    rt->ntiers = u->ntiers > 0 ? (u->ntiers < DC_TIERS_MAX ? u->ntiers : DC_TIERS_MAX) : 1;
+    if (rt->ntiers > 1)
+        rt->xtiers = dc_calloc(rt->ntiers - 1, sizeof(*rt->xtiers));
+    rt->tiers[0] = (dc_fetch_tier_t){u->url, &rt->keyring, &rt->budget, rt->key_budgets, &rt->health, u->name};
+    for (size_t t = 1; t < rt->ntiers; t++) {
+        const dc_config_tier_t *ct = &u->tiers[t];
+        dc_upstream_tier_rt_t *x = &rt->xtiers[t - 1];
+        dc_keyring_init(&x->keyring, ct->keys, ct->nkeys, u->key_quarantine_ms);
+        dc_budget_init(&x->budget, ct->rates, ct->nrates, u->queue_max, u->queue_timeout_ms);
+        x->budget_name = dc_asprintf("%s~%zu", u->name, t + 1);
+        rt->tiers[t] = (dc_fetch_tier_t){ct->url, &x->keyring, &x->budget, NULL, &x->health, x->budget_name};
+    }
+    for (size_t t = 0; t < rt->ntiers; t++) {
+        rt->tiers_keyless[t] = rt->tiers[t];
+        rt->tiers_keyless[t].keyring = NULL;
+        rt->tiers_keyless[t].key_budgets = NULL;
+    }
+    dc_retry_budget_init(&rt->retry_budget, u->retry_budget_percent, u->retry_budget_min);
+}
+
+/* A tier cordoned by hand stays cordoned across a reload while the same URL is at the same place. */
+static void inherit_cordons(dc_upstream_rt_t *rt, const dc_config_upstream_t *u, dc_upstream_rt_t *old,
+                            const dc_config_upstream_t *old_u)
+{
+    (void)u;
+    (void)old_u;
+    for (size_t t = 0; t < rt->ntiers && t < old->ntiers; t++)
+        if (strcmp(rt->tiers[t].url, old->tiers[t].url) == 0)
+            atomic_store(&dc_upstream_rt_tier_health(rt, t)->cordoned,
+                         atomic_load(&dc_upstream_rt_tier_health(old, t)->cordoned));
+}
+
 dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, uint64_t generation)
 {
     snapshots_made = true;
@@ -69,12 +104,14 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
                 dc_budget_init(&s->ups[i].key_budgets[k], u->rates, u->nrates, u->queue_max, u->queue_timeout_ms);
         }
         s->ups[i].metrics_id = dc_metrics_label_id(DC_METRICS_UPSTREAM, u->name);
+        init_tiers(&s->ups[i], u);
         if (prev != NULL) {
             for (size_t j = 0; j < prev->cfg->nupstreams; j++)
                 if (strcmp(prev->cfg->upstreams[j].name, u->name) == 0) {
                     dc_keyring_inherit(&s->ups[i].keyring, &prev->ups[j].keyring);
                     dc_budget_inherit(&s->ups[i].budget, (dc_budget_t *)&prev->ups[j].budget);
                     inherit_key_budgets(&s->ups[i], u, &prev->ups[j], &prev->cfg->upstreams[j]);
+                    inherit_cordons(&s->ups[i], u, &prev->ups[j], &prev->cfg->upstreams[j]);
                 }
         }
     }
@@ -123,6 +160,12 @@ void dc_snapshot_release(dc_snapshot_t *s)
                 dc_budget_dispose(&s->ups[i].key_budgets[k]);
             free(s->ups[i].key_budgets);
         }
+        for (size_t t = 1; t < s->ups[i].ntiers; t++) {
+            dc_keyring_dispose(&s->ups[i].xtiers[t - 1].keyring);
+            dc_budget_dispose(&s->ups[i].xtiers[t - 1].budget);
+            free(s->ups[i].xtiers[t - 1].budget_name);
+        }
+        free(s->ups[i].xtiers);
     }
     free(s->ups);
     for (size_t i = 0; i < s->cfg->nroutes; i++) {

@@ -23,9 +23,18 @@
 #include "upstream/budget.h"
 #include "upstream/keyring.h"
 #include "upstream/upstream_state.h"
+#include "upstream/tier.h"
 
 #define DC_SNAPSHOT_MAGIC 0x534e4150u /* "SNAP" */
 #define DC_ROUTE_SLOTS 4              /* route slots a process can register */
+
+/* Tier 2, 3, ... of an upstream (tier 1 is the upstream's own fields below). */
+typedef struct dc_upstream_tier_rt {
+    dc_keyring_t keyring;
+    dc_budget_t budget; /* rate_per: key applies to tier 1 only: the others share their budget */
+    dc_upstream_state_t health;
+    char *budget_name; /* "<upstream>~<n>": names its fleet budget and cooldown */
+} dc_upstream_tier_rt_t;
 
 typedef struct dc_upstream_rt {
     dc_keyring_t keyring;
@@ -33,7 +42,20 @@ typedef struct dc_upstream_rt {
     dc_budget_t *key_budgets; /* rate_per: key with keys: one budget per key (parallel to keyring.keys), else NULL */
     dc_upstream_state_t health;
     unsigned metrics_id;
+    dc_upstream_tier_rt_t *xtiers; /* cfg tiers[1..ntiers-1], NULL with one tier */
+    /* every tier as a fetch sees it (tier 1 = the fields above): with our keys, and without (the
+     * client's own key is forwarded) */
+    dc_fetch_tier_t tiers[DC_TIERS_MAX];
+    dc_fetch_tier_t tiers_keyless[DC_TIERS_MAX];
+    size_t ntiers;
+    dc_retry_budget_t retry_budget;
 } dc_upstream_rt_t;
+
+/* Tier n (0-based) of an upstream's runtime: its health (breaker, cordon). */
+static inline dc_upstream_state_t *dc_upstream_rt_tier_health(dc_upstream_rt_t *rt, size_t n)
+{
+    return n == 0 ? &rt->health : &rt->xtiers[n - 1].health;
+}
 
 typedef struct dc_route_rt {
     unsigned metrics_id;

@@ -156,3 +156,11 @@ uint32_t dc_budget_queued(dc_budget_t *b)
     pthread_mutex_unlock(&b->lock);
     return q;
 }
+
+bool dc_budget_cooling(dc_budget_t *b, uint64_t now_us)
+{
+    pthread_mutex_lock(&b->lock);
+    bool cooling = b->cooldown_until_us > now_us;
+    pthread_mutex_unlock(&b->lock);
+    return cooling;
+}

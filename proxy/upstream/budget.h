@@ -66,5 +66,7 @@ void dc_budget_dequeued(dc_budget_t *b);
 void dc_budget_on_429(dc_budget_t *b, uint64_t now_us, uint64_t retry_after_us);
 void dc_budget_on_success(dc_budget_t *b);
 uint32_t dc_budget_queued(dc_budget_t *b);
+/* Is the budget paused after a 429 at `now_us` (a tier without budget now)? */
+bool dc_budget_cooling(dc_budget_t *b, uint64_t now_us);
 
 #endif

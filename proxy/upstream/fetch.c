@@ -86,6 +86,20 @@ struct dc_fetch {
     size_t nheaders, capheaders;
     int64_t content_length;
     dc_framing_t framing;
+
+    /* tiers (upstream/tier.h) and the retry budget */
+    dc_fetch_tier_t tiers[DC_TIERS_MAX];
+    size_t ntiers;
+    size_t base0_len;             /* length of tiers[0].url at the start of url */
+    char *attempt_url;            /* this attempt's URL (its tier's base) */
+    unsigned tier;                /* index of this attempt's tier */
+    uint32_t tried;               /* tiers tried in this round (bit i = tier i) */
+    bool failover_next;           /* the next attempt moves down to a tier not tried in this round, at once */
+    unsigned failovers;           /* attempts that were failovers (not counted against `retries`) */
+    dc_upstream_state_t *health;  /* this attempt's tier's */
+    bool counted;                 /* counted as an active request of the retry budget */
+    bool holds_retry;             /* holds a slot of the retry budget */
+    uint64_t attempt_deadline_ms; /* monotonic: this attempt's own timeout (0 = none) */
 };
 
 static void start_attempt(dc_fetch_t *f);
@@ -136,6 +150,7 @@ static void fetch_free(dc_fetch_t *f)
     free(f->key_header);
     free(f->upstream_name);
     free(f->budget_name);
+    free(f->attempt_url);
     if (f->slist)
         curl_slist_free_all(f->slist);
     if (f->xfer.easy)
@@ -176,25 +191,76 @@ static void on_timer_closed(uv_handle_t *h)
 /* Release everything once no curl transfer is active. */
 static void release(dc_fetch_t *f)
 {
+    if (f->holds_retry)
+        dc_retry_budget_release(f->opts.retry_budget);
+    if (f->counted)
+        dc_retry_budget_leave(f->opts.retry_budget);
+    f->holds_retry = f->counted = false;
     f->state = ST_FINISHED;
     uv_timer_stop(&f->timer);
     uv_close((uv_handle_t *)&f->timer, on_timer_closed);
 }
 
+/* Failovers to another tier do not count against `retries`: those count rounds over the tiers. */
 static bool can_retry(dc_fetch_t *f)
 {
-    return dc_retry_allowed(f->opts.idempotent, f->attempts, f->opts.retries, f->aborted);
+    return dc_retry_allowed(f->opts.idempotent, f->attempts - f->failovers, f->opts.retries, f->aborted);
 }
 
-/* The upstream's health and breaker learn each attempt's outcome (see upstream_state.h). */
+/* This attempt's tier's health and breaker learn its outcome (see upstream_state.h). */
 static void record_attempt(dc_fetch_t *f, bool failed)
 {
-    if (f->opts.health == NULL)
+    if (f->health == NULL)
         return;
     if (failed)
-        dc_upstream_state_failure(f->opts.health, &f->opts.breaker, dc_now_mono_ms());
+        dc_upstream_state_failure(f->health, &f->opts.breaker, dc_now_mono_ms());
     else
-        dc_upstream_state_success(f->opts.health, dc_now_mono_ms());
+        dc_upstream_state_success(f->health, dc_now_mono_ms());
+}
+
+/* A retry or a failover may start: the upstream's retry budget has a slot (one per fetch, held
+ * until it ends), or there is no retry budget. */
+static bool take_retry_slot(dc_fetch_t *f)
+{
+    dc_retry_budget_t *rb = f->opts.retry_budget;
+    if (rb == NULL)
+        return true;
+    if (f->holds_retry) {
+        atomic_fetch_add(&rb->allowed_total, 1);
+        return true;
+    }
+    f->holds_retry = dc_retry_budget_acquire(rb);
+    return f->holds_retry;
+}
+
+/* Could a tier not tried in this round take an attempt now (not cordoned, breaker not open)? */
+static bool untried_tier_ready(dc_fetch_t *f)
+{
+    uint64_t now = dc_now_mono_ms();
+    for (size_t i = 0; i < f->ntiers; i++) {
+        dc_upstream_state_t *h = f->tiers[i].health;
+        if (f->tried & (1u << i))
+            continue;
+        if (h != NULL &&
+            (atomic_load(&h->cordoned) || dc_upstream_state_peek(h, &f->opts.breaker, now) == DC_BREAKER_OPEN))
+            continue;
+        return true;
+    }
+    return false;
+}
+
+/* After a failed attempt: does the next one move down to another tier, at once? Takes a retry
+ * slot when it does (see tier.h for who may fail over). */
+static bool plan_failover(dc_fetch_t *f, dc_tier_fail_t why)
+{
+    if (f->aborted || f->ntiers < 2 || !dc_tier_may_fail_over(f->opts.idempotent, why) || !untried_tier_ready(f))
+        return false;
+    if (!take_retry_slot(f))
+        return false;
+    f->failover_next = true;
+    if (f->opts.retry_budget != NULL)
+        atomic_fetch_add(&f->opts.retry_budget->failovers_total, 1);
+    return true;
 }
 
 /* ---- curl callbacks ---- */
@@ -278,7 +344,9 @@ static bool head_is_delivered(dc_fetch_t *f, bool key_rejected, size_t keys_usab
                               .now_ms = dc_now_mono_ms(),
                               .deadline_ms = f->deadline_ms};
     uint64_t pause_ms;
-    if (dc_retry_on_head(&rin, &pause_ms) == DC_RETRY_DELIVER)
+    if ((f->status >= 500 || f->status == 429) && plan_failover(f, DC_TIER_FAIL_STATUS))
+        pause_ms = 0; /* the next tier, now */
+    else if (dc_retry_on_head(&rin, &pause_ms) == DC_RETRY_DELIVER || !take_retry_slot(f))
         return true;
     f->discard = true;
     f->last_err = DC_EUPSTREAM;
@@ -318,6 +386,8 @@ static size_t end_of_head(dc_fetch_t *f, size_t len)
         return 0; /* aborts this attempt; done handler schedules the retry */
     f->head_us = dc_now_mono_us() - f->started_us;
     f->head_delivered = true;
+    if (f->health != NULL)
+        atomic_fetch_add(&f->health->answered_total, 1);
     f->state = ST_BODY;
     arm_timer(f); /* from now on: the deadline, and the idle timeout between bytes */
     f->in_callback = true;
@@ -413,6 +483,21 @@ static void on_deadline(uv_timer_t *t)
         finish(f, f->pending_err);
         return;
     }
+    uint64_t now = dc_now_mono_ms();
+    if (f->state == ST_ATTEMPT && f->attempt_deadline_ms != 0 && now < f->deadline_ms) {
+        /* this attempt's own timeout: the next tier, if one can take it; else wait on */
+        f->attempt_deadline_ms = 0;
+        if (plan_failover(f, DC_TIER_FAIL_TIMEOUT)) {
+            dc_curl_loop_remove(f->cl, &f->xfer);
+            record_attempt(f, true);
+            f->last_err = DC_ETIMEDOUT;
+            f->state = ST_BACKOFF;
+            uv_timer_start(&f->timer, on_deadline, 0, 0);
+            return;
+        }
+        arm_timer(f);
+        return;
+    }
     /* no complete answer by the deadline, or the body stalled longer than the idle timeout */
     dc_curl_loop_remove(f->cl, &f->xfer);
     record_attempt(f, true);
@@ -427,6 +512,8 @@ static void arm_timer(dc_fetch_t *f)
     uint64_t left = f->deadline_ms > now ? f->deadline_ms - now : 1;
     if (f->state == ST_BODY && f->opts.idle_timeout_ms > 0 && f->opts.idle_timeout_ms < left)
         left = f->opts.idle_timeout_ms;
+    if (f->state == ST_ATTEMPT && f->attempt_deadline_ms != 0 && f->attempt_deadline_ms < f->deadline_ms)
+        left = f->attempt_deadline_ms > now ? f->attempt_deadline_ms - now : 1;
     uv_timer_start(&f->timer, on_deadline, left, 0);
 }
 
@@ -474,7 +561,14 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         record_attempt(f, true);
     /* no head delivered: this attempt failed or is being discarded for a retry */
     int err = f->discard ? f->last_err : map_curl_error(rc);
-    bool retry = f->discard || (dc_retry_curl_code(rc) && can_retry(f));
+    bool retry = f->discard;
+    if (!f->discard && !f->proto_err && rc != CURLE_OK && rc != CURLE_WEIRD_SERVER_REPLY &&
+        dc_retry_origin_failed(rc)) {
+        dc_tier_fail_t why = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ? DC_TIER_FAIL_CONNECT
+                             : rc == CURLE_OPERATION_TIMEDOUT                                ? DC_TIER_FAIL_TIMEOUT
+                                                                                             : DC_TIER_FAIL_TRANSPORT;
+        retry = plan_failover(f, why) || (dc_retry_curl_code(rc) && can_retry(f) && take_retry_slot(f));
+    }
     if (f->proto_err || rc == CURLE_WEIRD_SERVER_REPLY) {
         err = DC_EPROTO; /* a malformed head: the origin would send it again */
         retry = false;
@@ -487,9 +581,13 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
     f->last_err = err;
     if (retry) {
         uint64_t now = dc_now_mono_ms();
-        uint64_t delay = dc_retry_backoff_ms(f->opts.retry_backoff_ms, f->attempts, random());
-        if (f->pause_ms > delay)
-            delay = f->pause_ms;
+        uint64_t delay = 0;
+        if (!f->failover_next) { /* a new round over the tiers, after the backoff */
+            delay = dc_retry_backoff_ms(f->opts.retry_backoff_ms, f->attempts - f->failovers, random());
+            if (f->pause_ms > delay)
+                delay = f->pause_ms;
+            f->tried = 0;
+        }
         f->pause_ms = 0;
         if (!dc_retry_fits(now, delay, f->deadline_ms)) {
             finish(f, err == DC_ETIMEDOUT ? DC_ETIMEDOUT : err);
@@ -539,13 +637,66 @@ static void on_fleet_reserved(void *data, int err, int ok, uint64_t wait_us)
     uv_timer_start(&f->timer, on_deadline, (wait_us + 999) / 1000, 0);
 }
 
-/* Every attempt is an upstream request: it takes a slot of the upstream's budget first. */
+/* The attempt goes to tier i: its URL, keys, budget and breaker. */
+static void use_tier(dc_fetch_t *f, unsigned i)
+{
+    const dc_fetch_tier_t *t = &f->tiers[i];
+    f->tier = i;
+    f->tried |= 1u << i;
+    f->health = t->health;
+    f->keyring = t->keyring;
+    f->budget = t->budget;
+    f->key_budgets = t->key_budgets;
+    free(f->budget_name);
+    f->budget_name = t->budget_name != NULL ? dc_strdup(t->budget_name) : NULL;
+    free(f->attempt_url);
+    f->attempt_url = dc_asprintf("%s%s", t->url, f->url + f->base0_len);
+}
+
+/* The tier of the next attempt (tier.h): the first not cordoned whose breaker admits it (this takes
+ * the half-open probe), preferring tiers with budget; after a failure, only tiers not tried in this
+ * round. false: none can take it; *retry_in_ms = when the first tier's breaker may admit again. */
+static bool choose_tier(dc_fetch_t *f, uint64_t *retry_in_ms)
+{
+    uint64_t now = dc_now_mono_ms();
+    dc_tier_view_t v[DC_TIERS_MAX];
+    for (size_t i = 0; i < f->ntiers; i++) {
+        const dc_fetch_tier_t *t = &f->tiers[i];
+        v[i].cordoned = t->health != NULL && atomic_load(&t->health->cordoned);
+        v[i].open = t->health != NULL && dc_upstream_state_peek(t->health, &f->opts.breaker, now) == DC_BREAKER_OPEN;
+        v[i].has_budget = t->budget == NULL || !dc_budget_cooling(t->budget, now * 1000);
+        v[i].tried = (f->tried >> i) & 1u;
+    }
+    bool failover = f->failover_next;
+    f->failover_next = false;
+    unsigned order[DC_TIERS_MAX];
+    size_t n = dc_tier_order(v, f->ntiers, failover, order);
+    for (size_t k = 0; k < n; k++) {
+        dc_upstream_state_t *h = f->tiers[order[k]].health;
+        uint64_t ignored;
+        if (h == NULL || dc_upstream_state_admit(h, &f->opts.breaker, now, &ignored) != DC_BREAKER_OPEN) {
+            if (failover)
+                f->failovers++;
+            use_tier(f, order[k]);
+            return true;
+        }
+    }
+    *retry_in_ms = 1000; /* every tier cordoned */
+    for (size_t i = 0; i < f->ntiers; i++) {
+        dc_upstream_state_t *h = f->tiers[i].health;
+        if (h != NULL && !v[i].cordoned &&
+            dc_upstream_state_admit(h, &f->opts.breaker, now, retry_in_ms) == DC_BREAKER_OPEN)
+            break; /* counts the refusal, says when */
+    }
+    return false;
+}
+
+/* Every attempt is an upstream request: it takes a slot of its tier's budget first. */
 static void start_attempt(dc_fetch_t *f)
 {
-    /* an open breaker sends nothing: not the first attempt, not a retry */
+    /* a cordoned tier or an open breaker sends nothing: not the first attempt, not a retry */
     uint64_t retry_in_ms = 0;
-    if (f->opts.health != NULL &&
-        dc_upstream_state_admit(f->opts.health, &f->opts.breaker, dc_now_mono_ms(), &retry_in_ms) == DC_BREAKER_OPEN) {
+    if (!choose_tier(f, &retry_in_ms)) {
         f->retry_after_ms = retry_in_ms;
         fail_soon(f, f->attempts > 0 ? f->last_err : DC_EUNAVAIL);
         return;
@@ -555,9 +706,9 @@ static void start_attempt(dc_fetch_t *f)
     if (f->key_budgets != NULL && f->keyring != NULL && f->keyring->nkeys > 0) {
         f->key_index = dc_keyring_pick(f->keyring, dc_now_mono_ms());
         f->budget = &f->key_budgets[f->key_index];
+        const char *base = f->tiers[f->tier].budget_name;
         free(f->budget_name);
-        f->budget_name =
-            dc_asprintf("%s#%s", f->upstream_name != NULL ? f->upstream_name : "", f->keyring->ids[f->key_index]);
+        f->budget_name = dc_asprintf("%s#%s", base != NULL ? base : "", f->keyring->ids[f->key_index]);
     }
     uint64_t now = dc_now_mono_ms();
     if (!f->rereserving && f->budget != NULL)
@@ -658,7 +809,7 @@ static void build_request_headers(dc_fetch_t *f)
 /* Transport options: callbacks, timeouts, protocol, TLS, no automatic decoding. */
 static void set_transfer_options(dc_fetch_t *f, CURL *e)
 {
-    curl_easy_setopt(e, CURLOPT_URL, f->url);
+    curl_easy_setopt(e, CURLOPT_URL, f->attempt_url != NULL ? f->attempt_url : f->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->slist);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
@@ -674,7 +825,7 @@ static void set_transfer_options(dc_fetch_t *f, CURL *e)
                      f->opts.http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
     /* waiting to multiplex only makes sense where HTTP/2 can be negotiated (TLS + ALPN); on plain
      * HTTP/1.1 upstreams it would queue concurrent transfers behind one connection */
-    if (f->opts.http2 && strncmp(f->url, "https:", 6) == 0)
+    if (f->opts.http2 && strncmp(f->attempt_url != NULL ? f->attempt_url : f->url, "https:", 6) == 0)
         curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, f->opts.tls_verify ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, f->opts.tls_verify ? 2L : 0L);
@@ -725,6 +876,9 @@ static void begin_attempt(dc_fetch_t *f)
      * the first real attempt (time spent queued for the budget is bounded by the queue timeout) */
     if (f->deadline_ms == 0)
         f->deadline_ms = dc_now_mono_ms() + f->opts.timeout_ms;
+    f->attempt_deadline_ms = f->opts.attempt_timeout_ms > 0 && f->ntiers > 1
+                                 ? dc_now_mono_ms() + f->opts.attempt_timeout_ms
+                                 : 0; /* only moving down makes an attempt's own timeout useful */
     arm_timer(f);
     if (dc_curl_loop_add(f->cl, &f->xfer) != 0) {
         f->last_err = DC_EUPSTREAM;
@@ -742,6 +896,26 @@ static void finish(dc_fetch_t *f, int err)
     if (!f->aborted && f->cbs.on_done != NULL)
         f->cbs.on_done(f->data, f, err);
     release(f);
+}
+
+/* The tiers of this fetch: the request's, or one made of its single-origin fields. */
+static void init_tiers(dc_fetch_t *f, const dc_fetch_request_t *req)
+{
+    size_t n = req->ntiers < DC_TIERS_MAX ? req->ntiers : DC_TIERS_MAX;
+    if (n > 0 && strncmp(f->url, req->tiers[0].url, strlen(req->tiers[0].url)) != 0)
+        n = 1; /* a URL outside tier 1's base (never made by http/): it alone, as given */
+    if (n == 0 || req->ntiers == 0) {
+        f->tiers[0] =
+            (dc_fetch_tier_t){"", req->keyring, req->budget, req->key_budgets, req->health, req->upstream_name};
+        f->ntiers = 1;
+        f->base0_len = 0;
+        return;
+    }
+    memcpy(f->tiers, req->tiers, n * sizeof(*f->tiers));
+    f->ntiers = n;
+    f->base0_len = strncmp(f->url, req->tiers[0].url, strlen(req->tiers[0].url)) == 0 ? strlen(req->tiers[0].url) : 0;
+    if (f->base0_len == 0)
+        f->tiers[0].url = "";
 }
 
 dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, const dc_fetch_callbacks_t *cbs,
@@ -787,6 +961,12 @@ dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, co
     f->upstream_name = req->upstream_name != NULL ? dc_strdup(req->upstream_name) : NULL;
     f->budget_name = f->upstream_name != NULL ? dc_strdup(f->upstream_name) : NULL;
     f->key_budgets = req->key_budgets;
+    init_tiers(f, req);
+    f->opts.tiers = NULL;
+    if (f->opts.retry_budget != NULL) {
+        dc_retry_budget_enter(f->opts.retry_budget);
+        f->counted = true;
+    }
     uv_timer_init(cl->loop, &f->timer);
     f->timer.data = f;
     start_attempt(f);
@@ -871,6 +1051,11 @@ uint64_t dc_fetch_head_us(const dc_fetch_t *f)
 uint64_t dc_fetch_retry_after_ms(const dc_fetch_t *f)
 {
     return f->retry_after_ms;
+}
+
+unsigned dc_fetch_tier(const dc_fetch_t *f)
+{
+    return f->tier + 1;
 }
 
 int dc_fetch_key_index(const dc_fetch_t *f)

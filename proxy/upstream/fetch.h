@@ -31,6 +31,7 @@
 #include "upstream/budget.h"
 #include "upstream/keyring.h"
 #include "upstream/upstream_state.h"
+#include "upstream/tier.h"
 
 typedef struct dc_fetch dc_fetch_t;
 
@@ -77,6 +78,13 @@ typedef struct dc_fetch_request {
     dc_upstream_state_t *health; /* may be NULL; borrowed: every attempt's outcome is recorded there and
                                   * its breaker decides whether an attempt may go out */
     dc_breaker_params_t breaker;
+    /* Tiers (upstream/tier.h): when ntiers > 0 they replace url's base, keyring, budget, key_budgets,
+     * health and upstream_name above, per attempt: `url` must start with tiers[0].url and the
+     * attempt to tier i goes to tiers[i].url + the rest. Copied (the pointers inside are borrowed). */
+    const dc_fetch_tier_t *tiers;
+    size_t ntiers;
+    dc_retry_budget_t *retry_budget; /* may be NULL; borrowed: retries and failovers take a slot */
+    uint64_t attempt_timeout_ms;     /* 0 = none; else an attempt without a head by then moves to the next tier */
 } dc_fetch_request_t;
 
 /* Never fails for valid input (allocation failure is fatal); errors arrive through on_done, never
@@ -102,6 +110,8 @@ uint64_t dc_fetch_head_us(const dc_fetch_t *f);
 uint64_t dc_fetch_upstream_retry_after_s(const dc_fetch_t *f);
 /* After DC_EAGAIN: milliseconds until the budget could take the request (for Retry-After). */
 uint64_t dc_fetch_retry_after_ms(const dc_fetch_t *f);
+/* Tier (1-based) of the attempt that produced the head, or of the last attempt. */
+unsigned dc_fetch_tier(const dc_fetch_t *f);
 /* Key index used by the attempt that produced the head (-1 = none). */
 int dc_fetch_key_index(const dc_fetch_t *f);
 

@@ -32,6 +32,17 @@ dc_breaker_verdict_t dc_upstream_state_admit(dc_upstream_state_t *s, const dc_br
     return DC_BREAKER_OPEN;
 }
 
+dc_breaker_verdict_t dc_upstream_state_peek(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms)
+{
+    uint64_t until = atomic_load_explicit(&s->open_until_ms, RELAXED);
+    if (until == 0)
+        return DC_BREAKER_PASS;
+    if (now_ms < until)
+        return DC_BREAKER_OPEN;
+    uint64_t probe = atomic_load_explicit(&s->probe_at_ms, RELAXED);
+    return probe == 0 || now_ms >= probe + p->probe_timeout_ms ? DC_BREAKER_PROBE : DC_BREAKER_OPEN;
+}
+
 void dc_upstream_state_success(dc_upstream_state_t *s, uint64_t now_ms)
 {
     atomic_store_explicit(&s->consecutive_failures, 0, RELAXED);

@@ -34,11 +34,13 @@ typedef struct dc_upstream_state {
     _Atomic uint64_t last_success_ms;
     _Atomic uint64_t last_failure_ms;
     /* breaker */
-    _Atomic uint64_t open_until_ms; /* 0 = closed */
-    _Atomic uint32_t trips;         /* openings since the last success: the pause doubles each time */
-    _Atomic uint64_t probe_at_ms;   /* half-open: when the probe went out (0 = none out) */
-    _Atomic uint64_t opened_total;  /* metrics: times the breaker opened */
-    _Atomic uint64_t refused_total; /* metrics: attempts not sent because it was open */
+    _Atomic uint64_t open_until_ms;  /* 0 = closed */
+    _Atomic uint32_t trips;          /* openings since the last success: the pause doubles each time */
+    _Atomic uint64_t probe_at_ms;    /* half-open: when the probe went out (0 = none out) */
+    _Atomic uint64_t opened_total;   /* metrics: times the breaker opened */
+    _Atomic uint64_t refused_total;  /* metrics: attempts not sent because it was open */
+    _Atomic bool cordoned;           /* set aside by hand (admin): no attempt goes out, whatever the breaker */
+    _Atomic uint64_t answered_total; /* metrics: answers delivered from this origin (tiers) */
 } dc_upstream_state_t;
 
 typedef enum {
@@ -50,6 +52,8 @@ typedef enum {
 /* May an attempt go out now? */
 dc_breaker_verdict_t dc_upstream_state_admit(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms,
                                              uint64_t *retry_in_ms);
+/* The same verdict without taking the probe or counting a refusal (a peek, for choosing a tier). */
+dc_breaker_verdict_t dc_upstream_state_peek(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms);
 void dc_upstream_state_success(dc_upstream_state_t *s, uint64_t now_ms);
 void dc_upstream_state_failure(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms);
 /* The pause after the n-th consecutive failure of something (n >= 1): backoff * 2^(n-1), capped.

@@ -855,6 +855,19 @@ static const bad_case_t bad_cases[] = {
     {"url without host", "upstreams:\n  jupiter: { url: \"https:///x\" }\n" ROUTE_OK,
      "bad.yaml:2:19: upstreams.jupiter.url: expected an http:// or https:// URL (https://api.jup.ag), found "
      "'https:///x'"},
+    {"url beside tiers",
+     "upstreams:\n  jupiter:\n    url: \"http://a\"\n    tiers: [ { url: \"http://b\" } ]\n" ROUTE_OK,
+     "bad.yaml:3:10: upstreams.jupiter.url: expected no url beside tiers: (give each tier its own), found one"},
+    {"too many tiers",
+     "upstreams:\n  jupiter:\n    tiers: [ {url: \"http://a\"}, {url: \"http://b\"}, {url: \"http://c\"}, "
+     "{url: \"http://d\"}, {url: \"http://e\"} ]\n" ROUTE_OK,
+     "bad.yaml:3:12: upstreams.jupiter.tiers: expected a list of 1 to 4 tiers, found a list"},
+    {"tier without url", "upstreams:\n  jupiter:\n    tiers: [ { keys: [a] } ]\n" ROUTE_OK,
+     "bad.yaml:3:14: upstreams.jupiter.tiers[0].url: expected an http:// or https:// URL, found nothing (the key is "
+     "required)"},
+    {"retry_budget percent over 100",
+     "upstreams:\n  jupiter: { url: \"http://a\", retry_budget: { percent: 101 } }\n" ROUTE_OK,
+     "bad.yaml:2:56: upstreams.jupiter.retry_budget.percent: expected an integer from 0 to 100, found '101'"},
     {"missing url", "upstreams:\n  jupiter: { timeout: 1s }\n" ROUTE_OK,
      "bad.yaml:2:12: upstreams.jupiter.url: expected an http:// or https:// URL, found nothing (the key is "
      "required)"},
