@@ -64,7 +64,7 @@ integration: build-asan
 soak: build-asan
 	DEXCACHE_SOAK=1 DEXCACHE_BIN=$(CURDIR)/build-asan/dexcache $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/adversarial
 
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 15
 fuzz: build-fuzz
 	@for f in build-fuzz/fuzz_*; do \
 	  [ -x "$$f" ] || continue; \
