@@ -178,6 +178,18 @@ static inline bool dc_cache_entry_refresh_due(const dc_cache_entry_t *e, uint64_
     return now_ms >= atomic_load_explicit(&e->refresh_not_before_ms, memory_order_relaxed);
 }
 
+/* Refresh-ahead: once `prefetch` (0 = off, else a fraction of the lifetime) of e's lifetime has
+ * passed, plus a per-key jitter of up to half of what is left (from the key hash, so refreshes of
+ * many keys do not line up), a read starts a background refresh. Never for negative entries. */
+static inline bool dc_cache_entry_prefetch_due(const dc_cache_entry_t *e, double prefetch, uint64_t now_ms)
+{
+    if (prefetch <= 0.0 || e->fresh_until_ms <= e->stored_at_ms || e->negative)
+        return false;
+    double life = (double)(e->fresh_until_ms - e->stored_at_ms);
+    double jitter = (double)(e->hash % 1024) / 1024.0 * (1.0 - prefetch) * 0.5;
+    return (double)(now_ms - e->stored_at_ms) >= life * (prefetch + jitter);
+}
+
 /* May `e` (may be NULL) answer because the origin failed: a real entry inside stale-if-error that
  * does not forbid stale use. The one definition for the fill, waiters and batching. */
 static inline bool dc_cache_entry_stale_usable(const dc_cache_entry_t *e, uint64_t now_ms)

@@ -262,18 +262,6 @@ static void wait_for_flight(dc_request_t *r)
     r->wait_timer = wt;
 }
 
-/* Refresh-ahead: once `prefetch` of an entry's lifetime has passed (plus a per-key jitter of up to
- * half of what is left, taken from the key hash so refreshes of many keys do not line up), a read
- * starts a background refresh. Pure. */
-static bool prefetch_due(const dc_config_cache_rule_t *rule, const dc_cache_entry_t *e, uint64_t now)
-{
-    if (rule->prefetch <= 0.0 || e->fresh_until_ms <= e->stored_at_ms || e->negative)
-        return false;
-    double life = (double)(e->fresh_until_ms - e->stored_at_ms);
-    double jitter = (double)(e->hash % 1024) / 1024.0 * (1.0 - rule->prefetch) * 0.5;
-    return (double)(now - e->stored_at_ms) >= life * (rule->prefetch + jitter);
-}
-
 /* Wait in the flight for `key` with r->waiter (the wait holds a reference to r until on_release)
  * and return NULL, or, when nobody is on it yet, return the flight this request now leads. */
 dc_flight_t *dc__http_join_or_lead(dc_request_t *r, const char *key, size_t len, uint64_t hash,
@@ -377,7 +365,7 @@ static void serve_fresh(dc_request_t *r, dc_cache_entry_t *e, uint64_t now)
     size_t l = sizeof(prefix) - 1 + dc_fmt_u64(cs + sizeof(prefix) - 1, (e->fresh_until_ms - now + 999) / 1000);
     cs[l] = '\0';
     dc_serve_entry_adopt(r, e, "HIT", cs); /* our reference is now the request's */
-    if (!r->view && prefetch_due(r->ctx.rule, e, now) && dc_cache_entry_refresh_due(e, now))
+    if (!r->view && dc_cache_entry_prefetch_due(e, r->ctx.rule->prefetch, now) && dc_cache_entry_refresh_due(e, now))
         dc__http_start_refresh(r, e); /* refresh-ahead: hot keys never go stale */
 }
 

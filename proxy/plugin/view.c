@@ -442,16 +442,6 @@ static void refresh_source(view_job_t *job, dc_cache_entry_t *stale)
     dc_fill_start(NULL, &job->sctx, &t, flight, stale, false);
 }
 
-/* Refresh-ahead (http/lookup.c's rule, with the same per-key jitter). */
-static bool prefetch_due(const dc_config_cache_rule_t *rule, const dc_cache_entry_t *e, uint64_t now)
-{
-    if (rule->prefetch <= 0.0 || e->fresh_until_ms <= e->stored_at_ms || e->negative)
-        return false;
-    double life = (double)(e->fresh_until_ms - e->stored_at_ms);
-    double jitter = (double)(e->hash % 1024) / 1024.0 * (1.0 - rule->prefetch) * 0.5;
-    return (double)(now - e->stored_at_ms) >= life * (rule->prefetch + jitter);
-}
-
 static void source_settled(view_job_t *job)
 {
     if (job->src != NULL) {
@@ -562,7 +552,7 @@ static void get_source(view_job_t *job)
     if (e != NULL) {
         dc_freshness_t fr = dc_cache_entry_freshness(e, false, now);
         if (fr == DC_FRESH) {
-            if (prefetch_due(job->sctx.rule, e, now) && dc_cache_entry_refresh_due(e, now))
+            if (dc_cache_entry_prefetch_due(e, job->sctx.rule->prefetch, now) && dc_cache_entry_refresh_due(e, now))
                 refresh_source(job, e);
             job->src = e;
             have_source(job);
