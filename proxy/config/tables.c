@@ -1011,8 +1011,11 @@ static const dc__table_t cors_table = TABLE(cors_rows, cors_finish);
     "charged to its budget; every other answer (hits, misses, stale, collapsed, streams, batches, "                    \
     "pass-through and dexcache's own errors) gets Access-Control-Allow-Origin, -Allow-Credentials and "                \
     "-Expose-Headers for an allowed Origin. The upstream's own Access-Control-* headers are dropped (never "           \
-    "stored, never sent). Absent = the upstream's pass through (an answer with Vary: Origin is then stored "           \
-    "per Origin, as any Vary)"
+    "stored, never sent). With allow_origins [\"*\"] every answer says `*`, also without an Origin. Errors "           \
+    "made before a route is known (400 for bad header bytes, 405, 414, 431) carry only the top-level policy's "        \
+    "headers; libh2o's own 413 / 417 none. Absent = the upstream's pass through (an answer with Vary: Origin is "      \
+    "then stored per Origin, as any Vary; one that grants the request's Origin without Vary: Origin is not "           \
+    "stored: detail=cors-origin)"
 
 /* routes[].plugins: names of instances under plugins: (parsed before routes), each once. */
 static int check_route_plugin(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
@@ -1184,7 +1187,9 @@ static const dc__directive_t stream_rows[] = {
      .parse = parse_upstream_ref,
      .release = release_upstream_ref,
      .expect = "the name of an upstream",
-     .doc = "upstream polled for this channel"},
+     .doc = "upstream polled for this channel; the stream belongs to the route to this upstream whose prefix covers "
+            "its path (the longest; else the first route to it): that route's cache, CORS policy, plugins and client "
+            "limit apply"},
     R_STR("upstream_path", STREAM, upstream_path, NULL, "upstream path polled", .flags = DC__D_REQUIRED,
           .check = check_abs_path, .expect = "a path starting with '/'"),
     R_DUR("interval", STREAM, interval_ms, "1s", 10, HOUR,
@@ -1212,10 +1217,22 @@ static const dc__table_t stream_table = TABLE(stream_rows, stream_finish);
 static int stream_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *array, size_t i)
 {
     STREAM *streams = array;
-    /* routes are parsed before streams: the first route to this upstream carries the polls */
-    for (size_t r = 0; r < ctx->cfg->nroutes && streams[i].route == NULL; r++)
-        if (ctx->cfg->routes[r].upstream == streams[i].upstream)
-            streams[i].route = &ctx->cfg->routes[r];
+    /* routes are parsed before streams. The stream's route (its polls' cache, and the CORS policy,
+     * plugins and client limit of its subscribers) is the one to this upstream whose prefix covers
+     * the stream's path (the longest), else the first route to this upstream. */
+    size_t best = 0;
+    for (size_t r = 0; r < ctx->cfg->nroutes; r++) {
+        const dc_config_route_t *rt = &ctx->cfg->routes[r];
+        if (rt->upstream != streams[i].upstream)
+            continue;
+        size_t pl = strlen(rt->prefix);
+        bool covers = strcmp(rt->prefix, "/") == 0 || (strncmp(streams[i].path, rt->prefix, pl) == 0 &&
+                                                       (streams[i].path[pl] == '/' || streams[i].path[pl] == '\0'));
+        if (streams[i].route == NULL || (covers && pl > best)) {
+            streams[i].route = rt;
+            best = covers ? pl : 0;
+        }
+    }
     if (streams[i].route == NULL) {
         char found[256];
         const dc__ynode_t *node = dc__ynode_get(item, "upstream");

@@ -11,7 +11,12 @@ void dc_cors_decide(const dc_config_cors_t *p, const char *origin, size_t len, d
 {
     memset(out, 0, sizeof(*out));
     out->vary_origin = !p->any_origin;
-    if (origin == NULL || !dc_config_cors_origin_allowed(p, origin, len))
+    /* `*` (never with credentials: refused by the config) is the same for every request, with an
+     * Origin or without: a cache in front may then store one answer for all (Fetch's "CORS protocol
+     * and HTTP caches"); an answer without it, cached from a request without Origin, would fail
+     * every later fetch() */
+    bool any = p->any_origin && !p->credentials;
+    if (!any && (origin == NULL || !dc_config_cors_origin_allowed(p, origin, len)))
         return;
     out->allowed = true;
     out->credentials = p->credentials;

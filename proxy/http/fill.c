@@ -288,6 +288,46 @@ static bool stale_if_error_at_head(dc_fill_t *fill, const head_t *h)
 
 /* The policy's verdict on the head (fill->decision), and the fill's mode from it (see the file
  * comment). A STORE without an origin ETag starts the digest of our own. */
+/* Does a comma-separated field value name `tok` (case-insensitive), or "*"? */
+static bool list_names(const char *v, size_t len, const char *tok)
+{
+    size_t tl = strlen(tok), i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s0 = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s0 && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if ((e - s0 == tl && strncasecmp(v + s0, tok, tl) == 0) || (e - s0 == 1 && v[s0] == '*'))
+            return true;
+    }
+    return false;
+}
+
+/* An answer granting one origin (Access-Control-Allow-Origin other than "*") to a fetch that sent an
+ * Origin, without Vary: Origin, was made for that origin: stored, it would grant it to every other
+ * (CORS poisoning through an origin that echoes Origin). Private to its client. */
+static bool grants_one_origin(const dc_fill_t *fill, const head_t *h)
+{
+    size_t al;
+    const char *acao = dc_resphdr_find(h->hs, h->n, "access-control-allow-origin", &al);
+    if (acao == NULL || (al == 1 && acao[0] == '*'))
+        return false;
+    bool sent_origin = false;
+    for (size_t i = 0; fill->sent_lines != NULL && fill->sent_lines[i] != NULL && !sent_origin; i++)
+        sent_origin = strncasecmp(fill->sent_lines[i], "origin:", 7) == 0;
+    if (!sent_origin)
+        return false; /* the origin saw no Origin: its grant is the same for everyone */
+    for (size_t i = 0; i < h->n; i++)
+        if (h->hs[i].name_len == 4 && memcmp(h->hs[i].name, "vary", 4) == 0 &&
+            list_names(h->hs[i].value, h->hs[i].value_len, "origin"))
+            return false; /* keyed by Origin (Vary variants) */
+    return true;
+}
+
 static void decide_mode(dc_fill_t *fill, const head_t *h)
 {
     dc_policy_request_t preq = {.method_cacheable = true, .has_authorization = false, .client_no_cache = false};
@@ -304,6 +344,9 @@ static void decide_mode(dc_fill_t *fill, const head_t *h)
     } else if (v == DC_POLICY_STORE && h->cl >= 0 && (uint64_t)h->cl > h->max_object) {
         dc_cache_note_too_big(fill->ctx.worker->cache);
         fill->mode = FILL_PASS;
+    } else if (v == DC_POLICY_STORE && grants_one_origin(fill, h)) {
+        fill->mode = FILL_PASS;
+        fill->pass_detail = "cors-origin";
     } else if (v == DC_POLICY_STORE && fill->client_no_store) {
         fill->mode = FILL_SHARE; /* request no-store (RFC 9111 §5.2.1.5): collapsed waiters share it, unstored */
     } else if (v == DC_POLICY_STORE) {

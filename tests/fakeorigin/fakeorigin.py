@@ -1097,7 +1097,7 @@ def respond_echo_origin(c):
     if c.p.get("echo_origin") is None:
         return []
     o = c.req.hdict.get("origin")
-    out = ["Vary: Origin"]
+    out = [] if c.p.get("echo_origin") == "novary" else ["Vary: Origin"]  # novary: the careless kind
     if o:
         out += ["Access-Control-Allow-Origin: " + o, "Access-Control-Allow-Credentials: true"]
     return out

@@ -284,3 +284,67 @@ def test_no_policy_upstream_cors_keyed_by_vary(fake, origin):
         assert r.headers["x-cache"] == "BYPASS"
     finally:
         d.stop()
+
+
+
+def test_origin_echoed_without_vary_is_never_stored(fake, origin):
+    """An origin that echoes Origin into Access-Control-Allow-Origin without Vary: Origin made that
+    answer for one origin: stored, the next origin got the first one's grant (and credentials).
+    Now private to its client (detail=cors-origin), whoever asks next gets its own."""
+    d = Dexcache(PLAIN % {"jup": fake.url("jup")})
+    d.start()
+    try:
+        url = d.url + "/fwd/respond?echo_origin=novary"
+        r = requests.get(url, headers={"Origin": "https://evil.test"}, timeout=10)
+        assert r.headers["access-control-allow-origin"] == "https://evil.test"
+        assert r.headers["cache-status"] == "dexcache; fwd=miss; detail=cors-origin", r.headers["cache-status"]
+        r = requests.get(url, headers={"Origin": "https://app.example"}, timeout=10)
+        assert r.headers["access-control-allow-origin"] == "https://app.example", dict(r.headers)
+        assert r.headers["x-cache"] != "HIT"
+    finally:
+        d.stop()
+
+
+def test_star_route_answers_star_without_origin(proxy, origin):
+    """On a `*` route every answer carries ACAO: * (also to a request without Origin: a navigation,
+    curl, a server-side render), so one answer cached in front of dexcache serves fetch() too."""
+    r = requests.get(proxy.url + "/pub/respond?star=1", timeout=10)
+    assert r.headers["access-control-allow-origin"] == "*", dict(r.headers)
+    assert "origin" not in r.headers.get("vary", "").lower()
+    r = requests.get(proxy.url + "/pub/respond?star=1", headers={"Origin": "https://any.test"}, timeout=10)
+    assert r.headers["x-cache"] == "HIT" and r.headers["access-control-allow-origin"] == "*"
+
+
+STREAMS = PREAMBLE + """
+upstreams:
+  jupiter: {{ url: "%(jup)s", retries: 0 }}
+routes:
+  - prefix: /pub
+    upstream: jupiter
+    cors: {{ allow_origins: ["*"] }}
+  - prefix: /jup
+    upstream: jupiter
+    cors: {{ allow_origins: ["https://app.example"], credentials: true }}
+streams:
+  - {{ path: /jup/stream/price, upstream: jupiter, upstream_path: /price/v3, interval: 200ms, on_change: false }}
+"""
+
+
+def test_stream_takes_the_policy_of_the_route_covering_its_path(fake, origin):
+    """A stream under /jup is /jup's: before, the first route to the same upstream (/pub, `*`) gave
+    its policy (and plugins, and limit) to the stream."""
+    d = Dexcache(STREAMS % {"jup": fake.url("jup")})
+    d.start()
+    try:
+        pre = {"Access-Control-Request-Method": "GET"}
+        r = requests.options(d.url + "/jup/stream/price", headers={"Origin": "https://evil.test", **pre}, timeout=10)
+        assert r.status_code == 204 and cors_of(r) == {}, dict(r.headers)
+        r = requests.options(d.url + "/jup/stream/price", headers={"Origin": "https://app.example", **pre},
+                             timeout=10)
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        assert r.headers["access-control-allow-credentials"] == "true"
+        with requests.get(d.url + "/jup/stream/price?ids=SOL", headers={"Origin": "https://evil.test"}, stream=True,
+                          timeout=10) as s:
+            assert s.status_code == 200 and "access-control-allow-origin" not in s.headers, dict(s.headers)
+    finally:
+        d.stop()

@@ -79,6 +79,10 @@ static void test_decide(void **state)
     dc_cors_decide(&star, "null", 4, &a);
     assert_true(a.allowed && !a.vary_origin && !a.credentials);
     assert_int_equal(a.allow_origin_len, 1);
+    /* `*` also without an Origin: one answer for every request, safe for a cache in front */
+    dc_cors_decide(&star, NULL, 0, &a);
+    assert_true(a.allowed && !a.vary_origin);
+    assert_memory_equal(a.allow_origin, "*", 1);
     assert_true(dc_cors_is_cors_header("Access-Control-Allow-Origin", 27));
     assert_true(dc_cors_is_cors_header("access-control-max-age", 22));
     assert_false(dc_cors_is_cors_header("access-control", 14));
