@@ -1,5 +1,6 @@
 /* API keys: see apikeys.h. */
 #include "apikeys.h"
+#include "fail.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -18,17 +19,6 @@ struct dca_apikeys {
     uint32_t *by_id;
     size_t mask;
 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (errlen > 0)
-        vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 dca_apikeys_t *dca_apikeys_new(void)
 {
@@ -128,15 +118,15 @@ int dca_apikeys_add(dca_apikeys_t *s, const char *key, size_t key_len, const cha
                     size_t errlen)
 {
     if (key_len == 0 || key_len > DCA_APIKEY_MAX || !printable(key, key_len))
-        return fail(err, errlen, "an API key is 1 to %d printable bytes without spaces", DCA_APIKEY_MAX);
+        return dca_fail(err, errlen, "an API key is 1 to %d printable bytes without spaces", DCA_APIKEY_MAX);
     if (id != NULL && (id[0] == '\0' || strlen(id) > DCA_ID_MAX || !printable(id, strlen(id))))
-        return fail(err, errlen, "a key id is 1 to %d printable bytes without spaces", DCA_ID_MAX);
+        return dca_fail(err, errlen, "a key id is 1 to %d printable bytes without spaces", DCA_ID_MAX);
     if (tier != NULL && (tier[0] == '\0' || strlen(tier) > DCA_TIER_MAX || !printable(tier, strlen(tier))))
-        return fail(err, errlen, "a tier is 1 to %d printable bytes without spaces", DCA_TIER_MAX);
+        return dca_fail(err, errlen, "a tier is 1 to %d printable bytes without spaces", DCA_TIER_MAX);
     if (s->n >= UINT32_MAX - 1)
-        return fail(err, errlen, "too many keys");
+        return dca_fail(err, errlen, "too many keys");
     if (s->n + 1 > s->cap_e && grow(s) != 0)
-        return fail(err, errlen, "out of memory");
+        return dca_fail(err, errlen, "out of memory");
     dca_apikey_t k;
     memset(&k, 0, sizeof(k));
     mbedtls_sha256_ret((const unsigned char *)key, key_len, k.digest, 0);
@@ -149,10 +139,10 @@ int dca_apikeys_add(dca_apikeys_t *s, const char *key, size_t key_len, const cha
         strcpy(k.tier, tier);
     for (size_t h = digest_hash(k.digest); s->by_digest[h & s->mask] != 0; h++)
         if (memcmp(s->e[s->by_digest[h & s->mask] - 1].digest, k.digest, DCA_DIGEST_LEN) == 0)
-            return fail(err, errlen, "the key of id \"%s\" is given twice", s->e[s->by_digest[h & s->mask] - 1].id);
+            return dca_fail(err, errlen, "the key of id \"%s\" is given twice", s->e[s->by_digest[h & s->mask] - 1].id);
     for (size_t h = id_hash(k.id); s->by_id[h & s->mask] != 0; h++)
         if (strcmp(s->e[s->by_id[h & s->mask] - 1].id, k.id) == 0)
-            return fail(err, errlen, "the id \"%s\" is given to two keys", k.id);
+            return dca_fail(err, errlen, "the id \"%s\" is given to two keys", k.id);
     s->e[s->n] = k;
     s->n++;
     insert(s->by_digest, s->mask, digest_hash(k.digest), (uint32_t)s->n);
@@ -165,13 +155,13 @@ int dca_apikeys_load_file(dca_apikeys_t *s, const char *path, char *err, size_t 
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return dca_fail(err, errlen, "%s: %s", path, strerror(errno));
     char line[2048], e[256];
     int ret = 0;
     for (unsigned lineno = 1; fgets(line, sizeof(line), f) != NULL; lineno++) {
         size_t len = strlen(line);
         if (len == sizeof(line) - 1 && line[len - 1] != '\n' && !feof(f)) {
-            ret = fail(err, errlen, "%s:%u: line too long", path, lineno);
+            ret = dca_fail(err, errlen, "%s:%u: line too long", path, lineno);
             break;
         }
         char *field[4] = {NULL}, *save = NULL;
@@ -184,16 +174,16 @@ int dca_apikeys_load_file(dca_apikeys_t *s, const char *path, char *err, size_t 
         if (nf == 0 || field[0][0] == '#')
             continue;
         if (nf > 3) {
-            ret = fail(err, errlen, "%s:%u: expected KEY [ID [TIER]], found %d fields", path, lineno, nf);
+            ret = dca_fail(err, errlen, "%s:%u: expected KEY [ID [TIER]], found %d fields", path, lineno, nf);
             break;
         }
         if (dca_apikeys_add(s, field[0], strlen(field[0]), field[1], field[2], e, sizeof(e)) != 0) {
-            ret = fail(err, errlen, "%s:%u: %s", path, lineno, e);
+            ret = dca_fail(err, errlen, "%s:%u: %s", path, lineno, e);
             break;
         }
     }
     if (ret == 0 && ferror(f))
-        ret = fail(err, errlen, "%s: read error", path);
+        ret = dca_fail(err, errlen, "%s: read error", path);
     mbedtls_platform_zeroize(line, sizeof(line));
     fclose(f);
     return ret;

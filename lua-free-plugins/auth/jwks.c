@@ -1,5 +1,6 @@
 /* Verification keys: see jwks.h. */
 #include "jwks.h"
+#include "fail.h"
 #include "jwt.h"
 
 #include <errno.h>
@@ -43,17 +44,6 @@ const char *dca_alg_name(dca_alg_t alg)
     return "none";
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (errlen > 0)
-        vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 void dca_keyset_free(dca_keyset_t *ks)
 {
     if (ks == NULL)
@@ -78,14 +68,14 @@ static size_t hmac_len(dca_alg_t alg)
 int dca_keyset_from_secret(dca_alg_t alg, const void *secret, size_t len, dca_keyset_t **out, char *err, size_t errlen)
 {
     if (!dca_alg_is_hmac(alg))
-        return fail(err, errlen, "a secret is only used with HS256/HS384/HS512, not %s", dca_alg_name(alg));
+        return dca_fail(err, errlen, "a secret is only used with HS256/HS384/HS512, not %s", dca_alg_name(alg));
     if (len < hmac_len(alg))
-        return fail(err, errlen, "the %s secret is %zu bytes, at least %zu are required (RFC 7518 3.2)",
-                    dca_alg_name(alg), len, hmac_len(alg));
+        return dca_fail(err, errlen, "the %s secret is %zu bytes, at least %zu are required (RFC 7518 3.2)",
+                        dca_alg_name(alg), len, hmac_len(alg));
     dca_keyset_t *ks = calloc(1, sizeof(*ks));
     if (ks == NULL || (ks->secret = malloc(len)) == NULL) {
         free(ks);
-        return fail(err, errlen, "out of memory");
+        return dca_fail(err, errlen, "out of memory");
     }
     ks->alg = alg;
     memcpy(ks->secret, secret, len);
@@ -101,30 +91,30 @@ static int add_pk(dca_keyset_t *ks, mbedtls_pk_context *pk, const char *kid, siz
 {
     if (ks->alg == DCA_ALG_RS256) {
         if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_RSA)
-            return fail(err, errlen, "%s: RS256 needs an RSA public key", what);
+            return dca_fail(err, errlen, "%s: RS256 needs an RSA public key", what);
         if (mbedtls_pk_get_bitlen(pk) < 2048)
-            return fail(err, errlen, "%s: the RSA key has %zu bits, at least 2048 are required", what,
-                        mbedtls_pk_get_bitlen(pk));
+            return dca_fail(err, errlen, "%s: the RSA key has %zu bits, at least 2048 are required", what,
+                            mbedtls_pk_get_bitlen(pk));
     } else {
         if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_ECKEY || mbedtls_pk_ec(*pk)->grp.id != MBEDTLS_ECP_DP_SECP256R1)
-            return fail(err, errlen, "%s: ES256 needs an EC public key on P-256", what);
+            return dca_fail(err, errlen, "%s: ES256 needs an EC public key on P-256", what);
     }
     unsigned char buf[DER_MAX];
     int n = mbedtls_pk_write_pubkey_der(pk, buf, sizeof(buf));
     if (n <= 0)
-        return fail(err, errlen, "%s: the public key cannot be encoded (mbedtls -0x%04x)", what, (unsigned)-n);
+        return dca_fail(err, errlen, "%s: the public key cannot be encoded (mbedtls -0x%04x)", what, (unsigned)-n);
     for (size_t i = 0; kid != NULL && i < ks->nkeys; i++)
         if (ks->keys[i].kid != NULL && strlen(ks->keys[i].kid) == kid_len && memcmp(ks->keys[i].kid, kid, kid_len) == 0)
-            return fail(err, errlen, "%s: two keys have the kid \"%.*s\"", what, (int)kid_len, kid);
+            return dca_fail(err, errlen, "%s: two keys have the kid \"%.*s\"", what, (int)kid_len, kid);
     dca_key_t *keys = realloc(ks->keys, (ks->nkeys + 1) * sizeof(*keys));
     if (keys == NULL)
-        return fail(err, errlen, "out of memory");
+        return dca_fail(err, errlen, "out of memory");
     ks->keys = keys;
     dca_key_t *k = keys + ks->nkeys;
     memset(k, 0, sizeof(*k));
     if ((k->der = malloc((size_t)n)) == NULL || (kid != NULL && (k->kid = strndup(kid, kid_len)) == NULL)) {
         free(k->der);
-        return fail(err, errlen, "out of memory");
+        return dca_fail(err, errlen, "out of memory");
     }
     /* mbedtls writes DER backwards, at the end of the buffer */
     memcpy(k->der, buf + sizeof(buf) - n, (size_t)n);
@@ -136,14 +126,14 @@ static int add_pk(dca_keyset_t *ks, mbedtls_pk_context *pk, const char *kid, siz
 static dca_keyset_t *new_public_set(dca_alg_t alg, char *err, size_t errlen)
 {
     if (alg != DCA_ALG_RS256 && alg != DCA_ALG_ES256) {
-        fail(err, errlen,
-             "public keys are only used with RS256 or ES256, not %s (an HS secret must never be a public key)",
-             dca_alg_name(alg));
+        dca_fail(err, errlen,
+                 "public keys are only used with RS256 or ES256, not %s (an HS secret must never be a public key)",
+                 dca_alg_name(alg));
         return NULL;
     }
     dca_keyset_t *ks = calloc(1, sizeof(*ks));
     if (ks == NULL) {
-        fail(err, errlen, "out of memory");
+        dca_fail(err, errlen, "out of memory");
         return NULL;
     }
     ks->alg = alg;
@@ -160,7 +150,7 @@ int dca_keyset_from_pem_file(dca_alg_t alg, const char *path, const char *kid, d
     mbedtls_pk_init(&pk);
     int ret = mbedtls_pk_parse_public_keyfile(&pk, path);
     if (ret != 0) {
-        fail(err, errlen, "%s: not a readable PEM or DER public key (mbedtls -0x%04x)", path, (unsigned)-ret);
+        dca_fail(err, errlen, "%s: not a readable PEM or DER public key (mbedtls -0x%04x)", path, (unsigned)-ret);
         goto fail;
     }
     if (add_pk(ks, &pk, kid, kid != NULL ? strlen(kid) : 0, path, err, errlen) != 0)
@@ -193,22 +183,22 @@ static int jwk_to_pk(dca_alg_t alg, const cJSON *jwk, mbedtls_pk_context *pk, co
     if (alg == DCA_ALG_RS256) {
         long nlen = member_bytes(jwk, "n", a, sizeof(a)), elen = member_bytes(jwk, "e", b, sizeof(b));
         if (nlen <= 0 || elen <= 0)
-            return fail(err, errlen, "%s: n and e must be base64url", what);
+            return dca_fail(err, errlen, "%s: n and e must be base64url", what);
         mbedtls_rsa_context *rsa;
         if (mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA)) != 0 ||
             (rsa = mbedtls_pk_rsa(*pk)) == NULL ||
             mbedtls_rsa_import_raw(rsa, a, (size_t)nlen, NULL, 0, NULL, 0, NULL, 0, b, (size_t)elen) != 0 ||
             mbedtls_rsa_complete(rsa) != 0 || mbedtls_rsa_check_pubkey(rsa) != 0)
-            return fail(err, errlen, "%s: not a valid RSA public key", what);
+            return dca_fail(err, errlen, "%s: not a valid RSA public key", what);
         return 0;
     }
     const cJSON *crv = cJSON_GetObjectItemCaseSensitive(jwk, "crv");
     if (!cJSON_IsString(crv) || strcmp(crv->valuestring, "P-256") != 0)
-        return fail(err, errlen, "%s: ES256 needs crv P-256", what);
+        return dca_fail(err, errlen, "%s: ES256 needs crv P-256", what);
     unsigned char pt[65];
     long xlen = member_bytes(jwk, "x", a, sizeof(a)), ylen = member_bytes(jwk, "y", b, sizeof(b));
     if (xlen != 32 || ylen != 32)
-        return fail(err, errlen, "%s: x and y must be 32 bytes of base64url each", what);
+        return dca_fail(err, errlen, "%s: x and y must be 32 bytes of base64url each", what);
     pt[0] = 0x04;
     memcpy(pt + 1, a, 32);
     memcpy(pt + 33, b, 32);
@@ -217,7 +207,7 @@ static int jwk_to_pk(dca_alg_t alg, const cJSON *jwk, mbedtls_pk_context *pk, co
         mbedtls_ecp_group_load(&kp->grp, MBEDTLS_ECP_DP_SECP256R1) != 0 ||
         mbedtls_ecp_point_read_binary(&kp->grp, &kp->Q, pt, sizeof(pt)) != 0 ||
         mbedtls_ecp_check_pubkey(&kp->grp, &kp->Q) != 0)
-        return fail(err, errlen, "%s: not a point on P-256", what);
+        return dca_fail(err, errlen, "%s: not a point on P-256", what);
     return 0;
 }
 
@@ -230,7 +220,7 @@ int dca_keyset_from_jwks(dca_alg_t alg, const char *json, size_t len, const char
     cJSON *root = cJSON_ParseWithLength(json, len);
     const cJSON *keys = cJSON_GetObjectItemCaseSensitive(root, "keys");
     if (!cJSON_IsArray(keys)) {
-        fail(err, errlen, "%s: not a JWK Set (a JSON object with a \"keys\" array)", name);
+        dca_fail(err, errlen, "%s: not a JWK Set (a JSON object with a \"keys\" array)", name);
         goto fail;
     }
     const char *kty_want = alg == DCA_ALG_RS256 ? "RSA" : "EC";
@@ -240,7 +230,7 @@ int dca_keyset_from_jwks(dca_alg_t alg, const char *json, size_t len, const char
     {
         idx++;
         if (!cJSON_IsObject(jwk)) {
-            fail(err, errlen, "%s: keys[%d] is not an object", name, idx);
+            dca_fail(err, errlen, "%s: keys[%d] is not an object", name, idx);
             goto fail;
         }
         const cJSON *kty = cJSON_GetObjectItemCaseSensitive(jwk, "kty");
@@ -256,7 +246,7 @@ int dca_keyset_from_jwks(dca_alg_t alg, const char *json, size_t len, const char
         char what[512];
         snprintf(what, sizeof(what), "%s: keys[%d]", name, idx);
         if (kid != NULL && (!cJSON_IsString(kid) || kid->valuestring[0] == '\0' || strlen(kid->valuestring) > 256)) {
-            fail(err, errlen, "%s: kid must be a string of 1 to 256 bytes", what);
+            dca_fail(err, errlen, "%s: kid must be a string of 1 to 256 bytes", what);
             goto fail;
         }
         mbedtls_pk_context pk;
@@ -269,12 +259,12 @@ int dca_keyset_from_jwks(dca_alg_t alg, const char *json, size_t len, const char
             goto fail;
     }
     if (ks->nkeys == 0) {
-        fail(err, errlen, "%s: no %s key usable for %s", name, kty_want, dca_alg_name(alg));
+        dca_fail(err, errlen, "%s: no %s key usable for %s", name, kty_want, dca_alg_name(alg));
         goto fail;
     }
     for (size_t i = 0; ks->nkeys > 1 && i < ks->nkeys; i++)
         if (ks->keys[i].kid == NULL) {
-            fail(err, errlen, "%s: with several keys, each needs a kid", name);
+            dca_fail(err, errlen, "%s: with several keys, each needs a kid", name);
             goto fail;
         }
     cJSON_Delete(root);
@@ -290,18 +280,18 @@ int dca_keyset_from_jwks_file(dca_alg_t alg, const char *path, dca_keyset_t **ou
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return dca_fail(err, errlen, "%s: %s", path, strerror(errno));
     char *buf = malloc(JWKS_MAX_BYTES + 1);
     size_t n = buf != NULL ? fread(buf, 1, JWKS_MAX_BYTES + 1, f) : 0;
     int bad = ferror(f);
     fclose(f);
     int ret;
     if (buf == NULL)
-        ret = fail(err, errlen, "out of memory");
+        ret = dca_fail(err, errlen, "out of memory");
     else if (bad)
-        ret = fail(err, errlen, "%s: read error", path);
+        ret = dca_fail(err, errlen, "%s: read error", path);
     else if (n > JWKS_MAX_BYTES)
-        ret = fail(err, errlen, "%s: larger than %u bytes", path, JWKS_MAX_BYTES);
+        ret = dca_fail(err, errlen, "%s: larger than %u bytes", path, JWKS_MAX_BYTES);
     else
         ret = dca_keyset_from_jwks(alg, buf, n, path, out, err, errlen);
     free(buf);
