@@ -27,7 +27,8 @@ static void usage(FILE *out)
                  "  -t       check the configuration and exit (0 = valid, 1 = invalid); binds nothing\n"
                  "  -v       print the version (and the plugins the configuration loads) and exit\n"
                  "  -h       this help\n"
-                 "signals: SIGHUP reloads the configuration, SIGTERM drains and exits\n");
+                 "signals: SIGHUP reloads the configuration and reopens the access log, SIGUSR1 reopens the\n"
+                 "access log (log rotation), SIGTERM drains and exits\n");
 }
 
 /* -v: versions, and the plugins the configuration names when it loads (-v never fails). */

@@ -21,6 +21,11 @@ dc_log_level_t dc_log_get_level(void);
 /* Access log destination: "stdout", "off", or a path opened for append.
  * Returns 0 or DC_EIO (the previous sink is kept on failure). */
 int dc_log_set_access(const char *dest);
+/* Reopen the access log file at its path (after a rotation renamed it): the same descriptor then
+ * writes to the file now at the path. No-op for stdout, stderr and off. Main thread (like
+ * dc_log_set_access). Returns 0, or DC_EIO when the path cannot be opened (lines keep going to the
+ * file already open). */
+int dc_log_reopen(void);
 /* Non-zero when access lines are wanted (skip formatting work otherwise). */
 int dc_log_access_enabled(void);
 /* Write one already-formatted access line (a trailing newline is added). */
