@@ -57,3 +57,50 @@ def test_signal_reopens_access_log(fake, sig):
         assert d.stop() == 0
     finally:
         d.stop()
+
+
+def check_with_access(fake, access):
+    return run_check(cfg(fake).format(port=1234, admin_port=1235, access_log=access))
+
+
+def test_check_fails_on_access_log_in_missing_directory(fake):
+    missing = os.path.join(workdir(prefix="dexcache-ops-"), "no-such-dir", "access.log")
+    rc, out, path = check_with_access(fake, missing)
+    assert rc == 1, out
+    assert "c.yaml:5:16: log.access: expected stdout, stderr, off or a file that can be opened for append, " \
+        "found '%s' (directory %s: No such file or directory)" % (missing, os.path.dirname(missing)) in out, out
+    assert "test failed" in out and "test is successful" not in out
+    assert not os.path.exists(os.path.dirname(missing))  # -t created nothing
+
+
+def test_check_fails_on_access_log_that_is_a_directory(fake):
+    d = workdir(prefix="dexcache-ops-")
+    rc, out, path = check_with_access(fake, d)
+    assert rc == 1 and d in out and "a directory" in out, out
+
+
+def test_check_accepts_a_new_access_log_and_creates_nothing(fake):
+    log = os.path.join(workdir(prefix="dexcache-ops-"), "access.log")
+    rc, out, path = check_with_access(fake, log)
+    assert rc == 0 and "test is successful" in out, out
+    assert not os.path.exists(log)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and not os.access("/usr/bin/setpriv", os.X_OK), reason="needs setpriv")
+def test_check_fails_on_access_log_without_permission(fake):
+    """A directory the process may not write (checked as an unprivileged user: root writes anywhere)."""
+    d = workdir(prefix="dexcache-ops-")
+    locked = os.path.join(d, "locked")
+    os.mkdir(locked, 0o555)
+    os.chmod(d, 0o755)
+    conf = os.path.join(d, "c.yaml")
+    with open(conf, "w") as f:
+        f.write(cfg(fake).format(port=1234, admin_port=1235, access_log=os.path.join(locked, "access.log")))
+    os.chmod(conf, 0o644)
+    cmd = [BIN, "-t", "-c", conf]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out
+    assert "cannot create a file in %s: Permission denied" % locked in out, out
