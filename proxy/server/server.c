@@ -169,6 +169,13 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
     s->ntls = cfg->tls.nlisten;
     s->plain_fds = dc_calloc(s->nworkers * (s->nplain ? s->nplain : 1), sizeof(int));
     s->tls_fds = dc_calloc(s->nworkers * (s->ntls ? s->ntls : 1), sizeof(int));
+    /* SO_REUSEPORT is for this process's workers only: an address anyone else holds stops start-up */
+    for (size_t i = 0; i < s->nplain; i++)
+        if (dc_listener_probe(&cfg->listen[i], err, errlen) != 0)
+            goto fail;
+    for (size_t i = 0; i < s->ntls; i++)
+        if (dc_listener_probe(&cfg->tls.listen[i], err, errlen) != 0)
+            goto fail;
     for (unsigned w = 0; w < s->nworkers; w++) {
         for (size_t i = 0; i < s->nplain; i++) {
             int fd = dc_listener_open(&cfg->listen[i], true, err, errlen);

@@ -104,3 +104,55 @@ def test_check_fails_on_access_log_without_permission(fake):
     out = p.stdout + p.stderr
     assert p.returncode == 1, out
     assert "cannot create a file in %s: Permission denied" % locked in out, out
+
+
+def start_fails(d):
+    p = subprocess.run([BIN, "-c", d.config_path], capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+    return p.returncode, p.stderr
+
+
+def test_second_dexcache_on_the_listen_address_fails_startup(fake):
+    first = Dexcache(cfg(fake)).start()
+    try:
+        second = Dexcache(cfg(fake).replace("127.0.0.1:{port}", "127.0.0.1:%d" % first.port))
+        rc, err = start_fails(second)
+        assert rc == 1, err
+        assert ("listen 127.0.0.1:%d: bind: address already in use (another dexcache or another server "
+                "listens there)" % first.port) in err, err
+        # the first one keeps every request: nothing shares its port
+        for i in range(20):
+            assert requests.get(first.url + "/jup/echo?i=%d" % i, timeout=10).status_code == 200
+        assert wait_for(lambda: len(first.access_lines()) == 20, timeout=10)
+        assert first.proc.poll() is None
+    finally:
+        first.stop()
+
+
+def test_reuseport_listener_of_another_process_fails_startup(fake):
+    """Even a listener that itself set SO_REUSEPORT (as dexcache's own workers do) is no partner."""
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen(8)
+    port = other.getsockname()[1]
+    try:
+        d = Dexcache(cfg(fake).replace("127.0.0.1:{port}", "127.0.0.1:%d" % port))
+        rc, err = start_fails(d)
+        assert rc == 1 and "listen 127.0.0.1:%d: bind: address already in use" % port in err, err
+    finally:
+        other.close()
+
+
+def test_restart_on_the_same_address_after_stop(fake):
+    """The probe does not trip over the previous run's TIME_WAIT connections."""
+    first = Dexcache(cfg(fake)).start()
+    try:
+        assert requests.get(first.url + "/jup/echo", timeout=10).status_code == 200
+    finally:
+        assert first.stop() == 0
+    again = Dexcache(cfg(fake).replace("127.0.0.1:{port}", "127.0.0.1:%d" % first.port))
+    again.start()
+    try:
+        assert requests.get("http://127.0.0.1:%d/jup/echo" % first.port, timeout=10).status_code == 200
+    finally:
+        again.stop()
