@@ -443,9 +443,37 @@ static const dc__directive_t admin_rows[] = {
      .offset = offsetof(C, admin.listen),
      .dflt = "127.0.0.1:9090",
      .doc = "admin listener: GET /health, GET /metrics, POST /purge"},
-    R_STR("token", C, admin.token, NULL, "bearer token required by POST /purge; empty = no token"),
+    R_STR("token", C, admin.token, NULL,
+          "bearer token required by POST /purge; empty = no token (only on a loopback listen address)"),
 };
-static const dc__table_t admin_table = TABLE(admin_rows, NULL);
+/* A loopback listen host: 127.0.0.0/8, ::1, localhost (an empty host is every address). */
+static bool is_loopback_host(const char *h, bool ipv6)
+{
+    if (h == NULL || h[0] == '\0')
+        return false;
+    if (ipv6)
+        return strcmp(h, "::1") == 0;
+    return strcmp(h, "localhost") == 0 || strncmp(h, "127.", 4) == 0;
+}
+
+/* The admin listener purges and reports: off loopback it needs a token (nginx-style safe default). */
+static int admin_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    C *cfg = base;
+    if (map == NULL || !cfg->admin.enabled)
+        return 0;
+    bool token = cfg->admin.token != NULL && cfg->admin.token[0] != '\0';
+    if (token || is_loopback_host(cfg->admin.listen.host, cfg->admin.listen.ipv6))
+        return 0;
+    const dc__ynode_t *node = dc__ynode_get(map, "listen");
+    char found[256];
+    dc__ynode_describe(node, found, sizeof(found));
+    return dc__cfg_fail(ctx, node, NULL,
+                        "expected a loopback address (127.0.0.1, ::1) while admin.token is unset, found %s "
+                        "(POST /purge would be open to the network: set admin.token or listen on loopback)",
+                        found);
+}
+static const dc__table_t admin_table = TABLE(admin_rows, admin_finish);
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 static const int log_level_values[] = {DC_LOG_DEBUG, DC_LOG_INFO, DC_LOG_WARN, DC_LOG_ERROR};

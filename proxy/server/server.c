@@ -194,6 +194,9 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
         s->admin_fd = dc_listener_open(&cfg->admin.listen, false, err, errlen);
         if (s->admin_fd < 0)
             goto fail;
+        if (cfg->admin.token == NULL || cfg->admin.token[0] == '\0') /* only on loopback (config) */
+            dc_log_warn("admin listener %s has no token: anyone on this host may POST /purge (set admin.token)",
+                        cfg->admin.listen.text);
     }
     if (s->ntls > 0 && (s->ssl_ctx = make_ssl_ctx(cfg, err, errlen)) == NULL)
         goto fail;

@@ -156,3 +156,50 @@ def test_restart_on_the_same_address_after_stop(fake):
         assert requests.get("http://127.0.0.1:%d/jup/echo" % first.port, timeout=10).status_code == 200
     finally:
         again.stop()
+
+
+OPEN_ADMIN = """listen: ["127.0.0.1:{port}"]
+admin:
+  listen: "{admin}"
+%(token)supstreams:
+  u: {{ url: "http://127.0.0.1:1" }}
+routes:
+  - {{ prefix: /u, upstream: u }}
+"""
+
+
+@pytest.mark.parametrize("addr", ["0.0.0.0:%d", "[::]:%d", "192.0.2.1:%d"])
+def test_admin_off_loopback_without_token_is_refused(addr):
+    admin = addr % free_port()
+    text = OPEN_ADMIN.format(port=free_port(), admin=admin) % {"token": ""}
+    rc, out, path = run_check(text)
+    assert rc == 1, out
+    assert ("c.yaml:3:11: admin.listen: expected a loopback address (127.0.0.1, ::1) while admin.token is unset, "
+            "found '%s' (POST /purge would be open to the network: set admin.token or listen on loopback)" % admin) in out
+    assert "test failed" in out
+    # an empty token is no token
+    rc, out, path = run_check(OPEN_ADMIN.format(port=free_port(), admin=admin) % {"token": '  token: ""\n'})
+    assert rc == 1 and "admin.listen: expected a loopback address" in out, out
+    # start-up refuses it too, before binding anything
+    p = subprocess.run([BIN, "-c", path], capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+    assert p.returncode == 1 and "admin.listen: expected a loopback address" in p.stderr, p.stderr
+
+
+def test_admin_off_loopback_with_token_and_loopback_without_are_accepted():
+    rc, out, _ = run_check(OPEN_ADMIN.format(port=free_port(), admin="0.0.0.0:%d" % free_port())
+                           % {"token": '  token: "s3cret"\n'})
+    assert rc == 0 and "test is successful" in out, out
+    for admin in ("127.0.0.1:%d", "127.0.0.2:%d", "[::1]:%d"):
+        rc, out, _ = run_check(OPEN_ADMIN.format(port=free_port(), admin=admin % free_port()) % {"token": ""})
+        assert rc == 0 and "test is successful" in out, (admin, out)
+
+
+def test_admin_loopback_without_token_warns_once_at_start(fake):
+    d = Dexcache(cfg(fake)).start()
+    try:
+        d.reload()
+        assert wait_for(lambda: "config reloaded" in d.stderr(), timeout=10), d.stderr()
+        warning = "admin listener 127.0.0.1:%d has no token: anyone on this host may POST /purge" % d.admin_port
+        assert d.stderr().count(warning) == 1, d.stderr()
+    finally:
+        d.stop()
