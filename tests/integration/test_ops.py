@@ -203,3 +203,42 @@ def test_admin_loopback_without_token_warns_once_at_start(fake):
         assert d.stderr().count(warning) == 1, d.stderr()
     finally:
         d.stop()
+
+
+def test_long_options_work_like_short_ones(fake):
+    for short, long_ in (("-h", "--help"), ("-v", "--version")):
+        a = subprocess.run([BIN, short], capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+        b = subprocess.run([BIN, long_], capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+        assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+        assert a.stdout == b.stdout and b.stdout != ""
+    help_ = subprocess.run([BIN, "--help"], capture_output=True, text=True, env=sanitizer_env(), timeout=30).stdout
+    assert "  -h, --help " in help_ and "  -v, --version " in help_ and "SIGUSR1 reopens" in help_
+    assert subprocess.run([BIN, "--version"], capture_output=True, text=True, env=sanitizer_env(),
+                          timeout=30).stdout.startswith("dexcache ")
+    # --test and --config are the long -t and -c
+    rc, out, path = run_check(cfg(fake).format(port=1234, admin_port=1235, access_log="off"))
+    p = subprocess.run([BIN, "--test", "--config", path], capture_output=True, text=True, env=sanitizer_env(),
+                       timeout=30)
+    assert p.returncode == 0 and "test is successful" in p.stdout, p.stderr
+    p = subprocess.run([BIN, "--bogus"], capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+    assert p.returncode == 1 and "unrecognized option '--bogus'" in p.stderr and p.stdout == ""
+
+
+TAB_MSG = "YAML syntax error: a tab character where YAML needs spaces (indent with spaces only; libyaml: "
+
+
+@pytest.mark.parametrize("text,where", [
+    ('listen: ["127.0.0.1:1"]\nserver:\n\tdrain_timeout: 1s\n', "c.yaml:3:1: "),
+    ('listen: ["127.0.0.1:1"]\nserver:\n  drain_timeout: 1s\n\t  x: 1\n', "c.yaml:4:1: "),
+    ('listen: ["127.0.0.1:1"]\nserver:\n    \tdrain_timeout: 1s\n', "c.yaml:3:5: "),
+])
+def test_yaml_tab_error_says_tab(text, where):
+    rc, out, path = run_check(text)
+    assert rc == 1, out
+    assert where + TAB_MSG in out, out
+
+
+def test_tabs_yaml_allows_are_no_error():
+    """A tab inside a quoted string, between flow items or before a comment is valid YAML."""
+    rc, out, path = run_check('listen: ["127.0.0.1:1"]\nnope: "a\tb"\nx: [1,\t2]\n')
+    assert rc == 1 and "tab" not in out and "nope: unknown key" in out, out
