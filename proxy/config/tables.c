@@ -477,6 +477,8 @@ static const dc__table_t admin_table = TABLE(admin_rows, admin_finish);
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 static const int log_level_values[] = {DC_LOG_DEBUG, DC_LOG_INFO, DC_LOG_WARN, DC_LOG_ERROR};
+static const char *const log_format_names[] = {"kv", "json", "combined", NULL};
+static const int log_format_values[] = {DC_LOG_FORMAT_KV, DC_LOG_FORMAT_JSON, DC_LOG_FORMAT_COMBINED};
 static const dc__directive_t log_rows[] = {
     R_STR("access", C, log.access, "stdout",
           "access log: stdout, stderr, off, or a file path (opened for append; checked at load, reopened on "
@@ -489,6 +491,16 @@ static const dc__directive_t log_rows[] = {
      .enum_names = log_level_names,
      .enum_values = log_level_values,
      .doc = "error log level (stderr)"},
+    {.name = "format",
+     .type = DC__T_ENUM,
+     .offset = offsetof(C, log.format),
+     .dflt = "kv",
+     .enum_names = log_format_names,
+     .enum_values = log_format_values,
+     .doc = "access line: kv (key=value pairs), json (one object a line) or combined (the nginx/Apache "
+            "combined line, then rid=, cache=, dur_ms= and traceparent=); every format carries the request id and the "
+            "client's "
+            "traceparent when it sent a valid one"},
 };
 static const dc__table_t log_table = TABLE(log_rows, NULL);
 

@@ -10,6 +10,9 @@
 #include <stddef.h>
 
 typedef enum { DC_LOG_DEBUG = 0, DC_LOG_INFO, DC_LOG_WARN, DC_LOG_ERROR } dc_log_level_t;
+/* The shape of an access line (log.format): key=value pairs, one JSON object, or the Apache/nginx
+ * "combined" line followed by key=value pairs (http/accesslog.c). */
+typedef enum { DC_LOG_FORMAT_KV = 0, DC_LOG_FORMAT_JSON, DC_LOG_FORMAT_COMBINED } dc_log_format_t;
 
 /* Parse "debug|info|warn|error"; returns 0 and sets *out, or DC_EINVAL. */
 int dc_log_level_parse(const char *s, dc_log_level_t *out);

@@ -242,3 +242,67 @@ def test_tabs_yaml_allows_are_no_error():
     """A tab inside a quoted string, between flow items or before a comment is valid YAML."""
     rc, out, path = run_check('listen: ["127.0.0.1:1"]\nnope: "a\tb"\nx: [1,\t2]\n')
     assert rc == 1 and "tab" not in out and "nope: unknown key" in out, out
+
+
+TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+TS_ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+NUM = r"\d+\.\d{3}"
+
+
+def format_lines(fake, fmt, requests_):
+    d = Dexcache(cfg(fake).replace('log: {{ access: "{access_log}" }}',
+                                   'log: {{ access: "{access_log}", format: %s }}' % fmt)).start()
+    try:
+        for path, headers in requests_:
+            assert requests.get(d.url + path, headers=headers, timeout=10).status_code == 200
+        assert wait_for(lambda: len(d.access_lines()) == len(requests_), timeout=10)
+        return d.access_lines()
+    finally:
+        assert d.stop() == 0
+
+
+ASKS = [("/jup/echo?a=1", {"X-Request-Id": "rid-one", "traceparent": TP}),
+        ("/jup/echo?a=1", {"X-Request-Id": "rid-two"}),
+        ("/jup/echo?a=\"q\"", {"X-Request-Id": "rid-three", "traceparent": "00-bad\"x=1",
+                              "User-Agent": 'ua "quoted"\\', "Referer": "http://r.example/x"})]
+
+
+def test_access_format_kv(fake):
+    got = format_lines(fake, "kv", ASKS)
+    import re
+    base = r'time=%s client=127\.0\.0\.1 method=GET path="%s" status=200 bytes=\d+ dur_ms=%s up_ms=%s attempts=%s cache=%s rid=%s'
+    assert re.fullmatch(base % (TS_ISO, r"/jup/echo\?a=1", NUM, NUM, "1", "BYPASS", "rid-one") + " traceparent=" + TP, got[0]), got[0]
+    assert re.fullmatch(base % (TS_ISO, r"/jup/echo\?a=1", NUM, NUM, "1", "BYPASS", "rid-two"), got[1]), got[1]
+    assert "traceparent" not in got[2] and "rid=rid-three" in got[2]
+
+
+def test_access_format_json(fake):
+    import json
+    got = [json.loads(l) for l in format_lines(fake, "json", ASKS)]
+    keys = ["time", "client", "method", "path", "status", "bytes", "dur_ms", "up_ms", "attempts", "cache", "rid"]
+    assert list(got[0]) == keys + ["traceparent"] and got[0]["traceparent"] == TP
+    assert list(got[1]) == keys and list(got[2]) == keys
+    assert [(g["method"], g["path"], g["status"], g["cache"], g["rid"], g["attempts"]) for g in got] == [
+        ("GET", "/jup/echo?a=1", 200, "BYPASS", "rid-one", 1),
+        ("GET", "/jup/echo?a=1", 200, "BYPASS", "rid-two", 1),
+        ("GET", '/jup/echo?a=%22q%22', 200, "BYPASS", "rid-three", 1)]
+    assert all(g["client"] == "127.0.0.1" and isinstance(g["bytes"], int) and g["bytes"] > 0 for g in got)
+
+
+def test_access_format_combined(fake):
+    import re
+    got = format_lines(fake, "combined", ASKS)
+    ts = r"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\]"
+    ua = re.escape("python-requests/" + requests.__version__)
+    assert re.fullmatch(r'127\.0\.0\.1 - - %s "GET /jup/echo\?a=1 HTTP/1\.1" 200 \d+ "-" "%s" rid=rid-one cache=BYPASS '
+                        r'dur_ms=%s traceparent=%s' % (ts, ua, NUM, TP), got[0]), got[0]
+    assert re.fullmatch(r'127\.0\.0\.1 - - %s "GET /jup/echo\?a=1 HTTP/1\.1" 200 \d+ "-" "%s" rid=rid-two cache=BYPASS '
+                        r'dur_ms=%s' % (ts, ua, NUM), got[1]), got[1]
+    assert re.fullmatch(r'127\.0\.0\.1 - - %s "GET /jup/echo\?a=%%22q%%22 HTTP/1\.1" 200 \d+ "http://r\.example/x" '
+                        r'"ua \\x22quoted\\x22\\x5C" rid=rid-three cache=BYPASS dur_ms=%s' % (ts, NUM), got[2]), got[2]
+
+
+def test_access_format_is_checked(fake):
+    rc, out, _ = run_check(cfg(fake).format(port=1234, admin_port=1235, access_log="off")
+                           .replace('access: "off"', 'access: "off", format: xml'))
+    assert rc == 1 and "c.yaml:5:31: log.format: expected one of: kv, json, combined, found 'xml'" in out, out
