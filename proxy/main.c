@@ -23,11 +23,12 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: dexcache [-c FILE] [-t] [-v] [-h]\n"
-                 "  -c FILE  configuration file (default: conf/dexcache.yaml)\n"
-                 "  -t       check the configuration and exit (0 = valid, 1 = invalid); binds nothing\n"
-                 "  -v       print the version (and the plugins the configuration loads) and exit\n"
-                 "  -h       this help\n"
-                 "signals: SIGHUP reloads the configuration, SIGTERM drains and exits\n");
+                 "  -c, --config FILE  configuration file (default: conf/dexcache.yaml)\n"
+                 "  -t, --test         check the configuration and exit (0 = valid, 1 = invalid); binds nothing\n"
+                 "  -v, --version      print the version (and the plugins the configuration loads) and exit\n"
+                 "  -h, --help         this help\n"
+                 "signals: SIGHUP reloads the configuration and reopens the access log, SIGUSR1 reopens the\n"
+                 "access log (log rotation), SIGTERM drains and exits\n");
 }
 
 /* -v: versions, and the plugins the configuration names when it loads (-v never fails). */
@@ -119,7 +120,12 @@ int main(int argc, char **argv)
 {
     const char *config_path = "conf/dexcache.yaml";
     int test_only = 0, show_version = 0, opt;
-    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"test", no_argument, NULL, 't'},
+                                             {"version", no_argument, NULL, 'v'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    while ((opt = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             config_path = optarg;

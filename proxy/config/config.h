@@ -271,6 +271,7 @@ typedef struct dc_config {
     struct {
         char *access; /* "stdout" | "off" | path; default "stdout" */
         int level;    /* dc_log_level_t; default info */
+        int format;   /* dc_log_format_t: access line shape; default kv */
     } log;
 
     struct {

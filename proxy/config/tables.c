@@ -77,6 +77,52 @@ static int check_nonempty(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc
     return (*v)[0] != '\0' ? 0 : fail_found(ctx, node, "a non-empty string");
 }
 
+/* log.access: stdout, stderr, off, or a file the process can open for append (an existing file it
+ * may write, or a new one in a directory it may write). Checked without creating anything, so `-t`
+ * fails on a path start-up could not open. */
+static int check_access_log(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    const char *path = *v;
+    if (path[0] == '\0')
+        return fail_found(ctx, node, "a non-empty string");
+    if (strcmp(path, "stdout") == 0 || strcmp(path, "stderr") == 0 || strcmp(path, "off") == 0)
+        return 0;
+    (void)d;
+    char why[512];
+    struct stat st;
+    why[0] = '\0';
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            snprintf(why, sizeof(why), "a directory");
+        else if (access(path, W_OK) != 0)
+            snprintf(why, sizeof(why), "%s", strerror(errno));
+    } else if (errno != ENOENT) {
+        snprintf(why, sizeof(why), "%s", strerror(errno));
+    } else {
+        char dir[4096];
+        const char *slash = strrchr(path, '/');
+        if (slash == NULL)
+            snprintf(dir, sizeof(dir), ".");
+        else if (slash == path)
+            snprintf(dir, sizeof(dir), "/");
+        else
+            snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+        if (stat(dir, &st) != 0)
+            snprintf(why, sizeof(why), "directory %.300s: %s", dir, strerror(errno));
+        else if (!S_ISDIR(st.st_mode))
+            snprintf(why, sizeof(why), "%.300s is not a directory", dir);
+        else if (access(dir, W_OK | X_OK) != 0)
+            snprintf(why, sizeof(why), "cannot create a file in %.300s: %s", dir, strerror(errno));
+    }
+    if (why[0] == '\0')
+        return 0;
+    char found[256];
+    dc__ynode_describe(node, found, sizeof(found));
+    return dc__cfg_fail(ctx, node, NULL,
+                        "expected stdout, stderr, off or a file that can be opened for append, found %s (%s)", found,
+                        why);
+}
+
 /* An absolute path: starts with '/', no spaces, no query or fragment. */
 static bool is_abs_path(const char *s)
 {
@@ -397,15 +443,47 @@ static const dc__directive_t admin_rows[] = {
      .offset = offsetof(C, admin.listen),
      .dflt = "127.0.0.1:9090",
      .doc = "admin listener: GET /health, GET /metrics, POST /purge"},
-    R_STR("token", C, admin.token, NULL, "bearer token required by POST /purge; empty = no token"),
+    R_STR("token", C, admin.token, NULL,
+          "bearer token required by POST /purge; empty = no token (only on a loopback listen address)"),
 };
-static const dc__table_t admin_table = TABLE(admin_rows, NULL);
+/* A loopback listen host: 127.0.0.0/8, ::1, localhost (an empty host is every address). */
+static bool is_loopback_host(const char *h, bool ipv6)
+{
+    if (h == NULL || h[0] == '\0')
+        return false;
+    if (ipv6)
+        return strcmp(h, "::1") == 0;
+    return strcmp(h, "localhost") == 0 || strncmp(h, "127.", 4) == 0;
+}
+
+/* The admin listener purges and reports: off loopback it needs a token (nginx-style safe default). */
+static int admin_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
+{
+    C *cfg = base;
+    if (map == NULL || !cfg->admin.enabled)
+        return 0;
+    bool token = cfg->admin.token != NULL && cfg->admin.token[0] != '\0';
+    if (token || is_loopback_host(cfg->admin.listen.host, cfg->admin.listen.ipv6))
+        return 0;
+    const dc__ynode_t *node = dc__ynode_get(map, "listen");
+    char found[256];
+    dc__ynode_describe(node, found, sizeof(found));
+    return dc__cfg_fail(ctx, node, NULL,
+                        "expected a loopback address (127.0.0.1, ::1) while admin.token is unset, found %s "
+                        "(POST /purge would be open to the network: set admin.token or listen on loopback)",
+                        found);
+}
+static const dc__table_t admin_table = TABLE(admin_rows, admin_finish);
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 static const int log_level_values[] = {DC_LOG_DEBUG, DC_LOG_INFO, DC_LOG_WARN, DC_LOG_ERROR};
+static const char *const log_format_names[] = {"kv", "json", "combined", NULL};
+static const int log_format_values[] = {DC_LOG_FORMAT_KV, DC_LOG_FORMAT_JSON, DC_LOG_FORMAT_COMBINED};
 static const dc__directive_t log_rows[] = {
-    R_STR("access", C, log.access, "stdout", "access log: stdout, off, or a file path (opened for append)",
-          .check = check_nonempty),
+    R_STR("access", C, log.access, "stdout",
+          "access log: stdout, stderr, off, or a file path (opened for append; checked at load, reopened on "
+          "SIGUSR1 and SIGHUP)",
+          .check = check_access_log),
     {.name = "level",
      .type = DC__T_ENUM,
      .offset = offsetof(C, log.level),
@@ -413,6 +491,16 @@ static const dc__directive_t log_rows[] = {
      .enum_names = log_level_names,
      .enum_values = log_level_values,
      .doc = "error log level (stderr)"},
+    {.name = "format",
+     .type = DC__T_ENUM,
+     .offset = offsetof(C, log.format),
+     .dflt = "kv",
+     .enum_names = log_format_names,
+     .enum_values = log_format_values,
+     .doc = "access line: kv (key=value pairs), json (one object a line) or combined (the nginx/Apache "
+            "combined line, then rid=, cache=, dur_ms= and traceparent=); every format carries the request id and the "
+            "client's "
+            "traceparent when it sent a valid one"},
 };
 static const dc__table_t log_table = TABLE(log_rows, NULL);
 

@@ -429,6 +429,13 @@ static int syntax_error(builder_t *b, const yaml_parser_t *p, const char *text, 
     }
     line = (unsigned)p->problem_mark.line + 1;
     col = (unsigned)p->problem_mark.column + 1;
+    /* libyaml's "found character that cannot start any token" at a tab means tab indentation */
+    size_t at = (size_t)p->problem_mark.index;
+    if ((at < len && text[at] == '\t') || strstr(problem, "tab character") != NULL)
+        return dc__config_fail_at(b->err, b->errlen, b->file, line, col, "",
+                                  "YAML syntax error: a tab character where YAML needs spaces (indent with spaces "
+                                  "only; libyaml: %s)",
+                                  problem);
     if (p->context != NULL)
         return dc__config_fail_at(b->err, b->errlen, b->file, line, col, "",
                                   "YAML syntax error: %s (%s at line %u, column %u)", problem, p->context,

@@ -5,16 +5,21 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 static _Atomic int log_level = DC_LOG_INFO;
-/* -1 = off. Swapped atomically; the old fd is closed after a grace period would be ideal, but
- * access lines are written with one write(2) each so closing it under a writer only loses a line. */
+/* -1 = off. A file sink keeps its descriptor number for good: a reopen (SIGUSR1, SIGHUP) dup2()s the
+ * new file onto it, so a writer that loaded the number writes to the old or the new file, never to a
+ * descriptor closed and reused by a socket. Only a change of destination swaps the number. */
 static _Atomic int access_fd = STDOUT_FILENO;
+/* The file path behind access_fd (NULL for stdout, stderr, off). Main thread only. */
+static char *access_path;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -44,25 +49,64 @@ dc_log_level_t dc_log_get_level(void)
     return (dc_log_level_t)atomic_load(&log_level);
 }
 
+static int open_access(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        dc_log_error("cannot open access log %s: %s", path, strerror(errno));
+    return fd;
+}
+
 int dc_log_set_access(const char *dest)
 {
     int fd;
+    bool file = false;
     if (strcmp(dest, "stdout") == 0)
         fd = STDOUT_FILENO;
     else if (strcmp(dest, "off") == 0)
         fd = -1;
     else if (strcmp(dest, "stderr") == 0)
         fd = STDERR_FILENO;
-    else {
-        fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-        if (fd < 0) {
-            dc_log_error("cannot open access log %s: %s", dest, strerror(errno));
+    else if ((fd = open_access(dest)) < 0)
+        return DC_EIO;
+    else
+        file = true;
+    int old = atomic_load(&access_fd);
+    if (file && old > STDERR_FILENO) {
+        /* file to file: the descriptor number stays, the file behind it changes */
+        int rc = dup2(fd, old);
+        int dup_errno = errno;
+        close(fd);
+        if (rc < 0) {
+            dc_log_error("cannot switch the access log to %s: %s", dest, strerror(dup_errno));
             return DC_EIO;
         }
+    } else {
+        atomic_store(&access_fd, fd);
+        if (old > STDERR_FILENO)
+            close(old);
     }
-    int old = atomic_exchange(&access_fd, fd);
-    if (old > STDERR_FILENO && old != fd)
-        close(old);
+    free(access_path);
+    access_path = file ? dc_strdup(dest) : NULL;
+    return 0;
+}
+
+int dc_log_reopen(void)
+{
+    int fd = atomic_load(&access_fd);
+    if (access_path == NULL || fd <= STDERR_FILENO)
+        return 0;
+    int nfd = open_access(access_path);
+    if (nfd < 0)
+        return DC_EIO; /* the old file stays open: lines keep going to it */
+    int rc = dup2(nfd, fd);
+    int dup_errno = errno;
+    close(nfd);
+    if (rc < 0) {
+        dc_log_error("cannot reopen the access log %s: %s", access_path, strerror(dup_errno));
+        return DC_EIO;
+    }
+    dc_log_info("access log %s reopened", access_path);
     return 0;
 }
 

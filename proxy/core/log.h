@@ -10,6 +10,9 @@
 #include <stddef.h>
 
 typedef enum { DC_LOG_DEBUG = 0, DC_LOG_INFO, DC_LOG_WARN, DC_LOG_ERROR } dc_log_level_t;
+/* The shape of an access line (log.format): key=value pairs, one JSON object, or the Apache/nginx
+ * "combined" line followed by key=value pairs (http/accesslog.c). */
+typedef enum { DC_LOG_FORMAT_KV = 0, DC_LOG_FORMAT_JSON, DC_LOG_FORMAT_COMBINED } dc_log_format_t;
 
 /* Parse "debug|info|warn|error"; returns 0 and sets *out, or DC_EINVAL. */
 int dc_log_level_parse(const char *s, dc_log_level_t *out);
@@ -21,6 +24,11 @@ dc_log_level_t dc_log_get_level(void);
 /* Access log destination: "stdout", "off", or a path opened for append.
  * Returns 0 or DC_EIO (the previous sink is kept on failure). */
 int dc_log_set_access(const char *dest);
+/* Reopen the access log file at its path (after a rotation renamed it): the same descriptor then
+ * writes to the file now at the path. No-op for stdout, stderr and off. Main thread (like
+ * dc_log_set_access). Returns 0, or DC_EIO when the path cannot be opened (lines keep going to the
+ * file already open). */
+int dc_log_reopen(void);
 /* Non-zero when access lines are wanted (skip formatting work otherwise). */
 int dc_log_access_enabled(void);
 /* Write one already-formatted access line (a trailing newline is added). */

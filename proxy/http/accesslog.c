@@ -19,34 +19,187 @@
 #include "ratelimit/local.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+/* A bounded line under construction: appends past the end are dropped (the line is cut, never
+ * overrun). */
+typedef struct {
+    char *buf;
+    size_t cap, len;
+} line_t;
+
+static void put(line_t *l, const char *s, size_t n)
+{
+    if (l->len >= l->cap)
+        return;
+    if (n > l->cap - l->len)
+        n = l->cap - l->len;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void putf(line_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(line_t *l, const char *fmt, ...)
+{
+    if (l->len >= l->cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->buf + l->len, l->cap - l->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        l->len += (size_t)n < l->cap - l->len ? (size_t)n : l->cap - l->len - 1;
+}
+
+/* A JSON string body: quote, backslash, control bytes and bytes >= 0x7f as \u00XX (valid JSON from any
+ * bytes; a non-ASCII byte reads as its Latin-1 code point). */
+static void put_json(line_t *l, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            put(l, e, 2);
+        } else if (c < 0x20 || c >= 0x7f) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            put(l, e, 6);
+        } else {
+            put(l, (const char *)&c, 1);
+        }
+    }
+}
+
+/* A quoted field of the combined line: nginx's escaping (quote, backslash, control and bytes >= 0x7f
+ * as \xHH). */
+static void put_nginx(line_t *l, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f) {
+            char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            put(l, e, 4);
+        } else {
+            put(l, (const char *)&c, 1);
+        }
+    }
+}
+
+/* The client's traceparent when it has the W3C shape (version-traceid-parentid-flags, lowercase hex:
+ * 55 bytes for version 00, a longer future version with the same prefix); NULL otherwise, so nothing
+ * a client sends can break a line. */
+static const h2o_iovec_t *traceparent_of(h2o_req_t *req)
+{
+    ssize_t idx = h2o_find_header_by_str(&req->headers, H2O_STRLIT("traceparent"), -1);
+    if (idx < 0)
+        return NULL;
+    const h2o_iovec_t *v = &req->headers.entries[idx].value;
+    if (v->len < 55 || v->len > 128)
+        return NULL;
+    for (size_t i = 0; i < v->len; i++) {
+        char c = v->base[i];
+        bool dash = i == 2 || i == 35 || i == 52 || i == 55;
+        bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        if (dash ? c != '-' : !(hex || (i > 55 && c == '-')))
+            return NULL;
+    }
+    if (v->len != 55 && memcmp(v->base, "00", 2) == 0)
+        return NULL;
+    return v;
+}
+
+static const h2o_iovec_t *header_of(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t idx = h2o_find_header(&req->headers, token, -1);
+    return idx >= 0 ? &req->headers.entries[idx].value : NULL;
+}
+
 void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
 {
     if (!dc_log_access_enabled())
         return;
-    char ts[32];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     struct tm tm;
     gmtime_r(&now.tv_sec, &tm);
-    size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + tl, sizeof(ts) - tl, ".%03ldZ", now.tv_nsec / 1000000);
+    char ts[40];
+    int format = r->ctx.snap->cfg->log.format;
+    if (format == DC_LOG_FORMAT_COMBINED) {
+        strftime(ts, sizeof(ts), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+    } else {
+        size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(ts + tl, sizeof(ts) - tl, ".%03ldZ", now.tv_nsec / 1000000);
+    }
     double dur_ms = (double)(dc_now_mono_us() - r->start_us) / 1000.0;
-    int pathlen = (int)(req->input.path.len > 2048 ? 2048 : req->input.path.len);
-    char line[3072];
-    int n = snprintf(line, sizeof(line),
-                     "time=%s client=%s method=%.*s path=\"%.*s\" status=%d bytes=%zu dur_ms=%.3f up_ms=%.3f "
-                     "attempts=%u cache=%s rid=%s",
-                     ts, dc_request_client_ip(r), (int)req->input.method.len, req->input.method.base, pathlen,
-                     req->input.path.base, req->res.status, req->bytes_sent, dur_ms, (double)r->upstream_us / 1000.0,
-                     r->attempts, r->x_cache ? r->x_cache : "-", r->request_id);
-    if (n > 0 && (size_t)n < sizeof(line) && r->tier > 0 && r->ctx.up_rt != NULL && r->ctx.up_rt->ntiers > 1)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, " tier=%u", r->tier); /* which origin answered */
-    if (n > 0)
-        dc_log_access_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    size_t pathlen = req->input.path.len > 2048 ? 2048 : req->input.path.len;
+    int mlen = (int)(req->input.method.len > 32 ? 32 : req->input.method.len);
+    bool tiered = r->tier > 0 && r->ctx.up_rt != NULL && r->ctx.up_rt->ntiers > 1; /* which origin answered */
+    const h2o_iovec_t *tp = traceparent_of(req);
+    const char *cache = r->x_cache ? r->x_cache : "-";
+    char buf[4096];
+    line_t l = {buf, sizeof(buf), 0};
+    switch (format) {
+    case DC_LOG_FORMAT_JSON:
+        putf(&l, "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"", ts, dc_request_client_ip(r));
+        put_json(&l, req->input.method.base, (size_t)mlen);
+        put(&l, H2O_STRLIT("\",\"path\":\""));
+        put_json(&l, req->input.path.base, pathlen);
+        putf(&l,
+             "\",\"status\":%d,\"bytes\":%zu,\"dur_ms\":%.3f,\"up_ms\":%.3f,\"attempts\":%u,\"cache\":\"%s\","
+             "\"rid\":\"%s\"",
+             req->res.status, req->bytes_sent, dur_ms, (double)r->upstream_us / 1000.0, r->attempts, cache,
+             r->request_id);
+        if (tiered)
+            putf(&l, ",\"tier\":%u", r->tier);
+        if (tp != NULL)
+            putf(&l, ",\"traceparent\":\"%.*s\"", (int)tp->len, tp->base);
+        put(&l, "}", 1);
+        break;
+    case DC_LOG_FORMAT_COMBINED: {
+        const h2o_iovec_t *referer = header_of(req, H2O_TOKEN_REFERER);
+        const h2o_iovec_t *ua = header_of(req, H2O_TOKEN_USER_AGENT);
+        putf(&l, "%s - - [%s] \"", dc_request_client_ip(r), ts);
+        put_nginx(&l, req->input.method.base, (size_t)mlen);
+        put(&l, " ", 1);
+        put_nginx(&l, req->input.path.base, pathlen);
+        if (req->version >= 0x200)
+            putf(&l, " HTTP/%d\" ", req->version >> 8);
+        else
+            putf(&l, " HTTP/%d.%d\" ", req->version >> 8, req->version & 0xff);
+        putf(&l, "%d %zu \"", req->res.status, req->bytes_sent);
+        if (referer != NULL)
+            put_nginx(&l, referer->base, referer->len > 1024 ? 1024 : referer->len);
+        else
+            put(&l, "-", 1);
+        put(&l, H2O_STRLIT("\" \""));
+        if (ua != NULL)
+            put_nginx(&l, ua->base, ua->len > 1024 ? 1024 : ua->len);
+        else
+            put(&l, "-", 1);
+        putf(&l, "\" rid=%s cache=%s dur_ms=%.3f", r->request_id, cache, dur_ms);
+        if (tp != NULL)
+            putf(&l, " traceparent=%.*s", (int)tp->len, tp->base);
+        break;
+    }
+    default:
+        putf(&l,
+             "time=%s client=%s method=%.*s path=\"%.*s\" status=%d bytes=%zu dur_ms=%.3f up_ms=%.3f "
+             "attempts=%u cache=%s rid=%s",
+             ts, dc_request_client_ip(r), mlen, req->input.method.base, (int)pathlen, req->input.path.base,
+             req->res.status, req->bytes_sent, dur_ms, (double)r->upstream_us / 1000.0, r->attempts, cache,
+             r->request_id);
+        if (tiered)
+            putf(&l, " tier=%u", r->tier);
+        if (tp != NULL)
+            putf(&l, " traceparent=%.*s", (int)tp->len, tp->base);
+        break;
+    }
+    dc_log_access_line(buf, l.len);
 }

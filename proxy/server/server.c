@@ -52,7 +52,7 @@ struct dc_server {
     dc_limiter_t *limiter;
     dc_sse_t *sse;
     uv_loop_t *loop;
-    uv_signal_t sig_hup, sig_term, sig_int;
+    uv_signal_t sig_hup, sig_term, sig_int, sig_usr1;
     uv_timer_t drain_timer; /* the drain timeout, then the teardown's progress check */
     uv_timer_t trim_timer;  /* gives memory back after event-stream subscribers left */
     uv_async_t worker_exit_async;
@@ -169,6 +169,13 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
     s->ntls = cfg->tls.nlisten;
     s->plain_fds = dc_calloc(s->nworkers * (s->nplain ? s->nplain : 1), sizeof(int));
     s->tls_fds = dc_calloc(s->nworkers * (s->ntls ? s->ntls : 1), sizeof(int));
+    /* SO_REUSEPORT is for this process's workers only: an address anyone else holds stops start-up */
+    for (size_t i = 0; i < s->nplain; i++)
+        if (dc_listener_probe(&cfg->listen[i], err, errlen) != 0)
+            goto fail;
+    for (size_t i = 0; i < s->ntls; i++)
+        if (dc_listener_probe(&cfg->tls.listen[i], err, errlen) != 0)
+            goto fail;
     for (unsigned w = 0; w < s->nworkers; w++) {
         for (size_t i = 0; i < s->nplain; i++) {
             int fd = dc_listener_open(&cfg->listen[i], true, err, errlen);
@@ -187,6 +194,9 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
         s->admin_fd = dc_listener_open(&cfg->admin.listen, false, err, errlen);
         if (s->admin_fd < 0)
             goto fail;
+        if (cfg->admin.token == NULL || cfg->admin.token[0] == '\0') /* only on loopback (config) */
+            dc_log_warn("admin listener %s has no token: anyone on this host may POST /purge (set admin.token)",
+                        cfg->admin.listen.text);
     }
     if (s->ntls > 0 && (s->ssl_ctx = make_ssl_ctx(cfg, err, errlen)) == NULL)
         goto fail;
@@ -406,12 +416,16 @@ static void begin_drain(dc_server_t *s)
 static void on_signal(uv_signal_t *h, int signum)
 {
     dc_server_t *s = h->data;
-    if (signum == SIGHUP && s->finishing)
+    if (signum == SIGUSR1) {
+        dc_log_reopen(); /* log rotation: the access log file is reopened at its path */
+    } else if (signum == SIGHUP && s->finishing) {
         dc_log_warn("reload ignored: stopping");
-    else if (signum == SIGHUP)
+    } else if (signum == SIGHUP) {
         reload(s);
-    else
+        dc_log_reopen(); /* SIGHUP rotates too (also when the reload is rejected) */
+    } else {
         begin_drain(s);
+    }
 }
 
 /* ---- teardown of the main thread's loop ---- */
@@ -454,6 +468,7 @@ static void close_main_loop(dc_server_t *s)
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
+    uv_close((uv_handle_t *)&s->sig_usr1, NULL);
     uv_close((uv_handle_t *)&s->trim_timer, NULL);
     uv_close((uv_handle_t *)&s->worker_exit_async, NULL);
     uv_timer_start(&s->drain_timer, on_close_tick, 0, 10);
@@ -514,9 +529,9 @@ int dc_server_run(dc_server_t *s)
     uv_timer_init(s->loop, &s->trim_timer);
     uv_timer_start(&s->trim_timer, on_trim_timer, 1000, 1000);
     uv_unref((uv_handle_t *)&s->trim_timer);
-    uv_signal_t *sigs[] = {&s->sig_hup, &s->sig_term, &s->sig_int};
-    int signums[] = {SIGHUP, SIGTERM, SIGINT};
-    for (int i = 0; i < 3; i++) {
+    uv_signal_t *sigs[] = {&s->sig_hup, &s->sig_term, &s->sig_int, &s->sig_usr1};
+    int signums[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+    for (int i = 0; i < 4; i++) {
         uv_signal_init(s->loop, sigs[i]);
         sigs[i]->data = s;
         uv_signal_start(sigs[i], on_signal, signums[i]);

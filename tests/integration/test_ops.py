@@ -1,0 +1,308 @@
+"""Operating dexcache like nginx: log rotation signals, -t checks of the access log, safe defaults
+at start-up (listen address in use, admin without a token), the long options, YAML tab errors."""
+import os
+import signal
+import socket
+import subprocess
+
+import pytest
+import requests
+
+from dexcache import BIN, Dexcache, free_port, run_check, sanitizer_env, wait_for, workdir
+
+BASE = """
+listen: ["127.0.0.1:{port}"]
+workers: 2
+admin: {{ listen: "127.0.0.1:{admin_port}" }}
+log: {{ access: "{access_log}" }}
+upstreams:
+  jupiter: {{ url: "%(jup)s", timeout: 10s }}
+routes:
+  - {{ prefix: /jup, upstream: jupiter }}
+"""
+
+
+def cfg(fake):
+    return BASE % {"jup": fake.url("jup")}
+
+
+def lines(path):
+    try:
+        with open(path) as f:
+            return [l.rstrip("\n") for l in f if l.strip()]
+    except OSError:
+        return []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGHUP])
+def test_signal_reopens_access_log(fake, sig):
+    d = Dexcache(cfg(fake)).start()
+    try:
+        assert requests.get(d.url + "/jup/echo?n=1", timeout=10).status_code == 200
+        assert wait_for(lambda: len(d.access_lines()) == 1, timeout=10)
+        rotated = d.access_log + ".1"
+        os.rename(d.access_log, rotated)
+        # before the signal, lines still go to the renamed file (the open descriptor)
+        assert requests.get(d.url + "/jup/echo?n=2", timeout=10).status_code == 200
+        assert wait_for(lambda: len(lines(rotated)) == 2, timeout=10)
+        assert not os.path.exists(d.access_log)
+        d.signal(sig)
+        assert wait_for(lambda: os.path.exists(d.access_log), timeout=10), d.stderr()
+        assert requests.get(d.url + "/jup/echo?n=3", timeout=10).status_code == 200
+        assert wait_for(lambda: len(d.access_lines()) == 1, timeout=10)
+        assert "path=\"/jup/echo?n=3\"" in d.access_lines()[0]
+        assert len(lines(rotated)) == 2  # nothing more in the old file
+        assert d.proc.poll() is None  # alive (SIGUSR1 used to kill the process)
+        assert "access log %s reopened" % d.access_log in d.stderr()
+        assert d.stop() == 0
+    finally:
+        d.stop()
+
+
+def check_with_access(fake, access):
+    return run_check(cfg(fake).format(port=1234, admin_port=1235, access_log=access))
+
+
+def test_check_fails_on_access_log_in_missing_directory(fake):
+    missing = os.path.join(workdir(prefix="dexcache-ops-"), "no-such-dir", "access.log")
+    rc, out, path = check_with_access(fake, missing)
+    assert rc == 1, out
+    assert "c.yaml:5:16: log.access: expected stdout, stderr, off or a file that can be opened for append, " \
+        "found '%s' (directory %s: No such file or directory)" % (missing, os.path.dirname(missing)) in out, out
+    assert "test failed" in out and "test is successful" not in out
+    assert not os.path.exists(os.path.dirname(missing))  # -t created nothing
+
+
+def test_check_fails_on_access_log_that_is_a_directory(fake):
+    d = workdir(prefix="dexcache-ops-")
+    rc, out, path = check_with_access(fake, d)
+    assert rc == 1 and d in out and "a directory" in out, out
+
+
+def test_check_accepts_a_new_access_log_and_creates_nothing(fake):
+    log = os.path.join(workdir(prefix="dexcache-ops-"), "access.log")
+    rc, out, path = check_with_access(fake, log)
+    assert rc == 0 and "test is successful" in out, out
+    assert not os.path.exists(log)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and not os.access("/usr/bin/setpriv", os.X_OK), reason="needs setpriv")
+def test_check_fails_on_access_log_without_permission(fake):
+    """A directory the process may not write (checked as an unprivileged user: root writes anywhere)."""
+    d = workdir(prefix="dexcache-ops-")
+    locked = os.path.join(d, "locked")
+    os.mkdir(locked, 0o555)
+    os.chmod(d, 0o755)
+    conf = os.path.join(d, "c.yaml")
+    with open(conf, "w") as f:
+        f.write(cfg(fake).format(port=1234, admin_port=1235, access_log=os.path.join(locked, "access.log")))
+    os.chmod(conf, 0o644)
+    cmd = [BIN, "-t", "-c", conf]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out
+    assert "cannot create a file in %s: Permission denied" % locked in out, out
+
+
+def start_fails(d):
+    p = subprocess.run([BIN, "-c", d.config_path], capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+    return p.returncode, p.stderr
+
+
+def test_second_dexcache_on_the_listen_address_fails_startup(fake):
+    first = Dexcache(cfg(fake)).start()
+    try:
+        second = Dexcache(cfg(fake).replace("127.0.0.1:{port}", "127.0.0.1:%d" % first.port))
+        rc, err = start_fails(second)
+        assert rc == 1, err
+        assert ("listen 127.0.0.1:%d: bind: address already in use (another dexcache or another server "
+                "listens there)" % first.port) in err, err
+        # the first one keeps every request: nothing shares its port
+        for i in range(20):
+            assert requests.get(first.url + "/jup/echo?i=%d" % i, timeout=10).status_code == 200
+        assert wait_for(lambda: len(first.access_lines()) == 20, timeout=10)
+        assert first.proc.poll() is None
+    finally:
+        first.stop()
+
+
+def test_reuseport_listener_of_another_process_fails_startup(fake):
+    """Even a listener that itself set SO_REUSEPORT (as dexcache's own workers do) is no partner."""
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen(8)
+    port = other.getsockname()[1]
+    try:
+        d = Dexcache(cfg(fake).replace("127.0.0.1:{port}", "127.0.0.1:%d" % port))
+        rc, err = start_fails(d)
+        assert rc == 1 and "listen 127.0.0.1:%d: bind: address already in use" % port in err, err
+    finally:
+        other.close()
+
+
+def test_restart_on_the_same_address_after_stop(fake):
+    """The probe does not trip over the previous run's TIME_WAIT connections."""
+    first = Dexcache(cfg(fake)).start()
+    try:
+        assert requests.get(first.url + "/jup/echo", timeout=10).status_code == 200
+    finally:
+        assert first.stop() == 0
+    again = Dexcache(cfg(fake).replace("127.0.0.1:{port}", "127.0.0.1:%d" % first.port))
+    again.start()
+    try:
+        assert requests.get("http://127.0.0.1:%d/jup/echo" % first.port, timeout=10).status_code == 200
+    finally:
+        again.stop()
+
+
+OPEN_ADMIN = """listen: ["127.0.0.1:{port}"]
+admin:
+  listen: "{admin}"
+%(token)supstreams:
+  u: {{ url: "http://127.0.0.1:1" }}
+routes:
+  - {{ prefix: /u, upstream: u }}
+"""
+
+
+@pytest.mark.parametrize("addr", ["0.0.0.0:%d", "[::]:%d", "192.0.2.1:%d"])
+def test_admin_off_loopback_without_token_is_refused(addr):
+    admin = addr % free_port()
+    text = OPEN_ADMIN.format(port=free_port(), admin=admin) % {"token": ""}
+    rc, out, path = run_check(text)
+    assert rc == 1, out
+    assert ("c.yaml:3:11: admin.listen: expected a loopback address (127.0.0.1, ::1) while admin.token is unset, "
+            "found '%s' (POST /purge would be open to the network: set admin.token or listen on loopback)" % admin) in out
+    assert "test failed" in out
+    # an empty token is no token
+    rc, out, path = run_check(OPEN_ADMIN.format(port=free_port(), admin=admin) % {"token": '  token: ""\n'})
+    assert rc == 1 and "admin.listen: expected a loopback address" in out, out
+    # start-up refuses it too, before binding anything
+    p = subprocess.run([BIN, "-c", path], capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+    assert p.returncode == 1 and "admin.listen: expected a loopback address" in p.stderr, p.stderr
+
+
+def test_admin_off_loopback_with_token_and_loopback_without_are_accepted():
+    rc, out, _ = run_check(OPEN_ADMIN.format(port=free_port(), admin="0.0.0.0:%d" % free_port())
+                           % {"token": '  token: "s3cret"\n'})
+    assert rc == 0 and "test is successful" in out, out
+    for admin in ("127.0.0.1:%d", "127.0.0.2:%d", "[::1]:%d"):
+        rc, out, _ = run_check(OPEN_ADMIN.format(port=free_port(), admin=admin % free_port()) % {"token": ""})
+        assert rc == 0 and "test is successful" in out, (admin, out)
+
+
+def test_admin_loopback_without_token_warns_once_at_start(fake):
+    d = Dexcache(cfg(fake)).start()
+    try:
+        d.reload()
+        assert wait_for(lambda: "config reloaded" in d.stderr(), timeout=10), d.stderr()
+        warning = "admin listener 127.0.0.1:%d has no token: anyone on this host may POST /purge" % d.admin_port
+        assert d.stderr().count(warning) == 1, d.stderr()
+    finally:
+        d.stop()
+
+
+def test_long_options_work_like_short_ones(fake):
+    for short, long_ in (("-h", "--help"), ("-v", "--version")):
+        a = subprocess.run([BIN, short], capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+        b = subprocess.run([BIN, long_], capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+        assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+        assert a.stdout == b.stdout and b.stdout != ""
+    help_ = subprocess.run([BIN, "--help"], capture_output=True, text=True, env=sanitizer_env(), timeout=30).stdout
+    assert "  -h, --help " in help_ and "  -v, --version " in help_ and "SIGUSR1 reopens" in help_
+    assert subprocess.run([BIN, "--version"], capture_output=True, text=True, env=sanitizer_env(),
+                          timeout=30).stdout.startswith("dexcache ")
+    # --test and --config are the long -t and -c
+    rc, out, path = run_check(cfg(fake).format(port=1234, admin_port=1235, access_log="off"))
+    p = subprocess.run([BIN, "--test", "--config", path], capture_output=True, text=True, env=sanitizer_env(),
+                       timeout=30)
+    assert p.returncode == 0 and "test is successful" in p.stdout, p.stderr
+    p = subprocess.run([BIN, "--bogus"], capture_output=True, text=True, env=sanitizer_env(), timeout=30)
+    assert p.returncode == 1 and "unrecognized option '--bogus'" in p.stderr and p.stdout == ""
+
+
+TAB_MSG = "YAML syntax error: a tab character where YAML needs spaces (indent with spaces only; libyaml: "
+
+
+@pytest.mark.parametrize("text,where", [
+    ('listen: ["127.0.0.1:1"]\nserver:\n\tdrain_timeout: 1s\n', "c.yaml:3:1: "),
+    ('listen: ["127.0.0.1:1"]\nserver:\n  drain_timeout: 1s\n\t  x: 1\n', "c.yaml:4:1: "),
+    ('listen: ["127.0.0.1:1"]\nserver:\n    \tdrain_timeout: 1s\n', "c.yaml:3:5: "),
+])
+def test_yaml_tab_error_says_tab(text, where):
+    rc, out, path = run_check(text)
+    assert rc == 1, out
+    assert where + TAB_MSG in out, out
+
+
+def test_tabs_yaml_allows_are_no_error():
+    """A tab inside a quoted string, between flow items or before a comment is valid YAML."""
+    rc, out, path = run_check('listen: ["127.0.0.1:1"]\nnope: "a\tb"\nx: [1,\t2]\n')
+    assert rc == 1 and "tab" not in out and "nope: unknown key" in out, out
+
+
+TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+TS_ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+NUM = r"\d+\.\d{3}"
+
+
+def format_lines(fake, fmt, requests_):
+    d = Dexcache(cfg(fake).replace('log: {{ access: "{access_log}" }}',
+                                   'log: {{ access: "{access_log}", format: %s }}' % fmt)).start()
+    try:
+        for path, headers in requests_:
+            assert requests.get(d.url + path, headers=headers, timeout=10).status_code == 200
+        assert wait_for(lambda: len(d.access_lines()) == len(requests_), timeout=10)
+        return d.access_lines()
+    finally:
+        assert d.stop() == 0
+
+
+ASKS = [("/jup/echo?a=1", {"X-Request-Id": "rid-one", "traceparent": TP}),
+        ("/jup/echo?a=1", {"X-Request-Id": "rid-two"}),
+        ("/jup/echo?a=\"q\"", {"X-Request-Id": "rid-three", "traceparent": "00-bad\"x=1",
+                              "User-Agent": 'ua "quoted"\\', "Referer": "http://r.example/x"})]
+
+
+def test_access_format_kv(fake):
+    got = format_lines(fake, "kv", ASKS)
+    import re
+    base = r'time=%s client=127\.0\.0\.1 method=GET path="%s" status=200 bytes=\d+ dur_ms=%s up_ms=%s attempts=%s cache=%s rid=%s'
+    assert re.fullmatch(base % (TS_ISO, r"/jup/echo\?a=1", NUM, NUM, "1", "BYPASS", "rid-one") + " traceparent=" + TP, got[0]), got[0]
+    assert re.fullmatch(base % (TS_ISO, r"/jup/echo\?a=1", NUM, NUM, "1", "BYPASS", "rid-two"), got[1]), got[1]
+    assert "traceparent" not in got[2] and "rid=rid-three" in got[2]
+
+
+def test_access_format_json(fake):
+    import json
+    got = [json.loads(l) for l in format_lines(fake, "json", ASKS)]
+    keys = ["time", "client", "method", "path", "status", "bytes", "dur_ms", "up_ms", "attempts", "cache", "rid"]
+    assert list(got[0]) == keys + ["traceparent"] and got[0]["traceparent"] == TP
+    assert list(got[1]) == keys and list(got[2]) == keys
+    assert [(g["method"], g["path"], g["status"], g["cache"], g["rid"], g["attempts"]) for g in got] == [
+        ("GET", "/jup/echo?a=1", 200, "BYPASS", "rid-one", 1),
+        ("GET", "/jup/echo?a=1", 200, "BYPASS", "rid-two", 1),
+        ("GET", '/jup/echo?a=%22q%22', 200, "BYPASS", "rid-three", 1)]
+    assert all(g["client"] == "127.0.0.1" and isinstance(g["bytes"], int) and g["bytes"] > 0 for g in got)
+
+
+def test_access_format_combined(fake):
+    import re
+    got = format_lines(fake, "combined", ASKS)
+    ts = r"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\]"
+    ua = re.escape("python-requests/" + requests.__version__)
+    assert re.fullmatch(r'127\.0\.0\.1 - - %s "GET /jup/echo\?a=1 HTTP/1\.1" 200 \d+ "-" "%s" rid=rid-one cache=BYPASS '
+                        r'dur_ms=%s traceparent=%s' % (ts, ua, NUM, TP), got[0]), got[0]
+    assert re.fullmatch(r'127\.0\.0\.1 - - %s "GET /jup/echo\?a=1 HTTP/1\.1" 200 \d+ "-" "%s" rid=rid-two cache=BYPASS '
+                        r'dur_ms=%s' % (ts, ua, NUM), got[1]), got[1]
+    assert re.fullmatch(r'127\.0\.0\.1 - - %s "GET /jup/echo\?a=%%22q%%22 HTTP/1\.1" 200 \d+ "http://r\.example/x" '
+                        r'"ua \\x22quoted\\x22\\x5C" rid=rid-three cache=BYPASS dur_ms=%s' % (ts, NUM), got[2]), got[2]
+
+
+def test_access_format_is_checked(fake):
+    rc, out, _ = run_check(cfg(fake).format(port=1234, admin_port=1235, access_log="off")
+                           .replace('access: "off"', 'access: "off", format: xml'))
+    assert rc == 1 and "c.yaml:5:31: log.format: expected one of: kv, json, combined, found 'xml'" in out, out
