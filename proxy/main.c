@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <h2o/version.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,12 +51,27 @@ static int print_versions(const char *config_path)
     return 0;
 }
 
+/* Show the config's load warnings (see dc_config_t.warnings): on stderr for -t, else in the error log. */
+static void show_warnings(const dc_config_t *cfg, bool to_stderr)
+{
+    for (const char *w = cfg->warnings; w != NULL && *w != '\0';) {
+        const char *nl = strchr(w, '\n');
+        int len = nl != NULL ? (int)(nl - w) : (int)strlen(w);
+        if (to_stderr)
+            fprintf(stderr, "dexcache: %.*s\n", len, w);
+        else
+            dc_log_warn("%.*s", len, w);
+        w += len + (nl != NULL);
+    }
+}
+
 /* -t with a loaded config: every plugin is loaded and instantiated, so ABI and plugin config errors
  * fail the test too. Takes over cfg. */
 static int test_config(const char *config_path, dc_config_t *cfg)
 {
     char err[DC_CONFIG_ERRLEN];
     dc_plugin_set_t *set = NULL;
+    show_warnings(cfg, true);
     int rc = dc_plugin_set_build(cfg, cfg->workers, &set, err, sizeof(err));
     dc_config_release(cfg);
     if (rc != 0) {
@@ -93,6 +109,7 @@ static int run(const char *config_path, dc_config_t *cfg)
 {
     char err[DC_CONFIG_ERRLEN];
     dc_log_set_level((dc_log_level_t)cfg->log.level);
+    show_warnings(cfg, false);
     if (dc_log_set_access(cfg->log.access ? cfg->log.access : "stdout") != 0) {
         dc_config_release(cfg);
         return 1;

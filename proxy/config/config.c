@@ -23,6 +23,7 @@ static void config_free(dc_config_t *cfg)
 {
     dc__table_release(&dc__config_root_table, cfg);
     free(cfg->path);
+    free(cfg->warnings);
     cfg->magic = 0;
     free(cfg);
 }
@@ -30,12 +31,13 @@ static void config_free(dc_config_t *cfg)
 int dc_config_load_string(const char *name, const char *text, size_t len, dc_config_t **out, char *err, size_t errlen)
 {
     dc__ynode_t *root;
+    char *warnings = NULL;
     *out = NULL;
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (text == NULL && len == 0)
         text = "";
-    int rc = dc__ytree_parse(name, text, len, &root, err, errlen);
+    int rc = dc__ytree_parse(name, text, len, &root, &warnings, err, errlen);
     if (rc != 0)
         return rc;
     if (root == NULL || root->type != DC__YNODE_MAP) {
@@ -47,6 +49,7 @@ int dc_config_load_string(const char *name, const char *text, size_t len, dc_con
         rc = dc__config_fail_at(err, errlen, name, root != NULL ? root->line : 1, root != NULL ? root->col : 1, "",
                                 "expected a map of settings at the top level, found %s", found);
         dc__ytree_free(root);
+        free(warnings);
         return rc;
     }
 
@@ -54,6 +57,7 @@ int dc_config_load_string(const char *name, const char *text, size_t len, dc_con
     cfg->magic = DC_CONFIG_MAGIC;
     dc_refcount_init(&cfg->refcnt, 1);
     cfg->path = dc_strdup(name);
+    cfg->warnings = warnings;
     dc__cfg_ctx_t ctx = {.cfg = cfg, .file = name, .err = err, .errlen = errlen};
     rc = dc__table_parse(&ctx, &dc__config_root_table, root, cfg);
     dc__ytree_free(root);

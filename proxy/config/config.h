@@ -251,6 +251,9 @@ typedef struct dc_config {
     uint32_t magic;
     dc_refcount_t refcnt;
     char *path; /* file it came from (or the name given to load_string) */
+    /* "FILE:LINE:COL: warning: ..." lines, each ending in '\n', or NULL: what loaded but is likely a
+     * mistake (an unset ${NAME} without a default). Whoever loads the config shows them. */
+    char *warnings;
 
     dc_config_listen_t *listen; /* plain HTTP/1.1 + h2c listeners */
     size_t nlisten;

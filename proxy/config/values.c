@@ -266,7 +266,7 @@ static bool is_name_char(char c)
     return is_name_start(c) || (c >= '0' && c <= '9');
 }
 
-int dc__config_expand_env(const char *s, char **out, size_t *bad_off)
+int dc__config_expand_env(const char *s, char **out, size_t *bad_off, dc__config_unset_cb on_unset, void *ctx)
 {
     size_t cap = strlen(s) + 1, len = 0;
     char *buf = dc_malloc(cap);
@@ -307,6 +307,8 @@ int dc__config_expand_env(const char *s, char **out, size_t *bad_off)
             goto bad;
         char *var = dc_strndup(name, (size_t)(q - name));
         const char *val = getenv(var);
+        if (val == NULL && dflt == NULL && on_unset != NULL)
+            on_unset(ctx, var, (size_t)(p - s));
         free(var);
         if (dflt != NULL && (val == NULL || val[0] == '\0'))
             PUT(dflt, (size_t)(end - dflt));

@@ -19,8 +19,11 @@
  * becomes "". NAME is [A-Za-z_][A-Za-z0-9_]*; the default runs up to the first '}'.
  * Returns 0 with *out a heap string (caller frees), or DC_EINVAL with *bad_off at the offending
  * "${" (nothing allocated).
+ * on_unset (may be NULL) is called for each unset NAME written without a default, with the offset
+ * of its "${" in s (it may be called before a later DC_EINVAL).
  */
-int dc__config_expand_env(const char *s, char **out, size_t *bad_off);
+typedef void (*dc__config_unset_cb)(void *ctx, const char *name, size_t off);
+int dc__config_expand_env(const char *s, char **out, size_t *bad_off, dc__config_unset_cb on_unset, void *ctx);
 
 /* true/false/yes/no/on/off, any case. Returns 0 or DC_EINVAL. */
 int dc__config_parse_bool(const char *s, bool *out);

@@ -268,7 +268,34 @@ typedef struct builder {
     dc__ynode_t *root;
     dc__ynode_t *cur; /* innermost open container, NULL at document level */
     unsigned depth;
+    char *warnings; /* "FILE:LINE:COL: warning: ..." lines, each ending in '\n'; NULL when none */
+    size_t wlen;
 } builder_t;
+
+typedef struct unset_ctx {
+    builder_t *b;
+    const dc__ynode_t *n;
+    bool exact_col; /* a one-line plain scalar: offsets in raw are columns in the file */
+    int quote;      /* 1 when the scalar starts with a quote character */
+} unset_ctx_t;
+
+/* An unset ${NAME} without a default expands to "" silently in the shell; here it is a warning
+ * (a misspelled variable would otherwise run without, say, an API key). */
+static void on_unset(void *vctx, const char *name, size_t off)
+{
+    unset_ctx_t *u = vctx;
+    builder_t *b = u->b;
+    unsigned col = u->n->col + (u->exact_col ? (unsigned)off + (unsigned)u->quote : 0);
+    char line[512];
+    int n = snprintf(line, sizeof(line), "%s:%u:%u: warning: ${%.200s} is not set (empty)\n", b->file, u->n->line, col,
+                     name);
+    if (n <= 0)
+        return;
+    size_t l = strlen(line);
+    b->warnings = dc_realloc(b->warnings, b->wlen + l + 1);
+    memcpy(b->warnings + b->wlen, line, l + 1);
+    b->wlen += l;
+}
 
 static bool map_wants_key(const dc__ynode_t *map)
 {
@@ -357,7 +384,12 @@ static int on_scalar(builder_t *b, const yaml_event_t *ev)
         return 0;
     char *expanded;
     size_t bad;
-    if (dc__config_expand_env(n->raw, &expanded, &bad) != 0) {
+    bool simple = strchr(n->raw, '\n') == NULL && (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ||
+                                                   (strchr(n->raw, '\\') == NULL && strchr(n->raw, '\'') == NULL &&
+                                                    (ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+                                                     ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)));
+    unset_ctx_t uctx = {.b = b, .n = n, .exact_col = simple, .quote = plain ? 0 : 1};
+    if (dc__config_expand_env(n->raw, &expanded, &bad, on_unset, &uctx) != 0) {
         char found[128];
         dc__ynode_describe(n, found, sizeof(found));
         return fail_node(b->file, n, b->err, b->errlen, "expected ${NAME} or ${NAME:-default}, found %s", found);
@@ -443,7 +475,8 @@ static int syntax_error(builder_t *b, const yaml_parser_t *p, const char *text, 
     return dc__config_fail_at(b->err, b->errlen, b->file, line, col, "", "YAML syntax error: %s", problem);
 }
 
-int dc__ytree_parse(const char *file, const char *text, size_t len, dc__ynode_t **out, char *err, size_t errlen)
+int dc__ytree_parse(const char *file, const char *text, size_t len, dc__ynode_t **out, char **warnings, char *err,
+                    size_t errlen)
 {
     builder_t b = {.file = file, .err = err, .errlen = errlen};
     yaml_parser_t parser;
@@ -451,6 +484,8 @@ int dc__ytree_parse(const char *file, const char *text, size_t len, dc__ynode_t 
     bool done = false;
 
     *out = NULL;
+    if (warnings != NULL)
+        *warnings = NULL;
     if (!yaml_parser_initialize(&parser))
         dc_fatal("libyaml: cannot initialize parser");
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
@@ -496,8 +531,13 @@ int dc__ytree_parse(const char *file, const char *text, size_t len, dc__ynode_t 
     yaml_parser_delete(&parser);
     if (rc != 0) {
         node_free(b.root);
+        free(b.warnings);
         return rc;
     }
+    if (warnings != NULL)
+        *warnings = b.warnings;
+    else
+        free(b.warnings);
     *out = b.root;
     return 0;
 }

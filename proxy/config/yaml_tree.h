@@ -44,8 +44,13 @@ struct dc__ynode {
  * Parse `len` bytes of `text`. On success returns 0 and *out is the root node, or NULL when the
  * text holds no document at all. On failure returns DC_ECONFIG with one line in err:
  * "FILE:LINE:COL: [KEY: ]message". `file` names the input in messages.
+ * On success *warnings (when not NULL) is a heap string of "FILE:LINE:COL: warning: ..." lines,
+ * each ending in '\n' (an unset ${NAME} without a default), or NULL when there are none; the
+ * caller frees it. COL is the "${" itself in a one-line plain or simply quoted scalar, else the
+ * scalar's first character.
  */
-int dc__ytree_parse(const char *file, const char *text, size_t len, dc__ynode_t **out, char *err, size_t errlen);
+int dc__ytree_parse(const char *file, const char *text, size_t len, dc__ynode_t **out, char **warnings, char *err,
+                    size_t errlen);
 void dc__ytree_free(dc__ynode_t *root);
 
 /* A deep copy of `node` and its subtree that outlives the parsed tree: every node keeps its line,

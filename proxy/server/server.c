@@ -358,6 +358,12 @@ static void reload(dc_server_t *s)
         sd_notify(0, "READY=1\nSTATUS=reload rejected; running the previous config");
         return;
     }
+    for (const char *w = cfg->warnings; w != NULL && *w != '\0';) { /* as at start-up */
+        const char *nl = strchr(w, '\n');
+        int len = nl != NULL ? (int)(nl - w) : (int)strlen(w);
+        dc_log_warn("reload: %.*s", len, w);
+        w += len + (nl != NULL);
+    }
     /* new instances from the new config; any failure keeps the running config (and its instances) */
     dc_plugin_set_t *plugins = NULL;
     if (dc_plugin_set_build(cfg, s->nworkers, &plugins, err, sizeof(err)) != 0) {

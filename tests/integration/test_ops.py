@@ -306,3 +306,62 @@ def test_access_format_is_checked(fake):
     rc, out, _ = run_check(cfg(fake).format(port=1234, admin_port=1235, access_log="off")
                            .replace('access: "off"', 'access: "off", format: xml'))
     assert rc == 1 and "c.yaml:5:31: log.format: expected one of: kv, json, combined, found 'xml'" in out, out
+
+
+ENV_CFG = """listen: ["127.0.0.1:{port}"]
+admin: {{ listen: "127.0.0.1:{admin_port}", token: "t" }}
+log: {{ access: "{access_log}" }}
+upstreams:
+  jupiter:
+    url: "%(jup)s"
+    keys:
+      - ${{DC_OPS_UNSET_KEYY}}
+      - "k-${{DC_OPS_SET}}-${{DC_OPS_UNSET_TWO}}"
+      - ${{DC_OPS_UNSET_DEFAULT:-dflt}}
+      - $${{DC_OPS_LITERAL}}
+routes:
+  - {{ prefix: /jup, upstream: jupiter }}
+"""
+ENV_WARNINGS = ["%s:8:9: warning: ${DC_OPS_UNSET_KEYY} is not set (empty)",
+                "%s:9:26: warning: ${DC_OPS_UNSET_TWO} is not set (empty)"]
+
+
+def unset_env(monkeypatch):
+    for name in ("DC_OPS_UNSET_KEYY", "DC_OPS_UNSET_TWO", "DC_OPS_UNSET_DEFAULT", "DC_OPS_LITERAL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DC_OPS_SET", "set")
+
+
+def test_unset_env_var_without_default_warns_in_check(fake, monkeypatch):
+    """A misspelled ${VAR} used to run silently with an empty value: -t names file:line:col and the
+    variable (exit 0: it is valid YAML); a default, a set variable and $${ are no warning."""
+    unset_env(monkeypatch)
+    rc, out, path = run_check((ENV_CFG % {"jup": fake.url("jup")}).format(port=1234, admin_port=1235,
+                                                                          access_log="off"))
+    assert rc == 0 and "test is successful" in out, out
+    for w in ENV_WARNINGS:
+        assert out.count("dexcache: " + w % path) == 1, out
+    assert out.count("warning") == 2, out
+    assert "DC_OPS_SET" not in out and "DC_OPS_UNSET_DEFAULT" not in out and "LITERAL" not in out, out
+    # once set, no warning
+    monkeypatch.setenv("DC_OPS_UNSET_KEYY", "k")
+    monkeypatch.setenv("DC_OPS_UNSET_TWO", "")  # set but empty is set (the shell's ${X} too)
+    rc, out, path = run_check((ENV_CFG % {"jup": fake.url("jup")}).format(port=1234, admin_port=1235,
+                                                                          access_log="off"))
+    assert rc == 0 and "warning" not in out, out
+
+
+def test_unset_env_var_without_default_warns_at_start_and_reload(fake, monkeypatch):
+    unset_env(monkeypatch)
+    d = Dexcache(ENV_CFG % {"jup": fake.url("jup")}).start()
+    try:
+        err = d.stderr()
+        for w in ENV_WARNINGS:
+            assert err.count(w % d.config_path) == 1, err
+        d.reload()
+        assert wait_for(lambda: "config reloaded" in d.stderr(), timeout=10), d.stderr()
+        for w in ENV_WARNINGS:
+            assert d.stderr().count("reload: " + w % d.config_path) == 1, d.stderr()
+        assert d.proc.poll() is None
+    finally:
+        d.stop()

@@ -232,7 +232,7 @@ static void test_expand_env(void **state)
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         char *out = NULL;
         size_t bad = 0;
-        assert_int_equal(dc__config_expand_env(ok[i].in, &out, &bad), 0);
+        assert_int_equal(dc__config_expand_env(ok[i].in, &out, &bad, NULL, NULL), 0);
         assert_string_equal(out, ok[i].out);
         free(out);
     }
@@ -243,7 +243,7 @@ static void test_expand_env(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *out = NULL;
         size_t off = 99;
-        assert_int_equal(dc__config_expand_env(bad[i].in, &out, &off), DC_EINVAL);
+        assert_int_equal(dc__config_expand_env(bad[i].in, &out, &off, NULL, NULL), DC_EINVAL);
         assert_null(out);
         assert_int_equal(off, bad[i].off);
     }
