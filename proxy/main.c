@@ -21,10 +21,21 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+/* -c's default: a source checkout's conf/dexcache.yaml when the working directory has one (make run,
+ * the tests), else the installed config (DC_SYSCONFDIR is set by CMake, /etc/dexcache by default). */
+#define DC_CONFIG_LOCAL "conf/dexcache.yaml"
+#define DC_CONFIG_INSTALLED DC_SYSCONFDIR "/dexcache.yaml"
+
+static const char *default_config_path(void)
+{
+    return access(DC_CONFIG_LOCAL, F_OK) == 0 ? DC_CONFIG_LOCAL : DC_CONFIG_INSTALLED;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: dexcache [-c FILE] [-t] [-v] [-h]\n"
-                 "  -c, --config FILE  configuration file (default: conf/dexcache.yaml)\n"
+                 "  -c, --config FILE  configuration file (default: " DC_CONFIG_LOCAL " when it exists in the\n"
+                 "                     working directory, else " DC_CONFIG_INSTALLED ")\n"
                  "  -t, --test         check the configuration and exit (0 = valid, 1 = invalid); binds nothing\n"
                  "  -v, --version      print the version (and the plugins the configuration loads) and exit\n"
                  "  -h, --help         this help\n"
@@ -135,7 +146,7 @@ static int run(const char *config_path, dc_config_t *cfg)
 
 int main(int argc, char **argv)
 {
-    const char *config_path = "conf/dexcache.yaml";
+    const char *config_path = NULL;
     int test_only = 0, show_version = 0, opt;
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"test", no_argument, NULL, 't'},
@@ -165,6 +176,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
+    if (config_path == NULL)
+        config_path = default_config_path();
     if (show_version)
         return print_versions(config_path);
     char err[DC_CONFIG_ERRLEN];

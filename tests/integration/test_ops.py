@@ -365,3 +365,23 @@ def test_unset_env_var_without_default_warns_at_start_and_reload(fake, monkeypat
         assert d.proc.poll() is None
     finally:
         d.stop()
+
+
+def test_config_default_is_local_conf_else_installed(fake):
+    """-c defaults to conf/dexcache.yaml when the working directory has one (a checkout), else to the
+    installed /etc/dexcache/dexcache.yaml (DC_SYSCONFDIR); -h says so."""
+    help_ = subprocess.run([BIN, "-h"], capture_output=True, text=True, env=sanitizer_env(), timeout=30).stdout
+    assert "(default: conf/dexcache.yaml when it exists in the\n" in help_, help_
+    assert "working directory, else /etc/dexcache/dexcache.yaml)" in help_, help_
+    empty = workdir(prefix="dexcache-ops-")
+    p = subprocess.run([BIN, "-t"], capture_output=True, text=True, env=sanitizer_env(), timeout=30, cwd=empty)
+    assert "configuration file /etc/dexcache/dexcache.yaml test" in p.stdout + p.stderr, p.stderr
+    if not os.path.exists("/etc/dexcache/dexcache.yaml"):
+        assert p.returncode == 1 and "/etc/dexcache/dexcache.yaml: cannot read: No such file" in p.stderr, p.stderr
+    checkout = workdir(prefix="dexcache-ops-")
+    os.mkdir(os.path.join(checkout, "conf"))
+    with open(os.path.join(checkout, "conf", "dexcache.yaml"), "w") as f:
+        f.write(cfg(fake).format(port=1234, admin_port=1235, access_log="off"))
+    p = subprocess.run([BIN, "-t"], capture_output=True, text=True, env=sanitizer_env(), timeout=30, cwd=checkout)
+    assert p.returncode == 0 and "configuration file conf/dexcache.yaml test is successful" in p.stdout, p.stderr
+    assert "/etc/dexcache" not in p.stdout + p.stderr
