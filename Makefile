@@ -44,11 +44,13 @@ build-release-tests: deps
 	cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build-rel -j $(JOBS)
 
-# The daemon, the plugin ABI header and its pkg-config file (dexcache-plugin.pc) under PREFIX.
+# Under PREFIX (and DESTDIR when set): the daemon, man pages dexcache(8) and dexcache.yaml(5), the
+# plugin ABI header and its pkg-config file, the systemd unit, a logrotate file and a default
+# config (PREFIX/etc/dexcache/dexcache.yaml; -c defaults to /etc/dexcache/dexcache.yaml).
 PREFIX ?= /usr/local
 install: build
 	cmake -S . -B build -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
-	cmake --install build
+	DESTDIR=$(DESTDIR) cmake --install build
 
 run: build
 	./build/dexcache -c $(CONF)

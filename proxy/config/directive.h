@@ -129,5 +129,8 @@ void dc__directive_range(const dc__directive_t *d, char *buf, size_t len);
 
 /* Write conf/REFERENCE.md from the tables (reference.c). */
 void dc__config_write_reference(FILE *out);
+/* Write man/dexcache.yaml.5 and man/dexcache.8 from the same tables (man.c). */
+void dc__config_write_man5(FILE *out);
+void dc__config_write_man8(FILE *out);
 
 #endif

@@ -1,6 +1,7 @@
 """Operating dexcache like nginx: log rotation signals, -t checks of the access log, safe defaults
 at start-up (listen address in use, admin without a token), the long options, YAML tab errors."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -385,3 +386,67 @@ def test_config_default_is_local_conf_else_installed(fake):
     p = subprocess.run([BIN, "-t"], capture_output=True, text=True, env=sanitizer_env(), timeout=30, cwd=checkout)
     assert p.returncode == 0 and "configuration file conf/dexcache.yaml test is successful" in p.stdout, p.stderr
     assert "/etc/dexcache" not in p.stdout + p.stderr
+
+
+INSTALLED = ["bin/dexcache", "share/man/man8/dexcache.8", "share/man/man5/dexcache.yaml.5",
+             "lib/systemd/system/dexcache.service", "etc/logrotate.d/dexcache", "etc/dexcache/dexcache.yaml",
+             "include/dexcache/plugin.h", "lib/pkgconfig/dexcache-plugin.pc"]
+
+
+def render_man(page):
+    """(tool, exit code, text, warnings) from man -l with every groff warning on (-ww; man's
+    --warnings=all would turn them all off) or, without man, groff -man."""
+    import shutil
+    env = dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="0", LC_ALL="C.UTF-8")
+    if shutil.which("man"):
+        p = subprocess.run(["man", "--warnings=w", "-l", page], capture_output=True, text=True, env=env,
+                           timeout=60)
+        return "man", p.returncode, p.stdout, p.stderr
+    if shutil.which("groff"):
+        p = subprocess.run(["groff", "-man", "-Tutf8", "-ww", page], capture_output=True, text=True, env=env,
+                           timeout=60)
+        return "groff", p.returncode, p.stdout, p.stderr
+    pytest.skip("neither man nor groff is installed")
+
+
+def test_cmake_install_honours_prefix_and_destdir():
+    """cmake --install with --prefix and DESTDIR installs exactly the operable set, nothing outside
+    DESTDIR/PREFIX; the man pages render without a warning; logrotate signals SIGUSR1."""
+    build = os.path.dirname(BIN)
+    if not os.path.exists(os.path.join(build, "CMakeCache.txt")):
+        pytest.skip("DEXCACHE_BIN is not in a CMake build directory")
+    dest = workdir(prefix="dexcache-install-")
+    prefix = "/opt/dexcache-test"
+    env = dict(os.environ, DESTDIR=dest)
+    p = subprocess.run(["cmake", "--install", build, "--prefix", prefix], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    found = sorted(os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest) for f in fs)
+    assert found == sorted("opt/dexcache-test/" + f for f in INSTALLED), found
+    root = os.path.join(dest, "opt/dexcache-test")
+    assert os.access(os.path.join(root, "bin/dexcache"), os.X_OK)
+    with open(os.path.join(root, "etc/logrotate.d/dexcache")) as f:
+        rot = f.read()
+    assert "/var/log/dexcache/*.log {" in rot and "--signal=SIGUSR1 dexcache.service" in rot, rot
+    assert "\tcopytruncate" not in rot
+    with open(os.path.join(root, "etc/dexcache/dexcache.yaml")) as f:
+        conf = f.read()
+    assert "log: { access: /var/log/dexcache/access.log," in conf, conf
+    # the installed config is valid apart from the log directory systemd creates (LogsDirectory=)
+    rc, out, _ = run_check(conf.replace("/var/log/dexcache/access.log", "off"))
+    assert rc == 0, out
+    with open(os.path.join(root, "lib/systemd/system/dexcache.service")) as f:
+        assert "-c /etc/dexcache/dexcache.yaml" in f.read()
+    for page, title in (("share/man/man8/dexcache.8", "DEXCACHE(8)"),
+                        ("share/man/man5/dexcache.yaml.5", "DEXCACHE.YAML(5)")):
+        tool, rc, text, warnings = render_man(os.path.join(root, page))
+        assert rc == 0 and warnings == "", (tool, warnings)
+        assert text.startswith(title) or text.lstrip().startswith(title), text[:200]
+    _, _, text, _ = render_man(os.path.join(root, "share/man/man5/dexcache.yaml.5"))
+    text = re.sub(".\b", "", text)  # overstrike bold/underline when not on a terminal
+    # every top-level key of the reference is in the page
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf", "REFERENCE.md")) as f:
+        keys = [l[5:-1] for l in f.read().splitlines() if l.startswith("### `")]
+    assert len(keys) > 5
+    for k in keys:
+        assert "\n   %s\n" % k in text, k

@@ -990,18 +990,20 @@ static void test_bad_config(void **state)
 
 /* ---- conf/REFERENCE.md ---------------------------------------------------------------------------- */
 
-static void test_reference_up_to_date(void **state)
+/* Compare the committed file SRC/relpath with what `write` generates (DC_UPDATE_REFERENCE=1
+ * rewrites it first). */
+static void check_generated(const char *relpath, void (*write)(FILE *))
 {
     char *generated = NULL;
     size_t glen = 0;
     FILE *mem = open_memstream(&generated, &glen);
     assert_non_null(mem);
-    dc__config_write_reference(mem);
+    write(mem);
     fclose(mem);
 
     char path[1024];
     const char *src = getenv("DC_SOURCE_DIR");
-    snprintf(path, sizeof(path), "%s/conf/REFERENCE.md", src != NULL ? src : ".");
+    snprintf(path, sizeof(path), "%s/%s", src != NULL ? src : ".", relpath);
     const char *update = getenv("DC_UPDATE_REFERENCE");
     if (update != NULL && strcmp(update, "1") == 0) {
         FILE *f = fopen(path, "w");
@@ -1026,6 +1028,20 @@ static void test_reference_up_to_date(void **state)
         fail_msg("%s is out of date with proxy/config/tables.c; regenerate with DC_UPDATE_REFERENCE=1", path);
 }
 
+static void test_reference_up_to_date(void **state)
+{
+    (void)state;
+    check_generated("conf/REFERENCE.md", dc__config_write_reference);
+}
+
+/* man/dexcache.yaml.5 and man/dexcache.8 come from the same tables as conf/REFERENCE.md. */
+static void test_man_pages_up_to_date(void **state)
+{
+    (void)state;
+    check_generated("man/dexcache.yaml.5", dc__config_write_man5);
+    check_generated("man/dexcache.8", dc__config_write_man8);
+}
+
 int main(void)
 {
     const struct CMUnitTest fixed[] = {
@@ -1044,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_small_error_buffer),
         cmocka_unit_test(test_reference_up_to_date),
+        cmocka_unit_test(test_man_pages_up_to_date),
     };
     size_t nfixed = sizeof(fixed) / sizeof(fixed[0]), nbad = sizeof(bad_cases) / sizeof(bad_cases[0]);
     /* one named test per bad config, so a failure names the case */
