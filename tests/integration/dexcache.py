@@ -125,6 +125,9 @@ class Dexcache:
         return "http://127.0.0.1:%d" % self.admin_port
 
     def start(self, timeout=20, wait=True):
+        # a second start would leave the first process running, unowned (`with Dexcache(...)`
+        # already starts it)
+        assert self.proc is None, "this Dexcache is already started"
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([BIN, "-c", self.config_path], stdout=subprocess.DEVNULL,
                                      stderr=self._stderr, env=self.env)

@@ -49,7 +49,6 @@ def stored(d, path):
 
 def test_unsafe_methods_invalidate_the_target_uri(fake, origin):
     with Dexcache(conf(fake)) as d:
-        d.start()
         for i, method in enumerate(("POST", "PUT", "DELETE", "PATCH")):
             path = "/jup/respond?b=%d&a=1" % i
             stored(d, path)
@@ -64,7 +63,6 @@ def test_unsafe_methods_invalidate_the_target_uri(fake, origin):
 
 def test_failed_or_safe_requests_invalidate_nothing(fake, origin):
     with Dexcache(conf(fake)) as d:
-        d.start()
         stored(d, "/jup/respond?k=1")
         origin.add_rule("route=/respond,method=POST,status=503")
         assert requests.post(d.url + "/jup/respond?k=1", data=b"{}", timeout=15).status_code == 503
@@ -78,7 +76,6 @@ def test_failed_or_safe_requests_invalidate_nothing(fake, origin):
 
 def test_location_and_content_location_on_the_same_route(fake, origin):
     with Dexcache(conf(fake)) as d:
-        d.start()
         for p in ("/jup/respond?id=5", "/jup/respond?id=6", "/jup/respond?id=7", "/jup/respond?id=8",
                   "/other/respond?id=9"):
             stored(d, p)

@@ -85,7 +85,6 @@ def test_tier1_refused_tier2_answers(fo):
     Cache-Status and the access log name tier 2; tier 1 saw nothing."""
     fo.refuse("jup_a", 20000)
     with Dexcache(config(fo)) as d:
-        d.start()
         t0 = time.monotonic()
         r = requests.get(d.url + "/jup/price/v3?ids=A", headers={"X-Request-Id": "tier-refused-1"}, timeout=10)
         took = time.monotonic() - t0
@@ -110,7 +109,6 @@ def test_attempt_timeout_moves_down(fo):
     """Tier 1 never answers: after attempt_timeout the request moves to tier 2, well before `timeout`."""
     fo.add_rule({"profile": "jup_a", "route": "*", "timeout": True})
     with Dexcache(config(fo, attempt_timeout="300ms")) as d:
-        d.start()
         t0 = time.monotonic()
         r = requests.get(d.url + "/jup/price/v3?ids=T", timeout=10)
         took = time.monotonic() - t0
@@ -127,7 +125,6 @@ def test_tier1_error_answer_moves_down(fo, rule, label):
     rule = dict(rule, profile="jup_a", route="*")
     fo.add_rule(rule)
     with Dexcache(config(fo)) as d:
-        d.start()
         r = requests.get(d.url + "/jup/price/v3?ids=E" + label, timeout=10)
         assert r.status_code == 200
         assert r.headers["cache-status"] == "dexcache; fwd=miss; stored; detail=tier-2"
@@ -142,7 +139,6 @@ def test_breaker_skips_tier1_then_probe_closes(fo):
     the half-open probe, which tier 1 (recovered) answers; then it is tier 1 again."""
     fo.add_rule({"profile": "jup_a", "route": "*", "status": 503})
     with Dexcache(config(fo, failures=3)) as d:
-        d.start()
         for i in range(3):
             r = requests.get(d.url + "/jup/price/v3?ids=B%d" % i, timeout=10)
             assert r.status_code == 200 and "detail=tier-2" in r.headers["cache-status"]
@@ -198,7 +194,6 @@ def test_retry_budget_caps_full_outage(fo, budget):
     n = nthreads * per_thread
     percent, min_conc = (100, 100000) if budget == "off" else (20, 1)
     with Dexcache(config(fo, retries=2, percent=percent, min_conc=min_conc)) as d:
-        d.start()
         codes = outage_load(d, nthreads, per_thread, "O")
         assert sum(codes.values()) == n and set(codes) == {503}, codes
         a, b = totals(fo)
@@ -217,7 +212,6 @@ def test_cordon_and_uncordon(fo):
     """A cordoned tier 1 takes nothing (tier 2 answers); uncordoned, it answers again. The call needs
     the admin token and names an existing upstream and tier."""
     with Dexcache(config(fo)) as d:
-        d.start()
         assert admin_post(d, "/upstreams/jupiter/tiers/1/cordon", token=None)[0] == 401
         assert admin_post(d, "/upstreams/jupiter/tiers/3/cordon")[0] == 404
         assert admin_post(d, "/upstreams/nope/tiers/1/cordon")[0] == 404
@@ -248,7 +242,6 @@ def test_pass_through_post_not_failed_over_once_sent(fo):
     connection tier 1 refused (nothing sent) does go to tier 2."""
     fo.add_rule({"profile": "jup_a", "route": "/swap/*", "status": 503})
     with Dexcache(config(fo, retries=2)) as d:
-        d.start()
         r = requests.post(d.url + "/jup/swap/v1/swap", data=b'{"quoteResponse":{}}',
                           headers={"Content-Type": "application/json"}, timeout=10)
         assert r.status_code == 503
