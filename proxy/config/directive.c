@@ -72,6 +72,35 @@ void dc__directive_range(const dc__directive_t *d, char *buf, size_t len)
         snprintf(buf, len, "%s..%s", lo, hi);
 }
 
+bool dc__directive_is_collection(const dc__directive_t *d)
+{
+    return d->type == DC__T_MAP || d->type == DC__T_MAPLIST || d->type == DC__T_NAMEDMAP || d->type == DC__T_STRLIST ||
+           d->type == DC__T_LISTENS || d->type == DC__T_RATES;
+}
+
+void dc__directive_walk(FILE *out, const dc__table_t *t, const char *prefix, dc__directive_row_cb row)
+{
+    for (size_t i = 0; i < t->nrows; i++) {
+        const dc__directive_t *d = &t->rows[i];
+        char key[256], range[64];
+        snprintf(key, sizeof(key), "%s%s", prefix, d->name);
+        dc__directive_range(d, range, sizeof(range));
+        if (d->type == DC__T_MAPLIST && d->min > 0)
+            snprintf(range, sizeof(range), ">= %llu item%s", (unsigned long long)d->min, d->min == 1 ? "" : "s");
+        row(out, d, key, range);
+        if (d->sub == NULL)
+            continue;
+        char sub[sizeof(key) + 16];
+        if (d->type == DC__T_MAPLIST)
+            snprintf(sub, sizeof(sub), "%s[].", key);
+        else if (d->type == DC__T_NAMEDMAP)
+            snprintf(sub, sizeof(sub), "%s.<name>.", key);
+        else
+            snprintf(sub, sizeof(sub), "%s.", key);
+        dc__directive_walk(out, d->sub, sub, row);
+    }
+}
+
 static void append_enum_names(const dc__directive_t *d, char *buf, size_t len)
 {
     size_t pos = strlen(buf);

@@ -127,6 +127,14 @@ void dc__directive_expect(const dc__directive_t *d, bool with_range, char *buf, 
 const char *dc__directive_type_name(const dc__directive_t *d);
 void dc__directive_range(const dc__directive_t *d, char *buf, size_t len);
 
+/* A row whose absence means "none of these" rather than a missing value (maps, lists). */
+bool dc__directive_is_collection(const dc__directive_t *d);
+/* Every row of `t` and of its sub-tables, depth first, with its full key ("routes[].cache[].ttl",
+ * "upstreams.<name>.url") and its range as the reference prints it: the one walk behind
+ * REFERENCE.md and the man pages. */
+typedef void (*dc__directive_row_cb)(FILE *out, const dc__directive_t *d, const char *key, const char *range);
+void dc__directive_walk(FILE *out, const dc__table_t *t, const char *prefix, dc__directive_row_cb row);
+
 /* Write conf/REFERENCE.md from the tables (reference.c). */
 void dc__config_write_reference(FILE *out);
 /* Write man/dexcache.yaml.5 and man/dexcache.8 from the same tables (man.c). */

@@ -57,47 +57,28 @@ static void man_default(FILE *out, const dc__directive_t *d)
         fputs("default \\fB", out);
         man_text(out, d->dflt, false);
         fputs("\\fR", out);
-    } else if (d->type == DC__T_MAP || d->type == DC__T_MAPLIST || d->type == DC__T_NAMEDMAP ||
-               d->type == DC__T_STRLIST || d->type == DC__T_LISTENS || d->type == DC__T_RATES) {
+    } else if (dc__directive_is_collection(d)) {
         fputs("absent by default", out);
     } else {
         fputs("no default", out);
     }
 }
 
-static void man_rows(FILE *out, const dc__table_t *t, const char *prefix)
+static void man_row(FILE *out, const dc__directive_t *d, const char *key, const char *range)
 {
-    for (size_t i = 0; i < t->nrows; i++) {
-        const dc__directive_t *d = &t->rows[i];
-        char key[256], range[64];
-        snprintf(key, sizeof(key), "%s%s", prefix, d->name);
-        dc__directive_range(d, range, sizeof(range));
-        if (d->type == DC__T_MAPLIST && d->min > 0)
-            snprintf(range, sizeof(range), ">= %llu item%s", (unsigned long long)d->min, d->min == 1 ? "" : "s");
-        fputs(".TP\n.B ", out);
-        man_text(out, key, false);
-        fputc('\n', out);
-        man_type(out, d);
-        fputs("; ", out);
-        man_default(out, d);
-        if (range[0] != '\0') {
-            fputs("; range ", out);
-            man_text(out, range, false);
-        }
-        fputs(".\n.br\n", out);
-        man_text(out, d->doc, true);
-        fputc('\n', out);
-        if (d->sub == NULL)
-            continue;
-        char sub[sizeof(key) + 16];
-        if (d->type == DC__T_MAPLIST)
-            snprintf(sub, sizeof(sub), "%s[].", key);
-        else if (d->type == DC__T_NAMEDMAP)
-            snprintf(sub, sizeof(sub), "%s.<name>.", key);
-        else
-            snprintf(sub, sizeof(sub), "%s.", key);
-        man_rows(out, d->sub, sub);
+    fputs(".TP\n.B ", out);
+    man_text(out, key, false);
+    fputc('\n', out);
+    man_type(out, d);
+    fputs("; ", out);
+    man_default(out, d);
+    if (range[0] != '\0') {
+        fputs("; range ", out);
+        man_text(out, range, false);
     }
+    fputs(".\n.br\n", out);
+    man_text(out, d->doc, true);
+    fputc('\n', out);
 }
 
 void dc__config_write_man5(FILE *out)
@@ -140,7 +121,7 @@ void dc__config_write_man5(FILE *out)
         fputs(".SS ", out);
         man_text(out, d->name, false);
         fputc('\n', out);
-        man_rows(out, &one, "");
+        dc__directive_walk(out, &one, "", man_row);
     }
     fputs(".SH FILES\n"
           ".TP\n.I /etc/dexcache/dexcache.yaml\n"

@@ -171,42 +171,23 @@ static void write_default(FILE *out, const dc__directive_t *d)
         fprintf(out, "= %s", d->dflt_doc);
     else if (d->dflt != NULL)
         fprintf(out, "`%s`", d->dflt);
-    else if (d->type == DC__T_MAP || d->type == DC__T_MAPLIST || d->type == DC__T_NAMEDMAP ||
-             d->type == DC__T_STRLIST || d->type == DC__T_LISTENS || d->type == DC__T_RATES)
+    else if (dc__directive_is_collection(d))
         fputs("absent", out);
     else
         fputs("none", out);
 }
 
-static void write_rows(FILE *out, const dc__table_t *t, const char *prefix)
+static void write_row(FILE *out, const dc__directive_t *d, const char *key, const char *range)
 {
-    for (size_t i = 0; i < t->nrows; i++) {
-        const dc__directive_t *d = &t->rows[i];
-        char key[256], range[64];
-        snprintf(key, sizeof(key), "%s%s", prefix, d->name);
-        dc__directive_range(d, range, sizeof(range));
-        if (d->type == DC__T_MAPLIST && d->min > 0)
-            snprintf(range, sizeof(range), ">= %llu item%s", (unsigned long long)d->min, d->min == 1 ? "" : "s");
-        fprintf(out, "| `%s` | ", key);
-        write_type(out, d);
-        fputs(" | ", out);
-        write_default(out, d);
-        fputs(" | ", out);
-        md_text(out, range);
-        fputs(" | ", out);
-        md_text(out, d->doc);
-        fputs(" |\n", out);
-        if (d->sub == NULL)
-            continue;
-        char sub[sizeof(key) + 16];
-        if (d->type == DC__T_MAPLIST)
-            snprintf(sub, sizeof(sub), "%s[].", key);
-        else if (d->type == DC__T_NAMEDMAP)
-            snprintf(sub, sizeof(sub), "%s.<name>.", key);
-        else
-            snprintf(sub, sizeof(sub), "%s.", key);
-        write_rows(out, d->sub, sub);
-    }
+    fprintf(out, "| `%s` | ", key);
+    write_type(out, d);
+    fputs(" | ", out);
+    write_default(out, d);
+    fputs(" | ", out);
+    md_text(out, range);
+    fputs(" | ", out);
+    md_text(out, d->doc);
+    fputs(" |\n", out);
 }
 
 void dc__config_write_reference(FILE *out)
@@ -219,7 +200,7 @@ void dc__config_write_reference(FILE *out)
         dc__table_t one = {.rows = d, .nrows = 1};
         fprintf(out, "\n### `%s`\n\n", d->name);
         fputs("| key | type | default | range | description |\n|---|---|---|---|---|\n", out);
-        write_rows(out, &one, "");
+        dc__directive_walk(out, &one, "", write_row);
     }
     fputs(caching_storage, out);
     fputs(validators_doc, out);
