@@ -134,7 +134,7 @@ static const char *const validators_doc =
     "  stored body depends on them) and hop-by-hop fields. A 304 whose ETag does not match the stored one\n"
     "  (strong comparison for a strong tag, weak for a weak one), or whose Last-Modified differs, updates\n"
     "  nothing (RFC 9111 4.3.4): dexcache asks the origin again without validators and stores the new\n"
-    "  answer. A 304 with neither validator confirms the ones dexcache sent. dexcache always fetches with\n"
+    "  answer; so does a 304 with neither validator when the stored entry has one. dexcache always fetches with\n"
     "  GET (a HEAD from a client fills the GET entry), so no upstream HEAD answer ever refreshes an entry.\n";
 
 static void md_text(FILE *out, const char *s)
