@@ -358,7 +358,7 @@ static void chunk_start(chunk_t *c)
         return;
     }
     dc_fill_target_t t = {key, key_len, hash, url, NULL};
-    dc_fill_fetch_as_waiter(&c->ctx, &t, NULL, &c->waiter);
+    dc_fill_fetch_as_waiter(&c->ctx, &t, NULL, &c->waiter, false);
     free(key);
     free(url);
 }

@@ -66,7 +66,8 @@ static dc_cache_entry_t *adopt_l2_value(dc_request_t *r, const char *value, size
  * still exists) when the other leader announces the end of its fill, and also polls, in case the
  * notice is lost, until the entry appears in L2 (then it and its local waiters are served from it),
  * the lock vanishes without an entry (the other leader died, or its answer was not shareable: take
- * the lock and fetch), or its deadline passes (fetch anyway).
+ * the lock and fetch), or its deadline passes (fetch anyway). The leader is a request (its miss), or
+ * nobody: a fetch for waiters only (a view's source, dc__http_lead_shared_fill).
  */
 
 /* Heap copies of a request's upstream header lines, for work that outlives the request. */
@@ -93,7 +94,13 @@ typedef struct fleet_wait {
     dc_fleet_watch_t watch; /* notices from the other leader */
     bool busy;              /* a lock or peek round trip is in flight */
     bool look_again;        /* a notice came while busy */
-    dc_request_t *r;        /* a reference; r->req may become NULL if the client leaves */
+    dc_request_t *r;        /* the leading request (a reference; r->req NULL once its client left) or NULL */
+    dc_route_ctx_t ctx;     /* r's context or the waiters' (a copy holding its own snapshot reference) */
+    const char *key;        /* r's own key (dc_request_own_key), or (no r) owned_key */
+    char *owned_key;
+    size_t key_len;
+    uint64_t hash;
+    dc_cache_entry_t *owned_stale; /* no r: the copy to fall back on (owned); with r it is r->stale */
     dc_flight_t *flight;
     char *url;
     char **headers;
@@ -101,20 +108,32 @@ typedef struct fleet_wait {
     uint64_t interval_ms;
 } fleet_wait_t;
 
+static dc_cache_entry_t **fleet_wait_stale(fleet_wait_t *fw)
+{
+    return fw->r != NULL ? &fw->r->stale : &fw->owned_stale;
+}
+
 static void fleet_wait_done(fleet_wait_t *fw)
 {
-    dc_fleet_unwatch(fw->r->ctx.worker->fleet, &fw->watch);
+    dc_fleet_unwatch(fw->ctx.worker->fleet, &fw->watch);
     free_headers(fw->headers);
     free(fw->url);
-    dc_request_unref(fw->r);
+    free(fw->owned_key);
+    dc_cache_entry_release(fw->owned_stale);
+    dc_snapshot_release(fw->ctx.snap);
+    if (fw->r != NULL)
+        dc_request_unref(fw->r);
     uv_close((uv_handle_t *)&fw->timer, (uv_close_cb)free);
 }
 
 static void fleet_wait_fetch(fleet_wait_t *fw, bool lock)
 {
     dc_request_t *r = fw->r;
-    dc_fill_target_t t = {r->key, r->key_len, r->hash, fw->url, (const char *const *)fw->headers};
-    dc_fill_start(r->req != NULL ? r : NULL, &r->ctx, &t, fw->flight, r->stale, lock);
+    dc_fill_target_t t = {fw->key, fw->key_len, fw->hash, fw->url, (const char *const *)fw->headers};
+    if (r != NULL)
+        dc_fill_start(r->req != NULL ? r : NULL, &fw->ctx, &t, fw->flight, r->stale, lock);
+    else
+        dc_fill_start_shared(&fw->ctx, &t, fw->flight, fw->owned_stale, lock);
     fleet_wait_done(fw);
 }
 
@@ -132,7 +151,7 @@ static void fleet_wait_next(fleet_wait_t *fw)
 static void on_fleet_notice(dc_fleet_watch_t *w)
 {
     fleet_wait_t *fw = (fleet_wait_t *)((char *)w - offsetof(fleet_wait_t, watch));
-    dc_fleet_watch(fw->r->ctx.worker->fleet, &fw->watch); /* keep listening until done */
+    dc_fleet_watch(fw->ctx.worker->fleet, &fw->watch); /* keep listening until done */
     if (fw->busy) {
         fw->look_again = true;
         return;
@@ -146,8 +165,8 @@ static void fleet_wait_serve(fleet_wait_t *fw, dc_cache_entry_t *e)
 {
     dc_request_t *r = fw->r;
     dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY, .entry = e};
-    dc_inflight_finish(r->ctx.worker->inflight, fw->flight, &res); /* local waiters */
-    if (r->req != NULL) {
+    dc_inflight_finish(fw->ctx.worker->inflight, fw->flight, &res); /* local waiters */
+    if (r != NULL && r->req != NULL) {
         dc_counter_add(&r->ctx.worker->metrics.cache_collapsed[r->ctx.route_metric], 1);
         dc_counter_add(&r->ctx.worker->metrics.cache_hits[r->ctx.route_metric], 1);
         dc_serve_entry(r, e, "HIT", "dexcache; hit; collapsed; detail=fleet");
@@ -161,16 +180,17 @@ static void fleet_wait_serve(fleet_wait_t *fw, dc_cache_entry_t *e)
  * fetch fails: it becomes the stale fallback when we had none, or a newer one). NULL = keep going. */
 static dc_cache_entry_t *fleet_wait_adopt(fleet_wait_t *fw, const char *value, size_t len)
 {
-    dc_request_t *r = fw->r;
-    dc_cache_entry_t *e = adopt_l2_value(r, value, len);
+    dc_cache_entry_t *e = adopt_l2(fw->ctx.worker, fw->key, fw->key_len, fw->ctx.route_metric, value, len);
     if (e == NULL)
         return NULL;
     uint64_t now = dc_now_wall_ms();
-    if (dc_cache_entry_freshness(e, r->client_revalidate, now) == DC_FRESH)
+    bool client_revalidate = fw->r != NULL && fw->r->client_revalidate;
+    if (dc_cache_entry_freshness(e, client_revalidate, now) == DC_FRESH)
         return e;
-    if (dc_cache_entry_stale_usable(e, now) && (r->stale == NULL || r->stale->stored_at_ms < e->stored_at_ms)) {
-        dc_cache_entry_release(r->stale);
-        r->stale = e;
+    dc_cache_entry_t **stale = fleet_wait_stale(fw);
+    if (dc_cache_entry_stale_usable(e, now) && (*stale == NULL || (*stale)->stored_at_ms < e->stored_at_ms)) {
+        dc_cache_entry_release(*stale);
+        *stale = e;
         return NULL;
     }
     dc_cache_entry_release(e);
@@ -180,12 +200,11 @@ static dc_cache_entry_t *fleet_wait_adopt(fleet_wait_t *fw, const char *value, s
 static void on_fleet_lock(void *data, int err, bool got, const char *l2, size_t l2_len)
 {
     fleet_wait_t *fw = data;
-    dc_request_t *r = fw->r;
     dc_cache_entry_t *e = err == 0 && l2 != NULL ? fleet_wait_adopt(fw, l2, l2_len) : NULL;
     if (e != NULL) {
         /* stored by another instance since our L2 miss: no fetch (the lock, if we got it, goes back) */
         if (got)
-            dc_fleet_unlock(r->ctx.worker->fleet, r->key, r->key_len);
+            dc_fleet_unlock(fw->ctx.worker->fleet, fw->key, fw->key_len);
         fleet_wait_serve(fw, e);
         return;
     }
@@ -199,7 +218,6 @@ static void on_fleet_lock(void *data, int err, bool got, const char *l2, size_t 
 static void on_fleet_peek(void *data, int err, const char *value, size_t len, bool locked)
 {
     fleet_wait_t *fw = data;
-    dc_request_t *r = fw->r;
     if (err != 0) {
         fleet_wait_fetch(fw, false);
         return;
@@ -211,7 +229,7 @@ static void on_fleet_peek(void *data, int err, const char *value, size_t len, bo
     }
     if (!locked) {
         /* the other leader is gone without a shareable answer: take over */
-        if (dc_fleet_lock(r->ctx.worker->fleet, r->key, r->key_len, DC_FLEET_LOCK_LEASE_MS, on_fleet_lock, fw) != 0)
+        if (dc_fleet_lock(fw->ctx.worker->fleet, fw->key, fw->key_len, DC_FLEET_LOCK_LEASE_MS, on_fleet_lock, fw) != 0)
             fleet_wait_fetch(fw, false);
         return;
     }
@@ -226,10 +244,29 @@ static void on_fleet_peek(void *data, int err, const char *value, size_t len, bo
 static void fleet_poll(uv_timer_t *t)
 {
     fleet_wait_t *fw = (fleet_wait_t *)t;
-    dc_request_t *r = fw->r;
+    dc_fleet_t *fleet = fw->ctx.worker->fleet;
     fw->busy = true;
-    if (r->ctx.worker->fleet == NULL || !dc_fleet_up(r->ctx.worker->fleet) ||
-        dc_fleet_peek(r->ctx.worker->fleet, r->key, r->key_len, on_fleet_peek, fw) != 0)
+    if (fleet == NULL || !dc_fleet_up(fleet) || dc_fleet_peek(fleet, fw->key, fw->key_len, on_fleet_peek, fw) != 0)
+        fleet_wait_fetch(fw, false);
+}
+
+/* The wait's common part: fw has r (or owned_key, owned_stale), key, hash, flight, url, headers. */
+static void fleet_wait_begin(fleet_wait_t *fw, const dc_route_ctx_t *ctx)
+{
+    dc_fleet_t *fleet = ctx->worker->fleet;
+    fw->ctx = *ctx;
+    fw->ctx.snap = dc_snapshot_ref(ctx->snap); /* the copy holds its own reference */
+    uv_timer_init(&ctx->worker->loop, &fw->timer);
+    const dc_config_upstream_t *up = ctx->route->upstream;
+    uint64_t wait_ms = up->connect_timeout_ms + up->timeout_ms + 2000;
+    fw->deadline_ms = dc_now_mono_ms() + wait_ms;
+    fw->interval_ms = 50;
+    fw->watch.key = fw->key;
+    fw->watch.len = fw->key_len;
+    fw->watch.cb = on_fleet_notice;
+    dc_fleet_watch(fleet, &fw->watch); /* before the lock: a notice may come before its answer */
+    fw->busy = true;
+    if (dc_fleet_lock(fleet, fw->key, fw->key_len, DC_FLEET_LOCK_LEASE_MS, on_fleet_lock, fw) != 0)
         fleet_wait_fetch(fw, false);
 }
 
@@ -248,25 +285,37 @@ void dc__http_lead_fill(dc_request_t *r, dc_flight_t *flight)
         dc_fill_start(r, &r->ctx, &t, flight, r->stale, false);
         return;
     }
-    const dc_config_upstream_t *up = r->ctx.route->upstream;
     dc_request_own_key(r); /* the wait may outlive the client (lifetime rule, request.h) */
     fleet_wait_t *fw = dc_calloc(1, sizeof(*fw));
-    uv_timer_init(&r->ctx.worker->loop, &fw->timer);
     dc_request_ref(r);
     fw->r = r;
+    fw->key = r->key;
+    fw->key_len = r->key_len;
+    fw->hash = r->hash;
     fw->flight = flight;
     fw->url = dc_strdup(url);
     fw->headers = copy_headers(headers);
-    uint64_t wait_ms = up->connect_timeout_ms + up->timeout_ms + 2000;
-    fw->deadline_ms = dc_now_mono_ms() + wait_ms;
-    fw->interval_ms = 50;
-    fw->watch.key = r->key;
-    fw->watch.len = r->key_len;
-    fw->watch.cb = on_fleet_notice;
-    dc_fleet_watch(fleet, &fw->watch); /* before the lock: a notice may come before its answer */
-    fw->busy = true;
-    if (dc_fleet_lock(fleet, r->key, r->key_len, DC_FLEET_LOCK_LEASE_MS, on_fleet_lock, fw) != 0)
-        fleet_wait_fetch(fw, false);
+    fleet_wait_begin(fw, &r->ctx);
+}
+
+void dc__http_lead_shared_fill(const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_flight_t *flight,
+                               dc_cache_entry_t *stale)
+{
+    dc_fleet_t *fleet = ctx->worker->fleet;
+    if (fleet == NULL || !dc_fleet_up(fleet)) {
+        dc_fill_start_shared(ctx, t, flight, stale, false);
+        return;
+    }
+    fleet_wait_t *fw = dc_calloc(1, sizeof(*fw));
+    fw->owned_key = dc_strndup(t->key, t->key_len);
+    fw->key = fw->owned_key;
+    fw->key_len = t->key_len;
+    fw->hash = t->hash;
+    fw->owned_stale = stale != NULL ? dc_cache_entry_ref(stale) : NULL;
+    fw->flight = flight;
+    fw->url = dc_strdup(t->url);
+    fw->headers = copy_headers(t->headers);
+    fleet_wait_begin(fw, ctx);
 }
 
 /*
@@ -316,29 +365,33 @@ static void on_refresh_lock(void *data, int err, bool got, const char *l2, size_
     free(rl);
 }
 
-void dc__http_start_refresh(dc_request_t *r, dc_cache_entry_t *stale)
+void dc_fill_refresh(const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_cache_entry_t *stale)
 {
-    if (r->view)
-        return; /* a view is rendered again from its source once it expires (plugin module) */
+    dc_worker_t *w = ctx->worker;
     dc_flight_t *flight = NULL;
-    if (dc_inflight_join(r->ctx.worker->inflight, r->key, r->key_len, r->hash, NULL, &flight) != DC_INFLIGHT_LEADER)
+    if (dc_inflight_join(w->inflight, t->key, t->key_len, t->hash, NULL, &flight) != DC_INFLIGHT_LEADER)
         return;
-    const char *url = dc_request_cache_url(r);
-    const char **headers = dc_request_upstream_headers(r, true);
-    dc_fleet_t *fleet = r->ctx.worker->fleet;
+    dc_fleet_t *fleet = w->fleet;
     if (fleet != NULL && dc_fleet_up(fleet)) {
         refresh_lock_t *rl = dc_calloc(1, sizeof(*rl));
-        *rl = (refresh_lock_t){r->ctx, dc_strndup(r->key, r->key_len), r->key_len,     r->hash,
-                               flight, dc_cache_entry_ref(stale),      dc_strdup(url), copy_headers(headers)};
-        rl->ctx.snap = dc_snapshot_ref(r->ctx.snap); /* the copy of r->ctx holds its own reference */
+        *rl = (refresh_lock_t){*ctx,   dc_strndup(t->key, t->key_len), t->key_len,        t->hash,
+                               flight, dc_cache_entry_ref(stale),      dc_strdup(t->url), copy_headers(t->headers)};
+        rl->ctx.snap = dc_snapshot_ref(ctx->snap); /* the copy of ctx holds its own reference */
         if (dc_fleet_lock(fleet, rl->key, rl->key_len, DC_FLEET_LOCK_LEASE_MS, on_refresh_lock, rl) == 0)
             return;
         on_refresh_lock(rl, DC_EAGAIN, false, NULL, 0); /* Redis is not answering: refresh here */
         return;
     }
-    dc_counter_add(&r->ctx.worker->metrics.cache_refreshes[r->ctx.route_metric], 1);
-    dc_fill_target_t t = {r->key, r->key_len, r->hash, url, headers};
-    dc_fill_start(NULL, &r->ctx, &t, flight, stale, false);
+    dc_counter_add(&w->metrics.cache_refreshes[ctx->route_metric], 1);
+    dc_fill_start(NULL, ctx, t, flight, stale, false);
+}
+
+void dc__http_start_refresh(dc_request_t *r, dc_cache_entry_t *stale)
+{
+    if (r->view)
+        return; /* a view is rendered again from its source once it expires (plugin module) */
+    dc_fill_target_t t = {r->key, r->key_len, r->hash, dc_request_cache_url(r), dc_request_upstream_headers(r, true)};
+    dc_fill_refresh(&r->ctx, &t, stale);
 }
 
 /* ---- one L2 read per key at a time ----

@@ -37,6 +37,7 @@
 #include "http/condserve.h"
 #include "http/fill_private.h"
 #include "http/request.h"
+#include "http/steps.h"
 #include "http/resphdr.h"
 #include "http/vary.h"
 #include "upstream/upstream_state.h"
@@ -686,7 +687,7 @@ void dc_fill_client_progress(struct dc_fill *fill)
 }
 
 void dc_fill_fetch_as_waiter(const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_cache_entry_t *stale,
-                             dc_waiter_t *waiter)
+                             dc_waiter_t *waiter, bool through_fleet)
 {
     dc_worker_t *w = ctx->worker;
     dc_flight_t *flight;
@@ -695,6 +696,15 @@ void dc_fill_fetch_as_waiter(const dc_route_ctx_t *ctx, const dc_fill_target_t *
     static const char *const headers[] = {"Accept: application/json", NULL};
     dc_fill_target_t ft = *t;
     ft.headers = headers;
-    fill_start(NULL, ctx, &ft, flight, stale, false, false);
-    dc_inflight_wait_on(w->inflight, flight, waiter); /* the fill runs asynchronously */
+    dc_inflight_wait_on(w->inflight, flight, waiter); /* the answer comes later, whichever way */
+    if (through_fleet)
+        dc__http_lead_shared_fill(ctx, &ft, flight, stale);
+    else
+        fill_start(NULL, ctx, &ft, flight, stale, false, false);
+}
+
+void dc_fill_start_shared(const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_flight_t *flight,
+                          dc_cache_entry_t *stale, bool holds_fleet_lock)
+{
+    fill_start(NULL, ctx, t, flight, stale, holds_fleet_lock, false);
 }

@@ -211,9 +211,19 @@ typedef struct dc_fill_target {
 /* fill.c: the answer for `t->key` delivered to `waiter` (its callbacks run later, on its target
  * worker): join the fetch in flight, or start one with no client (like a background refresh) and
  * wait for it (dc_inflight_wait_on). The waiter is always queued. `ctx` (worker, snap, route, rule
- * are read) and `stale` (may be NULL) are borrowed. */
+ * are read) and `stale` (may be NULL) are borrowed. through_fleet: in a fleet, the fetch is
+ * collapsed across instances like a request's miss (the fleet lock, another instance's L2 copy or
+ * fill: collapse.c); else this instance fetches at once. */
 void dc_fill_fetch_as_waiter(const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_cache_entry_t *stale,
-                             dc_waiter_t *waiter);
+                             dc_waiter_t *waiter, bool through_fleet);
+/* fill.c: a fill for a flight's waiters only (no client, so no Vary: the waiters' requests are not
+ * known); the rest as dc_fill_start. */
+void dc_fill_start_shared(const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_flight_t *flight,
+                          dc_cache_entry_t *stale, bool holds_fleet_lock);
+/* collapse.c: one background refresh of t's key (stale-while-revalidate, refresh-ahead) unless one
+ * is in flight, fleet-wide in a fleet (the lock; another instance's fresh L2 copy is adopted instead).
+ * All borrowed. */
+void dc_fill_refresh(const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_cache_entry_t *stale);
 /* fill.c: share a stored entry with the fleet (L2 in Redis; nothing without redis:). */
 void dc_fill_share_l2(dc_worker_t *w, const dc_cache_entry_t *e);
 /* fill.c: the leader's fetch that fills the cache for a key. `client` may be NULL (background

@@ -53,6 +53,11 @@ void dc__http_wait_timer_stop(dc_request_t *r);
  * instance's fill), else at once. Takes over `flight`. */
 /* `flight` NULL: a fetch of r's own that nobody joins (request no-store), never through the fleet. */
 void dc__http_lead_fill(dc_request_t *r, dc_flight_t *flight);
+/* Lead the fill of t's key for `flight`'s waiters only (no client): in a fleet after the
+ * cross-instance lock, as dc__http_lead_fill does for a request. Takes over `flight`; the rest is
+ * borrowed. */
+void dc__http_lead_shared_fill(const dc_route_ctx_t *ctx, const dc_fill_target_t *t, dc_flight_t *flight,
+                               dc_cache_entry_t *stale);
 /* One background refresh of r's key (stale-while-revalidate, refresh-ahead), fleet-wide in a fleet.
  * `stale` is borrowed. */
 void dc__http_start_refresh(dc_request_t *r, dc_cache_entry_t *stale);

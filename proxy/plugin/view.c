@@ -7,8 +7,9 @@
  *           a fresh rendered answer is a plain hit, concurrent misses collapse on its flight
  *   fill    the leader of a view key's miss (here): the source key is looked up in L1 (fresh: used;
  *           inside stale-while-revalidate: used, one background refresh; refresh-ahead as for any
- *           key) or fetched through the in-flight table like any key (one upstream request however
- *           many views and clients wait; stale-if-error as for any key);
+ *           key) or fetched through the in-flight table and, in a fleet, the fleet lock like any
+ *           key (one upstream request however many views, clients and instances wait; a source over
+ *           L2's size limit: one per instance; stale-if-error as for any key);
  *   index   once per source body (the identity body a stored version and its successors share) and
  *           instance: view_prepare on libuv's thread pool; concurrent view requests of that version
  *           wait on an in-flight key "VIEWIDX <instance> <body>"; the index is attached to the
@@ -429,17 +430,12 @@ static void have_source(view_job_t *job)
 
 static const char *const source_headers[] = {"Accept: application/json", NULL};
 
-/* One background refresh of the source (stale-while-revalidate, refresh-ahead), as for any key. */
+/* One background refresh of the source (stale-while-revalidate, refresh-ahead), as for any key:
+ * one per key on this instance, and in a fleet one across instances. */
 static void refresh_source(view_job_t *job, dc_cache_entry_t *stale)
 {
-    dc_worker_t *w = job->r->ctx.worker;
-    dc_flight_t *flight = NULL;
-    if (dc_inflight_join(w->inflight, job->src_key, job->src_key_len, job->src_hash, NULL, &flight) !=
-        DC_INFLIGHT_LEADER)
-        return;
-    dc_counter_add(&w->metrics.cache_refreshes[job->r->ctx.route_metric], 1);
     dc_fill_target_t t = {job->src_key, job->src_key_len, job->src_hash, job->src_url, source_headers};
-    dc_fill_start(NULL, &job->sctx, &t, flight, stale, false);
+    dc_fill_refresh(&job->sctx, &t, stale);
 }
 
 static void source_settled(view_job_t *job)
@@ -539,7 +535,9 @@ static void on_source_release(dc_waiter_t *w)
     source_settled(job);
 }
 
-/* The source as a request for it would find it (without L2: a view is per instance). */
+/* The source as a request for it would find it: L1, else fetched like a request's miss (in a fleet
+ * through the fleet lock: another instance's L2 copy, or one fetch for the whole fleet, as for any
+ * key; a source over L2's size limit is fetched once per instance, one instance at a time). */
 static void get_source(view_job_t *job)
 {
     dc_worker_t *w = job->r->ctx.worker;
@@ -574,7 +572,7 @@ static void get_source(view_job_t *job)
     job->waiter.target = w;
     job->waiter.data = job;
     dc_fill_target_t t = {job->src_key, job->src_key_len, job->src_hash, job->src_url, NULL};
-    dc_fill_fetch_as_waiter(&job->sctx, &t, job->stale, &job->waiter);
+    dc_fill_fetch_as_waiter(&job->sctx, &t, job->stale, &job->waiter, true);
 }
 
 void dc__plugin_view_fill(dc_request_t *r, dc_flight_t *flight)

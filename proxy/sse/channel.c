@@ -313,7 +313,7 @@ static void poll_now(dc_sse_channel_t *ch)
     ch->waiter.data = ch;
     dc_route_ctx_t ctx = {.worker = w, .snap = ch->snap, .route = ch->route, .rule = ch->rule}; /* borrowed */
     dc_fill_target_t t = {ch->key, ch->key_len, ch->hash, ch->url, NULL};
-    dc_fill_fetch_as_waiter(&ctx, &t, e, &ch->waiter);
+    dc_fill_fetch_as_waiter(&ctx, &t, e, &ch->waiter, false);
     dc_cache_entry_release(e);
     ch->waiting = true;
     dc__sse_channel_ref(ch); /* held by the wait until on_release */

@@ -357,3 +357,105 @@ def test_big_source_index_is_charged_and_rss_stays_under_the_budget():
             # ASan adds its shadow memory (1/8 of what is mapped) and its quarantine to the process
             assert not RSS_CHECKS or growth < budget_mib * (1.125 if SANITIZER_RSS_MIB else 1) + SANITIZER_RSS_MIB
             assert d.metric("dexcache_cache_bytes") <= budget_mib * 2**20
+
+
+FLEET = 'redis: {{ url: "%s", prefix: "dcview:" }}\n'
+
+
+def view_fleet(mo, redis_server, n=3, **kw):
+    conf = FLEET % redis_server.url + cfg(mo, **kw)
+    ds = []
+    try:
+        for _ in range(n):
+            ds.append(Dexcache(conf).start())
+        assert wait_for(lambda: all(d.health()["redis"] == "up" and d.health()["instances"] == n for d in ds),
+                        timeout=15), [d.health() for d in ds]
+    except BaseException:
+        for d in ds:
+            d.stop()
+        raise
+    return ds
+
+
+def test_fleet_cold_views_on_three_instances_fetch_the_source_once(mo, redis_server):
+    """The source is fetched like any key in a fleet: one upstream request for cold view requests
+    spread over three instances (the others follow the fleet lock and adopt the L2 copy), and an
+    instance that starts later answers from L2 without going upstream."""
+    ds = view_fleet(mo, redis_server)
+    late = None
+    try:
+        pairs = origin_pairs(mo)
+        mint = pairs[0]["mint_x"]
+        mo.reset()
+        mo.gate("/pair/all")
+        per, n = 40, 40 * len(ds)
+        barrier = threading.Barrier(n)
+
+        def one(i):
+            barrier.wait(timeout=60)
+            return get(ds[i % len(ds)], "?mint=%s&limit=%d" % (mint, 10 + i % 4))
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=n) as ex:
+            futs = [ex.submit(one, i) for i in range(n)]
+            mo.wait_held(1, timeout=60)
+            # every instance has all of its requests waiting (on the view key, or the source)
+            assert wait_for(lambda: all(d.metric("dexcache_requests_in_flight") >= per for d in ds), timeout=60)
+            time.sleep(0.3)  # the followers' lock round trips are answered (they poll, they never fetch)
+            assert mo.wait_held(1, timeout=1) and source_requests(mo) == 1
+            mo.release()
+            res = [f.result(timeout=180) for f in futs]
+        assert [r.status_code for r in res] == [200] * n
+        assert source_requests(mo) == 1
+        assert mo.stats()["meteora"]["total"] == 1
+        want = expected(pairs, mints={mint}, limit=10)
+        assert [get(d, "?mint=%s&limit=10" % mint).json() for d in ds] == [want] * len(ds)
+        for d in ds:  # each instance builds its own index, once
+            assert wait_for(lambda: builds(d) == 1, timeout=10), builds(d)
+        # a fourth instance, cold: the source comes from L2, no upstream request
+        late = Dexcache(FLEET % redis_server.url + cfg(mo)).start()
+        assert wait_for(lambda: late.health()["redis"] == "up", timeout=15)
+        r = get(late, "?mint=%s&limit=10" % mint)
+        assert r.status_code == 200 and r.json() == want
+        assert r.headers["x-cache"] == "MISS"
+        assert source_requests(mo) == 1
+        assert builds(late) == 1
+    finally:
+        mo.release()
+        for d in ds + ([late] if late else []):
+            d.stop()
+
+
+def test_fleet_stale_source_is_refreshed_once_for_the_fleet(mo, redis_server):
+    """Inside stale-while-revalidate, views on every instance answer STALE at once and the source is
+    refreshed by one instance for the whole fleet; the others adopt its copy from L2."""
+    ds = view_fleet(mo, redis_server, ttl="2s", swr="60s")
+    try:
+        pairs = origin_pairs(mo)
+        mint = pairs[1]["mint_x"]
+        q = "?mint=%s&sort=apr" % mint
+        mo.reset()
+        for d in ds:
+            assert get(d, q).json() == expected(pairs, mints={mint}, sort="apr")
+        assert source_requests(mo) == 1
+        mo.version()
+        new = origin_pairs(mo)
+        mo.reset()
+        mo.gate("/pair/all")
+        time.sleep(2.2)  # the source's ttl passes
+        # the view entries expired with the source: each instance renders from the stale source
+        # and asks for one refresh: one instance takes the fleet lock, the others let it refresh
+        for d in ds:
+            r = get(d, q)
+            assert r.status_code == 200 and r.headers["x-cache"] == "STALE", r.headers
+        mo.wait_held(1, timeout=30)
+        time.sleep(0.3)
+        assert source_requests(mo) == 1
+        mo.release()
+        want = expected(new, mints={mint}, sort="apr")
+        for d in ds:
+            assert wait_for(lambda: get(d, q).json() == want, timeout=15, step=0.2)
+        assert source_requests(mo) == 1
+    finally:
+        mo.release()
+        for d in ds:
+            d.stop()
