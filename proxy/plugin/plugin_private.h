@@ -38,6 +38,10 @@ typedef struct dc__plugin_inst {
     unsigned nworkers;
     void **wstate;          /* [nworkers], each touched by its worker only */
     unsigned char *wstatus; /* [nworkers]: 0 not yet, 1 ready, 2 worker_init failed */
+    /* What its view indexes are attached to a source body under (view.c): one address for every
+     * instance of the same loaded file, name and config, so a reload that leaves a view's config
+     * unchanged keeps the indexes built so far. Interned for the process's life (set.c). */
+    const void *view_owner;
 } dc__plugin_inst_t;
 
 typedef struct dc__plugin_chain {

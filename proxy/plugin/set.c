@@ -8,6 +8,8 @@
 #include "http/plugins.h"
 
 #include <limits.h>
+#include <mbedtls/sha256.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,74 @@ void dc_plugin_set_free(dc_plugin_set_t *set)
 static void set_release(void *set)
 {
     dc__plugin_set_unref(set);
+}
+
+/* ---- view identities (dc__plugin_inst_t.view_owner) ---- */
+
+typedef struct view_ident {
+    struct view_ident *next;
+    const dc__plugin_file_t *file;
+    unsigned char digest[32]; /* of the instance's name and config */
+} view_ident_t;
+
+/* Never freed: like loaded files, one per distinct (file, name, config) ever built, a few dozen
+ * bytes each. Sets are built on the main thread; the lock makes that an assumption nobody relies on. */
+static view_ident_t *view_idents;
+static pthread_mutex_t view_idents_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void digest_str(mbedtls_sha256_context *sha, const char *s)
+{
+    s = s != NULL ? s : "";
+    mbedtls_sha256_update_ret(sha, (const unsigned char *)s, strlen(s) + 1); /* NUL: "ab","c" != "a","bc" */
+}
+
+/* The config's structure and values (not where they are in the file: moving a block changes nothing). */
+static void digest_node(mbedtls_sha256_context *sha, const dc_confnode_t *n)
+{
+    static const char *const kinds[] = {"s", "m", "l", "~"};
+    bool null = n == NULL || dc_confnode_is_null(n);
+    dc_confnode_kind_t kind = null ? DC_CONFNODE_SCALAR : dc_confnode_kind(n);
+    digest_str(sha, null ? kinds[3] : kinds[kind]);
+    if (null)
+        return;
+    if (kind == DC_CONFNODE_SCALAR) {
+        digest_str(sha, dc_confnode_value(n));
+        return;
+    }
+    size_t len = dc_confnode_len(n);
+    for (size_t i = 0; i < len; i++) {
+        const char *key = NULL;
+        const dc_confnode_t *child = dc_confnode_at(n, i, &key);
+        if (kind == DC_CONFNODE_MAP)
+            digest_str(sha, key);
+        digest_node(sha, child);
+    }
+    digest_str(sha, "end");
+}
+
+static const void *view_owner_of(const dc__plugin_file_t *file, const char *name, const dc_confnode_t *conf)
+{
+    unsigned char digest[32];
+    mbedtls_sha256_context sha;
+    mbedtls_sha256_init(&sha);
+    mbedtls_sha256_starts_ret(&sha, 0);
+    digest_str(&sha, name);
+    digest_node(&sha, conf);
+    mbedtls_sha256_finish_ret(&sha, digest);
+    mbedtls_sha256_free(&sha);
+    pthread_mutex_lock(&view_idents_lock);
+    view_ident_t *v = view_idents;
+    while (v != NULL && !(v->file == file && memcmp(v->digest, digest, sizeof(digest)) == 0))
+        v = v->next;
+    if (v == NULL) {
+        v = dc_calloc(1, sizeof(*v));
+        v->file = file;
+        memcpy(v->digest, digest, sizeof(digest));
+        v->next = view_idents;
+        view_idents = v;
+    }
+    pthread_mutex_unlock(&view_idents_lock);
+    return v;
 }
 
 /* `path` as the config names it: absolute, or relative to the config file's folder. */
@@ -126,6 +196,7 @@ int dc_plugin_set_build(const dc_config_t *cfg, unsigned nworkers, dc_plugin_set
             }
         }
         in->built = true;
+        in->view_owner = view_owner_of(in->file, pc->name, conf);
         if (p->on_deliver != NULL)
             dc_http_plugins_want_deliver();
     }

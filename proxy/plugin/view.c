@@ -11,8 +11,10 @@
  *           key (one upstream request however many views, clients and instances wait; a source over
  *           L2's size limit: one per instance; stale-if-error as for any key);
  *   index   once per source body (the identity body a stored version and its successors share) and
- *           instance: view_prepare on libuv's thread pool; concurrent view requests of that version
- *           wait on an in-flight key "VIEWIDX <instance> <body>"; the index is attached to the
+ *           view identity (plugin file, name and config: a reload that leaves them unchanged keeps
+ *           the indexes, rendered with the new instance; view_free gets the builder's instance):
+ *           view_prepare on libuv's thread pool; concurrent view requests of that version wait on
+ *           an in-flight key "VIEWIDX <identity> <body>"; the index is attached to the
  *           body (cache/store.h dc_cache_body_attach): charged to the cache budget, freed with the
  *           body, so it lives exactly as long as some stored version or reader of that source;
  *   render  view_render on the worker, from the key's path and query (never the live request: the
@@ -350,7 +352,7 @@ static void after_build(uv_work_t *w, int status)
     view_index_t *vi = job->vi;
     job->vi = NULL;
     const dc_body_t *b = &job->src->body->body;
-    vi->att.owner = job->inst;
+    vi->att.owner = job->inst->view_owner;
     vi->att.bytes = sizeof(*vi) + job->prep_bytes + (vi->flat != NULL ? b->len + 1 : 0);
     vi->att.release = index_release;
     if (job->prep_rc == DEXCACHE_CONTINUE)
@@ -375,7 +377,7 @@ static void on_index_result(dc_waiter_t *w, dc_flight_result_t *res)
 static void on_index_release(dc_waiter_t *w)
 {
     view_job_t *job = w->data;
-    dc_cache_attach_t *a = dc_cache_body_attached(job->src->body, job->inst);
+    dc_cache_attach_t *a = dc_cache_body_attached(job->src->body, job->inst->view_owner);
     if (a == NULL) {
         job_fail(job, 502, "the view's index could not be built from its source");
         return;
@@ -391,14 +393,14 @@ static void have_source(view_job_t *job)
         job_fail(job, 502, "the view's source is not a 200 answer");
         return;
     }
-    dc_cache_attach_t *a = dc_cache_body_attached(sb, job->inst);
+    dc_cache_attach_t *a = dc_cache_body_attached(sb, job->inst->view_owner);
     if (a != NULL) {
         render(job, (view_index_t *)a);
         return;
     }
     dc_worker_t *w = job->r->ctx.worker;
     char key[96];
-    int kl = snprintf(key, sizeof(key), "VIEWIDX %p %p", (void *)job->inst, (void *)sb);
+    int kl = snprintf(key, sizeof(key), "VIEWIDX %p %p", job->inst->view_owner, (void *)sb);
     job->waiter.on_result = on_index_result;
     job->waiter.on_release = on_index_release;
     job->waiter.target = w;
@@ -407,7 +409,7 @@ static void have_source(view_job_t *job)
     if (dc_inflight_join(w->inflight, key, (size_t)kl, dc_cache_hash(key, (size_t)kl), &job->waiter, &flight) ==
         DC_INFLIGHT_JOINED)
         return;
-    if ((a = dc_cache_body_attached(sb, job->inst)) != NULL) { /* built between the look and the join */
+    if ((a = dc_cache_body_attached(sb, job->inst->view_owner)) != NULL) { /* built between the look and the join */
         dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS};
         dc_inflight_finish(w->inflight, flight, &res);
         render(job, (view_index_t *)a);

@@ -459,3 +459,29 @@ def test_fleet_stale_source_is_refreshed_once_for_the_fleet(mo, redis_server):
         mo.release()
         for d in ds:
             d.stop()
+
+
+def test_reload_keeps_the_indexes_of_unchanged_views_and_rebuilds_changed_ones(mo):
+    """SIGHUP with the view's config unchanged: no rebuild (the new instance renders from the index
+    the old one built); the old instance stays alive for it (ASan would see a use after free). With
+    the view's config changed: one rebuild, and the new config applies."""
+    with Dexcache(cfg(mo)) as d:
+        pairs = origin_pairs(mo)
+        mint = pairs[3]["mint_x"]
+        mo.reset()
+        assert get(d, "?mint=%s" % mint).json() == expected(pairs, mints={mint})
+        assert wait_for(lambda: builds(d) == 1, timeout=10)
+        d.reload(cfg(mo))  # the same config, written again
+        assert wait_for(lambda: d.metric("dexcache_config_reloads_total") == 1, timeout=15)
+        for q, kw in (("?mint=%s&sort=-apr" % mint, {"sort": "-apr"}), ("?mint=%s&limit=3" % mint, {"limit": 3})):
+            assert get(d, q).json() == expected(pairs, mints={mint}, **kw)
+        assert (builds(d), source_requests(mo)) == (1, 1)
+        # max_limit changes: another view config, another index (and its limit applies)
+        d.reload(cfg(mo).replace("max_limit: 1000", "max_limit: 5"))
+        assert wait_for(lambda: d.metric("dexcache_config_reloads_total") == 2, timeout=15)
+        assert get(d, "?mint=%s&limit=2&sort=apr" % mint).json() == expected(pairs, mints={mint}, limit=2,
+                                                                              sort="apr")
+        assert wait_for(lambda: builds(d) == 2, timeout=10)
+        r = get(d, "?mint=%s&limit=6" % mint)
+        assert r.status_code == 400 and "limit" in r.json()["error"]
+        assert source_requests(mo) == 1

@@ -237,7 +237,10 @@ struct dexcache_plugin {
     /* Build the index of one source version. A thread-pool thread, maybe concurrently for two
      * versions. Set *index and *index_bytes (charged to the cache budget while the index lives).
      * Return CONTINUE or ERROR (logged; views answer 502 until the next version). The host calls
-     * it once per source version and instance (concurrent view requests wait for it). */
+     * it once per source version and view (concurrent view requests wait for it): instances of
+     * the same file with the same name and config share indexes, so after a reload that leaves a
+     * view's config unchanged, view_render gets indexes the previous instance built (view_free
+     * always gets the instance that built the index). */
     int (*view_prepare)(void *instance, const dexcache_view_source_t *src, void **index, size_t *index_bytes);
     /* Free an index (any thread) once no render uses it. */
     void (*view_free)(void *instance, void *index);
