@@ -10,7 +10,7 @@ DEB_PKGS := build-essential cmake pkg-config clang clang-format libclang-rt-14-d
 	libcurl4-openssl-dev libhiredis-dev libyaml-dev libmbedtls-dev zlib1g-dev libbrotli-dev \
 	libcjson-dev libcmocka-dev libsystemd-dev libssl-dev redis-server python3 python3-pytest \
 	python3-requests python3-brotli python3-h2 python3-matplotlib curl wrk nghttp2-client openssl nginx-light varnish \
-	chromium
+	chromium prometheus
 
 .PHONY: install all deps build build-asan build-fuzz build-release-tests run test unit integration fuzz bench-smoke clean format format-check soak
 

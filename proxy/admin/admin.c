@@ -113,6 +113,57 @@ static char *append_breaker_metrics(const dc_admin_source_t *src, char *body, si
     return body;
 }
 
+/* The upstream budgets (rate: and queue: of each upstream's first tier; with rate_per: key, the sum of
+ * its keys' budgets): queue length, refusals (answered 503 + Retry-After), 429 cooldowns and the
+ * rate in force (only for an upstream with rate:). Appended to `body`. */
+static char *append_budget_metrics(const dc_admin_source_t *src, char *body, size_t *len)
+{
+    dc_snapshot_t *snap = src->current_snapshot(src->ctx);
+    static const char *const families[][3] = {
+        {"dexcache_upstream_budget_queue", "gauge", "Upstream attempts waiting in the budget queue for their slot."},
+        {"dexcache_upstream_budget_rejected_total", "counter",
+         "Upstream attempts refused by the budget (queue full, or no slot within the queue timeout)."},
+        {"dexcache_upstream_budget_cooldowns_total", "counter",
+         "Upstream 429 answers that paused the budget and halved its rate."},
+        {"dexcache_upstream_budget_rate", "gauge",
+         "Upstream attempts per second the budget lets through now (tightest window, pacing slack and 429 "
+         "back-off applied)."},
+    };
+    for (size_t f = 0; f < 4; f++) {
+        char *part =
+            dc_asprintf("# HELP %s %s\n# TYPE %s %s\n", families[f][0], families[f][2], families[f][0], families[f][1]);
+        for (size_t i = 0; i < snap->cfg->nupstreams; i++) {
+            dc_upstream_rt_t *rt = &snap->ups[i];
+            dc_budget_stats_t sum = {0}, st;
+            size_t n = rt->key_budgets != NULL ? rt->keyring.nkeys : 1;
+            for (size_t k = 0; k < n; k++) {
+                dc_budget_stats(rt->key_budgets != NULL ? &rt->key_budgets[k] : &rt->budget, &st);
+                sum.queued += st.queued;
+                sum.rejected += st.rejected;
+                sum.cooldowns += st.cooldowns;
+                sum.rate_per_s += st.rate_per_s;
+            }
+            if (f == 3 && sum.rate_per_s <= 0)
+                continue; /* no rate: no budget */
+            double v = f == 0   ? (double)sum.queued
+                       : f == 1 ? (double)sum.rejected
+                       : f == 2 ? (double)sum.cooldowns
+                                : sum.rate_per_s;
+            char *line =
+                dc_asprintf("%s%s{upstream=\"%s\"} %.15g\n", part, families[f][0], snap->cfg->upstreams[i].name, v);
+            free(part);
+            part = line;
+        }
+        size_t pl = strlen(part);
+        body = dc_realloc(body, *len + pl + 1);
+        memcpy(body + *len, part, pl + 1);
+        *len += pl;
+        free(part);
+    }
+    dc_snapshot_release(snap);
+    return body;
+}
+
 typedef struct admin_handler {
     h2o_handler_t super;
     dc_admin_t *admin;
@@ -406,7 +457,8 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
         if (!get)
             goto not_allowed;
         size_t len;
-        char *body = append_breaker_metrics(&a->src, dc_metrics_render(&len), &len);
+        char *body =
+            append_budget_metrics(&a->src, append_breaker_metrics(&a->src, dc_metrics_render(&len), &len), &len);
         send_owned(req, 200, "text/plain; version=0.0.4", body, len);
         return 0;
     }

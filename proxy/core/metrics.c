@@ -1,5 +1,6 @@
 #include "core/metrics.h"
 #include "core/error.h"
+#include "core/procstat.h"
 #include "core/time.h"
 
 #include <pthread.h>
@@ -28,6 +29,23 @@ static unsigned nworkers;
 /* histogram bucket upper bounds, microseconds */
 static const uint64_t latency_bounds_us[DC_METRICS_LATENCY_BUCKETS] = {
     1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000};
+
+/* client request histogram bounds, microseconds (cache hits answer in well under a millisecond) */
+static const uint64_t request_bounds_us[DC_METRICS_REQUEST_BUCKETS] = {
+    100,    250,    500,    1000,    2500,    5000,    10000,    25000,   50000,
+    100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000};
+
+static const char *const cache_status_names[DC_METRICS_CS_COUNT] = {"none", "hit", "miss", "stale", "bypass", "stream"};
+
+dc_metrics_cache_status_t dc_metrics_cache_status_of(const char *x_cache)
+{
+    static const char *const upper[DC_METRICS_CS_COUNT] = {"-", "HIT", "MISS", "STALE", "BYPASS", "STREAM"};
+    if (x_cache != NULL)
+        for (unsigned i = 1; i < DC_METRICS_CS_COUNT; i++)
+            if (strcmp(x_cache, upper[i]) == 0)
+                return (dc_metrics_cache_status_t)i;
+    return DC_METRICS_CS_NONE;
+}
 
 unsigned dc_metrics_label_id(dc_metrics_kind_t kind, const char *value)
 {
@@ -63,6 +81,25 @@ void dc_metrics_observe_upstream_latency(dc_worker_metrics_t *m, unsigned id, ui
         b++;
     dc_counter_add(&m->upstream_latency[id][b], 1);
     dc_counter_add(&m->upstream_latency_sum_us[id], us);
+}
+
+void dc_metrics_observe_upstream_duration(dc_worker_metrics_t *m, unsigned id, uint64_t us)
+{
+    unsigned b = 0;
+    while (b < DC_METRICS_LATENCY_BUCKETS && us > latency_bounds_us[b])
+        b++;
+    dc_counter_add(&m->upstream_duration[id][b], 1);
+    dc_counter_add(&m->upstream_duration_sum_us[id], us);
+}
+
+void dc_metrics_observe_request(dc_worker_metrics_t *m, unsigned route_id, dc_metrics_cache_status_t cs, uint64_t us)
+{
+    DC_ASSERT(route_id < DC_METRICS_MAX_IDS && (unsigned)cs < DC_METRICS_CS_COUNT);
+    unsigned b = 0;
+    while (b < DC_METRICS_REQUEST_BUCKETS && us > request_bounds_us[b])
+        b++;
+    dc_counter_add(&m->request_duration[route_id][cs][b], 1);
+    dc_counter_add(&m->request_duration_sum_us[route_id][cs], us);
 }
 
 uint64_t dc_metrics_sum_connections_open(void)
@@ -209,25 +246,77 @@ static void render_upstream_counters(outbuf_t *b)
                          "Upstream fetches that hit their deadline.", offsetof(dc_worker_metrics_t, upstream_timeouts));
 }
 
-/* The per-upstream latency histogram (start of a fetch to the response head). Caller holds registry_lock. */
+/* One histogram series summed over the workers: cumulative _bucket lines from the array of nbounds + 1
+ * counts at `buckets_offset` in every worker's block (the last one above every bound), _sum from the
+ * microseconds at `sum_offset`, _count (= the +Inf bucket). `labels_text` is the series' labels
+ * without braces. Caller holds registry_lock. */
+static void histogram_series(outbuf_t *b, const char *name, const char *labels_text, const uint64_t *bounds_us,
+                             unsigned nbounds, size_t buckets_offset, size_t sum_offset)
+{
+    uint64_t cum = 0;
+    for (unsigned k = 0; k <= nbounds; k++) {
+        for (unsigned w = 0; w < nworkers; w++)
+            cum += dc_counter_get((const uint64_t *)((const char *)workers[w] + buckets_offset) + k);
+        if (k < nbounds)
+            out(b, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels_text, (double)bounds_us[k] / 1e6,
+                (unsigned long long)cum);
+        else
+            out(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels_text, (unsigned long long)cum);
+    }
+    uint64_t sum = 0;
+    for (unsigned w = 0; w < nworkers; w++)
+        sum += dc_counter_get((const uint64_t *)((const char *)workers[w] + sum_offset));
+    out(b, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels_text, (double)sum / 1e6, name, labels_text,
+        (unsigned long long)cum);
+}
+
+/* The per-upstream histograms: head latency (start of a fetch to the response head) and the whole
+ * exchange. Caller holds registry_lock. */
 static void render_upstream_latency(outbuf_t *b)
 {
     out(b, "# HELP dexcache_upstream_latency_seconds Time from the start of a fetch to the response head.\n"
            "# TYPE dexcache_upstream_latency_seconds histogram\n");
     for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++) {
-        const char *u = labels[DC_METRICS_UPSTREAM][id];
-        uint64_t cum = 0;
-        for (unsigned k = 0; k < DC_METRICS_LATENCY_BUCKETS; k++) {
-            cum += SUM(upstream_latency[id][k]);
-            out(b, "dexcache_upstream_latency_seconds_bucket{upstream=\"%s\",le=\"%g\"} %llu\n", u,
-                (double)latency_bounds_us[k] / 1e6, (unsigned long long)cum);
+        char lt[300];
+        snprintf(lt, sizeof(lt), "upstream=\"%s\"", labels[DC_METRICS_UPSTREAM][id]);
+        histogram_series(b, "dexcache_upstream_latency_seconds", lt, latency_bounds_us, DC_METRICS_LATENCY_BUCKETS,
+                         offsetof(dc_worker_metrics_t, upstream_latency[id]),
+                         offsetof(dc_worker_metrics_t, upstream_latency_sum_us[id]));
+    }
+    out(b, "# HELP dexcache_upstream_duration_seconds Whole upstream exchange: start of a fetch (budget wait "
+           "included) to its last body byte or its error.\n"
+           "# TYPE dexcache_upstream_duration_seconds histogram\n");
+    for (unsigned id = 1; id < nlabels[DC_METRICS_UPSTREAM]; id++) {
+        char lt[300];
+        snprintf(lt, sizeof(lt), "upstream=\"%s\"", labels[DC_METRICS_UPSTREAM][id]);
+        histogram_series(b, "dexcache_upstream_duration_seconds", lt, latency_bounds_us, DC_METRICS_LATENCY_BUCKETS,
+                         offsetof(dc_worker_metrics_t, upstream_duration[id]),
+                         offsetof(dc_worker_metrics_t, upstream_duration_sum_us[id]));
+    }
+}
+
+/* Client request durations by route and cache status: the series that have seen a request (a
+ * series never goes away once shown, the counts only grow). Caller holds registry_lock. */
+static void render_request_duration(outbuf_t *b)
+{
+    out(b, "# HELP dexcache_request_duration_seconds Client requests from their arrival to their disposal by h2o "
+           "(the last response byte written, or the client gone), by route prefix and cache status (X-Cache "
+           "in lowercase; none = answered by dexcache itself).\n"
+           "# TYPE dexcache_request_duration_seconds histogram\n");
+    for (unsigned id = 0; id < nlabels[DC_METRICS_ROUTE]; id++) {
+        for (unsigned cs = 0; cs < DC_METRICS_CS_COUNT; cs++) {
+            uint64_t n = 0;
+            for (unsigned k = 0; k <= DC_METRICS_REQUEST_BUCKETS; k++)
+                n += SUM(request_duration[id][cs][k]);
+            if (n == 0)
+                continue;
+            char lt[300];
+            snprintf(lt, sizeof(lt), "route=\"%s\",cache_status=\"%s\"",
+                     id == 0 ? "none" : labels[DC_METRICS_ROUTE][id], cache_status_names[cs]);
+            histogram_series(b, "dexcache_request_duration_seconds", lt, request_bounds_us, DC_METRICS_REQUEST_BUCKETS,
+                             offsetof(dc_worker_metrics_t, request_duration[id][cs]),
+                             offsetof(dc_worker_metrics_t, request_duration_sum_us[id][cs]));
         }
-        cum += SUM(upstream_latency[id][DC_METRICS_LATENCY_BUCKETS]);
-        out(b, "dexcache_upstream_latency_seconds_bucket{upstream=\"%s\",le=\"+Inf\"} %llu\n", u,
-            (unsigned long long)cum);
-        out(b, "dexcache_upstream_latency_seconds_sum{upstream=\"%s\"} %.6f\n", u,
-            (double)SUM(upstream_latency_sum_us[id]) / 1e6);
-        out(b, "dexcache_upstream_latency_seconds_count{upstream=\"%s\"} %llu\n", u, (unsigned long long)cum);
     }
 }
 
@@ -352,6 +441,36 @@ static void render_process(outbuf_t *b)
         (double)(dc_now_wall_ms() - dc_metrics_process.start_wall_ms) / 1000.0);
 }
 
+/* Prometheus's standard process_* families (client libraries' names and units). Caller holds registry_lock. */
+static void render_procstat(outbuf_t *b)
+{
+    dc_procstat_t ps;
+    dc_procstat_read(&ps);
+    if (ps.has_stat)
+        out(b,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n"
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+            "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %llu\n"
+            "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+            "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %llu\n",
+            ps.cpu_seconds, (unsigned long long)ps.resident_bytes, (unsigned long long)ps.virtual_bytes);
+    if (ps.has_fds)
+        out(b,
+            "# HELP process_open_fds Number of open file descriptors.\n"
+            "# TYPE process_open_fds gauge\nprocess_open_fds %llu\n",
+            (unsigned long long)ps.open_fds);
+    if (ps.has_max_fds)
+        out(b,
+            "# HELP process_max_fds Maximum number of open file descriptors.\n"
+            "# TYPE process_max_fds gauge\nprocess_max_fds %.0f\n",
+            ps.max_fds == UINT64_MAX ? 1.8446744073709552e19 : (double)ps.max_fds);
+    out(b,
+        "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+        "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n",
+        ps.has_start ? ps.start_time_s : (double)dc_metrics_process.start_wall_ms / 1000.0);
+}
+
 /* Families in a fixed order (scrapers and tests read them by name; the order is kept for diffs). */
 char *dc_metrics_render(size_t *len)
 {
@@ -361,6 +480,7 @@ char *dc_metrics_render(size_t *len)
     render_requests(&b);
     render_upstream_counters(&b);
     render_upstream_latency(&b);
+    render_request_duration(&b);
     render_cache_counters(&b);
     render_cache_gauges(&b);
     render_connections(&b);
@@ -368,6 +488,7 @@ char *dc_metrics_render(size_t *len)
     for (unsigned i = 0; i < nsources; i++)
         sources[i].render(sources[i].ctx, &b);
     render_process(&b);
+    render_procstat(&b);
     pthread_mutex_unlock(&registry_lock);
     *len = b.len;
     return b.p;

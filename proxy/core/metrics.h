@@ -12,7 +12,26 @@
 
 #define DC_METRICS_MAX_IDS 128 /* per label kind; id 0 is reserved for "other" */
 #define DC_METRICS_MAX_WORKERS 256
-#define DC_METRICS_LATENCY_BUCKETS 14
+#define DC_METRICS_LATENCY_BUCKETS 14 /* upstream histograms: 1 ms .. 30 s */
+#define DC_METRICS_REQUEST_BUCKETS 17 /* client request histogram: 100 us .. 30 s */
+
+/*
+ * How a client request was answered, the label cache_status of dexcache_request_duration_seconds:
+ * X-Cache's values in lowercase, and `none` for answers dexcache made itself without X-Cache
+ * (refused by the checks, no route, 429, an upstream failure without a stale copy, CORS preflight).
+ */
+typedef enum {
+    DC_METRICS_CS_NONE = 0,
+    DC_METRICS_CS_HIT,
+    DC_METRICS_CS_MISS,
+    DC_METRICS_CS_STALE,
+    DC_METRICS_CS_BYPASS,
+    DC_METRICS_CS_STREAM,
+    DC_METRICS_CS_COUNT
+} dc_metrics_cache_status_t;
+
+/* The cache_status index of an X-Cache value (NULL or unknown values: DC_METRICS_CS_NONE). */
+dc_metrics_cache_status_t dc_metrics_cache_status_of(const char *x_cache);
 
 typedef enum { DC_METRICS_ROUTE = 0, DC_METRICS_UPSTREAM = 1 } dc_metrics_kind_t;
 
@@ -30,6 +49,11 @@ typedef struct dc_worker_metrics {
     uint64_t upstream_timeouts[DC_METRICS_MAX_IDS];
     uint64_t upstream_latency[DC_METRICS_MAX_IDS][DC_METRICS_LATENCY_BUCKETS + 1]; /* head latency */
     uint64_t upstream_latency_sum_us[DC_METRICS_MAX_IDS];
+    uint64_t upstream_duration[DC_METRICS_MAX_IDS][DC_METRICS_LATENCY_BUCKETS + 1]; /* whole exchange */
+    uint64_t upstream_duration_sum_us[DC_METRICS_MAX_IDS];
+    /* client requests by route id (0 = no route) and cache status, start to disposal */
+    uint64_t request_duration[DC_METRICS_MAX_IDS][DC_METRICS_CS_COUNT][DC_METRICS_REQUEST_BUCKETS + 1];
+    uint64_t request_duration_sum_us[DC_METRICS_MAX_IDS][DC_METRICS_CS_COUNT];
     uint64_t rejected[6]; /* requests refused by the request checks, by class */
     /* cache, by route id */
     uint64_t cache_hits[DC_METRICS_MAX_IDS];
@@ -72,6 +96,12 @@ void dc_metrics_register_worker(dc_worker_metrics_t *m);
 
 /* Record an upstream head latency (microseconds) into upstream `id`'s histogram. Owner thread only. */
 void dc_metrics_observe_upstream_latency(dc_worker_metrics_t *m, unsigned id, uint64_t us);
+/* Record a whole upstream exchange (start of the fetch, budget wait included, to its end: last body
+ * byte or error) into dexcache_upstream_duration_seconds. Owner thread only. */
+void dc_metrics_observe_upstream_duration(dc_worker_metrics_t *m, unsigned id, uint64_t us);
+/* Record a client request (route id, 0 = none; cache status) into dexcache_request_duration_seconds.
+ * Owner thread only. */
+void dc_metrics_observe_request(dc_worker_metrics_t *m, unsigned route_id, dc_metrics_cache_status_t cs, uint64_t us);
 
 /* Process-wide gauges/counters owned by the main thread, shown in /metrics. */
 typedef struct dc_metrics_process {

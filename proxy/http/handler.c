@@ -64,6 +64,9 @@ static void on_req_dispose(h2o_logger_t *self, h2o_req_t *req)
     dc_worker_metrics_t *m = &r->ctx.worker->metrics;
     dc_counter_add(&m->requests[r->ctx.route_metric][dc_metrics_status_class(req->res.status)], 1);
     dc_counter_add(&m->bytes_out, req->bytes_sent);
+    uint64_t now = dc_now_mono_us();
+    dc_metrics_observe_request(m, r->ctx.route_metric, dc_metrics_cache_status_of(r->x_cache),
+                               now > r->start_us ? now - r->start_us : 0);
     dc_counter_sub(&m->requests_active, 1);
     dc__http_access_log(r, req);
     r->req = NULL;

@@ -441,6 +441,8 @@ void dc_request_record_upstream(dc_worker_t *w, dc_upstream_rt_t *up_rt, dc_fetc
         dc_counter_add(&m->upstream_timeouts[id], 1);
     if (dc_fetch_head_us(f) > 0)
         dc_metrics_observe_upstream_latency(m, id, dc_fetch_head_us(f));
+    uint64_t now = dc_now_mono_us(), start = dc_fetch_started_us(f);
+    dc_metrics_observe_upstream_duration(m, id, now > start ? now - start : 0);
 }
 
 static bool named(const dc_fetch_header_t *h, const char *name)

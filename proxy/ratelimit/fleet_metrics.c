@@ -6,6 +6,15 @@
 
 static void render_metrics(void *ctx, dc_metrics_buf_t *b)
 {
+    unsigned up, total;
+    dc_fleet_connections(&up, &total);
+    dc_metrics_printf(b,
+                      "# HELP dexcache_redis_connections Redis connections held by the workers (0: no redis: "
+                      "configured, standalone).\n"
+                      "# TYPE dexcache_redis_connections gauge\ndexcache_redis_connections %u\n"
+                      "# HELP dexcache_redis_connections_up Redis connections that answer now.\n"
+                      "# TYPE dexcache_redis_connections_up gauge\ndexcache_redis_connections_up %u\n",
+                      total, up);
     dc_metrics_printf(b,
                       "# HELP dexcache_redis_up 1 when a Redis connection is up (fleet mode).\n"
                       "# TYPE dexcache_redis_up gauge\ndexcache_redis_up %d\n"

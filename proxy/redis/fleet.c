@@ -61,6 +61,13 @@ const char *dc_fleet_state(void)
     return up <= 0 ? "down" : (up >= total ? "up" : "partial");
 }
 
+void dc_fleet_connections(unsigned *up, unsigned *total)
+{
+    int u = atomic_load(&connections_up), t = atomic_load(&connections_total);
+    *up = u > 0 ? (unsigned)u : 0;
+    *total = t > 0 ? (unsigned)t : 0;
+}
+
 bool dc_fleet_up(const dc_fleet_t *f)
 {
     return f != NULL && f->redis != NULL && dc_redis_connected(f->redis);

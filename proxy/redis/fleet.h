@@ -54,6 +54,9 @@ unsigned dc_fleet_instances(void);
 bool dc_fleet_any_up(void);
 /* "up" (every worker connected), "partial" (some) or "down" (none), for /health. */
 const char *dc_fleet_state(void);
+/* Process-wide: Redis connections the workers hold (0 without redis: in the config) and how many
+ * of them are connected now, for /metrics. */
+void dc_fleet_connections(unsigned *up, unsigned *total);
 
 /* Key prefix and instance id (host:pid:random), owned by f. */
 const char *dc_fleet_prefix(const dc_fleet_t *f);

@@ -128,6 +128,20 @@ static void crash_info(const dc_snapshot_t *snap)
     dc_crash_set_info(text);
 }
 
+/* dexcache_build_info: the release, the plugin ABI it loads, and the HTTP libraries it runs on
+ * (libcurl as loaded at run time). */
+static void render_build_info(void *ctx, dc_metrics_buf_t *b)
+{
+    (void)ctx;
+    const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+    dc_metrics_printf(b,
+                      "# HELP dexcache_build_info Always 1; the labels name the build.\n"
+                      "# TYPE dexcache_build_info gauge\n"
+                      "dexcache_build_info{version=\"%s\",abi=\"%d.%d\",h2o=\"%s\",curl=\"%s\"} 1\n",
+                      DC_VERSION, DEXCACHE_PLUGIN_ABI_MAJOR, DEXCACHE_PLUGIN_ABI_MINOR, H2O_VERSION,
+                      cv != NULL && cv->version != NULL ? cv->version : "unknown");
+}
+
 static void register_modules(void)
 {
     static bool done;
@@ -139,6 +153,7 @@ static void register_modules(void)
     dc_fleet_metrics_register();
     dc_bus_metrics_register();
     dc_sse_metrics_register();
+    dc_metrics_add_source(render_build_info, NULL);
 }
 
 int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **out, char *err, size_t errlen)

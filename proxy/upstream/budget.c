@@ -60,6 +60,8 @@ void dc_budget_inherit(dc_budget_t *b, dc_budget_t *old)
         b->win[i].tat_us = tat;
     b->share = old->share;
     b->cooldown_until_us = old->cooldown_until_us;
+    b->rejected = old->rejected; /* counters in /metrics never go back on a reload */
+    b->cooldowns = old->cooldowns;
     pthread_mutex_unlock(&old->lock);
 }
 
@@ -155,6 +157,21 @@ uint32_t dc_budget_queued(dc_budget_t *b)
     uint32_t q = b->queued;
     pthread_mutex_unlock(&b->lock);
     return q;
+}
+
+void dc_budget_stats(dc_budget_t *b, dc_budget_stats_t *out)
+{
+    pthread_mutex_lock(&b->lock);
+    out->queued = b->queued;
+    out->rejected = b->rejected;
+    out->cooldowns = b->cooldowns;
+    out->share = b->share;
+    uint64_t slowest = 0;
+    for (size_t i = 0; i < b->nwin; i++)
+        if (b->win[i].emission_us > slowest)
+            slowest = b->win[i].emission_us;
+    out->rate_per_s = slowest > 0 ? 1e6 * b->share / (double)slowest : 0.0;
+    pthread_mutex_unlock(&b->lock);
 }
 
 bool dc_budget_cooling(dc_budget_t *b, uint64_t now_us)

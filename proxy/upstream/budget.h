@@ -66,6 +66,16 @@ void dc_budget_dequeued(dc_budget_t *b);
 void dc_budget_on_429(dc_budget_t *b, uint64_t now_us, uint64_t retry_after_us);
 void dc_budget_on_success(dc_budget_t *b);
 uint32_t dc_budget_queued(dc_budget_t *b);
+
+/* A consistent reading for /metrics. rate_per_s: attempts per second the budget lets through now
+ * (the tightest window, AIMD share applied; 0 when the budget has no windows). The counters are
+ * carried across reloads by dc_budget_inherit. */
+typedef struct dc_budget_stats {
+    uint32_t queued;
+    uint64_t rejected, cooldowns;
+    double share, rate_per_s;
+} dc_budget_stats_t;
+void dc_budget_stats(dc_budget_t *b, dc_budget_stats_t *out);
 /* Is the budget paused after a 429 at `now_us` (a tier without budget now)? */
 bool dc_budget_cooling(dc_budget_t *b, uint64_t now_us);
 

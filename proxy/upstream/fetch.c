@@ -1048,6 +1048,11 @@ uint64_t dc_fetch_head_us(const dc_fetch_t *f)
     return f->head_us;
 }
 
+uint64_t dc_fetch_started_us(const dc_fetch_t *f)
+{
+    return f->started_us;
+}
+
 uint64_t dc_fetch_retry_after_ms(const dc_fetch_t *f)
 {
     return f->retry_after_ms;

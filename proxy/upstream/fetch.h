@@ -105,6 +105,8 @@ int64_t dc_fetch_content_length(const dc_fetch_t *f);
 unsigned dc_fetch_attempts(const dc_fetch_t *f);
 /* Microseconds from start to the response head (0 before the head). */
 uint64_t dc_fetch_head_us(const dc_fetch_t *f);
+/* Monotonic microseconds (dc_now_mono_us) when dc_fetch_start was called. */
+uint64_t dc_fetch_started_us(const dc_fetch_t *f);
 /* For a 429 received: the pause it asked for in whole seconds (rounded up), from Retry-After or
  * x-ratelimit-reset; 0 when it said nothing. */
 uint64_t dc_fetch_upstream_retry_after_s(const dc_fetch_t *f);
