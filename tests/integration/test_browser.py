@@ -159,7 +159,7 @@ def stop_chromium(p, log):
 
 
 def test_browser_fetch_eventsource_429_and_refusal(fake, origin):
-    assert CHROMIUM is not None, "chromium is not installed: make deps installs it"
+    assert CHROMIUM is not None, "chromium is not installed: make deps-test installs it"
     page_port = free_port()
     d = Dexcache(CONFIG % {"jup": fake.url("jup"), "page_port": page_port})
     d.start()

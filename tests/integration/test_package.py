@@ -128,7 +128,7 @@ def test_deb_builds_lints_installs_runs_and_purges():
         assert "\nExecStartPre=/usr/sbin/dexcache -t -c /etc/dexcache/dexcache.yaml\n" in unit, unit
         assert "\nExecStart=/usr/sbin/dexcache -c /etc/dexcache/dexcache.yaml\n" in unit, unit
         assert "\nUser=dexcache\n" in unit and "\nType=notify\n" in unit, unit
-        assert os.path.realpath(WANTS) == UNIT, "dh_installsystemd did not enable the unit"
+        assert os.path.realpath(WANTS) == os.path.realpath(UNIT), "dh_installsystemd did not enable the unit"
 
         # the config and the logrotate file are conffiles (dpkg keeps local edits on upgrade)
         conffiles = run(["dpkg-query", "-W", "-f=${Conffiles}", "dexcache"]).stdout
