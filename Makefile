@@ -28,7 +28,7 @@ all: build
 # Installs only the packages of $(1) that are missing; runs `apt-get update` once first, and $(2)
 # (if given) after installing something.
 define apt_install
-	@missing=""; for p in $(1); do \
+	@missing=""; for p in $(sort $(1)); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -1,5 +1,5 @@
 """A real browser against dexcache (issue 19): headless Chromium (Debian's `chromium`, installed by
-`make deps`) loads a page from a tiny static server on another loopback origin; the page calls
+`make deps-test`) loads a page from a tiny static server on another loopback origin; the page calls
 dexcache with fetch (reads Cache-Status and X-Request-Id), subscribes to an event stream with
 EventSource (3 updates in order), reads a 429's Retry-After, and an iframe from a disallowed origin
 (http://localhost:PORT, not in allow_origins) is refused by the browser's CORS check. The pages
