@@ -1,5 +1,5 @@
 """A real browser against dexcache (issue 19): headless Chromium (Debian's `chromium`, installed by
-`make deps`) loads a page from a tiny static server on another loopback origin; the page calls
+`make deps-test`) loads a page from a tiny static server on another loopback origin; the page calls
 dexcache with fetch (reads Cache-Status and X-Request-Id), subscribes to an event stream with
 EventSource (3 updates in order), reads a 429's Retry-After, and an iframe from a disallowed origin
 (http://localhost:PORT, not in allow_origins) is refused by the browser's CORS check. The pages
@@ -159,7 +159,7 @@ def stop_chromium(p, log):
 
 
 def test_browser_fetch_eventsource_429_and_refusal(fake, origin):
-    assert CHROMIUM is not None, "chromium is not installed: make deps installs it"
+    assert CHROMIUM is not None, "chromium is not installed: make deps-test installs it"
     page_port = free_port()
     d = Dexcache(CONFIG % {"jup": fake.url("jup"), "page_port": page_port})
     d.start()

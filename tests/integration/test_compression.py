@@ -46,7 +46,7 @@ def proxy(fake):
 
 
 def _brotli_decode(data):
-    import brotli  # python3-brotli, installed by `make deps`
+    import brotli  # python3-brotli, installed by `make deps-test`
     return brotli.decompress(data)
 
 

@@ -388,7 +388,7 @@ def test_config_default_is_local_conf_else_installed(fake):
     assert "/etc/dexcache" not in p.stdout + p.stderr
 
 
-INSTALLED = ["bin/dexcache", "share/man/man8/dexcache.8", "share/man/man5/dexcache.yaml.5",
+INSTALLED = ["sbin/dexcache", "share/man/man8/dexcache.8", "share/man/man5/dexcache.yaml.5",
              "lib/systemd/system/dexcache.service", "etc/logrotate.d/dexcache", "etc/dexcache/dexcache.yaml",
              "include/dexcache/plugin.h", "lib/pkgconfig/dexcache-plugin.pc"]
 
@@ -424,7 +424,7 @@ def test_cmake_install_honours_prefix_and_destdir():
     found = sorted(os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest) for f in fs)
     assert found == sorted("opt/dexcache-test/" + f for f in INSTALLED), found
     root = os.path.join(dest, "opt/dexcache-test")
-    assert os.access(os.path.join(root, "bin/dexcache"), os.X_OK)
+    assert os.access(os.path.join(root, "sbin/dexcache"), os.X_OK)
     with open(os.path.join(root, "etc/logrotate.d/dexcache")) as f:
         rot = f.read()
     assert "/var/log/dexcache/*.log {" in rot and "--signal=SIGUSR1 dexcache.service" in rot, rot
@@ -436,7 +436,11 @@ def test_cmake_install_honours_prefix_and_destdir():
     rc, out, _ = run_check(conf.replace("/var/log/dexcache/access.log", "off"))
     assert rc == 0, out
     with open(os.path.join(root, "lib/systemd/system/dexcache.service")) as f:
-        assert "-c /etc/dexcache/dexcache.yaml" in f.read()
+        unit = f.read()
+    # the unit runs the binary where this install put it (the prefix given at install time)
+    assert "\nExecStartPre=/opt/dexcache-test/sbin/dexcache -t -c /etc/dexcache/dexcache.yaml\n" in unit, unit
+    assert "\nExecStart=/opt/dexcache-test/sbin/dexcache -c /etc/dexcache/dexcache.yaml\n" in unit, unit
+    assert "@" not in unit.replace("@system-service", "").replace("@privileged", "").replace("@resources", ""), unit
     for page, title in (("share/man/man8/dexcache.8", "DEXCACHE(8)"),
                         ("share/man/man5/dexcache.yaml.5", "DEXCACHE.YAML(5)")):
         tool, rc, text, warnings = render_man(os.path.join(root, page))
