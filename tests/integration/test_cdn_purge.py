@@ -3,6 +3,7 @@ Cloudflare's purge API. A stand-in API (http.server on loopback) records every c
 from a script (500 then 200, 429 with Retry-After) or hang, to prove the local purge never waits for
 the CDN."""
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from dexcache import Dexcache, wait_for
+from dexcache import ROOT, Dexcache, run_check, wait_for
 
 TOKEN = "cf-tok-7f3a9c"
 ZONE = "023e105f4ecef8ad9ca31a8372d0c353"
@@ -257,3 +258,31 @@ def test_cdn_purge_off_without_zone(fake, origin, cf):
         assert cf.ncalls() == 0
         err = d.stderr()
     assert "cdn.purge.cloudflare: zone or token is empty: purges stay local" in err
+
+
+def test_cloudflare_origin_config(fake, origin, cf):
+    """conf/cloudflare-origin.yaml passes `-t` without its env vars (the forwarder is then off), and
+    with them (addresses moved to loopback, the API to the stand-in) its answers carry
+    CDN-Cache-Control and Cache-Tag and a purge by tag reaches the API with the token."""
+    text = open(os.path.join(ROOT, "conf", "cloudflare-origin.yaml")).read()
+    rc, out, _ = run_check(text)
+    assert rc == 0, out
+    cfg = text.replace("{", "{{").replace("}", "}}")
+    for old, new in (('["0.0.0.0:8080", "[::]:8080"]', '["127.0.0.1:{port}"]'),
+                     ('"127.0.0.1:9090"', '"127.0.0.1:{admin_port}"'),
+                     ('"https://api.jup.ag"', '"%s"' % fake.url("jup")),
+                     ('      token: "${{CF_API_TOKEN:-}}"', '      api: "%s"\n      token: "${{CF_API_TOKEN:-}}"' % cf.api)):
+        assert old in cfg, old
+        cfg = cfg.replace(old, new)
+    env = {"CF_ZONE_ID": ZONE, "CF_API_TOKEN": TOKEN, "DEXCACHE_ADMIN_TOKEN": "adm1n", "JUP_API_KEY": "k1"}
+    with Dexcache(cfg, env=env) as d:
+        r = requests.get(d.url + "/jup/price/v3?ids=" + MINT_A, timeout=10)
+        assert r.status_code == 200
+        assert r.headers["cache-tag"] == "jup," + MINT_A
+        assert r.headers["cdn-cache-control"] == "max-age=1, stale-while-revalidate=10, stale-if-error=300"
+        assert r.headers["cache-control"] == "public, max-age=1, s-maxage=1, stale-while-revalidate=10, stale-if-error=300"
+        assert purge(d, {"tag": MINT_A})["cdn"] == "queued"
+        assert wait_for(lambda: cf.ncalls() == 1, timeout=10)
+        assert cf.calls[0]["body"] == {"tags": [MINT_A]}
+        assert cf.calls[0]["headers"]["Authorization"] == "Bearer " + TOKEN
+        assert cf.calls[0]["path"] == "/client/v4/zones/%s/purge_cache" % ZONE
