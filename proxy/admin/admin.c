@@ -1,4 +1,5 @@
 #include "admin/admin.h"
+#include "admin/cdnpurge.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -20,6 +21,7 @@ struct dc_admin {
     h2o_accept_ctx_t accept_ctx;
     uv_tcp_t listener;
     dc_admin_source_t src;
+    dc_cdnpurge_t *cdn; /* purges forwarded to the CDN (cdn.purge); NULL once closed */
 };
 
 static char *append_line(char *part, char *line)
@@ -341,24 +343,35 @@ static void handle_purge(dc_admin_t *a, h2o_req_t *req)
     const char *err = "expected a JSON object with one of: url, key, prefix, tag, all";
     dc_purge_kind_t kind = DC_PURGE_KEY;
     char *arg = NULL;
+    /* what the CDN is told: the URL as the client wrote it (the CDN keys on that), a key's path */
+    dc_cdnpurge_kind_t cdn_kind = DC_CDNPURGE_FILES;
+    const char *cdn_value = NULL;
     if (cJSON_IsString(url)) {
         arg = key_of_url(snap->cfg, url->valuestring);
         if (arg == NULL)
             err = "no cache rule covers this url";
+        cdn_value = url->valuestring;
     } else if (cJSON_IsString(key)) {
         arg = dc_strdup(key->valuestring);
+        cdn_value = strncmp(arg, "GET ", 4) == 0 ? key->valuestring + 4 : "";
     } else if (cJSON_IsString(prefix)) {
         kind = DC_PURGE_PREFIX;
         if (prefix->valuestring[0] == '\0')
             err = "empty prefix: send {\"all\":true} to purge everything";
         else
             arg = dc_asprintf("GET %s", prefix->valuestring);
+        cdn_kind = DC_CDNPURGE_PREFIXES;
+        cdn_value = prefix->valuestring;
     } else if (cJSON_IsString(tag)) {
         kind = DC_PURGE_TAG;
         arg = dc_strdup(tag->valuestring);
+        cdn_kind = DC_CDNPURGE_TAGS;
+        cdn_value = tag->valuestring;
     } else if (cJSON_IsTrue(all)) {
         kind = DC_PURGE_PREFIX; /* the empty prefix covers every key, here and on the bus */
         arg = dc_strdup("");
+        cdn_kind = DC_CDNPURGE_EVERYTHING;
+        cdn_value = "";
     }
     long purged = -1;
     bool fleet = false;
@@ -375,13 +388,19 @@ static void handle_purge(dc_admin_t *a, h2o_req_t *req)
         free(body);
         free(arg);
     }
+    /* the CDN's copy: queued only (sent on this loop after the answer); "cdn" is absent when the
+     * config forwards nothing, "not queued" when this order cannot be forwarded or was dropped */
+    const char *cdn = NULL;
+    if (purged >= 0 && a->cdn != NULL && dc_cdnpurge_configured(snap->cfg))
+        cdn = dc_cdnpurge_submit(a->cdn, snap->cfg, cdn_kind, cdn_value) ? "queued" : "not queued";
     cJSON_Delete(doc);
     dc_snapshot_release(snap);
     if (purged < 0) {
         dc_respond_error(req, 400, err, NULL);
         return;
     }
-    char *body = dc_asprintf("{\"purged\":%ld,\"fleet\":%s}", purged, fleet ? "true" : "false");
+    char *body = dc_asprintf("{\"purged\":%ld,\"fleet\":%s%s%s%s}", purged, fleet ? "true" : "false",
+                             cdn != NULL ? ",\"cdn\":\"" : "", cdn != NULL ? cdn : "", cdn != NULL ? "\"" : "");
     send_owned(req, 200, "application/json", body, strlen(body));
 }
 
@@ -518,6 +537,16 @@ int dc_admin_create(uv_loop_t *loop, int fd, const dc_admin_source_t *src, dc_ad
         dc_log_error("admin: cannot listen");
         return DC_EBIND;
     }
+    a->cdn = dc_cdnpurge_create(loop);
+    dc_snapshot_t *snap = src->current_snapshot(src->ctx);
+    const dc_config_t *cfg = snap->cfg;
+    if (dc_cdnpurge_configured(cfg))
+        dc_log_info("admin: purges are forwarded to cloudflare zone %s (%s)", cfg->cdn_purge_cf.zone,
+                    cfg->cdn_purge_cf.api);
+    else if (cfg->cdn_purge_cf.enabled)
+        dc_log_warn("cdn.purge.cloudflare: zone or token is empty: purges stay local (set CF_ZONE_ID and "
+                    "CF_API_TOKEN, or whatever the config names)");
+    dc_snapshot_release(snap);
     *out = a;
     return 0;
 }
@@ -527,6 +556,8 @@ void dc_admin_close(dc_admin_t *a)
     if (a == NULL)
         return;
     uv_close((uv_handle_t *)&a->listener, NULL);
+    dc_cdnpurge_close(a->cdn);
+    a->cdn = NULL;
 }
 
 void dc_admin_destroy(dc_admin_t *a)

@@ -302,6 +302,20 @@ typedef struct dc_config {
         size_t ntrusted_proxies;
     } server;
 
+    /* cdn.purge.cloudflare: a purge at the admin listener is also sent to Cloudflare's purge API
+     * (admin/cdnpurge.h). Off when absent, or when zone or token is empty after ${VAR} expansion. */
+    struct dc_config_cf_purge {
+        bool enabled;        /* cdn.purge.cloudflare: present */
+        char *zone;          /* zone id */
+        char *token;         /* API token (Bearer); never logged */
+        char *api;           /* API base, default "https://api.cloudflare.com/client/v4" (no trailing slash) */
+        char *base_url;      /* public scheme://host of dexcache behind Cloudflare (no trailing slash) */
+        uint32_t retries;    /* further attempts after a 5xx, 429 or transport error; default 3 */
+        uint64_t timeout_ms; /* one attempt's deadline, default 5s */
+        uint64_t backoff_ms; /* first pause before a retry (doubling), default 1s */
+        uint64_t window_ms;  /* purges within this window go out as one call, default 100ms */
+    } cdn_purge_cf;          /* struct dc_config_cf_purge */
+
     dc_config_upstream_t *upstreams; /* in file order */
     size_t nupstreams;
     dc_config_route_t *routes; /* in file order */

@@ -1342,6 +1342,56 @@ static int stream_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *
     return 0;
 }
 
+/* ---- cdn (root): purge forwarding to the CDN in front of dexcache ---------------------------------- */
+
+/* A public base URL: scheme://host[:port] only (a purged URL is this + the purged path). */
+static int check_base_url(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    int rc = check_upstream_url(ctx, d, node, v);
+    if (rc != 0)
+        return rc;
+    const char *host = strstr(*v, "://") + 3;
+    if (strchr(host, '/') != NULL)
+        return fail_found(ctx, node, "a scheme and host without a path (https://dex.example.com)");
+    return 0;
+}
+
+static const dc__directive_t cf_purge_rows[] = {
+    R_STR("zone", C, cdn_purge_cf.zone, NULL,
+          "Cloudflare zone id; empty (an unset ${CF_ZONE_ID:-}) = purges are not forwarded", .flags = DC__D_REQUIRED),
+    R_STR("token", C, cdn_purge_cf.token, NULL,
+          "API token with Zone > Cache Purge, sent as Authorization: Bearer (never logged); empty = not forwarded",
+          .flags = DC__D_REQUIRED),
+    R_STR("api", C, cdn_purge_cf.api, "https://api.cloudflare.com/client/v4",
+          "API base URL; each call is POST {api}/zones/{zone}/purge_cache", .check = check_upstream_url,
+          .expect = "an http:// or https:// URL"),
+    R_STR("base_url", C, cdn_purge_cf.base_url, NULL,
+          "public scheme://host of dexcache behind Cloudflare: a purge by url or key sends {\"files\":[base_url + "
+          "path]}, by prefix {\"prefixes\":[host + prefix]}",
+          .flags = DC__D_REQUIRED, .check = check_base_url, .expect = "an http:// or https:// URL"),
+    R_UINT("retries", C, cdn_purge_cf.retries, "3", 0, 10,
+           "further attempts of a call answered 5xx or 429 or not answered (connect error, timeout); then given up"),
+    R_DUR("timeout", C, cdn_purge_cf.timeout_ms, "5s", 100, MINUTE, "deadline of one attempt"),
+    R_DUR("backoff", C, cdn_purge_cf.backoff_ms, "1s", 10, MINUTE,
+          "pause before the first retry, doubled each time (a Retry-After of up to 5 minutes wins)"),
+    R_DUR("window", C, cdn_purge_cf.window_ms, "100ms", 0, MINUTE,
+          "purges within this window go out as one call per kind (up to 30 values each), as Cloudflare rate-limits "
+          "purge calls"),
+};
+static const dc__table_t cf_purge_table = TABLE(cf_purge_rows, NULL);
+
+static const dc__directive_t cdn_purge_rows[] = {
+    R_MAP("cloudflare", 0, offsetof(C, cdn_purge_cf.enabled), &cf_purge_table,
+          "forward every POST /purge at the admin listener to Cloudflare's purge API (tag -> tags, url and key -> "
+          "files, prefix -> prefixes, all -> purge_everything), after the local purge, without delaying its answer"),
+};
+static const dc__table_t cdn_purge_table = TABLE(cdn_purge_rows, NULL);
+
+static const dc__directive_t cdn_root_rows[] = {
+    R_MAP("purge", 0, DC__NOFIELD, &cdn_purge_table, "purges sent on to the CDN"),
+};
+static const dc__table_t cdn_root_table = TABLE(cdn_root_rows, NULL);
+
 /* ---- root ------------------------------------------------------------------------------------------ */
 
 static const dc__directive_t root_rows[] = {
@@ -1365,6 +1415,8 @@ static const dc__directive_t root_rows[] = {
     R_MAP("redis", 0, offsetof(C, redis.enabled), &redis_table,
           "shared limiter state, L2 cache, fleet locks and pub/sub; absent = standalone"),
     R_MAP("server", 0, DC__NOFIELD, &server_table, "client-facing limits and timeouts"),
+    R_MAP("cdn", 0, DC__NOFIELD, &cdn_root_table,
+          "the CDN in front of dexcache (purge forwarding); the headers toward it are each route's routes[].cdn"),
     R_MAP("cors", offsetof(C, cors), offsetof(C, cors.enabled), &cors_table, CORS_DOC),
     {.name = "upstreams",
      .type = DC__T_NAMEDMAP,

@@ -519,6 +519,25 @@ static void test_full_config(void **state)
     unsetenv("DC_TEST_APIKEY");
 }
 
+/* cdn.purge.cloudflare: defaults, and the base_url's trailing slash dropped like an upstream url's. */
+static void test_cdn_purge(void **state)
+{
+    (void)state;
+    dc_config_t *cfg =
+        load_ok(UPSTREAM_OK ROUTE_OK "cdn:\n  purge:\n    cloudflare:\n      zone: \"${DC_T_NOZONE:-}\"\n"
+                                     "      token: tok\n      base_url: \"https://dex.example/\"\n");
+    assert_true(cfg->cdn_purge_cf.enabled);
+    assert_string_equal(cfg->cdn_purge_cf.zone, "");
+    assert_string_equal(cfg->cdn_purge_cf.token, "tok");
+    assert_string_equal(cfg->cdn_purge_cf.api, "https://api.cloudflare.com/client/v4");
+    assert_string_equal(cfg->cdn_purge_cf.base_url, "https://dex.example");
+    assert_int_equal(cfg->cdn_purge_cf.retries, 3);
+    assert_int_equal(cfg->cdn_purge_cf.timeout_ms, 5000);
+    assert_int_equal(cfg->cdn_purge_cf.backoff_ms, 1000);
+    assert_int_equal(cfg->cdn_purge_cf.window_ms, 100);
+    dc_config_release(cfg);
+}
+
 static void test_defaults(void **state)
 {
     dc_config_t *cfg = load_ok(UPSTREAM_OK "routes:\n  - prefix: /\n    upstream: jupiter\n"
@@ -548,6 +567,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->server.drain_timeout_ms, 10000);
     assert_int_equal(cfg->server.idle_timeout_ms, 30000);
     assert_int_equal(cfg->server.ntrusted_proxies, 0);
+    assert_false(cfg->cdn_purge_cf.enabled);
 
     const dc_config_upstream_t *u = &cfg->upstreams[0];
     assert_int_equal(u->nkeys, 0);
@@ -784,8 +804,16 @@ typedef struct bad_case {
 
 static const bad_case_t bad_cases[] = {
     {"unknown top-level key", "listen: [\"127.0.0.1:8080\"]\ncolour: blue\n",
-     "bad.yaml:2:1: colour: unknown key (expected one of: listen, workers, tls, admin, log, cache, redis, server, "
+     "bad.yaml:2:1: colour: unknown key (expected one of: listen, workers, tls, admin, log, cache, redis, server, cdn, "
      "cors, upstreams, plugins, routes, streams)"},
+    {"cdn purge base_url with a path",
+     UPSTREAM_OK ROUTE_OK
+     "cdn: { purge: { cloudflare: { zone: z, token: t, base_url: \"https://dex.example/x\" } } }\n",
+     "bad.yaml:5:60: cdn.purge.cloudflare.base_url: expected a scheme and host without a path "
+     "(https://dex.example.com), found 'https://dex.example/x'"},
+    {"cdn purge without zone",
+     UPSTREAM_OK ROUTE_OK "cdn: { purge: { cloudflare: { token: t, base_url: \"https://dex.example\" } } }\n",
+     "bad.yaml:5:29: cdn.purge.cloudflare.zone: expected a string, found nothing (the key is required)"},
     {"unknown nested key", UPSTREAM_OK "routes:\n  - prefix: /jup\n    upstream: jupiter\n    cahce: []\n",
      "bad.yaml:6:5: routes[0].cahce: unknown key (expected one of: prefix, upstream, cache, no_cache, batch, limit, "
      "cdn, forward_client_key, forward_headers, max_body, plugins, cors)"},
@@ -1053,6 +1081,7 @@ int main(void)
         cmocka_unit_test(test_parse_cidr_and_bool),
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_cdn_purge),
         cmocka_unit_test(test_rule_policy_keys),
         cmocka_unit_test(test_route_match),
         cmocka_unit_test(test_cache_rule_match),
