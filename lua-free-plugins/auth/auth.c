@@ -578,6 +578,14 @@ static int on_request(dexcache_req_t *r, void *instance, void *wstate)
 
     /* an API key, when the request carries one, decides alone */
     if (a->keys != NULL) {
+        const char *qv = NULL;
+        size_t ql = 0;
+        int in_query = a->key_query != NULL &&
+                       host->req_query(r, a->key_query, strlen(a->key_query), &qv, &ql) == DEXCACHE_CONTINUE;
+        /* a key in the query leaves the request at once (qv is a copy): accepted or refused, it
+         * reaches neither the upstream nor the access log (the host redacts what is removed) */
+        if (in_query && host->req_remove_query(r, a->key_query, strlen(a->key_query)) != DEXCACHE_CONTINUE)
+            return DEXCACHE_ERROR;
         int found = 0;
         if (a->key_header != NULL) {
             rc = one_header(r, a, a->key_header, &v, &len);
@@ -585,8 +593,11 @@ static int on_request(dexcache_req_t *r, void *instance, void *wstate)
                 return rc;
             found = rc == DEXCACHE_CONTINUE;
         }
-        if (!found && a->key_query != NULL)
-            found = host->req_query(r, a->key_query, strlen(a->key_query), &v, &len) == DEXCACHE_CONTINUE;
+        if (!found && in_query) {
+            v = qv;
+            len = ql;
+            found = 1;
+        }
         if (found) {
             if ((rc = flood_gate(r, a)) != DEXCACHE_CONTINUE)
                 return rc;

@@ -32,6 +32,25 @@ static inline int dc_hex_value(char c)
     return -1;
 }
 
+/* A query component form-decoded into out (room for n + 1 bytes; NUL-terminated): '+' is a space,
+ * %XX its byte, a malformed '%' stays as it is. Returns the decoded length. */
+static inline size_t dc_query_decode(char *out, const char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            out[o++] = ' ';
+        } else if (s[i] == '%' && i + 2 < n && dc_hex_value(s[i + 1]) >= 0 && dc_hex_value(s[i + 2]) >= 0) {
+            out[o++] = (char)(dc_hex_value(s[i + 1]) * 16 + dc_hex_value(s[i + 2]));
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
 /* Exactly [s, s+n) as a decimal number: at least one digit, nothing else, no overflow. */
 static inline bool dc_parse_u64(const char *s, size_t n, uint64_t *out)
 {

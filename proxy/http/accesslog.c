@@ -138,7 +138,8 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
         snprintf(ts + tl, sizeof(ts) - tl, ".%03ldZ", now.tv_nsec / 1000000);
     }
     double dur_ms = (double)(dc_now_mono_us() - r->start_us) / 1000.0;
-    size_t pathlen = req->input.path.len > 2048 ? 2048 : req->input.path.len;
+    h2o_iovec_t path = r->log_path.base != NULL ? r->log_path : req->input.path; /* credentials redacted */
+    size_t pathlen = path.len > 2048 ? 2048 : path.len;
     int mlen = (int)(req->input.method.len > 32 ? 32 : req->input.method.len);
     bool tiered = r->tier > 0 && r->ctx.up_rt != NULL && r->ctx.up_rt->ntiers > 1; /* which origin answered */
     const h2o_iovec_t *tp = traceparent_of(req);
@@ -150,7 +151,7 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
         putf(&l, "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"", ts, dc_request_client_ip(r));
         put_json(&l, req->input.method.base, (size_t)mlen);
         put(&l, H2O_STRLIT("\",\"path\":\""));
-        put_json(&l, req->input.path.base, pathlen);
+        put_json(&l, path.base, pathlen);
         putf(&l,
              "\",\"status\":%d,\"bytes\":%zu,\"dur_ms\":%.3f,\"up_ms\":%.3f,\"attempts\":%u,\"cache\":\"%s\","
              "\"rid\":\"%s\"",
@@ -168,7 +169,7 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
         putf(&l, "%s - - [%s] \"", dc_request_client_ip(r), ts);
         put_nginx(&l, req->input.method.base, (size_t)mlen);
         put(&l, " ", 1);
-        put_nginx(&l, req->input.path.base, pathlen);
+        put_nginx(&l, path.base, pathlen);
         if (req->version >= 0x200)
             putf(&l, " HTTP/%d\" ", req->version >> 8);
         else
@@ -192,9 +193,8 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
         putf(&l,
              "time=%s client=%s method=%.*s path=\"%.*s\" status=%d bytes=%zu dur_ms=%.3f up_ms=%.3f "
              "attempts=%u cache=%s rid=%s",
-             ts, dc_request_client_ip(r), mlen, req->input.method.base, (int)pathlen, req->input.path.base,
-             req->res.status, req->bytes_sent, dur_ms, (double)r->upstream_us / 1000.0, r->attempts, cache,
-             r->request_id);
+             ts, dc_request_client_ip(r), mlen, req->input.method.base, (int)pathlen, path.base, req->res.status,
+             req->bytes_sent, dur_ms, (double)r->upstream_us / 1000.0, r->attempts, cache, r->request_id);
         if (tiered)
             putf(&l, " tier=%u", r->tier);
         if (tp != NULL)

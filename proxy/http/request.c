@@ -1,5 +1,6 @@
 #include "http/request.h"
 #include "core/error.h"
+#include "core/fmt.h"
 #include "core/metrics.h"
 #include "core/time.h"
 #include "cache/key.h"
@@ -178,6 +179,49 @@ const char *dc_request_upstream_url(dc_request_t *r)
 {
     size_t plen = route_prefix_len(r->ctx.route);
     return upstream_url(r, r->req->path.base + plen, r->req->path.len - plen);
+}
+
+void dc_request_redact_query(dc_request_t *r, const char *name, size_t name_len)
+{
+    static const char mask[] = "REDACTED";
+    h2o_req_t *req = r->req;
+    h2o_iovec_t in = r->log_path.base != NULL ? r->log_path : req->input.path;
+    const char *q = memchr(in.base, '?', in.len);
+    if (q == NULL)
+        return;
+    const char *end = in.base + in.len;
+    /* at most one mask per '&'-separated part, each no longer than the mask */
+    size_t parts = 1;
+    for (const char *p = q; p < end; p++)
+        parts += *p == '&';
+    char *out = h2o_mem_alloc_pool(&req->pool, in.len + parts * sizeof(mask) + 1);
+    char *k = h2o_mem_alloc_pool(&req->pool, in.len + 1);
+    size_t o = (size_t)(q + 1 - in.base);
+    memcpy(out, in.base, o);
+    const char *p = q + 1;
+    bool changed = false;
+    while (p <= end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp != NULL ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        const char *ke = eq != NULL ? eq : pe;
+        size_t kl = dc_query_decode(k, p, (size_t)(ke - p));
+        bool secret = kl == name_len && memcmp(k, name, name_len) == 0 && eq != NULL && pe > eq + 1;
+        size_t keep = secret ? (size_t)(eq + 1 - p) : (size_t)(pe - p);
+        memcpy(out + o, p, keep);
+        o += keep;
+        if (secret) {
+            memcpy(out + o, mask, sizeof(mask) - 1);
+            o += sizeof(mask) - 1;
+            changed = true;
+        }
+        if (amp == NULL)
+            break;
+        out[o++] = '&';
+        p = pe + 1;
+    }
+    if (changed)
+        r->log_path = h2o_iovec_init(out, o);
 }
 
 const char *dc_request_cache_url(dc_request_t *r)

@@ -69,6 +69,9 @@ typedef struct dc_request {
     uint64_t upstream_us;
     unsigned attempts;
     unsigned tier; /* 1-based tier of the upstream that answered (0 = none), from dc_request_set_upstream_head */
+    /* the path the access log shows: .base NULL = req->input.path; else that path with the values of
+     * the query parameters a plugin removed (credentials: dc_request_redact_query) replaced */
+    h2o_iovec_t log_path;
 
     /* cache */
     char *key; /* request-pool memory, or heap once dc_request_own_key() ran (key_owned) */
@@ -284,6 +287,9 @@ const char *dc_request_upstream_url(dc_request_t *r);
  * always the answer to that key, so two requests that share a key can never have one's answer
  * (an error provoked by an odd spelling of the query) served to the other. Pool memory. */
 const char *dc_request_cache_url(dc_request_t *r);
+/* The access log shows `name`'s value(s) in the query as "REDACTED" (the name compared after
+ * percent-decoding, like the query functions plugins use). Request pool memory. */
+void dc_request_redact_query(dc_request_t *r, const char *name, size_t name_len);
 const char **dc_request_upstream_headers(dc_request_t *r, bool for_cache);
 /* Append the rule's key_headers (each occurrence the request has, in the rule's order) to r->key
  * and recompute r->hash; the key is unchanged when the request sends none of them. Those headers

@@ -6,6 +6,7 @@
  */
 #include "plugin/plugin_private.h"
 #include "core/error.h"
+#include "core/fmt.h"
 #include "core/log.h"
 #include "core/mailbox.h"
 #include "http/plugins.h"
@@ -61,31 +62,6 @@ static int req_header(dexcache_req_t *pr, const char *name, size_t name_len, con
     return req_header_at(pr, name, name_len, 0, value, len);
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
-static size_t pct_decode(char *out, const char *s, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '+') {
-            out[o++] = ' ';
-        } else if (s[i] == '%' && i + 2 < n + 0 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    return o;
-}
-
 static int req_query(dexcache_req_t *pr, const char *name, size_t name_len, const char **value, size_t *len)
 {
     if ((!live(pr) && !rendering(pr)) || name == NULL || value == NULL)
@@ -110,11 +86,11 @@ static int req_query(dexcache_req_t *pr, const char *name, size_t name_len, cons
         const char *eq = memchr(q, '=', (size_t)(pe - q));
         const char *ke = eq != NULL ? eq : pe;
         char *k = h2o_mem_alloc_pool(pool, (size_t)(ke - q) + 1);
-        size_t kl = pct_decode(k, q, (size_t)(ke - q));
+        size_t kl = dc_query_decode(k, q, (size_t)(ke - q));
         if (kl == name_len && memcmp(k, name, name_len) == 0) {
             const char *vs = eq != NULL ? eq + 1 : pe;
             char *v = h2o_mem_alloc_pool(pool, (size_t)(pe - vs) + 1);
-            size_t vl = pct_decode(v, vs, (size_t)(pe - vs));
+            size_t vl = dc_query_decode(v, vs, (size_t)(pe - vs));
             *value = v;
             if (len != NULL)
                 *len = vl;
@@ -159,7 +135,7 @@ static int req_remove_query(dexcache_req_t *pr, const char *name, size_t name_le
         const char *pe = amp != NULL ? amp : end;
         const char *eq = memchr(q, '=', (size_t)(pe - q));
         const char *ke = eq != NULL ? eq : pe;
-        size_t kl = pct_decode(k, q, (size_t)(ke - q));
+        size_t kl = dc_query_decode(k, q, (size_t)(ke - q));
         if (kl == name_len && memcmp(k, name, name_len) == 0) {
             removed = true;
         } else {
@@ -174,6 +150,7 @@ static int req_remove_query(dexcache_req_t *pr, const char *name, size_t name_le
     }
     if (!removed)
         return DEXCACHE_CONTINUE;
+    dc_request_redact_query(pr->r, name, name_len); /* a credential, as a rule: not in the access log */
     out[o] = '\0';
     req->path = h2o_iovec_init(out, o);
     req->query_at = kept ? req->query_at : SIZE_MAX; /* out[query_at] is the '?' when kept */

@@ -384,8 +384,9 @@ struct dexcache_host {
      * reads it) from the request's URL before the request goes on: the upstream never sees it and
      * it is not part of the cache key (an API key sent as ?api_key=... then leaves one shared
      * answer for every client). The other parameters keep their bytes and order; a query left
-     * empty loses its '?'. Only in on_request / its resume callback. CONTINUE (also when absent)
-     * or ERROR. */
+     * empty loses its '?'. The access log shows its value as REDACTED (what a plugin removes is
+     * a credential, as a rule). Only in on_request / its resume callback. CONTINUE (also when
+     * absent) or ERROR. */
     int (*req_remove_query)(dexcache_req_t *r, const char *name, size_t name_len);
     /* Count an event of the plugin in /metrics, as
      * dexcache_plugin_events_total{plugin="<instance name>",event="<event>",reason="<reason>"}
