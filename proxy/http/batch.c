@@ -155,18 +155,26 @@ typedef struct chunk {
     dc_route_ctx_t ctx; /* worker, snap (an owned reference), route, rule */
     pending_id_t *ids;  /* owned */
     size_t n;
+    dc_flight_upstream_t upstream; /* the chunk's fetch, passed on to each id's waiters */
 } chunk_t;
 
-static void finish_id_error(dc_worker_t *w, pending_id_t *p, int status, const char *message, int fwd_status)
+static void finish_id_error(chunk_t *c, pending_id_t *p, int status, const char *message, int fwd_status)
 {
+    dc_worker_t *w = c->ctx.worker;
     if (dc_cache_entry_stale_usable(p->stale, dc_now_wall_ms())) {
-        dc_flight_result_t res = {
-            .outcome = DC_FLIGHT_ENTRY, .entry = p->stale, .stale = true, .fwd_status = fwd_status};
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY,
+                                  .entry = p->stale,
+                                  .stale = true,
+                                  .fwd_status = fwd_status,
+                                  .upstream = c->upstream};
         dc_inflight_finish(w->inflight, p->flight, &res);
         return;
     }
-    dc_flight_result_t res = {
-        .outcome = DC_FLIGHT_ERROR, .status = status, .message = message, .fwd_status = fwd_status};
+    dc_flight_result_t res = {.outcome = DC_FLIGHT_ERROR,
+                              .status = status,
+                              .message = message,
+                              .fwd_status = fwd_status,
+                              .upstream = c->upstream};
     dc_inflight_finish(w->inflight, p->flight, &res);
 }
 
@@ -235,7 +243,7 @@ static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
         dc_log_warn("batch: upstream %s answered %s with something other than a JSON object",
                     c->ctx.route->upstream->name, c->ctx.route->batch.path);
         for (size_t i = 0; i < c->n; i++)
-            finish_id_error(w, &c->ids[i], 502, "upstream answer is not a JSON object", all->status);
+            finish_id_error(c, &c->ids[i], 502, "upstream answer is not a JSON object", all->status);
     } else {
         bool tag_ids = false;
         for (size_t i = 0; i < c->ctx.route->cdn.ntag_params; i++)
@@ -266,8 +274,11 @@ static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
                 dc_counter_add(&w->metrics.cache_stores[e->route_metric], 1);
                 dc_fill_share_l2(w, e); /* single-id requests on other instances find it */
             }
-            dc_flight_result_t res = {
-                .outcome = DC_FLIGHT_ENTRY, .entry = e, .shared_only = !stored, .fwd_status = all->status};
+            dc_flight_result_t res = {.outcome = DC_FLIGHT_ENTRY,
+                                      .entry = e,
+                                      .shared_only = !stored,
+                                      .fwd_status = all->status,
+                                      .upstream = c->upstream};
             dc_inflight_finish(w->inflight, p->flight, &res);
             dc_cache_entry_release(e);
         }
@@ -280,6 +291,7 @@ static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
 static void on_chunk_result(dc_waiter_t *wt, dc_flight_result_t *res)
 {
     chunk_t *c = wt->data;
+    c->upstream = res->upstream;
     switch (res->outcome) {
     case DC_FLIGHT_ENTRY:
         if (res->entry->status == 200 && !res->stale) {
@@ -289,23 +301,23 @@ static void on_chunk_result(dc_waiter_t *wt, dc_flight_result_t *res)
              * stale copy, else gets the upstream's status */
             int st = res->stale ? 502 : res->entry->status;
             for (size_t i = 0; i < c->n; i++)
-                finish_id_error(c->ctx.worker, &c->ids[i], st >= 400 ? st : 502, "upstream answered an error",
+                finish_id_error(c, &c->ids[i], st >= 400 ? st : 502, "upstream answered an error",
                                 res->fwd_status ? res->fwd_status : res->entry->status);
         }
         dc_cache_entry_release(res->entry);
         break;
     case DC_FLIGHT_ERROR:
         for (size_t i = 0; i < c->n; i++)
-            finish_id_error(c->ctx.worker, &c->ids[i], res->status, res->message, res->fwd_status);
+            finish_id_error(c, &c->ids[i], res->status, res->message, res->fwd_status);
         break;
     case DC_FLIGHT_PASS:
         for (size_t i = 0; i < c->n; i++)
-            finish_id_error(c->ctx.worker, &c->ids[i], 502, "upstream answer not cacheable", res->fwd_status);
+            finish_id_error(c, &c->ids[i], 502, "upstream answer not cacheable", res->fwd_status);
         break;
     case DC_FLIGHT_STREAM:
         dc_flight_result_release(res);
         for (size_t i = 0; i < c->n; i++)
-            finish_id_error(c->ctx.worker, &c->ids[i], 502, "upstream answer too large to split", 0);
+            finish_id_error(c, &c->ids[i], 502, "upstream answer too large to split", 0);
         break;
     }
     for (size_t i = 0; i < c->n; i++)
@@ -350,7 +362,7 @@ static void chunk_start(chunk_t *c)
     uint64_t hash = key != NULL ? dc_cache_hash(key, key_len) : 0;
     if (key == NULL) {
         for (size_t i = 0; i < c->n; i++) {
-            finish_id_error(w, &c->ids[i], 502, "batch key too long", 0);
+            finish_id_error(c, &c->ids[i], 502, "batch key too long", 0);
             c->ids[i].flight = NULL;
         }
         on_chunk_release(&c->waiter);
@@ -434,6 +446,7 @@ typedef struct want {
     int status;              /* error to answer when entry is NULL */
     const char *message;
     bool stale;
+    dc_flight_upstream_t upstream; /* the fetch that answered it, if one did */
 } want_t;
 
 struct batch_req {
@@ -450,6 +463,15 @@ static void respond(batch_req_t *br)
     if (r->req == NULL)
         return;
     dc_worker_metrics_t *m = &r->ctx.worker->metrics;
+    /* the access log's upstream figures: the slowest of the fetches that answered its ids */
+    for (size_t i = 0; i < br->n; i++) {
+        const dc_flight_upstream_t *u = &br->wants[i].upstream;
+        if (u->attempts > 0 && u->us >= r->upstream_us) {
+            r->upstream_us = u->us;
+            r->attempts = u->attempts;
+            r->tier = u->tier;
+        }
+    }
     for (size_t i = 0; i < br->n; i++) {
         want_t *wt = &br->wants[i];
         if (wt->entry == NULL) {
@@ -513,6 +535,7 @@ static void br_done(batch_req_t *br)
 static void on_want_result(dc_waiter_t *w, dc_flight_result_t *res)
 {
     want_t *wt = w->data;
+    wt->upstream = res->upstream;
     switch (res->outcome) {
     case DC_FLIGHT_ENTRY:
         wt->entry = res->entry; /* taken over */

@@ -74,7 +74,9 @@ void dc__fill_finish_flight(dc_fill_t *fill, const dc_flight_result_t *res)
         return;
     dc_flight_t *f = fill->flight;
     fill->flight = NULL;
-    dc_inflight_finish(fill->ctx.worker->inflight, f, res);
+    dc_flight_result_t with = *res;
+    with.upstream = fill->upstream;
+    dc_inflight_finish(fill->ctx.worker->inflight, f, &with);
 }
 
 /* A NULL-terminated heap array of heap strings (NULL is fine). */
@@ -448,6 +450,7 @@ static void on_head(void *data, dc_fetch_t *f)
     bool client_gzip = leader_accepts_gzip(fill);
     start_decoding(fill, &h, client_gzip);
 
+    fill->upstream = (dc_flight_upstream_t){dc_fetch_head_us(f), dc_fetch_attempts(f), dc_fetch_tier(f)};
     if (fill->client != NULL && fill->client->req != NULL) {
         fill->client->attempts = dc_fetch_attempts(f);
         fill->leader_decoded = fill->inflating && !client_gzip;
@@ -513,6 +516,7 @@ static void on_done(void *data, dc_fetch_t *f, int err)
     dc_fill_t *fill = data;
     DC_CHECK_MAGIC(fill, FILL_MAGIC);
     dc_request_record_upstream(fill->ctx.worker, fill->ctx.up_rt, f, err);
+    fill->upstream = (dc_flight_upstream_t){dc_fetch_head_us(f), dc_fetch_attempts(f), dc_fetch_tier(f)};
     fill->fetch = NULL;
     if (fill->client != NULL) {
         fill->client->attempts = dc_fetch_attempts(f);

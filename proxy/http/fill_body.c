@@ -54,7 +54,8 @@ static void stream_to_waiters(dc_fill_t *fill, dc_fetch_t *f)
                               .entry = preview,
                               .growing = fill->growing,
                               .growing_gz = fill->growing_gz,
-                              .fwd_status = dc_fetch_status(f)};
+                              .fwd_status = dc_fetch_status(f),
+                              .upstream = fill->upstream};
     dc_inflight_stream(fill->ctx.worker->inflight, fill->flight, &res);
     dc_cache_entry_release(preview);
 }

@@ -38,6 +38,7 @@ typedef struct dc_fill {
     uint64_t hash;
     dc_flight_t *flight; /* NULL once finished */
     dc_fetch_t *fetch;
+    dc_flight_upstream_t upstream; /* the fetch's figures (head, then end), for the waiters' logs */
     dc_cache_entry_t *stale;
     dc_shared_body_t *sb;       /* the body as the origin sent it */
     dc_shared_body_t *sb_ident; /* decoded as it arrives when the origin sent gzip (else NULL) */

@@ -38,6 +38,14 @@ typedef enum {
 
 struct dc_growing;
 
+/* The upstream exchange behind a result, for its receivers' access log lines (all 0: none, e.g. an
+ * answer adopted from L2 or a stale copy). */
+typedef struct dc_flight_upstream {
+    uint64_t us;       /* from the fetch's start to its response head */
+    unsigned attempts; /* attempts it made */
+    unsigned tier;     /* 1-based tier that answered (0 = none) */
+} dc_flight_upstream_t;
+
 typedef struct dc_flight_result {
     dc_flight_outcome_t outcome;
     dc_cache_entry_t *entry;       /* ENTRY: a reference owned by the receiver */
@@ -49,6 +57,7 @@ typedef struct dc_flight_result {
     unsigned retry_after_s;        /* ERROR: Retry-After to send (the upstream budget's next slot), 0 = none */
     struct dc_growing *growing;    /* STREAM: the identity body being received (a reference owned by the receiver) */
     struct dc_growing *growing_gz; /* STREAM: the gzip body as the origin sends it, or NULL */
+    dc_flight_upstream_t upstream; /* set by the fill that produced it */
 } dc_flight_result_t;
 
 /* Posts a message to a worker thread (provided by the server; `target` is opaque here). */

@@ -227,6 +227,11 @@ void dc_sse_detach(dc_sse_sub_t *s)
     dc_list_remove(&s->link);
     sub_release_queue(s);
     sub_release_sending(s);
+    /* the access log: the upstream attempts and time this instance spent on the channel while the
+     * request was subscribed (its polls), and the tier of the last one */
+    s->r->attempts = (unsigned)(atomic_load(&ch->up_fetches) - s->up_fetches0);
+    s->r->upstream_us = atomic_load(&ch->up_us) - s->up_us0;
+    s->r->tier = atomic_load(&ch->up_tier);
     s->r->sse = NULL;
     s->r = NULL;
     atomic_fetch_sub(&ch->nsubs, 1);

@@ -180,6 +180,7 @@ void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
         dc_request_respond_error(r, 400, "malformed query");
         return;
     }
+    (void)dc_request_client_ip(r); /* now: the access log line is written once the client is gone */
     dc_sse_sub_t *s = dc_calloc(1, sizeof(*s));
     s->qmax_bytes = st->max_subscriber_buffer;
     s->r = r;
@@ -189,6 +190,8 @@ void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
     start_event_stream(r);
     dc_sse_channel_t *ch = dc__sse_channel_get(r->ctx.worker, r->ctx.snap, st, rule, key, key_len, query, qlen);
     s->ch = ch;
+    s->up_fetches0 = atomic_load(&ch->up_fetches);
+    s->up_us0 = atomic_load(&ch->up_us);
     dc_list_push_front(&ch->subs[r->ctx.worker->id], &s->link);
     send_first_events(s, st, req);
 }

@@ -42,6 +42,7 @@ struct dc_sse_sub {
     size_t nsending;
     uint64_t last_id; /* highest id queued: events arriving twice (ring + dc__sse_broadcast) are skipped */
     bool send_inflight, dropping, final_sent;
+    uint64_t up_fetches0, up_us0; /* the channel's upstream totals when it subscribed (access log) */
 };
 
 struct dc_sse_channel {
@@ -59,6 +60,10 @@ struct dc_sse_channel {
     char *url;
     dc_worker_t *home;
     _Atomic unsigned nsubs; /* every worker */
+    /* this instance's upstream work for the channel (its polls' attempts, time to head, last tier):
+     * written by the home worker, read by subscribers' workers for their access log lines */
+    _Atomic uint64_t up_fetches, up_us;
+    _Atomic unsigned up_tier;
 
     pthread_mutex_t lock; /* ring and ids */
     dc_sse_event_t *ring[DC_SSE_RING];

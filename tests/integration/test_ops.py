@@ -454,3 +454,42 @@ def test_cmake_install_honours_prefix_and_destdir():
     assert len(keys) > 5
     for k in keys:
         assert "\n   %s\n" % k in text, k
+
+
+BATCH_STREAM_LOG = """listen: ["127.0.0.1:{port}"]
+workers: 1
+admin: {{ listen: "127.0.0.1:{admin_port}" }}
+log: {{ access: "{access_log}", format: json }}
+upstreams:
+  jupiter: {{ url: "%s" }}
+routes:
+  - prefix: /jup
+    upstream: jupiter
+    cache: [ {{ path: /price/v3, ttl: 30s }} ]
+    batch: {{ path: /price/v3, param: ids, max: 50, window: 5ms }}
+streams:
+  - {{ path: /jup/stream/price, upstream: jupiter, upstream_path: /price/v3, interval: 300ms, heartbeat: 300ms }}
+"""
+SOL = "So11111111111111111111111111111111111111112"
+JUP = "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN"
+
+
+def test_access_log_upstream_figures_for_batched_and_streamed_requests(fake, origin):
+    """A batched miss logs the attempts and upstream time of the batch fetch that answered it (it
+    logged 0 and 0.000); a hit logs none; a stream logs the polls made for its channel while it was
+    subscribed, and its client address although the client has gone when the line is written."""
+    import json
+    import subprocess
+    with Dexcache(BATCH_STREAM_LOG % fake.url("jup")) as d:
+        assert requests.get(d.url + "/jup/price/v3?ids=%s,%s" % (SOL, JUP), timeout=10).status_code == 200
+        assert requests.get(d.url + "/jup/price/v3?ids=%s" % SOL, timeout=10).status_code == 200
+        polls_before = origin.stats()["jup"]["total"]
+        subprocess.run(["curl", "-sN", "-m", "1.6", "-o", "/dev/null", d.url + "/jup/stream/price?ids=" + JUP],
+                       timeout=10)
+        assert wait_for(lambda: len(d.access_lines()) == 3, timeout=10), d.access_lines()
+        miss, hit, stream = [json.loads(l) for l in d.access_lines()]
+        assert (miss["cache"], miss["attempts"]) == ("MISS", 1) and miss["up_ms"] > 0, miss
+        assert (hit["cache"], hit["attempts"], hit["up_ms"]) == ("HIT", 0, 0), hit
+        polls = origin.stats()["jup"]["total"] - polls_before
+        assert stream["cache"] == "STREAM" and stream["client"] == "127.0.0.1", stream
+        assert 2 <= stream["attempts"] <= polls and stream["up_ms"] > 0, (stream, polls)
