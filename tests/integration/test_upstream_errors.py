@@ -311,3 +311,34 @@ def test_redis_last_error_in_health():
         assert le["message"].startswith("connect failed: "), le
         assert "refused" in le["message"].lower(), le
         assert abs(le["time"] - time.time()) < 60
+
+
+def test_log_line_after_the_window_counts_the_suppressed():
+    """Failures past the first in the 10 s window write nothing; the first line after it says how many
+    were left out (every request here is one attempt: retries: 0)."""
+    port = free_port()
+    cfg = config({"jupwin": ("http://127.0.0.1:%d" % port, "2s", "")})
+    with Dexcache(cfg) as d:
+        t0 = time.monotonic()
+        sent = 0
+
+        def fail_once():
+            nonlocal sent
+            r = get(d, "/jupwin/price?ids=1&api-key=" + SECRET)
+            sent += 1
+            assert r.status_code == 502 and r.json()["error"] == "upstream connection refused"
+
+        for _ in range(N):
+            fail_once()
+        assert len(log_lines(d, "jupwin", "connect")) == 1
+
+        def second_line():
+            fail_once()
+            return len(log_lines(d, "jupwin", "connect")) >= 2
+
+        assert wait_for(second_line, timeout=30, step=0.5)
+        assert time.monotonic() - t0 >= 10.0
+        lines = log_lines(d, "jupwin", "connect")
+        assert len(lines) == 2, lines
+        assert lines[1].endswith("(%d more since the last line)" % (sent - 2)), (sent, lines)
+        assert "more since" not in lines[0]
