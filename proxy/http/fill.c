@@ -221,12 +221,15 @@ void dc__fill_finish_with_error(dc_fill_t *fill, int err, int fwd_status)
         bool later = err == DC_EAGAIN || err == DC_EUNAVAIL; /* nothing was sent: come back later */
         res.status = fill->fail_reason != NULL ? 502 : err == DC_ETIMEDOUT ? 504 : (later ? 503 : 502);
         res.retry_after_s = later ? fill->retry_after_s : 0;
+        if (fill->fail_reason == NULL && err != DC_EAGAIN && fill->cause != DC_CAUSE_NONE) {
+            /* upstream and cause: the failure itself, or the one that opened the breaker */
+            snprintf(res.upstream, sizeof(res.upstream), "%s", fill->cause_upstream);
+            snprintf(res.cause, sizeof(res.cause), "%s", fill->cause_text);
+        }
         if (fill->fail_reason == NULL && !later && fill->cause != DC_CAUSE_NONE) {
             res.status = dc_upstream_cause_status(fill->cause);
             res.retry_after_s = dc_upstream_cause_retry_after_s(fill->cause);
             res.message = dc_upstream_cause_message(fill->cause);
-            snprintf(res.upstream, sizeof(res.upstream), "%s", fill->cause_upstream);
-            snprintf(res.cause, sizeof(res.cause), "%s", fill->cause_text);
             dc__fill_finish_flight(fill, &res);
             return;
         }

@@ -134,7 +134,9 @@ void dc_request_respond_fetch_error(dc_request_t *r, dc_fetch_t *f, int err)
         char *ra = h2o_mem_alloc_pool(&r->req->pool, 24);
         int n = snprintf(ra, 24, "%llu", (unsigned long long)((dc_fetch_retry_after_ms(f) + 999) / 1000));
         h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, (size_t)n);
-        dc_request_respond_error(r, 503, "upstream unavailable: its circuit breaker is open");
+        bool known = dc_fetch_cause(f) != DC_CAUSE_NONE; /* the failure that opened it */
+        dc_request_respond_upstream_error(r, 503, "upstream unavailable: its circuit breaker is open",
+                                          known ? dc_fetch_cause_upstream(f) : NULL, dc_fetch_cause_text(f), 0);
     } else if (dc_fetch_cause(f) != DC_CAUSE_NONE) {
         dc_upstream_cause_t c = dc_fetch_cause(f);
         dc_request_respond_upstream_error(r, dc_upstream_cause_status(c), dc_upstream_cause_message(c),

@@ -542,6 +542,18 @@ static void note_failure(dc_fetch_t *f, CURLcode rc, unsigned flags, const char 
         dc_log_error("upstream %s: %s failure: %s", f->cause_upstream, dc_upstream_cause_name(f->cause), f->cause_text);
 }
 
+/* Nothing went out (every tier's breaker is open or cordoned): the cause is the first tier's last
+ * failure noted, which opened its breaker (dc_fetch_cause says so; nothing is logged again). */
+static void cause_from_health(dc_fetch_t *f)
+{
+    dc_upstream_state_t *h = f->tiers[0].health;
+    uint64_t at;
+    if (h == NULL || !dc_upstream_state_last_error(h, &f->cause, f->cause_text, sizeof(f->cause_text), &at))
+        return;
+    const char *name = f->tiers[0].budget_name;
+    f->cause_upstream = name != NULL ? name : f->upstream_name != NULL ? f->upstream_name : "";
+}
+
 /* ---- timers ---- */
 
 static void on_deadline(uv_timer_t *t)
@@ -803,6 +815,8 @@ static void start_attempt(dc_fetch_t *f)
     uint64_t retry_in_ms = 0;
     if (!choose_tier(f, &retry_in_ms)) {
         f->retry_after_ms = retry_in_ms;
+        if (f->cause == DC_CAUSE_NONE)
+            cause_from_health(f);
         fail_soon(f, f->attempts > 0 ? f->last_err : DC_EUNAVAIL);
         return;
     }

@@ -342,3 +342,29 @@ def test_log_line_after_the_window_counts_the_suppressed():
         assert len(lines) == 2, lines
         assert lines[1].endswith("(%d more since the last line)" % (sent - 2)), (sent, lines)
         assert "more since" not in lines[0]
+
+
+def test_breaker_opened_by_dns_failures_names_the_cause():
+    """Once failures open the breaker nothing goes out; the 503 still says which upstream and what
+    failure opened it (leader and waiters alike)."""
+    cfg = PREAMBLE + """upstreams:
+  jupbrk: {{ url: "http://nosuch-dexcache.invalid", retries: 0, breaker: {{ failures: 2, backoff: 60s }} }}
+routes:
+  - prefix: /jupbrk
+    upstream: jupbrk
+    cache:
+      - {{ path: /, ttl: 1s }}
+"""
+    with Dexcache(cfg) as d:
+        for _ in range(2):
+            check_error(get(d, "/jupbrk/price?ids=1&api-key=" + SECRET), 502, "upstream dns failure", "jupbrk", "5")
+        for i in range(3):
+            r = get(d, "/jupbrk/price?ids=%d&api-key=%s" % (i, SECRET))
+            assert r.status_code == 503, r.text
+            body = r.json()
+            assert body == {"error": "upstream unavailable: its circuit breaker is open", "status": 503,
+                            "upstream": "jupbrk", "cause": "Could not resolve host: nosuch-dexcache.invalid",
+                            "request_id": r.headers["x-request-id"]}, body
+            assert 1 <= int(r.headers["retry-after"]) <= 60
+        assert d.health()["upstreams"]["jupbrk"]["breaker"]["state"] == "open"
+        assert len(log_lines(d, "jupbrk", "dns")) == 1  # the breaker's refusals log nothing more
