@@ -126,42 +126,46 @@ size_t dc_upstream_cause_scrub(char *dst, size_t cap, const char *text, const ch
 {
     if (cap == 0)
         return 0;
-    char work[1024];
+    char work[1024], out[1024];
     size_t len = 0;
     for (const char *s = text != NULL ? text : ""; *s != '\0' && len + 1 < sizeof(work); s++)
         work[len++] = (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s;
     work[len] = '\0';
-    for (size_t i = 0; i < nsecrets; i++)
-        if (secrets[i] != NULL && strlen(secrets[i]) >= 4)
-            redact(work, &len, secrets[i]);
     /* word by word: a URL's query, fragment and userinfo go */
     size_t o = 0;
-    for (size_t i = 0; i < len && o + 1 < cap;) {
+    for (size_t i = 0; i < len;) {
         if (is_space(work[i])) {
-            dst[o++] = work[i++];
+            out[o++] = work[i++];
             continue;
         }
         size_t end = i;
         while (end < len && !is_space(work[end]))
             end++;
-        size_t start = i;
         const char *scheme = strstr(work + i, "://");
-        size_t auth = scheme != NULL && (size_t)(scheme - work) < end ? (size_t)(scheme - work) + 3 : start;
+        size_t auth = scheme != NULL && (size_t)(scheme - work) < end ? (size_t)(scheme - work) + 3 : i;
         size_t at = 0; /* userinfo ends at the last '@' before the path */
         for (size_t k = auth; k < end && work[k] != '/' && work[k] != '?' && work[k] != '#'; k++)
             if (work[k] == '@')
                 at = k + 1;
-        for (size_t k = start; k < end && o + 1 < cap; k++) {
+        for (size_t k = i; k < end; k++) {
             if (at != 0 && k >= auth && k < at)
                 continue;
             if (work[k] == '?' || work[k] == '#') /* the rest of the word is the query or fragment */
                 break;
-            dst[o++] = work[k];
+            out[o++] = work[k];
         }
         i = end;
     }
-    while (o > 0 && is_space(dst[o - 1]))
+    out[o] = '\0';
+    /* last, so that nothing removed above can join two pieces of a secret */
+    for (size_t i = 0; i < nsecrets; i++)
+        if (secrets[i] != NULL && strlen(secrets[i]) >= 4)
+            redact(out, &o, secrets[i]);
+    if (o >= cap)
+        o = cap - 1;
+    while (o > 0 && is_space(out[o - 1]))
         o--;
+    memcpy(dst, out, o);
     dst[o] = '\0';
     return o;
 }
