@@ -687,7 +687,9 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         retry = false;
         err = DC_EUPSTREAM;
     }
-    if (!f->discard && (rc != CURLE_OK || f->proto_err)) {
+    /* failures of our own making (a URL curl cannot use, memory) are not the upstream's: the answer
+     * stays the generic one, nothing is noted against the upstream */
+    if (!f->discard && (f->proto_err || (rc != CURLE_OK && dc_retry_origin_failed(rc)))) {
         char why[160];
         bool framing = f->proto_err || rc == CURLE_WEIRD_SERVER_REPLY;
         if (f->proto_err)
