@@ -7,6 +7,7 @@
 #include "cache/key.h"
 #include "http/respond.h"
 #include "upstream/upstream_state.h"
+#include "redis/redis.h"
 
 #include <cjson/cJSON.h>
 #include <mbedtls/constant_time.h>
@@ -166,6 +167,34 @@ static char *append_budget_metrics(const dc_admin_source_t *src, char *body, siz
     return body;
 }
 
+/* {"cause","message","time"} (Unix seconds) of the last transport failure noted, or null. */
+static cJSON *last_error_json(dc_upstream_state_t *h)
+{
+    dc_upstream_cause_t cause;
+    char text[DC_CAUSE_TEXT_MAX];
+    uint64_t wall_ms;
+    if (!dc_upstream_state_last_error(h, &cause, text, sizeof(text), &wall_ms))
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "cause", dc_upstream_cause_name(cause));
+    cJSON_AddStringToObject(o, "message", text);
+    cJSON_AddNumberToObject(o, "time", (double)(wall_ms / 1000));
+    return o;
+}
+
+/* {"message","time"} of the last Redis failure, or null. */
+static cJSON *redis_error_json(void)
+{
+    char text[256];
+    uint64_t wall_ms;
+    if (!dc_redis_last_error(text, sizeof(text), &wall_ms))
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "message", text);
+    cJSON_AddNumberToObject(o, "time", (double)(wall_ms / 1000));
+    return o;
+}
+
 typedef struct admin_handler {
     h2o_handler_t super;
     dc_admin_t *admin;
@@ -202,6 +231,7 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
         cJSON_AddNumberToObject(br, "opened", (double)atomic_load(&rt->health.opened_total));
         cJSON_AddNumberToObject(br, "refused", (double)atomic_load(&rt->health.refused_total));
         cJSON_AddItemToObject(o, "breaker", br);
+        cJSON_AddItemToObject(o, "last_error", last_error_json(&rt->health));
         cJSON *tiers = cJSON_CreateArray();
         for (size_t t = 0; t < rt->ntiers; t++) {
             dc_upstream_state_t *h = dc_upstream_rt_tier_health(rt, t);
@@ -213,6 +243,7 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
             cJSON_AddBoolToObject(to, "cordoned", atomic_load(&h->cordoned));
             cJSON_AddNumberToObject(to, "consecutive_failures", (double)dc_upstream_state_failures(h));
             cJSON_AddNumberToObject(to, "answers", (double)atomic_load(&h->answered_total));
+            cJSON_AddItemToObject(to, "last_error", last_error_json(h));
             cJSON_AddItemToArray(tiers, to);
         }
         cJSON_AddItemToObject(o, "tiers", tiers);
@@ -232,6 +263,7 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
     cJSON_AddNumberToObject(root, "requests_in_flight", (double)dc_metrics_sum_requests_active());
     cJSON_AddNumberToObject(root, "config_generation", (double)snap->generation);
     cJSON_AddStringToObject(root, "redis", redis);
+    cJSON_AddItemToObject(root, "redis_last_error", redis_error_json());
     cJSON_AddNumberToObject(root, "instances", (double)src->instances(src->ctx));
     cJSON *cache = cJSON_CreateObject();
     dc_cache_stats_t st;

@@ -156,6 +156,10 @@ typedef struct chunk {
     pending_id_t *ids;  /* owned */
     size_t n;
     dc_flight_upstream_t upstream; /* the chunk's fetch, passed on to each id's waiters */
+    /* an ERROR result's upstream, cause and Retry-After, passed on the same way ("" = not said) */
+    char err_upstream[sizeof(((dc_flight_result_t *)0)->upstream)];
+    char err_cause[sizeof(((dc_flight_result_t *)0)->cause)];
+    unsigned err_retry_after_s;
 } chunk_t;
 
 static void finish_id_error(chunk_t *c, pending_id_t *p, int status, const char *message, int fwd_status)
@@ -166,7 +170,7 @@ static void finish_id_error(chunk_t *c, pending_id_t *p, int status, const char 
                                   .entry = p->stale,
                                   .stale = true,
                                   .fwd_status = fwd_status,
-                                  .upstream = c->upstream};
+                                  .fetched = c->upstream};
         dc_inflight_finish(w->inflight, p->flight, &res);
         return;
     }
@@ -174,7 +178,10 @@ static void finish_id_error(chunk_t *c, pending_id_t *p, int status, const char 
                               .status = status,
                               .message = message,
                               .fwd_status = fwd_status,
-                              .upstream = c->upstream};
+                              .retry_after_s = c->err_retry_after_s,
+                              .fetched = c->upstream};
+    memcpy(res.upstream, c->err_upstream, sizeof(res.upstream));
+    memcpy(res.cause, c->err_cause, sizeof(res.cause));
     dc_inflight_finish(w->inflight, p->flight, &res);
 }
 
@@ -278,7 +285,7 @@ static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
                                       .entry = e,
                                       .shared_only = !stored,
                                       .fwd_status = all->status,
-                                      .upstream = c->upstream};
+                                      .fetched = c->upstream};
             dc_inflight_finish(w->inflight, p->flight, &res);
             dc_cache_entry_release(e);
         }
@@ -291,7 +298,7 @@ static void split_answer(chunk_t *c, const dc_cache_entry_t *all)
 static void on_chunk_result(dc_waiter_t *wt, dc_flight_result_t *res)
 {
     chunk_t *c = wt->data;
-    c->upstream = res->upstream;
+    c->upstream = res->fetched;
     switch (res->outcome) {
     case DC_FLIGHT_ENTRY:
         if (res->entry->status == 200 && !res->stale) {
@@ -307,6 +314,9 @@ static void on_chunk_result(dc_waiter_t *wt, dc_flight_result_t *res)
         dc_cache_entry_release(res->entry);
         break;
     case DC_FLIGHT_ERROR:
+        memcpy(c->err_upstream, res->upstream, sizeof(c->err_upstream));
+        memcpy(c->err_cause, res->cause, sizeof(c->err_cause));
+        c->err_retry_after_s = res->retry_after_s;
         for (size_t i = 0; i < c->n; i++)
             finish_id_error(c, &c->ids[i], res->status, res->message, res->fwd_status);
         break;
@@ -446,7 +456,10 @@ typedef struct want {
     int status;              /* error to answer when entry is NULL */
     const char *message;
     bool stale;
-    dc_flight_upstream_t upstream; /* the fetch that answered it, if one did */
+    dc_flight_upstream_t upstream;                                  /* the fetch that answered it, if one did */
+    char err_upstream[sizeof(((dc_flight_result_t *)0)->upstream)]; /* with status: as the fill said it */
+    char err_cause[sizeof(((dc_flight_result_t *)0)->cause)];
+    unsigned err_retry_after_s;
 } want_t;
 
 struct batch_req {
@@ -475,7 +488,9 @@ static void respond(batch_req_t *br)
     for (size_t i = 0; i < br->n; i++) {
         want_t *wt = &br->wants[i];
         if (wt->entry == NULL) {
-            dc_request_respond_error(r, wt->status ? wt->status : 502, wt->message ? wt->message : "upstream failed");
+            dc_request_respond_upstream_error(r, wt->status ? wt->status : 502,
+                                              wt->message ? wt->message : "upstream failed", wt->err_upstream,
+                                              wt->err_cause, wt->err_retry_after_s);
             return;
         }
         if (wt->entry->status != 200) { /* the upstream's own error for this id: as it said it */
@@ -535,7 +550,7 @@ static void br_done(batch_req_t *br)
 static void on_want_result(dc_waiter_t *w, dc_flight_result_t *res)
 {
     want_t *wt = w->data;
-    wt->upstream = res->upstream;
+    wt->upstream = res->fetched;
     switch (res->outcome) {
     case DC_FLIGHT_ENTRY:
         wt->entry = res->entry; /* taken over */
@@ -544,6 +559,9 @@ static void on_want_result(dc_waiter_t *w, dc_flight_result_t *res)
     case DC_FLIGHT_ERROR:
         wt->status = res->status;
         wt->message = res->message;
+        memcpy(wt->err_upstream, res->upstream, sizeof(wt->err_upstream));
+        memcpy(wt->err_cause, res->cause, sizeof(wt->err_cause));
+        wt->err_retry_after_s = res->retry_after_s;
         break;
     case DC_FLIGHT_PASS:
         wt->status = 502;

@@ -75,7 +75,7 @@ void dc__fill_finish_flight(dc_fill_t *fill, const dc_flight_result_t *res)
     dc_flight_t *f = fill->flight;
     fill->flight = NULL;
     dc_flight_result_t with = *res;
-    with.upstream = fill->upstream;
+    with.fetched = fill->upstream;
     dc_inflight_finish(fill->ctx.worker->inflight, f, &with);
 }
 
@@ -224,6 +224,18 @@ void dc__fill_finish_with_error(dc_fill_t *fill, int err, int fwd_status)
         bool later = err == DC_EAGAIN || err == DC_EUNAVAIL; /* nothing was sent: come back later */
         res.status = fill->fail_reason != NULL ? 502 : err == DC_ETIMEDOUT ? 504 : (later ? 503 : 502);
         res.retry_after_s = later ? fill->retry_after_s : 0;
+        if (fill->fail_reason == NULL && err != DC_EAGAIN && fill->cause != DC_CAUSE_NONE) {
+            /* upstream and cause: the failure itself, or the one that opened the breaker */
+            snprintf(res.upstream, sizeof(res.upstream), "%s", fill->cause_upstream);
+            snprintf(res.cause, sizeof(res.cause), "%s", fill->cause_text);
+        }
+        if (fill->fail_reason == NULL && !later && fill->cause != DC_CAUSE_NONE) {
+            res.status = dc_upstream_cause_status(fill->cause);
+            res.retry_after_s = dc_upstream_cause_retry_after_s(fill->cause);
+            res.message = dc_upstream_cause_message(fill->cause);
+            dc__fill_finish_flight(fill, &res);
+            return;
+        }
         res.message = fill->fail_reason != NULL ? fill->fail_reason
                       : err == DC_ETIMEDOUT     ? "upstream timed out"
                       : err == DC_EAGAIN        ? "upstream budget exhausted"
@@ -518,6 +530,11 @@ static void on_done(void *data, dc_fetch_t *f, int err)
     dc_request_record_upstream(fill->ctx.worker, fill->ctx.up_rt, f, err);
     fill->upstream = (dc_flight_upstream_t){dc_fetch_head_us(f), dc_fetch_attempts(f), dc_fetch_tier(f)};
     fill->fetch = NULL;
+    fill->cause = err != 0 ? dc_fetch_cause(f) : DC_CAUSE_NONE;
+    if (fill->cause != DC_CAUSE_NONE) {
+        snprintf(fill->cause_upstream, sizeof(fill->cause_upstream), "%s", dc_fetch_cause_upstream(f));
+        snprintf(fill->cause_text, sizeof(fill->cause_text), "%s", dc_fetch_cause_text(f));
+    }
     if (fill->client != NULL) {
         fill->client->attempts = dc_fetch_attempts(f);
         fill->client->upstream_us = dc_fetch_head_us(f);

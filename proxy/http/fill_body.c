@@ -55,7 +55,7 @@ static void stream_to_waiters(dc_fill_t *fill, dc_fetch_t *f)
                               .growing = fill->growing,
                               .growing_gz = fill->growing_gz,
                               .fwd_status = dc_fetch_status(f),
-                              .upstream = fill->upstream};
+                              .fetched = fill->upstream};
     dc_inflight_stream(fill->ctx.worker->inflight, fill->flight, &res);
     dc_cache_entry_release(preview);
 }

@@ -44,8 +44,12 @@ typedef struct dc_fill {
     dc_shared_body_t *sb_ident; /* decoded as it arrives when the origin sent gzip (else NULL) */
     z_stream zs;
     bool inflating;
-    bool completed;          /* complete_body ran */
-    uint32_t retry_after_s;  /* refused by the upstream budget: when to come back (for waiters' Retry-After) */
+    bool completed;         /* complete_body ran */
+    uint32_t retry_after_s; /* refused by the upstream budget: when to come back (for waiters' Retry-After) */
+    /* the fetch failed at the transport (upstream/cause.h), copied at on_done for the waiters */
+    dc_upstream_cause_t cause;
+    char cause_upstream[64];
+    char cause_text[DC_CAUSE_TEXT_MAX];
     bool fleet_lock;         /* this fill holds the fleet-wide lock of its key (other instances follow) */
     uv_timer_t *lease_timer; /* renews the lock's lease while fleet_lock (heap: closed asynchronously) */
     int complete_err;

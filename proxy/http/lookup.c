@@ -173,12 +173,7 @@ static void answer_flight_error(dc_request_t *r, const dc_flight_result_t *res)
         dc_serve_entry(r, r->stale, "STALE", "dexcache; fwd=stale; collapsed");
         return;
     }
-    if (res->retry_after_s > 0) {
-        char *ra = h2o_mem_alloc_pool(&r->req->pool, 24);
-        size_t n = dc_fmt_u64(ra, res->retry_after_s);
-        h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, n);
-    }
-    dc_request_respond_error(r, res->status, res->message);
+    dc_request_respond_upstream_error(r, res->status, res->message, res->upstream, res->cause, res->retry_after_s);
 }
 
 static void on_wait_result(dc_waiter_t *w, dc_flight_result_t *res)

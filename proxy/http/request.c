@@ -135,7 +135,14 @@ void dc_request_respond_fetch_error(dc_request_t *r, dc_fetch_t *f, int err)
         char *ra = h2o_mem_alloc_pool(&r->req->pool, 24);
         int n = snprintf(ra, 24, "%llu", (unsigned long long)((dc_fetch_retry_after_ms(f) + 999) / 1000));
         h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, (size_t)n);
-        dc_request_respond_error(r, 503, "upstream unavailable: its circuit breaker is open");
+        bool known = dc_fetch_cause(f) != DC_CAUSE_NONE; /* the failure that opened it */
+        dc_request_respond_upstream_error(r, 503, "upstream unavailable: its circuit breaker is open",
+                                          known ? dc_fetch_cause_upstream(f) : NULL, dc_fetch_cause_text(f), 0);
+    } else if (dc_fetch_cause(f) != DC_CAUSE_NONE) {
+        dc_upstream_cause_t c = dc_fetch_cause(f);
+        dc_request_respond_upstream_error(r, dc_upstream_cause_status(c), dc_upstream_cause_message(c),
+                                          dc_fetch_cause_upstream(f), dc_fetch_cause_text(f),
+                                          dc_upstream_cause_retry_after_s(c));
     } else if (err == DC_ETIMEDOUT) {
         dc_request_respond_error(r, 504, "upstream timed out");
     } else if (err == DC_EPROTO) {
@@ -152,6 +159,20 @@ void dc_request_respond_error(dc_request_t *r, int status, const char *message)
     if (r->x_cache == NULL)
         r->x_cache = "-";
     dc_respond_error(r->req, status, message, r->request_id);
+}
+
+void dc_request_respond_upstream_error(dc_request_t *r, int status, const char *message, const char *upstream,
+                                       const char *cause, unsigned retry_after_s)
+{
+    if (r->x_cache == NULL)
+        r->x_cache = "-";
+    if (retry_after_s > 0) {
+        char *ra = h2o_mem_alloc_pool(&r->req->pool, 24);
+        size_t n = (size_t)snprintf(ra, 24, "%u", retry_after_s);
+        h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, n);
+    }
+    dc_respond_error_upstream(r->req, status, message, upstream != NULL && upstream[0] ? upstream : NULL,
+                              cause != NULL && cause[0] ? cause : NULL, r->request_id);
 }
 
 /* The upstream's base URL followed by `rest` (an upstream path and query), in r's pool. */

@@ -163,11 +163,16 @@ void dc_request_add_header(dc_request_t *r, const char *name, size_t nlen, const
 /* Replace the body the request sends: an owned reference (released here later) or, borrowed, one
  * of r->entry's representations. Releases the previous one if it was owned. */
 void dc_request_set_body(dc_request_t *r, dc_shared_body_t *body, bool borrowed);
-/* The error answer for a fetch that failed before any response head: 503 + Retry-After (budget),
- * 504 (timeout), 502 (refused, failed). */
+/* The error answer for a fetch that failed before any response head: 503 + Retry-After (budget,
+ * breaker); a transport failure by its cause (upstream/cause.h: its message, 504 for a timeout else
+ * 502, "upstream" and "cause" in the JSON, Retry-After when retrying soon makes sense). */
 void dc_request_respond_fetch_error(dc_request_t *r, dc_fetch_t *f, int err);
 /* JSON error answer (records X-Cache "-" when nothing else was recorded). */
 void dc_request_respond_error(dc_request_t *r, int status, const char *message);
+/* The same for an upstream's failure: "upstream" and "cause" (NULL or "" = left out), and a
+ * Retry-After of `retry_after_s` seconds unless 0. */
+void dc_request_respond_upstream_error(dc_request_t *r, int status, const char *message, const char *upstream,
+                                       const char *cause, unsigned retry_after_s);
 
 /* passthrough.c: forward the request as is, stream the answer, never store. */
 void dc_passthrough_start(dc_request_t *r, const char *x_cache, const char *cache_status);

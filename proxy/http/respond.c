@@ -99,15 +99,29 @@ static size_t json_escape(char *dst, size_t cap, const char *s)
 
 size_t dc_error_json(char *buf, size_t cap, int status, const char *message, const char *request_id)
 {
-    char msg[512], rid[160];
+    return dc_error_json_upstream(buf, cap, status, message, NULL, NULL, request_id);
+}
+
+size_t dc_error_json_upstream(char *buf, size_t cap, int status, const char *message, const char *upstream,
+                              const char *cause, const char *request_id)
+{
+    char msg[512], up[160], why[512], rid[160];
     json_escape(msg, sizeof(msg), message != NULL ? message : "");
-    int n;
-    if (request_id != NULL) {
-        json_escape(rid, sizeof(rid), request_id);
-        n = snprintf(buf, cap, "{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%s\"}", msg, status, rid);
-    } else {
-        n = snprintf(buf, cap, "{\"error\":\"%s\",\"status\":%d}", msg, status);
+    int n = snprintf(buf, cap, "{\"error\":\"%s\",\"status\":%d", msg, status);
+    if (upstream != NULL && n >= 0 && (size_t)n < cap) {
+        json_escape(up, sizeof(up), upstream);
+        n += snprintf(buf + n, cap - (size_t)n, ",\"upstream\":\"%s\"", up);
     }
+    if (cause != NULL && n >= 0 && (size_t)n < cap) {
+        json_escape(why, sizeof(why), cause);
+        n += snprintf(buf + n, cap - (size_t)n, ",\"cause\":\"%s\"", why);
+    }
+    if (request_id != NULL && n >= 0 && (size_t)n < cap) {
+        json_escape(rid, sizeof(rid), request_id);
+        n += snprintf(buf + n, cap - (size_t)n, ",\"request_id\":\"%s\"", rid);
+    }
+    if (n >= 0 && (size_t)n < cap)
+        n += snprintf(buf + n, cap - (size_t)n, "}");
     if (n < 0)
         n = 0;
     return (size_t)n < cap ? (size_t)n : cap - 1;
@@ -115,8 +129,14 @@ size_t dc_error_json(char *buf, size_t cap, int status, const char *message, con
 
 void dc_respond_error(h2o_req_t *req, int status, const char *message, const char *request_id)
 {
-    char body[1024];
-    size_t len = dc_error_json(body, sizeof(body), status, message, request_id);
+    dc_respond_error_upstream(req, status, message, NULL, NULL, request_id);
+}
+
+void dc_respond_error_upstream(h2o_req_t *req, int status, const char *message, const char *upstream, const char *cause,
+                               const char *request_id)
+{
+    char body[2048];
+    size_t len = dc_error_json_upstream(body, sizeof(body), status, message, upstream, cause, request_id);
     req->res.status = status;
     req->res.reason = dc_http_reason(status);
     req->res.content_length = len; /* h2o_send_inline leaves it unset, which would close keep-alive */

@@ -55,9 +55,11 @@ typedef struct dc_flight_result {
     int status;                    /* ERROR: status to answer (502, 504) */
     const char *message;           /* ERROR: static message */
     unsigned retry_after_s;        /* ERROR: Retry-After to send (the upstream budget's next slot), 0 = none */
+    char upstream[64];             /* ERROR: the failing upstream's name, "" = not said */
+    char cause[256];               /* ERROR: what failed at the transport, without secrets; "" = not said */
     struct dc_growing *growing;    /* STREAM: the identity body being received (a reference owned by the receiver) */
     struct dc_growing *growing_gz; /* STREAM: the gzip body as the origin sends it, or NULL */
-    dc_flight_upstream_t upstream; /* set by the fill that produced it */
+    dc_flight_upstream_t fetched;  /* the fetch behind it (set by the fill that produced it) */
 } dc_flight_result_t;
 
 /* Posts a message to a worker thread (provided by the server; `target` is opaque here). */

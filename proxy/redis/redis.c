@@ -7,8 +7,10 @@
 #include "core/error.h"
 #include "core/fmt.h"
 #include "core/log.h"
+#include "core/time.h"
 
 #include <mbedtls/sha1.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +197,8 @@ static void on_cmd_timer(uv_timer_t *t)
     dc_redis_cmd_t *oldest;
     while ((oldest = pend_first(r)) != NULL && oldest->deadline <= now) {
         r->consecutive_timeouts++;
+        dc_redis_note_error("%s: no reply within %llu ms", oldest->what != NULL ? oldest->what : "command",
+                            (unsigned long long)r->o.command_timeout_ms);
         cmd_complete(oldest, DC_ETIMEDOUT, NULL);
     }
     bool up = r->conn != NULL && r->conn->state == DC_REDIS_CONN_UP && !r->closing;
@@ -749,6 +753,35 @@ bool dc_redis_connected(const dc_redis_t *r)
 uint64_t dc_redis_reconnects(const dc_redis_t *r)
 {
     return r->reconnects;
+}
+
+/* ---- the last error (process-wide, for /health) ---- */
+
+static pthread_mutex_t last_error_mu = PTHREAD_MUTEX_INITIALIZER;
+static char last_error[256];
+static uint64_t last_error_ms; /* 0: none yet */
+
+void dc_redis_note_error(const char *fmt, ...)
+{
+    char text[sizeof(last_error)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    uint64_t now = dc_now_wall_ms();
+    pthread_mutex_lock(&last_error_mu);
+    memcpy(last_error, text, sizeof(text));
+    last_error_ms = now > 0 ? now : 1;
+    pthread_mutex_unlock(&last_error_mu);
+}
+
+bool dc_redis_last_error(char *buf, size_t cap, uint64_t *wall_ms)
+{
+    pthread_mutex_lock(&last_error_mu);
+    snprintf(buf, cap, "%s", last_error);
+    *wall_ms = last_error_ms;
+    pthread_mutex_unlock(&last_error_mu);
+    return *wall_ms != 0;
 }
 
 void dc_redis_set_state_cb(dc_redis_t *r, void (*cb)(void *data, bool up), void *data)

@@ -95,6 +95,13 @@ uint64_t dc_redis_reconnects(const dc_redis_t *r);
  * an "up". Not called once dc_redis_close() has been called. */
 void dc_redis_set_state_cb(dc_redis_t *r, void (*cb)(void *data, bool up), void *data);
 
+/* Process-wide, any thread: the last failure a Redis client saw (connect failed or timed out, the
+ * connection lost, a socket or protocol error, a command timeout), for /health. note: printf-style,
+ * at most 255 bytes kept, stamped with the wall clock. last: false when none yet; else the text in
+ * buf (cap >= 1) and its Unix time in ms. */
+void dc_redis_note_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+bool dc_redis_last_error(char *buf, size_t cap, uint64_t *wall_ms);
+
 /*
  * Pub/sub. Redis lets a connection that has subscribed send nothing but (un)subscriptions, so a
  * client used for subscribe is a subscriber only: commands go through another dc_redis_t.

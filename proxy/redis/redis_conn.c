@@ -220,6 +220,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
             handle_read(conn);
         if (conn->ac != NULL) {
             dc_log_warn("redis: socket error (%s), dropping connection", uv_strerror(status));
+            dc_redis_note_error("socket error (%s)", uv_strerror(status));
             dc__redis_conn_drop(conn);
         }
         return;
@@ -237,6 +238,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         /* hiredis frees the context after this returns */
         dc_log_debug("redis: connect failed: %s", ac->errstr ? ac->errstr : "?");
+        dc_redis_note_error("connect failed: %s", ac->errstr ? ac->errstr : "?");
         dc__redis_conn_lost(conn);
         return;
     }
@@ -255,6 +257,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK && (conn->guard_refused || ac->err == REDIS_ERR_PROTOCOL)) {
         dc_log_warn("redis: protocol error (%s), dropping connection",
                     conn->guard_refused ? "a reply no command asked for, or malformed" : ac->errstr);
+        dc_redis_note_error("protocol error (%s)",
+                            conn->guard_refused ? "a reply no command asked for, or malformed" : ac->errstr);
         protocol_strike(conn);
     }
     dc__redis_conn_lost(conn);
@@ -269,6 +273,7 @@ static void on_retry_timer(uv_timer_t *t)
         dc__redis_conn_start(r);
     } else if (r->conn->state == DC_REDIS_CONN_CONNECTING) {
         dc_log_warn("redis: connect timed out after %llu ms", (unsigned long long)r->o.connect_timeout_ms);
+        dc_redis_note_error("connect timed out after %llu ms", (unsigned long long)r->o.connect_timeout_ms);
         dc__redis_conn_drop(r->conn);
     }
 }
@@ -301,6 +306,7 @@ void dc__redis_conn_start(dc_redis_t *r)
         dc_fatal("out of memory (redisAsyncConnect)");
     if (ac->err) {
         dc_log_debug("redis: connect failed: %s", ac->errstr);
+        dc_redis_note_error("connect failed: %s", ac->errstr);
         redisAsyncFree(ac); /* no hooks attached yet */
         dc__redis_schedule_retry(r);
         return;
@@ -345,8 +351,10 @@ void dc__redis_conn_lost(dc_redis_conn_t *conn)
     r->stalled = false; /* a property of the connection: the next one starts clean */
     if (r->closing)
         return;
-    if (was_up)
+    if (was_up) {
         dc_log_warn("redis: connection lost");
+        dc_redis_note_error("connection lost");
+    }
     dc__redis_schedule_retry(r);
     dc__redis_report_state(r);
 }

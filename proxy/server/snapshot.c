@@ -80,9 +80,12 @@ static void inherit_cordons(dc_upstream_rt_t *rt, const dc_config_upstream_t *u,
     (void)u;
     (void)old_u;
     for (size_t t = 0; t < rt->ntiers && t < old->ntiers; t++)
-        if (strcmp(rt->tiers[t].url, old->tiers[t].url) == 0)
+        if (strcmp(rt->tiers[t].url, old->tiers[t].url) == 0) {
             atomic_store(&dc_upstream_rt_tier_health(rt, t)->cordoned,
                          atomic_load(&dc_upstream_rt_tier_health(old, t)->cordoned));
+            /* /health keeps showing the last failure of the same origin */
+            dc_upstream_state_inherit_error(dc_upstream_rt_tier_health(rt, t), dc_upstream_rt_tier_health(old, t));
+        }
 }
 
 dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, uint64_t generation)

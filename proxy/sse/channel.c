@@ -166,10 +166,10 @@ static void on_fleet_event(void *data, const char *msg, size_t len)
 static void on_poll_result(dc_waiter_t *w, dc_flight_result_t *res)
 {
     dc_sse_channel_t *ch = w->data;
-    if (res->upstream.attempts > 0) {
-        atomic_fetch_add(&ch->up_fetches, res->upstream.attempts);
-        atomic_fetch_add(&ch->up_us, res->upstream.us);
-        atomic_store(&ch->up_tier, res->upstream.tier);
+    if (res->fetched.attempts > 0) {
+        atomic_fetch_add(&ch->up_fetches, res->fetched.attempts);
+        atomic_fetch_add(&ch->up_us, res->fetched.us);
+        atomic_store(&ch->up_tier, res->fetched.tier);
     }
     switch (res->outcome) {
     case DC_FLIGHT_ENTRY:

@@ -56,8 +56,9 @@ static void on_poll(uv_poll_t *handle, int status, int events)
 {
     sock_watch_t *w = handle->data;
     int flags = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
+    if (status < 0) /* libuv saw POLLERR and says only that (UV_EBADF): let curl read and write, so that it
+                     * meets the socket's own error (ECONNRESET...) and names it, not "select/poll returned error" */
+        flags = CURL_CSELECT_ERR | CURL_CSELECT_IN | CURL_CSELECT_OUT;
     if (events & UV_READABLE)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)

@@ -1,6 +1,7 @@
 #include "upstream/fetch.h"
 #include "upstream/framing.h"
 #include "upstream/retry.h"
+#include "upstream/cause.h"
 #include "redis/bus.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -10,6 +11,7 @@
 #include "cache/policy.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -100,6 +102,12 @@ struct dc_fetch {
     bool counted;                 /* counted as an active request of the retry budget */
     bool holds_retry;             /* holds a slot of the retry budget */
     uint64_t attempt_deadline_ms; /* monotonic: this attempt's own timeout (0 = none) */
+
+    /* why the last failed attempt failed (upstream/cause.h) */
+    char errbuf[CURL_ERROR_SIZE]; /* libcurl's words for this attempt (CURLOPT_ERRORBUFFER) */
+    dc_upstream_cause_t cause;
+    char cause_text[DC_CAUSE_TEXT_MAX]; /* scrubbed */
+    const char *cause_upstream;         /* the failing tier's name; borrowed like the tiers */
 };
 
 static void start_attempt(dc_fetch_t *f);
@@ -462,6 +470,90 @@ static size_t on_write(char *buf, size_t size, size_t nmemb, void *userdata)
     return len;
 }
 
+/* ---- failure causes ---- */
+
+#define CAUSE_LOG_INTERVAL_MS 10000 /* at most one error-log line per upstream and cause in this time */
+
+/* Request headers whose values say nothing secret and may show in a cause (the client's address
+ * in X-Forwarded-For is also the address libcurl names when a loopback origin refuses); every other
+ * header's value (keys, tokens, cookies, whatever the client forwarded) is masked. */
+static bool header_is_public(const char *name, size_t len)
+{
+    static const char *const names[] = {"x-forwarded-for",
+                                        "x-forwarded-proto",
+                                        "x-forwarded-host",
+                                        "x-forwarded-port",
+                                        "x-real-ip",
+                                        "forwarded",
+                                        "via",
+                                        "host",
+                                        "accept",
+                                        "accept-encoding",
+                                        "content-type",
+                                        "content-length",
+                                        "x-request-id"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strlen(names[i]) == len && strncasecmp(names[i], name, len) == 0)
+            return true;
+    return false;
+}
+
+/* The attempt failed: its cause (cause.h) from libcurl's code, errno and `flags`, its text without
+ * secrets (libcurl's error buffer, else `own_text`, else curl's generic words), remembered for
+ * the caller (dc_fetch_cause*) and for /health, and logged (rate-limited per upstream and cause). */
+static void note_failure(dc_fetch_t *f, CURLcode rc, unsigned flags, const char *own_text)
+{
+    long os_errno = 0;
+    if (f->xfer.easy != NULL && rc != CURLE_OK)
+        curl_easy_getinfo(f->xfer.easy, CURLINFO_OS_ERRNO, &os_errno);
+    f->cause = dc_upstream_cause_classify(rc, (int)os_errno, flags);
+    if (f->cause == DC_CAUSE_NONE)
+        return;
+    const char *text = own_text != NULL ? own_text
+                       : f->errbuf[0]   ? f->errbuf
+                       : rc != CURLE_OK ? curl_easy_strerror(rc)
+                                        : dc_upstream_cause_message(f->cause);
+    /* what must not show: key values, request header values (the client's own key among them) */
+    size_t nkeys = f->keyring != NULL ? f->keyring->nkeys : 0, ns = 0;
+    const char **secrets = dc_calloc(nkeys + f->nreq_headers + 1, sizeof(*secrets));
+    for (size_t i = 0; i < nkeys; i++)
+        secrets[ns++] = f->keyring->keys[i];
+    for (size_t i = 0; i < f->nreq_headers; i++) {
+        const char *colon = strchr(f->req_headers[i], ':');
+        if (colon != NULL && !header_is_public(f->req_headers[i], (size_t)(colon - f->req_headers[i])))
+            secrets[ns++] = colon + 1 + strspn(colon + 1, " \t");
+    }
+    dc_upstream_cause_scrub(f->cause_text, sizeof(f->cause_text), text, secrets, ns);
+    free(secrets);
+    const char *name = f->tiers[f->tier].budget_name;
+    f->cause_upstream = name != NULL ? name : f->upstream_name != NULL ? f->upstream_name : "";
+    if (f->health == NULL) {
+        dc_log_debug("upstream %s: %s failure: %s", f->cause_upstream, dc_upstream_cause_name(f->cause), f->cause_text);
+        return;
+    }
+    dc_upstream_state_note_error(f->health, f->cause, f->cause_text, dc_now_wall_ms());
+    uint64_t suppressed = 0;
+    if (!dc_upstream_state_log_gate(f->health, f->cause, dc_now_mono_ms(), CAUSE_LOG_INTERVAL_MS, &suppressed))
+        return;
+    if (suppressed > 0)
+        dc_log_error("upstream %s: %s failure: %s (%llu more since the last line)", f->cause_upstream,
+                     dc_upstream_cause_name(f->cause), f->cause_text, (unsigned long long)suppressed);
+    else
+        dc_log_error("upstream %s: %s failure: %s", f->cause_upstream, dc_upstream_cause_name(f->cause), f->cause_text);
+}
+
+/* Nothing went out (every tier's breaker is open or cordoned): the cause is the first tier's last
+ * failure noted, which opened its breaker (dc_fetch_cause says so; nothing is logged again). */
+static void cause_from_health(dc_fetch_t *f)
+{
+    dc_upstream_state_t *h = f->tiers[0].health;
+    uint64_t at;
+    if (h == NULL || !dc_upstream_state_last_error(h, &f->cause, f->cause_text, sizeof(f->cause_text), &at))
+        return;
+    const char *name = f->tiers[0].budget_name;
+    f->cause_upstream = name != NULL ? name : f->upstream_name != NULL ? f->upstream_name : "";
+}
+
 /* ---- timers ---- */
 
 static void on_deadline(uv_timer_t *t)
@@ -490,6 +582,10 @@ static void on_deadline(uv_timer_t *t)
         if (plan_failover(f, DC_TIER_FAIL_TIMEOUT)) {
             dc_curl_loop_remove(f->cl, &f->xfer);
             record_attempt(f, true);
+            char why[96];
+            snprintf(why, sizeof(why), "no answer within the attempt timeout (%llu ms)",
+                     (unsigned long long)f->opts.attempt_timeout_ms);
+            note_failure(f, CURLE_OK, DC_CAUSE_F_DEADLINE, why);
             f->last_err = DC_ETIMEDOUT;
             f->state = ST_BACKOFF;
             uv_timer_start(&f->timer, on_deadline, 0, 0);
@@ -501,6 +597,13 @@ static void on_deadline(uv_timer_t *t)
     /* no complete answer by the deadline, or the body stalled longer than the idle timeout */
     dc_curl_loop_remove(f->cl, &f->xfer);
     record_attempt(f, true);
+    char why[96];
+    if (now < f->deadline_ms)
+        snprintf(why, sizeof(why), "no body bytes for %llu ms (idle timeout)",
+                 (unsigned long long)f->opts.idle_timeout_ms);
+    else
+        snprintf(why, sizeof(why), "no complete answer within %llu ms", (unsigned long long)f->opts.timeout_ms);
+    note_failure(f, CURLE_OK, DC_CAUSE_F_DEADLINE, why);
     finish(f, DC_ETIMEDOUT);
 }
 
@@ -550,8 +653,14 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         if (err == DC_EPROTO)
             dc_log_warn("upstream %s: the body does not match its framing (%llu bytes, %lld announced)", f->url,
                         (unsigned long long)f->body_bytes, (long long)f->framing.content_length);
-        if (err != 0)
+        if (err != 0) {
             record_attempt(f, true); /* the body broke off or lied */
+            char why[128];
+            snprintf(why, sizeof(why), "the body does not match its framing (%llu bytes, %lld announced)",
+                     (unsigned long long)f->body_bytes, (long long)f->framing.content_length);
+            note_failure(f, rc, DC_CAUSE_F_HEAD | (err == DC_EPROTO ? DC_CAUSE_F_FRAMING : 0u),
+                         err == DC_EPROTO ? why : NULL);
+        }
         finish(f, err);
         return;
     }
@@ -577,6 +686,16 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         /* a complete response without a head should not happen; treat as bad upstream */
         retry = false;
         err = DC_EUPSTREAM;
+    }
+    /* failures of our own making (a URL curl cannot use, memory) are not the upstream's: the answer
+     * stays the generic one, nothing is noted against the upstream */
+    if (!f->discard && (f->proto_err || (rc != CURLE_OK && dc_retry_origin_failed(rc)))) {
+        char why[160];
+        bool framing = f->proto_err || rc == CURLE_WEIRD_SERVER_REPLY;
+        if (f->proto_err)
+            snprintf(why, sizeof(why), "invalid response framing (%s)",
+                     f->framing.error != NULL ? f->framing.error : "malformed");
+        note_failure(f, rc, framing ? DC_CAUSE_F_FRAMING : 0u, f->proto_err ? why : NULL);
     }
     f->last_err = err;
     if (retry) {
@@ -698,6 +817,8 @@ static void start_attempt(dc_fetch_t *f)
     uint64_t retry_in_ms = 0;
     if (!choose_tier(f, &retry_in_ms)) {
         f->retry_after_ms = retry_in_ms;
+        if (f->cause == DC_CAUSE_NONE)
+            cause_from_health(f);
         fail_soon(f, f->attempts > 0 ? f->last_err : DC_EUNAVAIL);
         return;
     }
@@ -810,6 +931,7 @@ static void build_request_headers(dc_fetch_t *f)
 static void set_transfer_options(dc_fetch_t *f, CURL *e)
 {
     curl_easy_setopt(e, CURLOPT_URL, f->attempt_url != NULL ? f->attempt_url : f->url);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->slist);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
@@ -857,6 +979,9 @@ static void set_method_and_body(dc_fetch_t *f, CURL *e)
 static void begin_attempt(dc_fetch_t *f)
 {
     f->attempts++;
+    f->errbuf[0] = '\0';
+    f->cause = DC_CAUSE_NONE;
+    f->cause_text[0] = '\0';
     f->discard = false;
     f->proto_err = false;
     f->body_bytes = 0;
@@ -1073,4 +1198,21 @@ uint64_t dc_fetch_upstream_retry_after_s(const dc_fetch_t *f)
     DC_CHECK_MAGIC(f, FETCH_MAGIC);
     uint64_t us = retry_after_us_from(f);
     return (us + 999999) / 1000000;
+}
+
+dc_upstream_cause_t dc_fetch_cause(const dc_fetch_t *f)
+{
+    return f->cause;
+}
+
+const char *dc_fetch_cause_text(const dc_fetch_t *f)
+{
+    return f->cause_text;
+}
+
+const char *dc_fetch_cause_upstream(const dc_fetch_t *f)
+{
+    if (f->cause_upstream != NULL)
+        return f->cause_upstream;
+    return f->upstream_name != NULL ? f->upstream_name : "";
 }

@@ -29,6 +29,7 @@
 
 #include "upstream/curl_uv.h"
 #include "upstream/budget.h"
+#include "upstream/cause.h"
 #include "upstream/keyring.h"
 #include "upstream/upstream_state.h"
 #include "upstream/tier.h"
@@ -116,5 +117,13 @@ uint64_t dc_fetch_retry_after_ms(const dc_fetch_t *f);
 unsigned dc_fetch_tier(const dc_fetch_t *f);
 /* Key index used by the attempt that produced the head (-1 = none). */
 int dc_fetch_key_index(const dc_fetch_t *f);
+/* After an error in on_done: why the last attempt failed (upstream/cause.h): DC_CAUSE_NONE when
+ * none failed at the transport (the budget refused, a retried 5xx was the last); its text without
+ * secrets ("" with NONE); the name of the upstream (its tier) it went to. With DC_EUNAVAIL and no
+ * attempt made: the failure that opened the first tier's breaker, when one was noted. Valid until
+ * on_done returns. */
+dc_upstream_cause_t dc_fetch_cause(const dc_fetch_t *f);
+const char *dc_fetch_cause_text(const dc_fetch_t *f);
+const char *dc_fetch_cause_upstream(const dc_fetch_t *f);
 
 #endif

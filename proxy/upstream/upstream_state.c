@@ -1,5 +1,7 @@
 #include "upstream/upstream_state.h"
 
+#include <stdio.h>
+
 #define RELAXED memory_order_relaxed
 
 uint64_t dc_breaker_backoff_ms(const dc_breaker_params_t *p, uint32_t n)
@@ -94,4 +96,63 @@ const char *dc_upstream_state_breaker_name(dc_upstream_state_t *s, uint64_t now_
 uint64_t dc_upstream_state_failures(dc_upstream_state_t *s)
 {
     return atomic_load_explicit(&s->consecutive_failures, RELAXED);
+}
+
+/* ---- last error and the log's rate limit ---- */
+
+static void err_lock(dc_upstream_state_t *s)
+{
+    uint32_t unlocked = 0;
+    while (!atomic_compare_exchange_weak_explicit(&s->_err_lock, &unlocked, 1, memory_order_acquire, RELAXED))
+        unlocked = 0;
+}
+
+static void err_unlock(dc_upstream_state_t *s)
+{
+    atomic_store_explicit(&s->_err_lock, 0, memory_order_release);
+}
+
+void dc_upstream_state_note_error(dc_upstream_state_t *s, dc_upstream_cause_t cause, const char *text, uint64_t wall_ms)
+{
+    err_lock(s);
+    s->_last_cause = cause;
+    s->_last_error_wall_ms = wall_ms;
+    snprintf(s->_last_error, sizeof(s->_last_error), "%s", text != NULL ? text : "");
+    err_unlock(s);
+}
+
+bool dc_upstream_state_last_error(dc_upstream_state_t *s, dc_upstream_cause_t *cause, char *buf, size_t cap,
+                                  uint64_t *wall_ms)
+{
+    err_lock(s);
+    bool any = s->_last_cause != DC_CAUSE_NONE;
+    *cause = s->_last_cause;
+    *wall_ms = s->_last_error_wall_ms;
+    snprintf(buf, cap, "%s", s->_last_error);
+    err_unlock(s);
+    return any;
+}
+
+void dc_upstream_state_inherit_error(dc_upstream_state_t *to, dc_upstream_state_t *from)
+{
+    dc_upstream_cause_t cause;
+    char text[DC_CAUSE_TEXT_MAX];
+    uint64_t wall_ms;
+    if (dc_upstream_state_last_error(from, &cause, text, sizeof(text), &wall_ms))
+        dc_upstream_state_note_error(to, cause, text, wall_ms);
+}
+
+bool dc_upstream_state_log_gate(dc_upstream_state_t *s, dc_upstream_cause_t cause, uint64_t now_ms,
+                                uint64_t interval_ms, uint64_t *suppressed)
+{
+    unsigned c = (unsigned)cause < DC_CAUSE_COUNT ? (unsigned)cause : (unsigned)DC_CAUSE_OTHER;
+    uint64_t start = now_ms > 0 ? now_ms : 1;
+    uint64_t w = atomic_load_explicit(&s->_log_window_ms[c], RELAXED);
+    if ((w != 0 && now_ms < w + interval_ms) ||
+        !atomic_compare_exchange_strong_explicit(&s->_log_window_ms[c], &w, start, RELAXED, RELAXED)) {
+        atomic_fetch_add_explicit(&s->_log_suppressed[c], 1, RELAXED);
+        return false;
+    }
+    *suppressed = atomic_exchange_explicit(&s->_log_suppressed[c], 0, RELAXED);
+    return true;
 }

@@ -20,7 +20,10 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "upstream/cause.h"
 
 typedef struct dc_breaker_params {
     uint32_t failures;   /* consecutive failures that open it */
@@ -41,6 +44,15 @@ typedef struct dc_upstream_state {
     _Atomic uint64_t refused_total;  /* metrics: attempts not sent because it was open */
     _Atomic bool cordoned;           /* set aside by hand (admin): no attempt goes out, whatever the breaker */
     _Atomic uint64_t answered_total; /* metrics: answers delivered from this origin (tiers) */
+    /* the last transport failure (for /health), under _err_lock: a spin lock held for a copy */
+    _Atomic uint32_t _err_lock;
+    dc_upstream_cause_t _last_cause; /* DC_CAUSE_NONE: none yet */
+    uint64_t _last_error_wall_ms;
+    char _last_error[DC_CAUSE_TEXT_MAX];
+    /* the error log's rate limit, per cause: the start of the current window (monotonic ms, 0 =
+     * none yet) and the lines suppressed in it */
+    _Atomic uint64_t _log_window_ms[DC_CAUSE_COUNT];
+    _Atomic uint64_t _log_suppressed[DC_CAUSE_COUNT];
 } dc_upstream_state_t;
 
 typedef enum {
@@ -64,5 +76,21 @@ const char *dc_upstream_state_name(dc_upstream_state_t *s, uint64_t now_ms);
 /* "closed", "open" or "half-open" at now_ms. */
 const char *dc_upstream_state_breaker_name(dc_upstream_state_t *s, uint64_t now_ms);
 uint64_t dc_upstream_state_failures(dc_upstream_state_t *s);
+
+/* Remember a failure for /health: its cause, its (already scrubbed) text, its Unix time in ms.
+ * Any worker. */
+void dc_upstream_state_note_error(dc_upstream_state_t *s, dc_upstream_cause_t cause, const char *text,
+                                  uint64_t wall_ms);
+/* The last failure noted: false when none; else *cause, the text in buf (cap >= 1) and *wall_ms. */
+bool dc_upstream_state_last_error(dc_upstream_state_t *s, dc_upstream_cause_t *cause, char *buf, size_t cap,
+                                  uint64_t *wall_ms);
+/* Copy the last failure noted from `from` (a reload keeps what /health showed). */
+void dc_upstream_state_inherit_error(dc_upstream_state_t *to, dc_upstream_state_t *from);
+/* The error log's rate limit: may a line about `cause` be written at now_ms (monotonic)? At most one
+ * per cause per `interval_ms` (any worker; exactly one caller wins a new window). true: write it,
+ * and *suppressed = the lines refused since the last one written (to say so in it); false: the
+ * line is counted as suppressed. */
+bool dc_upstream_state_log_gate(dc_upstream_state_t *s, dc_upstream_cause_t cause, uint64_t now_ms,
+                                uint64_t interval_ms, uint64_t *suppressed);
 
 #endif

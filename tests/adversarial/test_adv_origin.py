@@ -162,9 +162,19 @@ class RawConn:
         return status, headers, body
 
 
-def error_body(status, message, headers):
-    return json.dumps({"error": message, "status": status, "request_id": headers["x-request-id"]},
-                      separators=(",", ":")).encode()
+def error_body(status, message, headers, upstream, cause):
+    """The exact error body: an upstream failure names the upstream and its cause (issue 18)."""
+    return json.dumps({"error": message, "status": status, "upstream": upstream, "cause": cause,
+                       "request_id": headers["x-request-id"]}, separators=(",", ":")).encode()
+
+
+def is_error_body(body, status, message, headers):
+    """body is exactly error_body() for one of the evil upstreams, with a non-empty cause (its words
+    vary by failure)."""
+    d = json.loads(body)
+    cause, upstream = d.get("cause"), d.get("upstream")
+    return (upstream in ("evil", "evil_retry") and isinstance(cause, str) and cause != ""
+            and body == error_body(status, message, headers, upstream, cause))
 
 
 def http_get(proxy, path, headers=None, timeout=30):
@@ -179,7 +189,7 @@ def http_get(proxy, path, headers=None, timeout=30):
 
 def assert_bad_gateway(status, headers, body, message=BAD_RESPONSE):
     assert status == 502, (status, headers, body)
-    assert body == error_body(502, message, headers)
+    assert is_error_body(body, 502, message, headers), body
     assert headers["content-type"] == "application/json"
 
 
@@ -287,7 +297,7 @@ def test_drip_is_cut_at_the_whole_response_deadline(proxy, evil):
     t0 = time.monotonic()
     status, headers, body = http_get(proxy, "/c" + path + "?n=20&rate=1")
     took = time.monotonic() - t0
-    assert status == 504 and body == error_body(504, "upstream timed out", headers)
+    assert status == 504 and is_error_body(body, 504, "upstream timed out", headers)
     assert 2.5 <= took < 5.5, took
     assert evil.count(path) == 1
     status, headers, body = http_get(proxy, "/c" + path + "?n=20&rate=1")
@@ -302,7 +312,7 @@ def test_timed_out_attempt_is_not_retried(proxy, evil, behaviour, query):
     t0 = time.monotonic()
     status, headers, body = http_get(proxy, "/r" + path + query)
     took = time.monotonic() - t0
-    assert status == 504 and body == error_body(504, "upstream timed out", headers)
+    assert status == 504 and is_error_body(body, 504, "upstream timed out", headers)
     assert took < 5.5, took
     assert evil.count(path) == 1
 
@@ -312,7 +322,7 @@ def test_drip_on_pass_through_is_cut_too(proxy, evil):
     t0 = time.monotonic()
     status, headers, body = http_get(proxy, "/p" + path + "?n=20&rate=1")
     took = time.monotonic() - t0
-    assert status == 504 and body == error_body(504, "upstream timed out", headers)
+    assert status == 504 and is_error_body(body, 504, "upstream timed out", headers)
     assert took < 5.5, took
 
 
@@ -355,7 +365,7 @@ def test_idle_timeout_between_bytes(proxy_new, evil):
     t0 = time.monotonic()
     status, headers, body = http_get(proxy_new, "/i" + path + "?n=10&first=5&pause=4")
     took = time.monotonic() - t0
-    assert status == 504 and body == error_body(504, "upstream timed out", headers)
+    assert status == 504 and is_error_body(body, 504, "upstream timed out", headers)
     assert 0.8 <= took < 3.5, took
     status, headers, body = http_get(proxy_new, "/i" + path + "?n=10&first=5&pause=4")
     assert status == 504

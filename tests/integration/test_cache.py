@@ -248,7 +248,8 @@ def test_stale_if_error_window_ends(proxy, clean):
     time.sleep(1.0)  # ttl 1s + stale_if_error 1s are over
     r = get(proxy, path)
     assert r.status_code == 502
-    assert r.json()["error"] == "upstream failed"
+    assert r.json()["error"] == "upstream connection reset"  # issue 18: the cause, not a bare "upstream failed"
+    assert r.json()["upstream"] == "jupiter" and r.json()["cause"]
 
 
 def test_must_revalidate_never_stale(proxy, clean):

@@ -246,7 +246,10 @@ def test_connection_refused_502_fast(proxy, origin):
     r = requests.get(proxy.url + "/dead/x", headers={"X-Request-Id": "r502"})
     assert time.time() - t < 2.0
     assert r.status_code == 502
-    assert r.json() == {"error": "upstream connection refused", "status": 502, "request_id": "r502"}
+    body = r.json()
+    assert re.fullmatch(r"Failed to connect to 127\.0\.0\.1 port \d+ after \d+ ms: .+", body.pop("cause")), body
+    assert body == {"error": "upstream connection refused", "status": 502, "upstream": "dead", "request_id": "r502"}
+    assert r.headers["retry-after"] == "2"  # issue 18: connect failures say when to come back
 
 
 def test_timeout_504_within_deadline(proxy, origin):
