@@ -9,7 +9,7 @@ PYTHON ?= /usr/bin/python3
 # Debian packages, in three sets; each target installs only the sets it needs (`deps-*` below).
 # running: a compiler, cmake, pkg-config and the -dev libraries dexcache links
 DEB_RUN_PKGS := build-essential cmake pkg-config libh2o-dev libuv1-dev libcurl4-openssl-dev libhiredis-dev \
-	libyaml-dev libmbedtls-dev zlib1g-dev libbrotli-dev libcjson-dev libsystemd-dev libssl-dev
+	libyaml-dev libmbedtls-dev libsodium-dev zlib1g-dev libbrotli-dev libcjson-dev libsystemd-dev libssl-dev
 # `make bench`: the other proxies, the load generators and the plot (bench/run is Python)
 DEB_BENCH_PKGS := python3 nginx-light varnish wrk nghttp2-client curl python3-matplotlib
 # `make deb` (dpkg-buildpackage with debhelper; lintian and adduser for the package test)

@@ -102,14 +102,14 @@ const dca_apikey_t *dca_apikeys_lookup(const dca_apikeys_t *s, const char *key, 
 {
     if (s->n == 0 || key_len == 0 || key_len > DCA_APIKEY_MAX)
         return NULL;
-    unsigned char d[DCA_DIGEST_LEN];
+    unsigned char d[DCA_KEY_DIGEST_LEN];
     if (mbedtls_sha256_ret((const unsigned char *)key, key_len, d, 0) != 0)
         return NULL;
     for (size_t h = digest_hash(d);; h++) {
         uint32_t v = s->by_digest[h & s->mask];
         if (v == 0)
             return NULL;
-        if (mbedtls_ct_memcmp(s->e[v - 1].digest, d, DCA_DIGEST_LEN) == 0)
+        if (mbedtls_ct_memcmp(s->e[v - 1].digest, d, DCA_KEY_DIGEST_LEN) == 0)
             return s->e + v - 1;
     }
 }
@@ -138,7 +138,7 @@ int dca_apikeys_add(dca_apikeys_t *s, const char *key, size_t key_len, const cha
     if (tier != NULL)
         strcpy(k.tier, tier);
     for (size_t h = digest_hash(k.digest); s->by_digest[h & s->mask] != 0; h++)
-        if (memcmp(s->e[s->by_digest[h & s->mask] - 1].digest, k.digest, DCA_DIGEST_LEN) == 0)
+        if (memcmp(s->e[s->by_digest[h & s->mask] - 1].digest, k.digest, DCA_KEY_DIGEST_LEN) == 0)
             return dca_fail(err, errlen, "the key of id \"%s\" is given twice", s->e[s->by_digest[h & s->mask] - 1].id);
     for (size_t h = id_hash(k.id); s->by_id[h & s->mask] != 0; h++)
         if (strcmp(s->e[s->by_id[h & s->mask] - 1].id, k.id) == 0)

@@ -15,10 +15,11 @@
 
 #include "tcache.h"
 
-#define DCA_APIKEY_MAX 512 /* longest accepted key, bytes */
+#define DCA_APIKEY_MAX 512    /* longest accepted key, bytes */
+#define DCA_KEY_DIGEST_LEN 32 /* keys are stored and compared as SHA-256 digests */
 
 typedef struct dca_apikey {
-    unsigned char digest[DCA_DIGEST_LEN];
+    unsigned char digest[DCA_KEY_DIGEST_LEN];
     char id[DCA_ID_MAX + 1];     /* given, or "key-" and 12 hex digits of the digest */
     char tier[DCA_TIER_MAX + 1]; /* "" when none */
 } dca_apikey_t;

@@ -11,7 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DCA_DIGEST_LEN 32
+/* A token's cache key: SipHash-2-4 with a 128-bit output (libsodium crypto_shorthash_siphashx24)
+ * under a random key of the cache's owner. Keyed, so nobody who lacks the key can make two tokens
+ * collide (a false hit, or evicting a set on purpose), and about ten times cheaper than SHA-256:
+ * on a hit it is the whole cost of a repeated token. */
+#define DCA_DIGEST_LEN 16
 /* longest identity (key id, or the token's identity claim) and tier names, without the NUL */
 #define DCA_ID_MAX 127
 #define DCA_TIER_MAX 31
