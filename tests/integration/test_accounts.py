@@ -161,3 +161,48 @@ def test_account_and_group_budgets_hold_in_every_window(fake, origin, redis_serv
     finally:
         for d in ds:
             d.stop()
+
+
+CONFIG_429 = PREAMBLE + """
+redis: {{ url: "%(redis)s", prefix: "%(prefix)s" }}
+upstreams:
+  jupiter:
+    url: "%(jup)s"
+    accounts:
+      - {{ name: org1, keys: [k1], rate: 50/1s }}
+    groups:
+      - {{ name: wallet, paths: ["/v1/wallet/*"], rate: 20/1s }}
+    queue: {{ max: 100, timeout: 1s }}
+    retries: 0
+routes:
+  - {{ prefix: /jup, upstream: jupiter }}
+"""
+
+
+def test_429_on_a_group_pauses_the_group_fleet_wide_not_the_account(fake, origin, redis_server):
+    conf = CONFIG_429 % {"jup": fake.url("jup"), "redis": redis_server.url, "prefix": "dcacc2:"}
+    ds = []
+    try:
+        for _ in range(2):
+            ds.append(Dexcache(conf).start())
+        assert wait_for(lambda: all(d.health()["redis"] == "up" and d.health()["instances"] == 2 for d in ds),
+                        timeout=10), [d.health() for d in ds]
+        origin.add_rule({"route": "/v1/wallet/*", "burst429": True, "retry_after": 5, "next": 1})
+        r = requests.get(ds[0].url + "/jup/v1/wallet/balance?a=1", timeout=10)
+        assert r.status_code == 429
+        t = time.monotonic()
+        # the account is not paused: other paths go at once, from both instances
+        for i, d in enumerate(ds):
+            r = requests.get(d.url + "/jup/echo?b=%d" % i, timeout=10)
+            assert r.status_code == 200, r.status_code
+        assert time.monotonic() - t < 2.0
+        # the group is, on the other instance too: its 5 s pause is beyond the 1 s queue timeout
+        r = requests.get(ds[1].url + "/jup/v1/wallet/balance?a=2", timeout=10)
+        assert r.status_code == 503, r.status_code
+        assert int(r.headers["retry-after"]) >= 2, r.headers.get("retry-after")
+        paths = [rec["path"] for rec in origin.requests(0)]
+        assert paths.count("/v1/wallet/balance") == 1, paths  # the refused one never reached the origin
+        assert paths.count("/echo") == 2, paths
+    finally:
+        for d in ds:
+            d.stop()
