@@ -47,6 +47,31 @@ typedef struct dc_config_tier {
 
 #define DC_CONFIG_TIERS_MAX 4
 
+/* upstreams.<name>.accounts[]: keys that share one organisation's limit, with that limit. */
+typedef struct dc_config_account {
+    char *name;
+    char **keys; /* after ${VAR} expansion; empty strings dropped; at least one */
+    size_t nkeys;
+    dc_config_rate_t *rates; /* the account's fleet-wide budget windows (at least one) */
+    size_t nrates;
+} dc_config_account_t;
+
+/* upstreams.<name>.groups[]: endpoints with their own rate inside each account's budget. */
+typedef struct dc_config_group {
+    char *name;
+    char **paths; /* "/swap/v2/execute" (exact) or a prefix ending in a star; upstream paths, no query */
+    size_t npaths;
+    dc_config_rate_t *rates; /* requests per window (weights do not apply), at least one */
+    size_t nrates;
+    bool separate; /* its own bucket only: a request of the group is not counted in the account's */
+} dc_config_group_t;
+
+/* upstreams.<name>.weights: path pattern -> cost of one request in the account's budget. */
+typedef struct dc_config_weight {
+    char *name; /* path pattern as for groups */
+    uint32_t value;
+} dc_config_weight_t;
+
 typedef struct dc_config_upstream {
     char *name;  /* map key under upstreams: */
     char *url;   /* "https://api.jup.ag" or "http://127.0.0.1:18081/base"; no trailing slash */
@@ -76,6 +101,14 @@ typedef struct dc_config_upstream {
     uint64_t attempt_timeout_ms;   /* an attempt without a head by then moves to the next tier; 0 = none */
     uint32_t retry_budget_percent; /* retry_budget: { percent } default 20 */
     uint32_t retry_budget_min;     /* retry_budget: { min_concurrency } default 3 */
+    /* accounts: with them, keys above is every account's keys in order (account 0's first) and
+     * rates is empty: each account has its own budget. */
+    dc_config_account_t *accounts;
+    size_t naccounts;
+    dc_config_group_t *groups;
+    size_t ngroups;
+    dc_config_weight_t *weights;
+    size_t nweights;
 } dc_config_upstream_t;
 
 typedef enum { DC_CLIENT_NO_CACHE_IGNORE = 0, DC_CLIENT_NO_CACHE_REVALIDATE } dc_client_no_cache_t;

@@ -75,7 +75,7 @@ void dc__directive_range(const dc__directive_t *d, char *buf, size_t len)
 bool dc__directive_is_collection(const dc__directive_t *d)
 {
     return d->type == DC__T_MAP || d->type == DC__T_MAPLIST || d->type == DC__T_NAMEDMAP || d->type == DC__T_STRLIST ||
-           d->type == DC__T_LISTENS || d->type == DC__T_RATES;
+           d->type == DC__T_LISTENS || d->type == DC__T_RATES || d->type == DC__T_UINTMAP;
 }
 
 void dc__directive_walk(FILE *out, const dc__table_t *t, const char *prefix, dc__directive_row_cb row)
@@ -127,6 +127,7 @@ void dc__directive_expect(const dc__directive_t *d, bool with_range, char *buf, 
         [DC__T_NAMEDMAP] = "a map of name: settings",
         [DC__T_CUSTOM] = "a value",
         [DC__T_TREE] = "a map",
+        [DC__T_UINTMAP] = "a map of name: integer",
     };
     if (d->type == DC__T_UINT || (with_range && has_range(d))) {
         static const char *const bare[] = {
@@ -164,6 +165,7 @@ const char *dc__directive_type_name(const dc__directive_t *d)
         [DC__T_NAMEDMAP] = "map of name: map",
         [DC__T_CUSTOM] = "custom",
         [DC__T_TREE] = "map (checked by its plugin)",
+        [DC__T_UINTMAP] = "map of name: integer",
     };
     return names[d->type];
 }
@@ -403,6 +405,32 @@ static int parse_namedmap(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc
     return 0;
 }
 
+static int parse_uintmap(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, void *base)
+{
+    if (node->type != DC__YNODE_MAP)
+        return dc__cfg_fail_expected(ctx, d, node, false);
+    dc_config_weight_t **arr = FIELD(base, d->offset, dc_config_weight_t *);
+    *arr = dc_calloc(node->n ? node->n : 1, sizeof(dc_config_weight_t));
+    *FIELD(base, d->aux, size_t) = node->n;
+    dc__directive_t one = *d; /* values are reported as one integer */
+    one.type = DC__T_UINT;
+    for (size_t i = 0; i < node->n; i++) {
+        const dc__ynode_t *key = node->keys[i], *val = node->items[i];
+        (*arr)[i].name = dc_strdup(key->raw);
+        int rc = d->check != NULL ? d->check(ctx, d, key, &(*arr)[i].name) : 0;
+        if (rc != 0)
+            return rc;
+        const char *text = scalar_text(ctx, &one, val);
+        if (text == NULL)
+            return DC_ECONFIG;
+        uint64_t v;
+        if ((rc = parse_number(ctx, &one, text, val, &v)) != 0)
+            return rc;
+        (*arr)[i].value = (uint32_t)v;
+    }
+    return 0;
+}
+
 /* ---- tables ------------------------------------------------------------------------------------ */
 
 static int parse_value(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, void *base)
@@ -428,6 +456,8 @@ static int parse_value(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__y
         return parse_maplist(ctx, d, node, base);
     case DC__T_NAMEDMAP:
         return parse_namedmap(ctx, d, node, base);
+    case DC__T_UINTMAP:
+        return parse_uintmap(ctx, d, node, base);
     case DC__T_TREE:
         if (node->type != DC__YNODE_MAP && !(node->type == DC__YNODE_SCALAR && node->is_null))
             return dc__cfg_fail_expected(ctx, d, node, false);
@@ -560,6 +590,14 @@ void dc__table_release(const dc__table_t *t, void *base)
         case DC__T_TREE:
             dc__ynode_copy_free(*FIELD(base, d->offset, dc__ynode_t *));
             break;
+        case DC__T_UINTMAP: {
+            dc_config_weight_t *arr = *FIELD(base, d->offset, dc_config_weight_t *);
+            size_t n = *FIELD(base, d->aux, size_t);
+            for (size_t j = 0; arr != NULL && j < n; j++)
+                free(arr[j].name);
+            free(arr);
+            break;
+        }
         default:
             break;
         }

@@ -39,6 +39,8 @@ typedef enum {
     DC__T_NAMEDMAP, /* map name -> `sub` map: array at offset, count at aux; the name goes to name_offset */
     DC__T_CUSTOM,   /* scalar handled by parse(); release() frees what it allocated */
     DC__T_TREE,     /* a map kept as a tree: struct dc__ynode * (a copy, dc__ynode_copy) at offset */
+    DC__T_UINTMAP,  /* map name -> integer within [min, max]: array of {char *name; uint32_t value} at
+                     * offset (dc_config_weight_t's layout), count at aux; names through check */
 } dc__dtype_t;
 
 #define DC__NOFIELD ((size_t)-1)

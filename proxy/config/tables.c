@@ -605,6 +605,124 @@ static const dc__directive_t retry_budget_rows[] = {
 };
 static const dc__table_t retry_budget_table = TABLE(retry_budget_rows, NULL);
 
+/* An endpoint pattern of groups and weights: an upstream path ("/swap/v2/execute"), or a prefix
+ * ending in a star; no query, the star only last. */
+static int check_path_pattern(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const dc__ynode_t *node, char **v)
+{
+    (void)d;
+    const char *p = *v;
+    const char *star = strchr(p, '*');
+    if (p[0] != '/' || strchr(p, '?') != NULL || (star != NULL && star[1] != '\0'))
+        return fail_found(ctx, node, "an upstream path (/swap/v2/execute) or a prefix ending in * (/v1/wallet/*)");
+    for (; *p != '\0'; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return fail_found(ctx, node, "a path without spaces or control characters");
+    return 0;
+}
+
+typedef dc_config_account_t UACCT;
+
+static const dc__directive_t account_rows[] = {
+    R_STR("name", UACCT, name, NULL, "the account's name: names its budget in Redis, /metrics and logs",
+          .flags = DC__D_REQUIRED, .check = check_nonempty),
+    R_LIST("keys", UACCT, keys, nkeys, "the account's API keys (they share its rate); empty entries are dropped",
+           .flags = DC__D_DROP_EMPTY | DC__D_REQUIRED, .check = check_header_value),
+    {.name = "rate",
+     .type = DC__T_RATES,
+     .flags = DC__D_REQUIRED,
+     .offset = offsetof(UACCT, rates),
+     .aux = offsetof(UACCT, nrates),
+     .doc = "the account's fleet-wide budget, one or more windows; a request counts its path's weight"},
+};
+static int account_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *array, size_t i)
+{
+    UACCT *a = array;
+    if (a[i].nkeys == 0)
+        return dc__cfg_fail(ctx, item, "keys", "expected at least one key, found none (unset ${VAR}?)");
+    if (a[i].nrates == 0)
+        return dc__cfg_fail(ctx, item, "rate", "expected a rate (600/1m), found none");
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(a[j].name, a[i].name) == 0)
+            return dc__cfg_fail(ctx, item, "name", "expected a name no other account has, found \"%s\" again",
+                                a[i].name);
+    return 0;
+}
+static const dc__table_t account_table = TABLE(account_rows, NULL);
+
+typedef dc_config_group_t UGROUP;
+
+static const dc__directive_t group_rows[] = {
+    R_STR("name", UGROUP, name, NULL, "the group's name: names its budgets in Redis and /metrics",
+          .flags = DC__D_REQUIRED, .check = check_nonempty),
+    R_LIST("paths", UGROUP, paths, npaths,
+           "upstream paths of the group: exact (/swap/v2/execute) or a prefix ending in * (/v1/wallet/*); "
+           "a request belongs to the first group one of whose paths matches",
+           .flags = DC__D_REQUIRED, .check = check_path_pattern),
+    {.name = "rate",
+     .type = DC__T_RATES,
+     .flags = DC__D_REQUIRED,
+     .offset = offsetof(UGROUP, rates),
+     .aux = offsetof(UGROUP, nrates),
+     .doc = "the group's fleet-wide budget in requests (weights do not apply), one per account (or one for "
+            "the upstream without accounts)"},
+    R_BOOL("separate", UGROUP, separate, "false",
+           "the group is its own bucket (Jupiter's /swap/v2/execute): its requests do not count in the "
+           "account's budget; false: they count in both"),
+};
+static int group_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *array, size_t i)
+{
+    UGROUP *g = array;
+    if (g[i].npaths == 0)
+        return dc__cfg_fail(ctx, item, "paths", "expected at least one path, found none");
+    if (g[i].nrates == 0)
+        return dc__cfg_fail(ctx, item, "rate", "expected a rate (60/1m), found none");
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(g[j].name, g[i].name) == 0)
+            return dc__cfg_fail(ctx, item, "name", "expected a name no other group has, found \"%s\" again", g[i].name);
+    return 0;
+}
+static const dc__table_t group_table = TABLE(group_rows, NULL);
+
+/* accounts: the keys of every account become the upstream's keys (in order), each account has its
+ * own budget; they replace keys / rate / rate_per and are for the single-url form. groups and
+ * weights are for tier 1 (the single-url form). */
+static int upstream_accounts_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, U *u)
+{
+    const dc__ynode_t *node;
+    if (u->ntiers > 0) {
+        static const char *const one_origin[] = {"accounts", "groups", "weights"};
+        for (size_t i = 0; i < 3; i++)
+            if ((node = dc__ynode_get(map, one_origin[i])) != NULL)
+                return dc__cfg_fail(ctx, node, NULL,
+                                    "expected no %s beside tiers: (single-url upstreams only), found one",
+                                    one_origin[i]);
+    }
+    if (u->rate_per == DC_RATE_PER_KEY && (u->naccounts > 0 || u->ngroups > 0))
+        return dc__cfg_fail(ctx, dc__ynode_get(map, "rate_per"), NULL,
+                            "expected no rate_per: key with accounts or groups (an account is the keys sharing a "
+                            "rate), found one");
+    if (u->naccounts == 0)
+        return 0;
+    static const char *const replaced[] = {"keys", "rate"};
+    for (size_t i = 0; i < 2; i++)
+        if ((node = dc__ynode_get(map, replaced[i])) != NULL)
+            return dc__cfg_fail(ctx, node, NULL,
+                                "expected no %s beside accounts: (give each account its keys and rate), found one",
+                                replaced[i]);
+    size_t n = 0;
+    for (size_t a = 0; a < u->naccounts; a++)
+        n += u->accounts[a].nkeys;
+    for (size_t k = 0; k < u->nkeys; k++)
+        free(u->keys[k]);
+    free(u->keys); /* absent: empty, but maybe allocated by the defaults */
+    u->keys = dc_calloc(n, sizeof(char *));
+    u->nkeys = 0;
+    for (size_t a = 0; a < u->naccounts; a++)
+        for (size_t k = 0; k < u->accounts[a].nkeys; k++)
+            u->keys[u->nkeys++] = dc_strdup(u->accounts[a].keys[k]);
+    return 0;
+}
+
 /* url or tiers (exactly one); with tiers, the first origin's url, keys and rate are copied to the
  * upstream's own fields, which every reader of the first origin uses. */
 static int upstream_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
@@ -612,6 +730,9 @@ static int upstream_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *bas
     U *u = base;
     if (map == NULL)
         return 0;
+    int rc = upstream_accounts_finish(ctx, map, u);
+    if (rc != 0)
+        return rc;
     const dc__ynode_t *tiers = dc__ynode_get(map, "tiers");
     if (u->ntiers == 0) {
         if (tiers != NULL)
@@ -698,6 +819,38 @@ static const dc__directive_t upstream_rows[] = {
     R_MAP("retry_budget", 0, DC__NOFIELD, &retry_budget_table,
           "retries and failovers in progress stay below max(min_concurrency, percent of active requests), as "
           "Envoy's retry_budget: an outage never multiplies the load on the origin"),
+    {.name = "accounts",
+     .type = DC__T_MAPLIST,
+     .offset = offsetof(U, accounts),
+     .aux = offsetof(U, naccounts),
+     .elem_size = sizeof(UACCT),
+     .min = 1,
+     .sub = &account_table,
+     .item_check = account_item_check,
+     .doc = "keys grouped by the organisation whose limit they share, instead of keys/rate: each account has "
+            "its own fleet-wide budget and an attempt waits for the slot of its key's account (keys are used in "
+            "turn across accounts)"},
+    {.name = "groups",
+     .type = DC__T_MAPLIST,
+     .offset = offsetof(U, groups),
+     .aux = offsetof(U, ngroups),
+     .elem_size = sizeof(UGROUP),
+     .min = 1,
+     .sub = &group_table,
+     .item_check = group_item_check,
+     .doc = "endpoint groups with their own rate inside each account's budget (Jupiter's execute bucket, "
+            "Birdeye's wallet group): a request of a group waits for a slot free in both its group's and its "
+            "account's budget; a 429 to it pauses its group only"},
+    {.name = "weights",
+     .type = DC__T_UINTMAP,
+     .offset = offsetof(U, weights),
+     .aux = offsetof(U, nweights),
+     .min = 1,
+     .max = 1000,
+     .check = check_path_pattern,
+     .doc = "path pattern: cost (1..1000) of one request in the account's (or upstream's, or key's) budget, "
+            "default 1; an exact path wins over prefixes, the longest prefix over shorter ones; pacing keeps "
+            "every window's weighted count within its rate (the budget paces at rate - (largest cost - 1))"},
 };
 static const dc__table_t upstream_table = TABLE(upstream_rows, upstream_finish);
 

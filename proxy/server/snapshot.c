@@ -56,7 +56,8 @@ static void init_tiers(dc_upstream_rt_t *rt, const dc_config_upstream_t *u)
     rt->ntiers = u->ntiers > 0 ? (u->ntiers < DC_TIERS_MAX ? u->ntiers : DC_TIERS_MAX) : 1;
     if (rt->ntiers > 1)
         rt->xtiers = dc_calloc(rt->ntiers - 1, sizeof(*rt->xtiers));
-    rt->tiers[0] = (dc_fetch_tier_t){u->url, &rt->keyring, &rt->budget, rt->key_budgets, &rt->health, u->name};
+    dc_accounts_t *acc = dc_accounts_active(&rt->accounts) ? &rt->accounts : NULL;
+    rt->tiers[0] = (dc_fetch_tier_t){u->url, &rt->keyring, &rt->budget, rt->key_budgets, &rt->health, u->name, acc};
     for (size_t t = 1; t < rt->ntiers; t++) {
         const dc_config_tier_t *ct = &u->tiers[t];
         dc_upstream_tier_rt_t *x = &rt->xtiers[t - 1];
@@ -69,6 +70,8 @@ static void init_tiers(dc_upstream_rt_t *rt, const dc_config_upstream_t *u)
         rt->tiers_keyless[t] = rt->tiers[t];
         rt->tiers_keyless[t].keyring = NULL;
         rt->tiers_keyless[t].key_budgets = NULL;
+        if (rt->accounts.naccounts > 0) /* the client's own key: none of our accounts */
+            rt->tiers_keyless[t].accounts = NULL;
     }
     dc_retry_budget_init(&rt->retry_budget, u->retry_budget_percent, u->retry_budget_min);
 }
@@ -100,11 +103,14 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         dc_config_upstream_t *u = &cfg->upstreams[i];
         dc_keyring_init(&s->ups[i].keyring, u->keys, u->nkeys, u->key_quarantine_ms);
-        dc_budget_init(&s->ups[i].budget, u->rates, u->nrates, u->queue_max, u->queue_timeout_ms);
+        dc_accounts_init(&s->ups[i].accounts, u);
+        uint32_t max_cost = s->ups[i].accounts.max_cost; /* weights count in the upstream's or key's budget */
+        dc_budget_init_cost(&s->ups[i].budget, u->rates, u->nrates, u->queue_max, u->queue_timeout_ms, max_cost);
         if (u->rate_per == DC_RATE_PER_KEY && u->nkeys > 0) {
             s->ups[i].key_budgets = dc_calloc(u->nkeys, sizeof(dc_budget_t));
             for (size_t k = 0; k < u->nkeys; k++)
-                dc_budget_init(&s->ups[i].key_budgets[k], u->rates, u->nrates, u->queue_max, u->queue_timeout_ms);
+                dc_budget_init_cost(&s->ups[i].key_budgets[k], u->rates, u->nrates, u->queue_max, u->queue_timeout_ms,
+                                    max_cost);
         }
         s->ups[i].metrics_id = dc_metrics_label_id(DC_METRICS_UPSTREAM, u->name);
         init_tiers(&s->ups[i], u);
@@ -114,6 +120,7 @@ dc_snapshot_t *dc_snapshot_create(dc_config_t *cfg, const dc_snapshot_t *prev, u
                     dc_keyring_inherit(&s->ups[i].keyring, &prev->ups[j].keyring);
                     dc_budget_inherit(&s->ups[i].budget, (dc_budget_t *)&prev->ups[j].budget);
                     inherit_key_budgets(&s->ups[i], u, &prev->ups[j], &prev->cfg->upstreams[j]);
+                    dc_accounts_inherit(&s->ups[i].accounts, &prev->ups[j].accounts);
                     inherit_cordons(&s->ups[i], u, &prev->ups[j], &prev->cfg->upstreams[j]);
                 }
         }
@@ -158,6 +165,7 @@ void dc_snapshot_release(dc_snapshot_t *s)
     for (size_t i = 0; i < s->cfg->nupstreams; i++) {
         dc_keyring_dispose(&s->ups[i].keyring);
         dc_budget_dispose(&s->ups[i].budget);
+        dc_accounts_dispose(&s->ups[i].accounts);
         if (s->ups[i].key_budgets != NULL) {
             for (size_t k = 0; k < s->cfg->upstreams[i].nkeys; k++)
                 dc_budget_dispose(&s->ups[i].key_budgets[k]);

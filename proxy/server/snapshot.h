@@ -40,6 +40,7 @@ typedef struct dc_upstream_rt {
     dc_keyring_t keyring;
     dc_budget_t budget;
     dc_budget_t *key_budgets; /* rate_per: key with keys: one budget per key (parallel to keyring.keys), else NULL */
+    dc_accounts_t accounts;   /* accounts, endpoint groups and weights of tier 1 (upstream/account.h) */
     dc_upstream_state_t health;
     unsigned metrics_id;
     dc_upstream_tier_rt_t *xtiers; /* cfg tiers[1..ntiers-1], NULL with one tier */

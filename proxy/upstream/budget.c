@@ -24,12 +24,25 @@
 void dc_budget_init(dc_budget_t *b, const dc_config_rate_t *rates, size_t nrates, uint32_t queue_max,
                     uint64_t queue_timeout_ms)
 {
+    dc_budget_init_cost(b, rates, nrates, queue_max, queue_timeout_ms, 1);
+}
+
+uint32_t dc_budget_paced_limit(uint32_t limit, uint32_t max_cost)
+{
+    if (max_cost < 1)
+        max_cost = 1;
+    return limit > max_cost ? limit - (max_cost - 1) : 1;
+}
+
+void dc_budget_init_cost(dc_budget_t *b, const dc_config_rate_t *rates, size_t nrates, uint32_t queue_max,
+                         uint64_t queue_timeout_ms, uint32_t max_cost)
+{
     memset(b, 0, sizeof(*b));
     pthread_mutex_init(&b->lock, NULL);
     b->nwin = nrates < DC_BUDGET_MAX_WINDOWS ? nrates : DC_BUDGET_MAX_WINDOWS;
     double late_ok_ms = -1;
     for (size_t i = 0; i < b->nwin; i++) {
-        uint64_t e = rates[i].window_ms * 1000 / (rates[i].limit ? rates[i].limit : 1);
+        uint64_t e = rates[i].window_ms * 1000 / dc_budget_paced_limit(rates[i].limit, max_cost);
         double slack = JITTER_MS / (double)(rates[i].window_ms ? rates[i].window_ms : 1);
         slack = slack < SLACK_MIN ? SLACK_MIN : slack > SLACK_MAX ? SLACK_MAX : slack;
         e = (uint64_t)((double)e * (1.0 + slack) + 0.5);
@@ -94,28 +107,74 @@ bool dc_budget_enqueue(dc_budget_t *b)
 
 int dc_budget_reserve_share(dc_budget_t *b, uint64_t now_us, bool background, unsigned share_n, uint64_t *delay_us)
 {
+    uint32_t cost = 1;
+    return dc_budget_reserve_multi(&b, &cost, 1, now_us, background, share_n, delay_us);
+}
+
+/* Locks every budget of the set once, in address order (two fetches locking the same pair never
+ * deadlock); a budget listed twice is locked once. */
+static size_t lock_order(dc_budget_t *const *bs, size_t n, dc_budget_t **sorted)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = k;
+        bool dup = false;
+        for (size_t m = 0; m < k; m++)
+            dup = dup || sorted[m] == bs[i];
+        if (dup)
+            continue;
+        while (j > 0 && sorted[j - 1] > bs[i]) {
+            sorted[j] = sorted[j - 1];
+            j--;
+        }
+        sorted[j] = bs[i];
+        k++;
+    }
+    return k;
+}
+
+int dc_budget_reserve_multi(dc_budget_t *const *bs, const uint32_t *costs, size_t n, uint64_t now_us, bool background,
+                            unsigned share_n, uint64_t *delay_us)
+{
     if (share_n == 0)
         share_n = 1;
     *delay_us = 0;
-    if (b->nwin == 0)
-        return 0;
-    pthread_mutex_lock(&b->lock);
-    uint64_t start = now_us > b->cooldown_until_us ? now_us : b->cooldown_until_us;
-    for (size_t i = 0; i < b->nwin; i++)
-        if (b->win[i].tat_us > start)
-            start = b->win[i].tat_us;
+    dc_budget_t *locked[DC_BUDGET_MULTI_MAX];
+    if (n > DC_BUDGET_MULTI_MAX)
+        n = DC_BUDGET_MULTI_MAX;
+    size_t nlocked = lock_order(bs, n, locked);
+    for (size_t i = 0; i < nlocked; i++)
+        pthread_mutex_lock(&locked[i]->lock);
+    dc_budget_t *q = bs[0]; /* holds the queue */
+    uint64_t start = now_us;
+    for (size_t j = 0; j < n; j++) {
+        const dc_budget_t *b = bs[j];
+        if (b->nwin == 0)
+            continue;
+        if (b->cooldown_until_us > start)
+            start = b->cooldown_until_us;
+        for (size_t i = 0; i < b->nwin; i++)
+            if (b->win[i].tat_us > start)
+                start = b->win[i].tat_us;
+    }
     uint64_t wait = start - now_us;
-    if (wait > 0 && (background || b->queued >= b->queue_max || wait > b->queue_timeout_us)) {
-        b->rejected++;
-        pthread_mutex_unlock(&b->lock);
-        *delay_us = wait > 0 ? wait : 1;
+    if (wait > 0 && (background || q->queued >= q->queue_max || wait > q->queue_timeout_us)) {
+        q->rejected++;
+        for (size_t i = nlocked; i-- > 0;)
+            pthread_mutex_unlock(&locked[i]->lock);
+        *delay_us = wait;
         return DC_EAGAIN;
     }
-    for (size_t i = 0; i < b->nwin; i++)
-        b->win[i].tat_us = start + (uint64_t)((double)b->win[i].emission_us * share_n / b->share);
+    for (size_t j = 0; j < n; j++) {
+        dc_budget_t *b = bs[j];
+        uint32_t cost = costs[j] ? costs[j] : 1;
+        for (size_t i = 0; i < b->nwin; i++)
+            b->win[i].tat_us = start + (uint64_t)((double)b->win[i].emission_us * cost * share_n / b->share);
+    }
     if (wait > 0)
-        b->queued++;
-    pthread_mutex_unlock(&b->lock);
+        q->queued++;
+    for (size_t i = nlocked; i-- > 0;)
+        pthread_mutex_unlock(&locked[i]->lock);
     *delay_us = wait;
     return 0;
 }

@@ -42,6 +42,16 @@ typedef struct dc_budget {
 /* nrates == 0: no budget (every reservation starts at once). */
 void dc_budget_init(dc_budget_t *b, const dc_config_rate_t *rates, size_t nrates, uint32_t queue_max,
                     uint64_t queue_timeout_ms);
+/* The same for a budget whose reservations may cost up to `max_cost` (weights: a request to an
+ * expensive path counts more). Pacing then spaces a request of cost c by c emission intervals
+ * from the next one. A window holds at most floor(window / emission) paced units plus the cost of
+ * its last request, so the emission is computed from dc_budget_paced_limit(limit, max_cost) slots
+ * per window: no sliding window ever sees more than `limit` weighted units. */
+void dc_budget_init_cost(dc_budget_t *b, const dc_config_rate_t *rates, size_t nrates, uint32_t queue_max,
+                         uint64_t queue_timeout_ms, uint32_t max_cost);
+/* Pure: the unit slots per window a budget of `limit` paces at when one request may cost up to
+ * max_cost: limit - (max_cost - 1), at least 1 (a cost above the limit cannot be honoured). */
+uint32_t dc_budget_paced_limit(uint32_t limit, uint32_t max_cost);
 void dc_budget_dispose(dc_budget_t *b);
 /* Keep the pacing state of `old` across a config reload. */
 void dc_budget_inherit(dc_budget_t *b, dc_budget_t *old);
@@ -56,6 +66,13 @@ int dc_budget_reserve(dc_budget_t *b, uint64_t now_us, bool background, uint64_t
 /* The same with the rate divided by `share_n` (this instance's share while the fleet budget in
  * Redis is unreachable: budget / live instances). */
 int dc_budget_reserve_share(dc_budget_t *b, uint64_t now_us, bool background, unsigned share_n, uint64_t *delay_us);
+/* Reserve one slot free in every budget of bs[0..n) at once (an account's budget and its endpoint
+ * group's): the request counts costs[i] (0 = 1) in bs[i]. bs[0] holds the queue place (its
+ * queue_max and queue_timeout apply; dc_budget_dequeued(bs[0]) when it starts) and counts a
+ * refusal. Every budget's cooldown delays the slot. n <= DC_BUDGET_MULTI_MAX. */
+#define DC_BUDGET_MULTI_MAX 2
+int dc_budget_reserve_multi(dc_budget_t *const *bs, const uint32_t *costs, size_t n, uint64_t now_us, bool background,
+                            unsigned share_n, uint64_t *delay_us);
 /* Current emission interval of each window (slack and AIMD share applied), for the fleet script.
  * Returns the number of windows written (at most `max`). */
 size_t dc_budget_emissions(dc_budget_t *b, uint64_t *out, size_t max);

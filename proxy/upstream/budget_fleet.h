@@ -23,6 +23,19 @@
 typedef void (*dc_fleet_budget_cb)(void *data, int err, int ok, uint64_t wait_us);
 int dc_fleet_budget_reserve(dc_fleet_t *f, const char *upstream, const uint64_t *emission_us, size_t nwin,
                             uint64_t queue_timeout_us, bool background, dc_fleet_budget_cb cb, void *data);
+/* One budget of a set reserved at once: its fleet name, emission intervals and the request's cost
+ * there (0 = 1). */
+#define DC_BUDGET_FLEET_MAX_PARTS 2
+typedef struct dc_fleet_budget_part {
+    const char *name;
+    const uint64_t *emission_us;
+    size_t nwin;
+    uint32_t cost;
+} dc_fleet_budget_part_t;
+/* One slot free in every budget of parts[0..nparts) (nparts <= DC_BUDGET_FLEET_MAX_PARTS), taken
+ * in all of them atomically (one script): the callback as for dc_fleet_budget_reserve. */
+int dc_fleet_budget_reserve_multi(dc_fleet_t *f, const dc_fleet_budget_part_t *parts, size_t nparts,
+                                  uint64_t queue_timeout_us, bool background, dc_fleet_budget_cb cb, void *data);
 /* Share an upstream 429's pause with every instance (fire and forget). */
 void dc_fleet_cooldown(dc_fleet_t *f, const char *upstream, uint64_t retry_after_us);
 

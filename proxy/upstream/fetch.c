@@ -60,6 +60,14 @@ struct dc_fetch {
     char *upstream_name;
     char *budget_name; /* names the fleet budget and cooldown: "<upstream>" or "<upstream>#<key id>" */
     bool queued;       /* holds a place in the budget's queue */
+    /* accounts and endpoint groups (upstream/account.h), of this attempt's tier */
+    dc_accounts_t *accounts;   /* borrowed; NULL: the tier has none */
+    int group;                 /* the request path's endpoint group in tier 1's config, -1 = none */
+    uint32_t weight;           /* the request path's cost in the account's budget */
+    uint32_t budget_cost;      /* this attempt's cost in `budget` (1 when budget is a separate group's) */
+    dc_budget_t *group_budget; /* this attempt's second budget: its group's (NULL: none, or separate) */
+    char *group_budget_name;   /* names it in Redis */
+    bool group_429;            /* a 429 to this attempt pauses its group, not its account */
     int pending_err;
     uint64_t retry_after_ms;
     struct curl_slist *slist;
@@ -158,6 +166,7 @@ static void fetch_free(dc_fetch_t *f)
     free(f->key_header);
     free(f->upstream_name);
     free(f->budget_name);
+    free(f->group_budget_name);
     free(f->attempt_url);
     if (f->slist)
         curl_slist_free_all(f->slist);
@@ -308,11 +317,27 @@ static void budget_learn_status(dc_fetch_t *f, uint64_t ra)
     if (f->budget == NULL)
         return;
     if (f->status == 429) {
-        dc_budget_on_429(f->budget, dc_now_mono_us(), ra);
-        if (f->fleet != NULL && f->budget_name != NULL)
-            dc_fleet_cooldown(f->fleet, f->budget_name, ra ? ra : 1000000); /* every instance pauses */
-    } else if (f->status < 500)
+        /* a request of an endpoint group: its group's bucket was the one full */
+        dc_budget_t *b = f->group_429 && f->group_budget != NULL ? f->group_budget : f->budget;
+        const char *name = b == f->group_budget ? f->group_budget_name : f->budget_name;
+        dc_budget_on_429(b, dc_now_mono_us(), ra);
+        if (f->fleet != NULL && name != NULL)
+            dc_fleet_cooldown(f->fleet, name, ra ? ra : 1000000); /* every instance pauses */
+    } else if (f->status < 500) {
         dc_budget_on_success(f->budget);
+        if (f->group_budget != NULL)
+            dc_budget_on_success(f->group_budget);
+    }
+}
+
+/* How late after its slot this attempt may still leave: the tighter of its budgets'. */
+static uint64_t late_ok_ms(const dc_fetch_t *f)
+{
+    uint64_t us = f->budget->late_ok_us;
+    if (f->group_budget != NULL && f->group_budget->nwin > 0 &&
+        (f->budget->nwin == 0 || f->group_budget->late_ok_us < us))
+        us = f->group_budget->late_ok_us;
+    return us / 1000;
 }
 
 /* A 401/403 to a request that carried a ring key: the key is set aside here (and on every instance
@@ -741,7 +766,7 @@ static void on_fleet_reserved(void *data, int err, int ok, uint64_t wait_us)
         return;
     }
     /* the slot is no earlier than our request's send time plus the wait Redis gave */
-    f->leave_by_ms = f->reserve_sent_ms + wait_us / 1000 + f->budget->late_ok_us / 1000;
+    f->leave_by_ms = f->reserve_sent_ms + wait_us / 1000 + late_ok_ms(f);
     if (wait_us == 0) {
         leave_for_slot(f);
         return;
@@ -766,6 +791,7 @@ static void use_tier(dc_fetch_t *f, unsigned i)
     f->keyring = t->keyring;
     f->budget = t->budget;
     f->key_budgets = t->key_budgets;
+    f->accounts = t->accounts;
     free(f->budget_name);
     f->budget_name = t->budget_name != NULL ? dc_strdup(t->budget_name) : NULL;
     free(f->attempt_url);
@@ -810,6 +836,46 @@ static bool choose_tier(dc_fetch_t *f, uint64_t *retry_in_ms)
     return false;
 }
 
+/* With accounts, groups or weights on this attempt's tier: the key is chosen first (its account's
+ * budget is the attempt's), then the group's budget is added (or, for a separate group, replaces
+ * the account's), and the path's weight is the cost in the account's. */
+static void use_account(dc_fetch_t *f)
+{
+    f->budget_cost = 1;
+    f->group_budget = NULL;
+    f->group_429 = false;
+    free(f->group_budget_name);
+    f->group_budget_name = NULL;
+    dc_accounts_t *a = f->accounts;
+    if (a == NULL)
+        return;
+    f->budget_cost = f->weight;
+    size_t acct = 0;
+    if (a->naccounts > 0 && f->keyring != NULL && f->keyring->nkeys > 0) {
+        if (f->key_index < 0)
+            f->key_index = dc_keyring_pick(f->keyring, dc_now_mono_ms());
+        acct = a->key_account[f->key_index];
+        f->budget = &a->budgets[acct];
+        free(f->budget_name);
+        f->budget_name = dc_strdup(a->names[acct]);
+    }
+    if (f->group < 0 || (size_t)f->group >= a->ngroups)
+        return;
+    dc_budget_t *gb = dc_accounts_group_budget(a, acct, (size_t)f->group);
+    const char *gname = dc_accounts_group_name(a, acct, (size_t)f->group);
+    f->group_429 = true;
+    if (a->cfg->groups[f->group].separate) { /* its own bucket only: it holds the queue, costs 1 */
+        f->budget = gb;
+        f->budget_cost = 1;
+        free(f->budget_name);
+        f->budget_name = dc_strdup(gname);
+        f->group_429 = false;
+        return;
+    }
+    f->group_budget = gb;
+    f->group_budget_name = dc_strdup(gname);
+}
+
 /* Every attempt is an upstream request: it takes a slot of its tier's budget first. */
 static void start_attempt(dc_fetch_t *f)
 {
@@ -831,18 +897,31 @@ static void start_attempt(dc_fetch_t *f)
         free(f->budget_name);
         f->budget_name = dc_asprintf("%s#%s", base != NULL ? base : "", f->keyring->ids[f->key_index]);
     }
+    use_account(f);
     uint64_t now = dc_now_mono_ms();
     if (!f->rereserving && f->budget != NULL)
         f->queue_until_ms = now + f->budget->queue_timeout_us / 1000;
     f->rereserving = false;
-    if (f->budget != NULL && f->budget->nwin > 0 && f->fleet != NULL && dc_fleet_up(f->fleet)) {
-        uint64_t em[DC_BUDGET_FLEET_MAX_WIN];
-        size_t n = dc_budget_emissions(f->budget, em, DC_BUDGET_FLEET_MAX_WIN);
+    bool paced = f->budget != NULL && (f->budget->nwin > 0 || (f->group_budget != NULL && f->group_budget->nwin > 0));
+    if (paced && f->fleet != NULL && dc_fleet_up(f->fleet)) {
+        uint64_t em[DC_BUDGET_FLEET_MAX_PARTS][DC_BUDGET_FLEET_MAX_WIN];
+        dc_fleet_budget_part_t parts[DC_BUDGET_FLEET_MAX_PARTS];
+        size_t nparts = 0;
+        parts[nparts] = (dc_fleet_budget_part_t){f->budget_name != NULL ? f->budget_name : "", em[nparts],
+                                                 dc_budget_emissions(f->budget, em[nparts], DC_BUDGET_FLEET_MAX_WIN),
+                                                 f->budget_cost};
+        nparts++;
+        if (f->group_budget != NULL) {
+            parts[nparts] =
+                (dc_fleet_budget_part_t){f->group_budget_name, em[nparts],
+                                         dc_budget_emissions(f->group_budget, em[nparts], DC_BUDGET_FLEET_MAX_WIN), 1};
+            nparts++;
+        }
         f->state = ST_RESERVING;
         f->reserve_sent_ms = now;
         uint64_t queue_us = f->queue_until_ms > now ? (f->queue_until_ms - now) * 1000 : 0;
-        if (dc_fleet_budget_reserve(f->fleet, f->budget_name, em, n, queue_us, f->opts.background, on_fleet_reserved,
-                                    f) == 0)
+        if (dc_fleet_budget_reserve_multi(f->fleet, parts, nparts, queue_us, f->opts.background, on_fleet_reserved,
+                                          f) == 0)
             return;
         reserve_locally(f, dc_fleet_instances());
         return;
@@ -854,7 +933,10 @@ static void reserve_locally(dc_fetch_t *f, unsigned share_n)
 {
     if (f->budget != NULL) {
         uint64_t delay_us;
-        if (dc_budget_reserve_share(f->budget, dc_now_mono_us(), f->opts.background, share_n, &delay_us) != 0) {
+        dc_budget_t *bs[DC_BUDGET_MULTI_MAX] = {f->budget, f->group_budget};
+        uint32_t costs[DC_BUDGET_MULTI_MAX] = {f->budget_cost, 1};
+        size_t nb = f->group_budget != NULL ? 2 : 1;
+        if (dc_budget_reserve_multi(bs, costs, nb, dc_now_mono_us(), f->opts.background, share_n, &delay_us) != 0) {
             f->retry_after_ms = (delay_us + 999) / 1000;
             fail_soon(f, DC_EAGAIN);
             return;
@@ -865,7 +947,7 @@ static void reserve_locally(dc_fetch_t *f, unsigned share_n)
             fail_soon(f, DC_EAGAIN);
             return;
         }
-        f->leave_by_ms = now + delay_us / 1000 + f->budget->late_ok_us / 1000;
+        f->leave_by_ms = now + delay_us / 1000 + late_ok_ms(f);
         if (delay_us > 0) {
             f->state = ST_QUEUED;
             f->queued = true;
@@ -1026,12 +1108,14 @@ static void finish(dc_fetch_t *f, int err)
 /* The tiers of this fetch: the request's, or one made of its single-origin fields. */
 static void init_tiers(dc_fetch_t *f, const dc_fetch_request_t *req)
 {
+    f->group = -1;
+    f->weight = 1;
     size_t n = req->ntiers < DC_TIERS_MAX ? req->ntiers : DC_TIERS_MAX;
     if (n > 0 && strncmp(f->url, req->tiers[0].url, strlen(req->tiers[0].url)) != 0)
         n = 1; /* a URL outside tier 1's base (never made by http/): it alone, as given */
     if (n == 0 || req->ntiers == 0) {
         f->tiers[0] =
-            (dc_fetch_tier_t){"", req->keyring, req->budget, req->key_budgets, req->health, req->upstream_name};
+            (dc_fetch_tier_t){"", req->keyring, req->budget, req->key_budgets, req->health, req->upstream_name, NULL};
         f->ntiers = 1;
         f->base0_len = 0;
         return;
@@ -1041,6 +1125,14 @@ static void init_tiers(dc_fetch_t *f, const dc_fetch_request_t *req)
     f->base0_len = strncmp(f->url, req->tiers[0].url, strlen(req->tiers[0].url)) == 0 ? strlen(req->tiers[0].url) : 0;
     if (f->base0_len == 0)
         f->tiers[0].url = "";
+    /* the request path's group and weight (tier 1's config: the only one with accounts) */
+    const dc_accounts_t *a = f->tiers[0].accounts;
+    if (a != NULL && f->base0_len > 0) {
+        const char *path = f->url + f->base0_len;
+        size_t len = dc_account_path_len(path);
+        f->group = dc_account_group_of(a->cfg->groups, a->cfg->ngroups, path, len);
+        f->weight = dc_account_weight_of(a->cfg->weights, a->cfg->nweights, path, len);
+    }
 }
 
 dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, const dc_fetch_callbacks_t *cbs,

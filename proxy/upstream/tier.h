@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "upstream/account.h"
 #include "upstream/budget.h"
 #include "upstream/keyring.h"
 #include "upstream/upstream_state.h"
@@ -41,6 +42,7 @@ typedef struct dc_fetch_tier {
     dc_budget_t *key_budgets;    /* may be NULL: rate_per: key */
     dc_upstream_state_t *health; /* may be NULL */
     const char *budget_name;     /* names the fleet budget and cooldown: "<upstream>" or "<upstream>~<n>" */
+    dc_accounts_t *accounts;     /* may be NULL: accounts, groups and weights (upstream/account.h) */
 } dc_fetch_tier_t;
 
 /* Why an attempt failed, for the failover decision. */

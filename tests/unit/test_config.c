@@ -893,6 +893,45 @@ static const bad_case_t bad_cases[] = {
     {"tier without url", "upstreams:\n  jupiter:\n    tiers: [ { keys: [a] } ]\n" ROUTE_OK,
      "bad.yaml:3:14: upstreams.jupiter.tiers[0].url: expected an http:// or https:// URL, found nothing (the key is "
      "required)"},
+    {"keys beside accounts",
+     "upstreams:\n  jupiter:\n    url: \"http://a\"\n    keys: [k]\n    accounts: [ { name: o, keys: [k1], rate: 6/1s "
+     "} ]\n" ROUTE_OK,
+     "bad.yaml:4:11: upstreams.jupiter.keys: expected no keys beside accounts: (give each account its keys and rate), "
+     "found one"},
+    {"rate_per key with groups",
+     "upstreams:\n  jupiter:\n    url: \"http://a\"\n    rate_per: key\n    groups: [ { name: g, paths: [/x], rate: "
+     "6/1s } ]\n" ROUTE_OK,
+     "bad.yaml:4:15: upstreams.jupiter.rate_per: expected no rate_per: key with accounts or groups (an account is the "
+     "keys sharing a rate), found one"},
+    {"account without rate",
+     "upstreams:\n  jupiter:\n    url: \"http://a\"\n    accounts: [ { name: o, keys: [k1] } ]\n" ROUTE_OK,
+     "bad.yaml:4:17: upstreams.jupiter.accounts[0].rate: expected a rate or a list of rates (45/1s, 2700/60s), found "
+     "nothing (the key is required)"},
+    {"account without keys",
+     "upstreams:\n  jupiter:\n    url: \"http://a\"\n    accounts: [ { name: o, keys: [\"${DC_T_UNSET_KEY:-}\"], rate: "
+     "6/1s } ]\n" ROUTE_OK,
+     "bad.yaml:4:17: upstreams.jupiter.accounts[0].keys: expected at least one key, found none (unset ${VAR}?)"},
+    {"two accounts with one name",
+     "upstreams:\n  jupiter:\n    url: \"http://a\"\n    accounts: [ { name: o, keys: [a], rate: 6/1s }, { name: o, "
+     "keys: [b], rate: 6/1s } ]\n" ROUTE_OK,
+     "bad.yaml:4:53: upstreams.jupiter.accounts[1].name: expected a name no other account has, found \"o\" again"},
+    {"group path without slash",
+     "upstreams:\n  jupiter:\n    url: \"http://a\"\n    groups: [ { name: g, paths: [swap], rate: 6/1s } ]\n" ROUTE_OK,
+     "bad.yaml:4:34: upstreams.jupiter.groups[0].paths[0]: expected an upstream path (/swap/v2/execute) or a prefix "
+     "ending in * (/v1/wallet/*), found 'swap'"},
+    {"group path star inside",
+     "upstreams:\n  jupiter:\n    url: \"http://a\"\n    groups: [ { name: g, paths: [\"/a/*/b\"], rate: 6/1s } "
+     "]\n" ROUTE_OK,
+     "bad.yaml:4:34: upstreams.jupiter.groups[0].paths[0]: expected an upstream path (/swap/v2/execute) or a prefix "
+     "ending in * (/v1/wallet/*), found '/a/*/b'"},
+    {"weight zero", "upstreams:\n  jupiter:\n    url: \"http://a\"\n    weights: { /quote: 0 }\n" ROUTE_OK,
+     "bad.yaml:4:24: upstreams.jupiter.weights./quote: expected an integer from 1 to 1000, found '0'"},
+    {"weight not a number", "upstreams:\n  jupiter:\n    url: \"http://a\"\n    weights: { /quote: [1] }\n" ROUTE_OK,
+     "bad.yaml:4:24: upstreams.jupiter.weights./quote: expected an integer from 1 to 1000, found a list"},
+    {"weights beside tiers",
+     "upstreams:\n  jupiter:\n    tiers: [ { url: \"http://b\" } ]\n    weights: { /quote: 2 }\n" ROUTE_OK,
+     "bad.yaml:4:14: upstreams.jupiter.weights: expected no weights beside tiers: (single-url upstreams only), found "
+     "one"},
     {"retry_budget percent over 100",
      "upstreams:\n  jupiter: { url: \"http://a\", retry_budget: { percent: 101 } }\n" ROUTE_OK,
      "bad.yaml:2:56: upstreams.jupiter.retry_budget.percent: expected an integer from 0 to 100, found '101'"},
