@@ -126,6 +126,7 @@ static void begin_attempt(dc_fetch_t *f);
 static void leave_for_slot(dc_fetch_t *f);
 static void finish(dc_fetch_t *f, int err);
 static void on_deadline(uv_timer_t *t);
+static void hedge_slot_release(dc_fetch_t *f);
 static void drop_hedge(dc_fetch_t *f);
 
 /* Report `err` on the next loop turn. */
@@ -229,6 +230,7 @@ static void release(dc_fetch_t *f)
 {
     if (f->hedge != NULL)
         drop_hedge(f);
+    hedge_slot_release(f);
     if (f->xfer.active) {
         f->state = ST_FINISHED;
         f->release_pending = true;
@@ -478,6 +480,8 @@ static void adopt_hedge(dc_fetch_t *f, dc_fetch_t *h)
     f->head_us = dc_now_mono_us() - f->started_us;
     f->head_delivered = true;
     f->hedge_at_ms = 0;
+    if (f->state == ST_ATTEMPT && f->health != NULL) /* a lower bound of its latency: the tail p95 must see */
+        dc_latwin_record(&f->health->latency, dc_now_mono_ms(), dc_now_mono_us() - f->attempt_started_us);
     if (f->state == ST_ATTEMPT && f->xfer.active) {
         give_back_unsent(f);
         f->discard = true;

@@ -190,3 +190,27 @@ def test_loser_cancelled_and_winner_validated():
             assert r.status_code == 200
             assert origin_total(fo) == 4
             assert hedges(d, "won") == 1 and hedges(d, "lost") == 1
+
+
+def test_after_p95_uses_the_tier_latency_once_known():
+    """after: p95 (floor 30 ms, fallback 2 s): with no samples yet, a first attempt delayed 800 ms is
+    not hedged (the fallback is longer); after 30 fast answers the tier's p95 is a few ms, so the delay
+    is the floor and the next delayed first attempt is rescued by its hedge well before 800 ms."""
+    hedge = ", hedge: {{ after: p95, floor: 30ms, fallback: 2s }}"
+    with FakeOrigin(args=["--lat", "fixed=0"], profiles=("jup",)) as fo:
+        with Dexcache(config(fo, hedge=hedge)) as d:
+            fo.add_rule({"route": "/price/v3", "next": 1, "delay": 800})
+            t0 = time.monotonic()
+            assert requests.get(d.url + "/jup/price/v3?ids=P0", timeout=10).status_code == 200
+            assert time.monotonic() - t0 >= 0.8
+            assert hedges(d, "won") + hedges(d, "lost") == 0
+            assert origin_total(fo) == 1
+            run_cold_keys(d, 30, "PW")  # (one slower than 30 ms under load may hedge: deltas below)
+            won0, total0 = hedges(d, "won"), origin_total(fo)
+            fo.add_rule({"route": "/price/v3", "next": 1, "delay": 800})
+            t0 = time.monotonic()
+            assert requests.get(d.url + "/jup/price/v3?ids=P1", timeout=10).status_code == 200
+            took = time.monotonic() - t0
+            assert took < 0.6, took
+            assert hedges(d, "won") == won0 + 1
+            assert origin_total(fo) == total0 + 2
