@@ -81,7 +81,7 @@ def test_hedge_cuts_the_tail():
                   "hedges won %d lost %d skipped %d" % (p50 * 1000, p99 * 1000, max(lat) * 1000, total, N,
                                                         won, lost, skipped))
             assert p99 < 0.300
-            assert total <= N * 1.05 + 5
+            assert total <= N * 1.05 + 10
             assert won >= 3  # ~10 delayed primaries, each rescued by its hedge
             assert skipped == 0
             assert total - N <= won + lost  # every extra origin request was a hedge
