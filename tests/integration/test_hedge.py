@@ -214,3 +214,21 @@ def test_after_p95_uses_the_tier_latency_once_known():
             assert took < 0.6, took
             assert hedges(d, "won") == won0 + 1
             assert origin_total(fo) == total0 + 2
+
+
+def test_winner_is_validated():
+    """validate: json applies to the hedge that won: the first attempt is delayed 2 s, the hedge answers
+    at once with a body that is not JSON: the client gets a 502 (no stale copy), nothing is stored (the
+    next request goes to the origin again)."""
+    with FakeOrigin(args=["--lat", "fixed=0"], profiles=("jup",)) as fo:
+        with Dexcache(config(fo, hedge=", validate: json" + HEDGE_50MS)) as d:
+            fo.add_rule({"route": "/price/v3", "key": "*ids=V1*", "next": 1, "delay": 2000})
+            fo.add_rule({"route": "/price/v3", "key": "*ids=V1*", "next": 1, "bad_json": True})
+            r = requests.get(d.url + "/jup/price/v3?ids=V1", timeout=10)
+            assert r.status_code == 502, r.text
+            assert hedges(d, "won") == 1
+            assert origin_total(fo) == 2
+            assert d.metric("dexcache_cache_stores_total", route="/jup") == 0
+            r = requests.get(d.url + "/jup/price/v3?ids=V1", timeout=10)
+            assert r.status_code == 200 and r.headers["x-cache"] == "MISS"
+            assert origin_total(fo) == 3
