@@ -69,6 +69,21 @@ static char *append_tier_metrics(dc_snapshot_t *snap, char *part, uint64_t now)
                               (unsigned long long)atomic_load(&rb->denied_total), u,
                               (unsigned long long)atomic_load(&rb->failovers_total)));
     }
+    part = append_line(part, dc_strdup("# HELP dexcache_upstream_hedges_total Hedged GETs: the hedge's answer was "
+                                       "used (won), it was cancelled or failed (lost), or it was not sent for want "
+                                       "of a retry-budget or upstream-budget slot (skipped_budget).\n"
+                                       "# TYPE dexcache_upstream_hedges_total counter\n"));
+    for (size_t i = 0; i < snap->cfg->nupstreams; i++) {
+        dc_retry_budget_t *rb = &snap->ups[i].retry_budget;
+        const char *u = snap->cfg->upstreams[i].name;
+        part = append_line(
+            part, dc_asprintf("dexcache_upstream_hedges_total{upstream=\"%s\",outcome=\"won\"} %llu\n"
+                              "dexcache_upstream_hedges_total{upstream=\"%s\",outcome=\"lost\"} %llu\n"
+                              "dexcache_upstream_hedges_total{upstream=\"%s\",outcome=\"skipped_budget\"} %llu\n",
+                              u, (unsigned long long)atomic_load(&rb->hedges_won_total), u,
+                              (unsigned long long)atomic_load(&rb->hedges_lost_total), u,
+                              (unsigned long long)atomic_load(&rb->hedges_skipped_budget_total)));
+    }
     return part;
 }
 

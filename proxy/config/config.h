@@ -128,6 +128,18 @@ typedef struct dc_config_validate_rule {
 #define DC_FAIL_STATUS_WORDS 10 /* a bit per status 0..639 */
 
 /* routes[].cache[]: first matching rule (prefix of the upstream path) wins. */
+/* `hedge:` of a cache rule (upstream/fetch.h has the rules). */
+typedef enum { DC_HEDGE_TIER_SAME = 0, DC_HEDGE_TIER_NEXT } dc_hedge_tier_t;
+typedef struct dc_config_hedge {
+    bool enabled;         /* the map was given */
+    bool p95;             /* after: p95 (the tier's observed p95), else after_ms */
+    uint64_t after_ms;    /* after: <duration> */
+    uint64_t fallback_ms; /* with p95, until the tier has enough samples */
+    uint64_t floor_ms;    /* with p95: never sooner */
+    uint32_t max;         /* extra attempts: 1 (0 = off) */
+    dc_hedge_tier_t tier; /* same (default) or next */
+} dc_config_hedge_t;
+
 typedef struct dc_config_cache_rule {
     char *path;      /* prefix of the upstream path, "/" = everything */
     uint64_t ttl_ms; /* required; 0 only with respect_origin (the origin decides) */
@@ -158,7 +170,8 @@ typedef struct dc_config_cache_rule {
     uint64_t fail_status_bits[DC_FAIL_STATUS_WORDS]; /* derived at load from fail_statuses */
     char *payload_time;                              /* JSON pointer to the payload's own timestamp, or NULL */
     uint64_t max_payload_age_ms;                     /* an answer older than this by payload_time fails; 0 = off */
-    bool validate_body; /* derived: the body is parsed (validate: json, rules or payload_time) */
+    bool validate_body;      /* derived: the body is parsed (validate: json, rules or payload_time) */
+    dc_config_hedge_t hedge; /* hedged GETs (upstream/fetch.h) */
 } dc_config_cache_rule_t;
 
 typedef enum { DC_ABSENT_IDS_REMEMBER = 0, DC_ABSENT_IDS_REFETCH } dc_absent_ids_t;

@@ -883,6 +883,51 @@ static int vrule_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, void *base)
 }
 static const dc__table_t vrule_table = TABLE(vrule_rows, vrule_finish);
 
+/* hedge.after: "p95" or a duration above 0. */
+static int parse_hedge_after(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const char *text, const dc__ynode_t *node,
+                             void *base)
+{
+    dc_config_hedge_t *h = base;
+    if (strcmp(text, "p95") == 0) {
+        h->p95 = true;
+        return 0;
+    }
+    uint64_t ms;
+    if (dc_config_parse_duration_ms(text, &ms) != 0 || ms == 0 || ms > HOUR)
+        return dc__cfg_fail_expected(ctx, d, node, false);
+    h->p95 = false;
+    h->after_ms = ms;
+    return 0;
+}
+
+typedef dc_config_hedge_t HEDGE;
+static const char *const hedge_tier_names[] = {"same", "next", NULL};
+static const int hedge_tier_values[] = {DC_HEDGE_TIER_SAME, DC_HEDGE_TIER_NEXT};
+static const dc__directive_t hedge_rows[] = {
+    {.name = "after",
+     .type = DC__T_CUSTOM,
+     .offset = 0,
+     .parse = parse_hedge_after,
+     .flags = DC__D_REQUIRED,
+     .expect = "p95 or a duration from 1ms to 1h",
+     .doc = "when the first attempt has no response head by then, the hedge goes: p95 = the 95th percentile of "
+            "the tier's response heads over the last 10-20 s (not below `floor`; `fallback` until it has 20 of "
+            "them), or a fixed delay"},
+    R_DUR("fallback", HEDGE, fallback_ms, "100ms", 1, HOUR,
+          "with after: p95, the delay while the tier has too few samples"),
+    R_DUR("floor", HEDGE, floor_ms, "20ms", 0, HOUR, "with after: p95, the shortest delay"),
+    R_UINT("max", HEDGE, max, "1", 0, 1, "extra attempts per request (1; 0 = hedging off)"),
+    {.name = "tier",
+     .type = DC__T_ENUM,
+     .offset = offsetof(HEDGE, tier),
+     .dflt = "same",
+     .enum_names = hedge_tier_names,
+     .enum_values = hedge_tier_values,
+     .doc = "where the hedge goes: the same tier as the first attempt, or the next one (the same when it is the "
+            "last)"},
+};
+static const dc__table_t hedge_table = TABLE(hedge_rows, NULL);
+
 static const char *const validate_names[] = {"none", "json", NULL};
 static const int validate_values[] = {DC_VALIDATE_NONE, DC_VALIDATE_JSON};
 
@@ -991,6 +1036,12 @@ static const dc__directive_t rule_rows[] = {
     R_DUR("max_payload_age", RULE, max_payload_age_ms, "0", 0, 365 * DAY,
           "a 2xx answer whose payload_time is older than this (or missing, or not a timestamp) is a failure, "
           "as for validate, whatever its HTTP freshness; 0 = off"),
+    R_MAP("hedge", offsetof(RULE, hedge), offsetof(RULE, hedge.enabled), &hedge_table,
+          "hedged GETs, opt-in: when the first upstream attempt of a cache fill or refresh has no response head "
+          "after `after`, one more attempt goes (a slot of the retry budget and of the upstream budget free now, "
+          "fleet-wide, else none: skipped_budget); the first head that is not a 5xx or 429 is used and the other "
+          "attempt is cancelled; validation applies to the winner. Never for pass-through, no_cache routes or "
+          "POST. Metrics: dexcache_upstream_hedges_total{upstream,outcome=won|lost|skipped_budget}"),
 };
 
 /* A rule whose path starts with an earlier rule's path can never match: first match wins. */

@@ -666,6 +666,13 @@ static void start_fetch(dc_fill_t *fill)
     fr.idempotent = true;
     dc_fetch_request_from_upstream(&fr, fill->ctx.route->upstream, fill->ctx.up_rt, true, w->fleet);
     fr.background = fill->client == NULL; /* refreshes take free slots only: client misses come first */
+    const dc_config_hedge_t *hg = fill->ctx.rule != NULL ? &fill->ctx.rule->hedge : NULL;
+    if (hg != NULL && hg->enabled && hg->max > 0) { /* cache fills and refreshes only: always GET */
+        fr.hedge_after_ms = hg->p95 ? hg->fallback_ms : hg->after_ms;
+        fr.hedge_p95 = hg->p95;
+        fr.hedge_floor_ms = hg->floor_ms;
+        fr.hedge_next_tier = hg->tier == DC_HEDGE_TIER_NEXT;
+    }
     static const dc_fetch_callbacks_t cbs = {on_head, dc__fill_on_body, on_done};
     free_lines(fill->sent_lines); /* a second fetch (unconditional after a mismatched 304) */
     fill->sent_lines = dc_calloc(nh + 1, sizeof(char *));

@@ -179,6 +179,19 @@ int dc_budget_reserve_multi(dc_budget_t *const *bs, const uint32_t *costs, size_
     return 0;
 }
 
+void dc_budget_unreserve(dc_budget_t *b, uint64_t slot_us, unsigned share_n)
+{
+    if (share_n == 0)
+        share_n = 1;
+    pthread_mutex_lock(&b->lock);
+    bool last = b->nwin > 0;
+    for (size_t i = 0; i < b->nwin && last; i++)
+        last = b->win[i].tat_us == slot_us + (uint64_t)((double)b->win[i].emission_us * share_n / b->share);
+    for (size_t i = 0; i < b->nwin && last; i++)
+        b->win[i].tat_us = slot_us;
+    pthread_mutex_unlock(&b->lock);
+}
+
 void dc_budget_dequeued(dc_budget_t *b)
 {
     pthread_mutex_lock(&b->lock);

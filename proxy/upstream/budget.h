@@ -63,6 +63,10 @@ void dc_budget_inherit(dc_budget_t *b, dc_budget_t *old);
  * wait: they only take a slot that is free now.
  */
 int dc_budget_reserve(dc_budget_t *b, uint64_t now_us, bool background, uint64_t *delay_us);
+/* Give back the slot a reservation at `slot_us` (its now_us + *delay_us) took, when the attempt sent
+ * nothing (a cancelled hedge): undone only while no later reservation followed it (else the slot
+ * stays spent, which errs on the safe side). Same now_us/share_n as the reservation. */
+void dc_budget_unreserve(dc_budget_t *b, uint64_t slot_us, unsigned share_n);
 /* The same with the rate divided by `share_n` (this instance's share while the fleet budget in
  * Redis is unreachable: budget / live instances). */
 int dc_budget_reserve_share(dc_budget_t *b, uint64_t now_us, bool background, unsigned share_n, uint64_t *delay_us);

@@ -25,6 +25,8 @@ typedef enum {
     ST_ATTEMPT,   /* a curl transfer is running, no head yet */
     ST_BACKOFF,   /* waiting before the next attempt */
     ST_BODY,      /* head delivered, streaming the body */
+    ST_FOLLOW,    /* hedging: this fetch's own attempt is over, its running hedge may still answer */
+    ST_ADOPTED,   /* hedging: the hedge won; callbacks and accessors report it */
     ST_FINISHED,  /* on_done called or aborted; waiting for handles to close */
 } fetch_state_t;
 
@@ -86,6 +88,7 @@ struct dc_fetch {
                                  included */
     bool rereserving;         /* start_attempt is reserving again for a slot given up: same queue deadline */
     uint64_t paused_at_ms;    /* when the caller refused bytes (the pause does not count) */
+    bool idle_armed;          /* the timer runs for the idle timeout, not the deadline (arm_timer) */
     uint64_t head_us;
     uint64_t body_bytes; /* body bytes taken by the caller */
 
@@ -116,6 +119,22 @@ struct dc_fetch {
     dc_upstream_cause_t cause;
     char cause_text[DC_CAUSE_TEXT_MAX]; /* scrubbed */
     const char *cause_upstream;         /* the failing tier's name; borrowed like the tiers */
+    /* hedging (fetch.h). Invariant: while `hedge` runs, this fetch is in ST_ATTEMPT or ST_FOLLOW (a
+     * retry it would make waits in ST_FOLLOW until the hedge has failed). */
+    uint64_t attempt_started_us; /* monotonic: when this attempt's transfer started */
+    uint64_t hedge_at_ms;        /* monotonic: the hedge goes then if no head yet (0 = not armed) */
+    dc_fetch_t *hedge;           /* the running hedge (a fetch of its own, data = this fetch) */
+    unsigned hedge_tier;         /* index of the hedge's tier */
+    bool hedge_slot;             /* holds the retry-budget slot of the running hedge */
+    bool hedge_follow;           /* this attempt's failure answer was dropped for the hedge: no retry */
+    bool follow_retry;           /* ST_FOLLOW: retry after follow_delay_ms if the hedge fails */
+    uint64_t follow_delay_ms;
+    int follow_err;
+    dc_fetch_t *winner;   /* ST_ADOPTED: the hedge whose answer this fetch reports */
+    bool release_pending; /* released once its transfer is removed (on the next loop turn) */
+    bool slot_local;      /* this attempt's budget slot was reserved locally at slot_us (give-back) */
+    uint64_t slot_us;
+    unsigned slot_share;
 };
 
 static void start_attempt(dc_fetch_t *f);
@@ -123,6 +142,8 @@ static void begin_attempt(dc_fetch_t *f);
 static void leave_for_slot(dc_fetch_t *f);
 static void finish(dc_fetch_t *f, int err);
 static void on_deadline(uv_timer_t *t);
+static void hedge_slot_release(dc_fetch_t *f);
+static void drop_hedge(dc_fetch_t *f);
 
 /* Report `err` on the next loop turn. */
 static void fail_soon(dc_fetch_t *f, int err)
@@ -205,9 +226,34 @@ static void on_timer_closed(uv_handle_t *h)
     fetch_free(h->data);
 }
 
-/* Release everything once no curl transfer is active. */
+static void release(dc_fetch_t *f);
+
+/* The transfer of a fetch being released or set aside: removed here, outside any curl callback. */
+static void on_drop_timer(uv_timer_t *t)
+{
+    dc_fetch_t *f = t->data;
+    if (f->xfer.active)
+        dc_curl_loop_remove(f->cl, &f->xfer);
+    if (f->release_pending) {
+        f->release_pending = false;
+        release(f);
+    }
+}
+
+/* Release everything once no curl transfer is active. A transfer still active (a hedge that lost, a
+ * fetch whose hedge won: this may run inside another transfer's curl callback, where libcurl refuses
+ * curl_multi_remove_handle) is removed on the next loop turn first. */
 static void release(dc_fetch_t *f)
 {
+    if (f->hedge != NULL)
+        drop_hedge(f);
+    hedge_slot_release(f);
+    if (f->xfer.active) {
+        f->state = ST_FINISHED;
+        f->release_pending = true;
+        uv_timer_start(&f->timer, on_drop_timer, 0, 0);
+        return;
+    }
     if (f->holds_retry)
         dc_retry_budget_release(f->opts.retry_budget);
     if (f->counted)
@@ -278,6 +324,231 @@ static bool plan_failover(dc_fetch_t *f, dc_tier_fail_t why)
     if (f->opts.retry_budget != NULL)
         atomic_fetch_add(&f->opts.retry_budget->failovers_total, 1);
     return true;
+}
+
+/* ---- hedging (fetch.h) ---- */
+
+#define HEDGE_MIN_SAMPLES 20 /* recent heads a tier needs before its p95 is used */
+
+static void hedge_on_head(void *data, dc_fetch_t *h);
+static int hedge_on_body(void *data, dc_fetch_t *h, const char *buf, size_t len);
+static void hedge_on_done(void *data, dc_fetch_t *h, int err);
+
+/* A final status a hedge race does not take: the other attempt may still answer well. */
+static bool hedge_failure_status(int status)
+{
+    return status >= 500 || status == 429;
+}
+
+static bool hedge_enabled(const dc_fetch_t *f)
+{
+    return f->opts.hedge_after_ms > 0 && f->opts.idempotent && strcmp(f->method, "GET") == 0 &&
+           f->cbs.on_head != hedge_on_head;
+}
+
+/* The delay before the hedge of this attempt: the configured one, or the p95 of its tier's recent
+ * heads (not below the floor) once the tier has enough of them. */
+static uint64_t hedge_delay_ms(const dc_fetch_t *f)
+{
+    uint64_t d = f->opts.hedge_after_ms;
+    if (f->opts.hedge_p95 && f->health != NULL) {
+        uint64_t p95 = dc_latwin_percentile_us(&f->health->latency, dc_now_mono_ms(), 95, HEDGE_MIN_SAMPLES);
+        if (p95 != 0)
+            d = (p95 + 999) / 1000 > f->opts.hedge_floor_ms ? (p95 + 999) / 1000 : f->opts.hedge_floor_ms;
+    }
+    return d;
+}
+
+static void count_hedge(dc_fetch_t *f, int outcome)
+{
+    dc_retry_budget_t *rb = f->opts.retry_budget;
+    if (rb == NULL)
+        return;
+    atomic_fetch_add(outcome > 0    ? &rb->hedges_won_total
+                     : outcome == 0 ? &rb->hedges_lost_total
+                                    : &rb->hedges_skipped_budget_total,
+                     1);
+}
+
+static void hedge_slot_release(dc_fetch_t *f)
+{
+    if (f->hedge_slot)
+        dc_retry_budget_release(f->opts.retry_budget);
+    f->hedge_slot = false;
+}
+
+/* An attempt set aside before its request left: its local budget slot is given back (a slot
+ * reserved in Redis stays spent: safe, the fleet budget is never exceeded). */
+static void give_back_unsent(dc_fetch_t *f)
+{
+    if (f->state != ST_ATTEMPT || !f->slot_local || f->budget == NULL || !f->xfer.active)
+        return;
+    long sent = 0;
+    if (curl_easy_getinfo(f->xfer.easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK || sent > 0)
+        return;
+    f->slot_local = false;
+    dc_budget_unreserve(f->budget, f->slot_us, f->slot_share);
+}
+
+/* The running hedge lost (the other attempt answered, or this fetch ends): none of its callbacks
+ * runs any more, its transfer is removed on the next loop turn, its retry slot is returned. Never
+ * called from inside the hedge's own callbacks. */
+static void drop_hedge(dc_fetch_t *f)
+{
+    dc_fetch_t *h = f->hedge;
+    DC_ASSERT(h != NULL && !h->in_callback);
+    f->hedge = NULL;
+    hedge_slot_release(f);
+    count_hedge(f, 0);
+    h->aborted = true;
+    h->data = NULL;
+    if (h->queued) {
+        h->queued = false;
+        dc_budget_dequeued(h->budget);
+    }
+    if (h->state == ST_RESERVING || h->state == ST_FINISHED)
+        return; /* the Redis reply releases it */
+    give_back_unsent(h);
+    release(h);
+}
+
+/* This fetch's own attempt is over without a usable answer while its hedge runs: it waits for the
+ * hedge (until its deadline); if the hedge fails too, it retries after delay_ms (retry) or reports err. */
+static void follow_hedge(dc_fetch_t *f, int err, bool retry, uint64_t delay_ms)
+{
+    uint64_t now = dc_now_mono_ms();
+    f->state = ST_FOLLOW;
+    f->follow_err = err;
+    f->follow_retry = retry;
+    f->follow_delay_ms = delay_ms;
+    uv_timer_start(&f->timer, on_deadline, f->deadline_ms > now ? f->deadline_ms - now : 1, 0);
+}
+
+/* The hedge failed (no head, or a failure head): the fetch goes on by itself; from ST_FOLLOW it
+ * retries or reports its own error, on the next loop turn (we may be inside a curl callback). */
+static void hedge_failed(dc_fetch_t *f)
+{
+    if (f->state != ST_FOLLOW)
+        return; /* its own attempt still runs */
+    if (f->follow_retry && dc_retry_fits(dc_now_mono_ms(), f->follow_delay_ms, f->deadline_ms)) {
+        f->state = ST_BACKOFF;
+        uv_timer_start(&f->timer, on_deadline, f->follow_delay_ms, 0);
+        return;
+    }
+    fail_soon(f, f->follow_err);
+}
+
+/* The first attempt has had no head for the hedge delay: one more attempt, if the retry budget and
+ * the tier's budget (now, never queued: background) allow it. Runs from a timer. */
+static void start_hedge(dc_fetch_t *f)
+{
+    dc_retry_budget_t *rb = f->opts.retry_budget;
+    if (rb != NULL && !dc_retry_budget_acquire(rb)) {
+        count_hedge(f, -1);
+        return;
+    }
+    f->hedge_slot = rb != NULL;
+    unsigned k = f->tier;
+    if (f->opts.hedge_next_tier && k + 1 < f->ntiers)
+        k++;
+    f->hedge_tier = k;
+    const char **lines = dc_calloc(f->nreq_headers + 1, sizeof(char *));
+    for (size_t i = 0; i < f->nreq_headers; i++)
+        lines[i] = f->req_headers[i];
+    char *url = dc_asprintf("%s%s", f->tiers[k].url, f->url + f->base0_len);
+    uint64_t now = dc_now_mono_ms();
+    dc_fetch_request_t r = {
+        .method = f->method,
+        .url = url,
+        .headers = lines,
+        .body = f->body,
+        .body_len = f->body_len,
+        .idempotent = true,
+        .retries = 0, /* one attempt: never retried itself */
+        .connect_timeout_ms = f->opts.connect_timeout_ms,
+        .timeout_ms = f->deadline_ms > now ? f->deadline_ms - now : 1, /* the same deadline */
+        .idle_timeout_ms = f->opts.idle_timeout_ms,
+        .http2 = f->opts.http2,
+        .tls_verify = f->opts.tls_verify,
+        .key_header = f->key_header,
+        .fleet = f->fleet,
+        .upstream_name = f->upstream_name,
+        .background = true, /* a slot free now or no hedge */
+        .breaker = f->opts.breaker,
+        .tiers = &f->tiers[k],
+        .ntiers = 1,
+    };
+    static const dc_fetch_callbacks_t cbs = {hedge_on_head, hedge_on_body, hedge_on_done};
+    f->hedge = dc_fetch_start(f->cl, &r, &cbs, f);
+    free(url);
+    free(lines);
+}
+
+/* The hedge's head is good and came first: this fetch reports it from now on; its own attempt is
+ * set aside (its curl callbacks refuse everything; the transfer is removed on the next loop turn). */
+static void adopt_hedge(dc_fetch_t *f, dc_fetch_t *h)
+{
+    count_hedge(f, 1);
+    f->hedge = NULL; /* the slot stays held until the winner ends */
+    f->winner = h;
+    f->attempts += h->attempts;
+    f->tier = f->hedge_tier;
+    f->key_index = h->key_index;
+    f->head_us = dc_now_mono_us() - f->started_us;
+    f->head_delivered = true;
+    f->hedge_at_ms = 0;
+    if (f->state == ST_ATTEMPT && f->health != NULL) /* a lower bound of its latency: the tail p95 must see */
+        dc_latwin_record(&f->health->latency, dc_now_mono_ms(), dc_now_mono_us() - f->attempt_started_us);
+    if (f->state == ST_ATTEMPT && f->xfer.active) {
+        give_back_unsent(f);
+        f->discard = true;
+        uv_timer_start(&f->timer, on_drop_timer, 0, 0);
+    } else {
+        uv_timer_stop(&f->timer);
+    }
+    f->state = ST_ADOPTED;
+}
+
+static void hedge_on_head(void *data, dc_fetch_t *h)
+{
+    dc_fetch_t *f = data;
+    DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    DC_ASSERT(f->hedge == h);
+    if (hedge_failure_status(h->status)) {
+        f->hedge = NULL;
+        hedge_slot_release(f);
+        count_hedge(f, 0);
+        dc_fetch_abort(h); /* from its own callback: it ends with an error, no callback runs any more */
+        hedge_failed(f);
+        return;
+    }
+    adopt_hedge(f, h);
+    f->cbs.on_head(f->data, f);
+}
+
+static int hedge_on_body(void *data, dc_fetch_t *h, const char *buf, size_t len)
+{
+    dc_fetch_t *f = data;
+    DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    DC_ASSERT(f->winner == h);
+    return f->cbs.on_body(f->data, f, buf, len);
+}
+
+static void hedge_on_done(void *data, dc_fetch_t *h, int err)
+{
+    dc_fetch_t *f = data;
+    DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    hedge_slot_release(f);
+    if (f->state == ST_ADOPTED) {
+        DC_ASSERT(f->winner == h);
+        finish(f, err); /* accessors still read the winner during on_done */
+        f->winner = NULL;
+        return;
+    }
+    DC_ASSERT(f->hedge == h);
+    f->hedge = NULL;
+    count_hedge(f, err == DC_EAGAIN ? -1 : 0);
+    hedge_failed(f);
 }
 
 /* ---- curl callbacks ---- */
@@ -410,6 +681,9 @@ static size_t end_of_head(dc_fetch_t *f, size_t len)
                    * failure is recorded when the transfer ends) */
     }
     f->content_length = f->framing.chunked ? -1 : f->framing.content_length;
+    f->hedge_at_ms = 0;
+    if (f->health != NULL && !hedge_failure_status(f->status))
+        dc_latwin_record(&f->health->latency, dc_now_mono_ms(), dc_now_mono_us() - f->attempt_started_us);
     record_attempt(f, f->status >= 500);
     uint64_t ra = f->status == 429 ? retry_after_us_from(f) : 0;
     budget_learn_status(f, ra);
@@ -417,6 +691,15 @@ static size_t end_of_head(dc_fetch_t *f, size_t len)
     bool key_rejected = quarantine_rejected_key(f, &keys_usable);
     if (!head_is_delivered(f, key_rejected, keys_usable, ra))
         return 0; /* aborts this attempt; done handler schedules the retry */
+    if (f->hedge != NULL) {
+        if (hedge_failure_status(f->status)) { /* dropped: the running hedge may still answer well */
+            f->discard = true;
+            f->hedge_follow = true;
+            f->last_err = DC_EUPSTREAM;
+            return 0;
+        }
+        drop_hedge(f); /* this answer came first */
+    }
     f->head_us = dc_now_mono_us() - f->started_us;
     f->head_delivered = true;
     if (f->health != NULL)
@@ -600,11 +883,24 @@ static void on_deadline(uv_timer_t *t)
         finish(f, f->pending_err);
         return;
     }
+    if (f->state == ST_FOLLOW) { /* neither attempt answered by the deadline */
+        finish(f, DC_ETIMEDOUT);
+        return;
+    }
     uint64_t now = dc_now_mono_ms();
-    if (f->state == ST_ATTEMPT && f->attempt_deadline_ms != 0 && now < f->deadline_ms) {
-        /* this attempt's own timeout: the next tier, if one can take it; else wait on */
+    bool early = f->hedge_at_ms != 0 && now < f->hedge_at_ms; /* the loop's clock runs a little behind */
+    if (f->state == ST_ATTEMPT && f->hedge_at_ms != 0 && !early && now < f->deadline_ms) {
+        f->hedge_at_ms = 0;
+        start_hedge(f);
+        arm_timer(f);
+        return;
+    }
+    if (f->state == ST_ATTEMPT && f->attempt_deadline_ms != 0 && now < f->deadline_ms &&
+        (!early || now >= f->attempt_deadline_ms)) {
+        /* this attempt's own timeout: the next tier, if one can take it (not while a hedge, the
+         * extra attempt, runs); else wait on */
         f->attempt_deadline_ms = 0;
-        if (plan_failover(f, DC_TIER_FAIL_TIMEOUT)) {
+        if (f->hedge == NULL && plan_failover(f, DC_TIER_FAIL_TIMEOUT)) {
             dc_curl_loop_remove(f->cl, &f->xfer);
             record_attempt(f, true);
             char why[96];
@@ -616,6 +912,15 @@ static void on_deadline(uv_timer_t *t)
             uv_timer_start(&f->timer, on_deadline, 0, 0);
             return;
         }
+        arm_timer(f);
+        return;
+    }
+    if (f->state == ST_ATTEMPT && early && now < f->deadline_ms) {
+        arm_timer(f); /* woken before the hedge is due */
+        return;
+    }
+    if (now < f->deadline_ms && !f->idle_armed) {
+        /* woken a little before the deadline: the loop's clock (coarse) runs behind ours */
         arm_timer(f);
         return;
     }
@@ -638,10 +943,15 @@ static void arm_timer(dc_fetch_t *f)
 {
     uint64_t now = dc_now_mono_ms();
     uint64_t left = f->deadline_ms > now ? f->deadline_ms - now : 1;
-    if (f->state == ST_BODY && f->opts.idle_timeout_ms > 0 && f->opts.idle_timeout_ms < left)
+    f->idle_armed = f->state == ST_BODY && f->opts.idle_timeout_ms > 0 && f->opts.idle_timeout_ms < left;
+    if (f->idle_armed)
         left = f->opts.idle_timeout_ms;
     if (f->state == ST_ATTEMPT && f->attempt_deadline_ms != 0 && f->attempt_deadline_ms < f->deadline_ms)
         left = f->attempt_deadline_ms > now ? f->attempt_deadline_ms - now : 1;
+    if (f->state == ST_ATTEMPT && f->hedge_at_ms != 0) {
+        uint64_t h = f->hedge_at_ms > now ? f->hedge_at_ms - now : 1;
+        left = h < left ? h : left;
+    }
     uv_timer_start(&f->timer, on_deadline, left, 0);
 }
 
@@ -663,10 +973,17 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
 {
     dc_fetch_t *f = xfer->data;
     DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    if (f->release_pending) {
+        release(f);
+        return;
+    }
+    if (f->state == ST_ADOPTED)
+        return; /* its own attempt, set aside: the hedge answers */
     if (f->aborted) {
         release(f);
         return;
     }
+    f->hedge_at_ms = 0;
     if (f->head_delivered) {
         int err = rc == CURLE_OK ? 0 : map_curl_error(rc);
         /* fewer bytes than announced (or a close before the last chunk), a malformed chunk, more
@@ -695,7 +1012,7 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         record_attempt(f, true);
     /* no head delivered: this attempt failed or is being discarded for a retry */
     int err = f->discard ? f->last_err : map_curl_error(rc);
-    bool retry = f->discard;
+    bool retry = f->discard && !f->hedge_follow;
     if (!f->discard && !f->proto_err && rc != CURLE_OK && rc != CURLE_WEIRD_SERVER_REPLY &&
         dc_retry_origin_failed(rc)) {
         dc_tier_fail_t why = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ? DC_TIER_FAIL_CONNECT
@@ -734,11 +1051,22 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         }
         f->pause_ms = 0;
         if (!dc_retry_fits(now, delay, f->deadline_ms)) {
-            finish(f, err == DC_ETIMEDOUT ? DC_ETIMEDOUT : err);
+            if (f->hedge != NULL)
+                follow_hedge(f, err, false, 0);
+            else
+                finish(f, err == DC_ETIMEDOUT ? DC_ETIMEDOUT : err);
+            return;
+        }
+        if (f->hedge != NULL) { /* the hedge first: this retry only if it fails */
+            follow_hedge(f, err, true, delay);
             return;
         }
         f->state = ST_BACKOFF;
         uv_timer_start(&f->timer, on_deadline, delay, 0);
+        return;
+    }
+    if (f->hedge != NULL) {
+        follow_hedge(f, err, false, 0);
         return;
     }
     finish(f, err);
@@ -902,6 +1230,7 @@ static void start_attempt(dc_fetch_t *f)
     if (!f->rereserving && f->budget != NULL)
         f->queue_until_ms = now + f->budget->queue_timeout_us / 1000;
     f->rereserving = false;
+    f->slot_local = false;
     bool paced = f->budget != NULL && (f->budget->nwin > 0 || (f->group_budget != NULL && f->group_budget->nwin > 0));
     if (paced && f->fleet != NULL && dc_fleet_up(f->fleet)) {
         uint64_t em[DC_BUDGET_FLEET_MAX_PARTS][DC_BUDGET_FLEET_MAX_WIN];
@@ -932,15 +1261,19 @@ static void start_attempt(dc_fetch_t *f)
 static void reserve_locally(dc_fetch_t *f, unsigned share_n)
 {
     if (f->budget != NULL) {
-        uint64_t delay_us;
+        uint64_t delay_us, now_us = dc_now_mono_us();
         dc_budget_t *bs[DC_BUDGET_MULTI_MAX] = {f->budget, f->group_budget};
         uint32_t costs[DC_BUDGET_MULTI_MAX] = {f->budget_cost, 1};
         size_t nb = f->group_budget != NULL ? 2 : 1;
-        if (dc_budget_reserve_multi(bs, costs, nb, dc_now_mono_us(), f->opts.background, share_n, &delay_us) != 0) {
+        if (dc_budget_reserve_multi(bs, costs, nb, now_us, f->opts.background, share_n, &delay_us) != 0) {
             f->retry_after_ms = (delay_us + 999) / 1000;
             fail_soon(f, DC_EAGAIN);
             return;
         }
+        /* a slot given back by a hedge that lost before sending: one unit of one budget only */
+        f->slot_local = f->budget->nwin > 0 && f->group_budget == NULL && f->budget_cost == 1;
+        f->slot_us = now_us + delay_us;
+        f->slot_share = share_n;
         uint64_t now = dc_now_mono_ms();
         if (now + delay_us / 1000 > f->queue_until_ms) { /* a re-reservation past the queue timeout */
             f->retry_after_ms = (delay_us + 999) / 1000;
@@ -1065,7 +1398,9 @@ static void begin_attempt(dc_fetch_t *f)
     f->cause = DC_CAUSE_NONE;
     f->cause_text[0] = '\0';
     f->discard = false;
+    f->hedge_follow = false;
     f->proto_err = false;
+    f->attempt_started_us = dc_now_mono_us();
     f->body_bytes = 0;
     f->state = ST_ATTEMPT;
     reset_head(f);
@@ -1086,6 +1421,7 @@ static void begin_attempt(dc_fetch_t *f)
     f->attempt_deadline_ms = f->opts.attempt_timeout_ms > 0 && f->ntiers > 1
                                  ? dc_now_mono_ms() + f->opts.attempt_timeout_ms
                                  : 0; /* only moving down makes an attempt's own timeout useful */
+    f->hedge_at_ms = f->attempts == 1 && hedge_enabled(f) ? dc_now_mono_ms() + hedge_delay_ms(f) : 0;
     arm_timer(f);
     if (dc_curl_loop_add(f->cl, &f->xfer) != 0) {
         f->last_err = DC_EUPSTREAM;
@@ -1193,6 +1529,10 @@ dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, co
 void dc_fetch_resume(dc_fetch_t *f)
 {
     DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    if (f->state == ST_ADOPTED && !f->aborted) {
+        dc_fetch_resume(f->winner);
+        return;
+    }
     if (!f->paused || f->state != ST_BODY || f->aborted)
         return;
     f->paused = false;
@@ -1212,6 +1552,15 @@ void dc_fetch_abort(dc_fetch_t *f)
     }
     f->aborted = true;
     f->data = NULL;
+    if (f->state == ST_ADOPTED) { /* the winner goes too; this fetch's own transfer was set aside */
+        dc_fetch_abort(f->winner);
+        f->winner = NULL;
+        hedge_slot_release(f);
+        release(f);
+        return;
+    }
+    if (f->hedge != NULL)
+        drop_hedge(f);
     if (f->state == ST_RESERVING)
         return; /* the Redis reply releases it (it must not point to freed memory) */
     if (f->queued) {
@@ -1234,24 +1583,34 @@ void dc_fetch_abort(dc_fetch_t *f)
     release(f);
 }
 
+/* The fetch whose answer the caller sees: the hedge once it won. */
+static const dc_fetch_t *reported(const dc_fetch_t *f)
+{
+    return f->state == ST_ADOPTED && f->winner != NULL ? f->winner : f;
+}
+
 int dc_fetch_status(const dc_fetch_t *f)
 {
+    f = reported(f);
     return f->status;
 }
 
 const char *dc_fetch_reason(const dc_fetch_t *f)
 {
+    f = reported(f);
     return f->reason != NULL ? f->reason : "";
 }
 
 const dc_fetch_header_t *dc_fetch_headers(const dc_fetch_t *f, size_t *n)
 {
+    f = reported(f);
     *n = f->nheaders;
     return f->headers;
 }
 
 int64_t dc_fetch_content_length(const dc_fetch_t *f)
 {
+    f = reported(f);
     return f->content_length;
 }
 
@@ -1272,6 +1631,7 @@ uint64_t dc_fetch_started_us(const dc_fetch_t *f)
 
 uint64_t dc_fetch_retry_after_ms(const dc_fetch_t *f)
 {
+    f = reported(f);
     return f->retry_after_ms;
 }
 
@@ -1288,6 +1648,7 @@ int dc_fetch_key_index(const dc_fetch_t *f)
 uint64_t dc_fetch_upstream_retry_after_s(const dc_fetch_t *f)
 {
     DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    f = reported(f);
     uint64_t us = retry_after_us_from(f);
     return (us + 999999) / 1000000;
 }

@@ -86,6 +86,21 @@ typedef struct dc_fetch_request {
     size_t ntiers;
     dc_retry_budget_t *retry_budget; /* may be NULL; borrowed: retries and failovers take a slot */
     uint64_t attempt_timeout_ms;     /* 0 = none; else an attempt without a head by then moves to the next tier */
+    /* Hedging (idempotent GETs only; hedge_after_ms 0 = off). When the first attempt has no response
+     * head after the delay, one more attempt (the hedge) goes to the same tier, or to the next one
+     * with hedge_next_tier (the same when there is none). The delay is hedge_after_ms, or with
+     * hedge_p95 the p95 of the tier's recent head latencies (upstream_state.h), never below
+     * hedge_floor_ms, hedge_after_ms until the tier has 20 recent samples. The hedge needs a slot of
+     * the retry budget (held while it runs) and a slot of its tier's budget free now (fleet-wide
+     * when the budget is: it never queues); without either it is not sent (skipped_budget). The
+     * first final head that is not a failure (5xx, 429) wins: the other attempt is cancelled (its
+     * transfer removed; its budget slot given back when it had sent nothing and was reserved
+     * locally). Callers see one fetch either way: callbacks and accessors report the winner, on the
+     * dc_fetch_t that dc_fetch_start returned. The hedge is one attempt: never retried itself. */
+    uint64_t hedge_after_ms;
+    bool hedge_p95;
+    uint64_t hedge_floor_ms;
+    bool hedge_next_tier;
 } dc_fetch_request_t;
 
 /* Never fails for valid input (allocation failure is fatal); errors arrive through on_done, never

@@ -77,6 +77,11 @@ typedef struct dc_retry_budget {
     _Atomic uint64_t allowed_total;
     _Atomic uint64_t denied_total;
     _Atomic uint64_t failovers_total; /* allowed retries that went to another tier */
+    /* hedged GETs (upstream/fetch.h): the hedge's head was used (won), it was cancelled or failed
+     * (lost), or it was never sent for want of a retry slot or an upstream budget slot now */
+    _Atomic uint64_t hedges_won_total;
+    _Atomic uint64_t hedges_lost_total;
+    _Atomic uint64_t hedges_skipped_budget_total;
 } dc_retry_budget_t;
 
 /* Pure: is one more retry allowed with these counts? cap = max(min_concurrency, percent x active /

@@ -156,3 +156,63 @@ bool dc_upstream_state_log_gate(dc_upstream_state_t *s, dc_upstream_cause_t caus
     *suppressed = atomic_exchange_explicit(&s->_log_suppressed[c], 0, RELAXED);
     return true;
 }
+
+/* ---- recent latencies ---- */
+
+uint64_t dc_latwin_bound_us(unsigned i)
+{
+    if (i >= DC_LATWIN_BUCKETS - 1)
+        return UINT64_MAX;
+    uint64_t b = 1000;
+    for (unsigned k = 0; k < i; k++)
+        b = b * 5 / 4;
+    return b;
+}
+
+static unsigned latwin_bucket(uint64_t us)
+{
+    unsigned i = 0;
+    for (uint64_t b = 1000; i < DC_LATWIN_BUCKETS - 1 && us > b; b = b * 5 / 4)
+        i++;
+    return i;
+}
+
+void dc_latwin_record(dc_latwin_t *w, uint64_t now_ms, uint64_t us)
+{
+    uint64_t g = now_ms / DC_LATWIN_GEN_MS + 1;
+    unsigned h = (unsigned)(g & 1);
+    uint64_t old = atomic_load_explicit(&w->gen[h], RELAXED);
+    if (old != g) {
+        if (old > g) /* a newer generation (another worker's clock read): drop this sample */
+            return;
+        if (atomic_compare_exchange_strong_explicit(&w->gen[h], &old, g, RELAXED, RELAXED))
+            for (unsigned i = 0; i < DC_LATWIN_BUCKETS; i++)
+                atomic_store_explicit(&w->n[h][i], 0, RELAXED);
+    }
+    atomic_fetch_add_explicit(&w->n[h][latwin_bucket(us)], 1, RELAXED);
+}
+
+uint64_t dc_latwin_percentile_us(dc_latwin_t *w, uint64_t now_ms, unsigned p, uint32_t min_samples)
+{
+    uint64_t g = now_ms / DC_LATWIN_GEN_MS + 1;
+    uint64_t counts[DC_LATWIN_BUCKETS] = {0}, total = 0;
+    for (unsigned h = 0; h < 2; h++) {
+        uint64_t gh = atomic_load_explicit(&w->gen[h], RELAXED);
+        if (gh == 0 || gh + 1 < g || gh > g)
+            continue; /* empty, or older than the previous generation */
+        for (unsigned i = 0; i < DC_LATWIN_BUCKETS; i++) {
+            uint32_t c = atomic_load_explicit(&w->n[h][i], RELAXED);
+            counts[i] += c;
+            total += c;
+        }
+    }
+    if (total == 0 || total < min_samples)
+        return 0;
+    uint64_t want = (total * p + 99) / 100, seen = 0; /* the rank of the p-th percentile, rounded up */
+    for (unsigned i = 0; i < DC_LATWIN_BUCKETS; i++) {
+        seen += counts[i];
+        if (seen >= want)
+            return dc_latwin_bound_us(i);
+    }
+    return dc_latwin_bound_us(DC_LATWIN_BUCKETS - 1);
+}

@@ -32,6 +32,25 @@ typedef struct dc_breaker_params {
     uint64_t probe_timeout_ms; /* a probe unheard of for this long is replaced (its fetch's deadline) */
 } dc_breaker_params_t;
 
+/* Recent head latencies of one origin, for hedging's p95 (lock-free: any worker records). Buckets
+ * grow by 1.25x from 1 ms (the last one holds everything above ~6 s); two 10 s generations, so a
+ * reading covers the last 10 to 20 s. A generation is zeroed by the first recorder that finds it
+ * old: a sample racing with that zeroing may be lost, which a percentile estimate tolerates. */
+#define DC_LATWIN_BUCKETS 41
+#define DC_LATWIN_GEN_MS 10000
+typedef struct dc_latwin {
+    _Atomic uint64_t gen[2]; /* generation number (now / DC_LATWIN_GEN_MS + 1) each half holds; 0 = empty */
+    _Atomic uint32_t n[2][DC_LATWIN_BUCKETS];
+} dc_latwin_t;
+
+/* Record one head latency. */
+void dc_latwin_record(dc_latwin_t *w, uint64_t now_ms, uint64_t us);
+/* The p-th percentile (0 < p < 100) of the latencies recorded in the last 10-20 s, in microseconds
+ * (the upper bound of its bucket), or 0 with fewer than min_samples samples. */
+uint64_t dc_latwin_percentile_us(dc_latwin_t *w, uint64_t now_ms, unsigned p, uint32_t min_samples);
+/* Upper bound of bucket i in microseconds (UINT64_MAX for the last). */
+uint64_t dc_latwin_bound_us(unsigned i);
+
 typedef struct dc_upstream_state {
     _Atomic uint64_t consecutive_failures;
     _Atomic uint64_t last_success_ms;
@@ -53,6 +72,7 @@ typedef struct dc_upstream_state {
      * none yet) and the lines suppressed in it */
     _Atomic uint64_t _log_window_ms[DC_CAUSE_COUNT];
     _Atomic uint64_t _log_suppressed[DC_CAUSE_COUNT];
+    dc_latwin_t latency; /* heads of attempts to this origin (hedging's p95) */
 } dc_upstream_state_t;
 
 typedef enum {

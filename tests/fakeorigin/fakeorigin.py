@@ -36,6 +36,7 @@ import math
 import os
 import random
 import re
+import select
 import signal
 import socket
 import struct
@@ -1467,7 +1468,7 @@ RULE_FLAGS = ("timeout", "reset_before_headers", "truncate", "bad_json", "html20
 RULE_KEYS = frozenset(("route", "profile", "method", "key", "prob", "every", "next",
                        "status", "html", "timeout", "timeout_ms", "ms", "reset_before_headers",
                        "reset_after_bytes", "slow_headers", "slow_body", "stall_after_bytes",
-                       "truncate", "bad_json", "html200", "refuse", "burst429", "retry_after", "id"))
+                       "truncate", "bad_json", "html200", "refuse", "burst429", "retry_after", "id", "delay"))
 
 
 def _num(v):
@@ -1804,6 +1805,27 @@ class Conn:
         except OSError:
             pass
         self.close()
+
+    def wait_close_for(self, secs):
+        """wait `secs` before answering, watching the socket: True (and closed) when the peer closed
+        the connection meanwhile (a cancelled request: a hedge that lost)"""
+        end = time.monotonic() + secs
+        while not STOP.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                r, _, _ = select.select([self.sock], [], [], min(left, 0.5))
+                if not r:
+                    continue
+                if self.sock.recv(1, socket.MSG_PEEK):
+                    time.sleep(max(0.0, end - time.monotonic()))  # a pipelined request: just wait
+                    return False
+            except (OSError, ValueError):
+                pass
+            self.close()
+            return True
+        return False
 
     def wait_client_close(self):
         """never answer: block until the peer closes or the server stops"""
@@ -2376,6 +2398,9 @@ class Listener:
             if fx.get("reset_before_headers"):
                 conn.abort()
                 return 0, 0, False, "reset_before_headers"
+            dl = fx.get("delay")
+            if dl and conn.wait_close_for(float(dl) / 1000.0):
+                return 0, 0, False, "client_closed"
             t = fx.get("timeout")
             if t is True:
                 conn.wait_client_close()

@@ -544,3 +544,27 @@ def test_gate_holds_and_releases(fo):
     assert rel["released"] == 50
     assert results == [200] * 50 and fo.held() == 0
     assert get(fo, "jup", path)[0] == 200  # gate gone after release
+
+
+def test_delay_answers_or_records_client_close(fo):
+    """delay=MS answers after MS; a client that closes during the delay is recorded as client_closed
+    (how hedging tests see a cancelled attempt), and nothing was answered."""
+    fo.add_rule("route=/price/v3,delay=300,next=1")
+    t = time.monotonic()
+    assert get(fo, "jup", "/price/v3?ids=" + SOL)[0] == 200
+    assert time.monotonic() - t >= 0.29
+    seq0 = fo.stats()["seq"]
+    fo.add_rule("route=/price/v3,delay=5000,next=1")
+    s = socket.create_connection(("127.0.0.1", fo.ports["jup"]), timeout=5)
+    s.sendall(b"GET /price/v3?ids=" + USDC.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    deadline = time.monotonic() + 5
+    while fo.stats()["seq"] == seq0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    s.close()
+    t = time.monotonic()
+    rec = []
+    while time.monotonic() - t < 3 and not rec:
+        rec = [r for r in fo.requests(since=seq0) if r.get("fault") == "client_closed"]
+        time.sleep(0.05)
+    assert time.monotonic() - t < 2.5  # seen well before the 5 s delay ended
+    assert len(rec) == 1 and rec[0]["status"] == "client_closed"

@@ -106,11 +106,30 @@ static void test_no_rates_no_budget(void **state)
     dc_budget_dispose(&b);
 }
 
+/* A slot taken and given back before anything was sent (a cancelled hedge) is free again; one
+ * followed by a later reservation stays spent. */
+static void test_unreserve(void **state)
+{
+    dc_config_rate_t rates[1] = {{5, 1000}};
+    dc_budget_t b;
+    dc_budget_init(&b, rates, 1, 3, 1000);
+    uint64_t now = 10000000, d;
+    assert_int_equal(dc_budget_reserve(&b, now, true, &d), 0);
+    assert_int_equal(dc_budget_reserve(&b, now, true, &d), DC_EAGAIN); /* no slot now */
+    dc_budget_unreserve(&b, now, 1);
+    assert_int_equal(dc_budget_reserve(&b, now, true, &d), 0); /* given back: free now */
+    assert_int_equal(dc_budget_reserve(&b, now, false, &d), 0);
+    assert_int_equal(d, 207000);
+    dc_budget_unreserve(&b, now, 1); /* not the last reservation: stays spent */
+    assert_int_equal(dc_budget_reserve(&b, now, true, &d), DC_EAGAIN);
+    dc_budget_dispose(&b);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_pacing_and_queue),
-                                       cmocka_unit_test(test_no_more_than_limit_in_any_window),
-                                       cmocka_unit_test(test_429_cooldown_and_aimd),
-                                       cmocka_unit_test(test_slack_bounds), cmocka_unit_test(test_no_rates_no_budget)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pacing_and_queue),      cmocka_unit_test(test_no_more_than_limit_in_any_window),
+        cmocka_unit_test(test_429_cooldown_and_aimd), cmocka_unit_test(test_slack_bounds),
+        cmocka_unit_test(test_no_rates_no_budget),    cmocka_unit_test(test_unreserve)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

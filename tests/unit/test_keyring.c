@@ -95,6 +95,29 @@ static void test_no_keys_and_inherit(void **state)
 static const dc_breaker_params_t BP = {
     .failures = 3, .backoff_ms = 1000, .max_backoff_ms = 8000, .probe_timeout_ms = 5000};
 
+/* Recent latencies for hedging: p95 by bucket, nothing below min_samples, a generation older than
+ * the previous one forgotten. */
+static void test_latency_window(void **state)
+{
+    static dc_latwin_t w; /* zeroed */
+    uint64_t now = 1000000;
+    for (int i = 0; i < 95; i++)
+        dc_latwin_record(&w, now, 5000);                            /* 5 ms */
+    assert_int_equal(dc_latwin_percentile_us(&w, now, 95, 100), 0); /* 95 < 100 samples */
+    for (int i = 0; i < 5; i++)
+        dc_latwin_record(&w, now, 800000); /* 800 ms */
+    uint64_t p95 = dc_latwin_percentile_us(&w, now, 95, 20);
+    assert_true(p95 >= 5000 && p95 < 5000 * 5 / 4 + 1);
+    uint64_t p99 = dc_latwin_percentile_us(&w, now, 99, 20);
+    assert_true(p99 >= 800000 && p99 < 800000 * 5 / 4 + 1);
+    /* the next generation still sees them; two generations on, they are gone */
+    assert_int_equal(dc_latwin_percentile_us(&w, now + DC_LATWIN_GEN_MS, 95, 20), p95);
+    assert_int_equal(dc_latwin_percentile_us(&w, now + 2 * DC_LATWIN_GEN_MS + 1, 95, 1), 0);
+    dc_latwin_record(&w, now + 2 * DC_LATWIN_GEN_MS, 2000); /* reuses (zeroes) the old half */
+    assert_int_equal(dc_latwin_percentile_us(&w, now + 2 * DC_LATWIN_GEN_MS, 50, 1), dc_latwin_bound_us(4));
+    assert_true(dc_latwin_bound_us(DC_LATWIN_BUCKETS - 1) == UINT64_MAX);
+}
+
 static void test_upstream_state(void **state)
 {
     dc_upstream_state_t s = {0};
@@ -180,10 +203,15 @@ static void test_breaker_lost_probe(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_robin),        cmocka_unit_test(test_quarantine),
-        cmocka_unit_test(test_all_quarantined),    cmocka_unit_test(test_no_keys_and_inherit),
-        cmocka_unit_test(test_upstream_state),     cmocka_unit_test(test_ids_and_remote_quarantine),
-        cmocka_unit_test(test_breaker_backoff),    cmocka_unit_test(test_breaker_cycle),
+        cmocka_unit_test(test_round_robin),
+        cmocka_unit_test(test_quarantine),
+        cmocka_unit_test(test_all_quarantined),
+        cmocka_unit_test(test_no_keys_and_inherit),
+        cmocka_unit_test(test_upstream_state),
+        cmocka_unit_test(test_latency_window),
+        cmocka_unit_test(test_ids_and_remote_quarantine),
+        cmocka_unit_test(test_breaker_backoff),
+        cmocka_unit_test(test_breaker_cycle),
         cmocka_unit_test(test_breaker_lost_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
