@@ -592,8 +592,9 @@ static const dc__directive_t queue_rows[] = {
 static const dc__table_t queue_table = TABLE(queue_rows, NULL);
 
 static const dc__directive_t breaker_rows[] = {
-    R_UINT("failures", U, breaker_failures, "5", 1, 1000,
-           "consecutive failed fetches (connect error, reset, timeout, 5xx) that open the breaker"),
+    R_UINT("failures", U, breaker_failures, "5", 1, 1000000,
+           "consecutive failed fetches (connect error, reset, timeout, 5xx) that open the breaker (1000000 with "
+           "failure_ratio: 0 = a breaker that practically never opens)"),
     {.name = "failure_ratio",
      .type = DC__T_CUSTOM,
      .offset = offsetof(U, breaker_failure_ratio),
