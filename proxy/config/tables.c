@@ -598,11 +598,13 @@ static const dc__directive_t breaker_rows[] = {
     {.name = "failure_ratio",
      .type = DC__T_CUSTOM,
      .offset = offsetof(U, breaker_failure_ratio),
-     .dflt = "0.5",
+     .dflt = "0",
      .parse = parse_fraction,
      .expect = "a fraction from 0 to 1 (0.5) or a percentage (50%)",
      .doc = "outlier detection: the breaker also opens when, over the last `window`, at least `min_requests` "
-            "attempts went to the origin and this share of them failed; 0 = consecutive failures only"},
+            "attempts went to the origin and this share of them failed (0.5 is a good start); 0 = consecutive failures "
+            "only (off "
+            "by default: configs written with `failures: 1000` to keep the breaker shut stay so)"},
     R_DUR("window", U, breaker_window_ms, "10s", 100, HOUR, "the sliding window of failure_ratio (10 buckets)"),
     R_UINT("min_requests", U, breaker_min_requests, "20", 1, 1000000,
            "attempts within the window before failure_ratio may open the breaker"),
