@@ -15,14 +15,16 @@
 
 #define RETRY_MS 250
 
-/* KEYS[1] the log, KEYS[2] the channel, KEYS[3] a state key; ARGV[1] the wire message, ARGV[2] the
- * log's length, ARGV[3] what to do with the state key: "-" nothing, "" delete it, else set it to
- * that value, for ARGV[4] ms ("0" = no expiry). The state key changes with the message, atomically. */
+/* KEYS[1] the log, KEYS[2] the channel, KEYS[3] a state key, KEYS[4] a key to delete; ARGV[1] the
+ * wire message, ARGV[2] the log's length, ARGV[3] what to do with the state key: "-" nothing, ""
+ * delete it, else set it to that value, for ARGV[4] ms ("0" = no expiry); ARGV[5] "1": delete
+ * KEYS[4]. The keys change with the message, atomically. */
 static const char PUBLISH_LUA[] = "if ARGV[3] == '' then redis.call('DEL', KEYS[3])\n"
                                   "elseif ARGV[3] ~= '-' then\n"
                                   "  if ARGV[4] == '0' then redis.call('SET', KEYS[3], ARGV[3])\n"
                                   "  else redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4]) end\n"
                                   "end\n"
+                                  "if ARGV[5] == '1' then redis.call('DEL', KEYS[4]) end\n"
                                   "redis.call('LPUSH', KEYS[1], ARGV[1])\n"
                                   "redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)\n"
                                   "redis.call('PEXPIRE', KEYS[1], 86400000)\n"
@@ -34,6 +36,7 @@ typedef struct qmsg {
     char *skey;  /* NULL = no state key; else the full key (malloc'd) */
     char *sval;  /* NULL = delete skey; else its value (malloc'd) */
     uint64_t px; /* the value's lifetime in ms, 0 = none */
+    char *dkey;  /* NULL or a key to delete (malloc'd) */
     char wire[]; /* not NUL-terminated */
 } qmsg_t;
 
@@ -41,6 +44,7 @@ static void qmsg_free(qmsg_t *m)
 {
     free(m->skey);
     free(m->sval);
+    free(m->dkey);
     free(m);
 }
 
@@ -234,13 +238,21 @@ static void flush(dc_bus_t *b)
         int pl = snprintf(px, sizeof(px), "%llu", (unsigned long long)m->px);
         const char *skey = m->skey != NULL ? m->skey : b->log_key; /* untouched: "-" */
         const char *sval = m->skey == NULL ? "-" : m->sval != NULL ? m->sval : "";
-        const char *args[7] = {b->log_key, b->channel, skey, m->wire, max, sval, px};
-        size_t lens[7] = {strlen(b->log_key), strlen(b->channel), strlen(skey), m->len,
-                          (size_t)ml,         strlen(sval),       (size_t)pl};
+        const char *dkey = m->dkey != NULL ? m->dkey : b->log_key; /* untouched: "0" */
+        const char *args[9] = {b->log_key, b->channel, skey, dkey, m->wire, max, sval, px, m->dkey != NULL ? "1" : "0"};
+        size_t lens[9] = {strlen(b->log_key),
+                          strlen(b->channel),
+                          strlen(skey),
+                          strlen(dkey),
+                          m->len,
+                          (size_t)ml,
+                          strlen(sval),
+                          (size_t)pl,
+                          1};
         sent_t *s = dc_malloc(sizeof(*s));
         s->b = b;
         s->m = m;
-        if (dc_redis_eval(b->cmd, b->publish, on_published, s, 3, 4, args, lens) != 0) {
+        if (dc_redis_eval(b->cmd, b->publish, on_published, s, 4, 5, args, lens) != 0) {
             free(s);
             break;
         }
@@ -279,11 +291,11 @@ static void on_wake(uv_async_t *h)
 
 bool dc_bus_post(char type, uint64_t at_ms, const char *body, size_t len)
 {
-    return dc_bus_post_state(type, at_ms, body, len, NULL, NULL, 0);
+    return dc_bus_post_state(type, at_ms, body, len, NULL, NULL, 0, NULL);
 }
 
 bool dc_bus_post_state(char type, uint64_t at_ms, const char *body, size_t len, const char *key, const char *value,
-                       uint64_t px_ms)
+                       uint64_t px_ms, const char *del_key)
 {
     pthread_mutex_lock(&g_lock);
     dc_bus_t *b = g_bus;
@@ -301,6 +313,7 @@ bool dc_bus_post_state(char type, uint64_t at_ms, const char *body, size_t len, 
     m->skey = key != NULL ? dc_asprintf("%s%s", b->prefix, key) : NULL;
     m->sval = key != NULL && value != NULL ? dc_strdup(value) : NULL;
     m->px = px_ms;
+    m->dkey = del_key != NULL ? dc_asprintf("%s%s", b->prefix, del_key) : NULL;
     if (b->inbox_len >= DC_BUS_QUEUE_MAX) {
         qmsg_free(m);
         atomic_fetch_add(&g_dropped, 1);

@@ -58,11 +58,11 @@ void dc_bus_close(dc_bus_t *b);
  * no bus exists (no Redis configured): the message stays local. */
 bool dc_bus_post(char type, uint64_t at_ms, const char *body, size_t len);
 
-/* The same, and with it (in the same Redis script, atomically) the state key <prefix><key> is set
- * to `value` for px_ms (0 = no expiry), or deleted (value NULL): state that outlives the log
- * (a cordon), read back by the sync hook. */
+/* The same, and with it (in the same Redis script, atomically) the state key <prefix><key> (NULL =
+ * none) is set to `value` for px_ms (0 = no expiry), or deleted (value NULL): state that outlives
+ * the log (a cordon), read back by the sync hook; and <prefix><del_key> (NULL = none) is deleted. */
 bool dc_bus_post_state(char type, uint64_t at_ms, const char *body, size_t len, const char *key, const char *value,
-                       uint64_t px_ms);
+                       uint64_t px_ms, const char *del_key);
 
 /* State sync (polling as the fallback of pub/sub, and at every (re)connection): fn runs on the bus
  * loop after each catch-up from the log and every `every_ms` (0 = only after catch-ups), while

@@ -11,7 +11,9 @@
  *    and with it the pause, keeps growing fleet-wide). Receivers open theirs until at + pause.
  *  - The probe: when a tier is half-open, the instance that would probe first takes the lock
  *    <prefix>brkp:<upstream>~<tier> (SET NX PX probe timeout); the others refuse as if their probe
- *    were out, until they hear how it went. The prober deletes the lock when its probe reports.
+ *    were out, until they hear how it went. The opening or closing the probe causes deletes the
+ *    lock in the same Redis step that records it, and the lock is refused while a recorded opening
+ *    runs (so no second probe slips between a failed probe and its notice).
  *  - A closing (a success while open or half-open): notice "...\tclose", and the brk key is deleted.
  *  - A cordon: notice "...\tcordon" or "...\tuncordon", and <prefix>cordon:<upstream>~<tier> is set
  *    (no expiry) or deleted, so a restarted instance finds it.
@@ -54,9 +56,12 @@ void dc_breaker_fleet_closed(const char *upstream, unsigned tier);
 bool dc_breaker_fleet_cordon(const char *upstream, unsigned tier, bool on);
 
 /* The fleet's probe lock for a half-open tier (0-based), on the worker's fleet connection: cb runs
- * later with err < 0 (Redis unavailable: probe locally) or err 0 and won. A non-zero return means
- * cb never runs. unlock: fire and forget, by the prober once its probe reported. */
-typedef void (*dc_breaker_probe_cb)(void *data, int err, bool won);
+ * later with err < 0 (Redis unavailable: probe locally) or err 0 and won; not won, `open` (len
+ * bytes, valid during cb, NULL if none) is the brk value of an opening that runs still (a probe
+ * failed elsewhere; apply it with dc_brk_value_apply). A non-zero return means cb never runs.
+ * An opening or a closing posted by this module deletes the lock with the same step; unlock
+ * (fire and forget) is for a probe that reported neither. */
+typedef void (*dc_breaker_probe_cb)(void *data, int err, bool won, const char *open, size_t len);
 int dc_breaker_fleet_probe_lock(dc_fleet_t *f, const char *upstream, unsigned tier, uint64_t ttl_ms,
                                 dc_breaker_probe_cb cb, void *data);
 void dc_breaker_fleet_probe_unlock(dc_fleet_t *f, const char *upstream, unsigned tier);
@@ -71,6 +76,8 @@ bool dc_brk_value_parse(const char *v, size_t len, uint64_t *at_ms, uint64_t *pa
  * breaker state); they return false here. */
 bool dc_brk_notice_apply(dc_upstream_state_t *h, const dc_brk_notice_t *n, uint64_t at_ms, uint64_t wall_ms,
                          uint64_t mono_ms);
+/* Apply a brk value (an opening that may still run) to h; true when h changed. */
+bool dc_brk_value_apply(dc_upstream_state_t *h, const char *v, size_t len, uint64_t wall_ms, uint64_t mono_ms);
 /* Apply what the sync read for one tier: the brk key's value (NULL = absent) and whether the
  * cordon key exists. An absent brk key closes a breaker the fleet opened (its closing was missed);
  * one this instance opened itself stays open (its own notice may not have landed yet). */

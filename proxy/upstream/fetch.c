@@ -218,11 +218,18 @@ static void record_attempt(dc_fetch_t *f, bool failed)
     if (f->health == NULL)
         return;
     dc_breaker_opening_t o;
+    bool told = false; /* an opening or closing was posted: it deletes the probe lock too */
     if (failed) {
-        if (dc_upstream_state_failure(f->health, &f->opts.breaker, dc_now_mono_ms(), &o) && f->upstream_name != NULL)
+        if (dc_upstream_state_failure(f->health, &f->opts.breaker, dc_now_mono_ms(), &o) && f->upstream_name != NULL) {
             dc_breaker_fleet_opened(f->upstream_name, f->tier, &o, f->opts.breaker.max_backoff_ms);
-    } else if (dc_upstream_state_success(f->health, &f->opts.breaker, dc_now_mono_ms()) && f->upstream_name != NULL)
+            told = true;
+        }
+    } else if (dc_upstream_state_success(f->health, &f->opts.breaker, dc_now_mono_ms()) && f->upstream_name != NULL) {
         dc_breaker_fleet_closed(f->upstream_name, f->tier);
+        told = true;
+    }
+    if (f->probe_locked && told)
+        f->probe_locked = false;
     if (f->probe_locked) {
         f->probe_locked = false;
         if (f->fleet != NULL && f->upstream_name != NULL)
@@ -710,7 +717,7 @@ static void continue_attempt(dc_fetch_t *f);
 /* The fleet's probe lock answered (see breaker_fleet.h): ours, or Redis unavailable (a local
  * probe): the attempt goes; another instance's: this tier refuses until that probe reports, and
  * the attempt chooses again. */
-static void on_probe_lock(void *data, int err, bool won)
+static void on_probe_lock(void *data, int err, bool won, const char *open, size_t open_len)
 {
     dc_fetch_t *f = data;
     DC_CHECK_MAGIC(f, FETCH_MAGIC);
@@ -722,7 +729,8 @@ static void on_probe_lock(void *data, int err, bool won)
     }
     if (err == 0 && !won) {
         dc_upstream_state_t *h = f->tiers[f->pending_tier].health;
-        dc_upstream_state_probe_elsewhere(h, dc_now_mono_ms());
+        if (open == NULL || !dc_brk_value_apply(h, open, open_len, dc_now_wall_ms(), dc_now_mono_ms()))
+            dc_upstream_state_probe_elsewhere(h, dc_now_mono_ms());
         f->failover_next = f->pending_failover;
         start_attempt(f);
         return;
