@@ -6,6 +6,7 @@
 #include "core/time.h"
 #include "cache/key.h"
 #include "http/respond.h"
+#include "upstream/breaker_fleet.h"
 #include "upstream/upstream_state.h"
 #include "redis/redis.h"
 
@@ -33,27 +34,62 @@ static char *append_line(char *part, char *line)
     return n;
 }
 
-/* Per tier (breaker, cordon, answers) and per upstream retry budget (allowed, denied, failovers). */
+/* A tier's circuit as /health and /metrics name it: "cordoned" first, else the breaker's state. */
+static const char *tier_circuit(dc_upstream_state_t *h, uint64_t now)
+{
+    return atomic_load(&h->cordoned) ? "cordoned" : dc_upstream_state_breaker_name(h, now);
+}
+
+/* Failures / attempts in the tier's ratio window (0 when it is empty or the ratio is off). */
+static double tier_failure_ratio(dc_upstream_state_t *h, const dc_config_upstream_t *u, uint64_t now,
+                                 uint32_t *attempts)
+{
+    dc_breaker_params_t bp = dc_upstream_breaker_params(u, 0);
+    uint32_t f;
+    dc_upstream_state_window(h, &bp, now, attempts, &f);
+    return *attempts > 0 ? (double)f / (double)*attempts : 0.0;
+}
+
+/* Per tier (breaker, cordon, answers, openings and who made the last one, failure ratio) and per
+ * upstream retry budget (allowed, denied, failovers). */
 static char *append_tier_metrics(dc_snapshot_t *snap, char *part, uint64_t now)
 {
-    part =
-        append_line(part, dc_strdup("# HELP dexcache_upstream_tier_state 0 closed, 0.5 half-open, 1 open, 2 cordoned "
-                                    "by hand.\n# TYPE dexcache_upstream_tier_state gauge\n"
-                                    "# HELP dexcache_upstream_tier_answers_total Answers delivered from each tier.\n"
-                                    "# TYPE dexcache_upstream_tier_answers_total counter\n"));
+    part = append_line(
+        part, dc_strdup("# HELP dexcache_upstream_tier_state 0 closed, 0.5 half-open, 1 open, 2 cordoned "
+                        "by hand.\n# TYPE dexcache_upstream_tier_state gauge\n"
+                        "# HELP dexcache_upstream_tier_answers_total Answers delivered from each tier.\n"
+                        "# TYPE dexcache_upstream_tier_answers_total counter\n"
+                        "# HELP dexcache_upstream_tier_breaker_opened_total Times the tier's breaker opened here "
+                        "(by this instance, or on another instance's notice).\n"
+                        "# TYPE dexcache_upstream_tier_breaker_opened_total counter\n"
+                        "# HELP dexcache_upstream_tier_breaker_opened_by 1 for who opened the tier's breaker last "
+                        "(local: this instance, fleet: another one), while it is not closed.\n"
+                        "# TYPE dexcache_upstream_tier_breaker_opened_by gauge\n"
+                        "# HELP dexcache_upstream_tier_failure_ratio Failed / all attempts in the breaker's window.\n"
+                        "# TYPE dexcache_upstream_tier_failure_ratio gauge\n"));
     for (size_t i = 0; i < snap->cfg->nupstreams; i++)
         for (size_t t = 0; t < snap->ups[i].ntiers; t++) {
             dc_upstream_state_t *h = dc_upstream_rt_tier_health(&snap->ups[i], t);
-            const char *st = dc_upstream_state_breaker_name(h, now);
-            double v = atomic_load(&h->cordoned)      ? 2.0
+            const char *st = tier_circuit(h, now);
+            double v = strcmp(st, "cordoned") == 0    ? 2.0
                        : strcmp(st, "open") == 0      ? 1.0
                        : strcmp(st, "half-open") == 0 ? 0.5
                                                       : 0.0;
             const char *u = snap->cfg->upstreams[i].name;
-            part = append_line(part,
-                               dc_asprintf("dexcache_upstream_tier_state{upstream=\"%s\",tier=\"%zu\"} %g\n"
-                                           "dexcache_upstream_tier_answers_total{upstream=\"%s\",tier=\"%zu\"} %llu\n",
-                                           u, t + 1, v, u, t + 1, (unsigned long long)atomic_load(&h->answered_total)));
+            const char *by = dc_upstream_state_opened_by_name(h);
+            uint32_t attempts;
+            double ratio = tier_failure_ratio(h, &snap->cfg->upstreams[i], now, &attempts);
+            part = append_line(
+                part,
+                dc_asprintf("dexcache_upstream_tier_state{upstream=\"%s\",tier=\"%zu\"} %g\n"
+                            "dexcache_upstream_tier_answers_total{upstream=\"%s\",tier=\"%zu\"} %llu\n"
+                            "dexcache_upstream_tier_breaker_opened_total{upstream=\"%s\",tier=\"%zu\"} %llu\n"
+                            "dexcache_upstream_tier_breaker_opened_by{upstream=\"%s\",tier=\"%zu\",by=\"local\"} %d\n"
+                            "dexcache_upstream_tier_breaker_opened_by{upstream=\"%s\",tier=\"%zu\",by=\"fleet\"} %d\n"
+                            "dexcache_upstream_tier_failure_ratio{upstream=\"%s\",tier=\"%zu\"} %.4g\n",
+                            u, t + 1, v, u, t + 1, (unsigned long long)atomic_load(&h->answered_total), u, t + 1,
+                            (unsigned long long)atomic_load(&h->opened_total), u, t + 1, strcmp(by, "local") == 0, u,
+                            t + 1, strcmp(by, "fleet") == 0, u, t + 1, ratio));
         }
     part = append_line(part, dc_strdup("# HELP dexcache_upstream_retry_budget_total Retries and failovers the retry "
                                        "budget allowed or denied (failover: allowed, to another tier).\n"
@@ -256,6 +292,13 @@ char *dc_admin_health_json(const dc_admin_source_t *src)
             cJSON_AddStringToObject(to, "state", dc_upstream_state_name(h, now));
             cJSON_AddStringToObject(to, "breaker", dc_upstream_state_breaker_name(h, now));
             cJSON_AddBoolToObject(to, "cordoned", atomic_load(&h->cordoned));
+            cJSON_AddStringToObject(to, "circuit", tier_circuit(h, now));
+            cJSON_AddNumberToObject(to, "opened", (double)atomic_load(&h->opened_total));
+            cJSON_AddStringToObject(to, "opened_by", dc_upstream_state_opened_by_name(h));
+            uint32_t attempts;
+            double ratio = tier_failure_ratio(h, u, now, &attempts);
+            cJSON_AddNumberToObject(to, "failure_ratio", ratio);
+            cJSON_AddNumberToObject(to, "window_attempts", (double)attempts);
             cJSON_AddNumberToObject(to, "consecutive_failures", (double)dc_upstream_state_failures(h));
             cJSON_AddNumberToObject(to, "answers", (double)atomic_load(&h->answered_total));
             cJSON_AddItemToObject(to, "last_error", last_error_json(h));
@@ -453,8 +496,9 @@ static void handle_purge(dc_admin_t *a, h2o_req_t *req)
 
 /*
  * POST /upstreams/<name>/tiers/<n>/cordon and .../uncordon (admin token): tier n (1-based) takes no
- * attempt while cordoned. Local to this instance (not sent to the fleet); kept across reloads while
- * the tier keeps its URL and place. Answers {"upstream":..,"tier":n,"cordoned":bool}.
+ * attempt while cordoned. With Redis, on every instance of the fleet, and kept in Redis so that an
+ * instance started later finds it (upstream/breaker_fleet.h); kept across reloads while the tier
+ * keeps its URL and place. Answers {"upstream":..,"tier":n,"cordoned":bool,"fleet":bool}.
  */
 static bool handle_cordon(dc_admin_t *a, h2o_req_t *req, size_t plen)
 {
@@ -499,9 +543,10 @@ static bool handle_cordon(dc_admin_t *a, h2o_req_t *req, size_t plen)
     bool on = strcmp(verb, "cordon") == 0;
     atomic_store(&dc_upstream_rt_tier_health(rt, n - 1)->cordoned, on);
     dc_log_warn("admin: upstream %s tier %u (%s) %s", name, n, rt->tiers[n - 1].url, on ? "cordoned" : "uncordoned");
+    bool fleet = dc_breaker_fleet_cordon(name, n - 1, on);
     dc_snapshot_release(snap);
-    char *body = dc_asprintf("{\"upstream\":\"%s\",\"tier\":%u,\"cordoned\":%s,\"fleet\":false}", name, n,
-                             on ? "true" : "false");
+    char *body = dc_asprintf("{\"upstream\":\"%s\",\"tier\":%u,\"cordoned\":%s,\"fleet\":%s}", name, n,
+                             on ? "true" : "false", fleet ? "true" : "false");
     send_owned(req, 200, "application/json", body, strlen(body));
     return true;
 }

@@ -86,6 +86,9 @@ typedef struct dc_config_upstream {
     uint32_t breaker_failures;       /* breaker: { failures } consecutive failures that open it, default 5 */
     uint64_t breaker_backoff_ms;     /* breaker: { backoff } first pause (also per key), default 1s */
     uint64_t breaker_max_backoff_ms; /* breaker: { max_backoff } default 30s */
+    double breaker_failure_ratio;    /* breaker: { failure_ratio } 0..1, 0 = off (default) */
+    uint64_t breaker_window_ms;      /* breaker: { window } the ratio's sliding window, default 10s */
+    uint32_t breaker_min_requests;   /* breaker: { min_requests } attempts in the window first, default 20 */
     uint64_t connect_timeout_ms;     /* default 2s */
     uint64_t timeout_ms;             /* whole-response deadline, default 10s */
     uint64_t idle_timeout_ms;        /* longest gap between two body bytes, default 5s */

@@ -310,6 +310,28 @@ static int parse_percent(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const cha
     return 0;
 }
 
+/* breaker.failure_ratio: a fraction from 0 to 1 ("0.5") or a percentage ("50%"); 0 = off. */
+static int parse_fraction(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const char *text, const dc__ynode_t *node,
+                          void *base)
+{
+    size_t len = strlen(text);
+    bool pct = len > 1 && text[len - 1] == '%';
+    size_t nlen = len - pct;
+    bool ok = len > 0 && len < 32 && isdigit((unsigned char)text[0]) && strspn(text, "0123456789.") == nlen;
+    double v = 0;
+    if (ok) {
+        char *end;
+        v = strtod(text, &end);
+        if (pct)
+            v /= 100.0;
+        ok = end == text + nlen && isfinite(v) && v >= 0 && v <= 1;
+    }
+    if (!ok)
+        return dc__cfg_fail_expected(ctx, d, node, false);
+    *FIELD(base, d->offset, double) = v;
+    return 0;
+}
+
 /* limit.by: "client" or "header:<name>"; the header name goes to the field at d->aux. */
 static int parse_limit_by(dc__cfg_ctx_t *ctx, const dc__directive_t *d, const char *text, const dc__ynode_t *node,
                           void *base)
@@ -570,10 +592,25 @@ static const dc__directive_t queue_rows[] = {
 static const dc__table_t queue_table = TABLE(queue_rows, NULL);
 
 static const dc__directive_t breaker_rows[] = {
-    R_UINT("failures", U, breaker_failures, "5", 1, 1000,
-           "consecutive failed fetches (connect error, reset, timeout, 5xx) that open the breaker"),
+    R_UINT("failures", U, breaker_failures, "5", 1, 1000000,
+           "consecutive failed fetches (connect error, reset, timeout, 5xx) that open the breaker (1000000 with "
+           "failure_ratio: 0 = a breaker that practically never opens)"),
+    {.name = "failure_ratio",
+     .type = DC__T_CUSTOM,
+     .offset = offsetof(U, breaker_failure_ratio),
+     .dflt = "0",
+     .parse = parse_fraction,
+     .expect = "a fraction from 0 to 1 (0.5) or a percentage (50%)",
+     .doc = "outlier detection: the breaker also opens when, over the last `window`, at least `min_requests` "
+            "attempts went to the origin and this share of them failed (0.5 is a good start); 0 = consecutive failures "
+            "only (off "
+            "by default: configs written with `failures: 1000` to keep the breaker shut stay so)"},
+    R_DUR("window", U, breaker_window_ms, "10s", 100, HOUR, "the sliding window of failure_ratio (10 buckets)"),
+    R_UINT("min_requests", U, breaker_min_requests, "20", 1, 1000000,
+           "attempts within the window before failure_ratio may open the breaker"),
     R_DUR("backoff", U, breaker_backoff_ms, "1s", 1, HOUR,
-          "first pause while open; doubles (with jitter) each time a probe fails; also the first pause "
+          "first pause while open; doubles each time a probe fails (shared by the fleet with Redis); also the first "
+          "pause "
           "before a key whose refresh failed is refreshed again"),
     R_DUR("max_backoff", U, breaker_max_backoff_ms, "30s", 1, DAY, "longest pause, for the breaker and per key"),
 };

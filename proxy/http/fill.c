@@ -208,7 +208,7 @@ void dc__fill_finish_with_error(dc_fill_t *fill, int err, int fwd_status)
     uint64_t now = dc_now_wall_ms();
     if (fill->stale != NULL && err != DC_EAGAIN && err != DC_EUNAVAIL) {
         const dc_config_upstream_t *up = fill->ctx.route->upstream;
-        dc_breaker_params_t bp = {up->breaker_failures, up->breaker_backoff_ms, up->breaker_max_backoff_ms, 0};
+        dc_breaker_params_t bp = dc_upstream_breaker_params(up, 0);
         uint64_t pause = dc_breaker_backoff_ms(&bp, dc_cache_entry_refresh_failures(fill->stale) + 1);
         pause = pause / 2 + pause / 2 * (fill->hash % 1024) / 1024; /* [1/2, 1): keys do not line up */
         dc_cache_entry_refresh_failed(fill->stale, now, pause);

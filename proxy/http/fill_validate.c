@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "http/fill_private.h"
+#include "upstream/breaker_fleet.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -42,8 +43,10 @@ static const char *intern(const char *text)
 static void note_failure(dc_fill_t *fill, const char *reason)
 {
     const dc_config_upstream_t *up = fill->ctx.route->upstream;
-    dc_breaker_params_t bp = {up->breaker_failures, up->breaker_backoff_ms, up->breaker_max_backoff_ms, 0};
-    dc_upstream_state_failure(&fill->ctx.up_rt->health, &bp, dc_now_mono_ms());
+    dc_breaker_params_t bp = dc_upstream_breaker_params(up, 0);
+    dc_breaker_opening_t o;
+    if (dc_upstream_state_failure(&fill->ctx.up_rt->health, &bp, dc_now_mono_ms(), &o))
+        dc_breaker_fleet_opened(up->name, 0, &o, bp.max_backoff_ms); /* every instance stops too */
     fill->fail_reason = reason;
     dc_log_warn("upstream %s: %s (%s)", up->name, reason, fill->key);
 }

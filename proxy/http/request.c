@@ -625,8 +625,7 @@ void dc_fetch_request_from_upstream(dc_fetch_request_t *fr, const dc_config_upst
     fr->keyring = keyring;
     fr->key_header = up->key_header;
     fr->health = &rt->health;
-    fr->breaker = (dc_breaker_params_t){up->breaker_failures, up->breaker_backoff_ms, up->breaker_max_backoff_ms,
-                                        up->connect_timeout_ms + up->timeout_ms};
+    fr->breaker = dc_upstream_breaker_params(up, up->connect_timeout_ms + up->timeout_ms);
     fr->tiers = with_keys ? rt->tiers : rt->tiers_keyless;
     fr->ntiers = rt->ntiers;
     fr->retry_budget = &rt->retry_budget;

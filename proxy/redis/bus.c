@@ -15,8 +15,17 @@
 
 #define RETRY_MS 250
 
-/* KEYS[1] the log, KEYS[2] the channel; ARGV[1] the wire message. */
-static const char PUBLISH_LUA[] = "redis.call('LPUSH', KEYS[1], ARGV[1])\n"
+/* KEYS[1] the log, KEYS[2] the channel, KEYS[3] a state key, KEYS[4] a key to delete; ARGV[1] the
+ * wire message, ARGV[2] the log's length, ARGV[3] what to do with the state key: "-" nothing, ""
+ * delete it, else set it to that value, for ARGV[4] ms ("0" = no expiry); ARGV[5] "1": delete
+ * KEYS[4]. The keys change with the message, atomically. */
+static const char PUBLISH_LUA[] = "if ARGV[3] == '' then redis.call('DEL', KEYS[3])\n"
+                                  "elseif ARGV[3] ~= '-' then\n"
+                                  "  if ARGV[4] == '0' then redis.call('SET', KEYS[3], ARGV[3])\n"
+                                  "  else redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4]) end\n"
+                                  "end\n"
+                                  "if ARGV[5] == '1' then redis.call('DEL', KEYS[4]) end\n"
+                                  "redis.call('LPUSH', KEYS[1], ARGV[1])\n"
                                   "redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)\n"
                                   "redis.call('PEXPIRE', KEYS[1], 86400000)\n"
                                   "return redis.call('PUBLISH', KEYS[2], ARGV[1])\n";
@@ -24,15 +33,31 @@ static const char PUBLISH_LUA[] = "redis.call('LPUSH', KEYS[1], ARGV[1])\n"
 typedef struct qmsg {
     struct qmsg *next;
     size_t len;
+    char *skey;  /* NULL = no state key; else the full key (malloc'd) */
+    char *sval;  /* NULL = delete skey; else its value (malloc'd) */
+    uint64_t px; /* the value's lifetime in ms, 0 = none */
+    char *dkey;  /* NULL or a key to delete (malloc'd) */
     char wire[]; /* not NUL-terminated */
 } qmsg_t;
+
+static void qmsg_free(qmsg_t *m)
+{
+    free(m->skey);
+    free(m->sval);
+    free(m->dkey);
+    free(m);
+}
 
 struct dc_bus {
     uv_loop_t *loop;
     dc_redis_t *sub, *cmd;
     dc_redis_script_t *publish;
-    char *log_key, *channel;
+    char *log_key, *channel, *prefix;
     char sender[96];
+    /* state sync (dc_bus_set_sync) */
+    dc_bus_sync_fn sync_fn;
+    void *sync_data;
+    uv_timer_t poll;
     size_t sender_len;
     dc_bus_handler handler;
     void *data;
@@ -189,13 +214,13 @@ static void on_published(void *data, int err, const redisReply *reply)
     free(s);
     if (err == 0 && reply->type != REDIS_REPLY_ERROR) {
         atomic_fetch_add(&g_published, 1);
-        free(m);
+        qmsg_free(m);
         return;
     }
     if (err == 0)
         dc_log_warn("bus: publish failed: %s", reply->str);
     if (b->closing_parts > 0) { /* closing: dropped */
-        free(m);
+        qmsg_free(m);
         return;
     }
     m->next = b->outbox; /* again when Redis answers; order does not matter (idempotent) */
@@ -208,14 +233,26 @@ static void flush(dc_bus_t *b)
 {
     while (b->outbox != NULL && dc_redis_connected(b->cmd)) {
         qmsg_t *m = b->outbox;
-        char max[16];
+        char max[16], px[24];
         int ml = snprintf(max, sizeof(max), "%d", DC_BUS_LOG_MAX);
-        const char *args[4] = {b->log_key, b->channel, m->wire, max};
-        size_t lens[4] = {strlen(b->log_key), strlen(b->channel), m->len, (size_t)ml};
+        int pl = snprintf(px, sizeof(px), "%llu", (unsigned long long)m->px);
+        const char *skey = m->skey != NULL ? m->skey : b->log_key; /* untouched: "-" */
+        const char *sval = m->skey == NULL ? "-" : m->sval != NULL ? m->sval : "";
+        const char *dkey = m->dkey != NULL ? m->dkey : b->log_key; /* untouched: "0" */
+        const char *args[9] = {b->log_key, b->channel, skey, dkey, m->wire, max, sval, px, m->dkey != NULL ? "1" : "0"};
+        size_t lens[9] = {strlen(b->log_key),
+                          strlen(b->channel),
+                          strlen(skey),
+                          strlen(dkey),
+                          m->len,
+                          (size_t)ml,
+                          strlen(sval),
+                          (size_t)pl,
+                          1};
         sent_t *s = dc_malloc(sizeof(*s));
         s->b = b;
         s->m = m;
-        if (dc_redis_eval(b->cmd, b->publish, on_published, s, 2, 2, args, lens) != 0) {
+        if (dc_redis_eval(b->cmd, b->publish, on_published, s, 4, 5, args, lens) != 0) {
             free(s);
             break;
         }
@@ -242,7 +279,7 @@ static void on_wake(uv_async_t *h)
             qmsg_t *drop = b->outbox;
             b->outbox = drop->next;
             b->outbox_len--;
-            free(drop);
+            qmsg_free(drop);
             atomic_fetch_add(&g_dropped, 1);
         }
         m->next = b->outbox;
@@ -253,6 +290,12 @@ static void on_wake(uv_async_t *h)
 }
 
 bool dc_bus_post(char type, uint64_t at_ms, const char *body, size_t len)
+{
+    return dc_bus_post_state(type, at_ms, body, len, NULL, NULL, 0, NULL);
+}
+
+bool dc_bus_post_state(char type, uint64_t at_ms, const char *body, size_t len, const char *key, const char *value,
+                       uint64_t px_ms, const char *del_key)
 {
     pthread_mutex_lock(&g_lock);
     dc_bus_t *b = g_bus;
@@ -267,8 +310,12 @@ bool dc_bus_post(char type, uint64_t at_ms, const char *body, size_t len)
     memcpy(m->wire + hl, body, len);
     m->len = (size_t)hl + len;
     m->next = NULL;
+    m->skey = key != NULL ? dc_asprintf("%s%s", b->prefix, key) : NULL;
+    m->sval = key != NULL && value != NULL ? dc_strdup(value) : NULL;
+    m->px = px_ms;
+    m->dkey = del_key != NULL ? dc_asprintf("%s%s", b->prefix, del_key) : NULL;
     if (b->inbox_len >= DC_BUS_QUEUE_MAX) {
-        free(m);
+        qmsg_free(m);
         atomic_fetch_add(&g_dropped, 1);
     } else {
         *b->inbox_tail = m;
@@ -283,6 +330,53 @@ bool dc_bus_post(char type, uint64_t at_ms, const char *body, size_t len)
 /* ---- receiving and catching up ---- */
 
 static void try_replay(dc_bus_t *b);
+
+/* The state keys are read (the sync hook) only while nothing of ours waits to be published: a
+ * state we set while Redis was away must land before we read it back. */
+static void run_sync(dc_bus_t *b)
+{
+    if (b->sync_fn == NULL || b->closing_parts > 0 || !dc_redis_connected(b->cmd) || b->outbox != NULL)
+        return;
+    pthread_mutex_lock(&g_lock);
+    bool pending = b->inbox != NULL;
+    pthread_mutex_unlock(&g_lock);
+    if (!pending)
+        b->sync_fn(b->sync_data);
+}
+
+static void on_poll(uv_timer_t *t)
+{
+    run_sync(t->data);
+}
+
+void dc_bus_set_sync(dc_bus_t *b, uint64_t every_ms, dc_bus_sync_fn fn, void *data)
+{
+    b->sync_fn = fn;
+    b->sync_data = data;
+    if (every_ms > 0)
+        uv_timer_start(&b->poll, on_poll, every_ms, every_ms);
+}
+
+int dc_bus_mget(dc_bus_t *b, const char *const *keys, size_t n, dc_redis_cb cb, void *data)
+{
+    if (n == 0 || n > 4096 || !dc_redis_connected(b->cmd))
+        return DC_EIO;
+    const char **argv = dc_calloc(n + 1, sizeof(*argv));
+    size_t *lens = dc_calloc(n + 1, sizeof(*lens));
+    char **owned = dc_calloc(n, sizeof(*owned));
+    argv[0] = "MGET", lens[0] = 4;
+    for (size_t i = 0; i < n; i++) {
+        owned[i] = dc_asprintf("%s%s", b->prefix, keys[i]);
+        argv[i + 1] = owned[i], lens[i + 1] = strlen(owned[i]);
+    }
+    int rc = dc_redis_commandargv(b->cmd, cb, data, (int)n + 1, argv, lens);
+    for (size_t i = 0; i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(argv);
+    free(lens);
+    return rc;
+}
 
 static void deliver_replayed(void *data, const char *raw, size_t len)
 {
@@ -301,6 +395,7 @@ static void on_log(void *data, int err, const redisReply *reply)
     }
     b->need_replay = false;
     dc_bus_log_each(reply, deliver_replayed, b);
+    run_sync(b); /* the keys' state has the last word over the log's history */
 }
 
 static void try_replay(dc_bus_t *b)
@@ -360,6 +455,7 @@ int dc_bus_create(uv_loop_t *loop, const char *url, const char *prefix, dc_bus_h
     b->handler = handler;
     b->data = data;
     b->log_key = dc_asprintf("%sbus:log", prefix);
+    b->prefix = dc_strdup(prefix);
     b->channel = dc_asprintf("%sbus", prefix);
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);
@@ -378,6 +474,8 @@ int dc_bus_create(uv_loop_t *loop, const char *url, const char *prefix, dc_bus_h
     b->wake.data = b;
     uv_timer_init(loop, &b->retry);
     b->retry.data = b;
+    uv_timer_init(loop, &b->poll);
+    b->poll.data = b;
     pthread_mutex_lock(&g_lock);
     DC_ASSERT(g_bus == NULL);
     g_bus = b;
@@ -390,7 +488,7 @@ static void free_list(qmsg_t *m)
 {
     while (m != NULL) {
         qmsg_t *next = m->next;
-        free(m);
+        qmsg_free(m);
         m = next;
     }
 }
@@ -403,6 +501,7 @@ static void part_closed(dc_bus_t *b)
     free_list(b->outbox);
     free(b->log_key);
     free(b->channel);
+    free(b->prefix);
     free(b);
 }
 
@@ -423,10 +522,12 @@ void dc_bus_close(dc_bus_t *b)
         g_bus = NULL;
     pthread_mutex_unlock(&g_lock);
     atomic_store(&g_up, false);
-    b->closing_parts = 4;
+    b->closing_parts = 5;
     uv_timer_stop(&b->retry);
+    uv_timer_stop(&b->poll);
     uv_close((uv_handle_t *)&b->wake, on_handle_closed);
     uv_close((uv_handle_t *)&b->retry, on_handle_closed);
+    uv_close((uv_handle_t *)&b->poll, on_handle_closed);
     dc_redis_close(b->sub, on_client_closed, b);
     dc_redis_close(b->cmd, on_client_closed, b); /* pending publishes complete (DC_EIO) first */
 }

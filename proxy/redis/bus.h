@@ -23,6 +23,8 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "redis/redis.h"
+
 #define DC_BUS_LOG_MAX 1000
 #define DC_BUS_QUEUE_MAX 1024
 
@@ -32,6 +34,7 @@ typedef struct dc_bus dc_bus_t;
  * "<upstream name>\t<key id>" (upstream/keyring.h), lasting the receiver's key_quarantine from at_ms. */
 #define DC_BUS_PURGE 'P'
 #define DC_BUS_QUARANTINE 'Q'
+#define DC_BUS_BREAKER 'B' /* a tier's breaker opened / closed, or it was cordoned: upstream/breaker_fleet.h */
 
 typedef struct dc_bus_msg {
     char type;
@@ -54,6 +57,21 @@ void dc_bus_close(dc_bus_t *b);
 /* Any thread: send a message to every other instance, stamped with `at_ms`. Returns false when
  * no bus exists (no Redis configured): the message stays local. */
 bool dc_bus_post(char type, uint64_t at_ms, const char *body, size_t len);
+
+/* The same, and with it (in the same Redis script, atomically) the state key <prefix><key> (NULL =
+ * none) is set to `value` for px_ms (0 = no expiry), or deleted (value NULL): state that outlives
+ * the log (a cordon), read back by the sync hook; and <prefix><del_key> (NULL = none) is deleted. */
+bool dc_bus_post_state(char type, uint64_t at_ms, const char *body, size_t len, const char *key, const char *value,
+                       uint64_t px_ms, const char *del_key);
+
+/* State sync (polling as the fallback of pub/sub, and at every (re)connection): fn runs on the bus
+ * loop after each catch-up from the log and every `every_ms` (0 = only after catch-ups), while
+ * Redis answers and no message of ours waits to be published. It may read keys with dc_bus_mget. */
+typedef void (*dc_bus_sync_fn)(void *data);
+void dc_bus_set_sync(dc_bus_t *b, uint64_t every_ms, dc_bus_sync_fn fn, void *data);
+/* MGET of <prefix>keys[i] on the bus's command connection; redis.h's completion contract (cb runs
+ * exactly once when 0 is returned). DC_EIO when Redis is not connected. */
+int dc_bus_mget(dc_bus_t *b, const char *const *keys, size_t n, dc_redis_cb cb, void *data);
 
 /* For /health and /metrics (any thread). */
 bool dc_bus_up(void);

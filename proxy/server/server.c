@@ -17,6 +17,7 @@
 #include "server/listener.h"
 #include "server/snapshot.h"
 #include "server/worker.h"
+#include "upstream/breaker_fleet.h"
 #include "upstream/curl_uv.h"
 
 #include <dexcache/plugin.h>
@@ -340,6 +341,43 @@ static void apply_fleet_quarantine(dc_server_t *s, const dc_bus_msg_t *m)
     }
 }
 
+/* Tier `tier` (1-based) of the upstream named [name, name + len) in snap, or NULL. */
+static dc_upstream_state_t *find_tier(dc_snapshot_t *snap, const char *name, size_t len, unsigned tier)
+{
+    for (size_t i = 0; i < snap->cfg->nupstreams; i++) {
+        const char *u = snap->cfg->upstreams[i].name;
+        if (strlen(u) == len && memcmp(u, name, len) == 0)
+            return tier >= 1 && tier <= snap->ups[i].ntiers ? dc_upstream_rt_tier_health(&snap->ups[i], tier - 1)
+                                                            : NULL;
+    }
+    return NULL;
+}
+
+/* Another instance opened, closed or cordoned a tier (upstream/breaker_fleet.h). Notices replayed
+ * from the log are history: the sync that follows every catch-up reads the state itself. */
+static void apply_fleet_breaker(dc_server_t *s, const dc_bus_msg_t *m)
+{
+    dc_brk_notice_t n;
+    if (m->replay)
+        return;
+    if (!dc_brk_notice_parse(m->body, m->len, &n)) {
+        dc_log_warn("bus: malformed breaker notice");
+        return;
+    }
+    dc_upstream_state_t *h = find_tier(s->snap, n.upstream, n.upstream_len, n.tier);
+    if (h == NULL)
+        return;
+    if (n.verb == DC_BRK_CORDON || n.verb == DC_BRK_UNCORDON) {
+        atomic_store(&h->cordoned, n.verb == DC_BRK_CORDON);
+        dc_log_warn("upstream %.*s tier %u %s by another instance", (int)n.upstream_len, n.upstream, n.tier,
+                    n.verb == DC_BRK_CORDON ? "cordoned" : "uncordoned");
+        return;
+    }
+    if (dc_brk_notice_apply(h, &n, m->at_ms, dc_now_wall_ms(), dc_now_mono_ms()))
+        dc_log_warn("upstream %.*s tier %u: breaker %s by another instance", (int)n.upstream_len, n.upstream, n.tier,
+                    n.verb == DC_BRK_OPEN ? "opened" : "closed");
+}
+
 static void on_bus_message(void *data, const dc_bus_msg_t *m)
 {
     dc_server_t *s = data;
@@ -347,6 +385,61 @@ static void on_bus_message(void *data, const dc_bus_msg_t *m)
         apply_fleet_purge(s, m);
     else if (m->type == DC_BUS_QUARANTINE)
         apply_fleet_quarantine(s, m);
+    else if (m->type == DC_BUS_BREAKER)
+        apply_fleet_breaker(s, m);
+}
+
+/* The fleet's breaker and cordon keys of every tier (a sync of the bus: at each (re)connection, and
+ * every second as the fallback of pub/sub). The snapshot read is kept until the answer. */
+typedef struct brk_sync {
+    dc_snapshot_t *snap;
+} brk_sync_t;
+
+static void on_breaker_sync_reply(void *data, int err, const redisReply *reply)
+{
+    brk_sync_t *bs = data;
+    dc_snapshot_t *snap = bs->snap;
+    size_t k = 0;
+    uint64_t wall = dc_now_wall_ms(), mono = dc_now_mono_ms();
+    if (err == 0 && reply->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < snap->cfg->nupstreams; i++)
+            for (size_t t = 0; t < snap->ups[i].ntiers; t++, k += 2) {
+                if (k + 1 >= reply->elements)
+                    break;
+                const redisReply *b = reply->element[k], *c = reply->element[k + 1];
+                bool has_b = b->type == REDIS_REPLY_STRING;
+                dc_brk_sync_apply(dc_upstream_rt_tier_health(&snap->ups[i], t), has_b ? b->str : NULL,
+                                  has_b ? b->len : 0, c->type == REDIS_REPLY_STRING, wall, mono);
+            }
+    dc_snapshot_release(snap);
+    free(bs);
+}
+
+static void on_breaker_sync(void *data)
+{
+    dc_server_t *s = data;
+    dc_snapshot_t *snap = s->snap;
+    size_t n = 0;
+    for (size_t i = 0; i < snap->cfg->nupstreams; i++)
+        n += 2 * snap->ups[i].ntiers;
+    if (n == 0)
+        return;
+    char **keys = dc_calloc(n, sizeof(*keys));
+    size_t k = 0;
+    for (size_t i = 0; i < snap->cfg->nupstreams; i++)
+        for (size_t t = 0; t < snap->ups[i].ntiers; t++) {
+            keys[k++] = dc_asprintf("brk:%s~%zu", snap->cfg->upstreams[i].name, t + 1);
+            keys[k++] = dc_asprintf("cordon:%s~%zu", snap->cfg->upstreams[i].name, t + 1);
+        }
+    brk_sync_t *bs = dc_malloc(sizeof(*bs));
+    bs->snap = dc_snapshot_ref(snap);
+    if (dc_bus_mget(s->bus, (const char *const *)keys, n, on_breaker_sync_reply, bs) != 0) {
+        dc_snapshot_release(bs->snap);
+        free(bs);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
 }
 
 /* ---- signals ---- */
@@ -581,6 +674,7 @@ int dc_server_run(dc_server_t *s)
         if (dc_bus_create(s->loop, c->redis.url,
                           c->redis.prefix != NULL ? c->redis.prefix : "dexcache:", on_bus_message, s, &s->bus) != 0)
             return 1;
+        dc_bus_set_sync(s->bus, 1000, on_breaker_sync, s);
     }
 
     s->workers = dc_calloc(s->nworkers, sizeof(*s->workers));

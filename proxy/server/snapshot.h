@@ -58,6 +58,18 @@ static inline dc_upstream_state_t *dc_upstream_rt_tier_health(dc_upstream_rt_t *
     return n == 0 ? &rt->health : &rt->xtiers[n - 1].health;
 }
 
+/* An upstream's breaker rules (probe_timeout_ms: its fetch's deadline, 0 when no probe is taken). */
+static inline dc_breaker_params_t dc_upstream_breaker_params(const dc_config_upstream_t *up, uint64_t probe_timeout_ms)
+{
+    return (dc_breaker_params_t){.failures = up->breaker_failures,
+                                 .backoff_ms = up->breaker_backoff_ms,
+                                 .max_backoff_ms = up->breaker_max_backoff_ms,
+                                 .probe_timeout_ms = probe_timeout_ms,
+                                 .failure_ratio = up->breaker_failure_ratio,
+                                 .window_ms = up->breaker_window_ms,
+                                 .min_requests = up->breaker_min_requests};
+}
+
 typedef struct dc_route_rt {
     unsigned metrics_id;
     dc_gcra_params_t limit;        /* valid when the route has limit: */

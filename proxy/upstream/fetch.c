@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "upstream/budget_fleet.h"
+#include "upstream/breaker_fleet.h"
 #include "core/time.h"
 #include "cache/policy.h"
 
@@ -112,6 +113,9 @@ struct dc_fetch {
     dc_upstream_state_t *health;  /* this attempt's tier's */
     bool counted;                 /* counted as an active request of the retry budget */
     bool holds_retry;             /* holds a slot of the retry budget */
+    bool probe_locked;            /* this attempt is the fleet's probe of its tier (holds the lock) */
+    unsigned pending_tier;        /* ST_RESERVING for the probe lock: the tier chosen */
+    bool pending_failover;        /* ... and whether it was a failover */
     uint64_t attempt_deadline_ms; /* monotonic: this attempt's own timeout (0 = none) */
 
     /* why the last failed attempt failed (upstream/cause.h) */
@@ -270,15 +274,30 @@ static bool can_retry(dc_fetch_t *f)
     return dc_retry_allowed(f->opts.idempotent, f->attempts - f->failovers, f->opts.retries, f->aborted);
 }
 
-/* This attempt's tier's health and breaker learn its outcome (see upstream_state.h). */
+/* This attempt's tier's health and breaker learn its outcome (see upstream_state.h); an opening or
+ * a closing is told to the fleet (breaker_fleet.h), and the fleet's probe lock is given back. */
 static void record_attempt(dc_fetch_t *f, bool failed)
 {
     if (f->health == NULL)
         return;
-    if (failed)
-        dc_upstream_state_failure(f->health, &f->opts.breaker, dc_now_mono_ms());
-    else
-        dc_upstream_state_success(f->health, dc_now_mono_ms());
+    dc_breaker_opening_t o;
+    bool told = false; /* an opening or closing was posted: it deletes the probe lock too */
+    if (failed) {
+        if (dc_upstream_state_failure(f->health, &f->opts.breaker, dc_now_mono_ms(), &o) && f->upstream_name != NULL) {
+            dc_breaker_fleet_opened(f->upstream_name, f->tier, &o, f->opts.breaker.max_backoff_ms);
+            told = true;
+        }
+    } else if (dc_upstream_state_success(f->health, &f->opts.breaker, dc_now_mono_ms()) && f->upstream_name != NULL) {
+        dc_breaker_fleet_closed(f->upstream_name, f->tier);
+        told = true;
+    }
+    if (f->probe_locked && told)
+        f->probe_locked = false;
+    if (f->probe_locked) {
+        f->probe_locked = false;
+        if (f->fleet != NULL && f->upstream_name != NULL)
+            dc_breaker_fleet_probe_unlock(f->fleet, f->upstream_name, f->tier);
+    }
 }
 
 /* A retry or a failover may start: the upstream's retry budget has a slot (one per fetch, held
@@ -1127,9 +1146,10 @@ static void use_tier(dc_fetch_t *f, unsigned i)
 }
 
 /* The tier of the next attempt (tier.h): the first not cordoned whose breaker admits it (this takes
- * the half-open probe), preferring tiers with budget; after a failure, only tiers not tried in this
- * round. false: none can take it; *retry_in_ms = when the first tier's breaker may admit again. */
-static bool choose_tier(dc_fetch_t *f, uint64_t *retry_in_ms)
+ * the half-open probe: *probe), preferring tiers with budget; after a failure (*failover), only
+ * tiers not tried in this round. false: none can take it; *retry_in_ms = when the first tier's
+ * breaker may admit again. */
+static bool choose_tier(dc_fetch_t *f, uint64_t *retry_in_ms, unsigned *tier, bool *probe, bool *failover)
 {
     uint64_t now = dc_now_mono_ms();
     dc_tier_view_t v[DC_TIERS_MAX];
@@ -1140,17 +1160,18 @@ static bool choose_tier(dc_fetch_t *f, uint64_t *retry_in_ms)
         v[i].has_budget = t->budget == NULL || !dc_budget_cooling(t->budget, now * 1000);
         v[i].tried = (f->tried >> i) & 1u;
     }
-    bool failover = f->failover_next;
+    *failover = f->failover_next;
     f->failover_next = false;
     unsigned order[DC_TIERS_MAX];
-    size_t n = dc_tier_order(v, f->ntiers, failover, order);
+    size_t n = dc_tier_order(v, f->ntiers, *failover, order);
     for (size_t k = 0; k < n; k++) {
         dc_upstream_state_t *h = f->tiers[order[k]].health;
         uint64_t ignored;
-        if (h == NULL || dc_upstream_state_admit(h, &f->opts.breaker, now, &ignored) != DC_BREAKER_OPEN) {
-            if (failover)
-                f->failovers++;
-            use_tier(f, order[k]);
+        dc_breaker_verdict_t verdict =
+            h == NULL ? DC_BREAKER_PASS : dc_upstream_state_admit(h, &f->opts.breaker, now, &ignored);
+        if (verdict != DC_BREAKER_OPEN) {
+            *tier = order[k];
+            *probe = verdict == DC_BREAKER_PROBE;
             return true;
         }
     }
@@ -1204,18 +1225,68 @@ static void use_account(dc_fetch_t *f)
     f->group_budget_name = dc_strdup(gname);
 }
 
+static void continue_attempt(dc_fetch_t *f);
+
+/* The fleet's probe lock answered (see breaker_fleet.h): ours, or Redis unavailable (a local
+ * probe): the attempt goes; another instance's: this tier refuses until that probe reports, and
+ * the attempt chooses again. */
+static void on_probe_lock(void *data, int err, bool won, const char *open, size_t open_len)
+{
+    dc_fetch_t *f = data;
+    DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    if (f->aborted) {
+        if (won && f->upstream_name != NULL)
+            dc_breaker_fleet_probe_unlock(f->fleet, f->upstream_name, f->pending_tier);
+        release(f);
+        return;
+    }
+    if (err == 0 && !won) {
+        dc_upstream_state_t *h = f->tiers[f->pending_tier].health;
+        if (open == NULL || !dc_brk_value_apply(h, open, open_len, dc_now_wall_ms(), dc_now_mono_ms()))
+            dc_upstream_state_probe_elsewhere(h, dc_now_mono_ms());
+        f->failover_next = f->pending_failover;
+        start_attempt(f);
+        return;
+    }
+    f->probe_locked = won;
+    if (f->pending_failover)
+        f->failovers++;
+    use_tier(f, f->pending_tier);
+    continue_attempt(f);
+}
+
 /* Every attempt is an upstream request: it takes a slot of its tier's budget first. */
 static void start_attempt(dc_fetch_t *f)
 {
     /* a cordoned tier or an open breaker sends nothing: not the first attempt, not a retry */
     uint64_t retry_in_ms = 0;
-    if (!choose_tier(f, &retry_in_ms)) {
+    unsigned tier = 0;
+    bool probe = false, failover = false;
+    if (!choose_tier(f, &retry_in_ms, &tier, &probe, &failover)) {
         f->retry_after_ms = retry_in_ms;
         if (f->cause == DC_CAUSE_NONE)
             cause_from_health(f);
         fail_soon(f, f->attempts > 0 ? f->last_err : DC_EUNAVAIL);
         return;
     }
+    if (probe && f->fleet != NULL && f->upstream_name != NULL && dc_fleet_up(f->fleet)) {
+        /* one probe for the whole fleet: ask for the lock first */
+        f->pending_tier = tier;
+        f->pending_failover = failover;
+        f->state = ST_RESERVING;
+        if (dc_breaker_fleet_probe_lock(f->fleet, f->upstream_name, tier, f->opts.breaker.probe_timeout_ms,
+                                        on_probe_lock, f) == 0)
+            return;
+    }
+    if (failover)
+        f->failovers++;
+    use_tier(f, tier);
+    continue_attempt(f);
+}
+
+/* The tier is chosen (use_tier): the attempt takes a slot of its budget, then goes. */
+static void continue_attempt(dc_fetch_t *f)
+{
     /* with a budget per key, the key is chosen first: the attempt waits for that key's slot */
     f->key_index = -1;
     if (f->key_budgets != NULL && f->keyring != NULL && f->keyring->nkeys > 0) {

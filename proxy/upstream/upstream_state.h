@@ -8,12 +8,20 @@
  *
  * The breaker (the floor of upstream resilience: a dead origin gets a trickle, not a storm):
  *  - closed: every attempt goes out.
- *  - `failures` consecutive failures open it for `backoff`; while open no attempt goes out
+ *  - `failures` consecutive failures open it for `backoff`; so does a failure ratio (outlier
+ *    detection): when the attempts of the last `window_ms` number at least `min_requests` and
+ *    failures / attempts >= `failure_ratio` (0 = off). The window is DC_BREAKER_BUCKETS buckets of
+ *    window_ms / DC_BREAKER_BUCKETS each (a bucket's counts saturate at 65535); it starts empty
+ *    again whenever the breaker opens or closes. While open no attempt goes out
  *    (dc_upstream_state_admit says OPEN, with the time left).
  *  - when the pause is over it is half-open: one attempt (the probe) goes out, the others are
  *    refused as if open. The probe's failure opens it again for twice the previous pause (up to
  *    `max_backoff`); any success closes it. A probe that never reports (its fetch was abandoned)
  *    is replaced after probe_timeout_ms.
+ *
+ * The fleet (upstream/breaker_fleet.h) shares openings and closings: dc_upstream_state_failure and
+ * _success say when this process changed the state, and dc_upstream_state_fleet_open / _close /
+ * _probe_elsewhere apply what another instance did. `opened_by` says who opened it last.
  */
 #ifndef DC_UPSTREAM_UPSTREAM_STATE_H
 #define DC_UPSTREAM_UPSTREAM_STATE_H
@@ -30,6 +38,9 @@ typedef struct dc_breaker_params {
     uint64_t backoff_ms; /* first pause */
     uint64_t max_backoff_ms;
     uint64_t probe_timeout_ms; /* a probe unheard of for this long is replaced (its fetch's deadline) */
+    double failure_ratio;      /* 0 = off; else failures / attempts in the window that open it */
+    uint64_t window_ms;        /* the ratio's sliding window */
+    uint32_t min_requests;     /* attempts in the window before the ratio counts */
 } dc_breaker_params_t;
 
 /* Recent head latencies of one origin, for hedging's p95 (lock-free: any worker records). Buckets
@@ -50,6 +61,10 @@ void dc_latwin_record(dc_latwin_t *w, uint64_t now_ms, uint64_t us);
 uint64_t dc_latwin_percentile_us(dc_latwin_t *w, uint64_t now_ms, unsigned p, uint32_t min_samples);
 /* Upper bound of bucket i in microseconds (UINT64_MAX for the last). */
 uint64_t dc_latwin_bound_us(unsigned i);
+#define DC_BREAKER_BUCKETS 10
+
+/* Who opened the breaker last. */
+typedef enum { DC_OPENED_NONE = 0, DC_OPENED_LOCAL, DC_OPENED_FLEET } dc_opened_by_t;
 
 typedef struct dc_upstream_state {
     _Atomic uint64_t consecutive_failures;
@@ -72,8 +87,17 @@ typedef struct dc_upstream_state {
      * none yet) and the lines suppressed in it */
     _Atomic uint64_t _log_window_ms[DC_CAUSE_COUNT];
     _Atomic uint64_t _log_suppressed[DC_CAUSE_COUNT];
-    dc_latwin_t latency; /* heads of attempts to this origin (hedging's p95) */
+    dc_latwin_t latency;   /* heads of attempts to this origin (hedging's p95) */
+    _Atomic int opened_by; /* dc_opened_by_t of the last opening (NONE once closed) */
+    /* failure ratio window: per bucket, bucket number (32 bits) | attempts (16) | failures (16) */
+    _Atomic uint64_t window[DC_BREAKER_BUCKETS];
 } dc_upstream_state_t;
+
+/* An opening this process decided (for the fleet): how long, and the how-many-th in a row. */
+typedef struct dc_breaker_opening {
+    uint64_t pause_ms;
+    uint32_t trips;
+} dc_breaker_opening_t;
 
 typedef enum {
     DC_BREAKER_PASS = 0, /* closed: send */
@@ -86,8 +110,27 @@ dc_breaker_verdict_t dc_upstream_state_admit(dc_upstream_state_t *s, const dc_br
                                              uint64_t *retry_in_ms);
 /* The same verdict without taking the probe or counting a refusal (a peek, for choosing a tier). */
 dc_breaker_verdict_t dc_upstream_state_peek(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms);
-void dc_upstream_state_success(dc_upstream_state_t *s, uint64_t now_ms);
-void dc_upstream_state_failure(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms);
+/* An attempt succeeded. Returns true when that closed a breaker that was open or half-open. */
+bool dc_upstream_state_success(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms);
+/* An attempt failed. Returns true when that opened the breaker (*out, may be NULL, says how). */
+bool dc_upstream_state_failure(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms,
+                               dc_breaker_opening_t *out);
+/* Failures and attempts in the ratio window at now_ms. */
+void dc_upstream_state_window(dc_upstream_state_t *s, const dc_breaker_params_t *p, uint64_t now_ms, uint32_t *attempts,
+                              uint32_t *failures);
+
+/* Another instance opened it: open until now_ms + remaining_ms unless it already is open at least
+ * that long; the count of openings in a row becomes at least `trips` (so the next pause grows
+ * fleet-wide). Any probe of ours is forgotten. Returns true when the state changed. */
+bool dc_upstream_state_fleet_open(dc_upstream_state_t *s, uint64_t now_ms, uint64_t remaining_ms, uint32_t trips);
+/* Another instance's probe succeeded: closed, as after a success here (without counting one).
+ * Returns true when it was open or half-open. */
+bool dc_upstream_state_fleet_close(dc_upstream_state_t *s);
+/* Half-open, and the fleet's probe is another instance's: refuse as if our probe were out
+ * (until that instance reports, or probe_timeout_ms). */
+void dc_upstream_state_probe_elsewhere(dc_upstream_state_t *s, uint64_t now_ms);
+/* "local", "fleet" or "none". */
+const char *dc_upstream_state_opened_by_name(dc_upstream_state_t *s);
 /* The pause after the n-th consecutive failure of something (n >= 1): backoff * 2^(n-1), capped.
  * Also used for a key whose refresh keeps failing. */
 uint64_t dc_breaker_backoff_ms(const dc_breaker_params_t *p, uint32_t n);

@@ -122,14 +122,14 @@ static void test_upstream_state(void **state)
 {
     dc_upstream_state_t s = {0};
     assert_string_equal(dc_upstream_state_name(&s, 0), "unknown");
-    dc_upstream_state_success(&s, 10);
+    dc_upstream_state_success(&s, &BP, 10);
     assert_string_equal(dc_upstream_state_name(&s, 10), "up");
-    dc_upstream_state_failure(&s, &BP, 11);
-    dc_upstream_state_failure(&s, &BP, 12);
+    dc_upstream_state_failure(&s, &BP, 11, NULL);
+    dc_upstream_state_failure(&s, &BP, 12, NULL);
     assert_string_equal(dc_upstream_state_name(&s, 12), "up");
-    dc_upstream_state_failure(&s, &BP, 13);
+    dc_upstream_state_failure(&s, &BP, 13, NULL);
     assert_string_equal(dc_upstream_state_name(&s, 13), "down");
-    dc_upstream_state_success(&s, 14);
+    dc_upstream_state_success(&s, &BP, 14);
     assert_string_equal(dc_upstream_state_name(&s, 14), "up");
 }
 
@@ -150,17 +150,17 @@ static void test_breaker_cycle(void **state)
     dc_upstream_state_t s = {0};
     uint64_t in = 0;
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 100, &in), DC_BREAKER_PASS);
-    dc_upstream_state_failure(&s, &BP, 100);
-    dc_upstream_state_failure(&s, &BP, 110);
+    dc_upstream_state_failure(&s, &BP, 100, NULL);
+    dc_upstream_state_failure(&s, &BP, 110, NULL);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 120, &in), DC_BREAKER_PASS);
     assert_string_equal(dc_upstream_state_breaker_name(&s, 120), "closed");
-    dc_upstream_state_failure(&s, &BP, 120); /* third: opens for 1 s */
+    dc_upstream_state_failure(&s, &BP, 120, NULL); /* third: opens for 1 s */
     assert_string_equal(dc_upstream_state_breaker_name(&s, 121), "open");
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 121, &in), DC_BREAKER_OPEN);
     assert_int_equal(in, 999);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 1119, &in), DC_BREAKER_OPEN);
     /* an attempt sent before it opened reports late: no longer pause */
-    dc_upstream_state_failure(&s, &BP, 500);
+    dc_upstream_state_failure(&s, &BP, 500, NULL);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 1119, &in), DC_BREAKER_OPEN);
     assert_int_equal(in, 1);
     /* half-open: exactly one probe */
@@ -169,21 +169,21 @@ static void test_breaker_cycle(void **state)
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 1121, &in), DC_BREAKER_OPEN);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 1200, &in), DC_BREAKER_OPEN);
     /* the probe fails: open for 2 s */
-    dc_upstream_state_failure(&s, &BP, 1300);
+    dc_upstream_state_failure(&s, &BP, 1300, NULL);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 3299, &in), DC_BREAKER_OPEN);
     assert_int_equal(in, 1);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 3300, &in), DC_BREAKER_PROBE);
-    dc_upstream_state_failure(&s, &BP, 3400); /* 4 s */
+    dc_upstream_state_failure(&s, &BP, 3400, NULL); /* 4 s */
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 7399, &in), DC_BREAKER_OPEN);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 7400, &in), DC_BREAKER_PROBE);
-    dc_upstream_state_success(&s, 7450);
+    dc_upstream_state_success(&s, &BP, 7450);
     assert_string_equal(dc_upstream_state_breaker_name(&s, 7450), "closed");
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 7451, &in), DC_BREAKER_PASS);
     assert_int_equal(atomic_load(&s.opened_total), 3);
     assert_true(atomic_load(&s.refused_total) >= 6);
     /* after a success the next opening pauses 1 s again */
     for (int i = 0; i < 3; i++)
-        dc_upstream_state_failure(&s, &BP, 8000);
+        dc_upstream_state_failure(&s, &BP, 8000, NULL);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 8999, &in), DC_BREAKER_OPEN);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 9000, &in), DC_BREAKER_PROBE);
 }
@@ -194,7 +194,7 @@ static void test_breaker_lost_probe(void **state)
     dc_upstream_state_t s = {0};
     uint64_t in = 0;
     for (int i = 0; i < 3; i++)
-        dc_upstream_state_failure(&s, &BP, 0);
+        dc_upstream_state_failure(&s, &BP, 0, NULL);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 1000, &in), DC_BREAKER_PROBE);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 5999, &in), DC_BREAKER_OPEN);
     assert_int_equal(dc_upstream_state_admit(&s, &BP, 6000, &in), DC_BREAKER_PROBE);
