@@ -1049,9 +1049,11 @@ static const dc__directive_t rule_rows[] = {
      .enum_names = validate_names,
      .enum_values = validate_values,
      .doc = "json: a 2xx answer's body must parse as JSON, else the answer is an upstream failure: never stored, "
-            "never written to L2, never handed to collapsed waiters as a success; they and the client get the "
-            "stale copy (within stale_if_error) or a 502 whose JSON error names the reason, and it counts as a "
-            "failure of the upstream (health, breaker). validate_rules and payload_time imply json. Bodies are "
+            "never written to L2, never handed to collapsed waiters as a success; like a 5xx it counts as a failure "
+            "of the tier that answered (health, breaker) and the fetch moves to the next tier or retries when its "
+            "retry rules, retry budget and deadline allow; else they and the client get the stale copy (within "
+            "stale_if_error) or a 502 whose JSON error names the reason. validate_rules and payload_time imply "
+            "json. Bodies are "
             "validated up to 4 MiB (decoded): a validated answer's head waits for its whole body up to that "
             "size; larger ones stream as before and are not checked"},
     {.name = "validate_rules",

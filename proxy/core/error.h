@@ -24,7 +24,8 @@
     X(AGAIN, "try again")                                                                                              \
     X(UNAVAIL, "upstream unavailable (circuit breaker open)")                                                          \
     X(BIND, "cannot bind listener")                                                                                    \
-    X(ABI, "plugin ABI mismatch")
+    X(ABI, "plugin ABI mismatch")                                                                                      \
+    X(VALIDATION, "upstream answer failed validation")
 
 enum {
     DC_OK = 0,

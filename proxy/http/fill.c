@@ -29,6 +29,7 @@
 #include "cache/l2fleet.h"
 #include "cache/policy.h"
 #include "cache/variants.h"
+#include "cache/validate.h"
 #include "cache/vary.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -416,10 +417,55 @@ static void start_decoding(dc_fill_t *fill, const head_t *h, bool client_gzip)
     }
 }
 
+/* The fetch makes another attempt after our judge rejected the answer it had delivered: nobody saw
+ * any of that answer (it was held for validation), so all that its head and body made is dropped. */
+static void drop_attempt(dc_fill_t *fill)
+{
+    DC_ASSERT(!fill->leader_started && fill->growing == NULL);
+    dc_shared_body_release(fill->sb);
+    fill->sb = NULL;
+    dc_shared_body_release(fill->sb_ident);
+    fill->sb_ident = NULL;
+    if (fill->inflating)
+        inflateEnd(&fill->zs);
+    fill->inflating = false;
+    if (fill->sha_on)
+        mbedtls_sha256_free(&fill->sha);
+    fill->sha_on = false;
+    free(fill->vary_key);
+    fill->vary_key = NULL;
+    fill->vary_key_len = fill->vary_names_len = 0;
+    fill->completed = fill->checked = fill->validating = fill->leader_decoded = false;
+    fill->complete_err = fill->check_err = 0;
+    fill->fail_reason = NULL;
+    fill->pass_detail = NULL;
+    fill->digest_tag[0] = '\0';
+    fill->mode = FILL_HEAD_WAIT;
+}
+
+int dc__fill_judge(void *data, dc_fetch_t *f, bool body)
+{
+    dc_fill_t *fill = data;
+    DC_CHECK_MAGIC(fill, FILL_MAGIC);
+    if (!body) {
+        /* fail_statuses: another tier may answer better; if none can, on_head fails it */
+        if (!dc_validate_status_fails(fill->ctx.rule, dc_fetch_status(f)))
+            return 0;
+        fill->judged = true;
+        return DC_EVALIDATION;
+    }
+    if (!fill->validating || fill->completed)
+        return 0;
+    fill->judged = true;
+    return dc__fill_check_body(fill) == 0 ? 0 : DC_EVALIDATION;
+}
+
 static void on_head(void *data, dc_fetch_t *f)
 {
     dc_fill_t *fill = data;
     DC_CHECK_MAGIC(fill, FILL_MAGIC);
+    if (fill->sb != NULL)
+        drop_attempt(fill); /* a head again: our judge rejected the last answer */
     head_t h = {.f = f, .status = dc_fetch_status(f), .now = dc_now_wall_ms()};
     h.hs = dc_fetch_headers(f, &h.n);
 
@@ -673,7 +719,7 @@ static void start_fetch(dc_fill_t *fill)
         fr.hedge_floor_ms = hg->floor_ms;
         fr.hedge_next_tier = hg->tier == DC_HEDGE_TIER_NEXT;
     }
-    static const dc_fetch_callbacks_t cbs = {on_head, dc__fill_on_body, on_done};
+    static const dc_fetch_callbacks_t cbs = {on_head, dc__fill_on_body, on_done, dc__fill_judge};
     free_lines(fill->sent_lines); /* a second fetch (unconditional after a mismatched 304) */
     fill->sent_lines = dc_calloc(nh + 1, sizeof(char *));
     for (size_t i = 0; i < nh; i++)

@@ -223,8 +223,8 @@ int dc__fill_on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
     }
     int64_t cl = dc_fetch_content_length(f);
     if ((fill->mode == FILL_STORE || fill->mode == FILL_SHARE) && !fill->completed && cl >= 0 &&
-        fill->sb->body.len == (size_t)cl)
-        fill->complete_err = dc__fill_complete_body(fill, f);
+        fill->sb->body.len == (size_t)cl && !fill->validating)
+        fill->complete_err = dc__fill_complete_body(fill, f); /* a validated one: after the verdict (judge) */
     /* a body being validated is held back whole (up to DC_VALIDATE_MAX_BODY): nobody sees an answer
      * that may still fail */
     bool held = !fill->completed && dc__fill_holds_for_validation(fill);
@@ -245,16 +245,26 @@ int dc__fill_on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
  * dc__fill_on_body as soon as Content-Length bytes have arrived (before the leader is sent its last bytes,
  * so a client that saw a complete answer finds it stored), or from on_done otherwise. Returns 0 or
  * the error that made the body unusable. */
-int dc__fill_complete_body(dc_fill_t *fill, dc_fetch_t *f)
+int dc__fill_check_body(dc_fill_t *fill)
 {
+    if (fill->checked)
+        return fill->check_err;
+    fill->checked = true;
     int err = 0;
-    fill->completed = true;
     if (fill->inflating && fill->zs.total_in > 0 && inflate(&fill->zs, Z_FINISH) != Z_STREAM_END) {
         dc_log_warn("upstream %s sent a truncated gzip body for %s", fill->ctx.route->upstream->name, fill->key);
         err = DC_EUPSTREAM;
     }
     if (err == 0)
         err = dc__fill_validate_body(fill);
+    fill->check_err = err;
+    return err;
+}
+
+int dc__fill_complete_body(dc_fill_t *fill, dc_fetch_t *f)
+{
+    fill->completed = true;
+    int err = dc__fill_check_body(fill);
     if (err != 0) {
         dc__fill_finish_with_error(fill, err, fill->fail_reason != NULL ? dc_fetch_status(f) : 0);
         return err;

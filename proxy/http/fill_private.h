@@ -85,7 +85,10 @@ typedef struct dc_fill {
     char *vary_key;
     size_t vary_key_len;
     /* validation (fill_validate.c) */
-    bool validating;         /* a 2xx answer whose body the rule checks before anyone sees it */
+    bool validating; /* a 2xx answer whose body the rule checks before anyone sees it */
+    bool judged;     /* the fetch asked our verdict (judge): it counted a rejection on its tier */
+    bool checked;    /* dc__fill_check_body ran for this answer: check_err is its result */
+    int check_err;
     const char *fail_reason; /* the answer failed: the 502 message (interned, process lifetime), else NULL */
 } dc_fill_t;
 
@@ -106,6 +109,11 @@ void dc__fill_finish_with_error(dc_fill_t *fill, int err, int fwd_status);
 int dc__fill_on_body(void *data, dc_fetch_t *f, const char *buf, size_t len);
 /* Every byte of a STORE/SHARE answer is here: store it and hand it to the waiters. Returns 0 or
  * the error that made the body unusable. */
+/* fill_body.c: the end checks of a complete body (a gzip stream that ends, the rule's validation),
+ * once per answer: 0 or the error that makes it unusable (fail_reason says why for validation). */
+int dc__fill_check_body(dc_fill_t *fill);
+/* fill.c: the fetch's judge (upstream/fetch.h): our verdict on an answer's head or complete body. */
+int dc__fill_judge(void *data, dc_fetch_t *f, bool body);
 int dc__fill_complete_body(dc_fill_t *fill, dc_fetch_t *f);
 /* The fetch is over for the leader (err == 0: complete). */
 void dc__fill_end_leader(dc_fill_t *fill, dc_fetch_t *f, int err);

@@ -43,12 +43,14 @@ static const char *intern(const char *text)
 static void note_failure(dc_fill_t *fill, const char *reason)
 {
     const dc_config_upstream_t *up = fill->ctx.route->upstream;
+    fill->fail_reason = reason;
+    dc_log_warn("upstream %s: %s (%s)", up->name, reason, fill->key);
+    if (fill->judged)
+        return; /* the fetch asked our verdict: it counted the failure on the tier that answered */
     dc_breaker_params_t bp = dc_upstream_breaker_params(up, 0);
     dc_breaker_opening_t o;
     if (dc_upstream_state_failure(&fill->ctx.up_rt->health, &bp, dc_now_mono_ms(), &o))
         dc_breaker_fleet_opened(up->name, 0, &o, bp.max_backoff_ms); /* every instance stops too */
-    fill->fail_reason = reason;
-    dc_log_warn("upstream %s: %s (%s)", up->name, reason, fill->key);
 }
 
 bool dc__fill_status_fails(dc_fill_t *fill, int status)

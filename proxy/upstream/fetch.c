@@ -345,6 +345,18 @@ static bool plan_failover(dc_fetch_t *f, dc_tier_fail_t why)
     return true;
 }
 
+/* An answer the caller's judge rejected (fetch.h): may another attempt be made, now on another
+ * tier or after the backoff? Takes the retry slot when it may. */
+static bool judged_retry(dc_fetch_t *f)
+{
+    if (f->hedge != NULL)
+        return false; /* the running hedge is that other attempt */
+    if (plan_failover(f, DC_TIER_FAIL_VALIDATION))
+        return true;
+    uint64_t delay = dc_retry_backoff_ms(f->opts.retry_backoff_ms, f->attempts - f->failovers, 0);
+    return can_retry(f) && dc_retry_fits(dc_now_mono_ms(), delay, f->deadline_ms) && take_retry_slot(f);
+}
+
 /* ---- hedging (fetch.h) ---- */
 
 #define HEDGE_MIN_SAMPLES 20 /* recent heads a tier needs before its p95 is used */
@@ -703,12 +715,26 @@ static size_t end_of_head(dc_fetch_t *f, size_t len)
     f->hedge_at_ms = 0;
     if (f->health != NULL && !hedge_failure_status(f->status))
         dc_latwin_record(&f->health->latency, dc_now_mono_ms(), dc_now_mono_us() - f->attempt_started_us);
-    record_attempt(f, f->status >= 500);
+    bool rejected = false; /* the caller's verdict at the head (fetch.h judge) */
+    if (f->cbs.judge != NULL && !hedge_failure_status(f->status)) {
+        f->in_callback = true;
+        rejected = f->cbs.judge(f->data, f, false) != 0;
+        f->in_callback = false;
+        if (f->aborted)
+            return 0;
+    }
+    record_attempt(f, f->status >= 500 || rejected);
     uint64_t ra = f->status == 429 ? retry_after_us_from(f) : 0;
     budget_learn_status(f, ra);
     size_t keys_usable;
     bool key_rejected = quarantine_rejected_key(f, &keys_usable);
-    if (!head_is_delivered(f, key_rejected, keys_usable, ra))
+    if (rejected && judged_retry(f)) {
+        f->discard = true; /* aborts this attempt; done handler starts the next one */
+        f->last_err = DC_EVALIDATION;
+        f->pause_ms = 0;
+        return 0;
+    }
+    if (!rejected && !head_is_delivered(f, key_rejected, keys_usable, ra))
         return 0; /* aborts this attempt; done handler schedules the retry */
     if (f->hedge != NULL) {
         if (hedge_failure_status(f->status)) { /* dropped: the running hedge may still answer well */
@@ -1014,6 +1040,32 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
         if (err == DC_EPROTO)
             dc_log_warn("upstream %s: the body does not match its framing (%llu bytes, %lld announced)", f->url,
                         (unsigned long long)f->body_bytes, (long long)f->framing.content_length);
+        if (err == 0 && f->cbs.judge != NULL) { /* a hedge has no judge: its parent checks itself */
+            f->in_callback = true;
+            int verdict = f->cbs.judge(f->data, f, true);
+            f->in_callback = false;
+            if (f->aborted) {
+                release(f);
+                return;
+            }
+            if (verdict != 0) {
+                record_attempt(f, true); /* its head counted as a success; the answer was not */
+                if (judged_retry(f)) {
+                    f->head_delivered = false; /* the caller waits for the next attempt's head */
+                    uint64_t delay = 0;
+                    if (!f->failover_next) {
+                        delay = dc_retry_backoff_ms(f->opts.retry_backoff_ms, f->attempts - f->failovers, random());
+                        f->tried = 0;
+                    }
+                    f->last_err = DC_EVALIDATION;
+                    f->state = ST_BACKOFF;
+                    uv_timer_start(&f->timer, on_deadline, delay, 0);
+                    return;
+                }
+                finish(f, DC_EVALIDATION);
+                return;
+            }
+        }
         if (err != 0) {
             record_attempt(f, true); /* the body broke off or lied */
             char why[128];

@@ -6,7 +6,8 @@
  *  - dc_fetch_start() copies everything it needs (URL, body, headers) and returns a fetch that the
  *    fetch module owns. The caller gets exactly one of: on_done (after which the fetch frees itself;
  *    do not touch it once on_done returns), or nothing at all after dc_fetch_abort().
- *  - on_head runs once, when the final response head of the attempt that will be used is known.
+ *  - on_head runs once, when the final response head of the attempt that will be used is known
+ *    (again only after the caller's judge rejected an answer and another attempt is made).
  *    Retryable answers (connect errors, resets, 502/503/504, 401/403 with another key to try) are
  *    retried before on_head when the request is idempotent; after on_head nothing is retried.
  *  - on_body returns 0 when it took the bytes, or 1 to refuse them: the transfer pauses and the
@@ -52,6 +53,16 @@ typedef struct dc_fetch_callbacks {
      * dc_fetch_retry_after_ms), DC_EUNAVAIL (the upstream's breaker is open: nothing was sent; see
      * dc_fetch_retry_after_ms). */
     void (*on_done)(void *data, dc_fetch_t *f, int err);
+    /* Optional (NULL: every answer is good): the caller's verdict on an answer before it is used,
+     * 0 = good, DC_EVALIDATION = it counts as a failure of the attempt's tier (health, breaker).
+     * Asked at its head (body false; a status below 500 other than 429, before on_head), and, for
+     * an answer whose head was delivered, once its body is complete (body true, before on_done;
+     * never for a hedge's answer). A rejected answer is treated like a 5xx: an idempotent fetch
+     * moves to another tier or retries after the backoff when its retry rules, retry budget and
+     * deadline allow, and on_head then runs again for the new attempt's head (the caller drops
+     * what it made of the rejected one); otherwise a rejected head is delivered as it is (the
+     * caller fails it itself) and a rejected body ends with on_done(DC_EVALIDATION). */
+    int (*judge)(void *data, dc_fetch_t *f, bool body);
 } dc_fetch_callbacks_t;
 
 typedef struct dc_fetch_request {

@@ -7,7 +7,7 @@
  * attempt to the first tier that is not cordoned, whose breaker admits it (closed, or the half-open
  * probe) and, preferably, whose budget is not cooling down after a 429; a tier without budget is
  * still used when no tier below has any. After a failed attempt (connect error, reset, timeout,
- * 5xx, 429, later: an answer that fails validation) an idempotent fetch moves down to the next
+ * 5xx, 429, an answer that fails validation: fetch.h judge) an idempotent fetch moves down to the next
  * tier not tried yet in this round, at once (no backoff: it is another origin); when every tier was
  * tried, the ordinary retry rules (upstream/retry.h) start a new round from the top after the
  * backoff. A non-idempotent request moves down only when nothing reached the origin (the
@@ -51,7 +51,7 @@ typedef enum {
     DC_TIER_FAIL_TRANSPORT,   /* reset, nothing received, TLS: bytes may have reached the origin */
     DC_TIER_FAIL_TIMEOUT,     /* the attempt's own timeout (attempt_timeout) */
     DC_TIER_FAIL_STATUS,      /* 5xx or 429 */
-    DC_TIER_FAIL_VALIDATION,  /* the answer failed the route's validation (reserved: not reported yet) */
+    DC_TIER_FAIL_VALIDATION,  /* the answer failed the route's validation (fail_statuses, body checks) */
 } dc_tier_fail_t;
 
 /* What the chooser knows of tier i. */

@@ -40,6 +40,8 @@ routes:
     no_cache: [/swap/]
     cache:
       - {{ path: /price/v3, ttl: 30s }}
+      - {{ path: /tokens/v2, ttl: 30s, validate: json }}
+      - {{ path: /respond, ttl: 30s, fail_statuses: [404] }}
 """
 
 
@@ -256,3 +258,50 @@ def test_pass_through_post_not_failed_over_once_sent(fo):
         assert r.status_code == 200
         assert r.headers["cache-status"] == "dexcache; fwd=bypass; detail=tier-2"
         assert totals(fo) == (2, 1)
+
+
+def test_tier1_answer_failing_validation_moves_down(fo):
+    """Tier 1 answers 200 with a body that is not JSON on a `validate: json` rule: the answer is a
+    failure of tier 1 (its health counts it) and tier 2's answer is served and stored; tier 1's is
+    never seen by anyone."""
+    fo.add_rule({"profile": "jup_a", "route": "/tokens/*", "html200": True})
+    with Dexcache(config(fo)) as d:
+        r = requests.get(d.url + "/jup/tokens/v2/tag?query=verified", timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.headers["cache-status"] == "dexcache; fwd=miss; stored; detail=tier-2"
+        r.json()
+        assert totals(fo) == (1, 1)
+        assert tier_health(d, 1)["consecutive_failures"] == 1
+        assert tier_health(d, 2)["consecutive_failures"] == 0
+        r = requests.get(d.url + "/jup/tokens/v2/tag?query=verified", timeout=10)
+        assert r.headers["x-cache"] == "HIT" and totals(fo) == (1, 1)
+
+
+def test_failed_validation_on_every_tier_counts_on_each_and_stores_nothing(fo):
+    """Both tiers answer HTML in a 200: one attempt each, the client gets the 502 naming the reason,
+    each tier's own health counts its failure (it used to be tier 1's whatever tier answered), and
+    nothing is stored."""
+    fo.add_rule({"route": "/tokens/*", "html200": True})
+    with Dexcache(config(fo)) as d:
+        r = requests.get(d.url + "/jup/tokens/v2/tag?query=verified", timeout=10)
+        assert r.status_code == 502 and "validation" in r.json()["error"], r.text
+        assert totals(fo) == (1, 1)
+        assert tier_health(d, 1)["consecutive_failures"] == 1
+        assert tier_health(d, 2)["consecutive_failures"] == 1
+        fo.reset()
+        r = requests.get(d.url + "/jup/tokens/v2/tag?query=verified", timeout=10)
+        assert r.status_code == 200 and r.headers["x-cache"] == "MISS"
+
+
+def test_tier1_fail_status_moves_down(fo):
+    """A status the rule lists in fail_statuses (404) from tier 1 is a failure of tier 1: tier 2's
+    200 is served; a 404 from both is the client's 502 and stores nothing."""
+    fo.add_rule({"profile": "jup_a", "route": "/respond", "status": 404})
+    with Dexcache(config(fo)) as d:
+        r = requests.get(d.url + "/jup/respond?x=1", timeout=10)
+        assert r.status_code == 200 and "detail=tier-2" in r.headers["cache-status"], (r.status_code, r.headers)
+        assert totals(fo) == (1, 1)
+        assert tier_health(d, 1)["consecutive_failures"] == 1
+        r = requests.get(d.url + "/jup/respond?x=2&status=404", timeout=10)
+        assert r.status_code == 502 and "404" in r.json()["error"], r.text
+        assert totals(fo) == (2, 2)

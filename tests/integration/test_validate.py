@@ -16,7 +16,12 @@ from sse_client import SSEClient
 CONFIG = PREAMBLE + """
 upstreams:
   jupiter: {{ url: "%(jup)s", retries: 0, breaker: {{ failures: 1000 }} }}
+  jupretry: {{ url: "%(jup)s", retries: 1, retry_backoff: 10ms, breaker: {{ failures: 1000 }} }}
 routes:
+  - prefix: /retry
+    upstream: jupretry
+    cache:
+      - {{ path: /tokens/v2, ttl: 30s, validate: json }}
   - prefix: /v
     upstream: jupiter
     cache:
@@ -280,4 +285,20 @@ def test_stream_interval_under_longer_route_ttl(fake, origin):
             bumper.join(5)
         if c:
             c.close()
+        d.stop()
+
+
+def test_answer_failing_validation_is_retried_when_retries_allow(fake, origin):
+    """One origin, retries: 1: an answer whose body fails validation is retried like a 5xx, and the
+    good second answer is served and stored; the bad one was never seen."""
+    origin.add_rule({"route": "/tokens/*", "html200": True, "next": 1})
+    d = start(fake)
+    try:
+        r = requests.get(d.url + "/retry/tokens/v2/tag?query=verified", timeout=10)
+        assert r.status_code == 200, r.text
+        assert isinstance(r.json(), list) and r.headers["x-cache"] == "MISS"
+        assert origin.stats()["jup"]["by_route"].get("/tokens/v2/tag", 0) == 2
+        r = requests.get(d.url + "/retry/tokens/v2/tag?query=verified", timeout=10)
+        assert r.headers["x-cache"] == "HIT"
+    finally:
         d.stop()
