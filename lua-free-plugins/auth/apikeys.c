@@ -164,9 +164,12 @@ int dca_apikeys_load_file(dca_apikeys_t *s, const char *path, char *err, size_t 
             ret = dca_fail(err, errlen, "%s:%u: line too long", path, lineno);
             break;
         }
+        char *start = line;
+        if (lineno == 1 && memcmp(line, "\xef\xbb\xbf", 3) == 0)
+            start += 3; /* a UTF-8 byte order mark (editors on Windows): not part of the first key */
         char *field[4] = {NULL}, *save = NULL;
         int nf = 0;
-        for (char *t = strtok_r(line, " \t\r\n", &save); t != NULL; t = strtok_r(NULL, " \t\r\n", &save))
+        for (char *t = strtok_r(start, " \t\r\n", &save); t != NULL; t = strtok_r(NULL, " \t\r\n", &save))
             if (nf < 4)
                 field[nf++] = t;
             else

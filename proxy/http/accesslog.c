@@ -57,8 +57,26 @@ static void putf(line_t *l, const char *fmt, ...)
         l->len += (size_t)n < l->cap - l->len ? (size_t)n : l->cap - l->len - 1;
 }
 
-/* A JSON string body: quote, backslash, control bytes and bytes >= 0x7f as \u00XX (valid JSON from any
- * bytes; a non-ASCII byte reads as its Latin-1 code point). */
+/* Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no overlongs, surrogates or
+ * code points above U+10FFFF), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+    if (len == 0 || len > n || c > 0xf4)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return len;
+}
+
+/* A JSON string body: quote, backslash, control bytes and DEL escaped; well-formed UTF-8 as it is
+ * (a path /jup/\xc3\xa9 reads "é"); any other byte as U+FFFD, so the line is valid JSON in UTF-8
+ * whatever bytes came in. */
 static void put_json(line_t *l, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -67,11 +85,19 @@ static void put_json(line_t *l, const char *s, size_t n)
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
             put(l, e, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
+        } else if (c < 0x20 || c == 0x7f) {
             char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             put(l, e, 6);
-        } else {
+        } else if (c < 0x80) {
             put(l, (const char *)&c, 1);
+        } else {
+            size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+            if (k == 0) {
+                put(l, H2O_STRLIT("\\ufffd"));
+            } else {
+                put(l, s + i, k);
+                i += k - 1;
+            }
         }
     }
 }
@@ -148,7 +174,7 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
     line_t l = {buf, sizeof(buf), 0};
     switch (format) {
     case DC_LOG_FORMAT_JSON:
-        putf(&l, "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"", ts, dc_request_client_ip(r));
+        putf(&l, "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"", ts, dc_request_real_ip(r));
         put_json(&l, req->input.method.base, (size_t)mlen);
         put(&l, H2O_STRLIT("\",\"path\":\""));
         put_json(&l, path.base, pathlen);
@@ -166,7 +192,7 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
     case DC_LOG_FORMAT_COMBINED: {
         const h2o_iovec_t *referer = header_of(req, H2O_TOKEN_REFERER);
         const h2o_iovec_t *ua = header_of(req, H2O_TOKEN_USER_AGENT);
-        putf(&l, "%s - - [%s] \"", dc_request_client_ip(r), ts);
+        putf(&l, "%s - - [%s] \"", dc_request_real_ip(r), ts);
         put_nginx(&l, req->input.method.base, (size_t)mlen);
         put(&l, " ", 1);
         put_nginx(&l, path.base, pathlen);
@@ -190,10 +216,13 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
         break;
     }
     default:
-        putf(&l,
-             "time=%s client=%s method=%.*s path=\"%.*s\" status=%d bytes=%zu dur_ms=%.3f up_ms=%.3f "
-             "attempts=%u cache=%s rid=%s",
-             ts, dc_request_client_ip(r), mlen, req->input.method.base, (int)pathlen, path.base, req->res.status,
+        /* what the client chose (method, path) is escaped: nothing it sends can end the field and
+         * forge another (path="/x\" status=200 rid=..." once read as a second status) */
+        putf(&l, "time=%s client=%s method=", ts, dc_request_real_ip(r));
+        put_nginx(&l, req->input.method.base, (size_t)mlen);
+        put(&l, H2O_STRLIT(" path=\""));
+        put_nginx(&l, path.base, pathlen);
+        putf(&l, "\" status=%d bytes=%zu dur_ms=%.3f up_ms=%.3f attempts=%u cache=%s rid=%s", req->res.status,
              req->bytes_sent, dur_ms, (double)r->upstream_us / 1000.0, r->attempts, cache, r->request_id);
         if (tiered)
             putf(&l, " tier=%u", r->tier);

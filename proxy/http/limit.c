@@ -154,15 +154,8 @@ bool dc__http_start_limit(dc_request_t *r)
             clen = (size_t)snprintf(client, sizeof(client), "h:%.*s", (int)(v.len > 80 ? 80 : v.len), v.base);
         }
     }
-    if (clen == 0) {
-        ssize_t x = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-for"), -1);
-        ssize_t c = h2o_find_header_by_str(&req->headers, H2O_STRLIT("cf-connecting-ip"), -1);
-        clen = dc_client_id(dc_request_client_ip(r), x >= 0 ? req->headers.entries[x].value.base : NULL,
-                            x >= 0 ? req->headers.entries[x].value.len : 0,
-                            c >= 0 ? req->headers.entries[c].value.base : NULL,
-                            c >= 0 ? req->headers.entries[c].value.len : 0, r->ctx.snap->trusted, r->ctx.snap->ntrusted,
-                            client, sizeof(client));
-    }
+    if (clen == 0)
+        clen = (size_t)snprintf(client, sizeof(client), "%s", dc_request_real_ip(r));
     size_t plen = strlen(route->prefix);
     size_t klen = plen + 1 + clen;
     char *key = h2o_mem_alloc_pool(&req->pool, klen);

@@ -77,6 +77,26 @@ const char *dc_request_client_ip(dc_request_t *r)
     return r->client_ip;
 }
 
+const char *dc_request_real_ip(dc_request_t *r)
+{
+    if (r->real_ip[0] != '\0' || r->req == NULL)
+        return r->real_ip[0] ? r->real_ip : dc_request_client_ip(r);
+    h2o_req_t *req = r->req;
+    const char *peer = dc_request_client_ip(r);
+    ssize_t x = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-for"), -1);
+    ssize_t c = h2o_find_header_by_str(&req->headers, H2O_STRLIT("cf-connecting-ip"), -1);
+    if (r->ctx.snap == NULL || r->ctx.snap->ntrusted == 0 || (x < 0 && c < 0)) {
+        snprintf(r->real_ip, sizeof(r->real_ip), "%s", peer);
+        return r->real_ip;
+    }
+    size_t n = dc_client_id(
+        peer, x >= 0 ? req->headers.entries[x].value.base : NULL, x >= 0 ? req->headers.entries[x].value.len : 0,
+        c >= 0 ? req->headers.entries[c].value.base : NULL, c >= 0 ? req->headers.entries[c].value.len : 0,
+        r->ctx.snap->trusted, r->ctx.snap->ntrusted, r->real_ip, sizeof(r->real_ip));
+    r->real_ip[n < sizeof(r->real_ip) ? n : sizeof(r->real_ip) - 1] = '\0';
+    return r->real_ip;
+}
+
 void dc_request_ref(dc_request_t *r)
 {
     DC_CHECK_MAGIC(r, DC_REQUEST_MAGIC);

@@ -61,6 +61,7 @@ typedef struct dc_request {
     dc_route_ctx_t ctx; /* holds one snapshot reference (ctx.snap), released with r */
     char request_id[72];
     char client_ip[INET6_ADDRSTRLEN]; /* "" until dc_request_client_ip() fills it (a syscall: lazily) */
+    char real_ip[64];                 /* "" until dc_request_real_ip() fills it */
     uint64_t start_us;
     const char *x_cache; /* X-Cache value, also for the access log */
     bool is_head;
@@ -149,6 +150,9 @@ typedef struct dc_request {
 
 /* The client's address as text, looked up on first use (hits with logging off never need it). */
 const char *dc_request_client_ip(dc_request_t *r);
+/* The client as limits and logs name it (ratelimit/clientid.h): the peer, or when the peer is one of
+ * server.trusted_proxies, CF-Connecting-IP / X-Forwarded-For. Looked up on first use, then kept. */
+const char *dc_request_real_ip(dc_request_t *r);
 /* Allocate / recycle request states through a small per-worker free list (no malloc per hit). */
 dc_request_t *dc_request_new(dc_worker_t *w);
 void dc_request_ref(dc_request_t *r);

@@ -215,18 +215,7 @@ static const char *req_client_ip(dexcache_req_t *pr)
 {
     if (!live(pr))
         return "";
-    h2o_req_t *req = pr->r->req;
-    ssize_t x = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-for"), -1);
-    ssize_t c = h2o_find_header_by_str(&req->headers, H2O_STRLIT("cf-connecting-ip"), -1);
-    if (pr->r->ctx.snap->ntrusted == 0 || (x < 0 && c < 0))
-        return dc_request_client_ip(pr->r);
-    char *out = h2o_mem_alloc_pool(&req->pool, 64);
-    size_t n = dc_client_id(
-        dc_request_client_ip(pr->r), x >= 0 ? req->headers.entries[x].value.base : NULL,
-        x >= 0 ? req->headers.entries[x].value.len : 0, c >= 0 ? req->headers.entries[c].value.base : NULL,
-        c >= 0 ? req->headers.entries[c].value.len : 0, pr->r->ctx.snap->trusted, pr->r->ctx.snap->ntrusted, out, 64);
-    out[n < 64 ? n : 63] = '\0';
-    return out;
+    return dc_request_real_ip(pr->r);
 }
 
 static const char *req_route(dexcache_req_t *pr)

@@ -180,7 +180,7 @@ void dc_sse_subscribe(dc_request_t *r, const dc_config_stream_t *st)
         dc_request_respond_error(r, 400, "malformed query");
         return;
     }
-    (void)dc_request_client_ip(r); /* now: the access log line is written once the client is gone */
+    (void)dc_request_real_ip(r); /* now: the access log line is written once the client is gone */
     dc_sse_sub_t *s = dc_calloc(1, sizeof(*s));
     s->qmax_bytes = st->max_subscriber_buffer;
     s->r = r;

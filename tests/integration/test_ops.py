@@ -493,3 +493,82 @@ def test_access_log_upstream_figures_for_batched_and_streamed_requests(fake, ori
         polls = origin.stats()["jup"]["total"] - polls_before
         assert stream["cache"] == "STREAM" and stream["client"] == "127.0.0.1", stream
         assert 2 <= stream["attempts"] <= polls and stream["up_ms"] > 0, (stream, polls)
+
+
+def raw_get(d, target):
+    """One HTTP/1.1 GET of `target` (bytes, sent as they are); returns the status."""
+    from rawhttp import read_response
+    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return read_response(s)[0]
+
+
+def test_kv_line_cannot_be_forged_by_the_path(fake, origin):
+    """A quote in the path used to end the kv line's path field, so the rest of the path read as
+    fields of its own (a forged status and request id); now it is escaped as the combined format
+    escapes it, and every field appears once."""
+    d = Dexcache(cfg(fake)).start()
+    try:
+        raw_get(d, b'/jup/echo?x="status=299_rid=forged\\')
+        assert wait_for(lambda: len(d.access_lines()) == 1, timeout=10)
+        line = d.access_lines()[0]
+        assert 'path="/jup/echo?x=\\x22status=299_rid=forged\\x5C" status=' in line, line
+        assert line.count('"') == 2, line  # the path field's own quotes only
+        assert line.count(" status=") == 1 and line.count(" rid=") == 1, line
+        assert re.search(r' status=(200|4\d\d) ', line), line
+    finally:
+        assert d.stop() == 0
+
+
+def test_json_line_keeps_utf8_and_replaces_bad_bytes(fake, origin):
+    """UTF-8 in a path is logged as the characters it spells (it was one \\u00XX per byte: mojibake);
+    a byte that is not UTF-8 becomes U+FFFD; the line stays valid JSON."""
+    import json
+    d = Dexcache(cfg(fake).replace('log: {{ access: "{access_log}" }}',
+                                   'log: {{ access: "{access_log}", format: json }}')).start()
+    try:
+        raw_get(d, b"/jup/echo?w=caf\xc3\xa9&b=\xff\xfe&c=\xe2\x82")
+        assert wait_for(lambda: len(d.access_lines()) == 1, timeout=10)
+        with open(d.access_log, "rb") as f:
+            raw = f.read().strip()
+        raw.decode("utf-8")  # valid UTF-8
+        entry = json.loads(raw)
+        assert entry["path"] == "/jup/echo?w=caf\u00e9&b=\ufffd\ufffd&c=\ufffd\ufffd", entry["path"]
+    finally:
+        assert d.stop() == 0
+
+
+TRUSTED = """
+listen: ["127.0.0.1:{port}"]
+workers: 1
+admin: {{ listen: "127.0.0.1:{admin_port}" }}
+log: {{ access: "{access_log}", format: json }}
+server: {{ trusted_proxies: ["127.0.0.1/32"] }}
+upstreams:
+  jupiter: {{ url: "%(jup)s" }}
+routes:
+  - {{ prefix: /jup, upstream: jupiter }}
+"""
+
+
+def test_log_names_the_client_behind_a_trusted_proxy(fake, origin):
+    """Behind a trusted proxy (Cloudflare), the log's client is CF-Connecting-IP / X-Forwarded-For,
+    the address limits use (it was always the proxy's); from an untrusted peer the headers count
+    for nothing."""
+    import json
+    d = Dexcache(TRUSTED % {"jup": fake.url("jup")}).start()
+    try:
+        for h in ({"CF-Connecting-IP": "203.0.113.9"}, {"X-Forwarded-For": "198.51.100.7, 127.0.0.1"}, {}):
+            assert requests.get(d.url + "/jup/echo", headers=h, timeout=10).status_code == 200
+        assert wait_for(lambda: len(d.access_lines()) == 3, timeout=10)
+        assert [json.loads(l)["client"] for l in d.access_lines()] == ["203.0.113.9", "198.51.100.7", "127.0.0.1"]
+    finally:
+        assert d.stop() == 0
+    d = Dexcache(cfg(fake).replace('log: {{ access: "{access_log}" }}',
+                                   'log: {{ access: "{access_log}", format: json }}')).start()
+    try:
+        requests.get(d.url + "/jup/echo", headers={"CF-Connecting-IP": "203.0.113.9"}, timeout=10)
+        assert wait_for(lambda: len(d.access_lines()) == 1, timeout=10)
+        assert json.loads(d.access_lines()[0])["client"] == "127.0.0.1"
+    finally:
+        assert d.stop() == 0

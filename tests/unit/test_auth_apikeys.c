@@ -149,12 +149,37 @@ static void test_ten_thousand(void **state)
     unlink(path);
 }
 
+/* A file saved with a UTF-8 byte order mark and CRLF line ends (Windows editors): the first key is
+ * the key, not BOM + key (it used to be refused forever while -t passed) */
+static void test_bom_and_crlf(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/dc_apikeys_bom_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("\xef\xbb\xbfsk_first_0123456789 first\r\nsk_second_0123456789 second\r\n", f);
+    fclose(f);
+    dca_apikeys_t *s = dca_apikeys_new();
+    char err[256];
+    assert_int_equal(dca_apikeys_load_file(s, path, err, sizeof(err)), 0);
+    assert_int_equal(dca_apikeys_count(s), 2);
+    const dca_apikey_t *k = dca_apikeys_lookup(s, "sk_first_0123456789", 19);
+    assert_non_null(k);
+    assert_string_equal(k->id, "first");
+    assert_null(dca_apikeys_lookup(s, "\xef\xbb\xbfsk_first_0123456789", 22));
+    assert_non_null(dca_apikeys_lookup(s, "sk_second_0123456789", 20));
+    dca_apikeys_free(s);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_lookup),
         cmocka_unit_test(test_file),
         cmocka_unit_test(test_ten_thousand),
+        cmocka_unit_test(test_bom_and_crlf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
