@@ -32,6 +32,8 @@ typedef struct dc_curl_loop {
     CURLM *multi;
     uv_timer_t timer;
     int closing;
+    struct sock_watch **_watch; /* indexed by descriptor: the watch of each socket curl has open */
+    size_t _nwatch;
     dc_list_t _active; /* transfers between add and done/remove, newest first, through x->_link */
     void (*on_closed)(struct dc_curl_loop *);
 } dc_curl_loop_t;
@@ -44,7 +46,9 @@ void dc_curl_global_cleanup(void);
 
 /* Returns 0 or DC_EIO. */
 int dc_curl_loop_init(dc_curl_loop_t *cl, uv_loop_t *loop);
-/* Start a transfer. The easy handle must have everything set; CURLOPT_PRIVATE is taken.
+/* Start a transfer. The easy handle must have everything set; CURLOPT_PRIVATE and
+ * CURLOPT_CLOSESOCKETFUNCTION/DATA are taken (a socket's watch lives until curl closes it, across
+ * the transfers of a kept-alive connection).
  * DC_EIO once the loop is closing (the done callback will not run). */
 int dc_curl_loop_add(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer);
 /* Abort a transfer without calling its done callback. Must not be called from inside one of
