@@ -215,6 +215,7 @@ int dc_curl_loop_init(dc_curl_loop_t *cl, uv_loop_t *loop)
     cl->closing = 0;
     cl->_watch = NULL;
     cl->_nwatch = 0;
+    cl->_neasy = 0;
     dc_list_init(&cl->_active);
     cl->multi = curl_multi_init();
     if (cl->multi == NULL)
@@ -266,9 +267,30 @@ void dc_curl_loop_unpause(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
     drain_messages(cl);
 }
 
+CURL *dc_curl_easy_get(dc_curl_loop_t *cl)
+{
+    if (cl->_neasy > 0)
+        return cl->_easy_pool[--cl->_neasy];
+    return curl_easy_init();
+}
+
+void dc_curl_easy_put(dc_curl_loop_t *cl, CURL *easy)
+{
+    if (easy == NULL)
+        return;
+    if (cl->closing || cl->_neasy == DC_CURL_EASY_POOL) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+    curl_easy_reset(easy);
+    cl->_easy_pool[cl->_neasy++] = easy;
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     dc_curl_loop_t *cl = h->data;
+    while (cl->_neasy > 0)
+        curl_easy_cleanup(cl->_easy_pool[--cl->_neasy]);
     curl_multi_cleanup(cl->multi); /* closes the cached connections: on_close_socket drops their watches */
     cl->multi = NULL;
     for (size_t i = 0; i < cl->_nwatch; i++) /* none should be left; never leak one */

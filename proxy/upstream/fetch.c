@@ -153,8 +153,7 @@ static void fetch_free(dc_fetch_t *f)
     free(f->attempt_url);
     if (f->slist)
         curl_slist_free_all(f->slist);
-    if (f->xfer.easy)
-        curl_easy_cleanup(f->xfer.easy);
+    DC_ASSERT(f->xfer.easy == NULL); /* given back to the loop by release() */
     f->magic = 0;
     free(f);
 }
@@ -197,6 +196,10 @@ static void release(dc_fetch_t *f)
         dc_retry_budget_leave(f->opts.retry_budget);
     f->holds_retry = f->counted = false;
     f->state = ST_FINISHED;
+    if (f->xfer.active) /* never expected: every caller ends the transfer first */
+        dc_curl_loop_remove(f->cl, &f->xfer);
+    dc_curl_easy_put(f->cl, f->xfer.easy); /* for the worker's next transfers */
+    f->xfer.easy = NULL;
     uv_timer_stop(&f->timer);
     uv_close((uv_handle_t *)&f->timer, on_timer_closed);
 }
@@ -863,10 +866,15 @@ static void begin_attempt(dc_fetch_t *f)
     f->state = ST_ATTEMPT;
     reset_head(f);
     if (f->xfer.easy == NULL)
-        f->xfer.easy = curl_easy_init();
+        f->xfer.easy = dc_curl_easy_get(f->cl); /* reset already */
     else
         curl_easy_reset(f->xfer.easy);
     CURL *e = f->xfer.easy;
+    if (e == NULL) {
+        f->last_err = DC_EUPSTREAM;
+        fail_soon(f, DC_EUPSTREAM);
+        return;
+    }
     build_request_headers(f);
     set_transfer_options(f, e);
     set_method_and_body(f, e);
