@@ -367,7 +367,8 @@ static size_t end_of_head(dc_fetch_t *f, size_t len)
     if (code > 0)
         f->status = (int)code;
     if (f->status >= 100 && f->status < 200)
-        return len; /* interim response: wait for the final one */
+        return len;                                      /* interim response: wait for the final one */
+    curl_easy_setopt(f->xfer.easy, CURLOPT_VERBOSE, 1L); /* from now on curl's texts reach on_debug */
     const char *bad = f->status < 200 || f->status > 599 ? "status outside 200-599" : NULL;
     if (bad == NULL && dc_framing_finish(&f->framing) != 0)
         bad = f->framing.error;
@@ -820,7 +821,9 @@ static void set_transfer_options(dc_fetch_t *f, CURL *e)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
     curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug);
     curl_easy_setopt(e, CURLOPT_DEBUGDATA, f);
-    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L); /* feeds on_debug only (never stderr) */
+    /* CURLOPT_VERBOSE (feeding on_debug only, never stderr) is turned on by end_of_head: the texts
+     * on_debug looks for all concern the body, and before that curl would format a dozen lines per
+     * transfer nobody reads */
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->opts.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
