@@ -126,8 +126,7 @@ static uint64_t retry_after_us_from(const dc_fetch_t *f)
 static void reset_head(dc_fetch_t *f)
 {
     for (size_t i = 0; i < f->nheaders; i++) {
-        free(f->headers[i].name);
-        free(f->headers[i].value);
+        free(f->headers[i].name); /* the value shares its allocation (store_header_line) */
     }
     f->nheaders = 0;
     free(f->reason);
@@ -141,9 +140,7 @@ static void fetch_free(dc_fetch_t *f)
 {
     reset_head(f);
     free(f->headers);
-    for (size_t i = 0; i < f->nreq_headers; i++)
-        free(f->req_headers[i]);
-    free(f->req_headers);
+    free(f->req_headers); /* the lines live in the same block (dc_fetch_start) */
     free(f->method);
     free(f->url);
     free(f->body);
@@ -287,13 +284,18 @@ static void store_header_line(dc_fetch_t *f, const dc_hline_t *line)
         f->headers = dc_realloc(f->headers, f->capheaders * sizeof(*f->headers));
     }
     dc_fetch_header_t *h = &f->headers[f->nheaders++];
-    size_t nlen = line->name_len;
-    h->name = dc_strndup(line->name, nlen);
+    size_t nlen = line->name_len, vlen = line->value_len;
+    /* one allocation per line: "name\0value\0" (reset_head frees the name only) */
+    h->name = dc_malloc(nlen + vlen + 2);
     for (size_t i = 0; i < nlen; i++)
-        h->name[i] = (char)tolower((unsigned char)h->name[i]);
+        h->name[i] = (char)tolower((unsigned char)line->name[i]);
+    h->name[nlen] = '\0';
     h->name_len = nlen;
-    h->value = dc_strndup(line->value, line->value_len);
-    h->value_len = line->value_len;
+    h->value = h->name + nlen + 1;
+    if (vlen > 0)
+        memcpy(h->value, line->value, vlen);
+    h->value[vlen] = '\0';
+    h->value_len = vlen;
 }
 
 /* The local budget (and, on a 429, every instance) learns from a final status; `ra` is a 429's
@@ -949,9 +951,18 @@ dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, co
         size_t n = 0;
         while (req->headers[n] != NULL)
             n++;
-        f->req_headers = dc_calloc(n ? n : 1, sizeof(char *));
+        /* one block: the pointer array, then the lines (fetch_free frees the block) */
+        size_t bytes = (n ? n : 1) * sizeof(char *);
         for (size_t i = 0; i < n; i++)
-            f->req_headers[i] = dc_strdup(req->headers[i]);
+            bytes += strlen(req->headers[i]) + 1;
+        f->req_headers = dc_malloc(bytes);
+        char *p = (char *)(f->req_headers + (n ? n : 1));
+        for (size_t i = 0; i < n; i++) {
+            size_t len = strlen(req->headers[i]) + 1;
+            memcpy(p, req->headers[i], len);
+            f->req_headers[i] = p;
+            p += len;
+        }
         f->nreq_headers = n;
     }
     if (req->body != NULL) {
