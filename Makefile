@@ -15,10 +15,11 @@ DEB_BENCH_PKGS := python3 nginx-light varnish wrk nghttp2-client curl python3-ma
 # `make deb` (dpkg-buildpackage with debhelper; lintian and adduser for the package test)
 DEB_DEB_PKGS := dpkg-dev debhelper fakeroot lintian adduser
 # `make test` adds the test tools: clang and libFuzzer, cmocka, redis, pytest and the Python clients,
-# openssl (TLS certificates), chromium (test_browser), man (man page rendering), prometheus (promtool). It runs
+# openssl (TLS certificates), strace (test_upstream_syscalls), chromium (test_browser), man (man page
+# rendering), prometheus (promtool). It runs
 # `bench/run --smoke` and tests/integration/test_package.py, so it takes the bench and deb sets too.
 DEB_TEST_PKGS := clang clang-format libclang-rt-14-dev libcmocka-dev redis-server python3 python3-pytest \
-	python3-requests python3-brotli python3-h2 python3-jwt python3-cryptography curl nghttp2-client openssl \
+	python3-requests python3-brotli python3-h2 python3-jwt python3-cryptography curl nghttp2-client openssl strace \
 	chromium man-db prometheus $(DEB_BENCH_PKGS) $(DEB_DEB_PKGS)
 
 .PHONY: install all deps deps-test deps-bench deps-deb deb build build-asan build-fuzz build-release-tests run test unit integration fuzz bench-smoke clean format format-check soak

@@ -7,6 +7,11 @@
  * the ceiling sends the same bytes as the server it is compared with (bench/run captures dexcache's
  * hit head). Two values are made per answer, as dexcache does: "@id" becomes a unique 20-digit id
  * (X-Request-Id) and "@age" the seconds since start (Age). Server: is "dexcache" when a head is given.
+ *
+ * Proxy mode, the ceiling of the pass-through scenario: h2o_bare PORT PREFIX=URL [THREADS], for
+ * example /p=http://127.0.0.1:8080/, hands every request under PREFIX to libh2o's own reverse proxy
+ * (its http1client and keep-alive socket pool on the same loop): the same server stack as dexcache
+ * with h2o's upstream client instead of libcurl, no cache.
  */
 #include <ctype.h>
 #include <h2o.h>
@@ -148,12 +153,50 @@ static void *worker(void *arg)
     return arg;
 }
 
+static void start_workers(int nthreads)
+{
+    pthread_t th[64];
+    for (int i = 0; i < nthreads && i < 64; i++)
+        pthread_create(&th[i], NULL, worker, NULL);
+    printf("READY %d\n", port);
+    fflush(stdout);
+    pthread_join(th[0], NULL);
+}
+
+/* PREFIX=URL: libh2o's reverse proxy under PREFIX, nothing else. */
+static int proxy_main(const char *spec, int nthreads)
+{
+    static h2o_url_t upstream;
+    const char *eq = strchr(spec, '=');
+    char prefix[256];
+    if (eq == NULL || (size_t)(eq - spec) >= sizeof(prefix) || h2o_url_parse(eq + 1, SIZE_MAX, &upstream) != 0)
+        return fprintf(stderr, "h2o_bare: proxy mode takes PREFIX=http://HOST:PORT/PATH\n"), 2;
+    memcpy(prefix, spec, eq - spec);
+    prefix[eq - spec] = '\0';
+    h2o_config_init(&gconf);
+    h2o_hostconf_t *host = h2o_config_register_host(&gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_proxy_config_vars_t pc = {.io_timeout = 30000, .keepalive_timeout = 60000};
+    h2o_proxy_register_reverse_proxy(h2o_config_register_path(host, prefix, 0), &upstream, &pc);
+    start_workers(nthreads);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3)
-        return fprintf(stderr, "usage: %s PORT BODY_FILE [THREADS [CONTENT_ENCODING|- [HEAD_FILE]]]\n", argv[0]), 2;
+        return fprintf(stderr,
+                       "usage: %s PORT BODY_FILE [THREADS [CONTENT_ENCODING|- [HEAD_FILE]]]\n"
+                       "       %s PORT PREFIX=URL [THREADS]\n",
+                       argv[0], argv[0]),
+               2;
     port = atoi(argv[1]);
     int nthreads = argc > 3 ? atoi(argv[3]) : 2;
+    /* glibc would otherwise grow and trim each thread arena around every request's pool chunk
+     * (sysmalloc + madvise showed at the top of a profile): keep the freed memory instead */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_TOP_PAD, 16 << 20);
+    if (argv[2][0] == '/' && strchr(argv[2], '=') != NULL)
+        return proxy_main(argv[2], nthreads);
     encoding = argc > 4 && strcmp(argv[4], "-") != 0 ? argv[4] : NULL;
     if (argc > 5)
         load_head(argv[5]);
@@ -167,10 +210,6 @@ int main(int argc, char **argv)
     if (fread(body.base, 1, body.len, f) != body.len)
         return 1;
     fclose(f);
-    /* glibc would otherwise grow and trim each thread arena around every request's pool chunk
-     * (sysmalloc + madvise showed at the top of a profile): keep the freed memory instead */
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
-    mallopt(M_TOP_PAD, 16 << 20);
     h2o_config_init(&gconf);
     if (nhead > 0)
         gconf.server_name = h2o_iovec_init(H2O_STRLIT("dexcache"));
@@ -180,11 +219,6 @@ int main(int argc, char **argv)
     h2o_hostconf_t *host = h2o_config_register_host(&gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_req;
-    pthread_t th[64];
-    for (int i = 0; i < nthreads && i < 64; i++)
-        pthread_create(&th[i], NULL, worker, NULL);
-    printf("READY %d\n", port);
-    fflush(stdout);
-    pthread_join(th[0], NULL);
+    start_workers(nthreads);
     return 0;
 }

@@ -24,6 +24,12 @@ sub vcl_recv {
     } else if (req.url ~ "^/f/") {
         set req.backend_hint = fake;
         set req.url = regsub(req.url, "^/f", "");
+    } else if (req.url ~ "^/p/") {
+        # scenario 11: pass-through, never cached
+        set req.backend_hint = static;
+        set req.url = regsub(req.url, "^/p", "");
+        unset req.http.Cookie;
+        return (pass);
     } else {
         return (synth(404));
     }

@@ -2,13 +2,22 @@
 #include "core/error.h"
 #include "core/log.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-/* One per socket curl asks us to watch; freed in the uv close callback. */
+/* One per socket curl asks us to watch. It lives as long as the socket, not the transfer: curl
+ * removes a kept-alive connection's socket between transfers (CURL_POLL_REMOVE) and asks for it again
+ * on the next one; the watch stays, idle, and what libuv has armed is changed only when the wanted
+ * events really change (each uv_poll_start costs an epoll_ctl ADD that fails with EEXIST, then a
+ * MOD). It is closed when curl closes the socket (on_close_socket), before the descriptor goes. */
 typedef struct sock_watch {
     uv_poll_t poll;
     curl_socket_t fd;
     dc_curl_loop_t *cl;
+    int events; /* UV_READABLE / UV_WRITABLE armed in libuv now; 0 = stopped */
+    bool idle;  /* curl removed the socket: a connection in its cache, between transfers */
 } sock_watch_t;
 
 int dc_curl_global_init(void)
@@ -52,9 +61,64 @@ static void drain_messages(dc_curl_loop_t *cl)
     }
 }
 
+/* ---- watches, by descriptor ---- */
+
+static sock_watch_t *watch_of(const dc_curl_loop_t *cl, curl_socket_t s)
+{
+    return s >= 0 && (size_t)s < cl->_nwatch ? cl->_watch[s] : NULL;
+}
+
+static void watch_set(dc_curl_loop_t *cl, curl_socket_t s, sock_watch_t *w)
+{
+    DC_ASSERT(s >= 0);
+    if ((size_t)s >= cl->_nwatch) {
+        size_t n = cl->_nwatch ? cl->_nwatch : 64;
+        while (n <= (size_t)s)
+            n *= 2;
+        cl->_watch = dc_realloc(cl->_watch, n * sizeof(*cl->_watch));
+        memset(cl->_watch + cl->_nwatch, 0, (n - cl->_nwatch) * sizeof(*cl->_watch));
+        cl->_nwatch = n;
+    }
+    cl->_watch[s] = w;
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events);
+
+/* Arm exactly `events` (0 stops); libuv is touched only when they differ from what is armed. */
+static int watch_arm(sock_watch_t *w, int events)
+{
+    if (events == w->events)
+        return 0;
+    int rc = events == 0 ? uv_poll_stop(&w->poll) : uv_poll_start(&w->poll, events, on_poll);
+    if (rc == 0)
+        w->events = events;
+    return rc;
+}
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* The socket is about to be closed: its watch goes first (uv_close takes the descriptor out of
+ * epoll, which must happen while it is still open: after close() its number may be another's). */
+static void watch_drop(dc_curl_loop_t *cl, sock_watch_t *w)
+{
+    watch_set(cl, w->fd, NULL);
+    uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+}
+
 static void on_poll(uv_poll_t *handle, int status, int events)
 {
     sock_watch_t *w = handle->data;
+    dc_curl_loop_t *cl = w->cl;
+    if (w->idle) {
+        /* an idle kept-alive connection became readable: the origin closed it (or sent bytes nobody
+         * asked for). curl finds it dead when it next considers reusing it; until then, stop
+         * watching (libuv takes it out of epoll if it stays ready) */
+        watch_arm(w, 0);
+        return;
+    }
     int flags = 0;
     if (status < 0) /* libuv saw POLLERR and says only that (UV_EBADF): let curl read and write, so that it
                      * meets the socket's own error (ECONNRESET...) and names it, not "select/poll returned error" */
@@ -64,25 +128,31 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
     int running;
-    dc_curl_loop_t *cl = w->cl;
     curl_multi_socket_action(cl->multi, w->fd, flags, &running);
     drain_messages(cl);
-}
-
-static void on_watch_closed(uv_handle_t *h)
-{
-    free(h->data);
 }
 
 static int on_socket(CURL *easy, curl_socket_t s, int action, void *userp, void *socketp)
 {
     dc_curl_loop_t *cl = userp;
-    sock_watch_t *w = socketp;
+    sock_watch_t *w = socketp != NULL ? socketp : watch_of(cl, s);
     if (action == CURL_POLL_REMOVE) {
-        if (w != NULL) {
+        if (w == NULL)
+            return 0;
+        curl_multi_assign(cl->multi, s, NULL);
+        curl_socket_t kept = CURL_SOCKET_BAD;
+        curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &kept);
+        if (kept == s) {
+            /* a connection curl keeps for the next transfer (its close comes through
+             * on_close_socket): the watch stays, readable only, to notice a close by the origin */
+            w->idle = true;
+            if (w->events != 0 && w->events != UV_READABLE)
+                watch_arm(w, UV_READABLE);
+        } else {
+            /* anything else (a connect attempt that lost, the resolver's pipe) may already be
+             * closed without a word to us: its watch goes now */
             uv_poll_stop(&w->poll);
-            curl_multi_assign(cl->multi, s, NULL);
-            uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+            watch_drop(cl, w);
         }
         return 0;
     }
@@ -95,15 +165,27 @@ static int on_socket(CURL *easy, curl_socket_t s, int action, void *userp, void 
             return -1;
         }
         w->poll.data = w;
-        curl_multi_assign(cl->multi, s, w);
+        watch_set(cl, s, w);
     }
+    if (w->idle || socketp == NULL)
+        curl_multi_assign(cl->multi, s, w);
+    w->idle = false;
     int events = 0;
     if (action & CURL_POLL_IN)
         events |= UV_READABLE;
     if (action & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&w->poll, events, on_poll);
-    return 0;
+    return watch_arm(w, events) == 0 ? 0 : -1;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION of every transfer's easy handle (curl keeps it with the connection). */
+static int on_close_socket(void *clientp, curl_socket_t s)
+{
+    dc_curl_loop_t *cl = clientp;
+    sock_watch_t *w = watch_of(cl, s);
+    if (w != NULL)
+        watch_drop(cl, w);
+    return close(s);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -132,6 +214,9 @@ int dc_curl_loop_init(dc_curl_loop_t *cl, uv_loop_t *loop)
 {
     cl->loop = loop;
     cl->closing = 0;
+    cl->_watch = NULL;
+    cl->_nwatch = 0;
+    cl->_neasy = 0;
     dc_list_init(&cl->_active);
     cl->multi = curl_multi_init();
     if (cl->multi == NULL)
@@ -154,6 +239,8 @@ int dc_curl_loop_add(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
     if (cl->closing)
         return DC_EIO;
     curl_easy_setopt(xfer->easy, CURLOPT_PRIVATE, xfer);
+    curl_easy_setopt(xfer->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(xfer->easy, CURLOPT_CLOSESOCKETDATA, cl);
     if (curl_multi_add_handle(cl->multi, xfer->easy) != CURLM_OK)
         return DC_EIO;
     xfer->active = 1;
@@ -181,11 +268,38 @@ void dc_curl_loop_unpause(dc_curl_loop_t *cl, dc_curl_xfer_t *xfer)
     drain_messages(cl);
 }
 
+CURL *dc_curl_easy_get(dc_curl_loop_t *cl)
+{
+    if (cl->_neasy > 0)
+        return cl->_easy_pool[--cl->_neasy];
+    return curl_easy_init();
+}
+
+void dc_curl_easy_put(dc_curl_loop_t *cl, CURL *easy)
+{
+    if (easy == NULL)
+        return;
+    if (cl->closing || cl->_neasy == DC_CURL_EASY_POOL) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+    curl_easy_reset(easy);
+    cl->_easy_pool[cl->_neasy++] = easy;
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     dc_curl_loop_t *cl = h->data;
-    curl_multi_cleanup(cl->multi);
+    while (cl->_neasy > 0)
+        curl_easy_cleanup(cl->_easy_pool[--cl->_neasy]);
+    curl_multi_cleanup(cl->multi); /* closes the cached connections: on_close_socket drops their watches */
     cl->multi = NULL;
+    for (size_t i = 0; i < cl->_nwatch; i++) /* none should be left; never leak one */
+        if (cl->_watch[i] != NULL)
+            watch_drop(cl, cl->_watch[i]);
+    free(cl->_watch);
+    cl->_watch = NULL;
+    cl->_nwatch = 0;
     if (cl->on_closed != NULL)
         cl->on_closed(cl);
 }

@@ -167,8 +167,7 @@ static uint64_t retry_after_us_from(const dc_fetch_t *f)
 static void reset_head(dc_fetch_t *f)
 {
     for (size_t i = 0; i < f->nheaders; i++) {
-        free(f->headers[i].name);
-        free(f->headers[i].value);
+        free(f->headers[i].name); /* the value shares its allocation (store_header_line) */
     }
     f->nheaders = 0;
     free(f->reason);
@@ -182,9 +181,7 @@ static void fetch_free(dc_fetch_t *f)
 {
     reset_head(f);
     free(f->headers);
-    for (size_t i = 0; i < f->nreq_headers; i++)
-        free(f->req_headers[i]);
-    free(f->req_headers);
+    free(f->req_headers); /* the lines live in the same block (dc_fetch_start) */
     free(f->method);
     free(f->url);
     free(f->body);
@@ -195,8 +192,7 @@ static void fetch_free(dc_fetch_t *f)
     free(f->attempt_url);
     if (f->slist)
         curl_slist_free_all(f->slist);
-    if (f->xfer.easy)
-        curl_easy_cleanup(f->xfer.easy);
+    DC_ASSERT(f->xfer.easy == NULL); /* given back to the loop by release() */
     f->magic = 0;
     free(f);
 }
@@ -264,6 +260,10 @@ static void release(dc_fetch_t *f)
         dc_retry_budget_leave(f->opts.retry_budget);
     f->holds_retry = f->counted = false;
     f->state = ST_FINISHED;
+    if (f->xfer.active) /* never expected: every caller ends the transfer first */
+        dc_curl_loop_remove(f->cl, &f->xfer);
+    dc_curl_easy_put(f->cl, f->xfer.easy); /* for the worker's next transfers */
+    f->xfer.easy = NULL;
     uv_timer_stop(&f->timer);
     uv_close((uv_handle_t *)&f->timer, on_timer_closed);
 }
@@ -603,13 +603,18 @@ static void store_header_line(dc_fetch_t *f, const dc_hline_t *line)
         f->headers = dc_realloc(f->headers, f->capheaders * sizeof(*f->headers));
     }
     dc_fetch_header_t *h = &f->headers[f->nheaders++];
-    size_t nlen = line->name_len;
-    h->name = dc_strndup(line->name, nlen);
+    size_t nlen = line->name_len, vlen = line->value_len;
+    /* one allocation per line: "name\0value\0" (reset_head frees the name only) */
+    h->name = dc_malloc(nlen + vlen + 2);
     for (size_t i = 0; i < nlen; i++)
-        h->name[i] = (char)tolower((unsigned char)h->name[i]);
+        h->name[i] = (char)tolower((unsigned char)line->name[i]);
+    h->name[nlen] = '\0';
     h->name_len = nlen;
-    h->value = dc_strndup(line->value, line->value_len);
-    h->value_len = line->value_len;
+    h->value = h->name + nlen + 1;
+    if (vlen > 0)
+        memcpy(h->value, line->value, vlen);
+    h->value[vlen] = '\0';
+    h->value_len = vlen;
 }
 
 /* The local budget (and, on a 429, every instance) learns from a final status; `ra` is a 429's
@@ -699,7 +704,8 @@ static size_t end_of_head(dc_fetch_t *f, size_t len)
     if (code > 0)
         f->status = (int)code;
     if (f->status >= 100 && f->status < 200)
-        return len; /* interim response: wait for the final one */
+        return len;                                      /* interim response: wait for the final one */
+    curl_easy_setopt(f->xfer.easy, CURLOPT_VERBOSE, 1L); /* from now on curl's texts reach on_debug */
     const char *bad = f->status < 200 || f->status > 599 ? "status outside 200-599" : NULL;
     if (bad == NULL && dc_framing_finish(&f->framing) != 0)
         bad = f->framing.error;
@@ -1477,7 +1483,9 @@ static void set_transfer_options(dc_fetch_t *f, CURL *e)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
     curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug);
     curl_easy_setopt(e, CURLOPT_DEBUGDATA, f);
-    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L); /* feeds on_debug only (never stderr) */
+    /* CURLOPT_VERBOSE (feeding on_debug only, never stderr) is turned on by end_of_head: the texts
+     * on_debug looks for all concern the body, and before that curl would format a dozen lines per
+     * transfer nobody reads */
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->opts.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -1528,10 +1536,15 @@ static void begin_attempt(dc_fetch_t *f)
     f->state = ST_ATTEMPT;
     reset_head(f);
     if (f->xfer.easy == NULL)
-        f->xfer.easy = curl_easy_init();
+        f->xfer.easy = dc_curl_easy_get(f->cl); /* reset already */
     else
         curl_easy_reset(f->xfer.easy);
     CURL *e = f->xfer.easy;
+    if (e == NULL) {
+        f->last_err = DC_EUPSTREAM;
+        fail_soon(f, DC_EUPSTREAM);
+        return;
+    }
     build_request_headers(f);
     set_transfer_options(f, e);
     set_method_and_body(f, e);
@@ -1614,9 +1627,18 @@ dc_fetch_t *dc_fetch_start(dc_curl_loop_t *cl, const dc_fetch_request_t *req, co
         size_t n = 0;
         while (req->headers[n] != NULL)
             n++;
-        f->req_headers = dc_calloc(n ? n : 1, sizeof(char *));
+        /* one block: the pointer array, then the lines (fetch_free frees the block) */
+        size_t bytes = (n ? n : 1) * sizeof(char *);
         for (size_t i = 0; i < n; i++)
-            f->req_headers[i] = dc_strdup(req->headers[i]);
+            bytes += strlen(req->headers[i]) + 1;
+        f->req_headers = dc_malloc(bytes);
+        char *p = (char *)(f->req_headers + (n ? n : 1));
+        for (size_t i = 0; i < n; i++) {
+            size_t len = strlen(req->headers[i]) + 1;
+            memcpy(p, req->headers[i], len);
+            f->req_headers[i] = p;
+            p += len;
+        }
         f->nreq_headers = n;
     }
     if (req->body != NULL) {
