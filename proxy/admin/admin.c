@@ -34,6 +34,22 @@ static char *append_line(char *part, char *line)
     return n;
 }
 
+/* A counter family with three `outcome` values per upstream, read from counters of each upstream's
+ * retry budget at the given offsets (each an _Atomic uint64_t of dc_retry_budget_t). */
+static char *append_outcomes(char *part, dc_snapshot_t *snap, const char *family, const char *help,
+                             const char *const outcomes[3], const size_t fields[3])
+{
+    part = append_line(part, dc_asprintf("# HELP %s %s\n# TYPE %s counter\n", family, help, family));
+    for (size_t i = 0; i < snap->cfg->nupstreams; i++) {
+        char *rb = (char *)&snap->ups[i].retry_budget;
+        for (size_t k = 0; k < 3; k++)
+            part = append_line(
+                part, dc_asprintf("%s{upstream=\"%s\",outcome=\"%s\"} %llu\n", family, snap->cfg->upstreams[i].name,
+                                  outcomes[k], (unsigned long long)atomic_load((_Atomic uint64_t *)(rb + fields[k]))));
+    }
+    return part;
+}
+
 /* A tier's circuit as /health and /metrics name it: "cordoned" first, else the breaker's state. */
 static const char *tier_circuit(dc_upstream_state_t *h, uint64_t now)
 {
@@ -91,35 +107,22 @@ static char *append_tier_metrics(dc_snapshot_t *snap, char *part, uint64_t now)
                             (unsigned long long)atomic_load(&h->opened_total), u, t + 1, strcmp(by, "local") == 0, u,
                             t + 1, strcmp(by, "fleet") == 0, u, t + 1, ratio));
         }
-    part = append_line(part, dc_strdup("# HELP dexcache_upstream_retry_budget_total Retries and failovers the retry "
-                                       "budget allowed or denied (failover: allowed, to another tier).\n"
-                                       "# TYPE dexcache_upstream_retry_budget_total counter\n"));
-    for (size_t i = 0; i < snap->cfg->nupstreams; i++) {
-        dc_retry_budget_t *rb = &snap->ups[i].retry_budget;
-        const char *u = snap->cfg->upstreams[i].name;
-        part = append_line(
-            part, dc_asprintf("dexcache_upstream_retry_budget_total{upstream=\"%s\",outcome=\"allowed\"} %llu\n"
-                              "dexcache_upstream_retry_budget_total{upstream=\"%s\",outcome=\"denied\"} %llu\n"
-                              "dexcache_upstream_retry_budget_total{upstream=\"%s\",outcome=\"failover\"} %llu\n",
-                              u, (unsigned long long)atomic_load(&rb->allowed_total), u,
-                              (unsigned long long)atomic_load(&rb->denied_total), u,
-                              (unsigned long long)atomic_load(&rb->failovers_total)));
-    }
-    part = append_line(part, dc_strdup("# HELP dexcache_upstream_hedges_total Hedged GETs: the hedge's answer was "
-                                       "used (won), it was cancelled or failed (lost), or it was not sent for want "
-                                       "of a retry-budget or upstream-budget slot (skipped_budget).\n"
-                                       "# TYPE dexcache_upstream_hedges_total counter\n"));
-    for (size_t i = 0; i < snap->cfg->nupstreams; i++) {
-        dc_retry_budget_t *rb = &snap->ups[i].retry_budget;
-        const char *u = snap->cfg->upstreams[i].name;
-        part = append_line(
-            part, dc_asprintf("dexcache_upstream_hedges_total{upstream=\"%s\",outcome=\"won\"} %llu\n"
-                              "dexcache_upstream_hedges_total{upstream=\"%s\",outcome=\"lost\"} %llu\n"
-                              "dexcache_upstream_hedges_total{upstream=\"%s\",outcome=\"skipped_budget\"} %llu\n",
-                              u, (unsigned long long)atomic_load(&rb->hedges_won_total), u,
-                              (unsigned long long)atomic_load(&rb->hedges_lost_total), u,
-                              (unsigned long long)atomic_load(&rb->hedges_skipped_budget_total)));
-    }
+    static const char *const rb_outcomes[3] = {"allowed", "denied", "failover"};
+    static const size_t rb_fields[3] = {offsetof(dc_retry_budget_t, allowed_total),
+                                        offsetof(dc_retry_budget_t, denied_total),
+                                        offsetof(dc_retry_budget_t, failovers_total)};
+    part = append_outcomes(part, snap, "dexcache_upstream_retry_budget_total",
+                           "Retries and failovers the retry budget allowed or denied (failover: allowed, to another "
+                           "tier).",
+                           rb_outcomes, rb_fields);
+    static const char *const hedge_outcomes[3] = {"won", "lost", "skipped_budget"};
+    static const size_t hedge_fields[3] = {offsetof(dc_retry_budget_t, hedges_won_total),
+                                           offsetof(dc_retry_budget_t, hedges_lost_total),
+                                           offsetof(dc_retry_budget_t, hedges_skipped_budget_total)};
+    part = append_outcomes(part, snap, "dexcache_upstream_hedges_total",
+                           "Hedged GETs: the hedge's answer was used (won), it was cancelled or failed (lost), or it "
+                           "was not sent for want of a retry-budget or upstream-budget slot (skipped_budget).",
+                           hedge_outcomes, hedge_fields);
     return part;
 }
 
