@@ -219,6 +219,22 @@ def test_answers_equal_filtering_the_origin_json(mo):
         assert builds(d) == 1
 
 
+def test_repeated_values_in_a_list_count_once(mo):
+    """mint=a,a (any of) is mint=a: each member at most once in the answer."""
+    with Dexcache(cfg(mo)) as d:
+        pairs = origin_pairs(mo)
+        m1, m2 = pairs[0]["mint_x"], pairs[0]["mint_y"]
+        want = expected(pairs, mints={m1, m2})
+        r = get(d, "?mint=%s,%s,%s" % (m1, m1, m2))
+        assert r.status_code == 200 and r.json() == want
+        addrs = [p["address"] for p in r.json()]
+        assert len(addrs) == len(set(addrs))
+        r = get(d, "?mint=%s&address=%s,%s&fields=address,name" % (m1, pairs[0]["address"], pairs[0]["address"]))
+        assert r.status_code == 200
+        assert r.json() == [{"address": pairs[0]["address"], "name": pairs[0]["name"]}]
+        assert r.text.count('"address"') == 1
+
+
 def test_source_refresh_changes_the_answers_after_its_ttl(mo):
     with Dexcache(cfg(mo, ttl="2s")) as d:
         pairs = origin_pairs(mo)
@@ -358,6 +374,9 @@ def test_reload_forgets_that_the_source_was_too_big(mo):
     ("?sort=name", 400, "sort"),
     ("?sort=-liquidity&sort=apr", 400, "sort"),
     ("?fields=address,no_such_field", 400, "fields"),
+    ("?fields=address,address", 400, "fields"),  # it was a 200 with {"address":..,"address":..}
+    ("?fields=address&fields=name", 400, "fields"),
+    ("?min_liquidity=1&min_liquidity=2", 400, "min_liquidity"),
 ])
 def test_bad_queries_are_400_naming_the_parameter(mo, query, status, param):
     with Dexcache(cfg(mo)) as d:
@@ -369,8 +388,8 @@ def test_bad_queries_are_400_naming_the_parameter(mo, query, status, param):
         assert r.headers["cache-control"] == "no-store"
         r2 = get(d, query)
         assert r2.status_code == status and r2.headers.get("x-cache") != "HIT"
-        # only `fields` needs the index (the source's names): the others never cost a fetch
-        assert source_requests(mo) == (1 if param == "fields" else 0)
+        # only an unknown `fields` name needs the index (the source's names): the others never cost a fetch
+        assert source_requests(mo) == (1 if "no_such_field" in query else 0)
 
 
 def test_big_source_index_is_charged_and_rss_stays_under_the_budget():
