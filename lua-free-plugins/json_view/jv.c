@@ -376,6 +376,11 @@ int jv_query_parse(const jv_conf_t *c, const char *qs, size_t len, jv_query_t *q
                         allowed = strcmp(c->project[i], s) == 0;
                     if (!allowed)
                         return fail(err, errlen, "fields: unknown field %s", s);
+                    /* a name twice would make an object with a duplicate key (RFC 8259 4: its
+                     * meaning is up to each parser): refused, never silently dropped */
+                    for (unsigned i = 0; i < q->nproject; i++)
+                        if (q->project_len[i] == sl && memcmp(q->project[i], s, sl) == 0)
+                            return fail(err, errlen, "fields: %s given twice", s);
                     if (q->nproject == JV_MAX_PROJECT)
                         return fail(err, errlen, "fields: at most %d names", JV_MAX_PROJECT);
                     q->project[q->nproject] = s;

@@ -11,6 +11,7 @@ struct dc_growing {
     dc_shared_body_t *body;
     size_t expected;
     bool ended, error;
+    bool too_big;   /* the writer gave up because the body outgrew cache.max_object */
     dc_list_t subs; /* through sub->link, newest first */
 };
 
@@ -77,6 +78,21 @@ void dc_growing_end(dc_growing_t *g, bool error)
     g->error = error;
     wake_all(g);
     pthread_mutex_unlock(&g->lock);
+}
+
+void dc_growing_mark_too_big(dc_growing_t *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->too_big = true;
+    pthread_mutex_unlock(&g->lock);
+}
+
+bool dc_growing_too_big(dc_growing_t *g)
+{
+    pthread_mutex_lock(&g->lock);
+    bool v = g->too_big;
+    pthread_mutex_unlock(&g->lock);
+    return v;
 }
 
 size_t dc_growing_read(dc_growing_t *g, size_t from, const char **bases, size_t *lens, size_t max, size_t *avail,

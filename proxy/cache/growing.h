@@ -44,6 +44,10 @@ size_t dc_growing_expected(dc_growing_t *g);
 /* Writer side (the fill's thread). */
 void dc_growing_append(dc_growing_t *g, const char *p, size_t len);
 void dc_growing_end(dc_growing_t *g, bool error);
+/* Before the end (with an error): the writer gives up because the body outgrew cache.max_object.
+ * Readers tell this failure, which the next fetch would meet again, from a broken transfer. */
+void dc_growing_mark_too_big(dc_growing_t *g);
+bool dc_growing_too_big(dc_growing_t *g);
 
 /* Reader side (any thread): spans of bytes [from, from + n) that have arrived, up to `max` spans;
  * *avail = bytes arrived so far, *ended / *error describe the end. Returns the number of spans. */

@@ -156,7 +156,10 @@ void dc__fill_mark_pass(dc_fill_t *fill, uint64_t now)
  * hit-for-pass so later requests do not queue behind a leader (fill->mode is already FILL_PASS). */
 static void announce_pass(dc_fill_t *fill, int status, uint64_t now)
 {
-    dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = status};
+    const char *detail = fill->decision.verdict != DC_POLICY_STORE ? dc_policy_verdict_name(fill->decision.verdict)
+                         : fill->pass_detail != NULL               ? fill->pass_detail
+                                                                   : "too-big";
+    dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = status, .detail = detail};
     dc__fill_finish_flight(fill, &res);
     dc__fill_mark_pass(fill, now);
 }

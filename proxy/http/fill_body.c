@@ -190,6 +190,7 @@ int dc__fill_on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
         /* followers on other workers send straight from these chunks: they can't be dropped, so an
          * answer that outgrows what it announced fails for everyone instead of turning private */
         dc_cache_note_too_big(fill->ctx.worker->cache);
+        dc_growing_mark_too_big(fill->growing);
         fail_mid_body(fill, f);
         return 0;
     }
@@ -197,7 +198,7 @@ int dc__fill_on_body(void *data, dc_fetch_t *f, const char *buf, size_t len)
         /* larger than any entry may be: stop sharing, keep streaming to the leader */
         dc_cache_note_too_big(fill->ctx.worker->cache);
         fill->mode = FILL_PASS;
-        dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = dc_fetch_status(f)};
+        dc_flight_result_t res = {.outcome = DC_FLIGHT_PASS, .fwd_status = dc_fetch_status(f), .detail = "too-big"};
         dc__fill_finish_flight(fill, &res);
         dc__fill_mark_pass(fill, dc_now_wall_ms());
         if (fill->client == NULL) {

@@ -52,6 +52,9 @@ typedef struct dc_flight_result {
     bool stale;                    /* ENTRY served stale because the origin failed */
     bool shared_only;              /* ENTRY is the leader's answer, shared with waiters but not stored */
     int fwd_status;                /* what the origin answered (0 = no answer), for Cache-Status */
+    const char *detail;            /* PASS: why a fill's answer is not shareable (static: "too-big",
+                                    * "content-encoding", "cors-origin" or a policy verdict name such as
+                                    * "no-store"); NULL = not said (waiters only look again) */
     int status;                    /* ERROR: status to answer (502, 504) */
     const char *message;           /* ERROR: static message */
     unsigned retry_after_s;        /* ERROR: Retry-After to send (the upstream budget's next slot), 0 = none */

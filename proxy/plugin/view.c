@@ -21,6 +21,12 @@
  *           answer is shared); stored under the view key with the source's remaining freshness
  *           (never longer, no stale window of its own), tagged with the source key so a purge of
  *           the source purges its views; the flight's waiters get it like any collapsed answer.
+ *   memo    a source that cannot be stored (over cache.max_object, refused by the cache, or not
+ *           cacheable by its rule and headers) is remembered per (view identity, source key, config
+ *           generation) for the source rule's ttl (at least NOSTORE_MIN_MS): view requests answer
+ *           502 with the reason from the memo instead of downloading the whole source for each of
+ *           them, and the error log says it once per memo, with the config keys to change. A
+ *           reload (another generation) forgets it.
  */
 #include "plugin/plugin_private.h"
 #include "cache/encode.h"
@@ -36,6 +42,7 @@
 #include "inflight/inflight.h"
 
 #include <mbedtls/sha256.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +92,108 @@ typedef struct view_job {
 } view_job_t;
 
 static _Atomic uint64_t source_versions; /* dexcache_view_source_t.version */
+
+/* ---- sources that cannot be stored ----
+ * What the fetch of a source found that the next fetch would find again, remembered so that view
+ * requests do not each download the whole source only to drop it. Shared by the workers (one
+ * fetch per memo for the instance, not one per worker); a handful of entries at most (one per
+ * view and source), pruned as they expire and capped: past the cap a source is simply fetched. */
+
+#define NOSTORE_MIN_MS 5000
+#define NOSTORE_MAX 256
+
+typedef struct nostore {
+    struct nostore *next;
+    const void *owner;   /* the view identity (dc__plugin_inst_t.view_owner) */
+    uint64_t generation; /* of the config snapshot that fetched it */
+    uint64_t until_ms;   /* wall clock */
+    const char *message; /* static: the 502's */
+    size_t key_len;
+    char key[]; /* the source key */
+} nostore_t;
+
+static pthread_mutex_t nostore_lock = PTHREAD_MUTEX_INITIALIZER;
+static nostore_t *nostores;
+static size_t nnostores;
+
+static const char msg_too_big[] = "the view's source is larger than cache.max_object: it cannot be cached, so no view "
+                                  "of it is answered (raise cache.max_object)";
+static const char msg_not_stored[] =
+    "the view's source could not be stored in the cache (cache.max_object, cache.memory)";
+static const char msg_not_cacheable[] = "the view's source is not cacheable";
+
+/* Under nostore_lock: the live memo of (owner, key, generation), expired ones unlinked and freed. */
+static nostore_t *nostore_find_locked(const void *owner, const char *key, size_t key_len, uint64_t generation,
+                                      uint64_t now)
+{
+    nostore_t *found = NULL;
+    for (nostore_t **pp = &nostores; *pp != NULL;) {
+        nostore_t *m = *pp;
+        if (m->until_ms <= now) {
+            *pp = m->next;
+            nnostores--;
+            free(m);
+            continue;
+        }
+        if (m->owner == owner && m->generation == generation && m->key_len == key_len &&
+            memcmp(m->key, key, key_len) == 0)
+            found = m;
+        pp = &m->next;
+    }
+    return found;
+}
+
+/* The 502 message of the job's source's live memo, or NULL (then the source is looked for). */
+static const char *nostore_find(const view_job_t *job, uint64_t now)
+{
+    pthread_mutex_lock(&nostore_lock);
+    nostore_t *m =
+        nostore_find_locked(job->inst->view_owner, job->src_key, job->src_key_len, job->sctx.snap->generation, now);
+    const char *msg = m != NULL ? m->message : NULL;
+    pthread_mutex_unlock(&nostore_lock);
+    return msg;
+}
+
+/* The job's source could not be stored, for a reason its next fetch would meet again: `detail`
+ * ("too-big", "not-stored", or the fill's pass detail). Sets the job's error; remembers it (and
+ * logs it, once per memo) for the source rule's ttl. */
+static void nostore_note(view_job_t *job, const char *detail)
+{
+    bool too_big = strcmp(detail, "too-big") == 0, not_stored = strcmp(detail, "not-stored") == 0;
+    const char *msg = too_big ? msg_too_big : not_stored ? msg_not_stored : msg_not_cacheable;
+    job->err_status = 502;
+    job->err_message = msg;
+    uint64_t now = dc_now_wall_ms();
+    uint64_t ttl = job->sctx.rule->ttl_ms > NOSTORE_MIN_MS ? job->sctx.rule->ttl_ms : NOSTORE_MIN_MS;
+    pthread_mutex_lock(&nostore_lock);
+    nostore_t *m =
+        nostore_find_locked(job->inst->view_owner, job->src_key, job->src_key_len, job->sctx.snap->generation, now);
+    bool fresh = m == NULL && nnostores < NOSTORE_MAX;
+    if (fresh) {
+        m = dc_malloc(sizeof(*m) + job->src_key_len);
+        *m = (nostore_t){.next = nostores,
+                         .owner = job->inst->view_owner,
+                         .generation = job->sctx.snap->generation,
+                         .until_ms = now + ttl,
+                         .message = msg,
+                         .key_len = job->src_key_len};
+        memcpy(m->key, job->src_key, job->src_key_len);
+        nostores = m;
+        nnostores++;
+    }
+    pthread_mutex_unlock(&nostore_lock);
+    if (!fresh)
+        return; /* said already (or the memo is full: nothing new to say) */
+    const char *fix = too_big      ? "raise cache.max_object (and cache.memory with it) above the source's size"
+                      : not_stored ? "raise cache.max_object and cache.memory above the source's size (its "
+                                     "identity and gzip bodies together)"
+                                   : "make the source cacheable (its cache rule, or the origin's headers)";
+    dc_log_error("plugin %s: the view's source %s cannot be cached (%s; cache.max_object is %llu bytes): views of "
+                 "it answer 502 without fetching it for %llu s; %s",
+                 job->inst->cfg->name, job->src_key, detail,
+                 (unsigned long long)dc_cache_max_object(job->r->ctx.worker->cache), (unsigned long long)(ttl / 1000),
+                 fix);
+}
 
 /* ---- claim (the request's worker) ---- */
 
@@ -469,10 +578,10 @@ static void source_streamed(view_job_t *job, bool error)
             e = NULL;
         }
         job->src = e;
-        if (e == NULL) {
-            job->err_status = 502;
-            job->err_message = "the view's source could not be stored (cache.max_object?)";
-        }
+        if (e == NULL)
+            nostore_note(job, "not-stored"); /* the cache refused it (over max_object with its gzip body, or memory) */
+    } else if (dc_growing_too_big(job->growing)) {
+        nostore_note(job, "too-big");
     } else {
         job->err_status = 502;
         job->err_message = "the view's source failed while it was received";
@@ -517,8 +626,12 @@ static void on_source_result(dc_waiter_t *w, dc_flight_result_t *res)
         job->err_message = res->message;
         break;
     case DC_FLIGHT_PASS:
-        job->err_status = 502;
-        job->err_message = "the view's source is not cacheable";
+        if (res->detail != NULL) {
+            nostore_note(job, res->detail);
+        } else {
+            job->err_status = 502;
+            job->err_message = msg_not_cacheable;
+        }
         break;
     }
 }
@@ -568,6 +681,13 @@ static void get_source(view_job_t *job)
             return;
         }
         job->stale = e; /* to fall back on if the origin fails, and for revalidation */
+    }
+    const char *nostore = nostore_find(job, now);
+    if (nostore != NULL) { /* fetching it again would only drop it again */
+        job->err_status = 502;
+        job->err_message = nostore;
+        source_settled(job); /* a stale copy within stale_if_error still serves */
+        return;
     }
     job->waiter.on_result = on_source_result;
     job->waiter.on_release = on_source_release;

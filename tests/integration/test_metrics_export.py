@@ -222,6 +222,29 @@ def test_metric_names_parser():
     assert metric_names("label_values(dexcache_build_info, job)") == {"dexcache_build_info", "job"}
 
 
+def test_every_dashboard_selector_filters_on_job():
+    """The dashboard's $job variable (several dexcache jobs in one Prometheus) applies to every
+    panel: each selector of each panel query carries job=~"$job", inside rate() and
+    histogram_quantile() too (it was only on the Process panel's)."""
+    dash, _ = dashboard_exprs()
+    var = [v for v in dash["templating"]["list"] if v["name"] == "job"]
+    assert len(var) == 1 and var[0]["multi"] and var[0]["allValue"] == ".*"
+    n = 0
+    for p in dash["panels"]:
+        assert p.get("targets"), p["title"]
+        for t in p["targets"]:
+            expr = t["expr"]
+            names = metric_names(expr)
+            assert names, expr
+            for name in names:
+                sels = re.findall(r'(?<![A-Za-z0-9_:"])%s(?![A-Za-z0-9_:])(\{[^}]*\})?' % re.escape(name), expr)
+                assert sels, (name, expr)
+                for braces in sels:
+                    n += 1
+                    assert braces.startswith("{") and 'job=~"$job"' in braces, (p["title"], name, expr)
+    assert n >= 40, n  # 44 selectors in 34 queries today
+
+
 def test_dashboard_and_alerts_name_exported_metrics(fake, origin, redis_server):
     dash, dexprs = dashboard_exprs()
     titles = {p["title"] for p in dash["panels"]}

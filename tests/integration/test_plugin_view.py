@@ -219,6 +219,22 @@ def test_answers_equal_filtering_the_origin_json(mo):
         assert builds(d) == 1
 
 
+def test_repeated_values_in_a_list_count_once(mo):
+    """mint=a,a (any of) is mint=a: each member at most once in the answer."""
+    with Dexcache(cfg(mo)) as d:
+        pairs = origin_pairs(mo)
+        m1, m2 = pairs[0]["mint_x"], pairs[0]["mint_y"]
+        want = expected(pairs, mints={m1, m2})
+        r = get(d, "?mint=%s,%s,%s" % (m1, m1, m2))
+        assert r.status_code == 200 and r.json() == want
+        addrs = [p["address"] for p in r.json()]
+        assert len(addrs) == len(set(addrs))
+        r = get(d, "?mint=%s&address=%s,%s&fields=address,name" % (m1, pairs[0]["address"], pairs[0]["address"]))
+        assert r.status_code == 200
+        assert r.json() == [{"address": pairs[0]["address"], "name": pairs[0]["name"]}]
+        assert r.text.count('"address"') == 1
+
+
 def test_source_refresh_changes_the_answers_after_its_ttl(mo):
     with Dexcache(cfg(mo, ttl="2s")) as d:
         pairs = origin_pairs(mo)
@@ -295,6 +311,58 @@ def test_stale_source_within_stale_if_error_when_the_origin_fails(mo):
             mo.clear_rules()
 
 
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_source_over_max_object_is_fetched_once_per_ttl_not_once_per_view(mo, framing):
+    """A source larger than cache.max_object can't be stored, so no view of it can be answered:
+    known at the head (Content-Length) or while it streams to the view (chunked). The views answer
+    502 with the reason, and the source is fetched once per source ttl, not once per view request
+    (it was: 6 view requests, 6 downloads of the whole source); one error line names the cause and
+    the config keys to change."""
+    if framing == "chunked":
+        mo.config({"chunked": True})
+    try:
+        with Dexcache(cfg(mo, ttl="5s", memory="8MiB", max_object="1MiB")) as d:
+            t0 = time.monotonic()
+            res = [get(d, "?limit=%d" % (i + 1)) for i in range(6)]
+            assert [r.status_code for r in res] == [502] * 6
+            assert source_requests(mo) == 1
+            assert mo.stats()["meteora"]["total"] == 1
+            for r in res:
+                body = r.json()
+                assert body["status"] == 502 and "larger than cache.max_object" in body["error"], body
+                assert body["request_id"] == r.headers["x-request-id"]
+                assert r.headers["cache-control"] == "no-store"
+            lines = [ln for ln in d.stderr().splitlines() if "cannot be cached" in ln]
+            assert len(lines) == 1, lines
+            assert "[error]" in lines[0] and "GET /meteora-legacy/pair/all" in lines[0] and "too-big" in lines[0]
+            assert "cache.max_object is 1048576 bytes" in lines[0] and "cache.memory" in lines[0]
+            # once the memo (the source rule's ttl, 5 s) has run out: exactly one more fetch
+            assert wait_for(lambda: get(d, "?limit=7").status_code == 502 and source_requests(mo) >= 2,
+                            timeout=60, step=0.25)
+            assert time.monotonic() - t0 >= 4.9
+            assert source_requests(mo) == 2
+            assert [get(d, "?limit=%d" % i).status_code for i in (1, 8, 9)] == [502] * 3
+            assert source_requests(mo) == 2
+            assert len([ln for ln in d.stderr().splitlines() if "cannot be cached" in ln]) == 2
+    finally:
+        mo.config({"chunked": False})
+
+
+def test_reload_forgets_that_the_source_was_too_big(mo):
+    """The memo belongs to a config generation: raise cache.max_object (as the log line says) and
+    reload, and the next view fetches the source, stores it and answers 200."""
+    with Dexcache(cfg(mo, memory="64MB", max_object="1MiB")) as d:
+        assert get(d, "?limit=1").status_code == 502
+        assert get(d, "?limit=2").status_code == 502
+        assert source_requests(mo) == 1
+        d.reload(cfg(mo, memory="64MB", max_object="32MB"))
+        assert wait_for(lambda: d.metric("dexcache_config_reloads_total") == 1, timeout=15)
+        r = get(d, "?limit=2")
+        assert r.status_code == 200 and len(r.json()) == 2
+        assert source_requests(mo) == 2
+        assert get(d, "?limit=3").status_code == 200 and source_requests(mo) == 2
+
+
 @pytest.mark.parametrize("query,status,param", [
     ("?colour=red", 400, "colour"),
     ("?mint=", 400, "mint"),
@@ -306,6 +374,9 @@ def test_stale_source_within_stale_if_error_when_the_origin_fails(mo):
     ("?sort=name", 400, "sort"),
     ("?sort=-liquidity&sort=apr", 400, "sort"),
     ("?fields=address,no_such_field", 400, "fields"),
+    ("?fields=address,address", 400, "fields"),  # it was a 200 with {"address":..,"address":..}
+    ("?fields=address&fields=name", 400, "fields"),
+    ("?min_liquidity=1&min_liquidity=2", 400, "min_liquidity"),
 ])
 def test_bad_queries_are_400_naming_the_parameter(mo, query, status, param):
     with Dexcache(cfg(mo)) as d:
@@ -317,8 +388,8 @@ def test_bad_queries_are_400_naming_the_parameter(mo, query, status, param):
         assert r.headers["cache-control"] == "no-store"
         r2 = get(d, query)
         assert r2.status_code == status and r2.headers.get("x-cache") != "HIT"
-        # only `fields` needs the index (the source's names): the others never cost a fetch
-        assert source_requests(mo) == (1 if param == "fields" else 0)
+        # only an unknown `fields` name needs the index (the source's names): the others never cost a fetch
+        assert source_requests(mo) == (1 if "no_such_field" in query else 0)
 
 
 def test_big_source_index_is_charged_and_rss_stays_under_the_budget():

@@ -201,6 +201,18 @@ static void test_query_refusals_name_the_parameter(void **state)
     parse_bad("sort=vol&sort=liquidity", "sort: given twice");
     parse_bad("fields=", "fields: empty");
     parse_bad("fields=a%22b", "fields: bad field name a\"b");
+    /* a name twice in fields= would give members with duplicate keys */
+    parse_bad("fields=address,address", "fields: address given twice");
+    parse_bad("fields=address,name,liquidity,name", "fields: name given twice");
+    parse_bad("fields=address%2Caddress", "fields: address given twice"); /* an encoded comma splits too */
+    parse_bad("fields=address&fields=name", "fields: given twice");
+    parse_bad("fields=address&f%69elds=name", "fields: given twice"); /* keys compare decoded */
+    parse_bad("min_liquidity=1&min_liquidity=2", "min_liquidity: given twice");
+    parse_bad("max_liquidity=1&max_liquidity=1", "max_liquidity: given twice");
+    parse_bad("limit=1&limit=1", "limit: given twice");
+    parse_bad("offset=1&offset=2", "offset: given twice");
+    parse_bad("sort=vol&sort=vol", "sort: given twice");
+    parse_bad("address=p1&address=p1", "address: given twice");
 }
 
 static int append(void *ud, const char *p, size_t len)
@@ -259,6 +271,10 @@ static void test_answers(void **state)
     answer("sort=-liquidity&limit=2&offset=1", "p1,p2");
     answer("sort=-liquidity&min_vol=2", "p4,p1,p0");
     answer("limit=0", "");
+    /* a value repeated in a match list counts once: each member at most once in the answer */
+    answer("mint=A,A", "p0,p1,p3");
+    answer("mint=A,B,A&address=p1,p1,p0", "p0,p1");
+    answer("mint=A,D", "p0,p1,p2,p3"); /* p3 holds both (mint_x A, mint_y D): once */
 }
 
 static void test_answer_bytes_and_projection(void **state)
@@ -282,6 +298,11 @@ static void test_answer_bytes_and_projection(void **state)
     a.n = 0;
     assert_int_equal(jv_answer(&c, ix, &q, append, &a, err, sizeof(err)), 0);
     assert_string_equal(a.out, "[{\"liquidity\":\"10.0\",\"address\":\"p0\"},{\"name\":\"x\",\"address\":\"p3\"}]");
+    jv_query_free(&q);
+    /* fields=a,a never reaches the answer: the parse refuses it (no object with a key twice) */
+    qs = "address=p0&fields=address,address";
+    assert_int_equal(jv_query_parse(&c, qs, strlen(qs), &q, err, sizeof(err)), -1);
+    assert_string_equal(err, "fields: address given twice");
     jv_query_free(&q);
     qs = "fields=address,nope";
     assert_int_equal(jv_query_parse(&c, qs, strlen(qs), &q, err, sizeof(err)), 0);
