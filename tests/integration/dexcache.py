@@ -230,3 +230,19 @@ def run_check(config_text):
         f.write(config_text)
     p = subprocess.run([BIN, "-t", "-c", path], capture_output=True, env=sanitizer_env(), timeout=30)
     return p.returncode, (p.stdout + p.stderr).decode(errors="replace"), path
+
+
+def start_fleet(conf, n=3, timeout=15):
+    """n instances of one config sharing a Redis (the config names it), started and waiting until each
+    sees Redis up and all n instances; a failure stops those already started."""
+    ds = []
+    try:
+        for _ in range(n):
+            ds.append(Dexcache(conf).start())
+        assert wait_for(lambda: all(d.health()["redis"] == "up" and d.health()["instances"] == n for d in ds),
+                        timeout=timeout), [d.health() for d in ds]
+    except BaseException:
+        for d in ds:
+            d.stop()
+        raise
+    return ds

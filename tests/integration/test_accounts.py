@@ -8,7 +8,7 @@ import urllib.parse
 
 import requests
 
-from dexcache import Dexcache, PREAMBLE, wait_for
+from dexcache import Dexcache, PREAMBLE, wait_for, start_fleet
 
 WINDOW_MS = 2000  # the fake origin runs with --keys k1,k2,k3 (fixtures.py)
 ACCOUNTS = {"org1": (["k1", "k2"], 20), "org2": (["k3"], 12)}  # keys, limit per 2 s
@@ -37,17 +37,7 @@ routes:
 
 def fleet(fake, redis_server, prefix, n=3):
     conf = CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url, "prefix": prefix}
-    ds = []
-    try:
-        for _ in range(n):
-            ds.append(Dexcache(conf).start())
-        assert wait_for(lambda: all(d.health()["redis"] == "up" and d.health()["instances"] == n for d in ds),
-                        timeout=10), [d.health() for d in ds]
-    except BaseException:
-        for d in ds:
-            d.stop()
-        raise
-    return ds
+    return start_fleet(conf, n, timeout=10)
 
 
 def worst_window(events, width_ms):

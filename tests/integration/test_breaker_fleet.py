@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 import requests
 
-from dexcache import Dexcache, wait_for
+from dexcache import Dexcache, wait_for, start_fleet
 from fake import FakeOrigin
 
 TOKEN = "breaker-fleet-token"
@@ -81,17 +81,7 @@ def admin_post(d, path):
 
 
 def fleet(conf, n=3):
-    ds = []
-    try:
-        for _ in range(n):
-            ds.append(Dexcache(conf).start())
-        assert wait_for(lambda: all(d.health()["redis"] == "up" and d.health()["instances"] == n for d in ds),
-                        timeout=15), [d.health() for d in ds]
-    except BaseException:
-        for d in ds:
-            d.stop()
-        raise
-    return ds
+    return start_fleet(conf, n, timeout=15)
 
 
 def stop_all(ds):

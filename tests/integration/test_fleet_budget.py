@@ -8,7 +8,7 @@ import urllib.parse
 
 import requests
 
-from dexcache import Dexcache, PREAMBLE, wait_for
+from dexcache import Dexcache, PREAMBLE, wait_for, start_fleet
 
 CONFIG = PREAMBLE + """
 redis: {{ url: "%(redis)s", prefix: "%(prefix)s" }}
@@ -27,16 +27,7 @@ routes:
 def fleet(fake, redis_server, prefix, rate, qmax, qtimeout, retries, n=3):
     conf = CONFIG % {"jup": fake.url("jup"), "redis": redis_server.url, "prefix": prefix, "rate": rate,
                      "qmax": qmax, "qtimeout": qtimeout, "retries": retries}
-    ds = []
-    try:
-        for _ in range(n):
-            ds.append(Dexcache(conf).start())
-        assert wait_for(lambda: all(d.health()["redis"] == "up" and d.health()["instances"] == n for d in ds),
-                        timeout=10), [d.health() for d in ds]
-    except BaseException:
-        stop_all(ds)
-        raise
-    return ds
+    return start_fleet(conf, n, timeout=10)
 
 
 def stop_all(ds):

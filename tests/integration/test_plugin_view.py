@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 import requests
 
-from dexcache import BIN, RSS_CHECKS, SANITIZER_RSS_MIB, Dexcache, wait_for
+from dexcache import BIN, RSS_CHECKS, SANITIZER_RSS_MIB, Dexcache, wait_for, start_fleet
 from test_transport import rss_kib
 from fake import FakeOrigin
 
@@ -435,17 +435,7 @@ FLEET = 'redis: {{ url: "%s", prefix: "dcview:" }}\n'
 
 def view_fleet(mo, redis_server, n=3, **kw):
     conf = FLEET % redis_server.url + cfg(mo, **kw)
-    ds = []
-    try:
-        for _ in range(n):
-            ds.append(Dexcache(conf).start())
-        assert wait_for(lambda: all(d.health()["redis"] == "up" and d.health()["instances"] == n for d in ds),
-                        timeout=15), [d.health() for d in ds]
-    except BaseException:
-        for d in ds:
-            d.stop()
-        raise
-    return ds
+    return start_fleet(conf, n, timeout=15)
 
 
 def test_fleet_cold_views_on_three_instances_fetch_the_source_once(mo, redis_server):
