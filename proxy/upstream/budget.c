@@ -13,7 +13,7 @@
  * That reasoning holds only while no request leaves later than the slack after its slot: under CPU
  * contention a timer or a Redis reply can be read 40-90 ms late. So a request that would leave
  * later than late_ok (the slack, less a margin for the way from our loop to the wire) does not go:
- * it reserves again (upstream/fetch.c). A slot wasted that way lowers throughput under contention;
+ * it reserves again (upstream/fetch_slot.c). A slot wasted that way lowers throughput under contention;
  * it never puts more than the limit in a window. */
 #define WIRE_MARGIN_MS 10.0
 #define LATE_OK_MIN_MS 5.0

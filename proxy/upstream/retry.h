@@ -1,7 +1,7 @@
 /*
- * The retry decisions of an upstream fetch (upstream/fetch.c), as pure functions: no clock, no
+ * The retry decisions of an upstream fetch (upstream/fetch.c, fetch_xfer.c), as pure functions: no clock, no
  * randomness and no I/O of their own (time and the jitter draw are arguments), so they are unit-tested
- * directly (tests/unit/test_retry.c). fetch.c owns the side effects (key quarantine, budgets, timers).
+ * directly (tests/unit/test_retry.c). The fetch owns the side effects (key quarantine, budgets, timers).
  *
  * The rules:
  *  - only idempotent requests are retried, at most `retries` times after the first attempt, and never

@@ -1,6 +1,6 @@
 /*
  * Tiers of one upstream and its retry budget: the pure decisions of an upstream fetch
- * (upstream/fetch.c owns the side effects: breaker admission, budget reservation, timers).
+ * (upstream/fetch_slot.c owns the side effects: breaker admission, budget reservation; fetch.c the timers).
  *
  * Tiers. An upstream may list several origins in order (`tiers:` in the config; the single `url:`
  * form is one tier). Each tier has its own base URL, keys, budget and breaker. A fetch sends each
