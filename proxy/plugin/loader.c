@@ -8,11 +8,13 @@
  * truncates and rewrites the same inode) would change the code and data under the running
  * process, and the next call into it crashes. So a plugin is loaded from a private copy: the file
  * is copied into a memfd_create() file that nothing else can write, and dlopen maps
- * /proc/self/fd/N; the memfd stays open for the process's life (plugins are never unloaded).
+ * /proc/self/fd/N; the memfd is sealed (no write, no resize) and stays open for the process's
+ * life (plugins are never unloaded; the loader knows the object by that name).
  * Messages, -v, /health and the crash report name the original path; the checks (world-writable,
  * ELF, changed on reload) look at the original file.
  */
 #include "plugin/plugin_private.h"
+#include "core/crash.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -79,9 +81,9 @@ static int precheck(const char *path, struct stat *out, char *err, size_t errlen
 /* A private copy of the open file `fd` (size bytes) in a new memfd: the fd, or -1 with errno set. */
 static int private_copy(int fd, off_t size)
 {
-    int mfd = memfd_create("dexcache-plugin", MFD_CLOEXEC | MFD_EXEC);
+    int mfd = memfd_create("dexcache-plugin", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
     if (mfd < 0 && errno == EINVAL) /* a kernel before 6.3 knows no MFD_EXEC */
-        mfd = memfd_create("dexcache-plugin", MFD_CLOEXEC);
+        mfd = memfd_create("dexcache-plugin", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (mfd < 0)
         return -1;
     char buf[65536];
@@ -91,8 +93,16 @@ static int private_copy(int fd, off_t size)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            if (n == 0 && off >= size)
+            /* sealed: not even a write through /proc/PID/fd/N changes the copy dlopen maps */
+            if (n == 0 && off >= size &&
+                fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
                 return mfd;
+            if (n == 0 && off >= size) {
+                int e = errno;
+                close(mfd);
+                errno = e;
+                return -1;
+            }
             int e = n < 0 ? errno : EIO; /* shorter than it was at fstat: changed while copied */
             close(mfd);
             errno = e;
@@ -217,6 +227,7 @@ int dc__plugin_load(const char *path, dc__plugin_file_t **out, char *err, size_t
         real = NULL;
         f->dl = dl;
         f->memfd = mfd;
+        dc_crash_name_object(mpath, f->path); /* the crash report's frames name the file */
         f->p = p;
         f->dev = st.st_dev;
         f->ino = st.st_ino;

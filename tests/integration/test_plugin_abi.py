@@ -306,6 +306,16 @@ def test_plugin_overwritten_in_place_keeps_serving_and_reload_warns(fake, origin
         assert wait_for(lambda: requests.get(d.url + "/jup/echo?x=1", timeout=10).headers.get("x-hello") == "two",
                         timeout=10)
         assert d.health()["plugins"] == [{"name": "hello", "plugin": "hello", "version": "1.0.0"}]
+        # the private copy is sealed: not even root writing through /proc/PID/fd changes it
+        fds = "/proc/%d/fd" % d.proc.pid
+        copies = [os.path.join(fds, n) for n in os.listdir(fds)
+                  if os.readlink(os.path.join(fds, n)).startswith("/memfd:dexcache-plugin")]
+        assert len(copies) == 1, copies
+        with pytest.raises(PermissionError):
+            with open(copies[0], "r+b", buffering=0) as f:
+                f.write(b"\0" * 64)
+        r = requests.get(d.url + "/jup/echo?x=2", timeout=10)
+        assert r.status_code == 200 and r.headers["x-hello"] == "two"
         # messages and -v name the file, never the private copy
         assert "/proc/self/fd" not in d.stderr()
     p = subprocess.run([BIN, "-v", "-c", d.config_path], capture_output=True, text=True, timeout=30)
