@@ -70,8 +70,10 @@ build-release-tests: deps-test
 	cmake --build build-rel -j $(JOBS)
 
 # Under PREFIX (and DESTDIR when set): the daemon, man pages dexcache(8) and dexcache.yaml(5), the
-# plugin ABI header and its pkg-config file, the systemd unit, a logrotate file and a default
-# config (PREFIX/etc/dexcache/dexcache.yaml; -c defaults to /etc/dexcache/dexcache.yaml).
+# plugin ABI header and its pkg-config file, the systemd unit; whatever the prefix (under DESTDIR):
+# the default config /etc/dexcache/dexcache.yaml (what -c defaults to and the unit names), the
+# logrotate file /etc/logrotate.d/dexcache, the log folder /var/log/dexcache, and the plugins
+# auth.so and json_view.so in PREFIX/lib[/<multiarch>]/dexcache/plugins.
 PREFIX ?= /usr/local
 install: build
 	cmake -S . -B build -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null

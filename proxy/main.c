@@ -40,7 +40,9 @@ static void usage(FILE *out)
                  "  -v, --version      print the version (and the plugins the configuration loads) and exit\n"
                  "  -h, --help         this help\n"
                  "signals: SIGHUP reloads the configuration and reopens the access log, SIGUSR1 reopens the\n"
-                 "access log (log rotation), SIGTERM drains and exits\n");
+                 "access log (log rotation), SIGTERM drains and exits\n"
+                 "plugins: a relative path: not found next to the configuration file is taken from\n"
+                 "  " DC_PLUGINDIR "\n");
 }
 
 /* -v: versions, and the plugins the configuration names when it loads (-v never fails). */

@@ -1470,7 +1470,11 @@ static const dc__directive_t plugin_rows[] = {
     R_STR("name", PLUGIN, name, NULL, "the instance's name, which routes list ([a-z0-9_-], 1 to 32 characters)",
           .flags = DC__D_REQUIRED, .check = check_plugin_name, .expect = "a name of 1 to 32 characters [a-z0-9_-]"),
     R_STR("path", PLUGIN, path, NULL,
-          "the plugin's shared object; a relative path is taken from the config file's folder. Loaded with "
+          "the plugin's shared object; a relative path is taken from the config file's folder, else (no such "
+          "file there) from the folder the shipped plugins install to (PREFIX/lib/dexcache/plugins, or "
+          "/usr/lib/<multiarch>/dexcache/plugins from the Debian package; `dexcache -h` prints it), so "
+          "`path: auth.so` finds the installed auth plugin. Loaded from a private copy (later changes to the "
+          "file never touch the running code) with "
           "dlopen(RTLD_NOW|RTLD_LOCAL) at start and never unloaded; its ABI version is checked (dexcache -t too)",
           .flags = DC__D_REQUIRED, .check = check_nonempty),
     {.name = "config",

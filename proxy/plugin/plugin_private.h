@@ -19,6 +19,7 @@
 typedef struct dc__plugin_file {
     char *path; /* as resolved (absolute), the registry's key */
     void *dl;
+    int memfd; /* the private copy dlopen mapped (open for the process's life), or -1 */
     const dexcache_plugin_t *p;
     bool inited; /* init() succeeded */
     /* the file as it was loaded: a reload that finds another file there says so (the loaded code

@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "http/plugins.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <mbedtls/sha256.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct dexcache_req preq_t;
 
@@ -129,7 +131,8 @@ static const void *view_owner_of(const dc__plugin_file_t *file, const char *name
     return v;
 }
 
-/* `path` as the config names it: absolute, or relative to the config file's folder. */
+/* `path` as the config names it: absolute, or relative to the config file's folder (the caller
+ * falls back to DC_PLUGINDIR, the compiled-in folder of the shipped plugins, when that is absent). */
 static char *resolve(const dc_config_t *cfg, const char *path)
 {
     if (path[0] == '/' || cfg->path == NULL)
@@ -172,6 +175,18 @@ int dc_plugin_set_build(const dc_config_t *cfg, unsigned nworkers, dc_plugin_set
         in->wstate = dc_calloc(nworkers ? nworkers : 1, sizeof(void *));
         in->wstatus = dc_calloc(nworkers ? nworkers : 1, 1);
         char *path = resolve(cfg, pc->path);
+        if (pc->path[0] != '/' && access(path, F_OK) != 0 && errno == ENOENT) {
+            /* not next to the config: the folder the shipped plugins install to */
+            size_t n = strlen(DC_PLUGINDIR) + 1 + strlen(pc->path) + 1;
+            char *shipped = dc_malloc(n);
+            snprintf(shipped, n, "%s/%s", DC_PLUGINDIR, pc->path);
+            if (access(shipped, F_OK) == 0) {
+                free(path);
+                path = shipped;
+            } else {
+                free(shipped);
+            }
+        }
         rc = dc__plugin_load(path, &in->file, err, errlen);
         free(path);
         if (rc != 0)

@@ -3,8 +3,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <assert.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -105,4 +108,22 @@ int dc_listener_open(const dc_config_listen_t *addr, bool reuseport, char *err, 
         return DC_EBIND;
     }
     return fd;
+}
+
+int dc_listener_pin_group(const dc_config_listen_t *addr, const int *fds, unsigned n, char *err, size_t errlen)
+{
+    assert(n > 0);
+    /* A = random; A %= n; return A: the index of one of the group's first n sockets */
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM)),
+        BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
+        BPF_STMT(BPF_RET | BPF_A, 0),
+    };
+    struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+    /* the program belongs to the group: attaching it through any member sets it for all */
+    if (setsockopt(fds[0], SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) != 0) {
+        snprintf(err, errlen, "listen %s: setsockopt(SO_ATTACH_REUSEPORT_CBPF): %s", addr->text, strerror(errno));
+        return DC_EBIND;
+    }
+    return 0;
 }

@@ -15,5 +15,12 @@
 int dc_listener_probe(const dc_config_listen_t *addr, char *err, size_t errlen);
 /* Returns a non-blocking listening fd, or a negative DC_E* code with a message in err. */
 int dc_listener_open(const dc_config_listen_t *addr, bool reuseport, char *err, size_t errlen);
+/* Keeps the address's SO_REUSEPORT group to this process's own sockets: fds are our n listening
+ * sockets of the address, opened (bound and listening) one after the other before anything else
+ * joined, so they hold the group's indexes 0..n-1. Attaches a classic BPF reuseport program that
+ * picks (random % n), so the kernel only ever hands a connection to one of them; a socket of
+ * another process (same user, SO_REUSEPORT) that joins later gets index >= n and no connection.
+ * 0, or DC_EBIND with a message. Call once per address, after all n are open. */
+int dc_listener_pin_group(const dc_config_listen_t *addr, const int *fds, unsigned n, char *err, size_t errlen);
 
 #endif

@@ -206,6 +206,24 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
             s->tls_fds[w * s->ntls + i] = fd;
         }
     }
+    /* ... and no one joins later: each address's group hands connections to our sockets only */
+    {
+        int *group = dc_calloc(s->nworkers, sizeof(int));
+        int prc = 0;
+        for (size_t i = 0; i < s->nplain && prc == 0; i++) {
+            for (unsigned w = 0; w < s->nworkers; w++)
+                group[w] = s->plain_fds[w * s->nplain + i];
+            prc = dc_listener_pin_group(&cfg->listen[i], group, s->nworkers, err, errlen);
+        }
+        for (size_t i = 0; i < s->ntls && prc == 0; i++) {
+            for (unsigned w = 0; w < s->nworkers; w++)
+                group[w] = s->tls_fds[w * s->ntls + i];
+            prc = dc_listener_pin_group(&cfg->tls.listen[i], group, s->nworkers, err, errlen);
+        }
+        free(group);
+        if (prc != 0)
+            goto fail;
+    }
     if (cfg->admin.enabled) {
         s->admin_fd = dc_listener_open(&cfg->admin.listen, false, err, errlen);
         if (s->admin_fd < 0)

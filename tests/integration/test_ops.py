@@ -144,6 +144,54 @@ def test_reuseport_listener_of_another_process_fails_startup(fake):
         other.close()
 
 
+def test_reuseport_listener_joining_after_start_gets_no_connection(fake):
+    """A socket of another process (same user, SO_REUSEPORT) that binds dexcache's address after
+    start-up joins the kernel's reuseport group; dexcache's reuseport BPF program only ever picks its
+    own workers' sockets, so the intruder accepts nothing (it took about 1/3 of the connections with
+    2 workers before) and dexcache answers every connection."""
+    d = Dexcache(cfg(fake)).start()
+    intruder = socket.socket()
+    clients = []
+    try:
+        intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        intruder.bind(("127.0.0.1", d.port))
+        intruder.listen(128)
+        intruder.setblocking(False)
+        for i in range(40):
+            c = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            c.sendall(b"GET /jup/echo?i=%d HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % i)
+            clients.append(c)
+        # a connection the kernel gave the intruder is complete and waits in its accept queue
+        stolen = set()
+        while True:
+            try:
+                s, peer = intruder.accept()
+            except BlockingIOError:
+                break
+            stolen.add(peer[1])
+            s.close()
+        answers = []
+        for c in clients:
+            if c.getsockname()[1] in stolen:
+                continue
+            data = b""
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            answers.append(data.split(b"\r\n", 1)[0])
+        assert len(stolen) == 0, "the intruder accepted %d of 40 connections" % len(stolen)
+        assert answers == [b"HTTP/1.1 200 OK"] * 40, answers
+        assert wait_for(lambda: len(d.access_lines()) == 40, timeout=10)
+        assert d.proc.poll() is None
+    finally:
+        for c in clients:
+            c.close()
+        intruder.close()
+        d.stop()
+
+
 def test_restart_on_the_same_address_after_stop(fake):
     """The probe does not trip over the previous run's TIME_WAIT connections."""
     first = Dexcache(cfg(fake)).start()
@@ -388,9 +436,19 @@ def test_config_default_is_local_conf_else_installed(fake):
     assert "/etc/dexcache" not in p.stdout + p.stderr
 
 
+# under the prefix; the config, logrotate file (and the plugin folder, compiled in) are absolute
 INSTALLED = ["sbin/dexcache", "share/man/man8/dexcache.8", "share/man/man5/dexcache.yaml.5",
-             "lib/systemd/system/dexcache.service", "etc/logrotate.d/dexcache", "etc/dexcache/dexcache.yaml",
-             "include/dexcache/plugin.h", "lib/pkgconfig/dexcache-plugin.pc"]
+             "lib/systemd/system/dexcache.service", "include/dexcache/plugin.h", "lib/pkgconfig/dexcache-plugin.pc"]
+INSTALLED_ABS = ["etc/dexcache/dexcache.yaml", "etc/logrotate.d/dexcache"]
+
+
+def compiled_plugin_dir():
+    """The folder of the shipped plugins compiled into the binary (DC_PLUGINDIR), from -h."""
+    help_ = subprocess.run([BIN, "-h"], capture_output=True, text=True, env=sanitizer_env(), timeout=30).stdout
+    m = re.search(r"plugins: a relative path: not found next to the configuration file is taken from\n  (/\S+)\n",
+                  help_)
+    assert m, help_
+    return m.group(1)
 
 
 def render_man(page):
@@ -409,37 +467,56 @@ def render_man(page):
     pytest.skip("neither man nor groff is installed")
 
 
-def test_cmake_install_honours_prefix_and_destdir():
-    """cmake --install with --prefix and DESTDIR installs exactly the operable set, nothing outside
-    DESTDIR/PREFIX; the man pages render without a warning; logrotate signals SIGUSR1."""
+@pytest.mark.parametrize("prefix", ["/usr", "/usr/local", "/opt/dexcache-test"])
+def test_cmake_install_honours_prefix_and_destdir(prefix):
+    """cmake --install with --prefix and DESTDIR installs exactly the operable set: the binary, man
+    pages, unit, header and pkg-config file under DESTDIR/PREFIX; whatever the prefix, the config in
+    DESTDIR/etc/dexcache (where the binary's -c default and the unit look), logrotate's file in
+    DESTDIR/etc/logrotate.d, the log folder DESTDIR/var/log/dexcache, the plugins in the compiled-in
+    plugin folder; nothing else. The installed config passes -t; the man pages render without a
+    warning; logrotate signals SIGUSR1. (The config went to PREFIX/etc/dexcache, where nothing reads
+    it, and -t failed on the missing /var/log/dexcache.)"""
     build = os.path.dirname(BIN)
     if not os.path.exists(os.path.join(build, "CMakeCache.txt")):
         pytest.skip("DEXCACHE_BIN is not in a CMake build directory")
+    plugdir = compiled_plugin_dir()
     dest = workdir(prefix="dexcache-install-")
-    prefix = "/opt/dexcache-test"
     env = dict(os.environ, DESTDIR=dest)
     p = subprocess.run(["cmake", "--install", build, "--prefix", prefix], capture_output=True, text=True, env=env,
                        timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     found = sorted(os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest) for f in fs)
-    assert found == sorted("opt/dexcache-test/" + f for f in INSTALLED), found
-    root = os.path.join(dest, "opt/dexcache-test")
+    want = [prefix.lstrip("/") + "/" + f for f in INSTALLED] + INSTALLED_ABS
+    want += [os.path.join(plugdir.lstrip("/"), so) for so in ("auth.so", "json_view.so")]
+    assert found == sorted(want), found
+    assert os.path.isdir(os.path.join(dest, "var/log/dexcache"))
+    assert os.listdir(os.path.join(dest, "var/log/dexcache")) == []
+    root = os.path.join(dest, prefix.lstrip("/"))
     assert os.access(os.path.join(root, "sbin/dexcache"), os.X_OK)
-    with open(os.path.join(root, "etc/logrotate.d/dexcache")) as f:
+    with open(os.path.join(dest, "etc/logrotate.d/dexcache")) as f:
         rot = f.read()
     assert "/var/log/dexcache/*.log {" in rot and "--signal=SIGUSR1 dexcache.service" in rot, rot
     assert "\tcopytruncate" not in rot
-    with open(os.path.join(root, "etc/dexcache/dexcache.yaml")) as f:
+    conf_path = os.path.join(dest, "etc/dexcache/dexcache.yaml")
+    with open(conf_path) as f:
         conf = f.read()
     assert "log: { access: /var/log/dexcache/access.log," in conf, conf
-    # the installed config is valid apart from the log directory systemd creates (LogsDirectory=)
-    rc, out, _ = run_check(conf.replace("/var/log/dexcache/access.log", "off"))
-    assert rc == 0, out
+    # the installed config passes -t with its log folder under DESTDIR (make install made it)
+    moved = os.path.join(dest, "etc/dexcache/dexcache-destdir.yaml")
+    with open(moved, "w") as f:
+        f.write(conf.replace("/var/log/dexcache/", os.path.join(dest, "var/log/dexcache") + "/"))
+    p = subprocess.run([BIN, "-t", "-c", moved], capture_output=True, text=True, env=sanitizer_env(), timeout=60)
+    assert p.returncode == 0 and "configuration file %s test is successful" % moved in p.stdout, p.stdout + p.stderr
+    assert os.listdir(os.path.join(dest, "var/log/dexcache")) == []  # -t creates nothing
+    # the binary's default, the unit and the install name the same file
+    help_ = subprocess.run([BIN, "-h"], capture_output=True, text=True, env=sanitizer_env(), timeout=30).stdout
+    assert "working directory, else /etc/dexcache/dexcache.yaml)" in help_, help_
     with open(os.path.join(root, "lib/systemd/system/dexcache.service")) as f:
         unit = f.read()
     # the unit runs the binary where this install put it (the prefix given at install time)
-    assert "\nExecStartPre=/opt/dexcache-test/sbin/dexcache -t -c /etc/dexcache/dexcache.yaml\n" in unit, unit
-    assert "\nExecStart=/opt/dexcache-test/sbin/dexcache -c /etc/dexcache/dexcache.yaml\n" in unit, unit
+    assert "\nExecStartPre=%s/sbin/dexcache -t -c /etc/dexcache/dexcache.yaml\n" % prefix in unit, unit
+    assert "\nExecStart=%s/sbin/dexcache -c /etc/dexcache/dexcache.yaml\n" % prefix in unit, unit
+    assert "\nEnvironmentFile=-/etc/dexcache/env\n" in unit, unit
     assert "@" not in unit.replace("@system-service", "").replace("@privileged", "").replace("@resources", ""), unit
     for page, title in (("share/man/man8/dexcache.8", "DEXCACHE(8)"),
                         ("share/man/man5/dexcache.yaml.5", "DEXCACHE.YAML(5)")):

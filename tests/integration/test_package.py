@@ -140,6 +140,30 @@ def test_deb_builds_lints_installs_runs_and_purges():
         assert p.returncode == 0 and p.stdout.strip() == version, p.stdout + p.stderr
         assert os.path.isfile("/usr/include/dexcache/plugin.h")
 
+        # the plugins, in the folder the binary looks in for a relative plugin path not found next
+        # to the config file (`path: auth.so` works as the docs write it)
+        multiarch = run(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"]).stdout.strip()
+        plugdir = "/usr/lib/%s/dexcache/plugins" % multiarch
+        files = run(["dpkg-query", "-L", "dexcache"]).stdout.splitlines()
+        for so in ("auth.so", "json_view.so"):
+            assert os.path.join(plugdir, so) in files, files
+        assert plugdir in run(["/usr/sbin/dexcache", "-h"]).stdout
+        for ex in ("cloudflare-origin.yaml", "fake-origin.yaml", "dexcache.json", "alerts.yaml"):
+            assert os.path.isfile("/usr/share/doc/dexcache/examples/" + ex), ex
+        pd = workdir(prefix="dexcache-deb-plug-")
+        os.chmod(pd, 0o755)
+        pconf = os.path.join(pd, "plugins.yaml")
+        with open(pconf, "w") as f:
+            f.write('listen: ["127.0.0.1:1"]\nupstreams:\n  u: { url: "http://127.0.0.1:9" }\nplugins:\n'
+                    '  - { name: auth, path: auth.so, config: { api_keys: { header: x-api-key, '
+                    'keys: ["deb-test-key-0123456789abcdef"] } } }\n'
+                    'routes:\n  - { prefix: /u, upstream: u, plugins: [auth] }\n')
+        p = run(["/usr/sbin/dexcache", "-t", "-c", pconf], timeout=60)
+        assert p.returncode == 0, p.stdout + p.stderr
+        p = run(["/usr/sbin/dexcache", "-v", "-c", pconf], timeout=60)
+        assert re.search(r"^plugin auth: auth \S+ \(%s\)$" % re.escape(os.path.join(plugdir, "auth.so")), p.stdout,
+                         re.M), p.stdout + p.stderr
+
         p = run(["/usr/sbin/dexcache", "--version"])
         assert p.returncode == 0 and version in p.stdout + p.stderr, p.stdout + p.stderr
         p = run(["/usr/sbin/dexcache", "-t", "-c", CONF], timeout=60)

@@ -252,11 +252,14 @@ def test_plugin_file_replaced_on_disk_is_reported_at_reload(fake, origin):
 
 def test_example_builds_out_of_tree_through_pkg_config_and_loads(fake, origin):
     build = os.path.dirname(BIN)
-    prefix = workdir(prefix="dexcache-prefix-")
-    p = subprocess.run(["cmake", "--install", build, "--prefix", prefix], capture_output=True, timeout=120)
+    # under DESTDIR: an install also writes /etc/dexcache, /etc/logrotate.d and /var/log/dexcache
+    dest = workdir(prefix="dexcache-prefix-")
+    prefix = os.path.join(dest, "opt", "dexcache-pc")
+    p = subprocess.run(["cmake", "--install", build, "--prefix", "/opt/dexcache-pc"], capture_output=True,
+                       timeout=120, env=dict(os.environ, DESTDIR=dest))
     assert p.returncode == 0, p.stderr
     assert os.path.exists(os.path.join(prefix, "include", "dexcache", "plugin.h"))
-    env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(prefix, "lib", "pkgconfig"))
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(prefix, "lib", "pkgconfig"), PKG_CONFIG_SYSROOT_DIR=dest)
     cflags = subprocess.run(["pkg-config", "--cflags", "dexcache-plugin"], capture_output=True, env=env,
                             timeout=30, check=True).stdout.decode().split()
     assert len(cflags) == 1 and os.path.realpath(cflags[0][2:]) == os.path.realpath(os.path.join(prefix, "include"))
@@ -272,3 +275,48 @@ def test_example_builds_out_of_tree_through_pkg_config_and_loads(fake, origin):
         assert miss.headers["x-hello"] == "world" and hit.headers["x-hello"] == "world"
         assert hit.headers["x-cache"] == "HIT"
         assert d.health()["plugins"] == [{"name": "hello", "plugin": "hello", "version": "1.0.0"}]
+
+
+def test_plugin_overwritten_in_place_keeps_serving_and_reload_warns(fake, origin):
+    """`cp other.so loaded.so` rewrites the loaded file in place (same inode): dexcache runs a private
+    copy of the plugin (memfd), so requests keep working, with the old code (it crashed with SIGSEGV
+    on the next request when dlopen had mapped the file itself); SIGHUP says the file changed."""
+    d0 = workdir()
+    so = os.path.join(d0, "hello.so")
+    shutil.copy(plug("hello"), so)
+    with Dexcache(HELLO % (fake.url("jup"), so, "{{ header: x-hello, value: one }}")) as d:
+        for i in range(4):
+            r = requests.get(d.url + "/jup/echo?before=%d" % i, timeout=10)
+            assert r.status_code == 200 and r.headers["x-hello"] == "one"
+        ino = os.stat(so).st_ino
+        subprocess.run(["cp", plug("testhooks"), so], check=True, timeout=30)  # another build, in place
+        assert os.stat(so).st_ino == ino
+        with open(so, "rb") as f, open(plug("testhooks"), "rb") as g:
+            assert f.read() == g.read()
+        for i in range(20):  # both workers, misses and hits
+            r = requests.get(d.url + "/jup/echo?after=%d" % (i % 10), timeout=10)
+            assert r.status_code == 200 and r.headers["x-hello"] == "one", (r.status_code, r.headers)
+        assert d.proc.poll() is None, d.stderr()[-3000:]
+        assert "dexcache crash" not in d.stderr()
+        d.reload(HELLO % (fake.url("jup"), so, "{{ header: x-hello, value: two }}"))
+        assert wait_for(lambda: d.metric("dexcache_config_reloads_total") == 1, timeout=15), d.stderr()[-2000:]
+        assert ("plugin %s changed on disk since it was loaded: the loaded code keeps running until dexcache "
+                "restarts" % so) in d.stderr(), d.stderr()[-2000:]
+        # the loaded hello code builds the new instance: nothing of the file now on disk runs
+        assert wait_for(lambda: requests.get(d.url + "/jup/echo?x=1", timeout=10).headers.get("x-hello") == "two",
+                        timeout=10)
+        assert d.health()["plugins"] == [{"name": "hello", "plugin": "hello", "version": "1.0.0"}]
+        # the private copy is sealed: not even root writing through /proc/PID/fd changes it
+        fds = "/proc/%d/fd" % d.proc.pid
+        copies = [os.path.join(fds, n) for n in os.listdir(fds)
+                  if os.readlink(os.path.join(fds, n)).startswith("/memfd:dexcache-plugin")]
+        assert len(copies) == 1, copies
+        with pytest.raises(PermissionError):
+            with open(copies[0], "r+b", buffering=0) as f:
+                f.write(b"\0" * 64)
+        r = requests.get(d.url + "/jup/echo?x=2", timeout=10)
+        assert r.status_code == 200 and r.headers["x-hello"] == "two"
+        # messages and -v name the file, never the private copy
+        assert "/proc/self/fd" not in d.stderr()
+    p = subprocess.run([BIN, "-v", "-c", d.config_path], capture_output=True, text=True, timeout=30)
+    assert "/proc/self/fd" not in p.stdout + p.stderr

@@ -306,6 +306,11 @@ def test_crash_report_names_plugins(fake, origin, what, sig):
         assert "plugin crashy: testhooks 0.3.1 (ABI 1." in err and os.path.realpath(TESTPLUG) in err, err
         assert "plugin auth: auth 1.1.0 (ABI %d.%d, %s)" % (ABI + (os.path.realpath(AUTH_SO),)) in err, err
         assert "backtrace:" in err and "end of dexcache crash report" in err, err
+        # frames: the plugins run from private copies (/proc/self/fd/N), named by their files
+        frames = err[err.index("backtrace:\n"):err.index("end of dexcache crash report")].splitlines()[1:]
+        assert len(frames) >= 3, err
+        assert any(f.startswith(os.path.realpath(TESTPLUG) + "(") for f in frames), err
+        assert "/proc/self/fd" not in err, err
     finally:
         d.stop()
 
