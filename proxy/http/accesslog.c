@@ -10,6 +10,7 @@
 #include "core/metrics.h"
 #include "core/time.h"
 #include "http/batch.h"
+#include "http/handler.h"
 #include "http/reqcheck.h"
 #include "http/request.h"
 #include "http/respond.h"
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/time.h>
 #include <time.h>
 
 /* A bounded line under construction: appends past the end are dropped (the line is cut, never
@@ -147,44 +149,49 @@ static const h2o_iovec_t *header_of(h2o_req_t *req, const h2o_token_t *token)
     return idx >= 0 ? &req->headers.entries[idx].value : NULL;
 }
 
-void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
+/* What one line says besides what the h2o request holds. */
+typedef struct access {
+    int format;         /* dc_log_format_t */
+    const char *client; /* the client's address (limits' view), "-" when unknown */
+    h2o_iovec_t path;   /* as logged (credentials redacted) */
+    double dur_ms;
+    double up_ms;
+    unsigned attempts;
+    unsigned tier;     /* 0: not logged (one origin) */
+    const char *cache; /* X-Cache, "-" */
+    const char *rid;
+} access_t;
+
+static void write_line(h2o_req_t *req, const access_t *a)
 {
-    if (!dc_log_access_enabled())
-        return;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     struct tm tm;
     gmtime_r(&now.tv_sec, &tm);
     char ts[40];
-    int format = r->ctx.snap->cfg->log.format;
-    if (format == DC_LOG_FORMAT_COMBINED) {
+    if (a->format == DC_LOG_FORMAT_COMBINED) {
         strftime(ts, sizeof(ts), "%d/%b/%Y:%H:%M:%S +0000", &tm);
     } else {
         size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
         snprintf(ts + tl, sizeof(ts) - tl, ".%03ldZ", now.tv_nsec / 1000000);
     }
-    double dur_ms = (double)(dc_now_mono_us() - r->start_us) / 1000.0;
-    h2o_iovec_t path = r->log_path.base != NULL ? r->log_path : req->input.path; /* credentials redacted */
-    size_t pathlen = path.len > 2048 ? 2048 : path.len;
+    size_t pathlen = a->path.len > 2048 ? 2048 : a->path.len;
     int mlen = (int)(req->input.method.len > 32 ? 32 : req->input.method.len);
-    bool tiered = r->tier > 0 && r->ctx.up_rt != NULL && r->ctx.up_rt->ntiers > 1; /* which origin answered */
     const h2o_iovec_t *tp = traceparent_of(req);
-    const char *cache = r->x_cache ? r->x_cache : "-";
     char buf[4096];
     line_t l = {buf, sizeof(buf), 0};
-    switch (format) {
+    switch (a->format) {
     case DC_LOG_FORMAT_JSON:
-        putf(&l, "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"", ts, dc_request_real_ip(r));
+        putf(&l, "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"", ts, a->client);
         put_json(&l, req->input.method.base, (size_t)mlen);
         put(&l, H2O_STRLIT("\",\"path\":\""));
-        put_json(&l, path.base, pathlen);
+        put_json(&l, a->path.base, pathlen);
         putf(&l,
              "\",\"status\":%d,\"bytes\":%zu,\"dur_ms\":%.3f,\"up_ms\":%.3f,\"attempts\":%u,\"cache\":\"%s\","
              "\"rid\":\"%s\"",
-             req->res.status, req->bytes_sent, dur_ms, (double)r->upstream_us / 1000.0, r->attempts, cache,
-             r->request_id);
-        if (tiered)
-            putf(&l, ",\"tier\":%u", r->tier);
+             req->res.status, req->bytes_sent, a->dur_ms, a->up_ms, a->attempts, a->cache, a->rid);
+        if (a->tier > 0)
+            putf(&l, ",\"tier\":%u", a->tier);
         if (tp != NULL)
             putf(&l, ",\"traceparent\":\"%.*s\"", (int)tp->len, tp->base);
         put(&l, "}", 1);
@@ -192,10 +199,10 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
     case DC_LOG_FORMAT_COMBINED: {
         const h2o_iovec_t *referer = header_of(req, H2O_TOKEN_REFERER);
         const h2o_iovec_t *ua = header_of(req, H2O_TOKEN_USER_AGENT);
-        putf(&l, "%s - - [%s] \"", dc_request_real_ip(r), ts);
+        putf(&l, "%s - - [%s] \"", a->client, ts);
         put_nginx(&l, req->input.method.base, (size_t)mlen);
         put(&l, " ", 1);
-        put_nginx(&l, path.base, pathlen);
+        put_nginx(&l, a->path.base, pathlen);
         if (req->version >= 0x200)
             putf(&l, " HTTP/%d\" ", req->version >> 8);
         else
@@ -210,7 +217,7 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
             put_nginx(&l, ua->base, ua->len > 1024 ? 1024 : ua->len);
         else
             put(&l, "-", 1);
-        putf(&l, "\" rid=%s cache=%s dur_ms=%.3f", r->request_id, cache, dur_ms);
+        putf(&l, "\" rid=%s cache=%s dur_ms=%.3f", a->rid, a->cache, a->dur_ms);
         if (tp != NULL)
             putf(&l, " traceparent=%.*s", (int)tp->len, tp->base);
         break;
@@ -218,17 +225,80 @@ void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
     default:
         /* what the client chose (method, path) is escaped: nothing it sends can end the field and
          * forge another (path="/x\" status=200 rid=..." once read as a second status) */
-        putf(&l, "time=%s client=%s method=", ts, dc_request_real_ip(r));
+        putf(&l, "time=%s client=%s method=", ts, a->client);
         put_nginx(&l, req->input.method.base, (size_t)mlen);
         put(&l, H2O_STRLIT(" path=\""));
-        put_nginx(&l, path.base, pathlen);
+        put_nginx(&l, a->path.base, pathlen);
         putf(&l, "\" status=%d bytes=%zu dur_ms=%.3f up_ms=%.3f attempts=%u cache=%s rid=%s", req->res.status,
-             req->bytes_sent, dur_ms, (double)r->upstream_us / 1000.0, r->attempts, cache, r->request_id);
-        if (tiered)
-            putf(&l, " tier=%u", r->tier);
+             req->bytes_sent, a->dur_ms, a->up_ms, a->attempts, a->cache, a->rid);
+        if (a->tier > 0)
+            putf(&l, " tier=%u", a->tier);
         if (tp != NULL)
             putf(&l, " traceparent=%.*s", (int)tp->len, tp->base);
         break;
     }
     dc_log_access_line(buf, l.len);
+}
+
+void dc__http_access_log(dc_request_t *r, h2o_req_t *req)
+{
+    if (!dc_log_access_enabled())
+        return;
+    bool tiered = r->tier > 0 && r->ctx.up_rt != NULL && r->ctx.up_rt->ntiers > 1; /* which origin answered */
+    access_t a = {
+        .format = r->ctx.snap->cfg->log.format,
+        .client = dc_request_real_ip(r),
+        .path = r->log_path.base != NULL ? r->log_path : req->input.path, /* credentials redacted */
+        .dur_ms = (double)(dc_now_mono_us() - r->start_us) / 1000.0,
+        .up_ms = (double)r->upstream_us / 1000.0,
+        .attempts = r->attempts,
+        .tier = tiered ? r->tier : 0,
+        .cache = r->x_cache ? r->x_cache : "-",
+        .rid = r->request_id,
+    };
+    write_line(req, &a);
+}
+
+/* A request libh2o answered itself before our handler saw it (a malformed request line or header,
+ * a body over the size limit): its 400/413 gets a line too, with the request id the JSON error
+ * filter gave it (http/respond.h). */
+static void log_h2o_answered(h2o_logger_t *self, h2o_req_t *req)
+{
+    (void)self;
+    if (!dc_log_access_enabled() || dc__http_request_of(req) != NULL)
+        return; /* ours: logged at disposal (handler.c) */
+    dc_worker_t *w = dc_worker_from_ctx(req->conn->ctx);
+    char peer[INET6_ADDRSTRLEN] = "-";
+    struct sockaddr_storage ss;
+    if (req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) != 0) {
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, peer, sizeof(peer));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, peer, sizeof(peer));
+    }
+    ssize_t idx = h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-request-id"), -1);
+    char rid[80] = "-";
+    if (idx >= 0) {
+        h2o_iovec_t v = req->res.headers.entries[idx].value;
+        snprintf(rid, sizeof(rid), "%.*s", (int)(v.len < sizeof(rid) ? v.len : sizeof(rid) - 1), v.base);
+    }
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    double dur_ms = req->timestamps.request_begin_at.tv_sec != 0
+                        ? (double)(now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000.0 +
+                              (double)(now.tv_usec - req->timestamps.request_begin_at.tv_usec) / 1000.0
+                        : 0.0;
+    access_t a = {.format = w->snap->cfg->log.format,
+                  .client = peer,
+                  .path = req->input.path,
+                  .dur_ms = dur_ms > 0 ? dur_ms : 0,
+                  .cache = "-",
+                  .rid = rid};
+    write_line(req, &a);
+}
+
+void dc_http_log_h2o_answered(h2o_hostconf_t *host)
+{
+    h2o_logger_t *l = h2o_create_logger(&host->fallback_path, sizeof(*l));
+    l->log_access = log_h2o_answered;
 }

@@ -11,5 +11,8 @@
 
 /* Install the dexcache handler on an h2o path configuration. */
 void dc_http_handler_register(h2o_pathconf_t *pathconf);
+/* accesslog.c: requests libh2o answers itself before the handler (a malformed request, a body over
+ * the size limit) get an access log line too: a logger on the host's fallback path. */
+void dc_http_log_h2o_answered(h2o_hostconf_t *host);
 
 #endif

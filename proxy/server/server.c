@@ -246,6 +246,7 @@ int dc_server_create(const char *config_path, dc_config_t *cfg, dc_server_t **ou
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     dc_http_handler_register(path);
     dc_respond_h2o_errors_as_json(host, next_request_id);
+    dc_http_log_h2o_answered(host);
     *out = s;
     return 0;
 fail:

@@ -649,3 +649,22 @@ def test_log_names_the_client_behind_a_trusted_proxy(fake, origin):
         assert json.loads(d.access_lines()[0])["client"] == "127.0.0.1"
     finally:
         assert d.stop() == 0
+
+
+def test_requests_libh2o_refuses_are_logged_with_their_request_id(fake, origin):
+    """A request libh2o answers itself before our handler (an Expect it does not know: 417) gets an
+    access line too (it got none), with the request id its JSON error carries. (A request line
+    libh2o cannot parse is answered with fixed bytes before any hook: no line, see README.)"""
+    from rawhttp import read_response
+    d = Dexcache(cfg(fake)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+            s.sendall(b"POST /jup/x HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 3\r\n\r\n")
+            status, headers, body = read_response(s)
+        assert status == 417, (status, body)
+        rid = headers["x-request-id"]
+        assert wait_for(lambda: len(d.access_lines()) == 1, timeout=10), d.access_lines()
+        line = d.access_lines()[0]
+        assert 'method=POST path="/jup/x" status=417 ' in line and line.endswith(" cache=- rid=" + rid), line
+    finally:
+        assert d.stop() == 0
