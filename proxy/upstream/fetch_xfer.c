@@ -457,6 +457,12 @@ static void set_transfer_options(dc_fetch_t *f, CURL *e)
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, f->opts.tls_verify ? 2L : 0L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* A request we must never send twice (a swap, an order: not idempotent) goes on a connection of
+     * its own: libcurl resends a request by itself when a reused keep-alive connection dies before
+     * any answer byte (it takes that for a stale connection the server had closed), and a server
+     * that read the request and then reset would get it twice. A fresh connection is never retried
+     * that way; afterwards it joins the pool like any other. */
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, f->opts.idempotent ? 0L : 1L);
     curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 60L);
     /* pass bytes through as the origin encoded them: no automatic decoding */
     curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);

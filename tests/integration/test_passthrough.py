@@ -297,3 +297,18 @@ def test_concurrent_requests_reach_origin_in_parallel(proxy, origin):
         t.join(15)
     assert results == [200] * 50
     assert origin.stats()["jup"]["max_inflight"] == 50
+
+
+def test_post_on_a_reused_connection_is_sent_once_when_the_origin_resets(proxy, origin):
+    """A POST (a swap) after a GET has left a keep-alive connection to the origin: the origin reads
+    it and resets before answering. libcurl resends a request by itself when a reused connection
+    dies before any answer byte: the origin saw the swap twice and the client got a 200. A request
+    that is not idempotent now goes on a fresh connection: sent once, the client gets the 502."""
+    for i in range(3):  # the GET leaves a connection in the pool of whichever worker runs it
+        with requests.Session() as s:
+            assert s.get(proxy.url + "/jup/echo?warm=%d" % i, timeout=10).status_code == 200
+            origin.add_rule({"route": "/echo*", "method": "POST", "reset_before_headers": True, "next": 1})
+            r = s.post(proxy.url + "/jup/echo", data=b'{"swap":%d}' % i, timeout=10)
+            posts = [q for q in origin.requests(0) if q["method"] == "POST" and q["body_len"] == len(b'{"swap":0}')]
+            assert r.status_code == 502, (i, r.status_code, r.text)
+            assert len(posts) == i + 1, (i, posts)
