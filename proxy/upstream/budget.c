@@ -159,7 +159,8 @@ int dc_budget_reserve_multi(dc_budget_t *const *bs, const uint32_t *costs, size_
     }
     uint64_t wait = start - now_us;
     if (wait > 0 && (background || q->queued >= q->queue_max || wait > q->queue_timeout_us)) {
-        q->rejected++;
+        if (!background)
+            q->rejected++; /* a client's request turned away; a refresh or a hedge that yields is not */
         for (size_t i = nlocked; i-- > 0;)
             pthread_mutex_unlock(&locked[i]->lock);
         *delay_us = wait;

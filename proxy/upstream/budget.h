@@ -35,7 +35,7 @@ typedef struct dc_budget {
     uint32_t queue_max;
     uint64_t queue_timeout_us;
     uint32_t queued;    /* reservations waiting for their slot */
-    uint64_t rejected;  /* reservations refused (queue full or too far) */
+    uint64_t rejected;  /* client reservations refused (queue full or too far); background ones not counted */
     uint64_t cooldowns; /* 429s that paused the upstream */
 } dc_budget_t;
 

@@ -162,6 +162,8 @@ def test_no_hedge_without_upstream_budget():
             wait_for(lambda: hedges(d, "skipped_budget") == 1, timeout=5)
             assert hedges(d, "won") == hedges(d, "lost") == 0
             assert closed_records(fo) == []
+            # a hedge that yields is no client turned away: the budget-exhausted alert stays quiet
+            assert d.metric("dexcache_upstream_budget_rejected_total", upstream="jupiter") == 0
 
 
 def test_loser_cancelled_and_winner_validated():
