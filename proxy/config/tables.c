@@ -738,6 +738,31 @@ static int upstream_accounts_finish(dc__cfg_ctx_t *ctx, const dc__ynode_t *map, 
         return dc__cfg_fail(ctx, dc__ynode_get(map, "rate_per"), NULL,
                             "expected no rate_per: key with accounts or groups (an account is the keys sharing a "
                             "rate), found one");
+    if (u->nweights > 0) {
+        /* a request must fit its budget: one that counts more than a window allows never goes, and
+         * pacing at rate - (largest cost - 1) would starve every other path of the account */
+        uint32_t heaviest = 0;
+        const char *which = NULL;
+        for (size_t i = 0; i < u->nweights; i++)
+            if (u->weights[i].value > heaviest) {
+                heaviest = u->weights[i].value;
+                which = u->weights[i].name;
+            }
+        const dc_config_rate_t *tightest = NULL;
+        for (size_t a = 0; a < (u->naccounts > 0 ? u->naccounts : 1); a++) {
+            const dc_config_rate_t *rs = u->naccounts > 0 ? u->accounts[a].rates : u->rates;
+            size_t nr = u->naccounts > 0 ? u->accounts[a].nrates : u->nrates;
+            for (size_t i = 0; i < nr; i++)
+                if (tightest == NULL || rs[i].limit < tightest->limit)
+                    tightest = &rs[i];
+        }
+        if (tightest != NULL && heaviest > tightest->limit / 2)
+            return dc__cfg_fail(ctx, dc__ynode_get(map, "weights"), NULL,
+                                "expected every weight at most half the tightest rate's %u requests per %llu ms (a "
+                                "request of weight w leaves a budget of rate - (w - 1) for every other path), "
+                                "found %s: %u",
+                                tightest->limit, (unsigned long long)tightest->window_ms, which, heaviest);
+    }
     if (u->naccounts == 0)
         return 0;
     static const char *const replaced[] = {"keys", "rate"};
@@ -887,7 +912,8 @@ static const dc__directive_t upstream_rows[] = {
      .check = check_path_pattern,
      .doc = "path pattern: cost (1..1000) of one request in the account's (or upstream's, or key's) budget, "
             "default 1; an exact path wins over prefixes, the longest prefix over shorter ones; pacing keeps "
-            "every window's weighted count within its rate (the budget paces at rate - (largest cost - 1))"},
+            "every window's weighted count within its rate (the budget paces at rate - (largest cost - 1)), so a "
+            "weight may be at most half the tightest rate it counts in"},
 };
 static const dc__table_t upstream_table = TABLE(upstream_rows, upstream_finish);
 

@@ -898,6 +898,11 @@ static const bad_case_t bad_cases[] = {
      "} ]\n" ROUTE_OK,
      "bad.yaml:4:11: upstreams.jupiter.keys: expected no keys beside accounts: (give each account its keys and rate), "
      "found one"},
+    {"weight over half the account rate",
+     "upstreams:\n  jupiter:\n    url: \"http://a\"\n    accounts: [ { name: o, keys: [k1], rate: 10/1s } ]\n"
+     "    weights: { \"/tokens/*\": 20 }\n" ROUTE_OK,
+     "bad.yaml:5:14: upstreams.jupiter.weights: expected every weight at most half the tightest rate's 10 requests "
+     "per 1000 ms (a request of weight w leaves a budget of rate - (w - 1) for every other path), found /tokens/*: 20"},
     {"rate_per key with groups",
      "upstreams:\n  jupiter:\n    url: \"http://a\"\n    rate_per: key\n    groups: [ { name: g, paths: [/x], rate: "
      "6/1s } ]\n" ROUTE_OK,
