@@ -50,8 +50,12 @@ static long array_index(const char *t, size_t n)
     return v;
 }
 
-const cJSON *dc_json_pointer_get(const cJSON *root, const char *p)
+/* dc_json_pointer_get, and *twice = true (result NULL) when a member on the way is named twice in
+ * its object: which one counts differs between parsers (cJSON takes the first, JavaScript the last),
+ * so a rule about it could say "good" of an answer its clients read as bad. */
+static const cJSON *pointer_get(const cJSON *root, const char *p, bool *twice)
 {
+    *twice = false;
     if (root == NULL || !dc_json_pointer_valid(p))
         return NULL;
     const cJSON *cur = root;
@@ -68,15 +72,27 @@ const cJSON *dc_json_pointer_get(const cJSON *root, const char *p)
             cur = idx < 0 ? NULL : cJSON_GetArrayItem(cur, (int)idx);
         } else if (cJSON_IsObject(cur)) {
             const cJSON *found = NULL;
-            for (const cJSON *c = cur->child; c != NULL && found == NULL; c = c->next)
-                if (c->string != NULL && strlen(c->string) == (size_t)tl && memcmp(c->string, tok, (size_t)tl) == 0)
-                    found = c;
+            for (const cJSON *c = cur->child; c != NULL; c = c->next) {
+                if (c->string == NULL || strlen(c->string) != (size_t)tl || memcmp(c->string, tok, (size_t)tl) != 0)
+                    continue;
+                if (found != NULL) {
+                    *twice = true;
+                    return NULL;
+                }
+                found = c;
+            }
             cur = found;
         } else {
             cur = NULL;
         }
     }
     return cur;
+}
+
+const cJSON *dc_json_pointer_get(const cJSON *root, const char *p)
+{
+    bool twice;
+    return pointer_get(root, p, &twice);
 }
 
 static bool digits(const char *s, size_t n, int *v)
@@ -199,7 +215,17 @@ int dc_validate_body(const dc_config_cache_rule_t *rule, const char *body, size_
     reason[0] = '\0';
     if (!dc_validate_wants_body(rule))
         return 0;
-    cJSON *root = cJSON_ParseWithLength(body, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    if (root != NULL) { /* one JSON text, nothing after it but whitespace (RFC 8259 2) */
+        while (end < body + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+            end++;
+        if (end != body + len) {
+            cJSON_Delete(root);
+            snprintf(reason, reason_cap, "not JSON (bytes after the value)");
+            return DC_EINVAL;
+        }
+    }
     if (root == NULL) {
         snprintf(reason, reason_cap, "not JSON");
         return DC_EINVAL;
@@ -207,8 +233,12 @@ int dc_validate_body(const dc_config_cache_rule_t *rule, const char *body, size_
     int rc = 0;
     for (size_t i = 0; i < rule->nvalidate_rules && rc == 0; i++) {
         const dc_config_validate_rule_t *vr = &rule->validate_rules[i];
-        const cJSON *v = dc_json_pointer_get(root, vr->pointer);
-        if (vr->absent && v != NULL) {
+        bool twice;
+        const cJSON *v = pointer_get(root, vr->pointer, &twice);
+        if (twice) {
+            snprintf(reason, reason_cap, "%.200s: a member on the way is named twice", ptr_name(vr->pointer));
+            rc = DC_EINVAL;
+        } else if (vr->absent && v != NULL) {
             snprintf(reason, reason_cap, "%.200s present", ptr_name(vr->pointer));
             rc = DC_EINVAL;
         } else if (vr->present && v == NULL) {
@@ -221,8 +251,15 @@ int dc_validate_body(const dc_config_cache_rule_t *rule, const char *body, size_
     }
     if (rc == 0 && rule->payload_time != NULL && rule->max_payload_age_ms > 0) {
         int64_t ts;
-        if (dc_payload_time_ms(dc_json_pointer_get(root, rule->payload_time), &ts) != 0) {
+        bool twice;
+        const cJSON *t = pointer_get(root, rule->payload_time, &twice);
+        /* a clock ahead of ours by more than the age allowed (and a minute of skew) is no clock */
+        uint64_t ahead = rule->max_payload_age_ms > 60000 ? rule->max_payload_age_ms : 60000;
+        if (twice || dc_payload_time_ms(t, &ts) != 0) {
             snprintf(reason, reason_cap, "%.200s not a timestamp", ptr_name(rule->payload_time));
+            rc = DC_EINVAL;
+        } else if (ts > (int64_t)now_ms && (uint64_t)(ts - (int64_t)now_ms) > ahead) {
+            snprintf(reason, reason_cap, "%.200s in the future", ptr_name(rule->payload_time));
             rc = DC_EINVAL;
         } else if (ts < (int64_t)now_ms && (uint64_t)((int64_t)now_ms - ts) > rule->max_payload_age_ms) {
             snprintf(reason, reason_cap, "%.200s older than max_payload_age", ptr_name(rule->payload_time));

@@ -142,9 +142,15 @@ static void test_rule_checks(void **state)
         const char *reason; /* NULL = passes */
     } cases[] = {
         {"{\"ok\":1,\"data\":[1],\"ts\":1717577725}", NULL},
-        {"{\"ok\":null,\"data\":[{}],\"ts\":1717577700000}", NULL},        /* 25 s old, in ms */
-        {"{\"ok\":1,\"data\":[1],\"ts\":\"2024-06-05T08:55:00Z\"}", NULL}, /* 25 s old */
-        {"{\"ok\":1,\"data\":[1],\"ts\":1717577999}", NULL},               /* from the future: not old */
+        {"{\"ok\":null,\"data\":[{}],\"ts\":1717577700000}", NULL},         /* 25 s old, in ms */
+        {"{\"ok\":1,\"data\":[1],\"ts\":\"2024-06-05T08:55:00Z\"}", NULL},  /* 25 s old */
+        {"{\"ok\":1,\"data\":[1],\"ts\":1717577750}", NULL},                /* 25 s ahead: clock skew */
+        {"{\"ok\":1,\"data\":[1],\"ts\":1717577999}", "/ts in the future"}, /* 274 s ahead: no clock */
+        {"{\"ok\":1,\"data\":[1],\"ts\":1717577725} \n", NULL},             /* whitespace after: fine */
+        {"{\"ok\":1,\"data\":[1],\"ts\":1717577725} xx", "not JSON (bytes after the value)"},
+        {"{\"ok\":1,\"data\":[1],\"ts\":1717577725}{}", "not JSON (bytes after the value)"},
+        {"{\"ok\":1,\"data\":[1],\"data\":[],\"ts\":1717577725}", "/data: a member on the way is named twice"},
+        {"{\"ok\":1,\"data\":[1],\"ts\":1717577725,\"ts\":1}", "/ts not a timestamp"},
         {"{\"error\":\"x\",\"ok\":1,\"data\":[1],\"ts\":1717577725}", "/error present"},
         {"{\"error\":null,\"ok\":1,\"data\":[1],\"ts\":1717577725}", "/error present"},
         {"{\"ok\":1,\"data\":[],\"ts\":1717577725}", "/data not a non-empty array"},
