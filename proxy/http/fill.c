@@ -243,7 +243,7 @@ void dc__fill_finish_with_error(dc_fill_t *fill, int err, int fwd_status)
         res.message = fill->fail_reason != NULL ? fill->fail_reason
                       : err == DC_ETIMEDOUT     ? "upstream timed out"
                       : err == DC_EAGAIN        ? "upstream budget exhausted"
-                      : err == DC_EUNAVAIL      ? "upstream unavailable: its circuit breaker is open"
+                      : err == DC_EUNAVAIL      ? "upstream unavailable: circuit breaker open or cordoned"
                       : err == DC_ECONNREFUSED  ? "upstream connection refused"
                       : err == DC_EPROTO        ? "upstream sent an invalid response"
                                                 : "upstream failed";

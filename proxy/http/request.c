@@ -156,7 +156,7 @@ void dc_request_respond_fetch_error(dc_request_t *r, dc_fetch_t *f, int err)
         int n = snprintf(ra, 24, "%llu", (unsigned long long)((dc_fetch_retry_after_ms(f) + 999) / 1000));
         h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, (size_t)n);
         bool known = dc_fetch_cause(f) != DC_CAUSE_NONE; /* the failure that opened it */
-        dc_request_respond_upstream_error(r, 503, "upstream unavailable: its circuit breaker is open",
+        dc_request_respond_upstream_error(r, 503, "upstream unavailable: circuit breaker open or cordoned",
                                           known ? dc_fetch_cause_upstream(f) : NULL, dc_fetch_cause_text(f), 0);
     } else if (dc_fetch_cause(f) != DC_CAUSE_NONE) {
         dc_upstream_cause_t c = dc_fetch_cause(f);

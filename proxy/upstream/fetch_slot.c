@@ -243,8 +243,16 @@ void dc__fetch_start_attempt(dc_fetch_t *f)
     bool probe = false, failover = false;
     if (!choose_tier(f, &retry_in_ms, &tier, &probe, &failover)) {
         f->retry_after_ms = retry_in_ms;
-        if (f->cause == DC_CAUSE_NONE)
+        bool all_cordoned = true;
+        for (size_t i = 0; i < f->ntiers && all_cordoned; i++)
+            all_cordoned = f->tiers[i].health != NULL && atomic_load(&f->tiers[i].health->cordoned);
+        if (all_cordoned) { /* by hand, not a failure of the origin: say so, not an old error */
+            f->cause = DC_CAUSE_OTHER;
+            snprintf(f->cause_text, sizeof(f->cause_text), "every tier is cordoned (admin)");
+            f->cause_upstream = f->upstream_name != NULL ? f->upstream_name : "";
+        } else if (f->cause == DC_CAUSE_NONE) {
             dc__fetch_cause_from_health(f);
+        }
         dc__fetch_fail_soon(f, f->attempts > 0 ? f->last_err : DC_EUNAVAIL);
         return;
     }

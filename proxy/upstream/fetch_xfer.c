@@ -160,6 +160,13 @@ static size_t end_of_head(dc_fetch_t *f, size_t len)
             return 0;
     }
     dc__fetch_record_attempt(f, f->status >= 500 || rejected);
+    if (f->status >= 500 && f->health != NULL) {
+        /* the tier's last error is this answer (not logged: the client gets it as it is), so a 503
+         * from an open breaker names what opened it rather than an older transport failure */
+        char text[48];
+        snprintf(text, sizeof(text), "answered %d", f->status);
+        dc_upstream_state_note_error(f->health, DC_CAUSE_OTHER, text, dc_now_wall_ms());
+    }
     uint64_t ra = f->status == 429 ? dc__fetch_retry_after_us_from(f) : 0;
     dc__fetch_budget_learn_status(f, ra);
     size_t keys_usable;

@@ -235,6 +235,9 @@ def test_cordon_and_uncordon(fo):
         admin_post(d, "/upstreams/jupiter/tiers/2/cordon")
         r = requests.get(d.url + "/jup/price/v3?ids=Z", timeout=10)
         assert r.status_code == 503
+        body = r.json()  # says why: cordoned by hand, not an old error of the origin
+        assert (body["error"], body["upstream"], body["cause"]) == (
+            "upstream unavailable: circuit breaker open or cordoned", "jupiter", "every tier is cordoned (admin)"), body
         assert totals(fo) == (1, 4)
 
 
@@ -305,3 +308,19 @@ def test_tier1_fail_status_moves_down(fo):
         r = requests.get(d.url + "/jup/respond?x=2&status=404", timeout=10)
         assert r.status_code == 502 and "404" in r.json()["error"], r.text
         assert totals(fo) == (2, 2)
+
+
+def test_breaker_opened_by_5xx_names_the_status_not_an_older_error(fo):
+    """Tier 1 resets once (a transport error), later answers 503 until its breaker opens: the 503 of
+    the open breaker names the last failure, the 503s, not the older reset."""
+    fo.add_rule({"profile": "jup_a", "route": "/price/v3", "key": "*ids=R0*", "reset_before_headers": True})
+    fo.add_rule({"profile": "jup_a", "route": "/price/v3", "status": 503})
+    fo.refuse("jup_b", 60000)
+    with Dexcache(config(fo, failures=3)) as d:
+        requests.get(d.url + "/jup/price/v3?ids=R0", timeout=10)
+        for i in range(3):
+            requests.get(d.url + "/jup/price/v3?ids=S%d" % i, timeout=10)
+        r = requests.get(d.url + "/jup/price/v3?ids=OPEN", timeout=10)
+        assert r.status_code == 503, r.text
+        assert tier_health(d, 1)["last_error"]["message"] == "answered 503"
+        assert "reset" not in r.json().get("cause", ""), r.json()

@@ -362,7 +362,7 @@ routes:
             r = get(d, "/jupbrk/price?ids=%d&api-key=%s" % (i, SECRET))
             assert r.status_code == 503, r.text
             body = r.json()
-            assert body == {"error": "upstream unavailable: its circuit breaker is open", "status": 503,
+            assert body == {"error": "upstream unavailable: circuit breaker open or cordoned", "status": 503,
                             "upstream": "jupbrk", "cause": "Could not resolve host: nosuch-dexcache.invalid",
                             "request_id": r.headers["x-request-id"]}, body
             assert 1 <= int(r.headers["retry-after"]) <= 60
