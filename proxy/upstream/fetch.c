@@ -112,7 +112,8 @@ void dc__fetch_release(dc_fetch_t *f)
 /* Failovers to another tier do not count against `retries`: those count rounds over the tiers. */
 bool dc__fetch_can_retry(dc_fetch_t *f)
 {
-    return dc_retry_allowed(f->opts.idempotent, f->attempts - f->failovers, f->opts.retries, f->aborted);
+    return dc_retry_allowed(f->opts.idempotent, f->attempts - f->failovers - f->hedge_attempts, f->opts.retries,
+                            f->aborted);
 }
 
 /* A retry or a failover may start: the upstream's retry budget has a slot (one per fetch, held
@@ -171,6 +172,22 @@ bool dc__fetch_judged_retry(dc_fetch_t *f)
     uint64_t delay = dc_retry_backoff_ms(f->opts.retry_backoff_ms, f->attempts - f->failovers, 0);
     return dc__fetch_can_retry(f) && dc_retry_fits(dc_now_mono_ms(), delay, f->deadline_ms) &&
            dc__fetch_take_retry_slot(f);
+}
+
+bool dc__fetch_retry_rejected(dc_fetch_t *f)
+{
+    if (!dc__fetch_judged_retry(f))
+        return false;
+    f->head_delivered = false; /* the caller waits for the next attempt's head */
+    uint64_t delay = 0;
+    if (!f->failover_next) {
+        delay = dc_retry_backoff_ms(f->opts.retry_backoff_ms, f->attempts - f->failovers - f->hedge_attempts, random());
+        f->tried = 0;
+    }
+    f->last_err = DC_EVALIDATION;
+    f->state = ST_BACKOFF;
+    uv_timer_start(&f->timer, dc__fetch_on_deadline, delay, 0);
+    return true;
 }
 
 /* ---- timers ---- */

@@ -18,6 +18,7 @@
 static void hedge_on_head(void *data, dc_fetch_t *h);
 static int hedge_on_body(void *data, dc_fetch_t *h, const char *buf, size_t len);
 static void hedge_on_done(void *data, dc_fetch_t *h, int err);
+static int hedge_judge(void *data, dc_fetch_t *h, bool body);
 
 /* A final status a hedge race does not take: the other attempt may still answer well. */
 bool dc__fetch_hedge_failure_status(int status)
@@ -163,7 +164,7 @@ void dc__fetch_start_hedge(dc_fetch_t *f)
         .tiers = &f->tiers[k],
         .ntiers = 1,
     };
-    static const dc_fetch_callbacks_t cbs = {hedge_on_head, hedge_on_body, hedge_on_done};
+    static const dc_fetch_callbacks_t cbs = {hedge_on_head, hedge_on_body, hedge_on_done, hedge_judge};
     f->hedge = dc_fetch_start(f->cl, &r, &cbs, f);
     free(url);
     free(lines);
@@ -177,7 +178,9 @@ static void adopt_hedge(dc_fetch_t *f, dc_fetch_t *h)
     f->hedge = NULL; /* the slot stays held until the winner ends */
     f->winner = h;
     f->attempts += h->attempts;
+    f->hedge_attempts += h->attempts;
     f->tier = f->hedge_tier;
+    f->tried |= 1u << f->hedge_tier;
     f->key_index = h->key_index;
     f->head_us = dc_now_mono_us() - f->started_us;
     f->head_delivered = true;
@@ -199,7 +202,8 @@ static void hedge_on_head(void *data, dc_fetch_t *h)
     dc_fetch_t *f = data;
     DC_CHECK_MAGIC(f, FETCH_MAGIC);
     DC_ASSERT(f->hedge == h);
-    if (dc__fetch_hedge_failure_status(h->status)) {
+    /* a status the caller's judge refuses (fail_statuses) loses like a 5xx: the first attempt goes on */
+    if (dc__fetch_hedge_failure_status(h->status) || (f->cbs.judge != NULL && f->cbs.judge(f->data, h, false) != 0)) {
         f->hedge = NULL;
         dc__fetch_hedge_slot_release(f);
         count_hedge(f, 0);
@@ -219,6 +223,17 @@ static int hedge_on_body(void *data, dc_fetch_t *h, const char *buf, size_t len)
     return f->cbs.on_body(f->data, f, buf, len);
 }
 
+/* The hedge's judge: once its answer is ours (adopted), the caller's verdict on its body. Its head
+ * was judged in hedge_on_head, before adoption. */
+static int hedge_judge(void *data, dc_fetch_t *h, bool body)
+{
+    dc_fetch_t *f = data;
+    DC_CHECK_MAGIC(f, FETCH_MAGIC);
+    if (!body || f->cbs.judge == NULL || f->state != ST_ADOPTED || f->winner != h)
+        return 0;
+    return f->cbs.judge(f->data, f, true);
+}
+
 static void hedge_on_done(void *data, dc_fetch_t *h, int err)
 {
     dc_fetch_t *f = data;
@@ -226,6 +241,18 @@ static void hedge_on_done(void *data, dc_fetch_t *h, int err)
     dc__fetch_hedge_slot_release(f);
     if (f->state == ST_ADOPTED) {
         DC_ASSERT(f->winner == h);
+        if (err == DC_EVALIDATION) {
+            /* the winner's answer failed the caller's judge: like a rejected answer of our own, the
+             * fetch goes on (another tier, or a retry: the hedge did not use up the retries) */
+            f->winner = NULL;
+            if (f->xfer.active)
+                dc_curl_loop_remove(f->cl, &f->xfer); /* our own attempt, set aside at the adoption */
+            if (dc__fetch_retry_rejected(f))
+                return;
+            f->state = ST_ATTEMPT; /* what finish expects of a fetch reporting itself */
+            dc__fetch_finish(f, err);
+            return;
+        }
         dc__fetch_finish(f, err); /* accessors still read the winner during on_done */
         f->winner = NULL;
         return;

@@ -137,6 +137,7 @@ struct dc_fetch {
     uint64_t hedge_at_ms;        /* monotonic: the hedge goes then if no head yet (0 = not armed) */
     dc_fetch_t *hedge;           /* the running hedge (a fetch of its own, data = this fetch) */
     unsigned hedge_tier;         /* index of the hedge's tier */
+    unsigned hedge_attempts;     /* attempts made by an adopted hedge: no retry of this fetch's own */
     bool hedge_slot;             /* holds the retry-budget slot of the running hedge */
     bool hedge_follow;           /* this attempt's failure answer was dropped for the hedge: no retry */
     bool follow_retry;           /* ST_FOLLOW: retry after follow_delay_ms if the hedge fails */
@@ -168,6 +169,9 @@ bool dc__fetch_take_retry_slot(dc_fetch_t *f);
 bool dc__fetch_plan_failover(dc_fetch_t *f, dc_tier_fail_t why);
 /* The caller's judge rejected an answer: may another attempt be made? */
 bool dc__fetch_judged_retry(dc_fetch_t *f);
+/* After an answer the judge rejected: the next attempt is scheduled (another tier now, or a retry
+ * after the backoff) and true, or false when none may be made (judged_retry). */
+bool dc__fetch_retry_rejected(dc_fetch_t *f);
 /* f->timer callback: deadlines, backoff, budget queue, pending failures, the hedge's moment. */
 void dc__fetch_on_deadline(uv_timer_t *t);
 /* Arm f->timer for the deadline, the idle timeout, the attempt timeout or the hedge, whichever is first. */

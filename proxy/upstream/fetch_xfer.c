@@ -316,18 +316,8 @@ static void on_xfer_done(dc_curl_xfer_t *xfer, CURLcode rc)
             }
             if (verdict != 0) {
                 dc__fetch_record_attempt(f, true); /* its head counted as a success; the answer was not */
-                if (dc__fetch_judged_retry(f)) {
-                    f->head_delivered = false; /* the caller waits for the next attempt's head */
-                    uint64_t delay = 0;
-                    if (!f->failover_next) {
-                        delay = dc_retry_backoff_ms(f->opts.retry_backoff_ms, f->attempts - f->failovers, random());
-                        f->tried = 0;
-                    }
-                    f->last_err = DC_EVALIDATION;
-                    f->state = ST_BACKOFF;
-                    uv_timer_start(&f->timer, dc__fetch_on_deadline, delay, 0);
+                if (dc__fetch_retry_rejected(f))
                     return;
-                }
                 dc__fetch_finish(f, DC_EVALIDATION);
                 return;
             }

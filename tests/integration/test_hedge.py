@@ -234,3 +234,23 @@ def test_winner_is_validated():
             r = requests.get(d.url + "/jup/price/v3?ids=V1", timeout=10)
             assert r.status_code == 200 and r.headers["x-cache"] == "MISS"
             assert origin_total(fo) == 3
+
+
+def test_winner_failing_validation_is_retried_when_retries_allow():
+    """The hedge answers first but its body fails validation (the good first attempt, still on its way,
+    was cancelled at the adoption): the fetch goes on like after a rejected answer of its own, and the
+    hedge does not use up its retries: the retry's good answer is served and stored (it was a 502)."""
+    with FakeOrigin(args=["--lat", "fixed=0"], profiles=("jup",)) as fo:
+        conf = config(fo, hedge=", validate: json" + HEDGE_50MS).replace("retries: 0", "retries: 1")
+        with Dexcache(conf) as d:
+            fo.add_rule({"route": "/price/v3", "key": "*ids=V2*", "next": 1, "delay": 600})
+            fo.add_rule({"route": "/price/v3", "key": "*ids=V2*", "next": 1, "bad_json": True})
+            t0 = time.monotonic()
+            r = requests.get(d.url + "/jup/price/v3?ids=V2", timeout=10)
+            assert r.status_code == 200, r.text
+            r.json()
+            assert time.monotonic() - t0 < 3.0
+            assert hedges(d, "won") == 1
+            assert origin_total(fo) == 3  # the cancelled first attempt, the bad hedge, the retry
+            r = requests.get(d.url + "/jup/price/v3?ids=V2", timeout=10)
+            assert r.headers["x-cache"] == "HIT" and origin_total(fo) == 3
