@@ -1,8 +1,9 @@
-/* Small formatting helpers for hot paths (no printf machinery). */
+/* Small formatting and parsing helpers for hot paths (no printf machinery). */
 #ifndef DC_CORE_FMT_H
 #define DC_CORE_FMT_H
 
 #include <stdbool.h>
+#include <string.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,26 @@ static inline size_t dc_query_decode(char *out, const char *s, size_t n)
     }
     out[o] = '\0';
     return o;
+}
+
+/* One '&'-separated part of a query string: [start, end), and its first '=' (NULL when it has none). */
+typedef struct dc_query_part {
+    const char *start, *end, *eq;
+} dc_query_part_t;
+
+/* The part at *cur (a query without its '?', up to `end`) into *part, and *cur moved past it; false
+ * once every part was read. "a&" has two parts, the second empty. Start with *cur = the query. */
+static inline bool dc_query_next(const char **cur, const char *end, dc_query_part_t *part)
+{
+    const char *p = *cur;
+    if (p == NULL || p > end)
+        return false;
+    const char *amp = (const char *)memchr(p, '&', (size_t)(end - p));
+    part->start = p;
+    part->end = amp != NULL ? amp : end;
+    part->eq = (const char *)memchr(p, '=', (size_t)(part->end - p));
+    *cur = amp != NULL ? amp + 1 : NULL;
+    return true;
 }
 
 /* Exactly [s, s+n) as a decimal number: at least one digit, nothing else, no overflow. */

@@ -74,22 +74,24 @@ void dc_metrics_register_worker(dc_worker_metrics_t *m)
     pthread_mutex_unlock(&registry_lock);
 }
 
-void dc_metrics_observe_upstream_latency(dc_worker_metrics_t *m, unsigned id, uint64_t us)
+/* One observation in an upstream histogram (buckets: latency_bounds_us, then +Inf) and its sum. */
+static void observe_upstream(uint64_t buckets[DC_METRICS_LATENCY_BUCKETS + 1], uint64_t *sum_us, uint64_t us)
 {
     unsigned b = 0;
     while (b < DC_METRICS_LATENCY_BUCKETS && us > latency_bounds_us[b])
         b++;
-    dc_counter_add(&m->upstream_latency[id][b], 1);
-    dc_counter_add(&m->upstream_latency_sum_us[id], us);
+    dc_counter_add(&buckets[b], 1);
+    dc_counter_add(sum_us, us);
+}
+
+void dc_metrics_observe_upstream_latency(dc_worker_metrics_t *m, unsigned id, uint64_t us)
+{
+    observe_upstream(m->upstream_latency[id], &m->upstream_latency_sum_us[id], us);
 }
 
 void dc_metrics_observe_upstream_duration(dc_worker_metrics_t *m, unsigned id, uint64_t us)
 {
-    unsigned b = 0;
-    while (b < DC_METRICS_LATENCY_BUCKETS && us > latency_bounds_us[b])
-        b++;
-    dc_counter_add(&m->upstream_duration[id][b], 1);
-    dc_counter_add(&m->upstream_duration_sum_us[id], us);
+    observe_upstream(m->upstream_duration[id], &m->upstream_duration_sum_us[id], us);
 }
 
 void dc_metrics_observe_request(dc_worker_metrics_t *m, unsigned route_id, dc_metrics_cache_status_t cs, uint64_t us)

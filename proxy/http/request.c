@@ -239,27 +239,23 @@ void dc_request_redact_query(dc_request_t *r, const char *name, size_t name_len)
     char *k = h2o_mem_alloc_pool(&req->pool, in.len + 1);
     size_t o = (size_t)(q + 1 - in.base);
     memcpy(out, in.base, o);
-    const char *p = q + 1;
-    bool changed = false;
-    while (p <= end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *pe = amp != NULL ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(pe - p));
-        const char *ke = eq != NULL ? eq : pe;
-        size_t kl = dc_query_decode(k, p, (size_t)(ke - p));
-        bool secret = kl == name_len && memcmp(k, name, name_len) == 0 && eq != NULL && pe > eq + 1;
-        size_t keep = secret ? (size_t)(eq + 1 - p) : (size_t)(pe - p);
-        memcpy(out + o, p, keep);
+    const char *cur = q + 1;
+    bool changed = false, first = true;
+    dc_query_part_t pt;
+    while (dc_query_next(&cur, end, &pt)) {
+        if (!first)
+            out[o++] = '&';
+        first = false;
+        size_t kl = dc_query_decode(k, pt.start, (size_t)((pt.eq != NULL ? pt.eq : pt.end) - pt.start));
+        bool secret = kl == name_len && memcmp(k, name, name_len) == 0 && pt.eq != NULL && pt.end > pt.eq + 1;
+        size_t keep = secret ? (size_t)(pt.eq + 1 - pt.start) : (size_t)(pt.end - pt.start);
+        memcpy(out + o, pt.start, keep);
         o += keep;
         if (secret) {
             memcpy(out + o, mask, sizeof(mask) - 1);
             o += sizeof(mask) - 1;
             changed = true;
         }
-        if (amp == NULL)
-            break;
-        out[o++] = '&';
-        p = pe + 1;
     }
     if (changed)
         r->log_path = h2o_iovec_init(out, o);

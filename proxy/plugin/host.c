@@ -130,23 +130,17 @@ static int req_remove_query(dexcache_req_t *pr, const char *name, size_t name_le
     memcpy(out, req->path.base, req->query_at);
     size_t o = req->query_at;
     bool removed = false, kept = false;
-    while (q <= end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *pe = amp != NULL ? amp : end;
-        const char *eq = memchr(q, '=', (size_t)(pe - q));
-        const char *ke = eq != NULL ? eq : pe;
-        size_t kl = dc_query_decode(k, q, (size_t)(ke - q));
+    dc_query_part_t pt;
+    while (dc_query_next(&q, end, &pt)) {
+        size_t kl = dc_query_decode(k, pt.start, (size_t)((pt.eq != NULL ? pt.eq : pt.end) - pt.start));
         if (kl == name_len && memcmp(k, name, name_len) == 0) {
             removed = true;
         } else {
             out[o++] = kept ? '&' : '?';
-            memcpy(out + o, q, (size_t)(pe - q));
-            o += (size_t)(pe - q);
+            memcpy(out + o, pt.start, (size_t)(pt.end - pt.start));
+            o += (size_t)(pt.end - pt.start);
             kept = true;
         }
-        if (amp == NULL)
-            break;
-        q = pe + 1;
     }
     if (!removed)
         return DEXCACHE_CONTINUE;
