@@ -706,6 +706,17 @@ static const dc__directive_t group_rows[] = {
            "the group is its own bucket (Jupiter's /swap/v2/execute): its requests do not count in the "
            "account's budget; false: they count in both"),
 };
+/* Does path pattern `a` (exact, or a prefix ending in '*') match every path `b` matches? */
+static bool pattern_covers(const char *a, const char *b)
+{
+    size_t al = strlen(a), bl = strlen(b);
+    if (al == 0 || a[al - 1] != '*')
+        return strcmp(a, b) == 0;
+    if (bl > 0 && b[bl - 1] == '*')
+        bl--; /* b's own prefix: covered when it starts with a's */
+    return bl >= al - 1 && memcmp(a, b, al - 1) == 0;
+}
+
 static int group_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *array, size_t i)
 {
     UGROUP *g = array;
@@ -716,6 +727,16 @@ static int group_item_check(dc__cfg_ctx_t *ctx, const dc__ynode_t *item, void *a
     for (size_t j = 0; j < i; j++)
         if (strcmp(g[j].name, g[i].name) == 0)
             return dc__cfg_fail(ctx, item, "name", "expected a name no other group has, found \"%s\" again", g[i].name);
+    /* the first group whose path matches wins: a path an earlier group's pattern covers whole would
+     * never be this group's (a silent misconfiguration: its rate never applies) */
+    for (size_t k = 0; k < g[i].npaths; k++)
+        for (size_t j = 0; j < i; j++)
+            for (size_t m = 0; m < g[j].npaths; m++)
+                if (pattern_covers(g[j].paths[m], g[i].paths[k]))
+                    return dc__cfg_fail(ctx, item, "paths",
+                                        "expected paths no earlier group covers, found %s (group %s has %s and "
+                                        "comes first)",
+                                        g[i].paths[k], g[j].name, g[j].paths[m]);
     return 0;
 }
 static const dc__table_t group_table = TABLE(group_rows, NULL);

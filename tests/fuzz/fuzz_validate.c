@@ -2,6 +2,7 @@
  * newline, then an upstream body. The pointer is tried as each kind of validate rule and as
  * payload_time; the validator must never crash, overread or leak, must give a NUL-terminated reason
  * exactly when it refuses, and a pointer that resolves must resolve to a node of the parsed body. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (blen)
         memcpy(body, nl + 1, blen);
 
-    cJSON *root = cJSON_ParseWithLength(body, blen);
+    /* the validator's own notion of JSON: one value, nothing after it but whitespace */
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, blen, &end, 0);
+    while (root != NULL && end < body + blen && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (root != NULL && end != body + blen) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
     const cJSON *v = dc_json_pointer_get(root, ptr);
     if (v != NULL && (!dc_json_pointer_valid(ptr) || !in_tree(root, v)))
         abort();
@@ -44,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rule.validate_rules = &vr;
         rule.nvalidate_rules = 1;
         rule.validate_body = true;
-        char why[64];
+        char why[512];
         for (int kind = 0; kind < 4; kind++) {
             vr.absent = kind == 0;
             vr.present = kind == 1;
@@ -59,9 +68,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             if (root == NULL && rc == 0)
                 abort(); /* a body that does not parse never passes */
-            if (kind == 0 && root != NULL && (rc == 0) != (v == NULL))
+            /* a member named twice on the pointer's way is refused whatever the rule (validate.c) */
+            bool twice = rc != 0 && strstr(why, "named twice") != NULL;
+            if (kind == 0 && root != NULL && !twice && (rc == 0) != (v == NULL))
                 abort();
-            if (kind == 1 && root != NULL && (rc == 0) != (v != NULL))
+            if (kind == 1 && root != NULL && !twice && (rc == 0) != (v != NULL))
                 abort();
         }
     }

@@ -898,6 +898,11 @@ static const bad_case_t bad_cases[] = {
      "} ]\n" ROUTE_OK,
      "bad.yaml:4:11: upstreams.jupiter.keys: expected no keys beside accounts: (give each account its keys and rate), "
      "found one"},
+    {"group path covered by an earlier group",
+     "upstreams:\n  jupiter:\n    url: \"http://a\"\n    groups: [ { name: swaps, paths: [\"/swap/v1/*\"], rate: 6/1s "
+     "},\n      { name: exec, paths: [/swap/v1/swap], rate: 1/1s } ]\n" ROUTE_OK,
+     "bad.yaml:5:7: upstreams.jupiter.groups[1].paths: expected paths no earlier group covers, found /swap/v1/swap "
+     "(group swaps has /swap/v1/* and comes first)"},
     {"weight over half the account rate",
      "upstreams:\n  jupiter:\n    url: \"http://a\"\n    accounts: [ { name: o, keys: [k1], rate: 10/1s } ]\n"
      "    weights: { \"/tokens/*\": 20 }\n" ROUTE_OK,
