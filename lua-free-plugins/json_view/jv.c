@@ -791,6 +791,7 @@ typedef struct emit {
     size_t count;
     int rc;
     const jv_query_t *q;
+    uint64_t skip, left; /* the page: members still to pass over (offset), then to write (limit) */
     const char *vals[JV_MAX_PROJECT];
     size_t vlens[JV_MAX_PROJECT];
 } emit_t;
@@ -832,6 +833,17 @@ static int emit_member(emit_t *e, const jv_index_t *ix, uint32_t m)
         first = false;
     }
     return e->rc = e->write(e->ud, "}", 1);
+}
+
+/* A member that matched, in answer order: passed over while the offset lasts, else written. */
+static void page_member(emit_t *e, const jv_index_t *ix, uint32_t m)
+{
+    if (e->skip > 0) {
+        e->skip--;
+        return;
+    }
+    emit_member(e, ix, m);
+    e->left--;
 }
 
 int jv_answer(const jv_conf_t *c, const jv_index_t *ix, const jv_query_t *q, jv_write_fn write, void *ud, char *err,
@@ -879,7 +891,8 @@ int jv_answer(const jv_conf_t *c, const jv_index_t *ix, const jv_query_t *q, jv_
         free(cand.v);
         return rc;
     }
-    uint64_t skip = q->offset, left = q->limit;
+    e.skip = q->offset;
+    e.left = q->limit;
     if (!all) {
         size_t o = 0;
         for (size_t i = 0; i < cand.n; i++)
@@ -890,24 +903,14 @@ int jv_answer(const jv_conf_t *c, const jv_index_t *ix, const jv_query_t *q, jv_
             sort_ctx_t sc = {ix->num[q->sort_field], q->sort_desc};
             qsort_r(cand.v, cand.n, sizeof(uint32_t), cmp_sort, &sc);
         }
-        for (size_t i = 0; i < cand.n && left > 0 && e.rc == 0; i++) {
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            emit_member(&e, ix, cand.v[i]);
-            left--;
+        for (size_t i = 0; i < cand.n && e.left > 0 && e.rc == 0; i++) {
+            page_member(&e, ix, cand.v[i]);
         }
     } else if (q->sort_field < 0 || ix->n == 0) {
-        for (uint32_t m = 0; m < ix->n && left > 0 && e.rc == 0; m++) {
+        for (uint32_t m = 0; m < ix->n && e.left > 0 && e.rc == 0; m++) {
             if (!keep(c, ix, q, m))
                 continue;
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            emit_member(&e, ix, m);
-            left--;
+            page_member(&e, ix, m);
         }
     } else {
         /* the precomputed ascending order: numbers first, then members without one; descending
@@ -916,7 +919,7 @@ int jv_answer(const jv_conf_t *c, const jv_index_t *ix, const jv_query_t *q, jv_
         const double *d = ix->num[q->sort_field];
         uint32_t nn = ix->nnum[q->sort_field];
         uint32_t i = 0, run_end = 0, hi = nn;
-        for (uint32_t step = 0; step < ix->n && left > 0 && e.rc == 0; step++) {
+        for (uint32_t step = 0; step < ix->n && e.left > 0 && e.rc == 0; step++) {
             uint32_t m;
             if (!q->sort_desc || step >= nn) {
                 m = ord[step];
@@ -933,12 +936,7 @@ int jv_answer(const jv_conf_t *c, const jv_index_t *ix, const jv_query_t *q, jv_
             }
             if (!keep(c, ix, q, m))
                 continue;
-            if (skip > 0) {
-                skip--;
-                continue;
-            }
-            emit_member(&e, ix, m);
-            left--;
+            page_member(&e, ix, m);
         }
     }
     free(cand.v);

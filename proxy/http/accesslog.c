@@ -268,14 +268,8 @@ static void log_h2o_answered(h2o_logger_t *self, h2o_req_t *req)
     if (!dc_log_access_enabled() || dc__http_request_of(req) != NULL)
         return; /* ours: logged at disposal (handler.c) */
     dc_worker_t *w = dc_worker_from_ctx(req->conn->ctx);
-    char peer[INET6_ADDRSTRLEN] = "-";
-    struct sockaddr_storage ss;
-    if (req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss) != 0) {
-        if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, peer, sizeof(peer));
-        else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, peer, sizeof(peer));
-    }
+    char peer[INET6_ADDRSTRLEN];
+    dc_conn_peer_ip(req->conn, peer);
     ssize_t idx = h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-request-id"), -1);
     char rid[80] = "-";
     if (idx >= 0) {

@@ -61,19 +61,24 @@ static void request_recycle(dc_request_t *r)
     free_requests.n++;
 }
 
+void dc_conn_peer_ip(h2o_conn_t *conn, char buf[INET6_ADDRSTRLEN])
+{
+    struct sockaddr_storage ss;
+    socklen_t len = conn->callbacks->get_peername(conn, (struct sockaddr *)&ss);
+    strcpy(buf, "-");
+    if (len == 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, INET6_ADDRSTRLEN);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, INET6_ADDRSTRLEN);
+}
+
 const char *dc_request_client_ip(dc_request_t *r)
 {
     if (r->client_ip[0] != '\0' || r->req == NULL)
         return r->client_ip[0] ? r->client_ip : "-";
-    struct sockaddr_storage ss;
-    socklen_t len = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
-    strcpy(r->client_ip, "-");
-    if (len == 0)
-        return r->client_ip;
-    if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, r->client_ip, sizeof(r->client_ip));
-    else if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, r->client_ip, sizeof(r->client_ip));
+    dc_conn_peer_ip(r->req->conn, r->client_ip);
     return r->client_ip;
 }
 

@@ -150,6 +150,8 @@ typedef struct dc_request {
 
 /* The client's address as text, looked up on first use (hits with logging off never need it). */
 const char *dc_request_client_ip(dc_request_t *r);
+/* The peer's address of `conn` as text into buf, "-" when it cannot be had. */
+void dc_conn_peer_ip(h2o_conn_t *conn, char buf[INET6_ADDRSTRLEN]);
 /* The client as limits and logs name it (ratelimit/clientid.h): the peer, or when the peer is one of
  * server.trusted_proxies, CF-Connecting-IP / X-Forwarded-For. Looked up on first use, then kept. */
 const char *dc_request_real_ip(dc_request_t *r);
